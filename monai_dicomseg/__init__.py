@@ -1,0 +1,82 @@
+"""monai_dicomseg: DICOM Segmentation (SEG) as a first-class citizen of PyTorch/MONAI.
+
+The SEG API uses highdicom's vocabulary, so ``import monai_dicomseg as hd``
+runs highdicom's SEG user-guide examples. Names are loaded lazily: importing
+the package does not import torch or MONAI; the MONAI layer
+(``DicomSegReader``, ``LoadDicomSeg(d)``, ``SaveDicomSeg(d)``, ...) is
+imported on first use.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from monai_dicomseg._lazy import lazy_getattr
+from monai_dicomseg.enums import (
+    CoordinateSystemNames,
+    DimensionOrganizationTypeValues,
+    PhotometricInterpretationValues,
+)
+from monai_dicomseg.errors import (
+    DecodeError,
+    DicomSegError,
+    EncodeError,
+    GeometryError,
+    InputError,
+    InputTypeError,
+    MissingDependencyError,
+    UnsupportedError,
+)
+from monai_dicomseg.uid import UID
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    # subpackages in the guide's vocabulary
+    "seg": "monai_dicomseg.seg",
+    "sr": "monai_dicomseg.sr",
+    "spatial": "monai_dicomseg.spatial",
+    # SEG
+    "Segmentation": "monai_dicomseg.seg.segmentation",
+    "AlgorithmIdentificationSequence": "monai_dicomseg.seg.content",
+    "imread": "monai_dicomseg.image",
+    "Image": "monai_dicomseg.image",
+    # geometry
+    "Volume": "monai_dicomseg.geometry.volume",
+    "VolumeGeometry": "monai_dicomseg.geometry.volume",
+    "get_volume_from_series": "monai_dicomseg.geometry.series",
+    "PlanePositionSequence": "monai_dicomseg.codec.spatial_content",
+    "PlaneOrientationSequence": "monai_dicomseg.codec.spatial_content",
+    "PixelMeasuresSequence": "monai_dicomseg.codec.spatial_content",
+    # MONAI layer (imports torch + MONAI on first access)
+    "DicomSegReader": "monai_dicomseg.io.reader",
+    "DicomSegWriter": "monai_dicomseg.io.writer",
+    "LoadDicomSeg": "monai_dicomseg.transforms.load",
+    "LoadDicomSegd": "monai_dicomseg.transforms.load",
+    "SaveDicomSeg": "monai_dicomseg.transforms.save",
+    "SaveDicomSegd": "monai_dicomseg.transforms.save",
+    "create_datalist": "monai_dicomseg.data.datalist",
+    "DicomSegDataset": "monai_dicomseg.data.dataset",
+}
+
+__getattr__ = lazy_getattr(__name__, _LAZY)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = [
+    "UID",
+    "CoordinateSystemNames",
+    "DimensionOrganizationTypeValues",
+    "PhotometricInterpretationValues",
+    "DicomSegError",
+    "InputError",
+    "InputTypeError",
+    "EncodeError",
+    "DecodeError",
+    "GeometryError",
+    "UnsupportedError",
+    "MissingDependencyError",
+    *_LAZY,
+]

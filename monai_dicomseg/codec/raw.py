@@ -1,0 +1,142 @@
+"""Direct Explicit VR Little Endian encoding of elements, items and sequences.
+
+Used for the parts of a SEG whose size grows with the number of frames
+(Per-Frame Functional Groups Sequence, referenced instances): building
+thousands of pydicom ``Dataset`` objects costs seconds, concatenating bytes
+costs milliseconds. Sequences and items use defined lengths (PS3.5 7.5.1),
+so pydicom keeps them unparsed (raw) until they are accessed.
+"""
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.valuerep import format_number_as_ds
+
+from monai_dicomseg.errors import EncodeError
+
+__all__ = [
+    "element",
+    "item",
+    "sequence",
+    "ui",
+    "cs",
+    "lo",
+    "us",
+    "ul",
+    "ds",
+    "is_",
+    "at",
+    "code_item",
+    "format_ds",
+]
+
+# VRs with a 4-byte length field in Explicit VR (PS3.5 Table 7.1-1).
+_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
+_ITEM_TAG = struct.pack("<HH", 0xFFFE, 0xE000)
+
+
+@lru_cache(maxsize=None)
+def _header_parts(keyword: str) -> tuple[bytes, str]:
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        raise EncodeError(f"unknown DICOM keyword {keyword!r}")
+    vr = dictionary_VR(tag)
+    if " or " in vr:  # ambiguous VRs: SEG only uses the US form
+        vr = "US"
+    return struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr.encode("ascii"), vr
+
+
+def element(keyword: str, value: bytes) -> bytes:
+    """Encode one data element whose value is already encoded.
+
+    Parameters
+    ----------
+    keyword
+        DICOM keyword; tag and VR come from the data dictionary.
+    value
+        Encoded value bytes, already padded to even length.
+    """
+    header, vr = _header_parts(keyword)
+    if len(value) % 2:
+        raise EncodeError(f"value of {keyword} has odd length {len(value)}")
+    if vr in _LONG_VRS:
+        return header + b"\x00\x00" + struct.pack("<I", len(value)) + value
+    if len(value) > 0xFFFF:
+        raise EncodeError(f"value of {keyword} is {len(value)} bytes; at most 65535 allowed")
+    return header + struct.pack("<H", len(value)) + value
+
+
+def item(*encoded_elements: bytes) -> bytes:
+    """Encode one sequence item (defined length) from encoded elements in tag order."""
+    body = b"".join(encoded_elements)
+    return _ITEM_TAG + struct.pack("<I", len(body)) + body
+
+
+def sequence(keyword: str, items: Iterable[bytes]) -> bytes:
+    """Encode a sequence element (defined length) from encoded items."""
+    return element(keyword, b"".join(items))
+
+
+def _text(value: str, pad: bytes) -> bytes:
+    data = value.encode("ascii")
+    return data + pad if len(data) % 2 else data
+
+
+def ui(keyword: str, value: str) -> bytes:
+    """UI element (NUL padded, PS3.5 6.2)."""
+    return element(keyword, _text(str(value), b"\x00"))
+
+
+def cs(keyword: str, value: str) -> bytes:
+    """CS/SH/LO-style text element (space padded)."""
+    return element(keyword, _text(value, b" "))
+
+
+lo = cs
+
+
+def us(keyword: str, values: int | Sequence[int]) -> bytes:
+    """US element (one or more unsigned 16-bit values)."""
+    values = [values] if isinstance(values, int) else list(values)
+    return element(keyword, struct.pack(f"<{len(values)}H", *values))
+
+
+def ul(keyword: str, values: int | Sequence[int]) -> bytes:
+    """UL element (one or more unsigned 32-bit values)."""
+    values = [values] if isinstance(values, int) else list(values)
+    return element(keyword, struct.pack(f"<{len(values)}I", *values))
+
+
+def at(keyword: str, tag: int) -> bytes:
+    """AT element holding one tag."""
+    return element(keyword, struct.pack("<HH", tag >> 16, tag & 0xFFFF))
+
+
+def format_ds(value: float) -> str:
+    """Format a float as a valid DS string (at most 16 characters, PS3.5 6.2)."""
+    text = repr(float(value))
+    if text.endswith(".0"):
+        text = text[:-2]
+    if len(text) > 16 or "inf" in text or "nan" in text:
+        text = format_number_as_ds(float(value))
+    return text
+
+
+def ds(keyword: str, values: Sequence[float | str]) -> bytes:
+    """DS element; strings are written verbatim (e.g. copied from the source)."""
+    text = "\\".join(v if isinstance(v, str) else format_ds(v) for v in values)
+    return element(keyword, _text(text, b" "))
+
+
+def is_(keyword: str, value: int) -> bytes:
+    """IS element."""
+    return element(keyword, _text(str(int(value)), b" "))
+
+
+@lru_cache(maxsize=None)
+def code_item(value: str, scheme: str, meaning: str) -> bytes:
+    """One Code Sequence item (Code Value, Coding Scheme Designator, Code Meaning)."""
+    return item(cs("CodeValue", value), cs("CodingSchemeDesignator", scheme), lo("CodeMeaning", meaning))

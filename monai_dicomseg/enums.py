@@ -1,0 +1,119 @@
+"""DICOM enumerations used across the package.
+
+Each enumeration's values are the DICOM defined terms (strings) so that
+``Enum(value)`` converts an attribute value read from a dataset. Public
+functions accept ``str | Enum`` and convert once with :func:`to_enum`.
+"""
+from __future__ import annotations
+
+from enum import Enum
+from typing import TypeVar
+
+from monai_dicomseg.errors import InputError
+
+__all__ = [
+    "SegmentationTypeValues",
+    "SegmentationFractionalTypeValues",
+    "SegmentAlgorithmTypeValues",
+    "SpatialLocationsPreservedValues",
+    "SegmentsOverlapValues",
+    "DimensionOrganizationTypeValues",
+    "CoordinateSystemNames",
+    "PhotometricInterpretationValues",
+    "to_enum",
+]
+
+
+class SegmentationTypeValues(Enum):
+    """Segmentation Type (0062,0001), PS3.3 C.8.20.2."""
+
+    BINARY = "BINARY"
+    FRACTIONAL = "FRACTIONAL"
+    LABELMAP = "LABELMAP"
+
+
+class SegmentationFractionalTypeValues(Enum):
+    """Segmentation Fractional Type (0062,0010), PS3.3 C.8.20.2."""
+
+    PROBABILITY = "PROBABILITY"
+    OCCUPANCY = "OCCUPANCY"
+
+
+class SegmentAlgorithmTypeValues(Enum):
+    """Segment Algorithm Type (0062,0008), PS3.3 C.8.20.2."""
+
+    AUTOMATIC = "AUTOMATIC"
+    SEMIAUTOMATIC = "SEMIAUTOMATIC"
+    MANUAL = "MANUAL"
+
+
+class SpatialLocationsPreservedValues(Enum):
+    """Spatial Locations Preserved (0028,135A), PS3.3 C.7.6.1.1.3."""
+
+    YES = "YES"
+    NO = "NO"
+    REORIENTED_ONLY = "REORIENTED_ONLY"
+
+
+class SegmentsOverlapValues(Enum):
+    """Segments Overlap (0062,0013), PS3.3 C.8.20.2."""
+
+    YES = "YES"
+    UNDEFINED = "UNDEFINED"
+    NO = "NO"
+
+
+class DimensionOrganizationTypeValues(Enum):
+    """Dimension Organization Type (0020,9311), PS3.3 C.7.6.17."""
+
+    THREE_DIMENSIONAL = "3D"
+    THREE_DIMENSIONAL_TEMPORAL = "3D_TEMPORAL"
+    TILED_FULL = "TILED_FULL"
+    TILED_SPARSE = "TILED_SPARSE"
+
+
+class CoordinateSystemNames(Enum):
+    """Frame-of-reference coordinate systems: patient (LPS) or slide."""
+
+    PATIENT = "PATIENT"
+    SLIDE = "SLIDE"
+
+
+class PhotometricInterpretationValues(Enum):
+    """Photometric Interpretation (0028,0004) values allowed for SEG."""
+
+    MONOCHROME2 = "MONOCHROME2"
+    PALETTE_COLOR = "PALETTE COLOR"
+
+
+E = TypeVar("E", bound=Enum)
+
+
+def to_enum(enum_type: type[E], value: "str | Enum", argument: str) -> E:
+    """Convert ``value`` (a DICOM string or an enum member) to ``enum_type``.
+
+    Parameters
+    ----------
+    enum_type
+        Target enumeration.
+    value
+        A member of ``enum_type``, a member of an enum with the same values
+        (e.g. highdicom's), or the DICOM string itself.
+    argument
+        Name of the argument, used in the error message.
+
+    Raises
+    ------
+    InputError
+        If ``value`` is not one of the enumeration's values.
+    """
+    if isinstance(value, enum_type):
+        return value
+    raw = value.value if isinstance(value, Enum) else value
+    try:
+        return enum_type(raw)
+    except ValueError:
+        allowed = ", ".join(repr(m.value) for m in enum_type)
+        raise InputError(
+            f"{argument} must be one of {allowed}; got {raw!r}"
+        ) from None

@@ -1,0 +1,174 @@
+"""Which frames a segmentation stores, in which order, with which index values.
+
+Frame organisation follows PS3.3 C.7.6.17 (Multi-frame Dimension Module):
+BINARY/FRACTIONAL frames are ordered segment by segment, LABELMAP frames hold
+all segments; within a segment, planes are ordered along the slice normal
+``n = column_cosines × row_cosines`` (the (frame, row, column) volume
+convention, so an axial series runs head → feet as in highdicom), and the
+Dimension Index Values are (segment number, plane rank) — or only the plane
+rank for LABELMAP.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from monai_dicomseg.enums import DimensionOrganizationTypeValues
+from monai_dicomseg.errors import GeometryError
+
+__all__ = ["FramePlan", "plan_frames", "plane_order"]
+
+# Two planes closer than this along the normal (mm) are the same plane.
+_SAME_PLANE_TOLERANCE_MM = 1e-3
+# Relative tolerance when deciding whether slice spacing is regular.
+_REGULAR_SPACING_RTOL = 1e-2
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    """The stored frames, in storage order.
+
+    Attributes
+    ----------
+    planes
+        ``(N,) int64`` index of the input plane (axis 0 of ``pixel_array``)
+        of each stored frame.
+    segment_numbers
+        ``(N,) int64`` segment number of each frame (0 for LABELMAP frames).
+    plane_ranks
+        ``(N,) int64`` 1-based rank of each frame's plane along the normal,
+        or ``None`` without plane positions.
+    dimension_organization_type
+        ``3D`` when the stored planes are regularly spaced and each holds one
+        channel, else ``None``.
+    """
+
+    planes: np.ndarray
+    segment_numbers: np.ndarray
+    plane_ranks: np.ndarray | None
+    dimension_organization_type: DimensionOrganizationTypeValues | None
+
+    @property
+    def number_of_frames(self) -> int:
+        """int: number of stored frames."""
+        return int(self.planes.size)
+
+
+def slice_normal(orientation: np.ndarray) -> np.ndarray:
+    """Unit normal ``column_cosines × row_cosines`` of ImageOrientationPatient (6 floats)."""
+    row_cosines, column_cosines = orientation[:3], orientation[3:]
+    normal = np.cross(column_cosines, row_cosines)
+    return normal / np.linalg.norm(normal)
+
+
+def plane_order(positions: np.ndarray | None, orientation: np.ndarray | None,
+                number_of_planes: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Sort planes along the slice normal.
+
+    Parameters
+    ----------
+    positions
+        ``(P, 3)`` ImagePositionPatient per plane, or ``None``.
+    orientation
+        ImageOrientationPatient (6 floats), or ``None``.
+    number_of_planes
+        P.
+
+    Returns
+    -------
+    order
+        ``(P,) int64`` plane indices in storage order.
+    ranks
+        ``(P,) int64`` 1-based rank of each plane (by plane index), or ``None``.
+    distances
+        ``(P,) float64`` signed distance of each plane along the normal, or ``None``.
+
+    Raises
+    ------
+    GeometryError
+        If two planes share a position (the frames could not be told apart).
+    """
+    if positions is None or orientation is None:
+        return np.arange(number_of_planes), None, None
+    distances = positions @ slice_normal(orientation)
+    order = np.argsort(distances, kind="stable")
+    gaps = np.diff(distances[order])
+    if gaps.size and gaps.min() < _SAME_PLANE_TOLERANCE_MM:
+        duplicate = int(np.argmin(gaps))
+        first, second = sorted((int(order[duplicate]), int(order[duplicate + 1])))
+        raise GeometryError(
+            f"source frames {first} and {second} (0-based) lie in the same plane "
+            f"(ImagePositionPatient {positions[first].tolist()} and {positions[second].tolist()}); "
+            "expected distinct plane positions"
+        )
+    ranks = np.empty(number_of_planes, dtype=np.int64)
+    ranks[order] = np.arange(1, number_of_planes + 1)
+    return order, ranks, distances
+
+
+def _is_regular(distances: np.ndarray, positions: np.ndarray, normal: np.ndarray) -> bool:
+    """Whether sorted planes are evenly spaced along ``normal`` and stacked on one line."""
+    if distances.size < 2:
+        return False
+    steps = np.diff(distances)
+    spacing = float(np.mean(steps))
+    if spacing <= 0 or not np.allclose(steps, spacing, rtol=_REGULAR_SPACING_RTOL, atol=1e-4):
+        return False
+    offsets = positions - positions[0]
+    in_plane = offsets - np.outer(offsets @ normal, normal)
+    return bool(np.abs(in_plane).max() < max(1e-3, _REGULAR_SPACING_RTOL * spacing))
+
+
+def plan_frames(
+    presence: np.ndarray,
+    positions: np.ndarray | None,
+    orientation: np.ndarray | None,
+    labelmap: bool,
+    omit_empty_frames: bool,
+) -> FramePlan:
+    """Decide the stored frames.
+
+    Parameters
+    ----------
+    presence
+        ``(P, S)`` bool: segment ``s`` is non-empty in plane ``p``.
+    positions, orientation
+        Plane geometry (see :func:`plane_order`), or ``None``.
+    labelmap
+        Whether one frame holds all segments (LABELMAP).
+    omit_empty_frames
+        Leave out frames without any non-zero pixel. When every frame is
+        empty the first one is kept, so the result is still a valid image.
+    """
+    number_of_planes, number_of_segments = presence.shape
+    order, ranks, distances = plane_order(positions, orientation, number_of_planes)
+    if labelmap:
+        keep = presence.any(axis=1)[order] if omit_empty_frames else np.ones(order.size, bool)
+        if not keep.any():
+            keep[0] = True
+        planes = order[keep]
+        segments = np.zeros(planes.size, dtype=np.int64)
+    else:
+        plane_grid = np.tile(order, number_of_segments)
+        segment_grid = np.repeat(np.arange(1, number_of_segments + 1), order.size)
+        if omit_empty_frames:
+            keep = presence[plane_grid, segment_grid - 1]
+            if not keep.any():
+                keep[0] = True
+        else:
+            keep = np.ones(plane_grid.size, dtype=bool)
+        planes, segments = plane_grid[keep], segment_grid[keep]
+    organization = None
+    single_channel = labelmap or number_of_segments == 1
+    if single_channel and distances is not None and positions is not None:
+        included = np.unique(planes)
+        included = included[np.argsort(distances[included], kind="stable")]
+        if _is_regular(distances[included], positions[included], slice_normal(orientation)):  # type: ignore[arg-type]
+            organization = DimensionOrganizationTypeValues.THREE_DIMENSIONAL
+    return FramePlan(
+        planes=planes.astype(np.int64),
+        segment_numbers=segments.astype(np.int64),
+        plane_ranks=None if ranks is None else ranks[planes],
+        dimension_organization_type=organization,
+    )

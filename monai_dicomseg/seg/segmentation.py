@@ -1,0 +1,109 @@
+"""The :class:`Segmentation` SOP instance: writer constructor + reader methods."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
+
+from monai_dicomseg.enums import SegmentationFractionalTypeValues, SegmentationTypeValues
+from monai_dicomseg.seg.content import SegmentDescription
+from monai_dicomseg.seg.encode import encode_segmentation
+try:  # the reader lands separately; keep the writer importable meanwhile
+    from monai_dicomseg.seg.reader import SegmentationReaderMixin, segread
+except ImportError:  # pragma: no cover
+    class SegmentationReaderMixin:  # type: ignore[no-redef]
+        pass
+
+    segread = None  # type: ignore[assignment]
+
+__all__ = ["Segmentation", "segread"]
+
+
+class Segmentation(SegmentationReaderMixin, Dataset):
+    """A DICOM Segmentation (BINARY, FRACTIONAL or LABELMAP), PS3.3 A.51.
+
+    Constructing one encodes ``pixel_array`` against ``source_images``; the
+    result is a :class:`pydicom.dataset.Dataset` ready for ``save_as``. Use
+    :func:`segread` or :meth:`from_dataset` to read an existing one.
+
+    Parameters
+    ----------
+    source_images
+        Single-frame source images in the order of ``pixel_array`` axis 0
+        (no sorting is done), or a list with one multi-frame image whose
+        frame ``i + 1`` corresponds to ``pixel_array[i]``.
+    pixel_array
+        ``(R, C)`` or ``(F, R, C)`` label map (integers = segment numbers,
+        0 = background; a float array is one fractional segment), or
+        ``(F, R, C, S)`` stacked segments (binary, or floats in [0, 1]).
+    segmentation_type
+        ``"BINARY"``, ``"FRACTIONAL"`` or ``"LABELMAP"``.
+    segment_descriptions
+        One :class:`SegmentDescription` per segment, numbered 1, 2, 3, …
+    series_instance_uid, series_number, sop_instance_uid, instance_number
+        Identity of the new instance.
+    manufacturer, manufacturer_model_name, software_versions, device_serial_number
+        Enhanced General Equipment Module (PS3.3 C.7.5.2).
+    fractional_type
+        ``"PROBABILITY"`` or ``"OCCUPANCY"`` (FRACTIONAL only).
+    max_fractional_value
+        Stored value meaning 1.0 (FRACTIONAL only, 1…255).
+    content_description, content_creator_name, content_label
+        Content Identification Macro (PS3.3 C.10.9).
+    transfer_syntax_uid
+        Explicit VR Little Endian (default).
+    omit_empty_frames
+        Leave out frames with no non-zero pixel (default True).
+    """
+
+    def __init__(
+        self,
+        source_images: Sequence[Dataset],
+        pixel_array: np.ndarray,
+        segmentation_type: SegmentationTypeValues | str,
+        segment_descriptions: Sequence[SegmentDescription],
+        series_instance_uid: str,
+        series_number: int,
+        sop_instance_uid: str,
+        instance_number: int,
+        manufacturer: str,
+        manufacturer_model_name: str,
+        software_versions: str | tuple[str, ...],
+        device_serial_number: str,
+        fractional_type: SegmentationFractionalTypeValues | str | None = (
+            SegmentationFractionalTypeValues.PROBABILITY),
+        max_fractional_value: int = 255,
+        content_description: str | None = None,
+        content_creator_name: str | None = None,
+        transfer_syntax_uid: str = ExplicitVRLittleEndian,
+        omit_empty_frames: bool = True,
+        content_label: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        encode_segmentation(
+            self,
+            source_images=source_images,
+            pixel_array=pixel_array,
+            segmentation_type=segmentation_type,
+            segment_descriptions=segment_descriptions,
+            series_instance_uid=series_instance_uid,
+            series_number=series_number,
+            sop_instance_uid=sop_instance_uid,
+            instance_number=instance_number,
+            manufacturer=manufacturer,
+            manufacturer_model_name=manufacturer_model_name,
+            software_versions=software_versions,
+            device_serial_number=device_serial_number,
+            fractional_type=fractional_type or SegmentationFractionalTypeValues.PROBABILITY,
+            max_fractional_value=max_fractional_value,
+            content_description=content_description,
+            content_creator_name=content_creator_name,
+            transfer_syntax_uid=transfer_syntax_uid,
+            omit_empty_frames=omit_empty_frames,
+            content_label=content_label,
+            **kwargs,
+        )

@@ -1,0 +1,305 @@
+"""Source images of a segmentation: validation and per-frame references.
+
+A segmentation is derived either from a list of single-frame images
+(``pixel_array[i]`` ↔ ``source_images[i]``) or from one multi-frame image
+(``pixel_array[i]`` ↔ frame ``i + 1``). This module turns either form into
+one flat table of *source frames* with their references and plane positions
+(PS3.3 C.7.6.2 Image Plane Module; C.7.6.16.2.1 Pixel Measures,
+C.7.6.16.2.3 Plane Position, C.7.6.16.2.4 Plane Orientation macros).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from monai_dicomseg.enums import CoordinateSystemNames
+from monai_dicomseg.errors import GeometryError, InputError, InputTypeError, UnsupportedError
+
+__all__ = ["SourceFrames", "collect_source_frames"]
+
+
+@dataclass(frozen=True)
+class SourceFrames:
+    """Flat description of the frames a segmentation is derived from.
+
+    Attributes
+    ----------
+    datasets
+        The source datasets, as given.
+    rows, columns
+        Frame size shared by all sources.
+    coordinate_system
+        PATIENT when the sources have a Frame of Reference with patient
+        plane geometry, else ``None`` (e.g. plain radiographs).
+    frame_of_reference_uid
+        Shared Frame of Reference UID or ``None``.
+    sop_class_uids, sop_instance_uids
+        Per source frame, ``(N,)`` lists of str.
+    frame_numbers
+        Per source frame: 1-based frame number for a multi-frame source,
+        ``None`` for single-frame sources.
+    position_strings
+        Per source frame, the three DS strings of ImagePositionPatient as
+        stored in the source (copied verbatim), or ``None``.
+    positions
+        ``(N, 3) float64`` ImagePositionPatient in mm (LPS), or ``None``.
+    orientation
+        The six ImageOrientationPatient values (DS strings), or ``None``.
+    pixel_spacing
+        The two PixelSpacing values (DS strings), or ``None``.
+    slice_thickness
+        SliceThickness (DS string) or ``None``.
+    spacing_between_slices
+        SpacingBetweenSlices (DS string) or ``None``.
+    """
+
+    datasets: tuple[Dataset, ...]
+    rows: int
+    columns: int
+    coordinate_system: CoordinateSystemNames | None
+    frame_of_reference_uid: str | None
+    sop_class_uids: list[str]
+    sop_instance_uids: list[str]
+    frame_numbers: list[int | None]
+    position_strings: list[tuple[str, str, str]] | None
+    positions: np.ndarray | None
+    orientation: tuple[str, ...] | None
+    pixel_spacing: tuple[str, str] | None
+    slice_thickness: str | None
+    spacing_between_slices: str | None
+
+    @property
+    def number_of_frames(self) -> int:
+        """int: number of source frames."""
+        return len(self.sop_instance_uids)
+
+    @property
+    def is_multiframe(self) -> bool:
+        """bool: whether the frames come from one multi-frame instance."""
+        return self.frame_numbers[0] is not None
+
+    @property
+    def first(self) -> Dataset:
+        """Dataset: the first source dataset (patient/study information)."""
+        return self.datasets[0]
+
+
+def _ds_strings(element_value: object, count: int, attribute: str) -> tuple[str, ...]:
+    values = element_value if isinstance(element_value, (list, tuple)) or hasattr(
+        element_value, "__len__") and not isinstance(element_value, str) else [element_value]
+    strings = tuple(getattr(v, "original_string", None) or repr(float(v)) for v in values)
+    if len(strings) != count:
+        raise GeometryError(f"{attribute} must have {count} values; got {len(strings)}")
+    return strings
+
+
+def _check_dataset(dataset: object, index: int) -> Dataset:
+    if not isinstance(dataset, Dataset):
+        raise InputTypeError(
+            f"source_images[{index}] must be a pydicom Dataset; got {type(dataset).__name__}"
+        )
+    for keyword in ("SOPClassUID", "SOPInstanceUID", "Rows", "Columns", "StudyInstanceUID"):
+        if keyword not in dataset:
+            raise InputError(f"source_images[{index}] lacks {keyword}")
+    return dataset
+
+
+def _number_of_frames(dataset: Dataset) -> int:
+    return int(dataset.get("NumberOfFrames", 1) or 1)
+
+
+def collect_source_frames(source_images: Sequence[Dataset]) -> SourceFrames:
+    """Validate the sources and flatten them into a :class:`SourceFrames` table.
+
+    Parameters
+    ----------
+    source_images
+        A non-empty list of single-frame images of one series, or a list
+        holding one multi-frame image.
+
+    Raises
+    ------
+    InputError
+        Empty list, several multi-frame images, differing Rows/Columns or
+        StudyInstanceUID.
+    GeometryError
+        Differing Frame of Reference UIDs, mixed orientations or pixel
+        spacings, or incomplete plane geometry.
+    """
+    if isinstance(source_images, Dataset) or not isinstance(source_images, Sequence):
+        raise InputTypeError(
+            f"source_images must be a list of pydicom Datasets; got {type(source_images).__name__}"
+        )
+    if len(source_images) == 0:
+        raise InputError("source_images must contain at least one image; got an empty list")
+    datasets = tuple(_check_dataset(ds, i) for i, ds in enumerate(source_images))
+    if len(datasets) == 1 and (
+        _number_of_frames(datasets[0]) > 1 or "PerFrameFunctionalGroupsSequence" in datasets[0]
+    ):
+        return _collect_multiframe(datasets[0])
+    multiframe = [i for i, ds in enumerate(datasets) if _number_of_frames(ds) > 1]
+    if multiframe:
+        raise InputError(
+            "source_images must be single-frame images or exactly one multi-frame image; "
+            f"source_images[{multiframe[0]}] has {_number_of_frames(datasets[multiframe[0]])} frames "
+            f"among {len(datasets)} images"
+        )
+    return _collect_single_frames(datasets)
+
+
+def _require_same(datasets: Sequence[Dataset], keyword: str, error: type[Exception]) -> object:
+    first = datasets[0].get(keyword)
+    for index, ds in enumerate(datasets[1:], start=1):
+        value = ds.get(keyword)
+        if value != first:
+            raise error(
+                f"all source_images must share {keyword}: source_images[0] has {first!r}, "
+                f"source_images[{index}] has {value!r}"
+            )
+    return first
+
+
+def _collect_single_frames(datasets: tuple[Dataset, ...]) -> SourceFrames:
+    rows = int(_require_same(datasets, "Rows", InputError))  # type: ignore[arg-type]
+    columns = int(_require_same(datasets, "Columns", InputError))  # type: ignore[arg-type]
+    _require_same(datasets, "StudyInstanceUID", InputError)
+    frame_of_reference = _require_same(datasets, "FrameOfReferenceUID", GeometryError)
+    has_geometry = [("ImagePositionPatient" in ds and "ImageOrientationPatient" in ds) for ds in datasets]
+    position_strings = positions = orientation = None
+    coordinate_system = None
+    if all(has_geometry) and frame_of_reference is not None:
+        coordinate_system = CoordinateSystemNames.PATIENT
+        orientations = [_ds_strings(ds.ImageOrientationPatient, 6, "ImageOrientationPatient")
+                        for ds in datasets]
+        _check_same_orientation([np.array(o, dtype=float) for o in orientations])
+        orientation = orientations[0]
+        position_strings = [
+            _ds_strings(ds.ImagePositionPatient, 3, "ImagePositionPatient")  # type: ignore[misc]
+            for ds in datasets
+        ]
+        positions = np.array(position_strings, dtype=np.float64)
+    elif any(has_geometry) and not all(has_geometry):
+        missing = has_geometry.index(False)
+        raise GeometryError(
+            f"source_images[{missing}] lacks ImagePositionPatient/ImageOrientationPatient "
+            "while other source images have them"
+        )
+    spacing = None
+    if all("PixelSpacing" in ds for ds in datasets):
+        spacings = [_ds_strings(ds.PixelSpacing, 2, "PixelSpacing") for ds in datasets]
+        values = np.array(spacings, dtype=float)
+        if not np.allclose(values, values[0], rtol=1e-4, atol=1e-6):
+            raise GeometryError(
+                f"all source_images must share PixelSpacing: got {sorted(set(spacings))}"
+            )
+        spacing = spacings[0]
+    first = datasets[0]
+    return SourceFrames(
+        datasets=datasets,
+        rows=rows,
+        columns=columns,
+        coordinate_system=coordinate_system,
+        frame_of_reference_uid=str(frame_of_reference) if frame_of_reference else None,
+        sop_class_uids=[str(ds.SOPClassUID) for ds in datasets],
+        sop_instance_uids=[str(ds.SOPInstanceUID) for ds in datasets],
+        frame_numbers=[None] * len(datasets),
+        position_strings=position_strings,
+        positions=positions,
+        orientation=orientation,
+        pixel_spacing=spacing,  # type: ignore[arg-type]
+        slice_thickness=_optional_ds(first, "SliceThickness"),
+        spacing_between_slices=_optional_ds(first, "SpacingBetweenSlices"),
+    )
+
+
+def _optional_ds(dataset: Dataset, keyword: str) -> str | None:
+    if keyword not in dataset or dataset[keyword].value in (None, ""):
+        return None
+    value = dataset[keyword].value
+    return getattr(value, "original_string", None) or repr(float(value))
+
+
+def _check_same_orientation(orientations: list[np.ndarray]) -> None:
+    reference = orientations[0]
+    for index, orientation in enumerate(orientations[1:], start=1):
+        if not np.allclose(orientation, reference, atol=1e-4):
+            raise GeometryError(
+                "all source frames must share ImageOrientationPatient: frame 1 has "
+                f"{reference.tolist()}, frame {index + 1} has {orientation.tolist()}"
+            )
+
+
+def _functional_group(dataset: Dataset, frame_item: Dataset | None, sequence: str) -> Dataset | None:
+    """Return the item of ``sequence`` for one frame, per-frame first then shared."""
+    if frame_item is not None and sequence in frame_item:
+        return frame_item[sequence].value[0]
+    shared = dataset.get("SharedFunctionalGroupsSequence")
+    if shared and sequence in shared[0]:
+        return shared[0][sequence].value[0]
+    return None
+
+
+def _collect_multiframe(dataset: Dataset) -> SourceFrames:
+    number_of_frames = _number_of_frames(dataset)
+    if "TotalPixelMatrixRows" in dataset and dataset.get("DimensionOrganizationType") == "TILED_FULL":
+        raise UnsupportedError(
+            "tiled (slide microscopy) source images are not supported by this writer yet"
+        )
+    per_frame = dataset.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is not None and len(per_frame) != number_of_frames:
+        raise InputError(
+            f"source image has NumberOfFrames {number_of_frames} but "
+            f"{len(per_frame)} PerFrameFunctionalGroupsSequence items"
+        )
+    items = list(per_frame) if per_frame is not None else [None] * number_of_frames
+    position_strings: list[tuple[str, str, str]] | None = []
+    orientations = []
+    for frame_item in items:
+        position = _functional_group(dataset, frame_item, "PlanePositionSequence")
+        orientation = _functional_group(dataset, frame_item, "PlaneOrientationSequence")
+        if position is None or orientation is None or "ImagePositionPatient" not in position:
+            position_strings = None
+            break
+        position_strings.append(_ds_strings(position.ImagePositionPatient, 3,  # type: ignore[union-attr]
+                                            "ImagePositionPatient"))
+        orientations.append(np.array(
+            _ds_strings(orientation.ImageOrientationPatient, 6, "ImageOrientationPatient"), dtype=float))
+    frame_of_reference = dataset.get("FrameOfReferenceUID")
+    coordinate_system = None
+    orientation_strings = None
+    positions = None
+    if position_strings is not None and frame_of_reference:
+        _check_same_orientation(orientations)
+        coordinate_system = CoordinateSystemNames.PATIENT
+        first_orientation = _functional_group(dataset, items[0], "PlaneOrientationSequence")
+        orientation_strings = _ds_strings(first_orientation.ImageOrientationPatient, 6,  # type: ignore[union-attr]
+                                          "ImageOrientationPatient")
+        positions = np.array(position_strings, dtype=np.float64)
+    else:
+        position_strings = None
+    measures = _functional_group(dataset, items[0], "PixelMeasuresSequence")
+    spacing = thickness = between = None
+    if measures is not None:
+        if "PixelSpacing" in measures:
+            spacing = _ds_strings(measures.PixelSpacing, 2, "PixelSpacing")
+        thickness = _optional_ds(measures, "SliceThickness")
+        between = _optional_ds(measures, "SpacingBetweenSlices")
+    return SourceFrames(
+        datasets=(dataset,),
+        rows=int(dataset.Rows),
+        columns=int(dataset.Columns),
+        coordinate_system=coordinate_system,
+        frame_of_reference_uid=str(frame_of_reference) if frame_of_reference else None,
+        sop_class_uids=[str(dataset.SOPClassUID)] * number_of_frames,
+        sop_instance_uids=[str(dataset.SOPInstanceUID)] * number_of_frames,
+        frame_numbers=list(range(1, number_of_frames + 1)),
+        position_strings=position_strings,
+        positions=positions,
+        orientation=orientation_strings,
+        pixel_spacing=spacing,  # type: ignore[arg-type]
+        slice_thickness=thickness,
+        spacing_between_slices=between,
+    )
