@@ -336,7 +336,8 @@ def encode_segmentation(
     _check_shape_against_sources(pixels, sources)
     labelmap = options.segmentation_type is SegmentationTypeValues.LABELMAP
     orientation = None if sources.orientation is None else np.array(sources.orientation, dtype=float)
-    plan = plan_frames(pixels.presence(), sources.positions, orientation, labelmap,
+    presence = pixels.nonempty_planes()[:, np.newaxis] if labelmap else pixels.presence()
+    plan = plan_frames(presence, sources.positions, orientation, labelmap,
                        options.omit_empty_frames)
 
     sop_class_uid = LABELMAP_SOP_CLASS_UID if labelmap else SEGMENTATION_SOP_CLASS_UID

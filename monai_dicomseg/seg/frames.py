@@ -132,7 +132,9 @@ def plan_frames(
     Parameters
     ----------
     presence
-        ``(P, S)`` bool: segment ``s`` is non-empty in plane ``p``.
+        ``(P, S)`` bool: segment ``s`` is non-empty in plane ``p``; for
+        LABELMAP a ``(P, 1)`` array saying whether plane ``p`` is non-empty
+        is enough.
     positions, orientation
         Plane geometry (see :func:`plane_order`), or ``None``.
     labelmap

@@ -79,6 +79,14 @@ class SegmentPixels:
             return counts[:, 1:] > 0
         return np.asarray(self.stacked).any(axis=(1, 2))
 
+    def nonempty_planes(self) -> np.ndarray:
+        """``(F,) bool``: planes holding any non-zero pixel (cheaper than :meth:`presence`)."""
+        array = self.labelmap if self.labelmap is not None else self.stacked
+        planes = np.ascontiguousarray(array).reshape(array.shape[0], -1)  # type: ignore[union-attr]
+        if planes.dtype.kind in "ub" and (planes.shape[1] * planes.itemsize) % 8 == 0:
+            planes = planes.view(np.uint64)  # 8 bytes at a time: same answer, fewer comparisons
+        return planes.any(axis=1)
+
     def overlaps(self) -> bool:
         """bool: whether any pixel belongs to more than one segment."""
         if self.labelmap is not None or self.number_of_segments == 1:

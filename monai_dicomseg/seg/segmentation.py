@@ -1,6 +1,7 @@
 """The :class:`Segmentation` SOP instance: writer constructor + reader methods."""
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -8,6 +9,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
+from monai_dicomseg.atomic import atomic_write
 from monai_dicomseg.enums import SegmentationFractionalTypeValues, SegmentationTypeValues
 from monai_dicomseg.seg.content import SegmentDescription
 from monai_dicomseg.seg.encode import encode_segmentation
@@ -107,3 +109,18 @@ class Segmentation(SegmentationReaderMixin, Dataset):
             content_label=content_label,
             **kwargs,
         )
+
+    def save_as(self, filename: Any, /, *args: Any, overwrite: bool = True, **kwargs: Any) -> None:
+        """Save like :meth:`pydicom.dataset.Dataset.save_as`, atomically for paths.
+
+        A path target is written to a temporary file in the same folder and
+        renamed, so an error never leaves a half-written file behind.
+        """
+        if isinstance(filename, (str, os.PathLike)):
+            atomic_write(
+                filename,
+                lambda stream: Dataset.save_as(self, stream, *args, **kwargs),
+                overwrite=overwrite,
+            )
+        else:
+            Dataset.save_as(self, filename, *args, overwrite=overwrite, **kwargs)
