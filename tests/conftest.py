@@ -1,0 +1,137 @@
+"""Shared fixtures: source images, reference data folders, hypothesis profiles.
+
+Helpers that are plain functions (validators, converters, the module under
+test) live in :mod:`oracles` (``tests/oracles.py``, importable from every test
+module because ``tests`` is on pytest's ``pythonpath``).
+
+Set ``MDS_TEST_BACKEND=highdicom`` to run the SEG tests against highdicom
+instead of ``monai_dicomseg`` (see :func:`oracles.backend`).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from hypothesis import HealthCheck, settings
+
+from monai_dicomseg import synthetic
+from oracles import BACKEND_NAME, backend
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+settings.register_profile(
+    "dev", max_examples=25, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.register_profile(
+    "ci", max_examples=25, deadline=None, derandomize=True, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"monai_dicomseg SEG backend under test: {BACKEND_NAME}"
+
+
+# --------------------------------------------------------------------------- backend
+
+
+@pytest.fixture(scope="session")
+def hd():
+    """The SEG implementation under test, used as ``hd`` in the guide's examples."""
+    return backend()
+
+
+# --------------------------------------------------------------------------- data folders
+
+
+@pytest.fixture(scope="session")
+def highdicom_data_dir() -> Path:
+    """highdicom's MIT-licensed test files (``../shared/data/highdicom``); skip when absent."""
+    folder = REPO_ROOT.parent / "shared" / "data" / "highdicom"
+    if not folder.is_dir():
+        pytest.skip(f"highdicom test data not found at {folder}")
+    return folder
+
+
+def _testdata_file(name: str) -> str:
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name)
+    if path is None:
+        pytest.skip(f"pydicom test file {name!r} not available (pip install pydicom-data)")
+    return str(path)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+SMALL_SHAPE = (6, 32, 40)
+
+
+@pytest.fixture(scope="session")
+def synthetic_labels() -> np.ndarray:
+    """``(6, 32, 40) uint8`` label map with 3 ellipsoid organs (labels 1..3)."""
+    return synthetic.make_ellipsoid_labels(SMALL_SHAPE, n_labels=3, seed=0)
+
+
+@pytest.fixture(scope="session")
+def synthetic_ct(synthetic_labels: np.ndarray) -> list[pydicom.Dataset]:
+    """Small single-frame CT series (6 slices of 32 x 40), in spatial order.
+
+    Session-scoped: tests must not modify the datasets (copy them first).
+    """
+    return synthetic.make_ct_series(SMALL_SHAPE, labels=synthetic_labels, seed=0)
+
+
+@pytest.fixture
+def synthetic_ct_folder(synthetic_ct: list[pydicom.Dataset], tmp_path: Path) -> list[Path]:
+    """The synthetic CT series written to ``tmp_path/ct`` as ``0001.dcm ...``."""
+    return synthetic.write_series(synthetic_ct, tmp_path / "ct")
+
+
+@pytest.fixture(scope="session")
+def synthetic_enhanced_ct(synthetic_labels: np.ndarray) -> pydicom.Dataset:
+    """One multi-frame Enhanced CT dataset (6 frames of 32 x 40)."""
+    return synthetic.make_enhanced_ct(SMALL_SHAPE, labels=synthetic_labels, seed=0)
+
+
+@pytest.fixture(scope="session")
+def ct_small() -> pydicom.Dataset:
+    """pydicom's ``CT_small.dcm`` (one 128 x 128 CT slice)."""
+    return pydicom.dcmread(_testdata_file("CT_small.dcm"))
+
+
+@pytest.fixture(scope="session")
+def ct2_series() -> list[pydicom.Dataset]:
+    """pydicom's ``dicomdirtests/77654033/CT2/*`` series sorted along the slice normal."""
+    from pydicom.data import get_testdata_files
+
+    paths = get_testdata_files("dicomdirtests/77654033/CT2/*")
+    if not paths:
+        pytest.skip("pydicom test series dicomdirtests/77654033/CT2 not available")
+    datasets = [pydicom.dcmread(path) for path in paths]
+    return sort_by_slice_position(datasets)
+
+
+@pytest.fixture(scope="session")
+def ect_supplemental() -> pydicom.Dataset:
+    """pydicom-data's ``eCT_Supplemental.dcm`` (Enhanced CT, 2 frames of 512 x 512)."""
+    return pydicom.dcmread(_testdata_file("eCT_Supplemental.dcm"))
+
+
+def sort_by_slice_position(datasets: list[pydicom.Dataset]) -> list[pydicom.Dataset]:
+    """Sort single-frame datasets by their position along the slice normal."""
+    cosines = np.asarray(datasets[0].ImageOrientationPatient, dtype=float)
+    normal = np.cross(cosines[:3], cosines[3:])
+    return sorted(datasets,
+                  key=lambda ds: float(np.asarray(ds.ImagePositionPatient, dtype=float) @ normal))
+
+
+@pytest.fixture
+def seg_path(tmp_path: Path) -> Iterator[Path]:
+    """A path for a SEG file in the test's temporary folder."""
+    yield tmp_path / "seg.dcm"
