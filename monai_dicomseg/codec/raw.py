@@ -11,11 +11,15 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.valuerep import format_number_as_ds
 
 from monai_dicomseg.errors import EncodeError
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 __all__ = [
     "element",
@@ -31,6 +35,8 @@ __all__ = [
     "at",
     "code_item",
     "format_ds",
+    "pixel_data_header",
+    "encode_dataset",
 ]
 
 # VRs with a 4-byte length field in Explicit VR (PS3.5 Table 7.1-1).
@@ -136,7 +142,85 @@ def is_(keyword: str, value: int) -> bytes:
     return element(keyword, _text(str(int(value)), b" "))
 
 
+def pixel_data_header(vr: str, length: int | None) -> bytes:
+    """Header of the Pixel Data element: defined ``length`` or undefined (encapsulated, PS3.5 A.4)."""
+    return struct.pack("<HH", 0x7FE0, 0x0010) + vr.encode("ascii") + b"\x00\x00" + struct.pack(
+        "<I", 0xFFFFFFFF if length is None else length)
+
+
 @lru_cache(maxsize=None)
 def code_item(value: str, scheme: str, meaning: str) -> bytes:
     """One Code Sequence item (Code Value, Coding Scheme Designator, Code Meaning)."""
     return item(cs("CodeValue", value), cs("CodingSchemeDesignator", scheme), lo("CodeMeaning", meaning))
+
+
+_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "SH", "ST", "TM",
+                       "UC", "UI", "UR", "UT"})
+_NUMBER_FORMATS = {"US": "H", "UL": "I", "SS": "h", "SL": "i", "FL": "f", "FD": "d"}
+
+
+def _text_value(value: object) -> str:
+    values = value if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+    return "\\".join(
+        "" if v is None else (getattr(v, "original_string", None) or str(v)) for v in values  # type: ignore[union-attr]
+    )
+
+
+def _encode_element_value(data_element: object) -> tuple[str, bytes] | None:
+    """Encode the value of a plain pydicom DataElement, or ``None`` when unsupported here."""
+    vr, value = data_element.VR, data_element.value  # type: ignore[attr-defined]
+    if vr == "SQ":
+        return vr, b"".join(item(encode_dataset(dataset)) for dataset in value)
+    if vr in _TEXT_VRS:
+        text = _text_value(value)
+        if not text.isascii():
+            return None  # needs the dataset's character set: let pydicom encode it
+        return vr, _text(text, b"\x00" if vr == "UI" else b" ")
+    if vr in _NUMBER_FORMATS:
+        values = [] if value is None else (list(value) if isinstance(value, (list, tuple)) or type(
+            value).__name__ == "MultiValue" else [value])
+        return vr, struct.pack(f"<{len(values)}{_NUMBER_FORMATS[vr]}", *values)
+    return None
+
+
+def encode_dataset(dataset: "Dataset") -> bytes:
+    """Encode a dataset's elements (Explicit VR Little Endian, defined-length sequences).
+
+    Plain text, numeric and sequence elements are encoded here; anything else
+    (person names, binary values, non-ASCII text) goes through pydicom's own
+    element writer, so the result is always what pydicom would write.
+    """
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_data_element
+
+    parts = []
+    for tag in sorted(dataset.keys()):
+        data_element = dataset.get_item(tag)
+        if data_element.is_raw:  # type: ignore[union-attr]
+            if data_element.is_implicit_VR or not data_element.is_little_endian:  # type: ignore[union-attr]
+                data_element = dataset[tag]
+            else:
+                parts.append(_raw_element_bytes(data_element))
+                continue
+        encoded = _encode_element_value(data_element)
+        if encoded is None:
+            buffer = DicomBytesIO()
+            buffer.is_little_endian, buffer.is_implicit_VR = True, False
+            write_data_element(buffer, data_element)
+            parts.append(buffer.getvalue())
+            continue
+        vr, value = encoded
+        header = struct.pack("<HH", tag.group, tag.element) + vr.encode("ascii")
+        if vr in _LONG_VRS:
+            parts.append(header + b"\x00\x00" + struct.pack("<I", len(value)) + value)
+        else:
+            parts.append(header + struct.pack("<H", len(value)) + value)
+    return b"".join(parts)
+
+
+def _raw_element_bytes(data_element: object) -> bytes:
+    tag, vr, value = data_element.tag, data_element.VR, data_element.value  # type: ignore[attr-defined]
+    header = struct.pack("<HH", tag.group, tag.element) + vr.encode("ascii")
+    if vr in _LONG_VRS:
+        return header + b"\x00\x00" + struct.pack("<I", len(value)) + value
+    return header + struct.pack("<H", len(value)) + value

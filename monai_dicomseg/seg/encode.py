@@ -174,7 +174,8 @@ def _set_segmentation_image(dataset: Dataset, options: EncodeOptions, pixels: Se
         dataset.SegmentsOverlap = "UNDEFINED"
     else:
         dataset.SegmentsOverlap = "YES" if pixels.overlaps() else "NO"
-    dataset.SegmentSequence = descriptions
+    # Encoded once as bytes: pydicom writes 100+ nested descriptions slowly.
+    set_raw(dataset, "SegmentSequence", "SQ", b"".join(raw.item(raw.encode_dataset(d)) for d in descriptions))
 
 
 def _set_dimensions(dataset: Dataset, plan: FramePlan, labelmap: bool) -> np.ndarray:

@@ -174,7 +174,7 @@ def _collect_single_frames(datasets: tuple[Dataset, ...]) -> SourceFrames:
         coordinate_system = CoordinateSystemNames.PATIENT
         orientations = [_ds_strings(ds.ImageOrientationPatient, 6, "ImageOrientationPatient")
                         for ds in datasets]
-        _check_same_orientation([np.array(o, dtype=float) for o in orientations])
+        _check_same_orientation(np.array(orientations, dtype=float))
         orientation = orientations[0]
         position_strings = [
             _ds_strings(ds.ImagePositionPatient, 3, "ImagePositionPatient")  # type: ignore[misc]
@@ -191,9 +191,12 @@ def _collect_single_frames(datasets: tuple[Dataset, ...]) -> SourceFrames:
     if all("PixelSpacing" in ds for ds in datasets):
         spacings = [_ds_strings(ds.PixelSpacing, 2, "PixelSpacing") for ds in datasets]
         values = np.array(spacings, dtype=float)
-        if not np.allclose(values, values[0], rtol=1e-4, atol=1e-6):
+        differs = ~np.all(np.isclose(values, values[0], rtol=1e-4, atol=1e-6), axis=1)
+        if differs.any():
+            index = int(np.argmax(differs))
             raise GeometryError(
-                f"all source_images must share PixelSpacing: got {sorted(set(spacings))}"
+                f"all source_images must share PixelSpacing: source_images[0] has "
+                f"{list(spacings[0])}, source_images[{index}] has {list(spacings[index])}"
             )
         spacing = spacings[0]
     first = datasets[0]
@@ -222,14 +225,15 @@ def _optional_ds(dataset: Dataset, keyword: str) -> str | None:
     return getattr(value, "original_string", None) or repr(float(value))
 
 
-def _check_same_orientation(orientations: list[np.ndarray]) -> None:
-    reference = orientations[0]
-    for index, orientation in enumerate(orientations[1:], start=1):
-        if not np.allclose(orientation, reference, atol=1e-4):
-            raise GeometryError(
-                "all source frames must share ImageOrientationPatient: frame 1 has "
-                f"{reference.tolist()}, frame {index + 1} has {orientation.tolist()}"
-            )
+def _check_same_orientation(orientations: np.ndarray) -> None:
+    """Raise GeometryError unless all ``(N, 6)`` ImageOrientationPatient rows agree."""
+    differs = ~np.all(np.isclose(orientations, orientations[0], atol=1e-4, rtol=0), axis=1)
+    if differs.any():
+        index = int(np.argmax(differs))
+        raise GeometryError(
+            "all source frames must share ImageOrientationPatient: frame 1 has "
+            f"{orientations[0].tolist()}, frame {index + 1} has {orientations[index].tolist()}"
+        )
 
 
 def _functional_group(dataset: Dataset, frame_item: Dataset | None, sequence: str) -> Dataset | None:
@@ -272,7 +276,7 @@ def _collect_multiframe(dataset: Dataset) -> SourceFrames:
     orientation_strings = None
     positions = None
     if position_strings is not None and frame_of_reference:
-        _check_same_orientation(orientations)
+        _check_same_orientation(np.array(orientations))
         coordinate_system = CoordinateSystemNames.PATIENT
         first_orientation = _functional_group(dataset, items[0], "PlaneOrientationSequence")
         orientation_strings = _ds_strings(first_orientation.ImageOrientationPatient, 6,  # type: ignore[union-attr]
