@@ -29,31 +29,35 @@ SEGMENTATION_DERIVATION = ("113076", "DCM", "Segmentation")
 
 
 def derivation_group(
-    sop_class_uid: str,
-    sop_instance_uid: str,
-    frame_number: int | None,
+    sources: Sequence[tuple[str, str, int | None]],
     spatial_locations_preserved: str | None = "YES",
 ) -> bytes:
-    """Encoded DerivationImageSequence element naming one source image/frame.
+    """Encoded DerivationImageSequence element naming the source images/frames of a frame.
 
     Parameters
     ----------
-    sop_class_uid, sop_instance_uid
-        The source instance.
-    frame_number
-        1-based source frame for multi-frame sources, else ``None``.
+    sources
+        ``(SOP Class UID, SOP Instance UID, frame number or None)`` of each
+        source image/frame (frame number only for multi-frame sources). An
+        empty list gives an empty Derivation Image Sequence.
     spatial_locations_preserved
         ``"YES"``/``"NO"`` (PS3.3 C.7.6.1.1.3), or ``None`` to omit.
     """
-    source = [raw.ui("ReferencedSOPClassUID", sop_class_uid),
-              raw.ui("ReferencedSOPInstanceUID", sop_instance_uid)]
-    if frame_number is not None:
-        source.append(raw.is_("ReferencedFrameNumber", frame_number))
-    if spatial_locations_preserved is not None:
-        source.append(raw.cs("SpatialLocationsPreserved", spatial_locations_preserved))
-    source.append(raw.sequence("PurposeOfReferenceCodeSequence", [raw.code_item(*SOURCE_IMAGE_PURPOSE)]))
+    if not sources:
+        return raw.sequence("DerivationImageSequence", [])
+    source_items = []
+    for sop_class_uid, sop_instance_uid, frame_number in sources:
+        source = [raw.ui("ReferencedSOPClassUID", sop_class_uid),
+                  raw.ui("ReferencedSOPInstanceUID", sop_instance_uid)]
+        if frame_number is not None:
+            source.append(raw.is_("ReferencedFrameNumber", frame_number))
+        if spatial_locations_preserved is not None:
+            source.append(raw.cs("SpatialLocationsPreserved", spatial_locations_preserved))
+        source.append(raw.sequence("PurposeOfReferenceCodeSequence",
+                                   [raw.code_item(*SOURCE_IMAGE_PURPOSE)]))
+        source_items.append(raw.item(*source))
     derivation_item = raw.item(
-        raw.sequence("SourceImageSequence", [raw.item(*source)]),
+        raw.sequence("SourceImageSequence", source_items),
         raw.sequence("DerivationCodeSequence", [raw.code_item(*SEGMENTATION_DERIVATION)]),
     )
     return raw.sequence("DerivationImageSequence", [derivation_item])

@@ -15,6 +15,8 @@ __all__ = [
     "PERPENDICULAR_TOLERANCE",
     "POSITION_TOLERANCE_MM",
     "SPACING_RELATIVE_TOLERANCE",
+    "ORIENTATION_MATCH_TOLERANCE",
+    "PIXEL_SPACING_MATCH_RTOL",
 ]
 
 AFFINE_EQUALITY_TOLERANCE: float = 1e-5
@@ -43,3 +45,13 @@ considered to be the same position (duplicates)."""
 SPACING_RELATIVE_TOLERANCE: float = 1e-2
 """Relative tolerance on consecutive slice distances (as a fraction of the
 mean slice spacing) below which a stack of slices is considered regular."""
+
+ORIENTATION_MATCH_TOLERANCE: float = 1e-5
+"""Absolute tolerance on direction cosines when deciding whether segmentation
+planes keep the source orientation, i.e. whether Spatial Locations Preserved
+can be YES (PS3.3 C.7.6.1.1.3); stricter than DIRECTION_COSINE_TOLERANCE, as
+in highdicom."""
+
+PIXEL_SPACING_MATCH_RTOL: float = 1e-4
+"""Relative tolerance on Pixel Spacing when deciding whether segmentation
+planes keep the source pixel grid."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -23,11 +24,18 @@ from monai_dicomseg.codec.functional_groups import (
 )
 from monai_dicomseg.codec.pixel_data import encode_binary_frames, encode_byte_frames
 from monai_dicomseg.enums import (
+    CoordinateSystemNames,
     SegmentationFractionalTypeValues,
     SegmentationTypeValues,
     to_enum,
 )
-from monai_dicomseg.errors import InputError, InputTypeError, UnsupportedError
+from monai_dicomseg.errors import GeometryError, InputError, InputTypeError, UnsupportedError
+from monai_dicomseg.geometry.affine import (
+    image_orientation_from_affine,
+    pixel_spacing_from_affine,
+    plane_positions_from_affine,
+    slice_spacing_from_affine,
+)
 from monai_dicomseg.seg.content import SegmentDescription
 from monai_dicomseg.seg.frames import FramePlan, plan_frames
 from monai_dicomseg.seg.inputs import SegmentPixels, labelmap_dtype, prepare_pixels
@@ -38,6 +46,7 @@ from monai_dicomseg.seg.modules import (
     set_raw,
     set_series_and_equipment,
 )
+from monai_dicomseg.seg.placement import Placement, aligned_placement, explicit_placement
 from monai_dicomseg.seg.sources import SourceFrames, collect_source_frames
 from monai_dicomseg.uid import UID
 
@@ -130,6 +139,119 @@ def _check_shape_against_sources(pixels: SegmentPixels, sources: SourceFrames) -
         )
 
 
+def _volume_planes(volume: Any, sources: SourceFrames) -> tuple[np.ndarray, dict[str, Any]]:
+    """Array and plane geometry of a :class:`~monai_dicomseg.geometry.volume.Volume` input."""
+    if volume.coordinate_system is not CoordinateSystemNames.PATIENT:
+        raise UnsupportedError(
+            f"pixel_array is a Volume in the {volume.coordinate_system.value} coordinate system; "
+            "only PATIENT volumes are supported here"
+        )
+    if (volume.frame_of_reference_uid is not None and sources.frame_of_reference_uid is not None
+            and str(volume.frame_of_reference_uid) != sources.frame_of_reference_uid):
+        raise GeometryError(
+            f"pixel_array Volume has FrameOfReferenceUID {volume.frame_of_reference_uid} but the "
+            f"source_images have {sources.frame_of_reference_uid}"
+        )
+    array = volume.array
+    if array.ndim == 4:
+        keywords = [descriptor.keyword for descriptor in volume.channel_descriptors]
+        if keywords != ["SegmentNumber"]:
+            raise InputError(
+                "a 4D pixel_array Volume must have exactly one channel axis, 'SegmentNumber'; "
+                f"got channels {keywords}"
+            )
+        numbers = [int(v) for v in volume.get_channel_values("SegmentNumber")]
+        if numbers != list(range(1, len(numbers) + 1)):
+            order = np.argsort(numbers)
+            numbers = [numbers[i] for i in order]
+            if numbers != list(range(1, len(numbers) + 1)):
+                raise InputError(
+                    "pixel_array Volume SegmentNumber channel must hold 1..S; "
+                    f"got {volume.get_channel_values('SegmentNumber')}"
+                )
+            array = array[..., order]
+    elif array.ndim != 3:
+        raise InputError(f"pixel_array Volume must be 3D or 4D; got shape {array.shape}")
+    affine = volume.affine
+    geometry = {
+        "positions": plane_positions_from_affine(affine, array.shape[0]),
+        "orientation": tuple(image_orientation_from_affine(affine)),
+        "pixel_spacing": tuple(pixel_spacing_from_affine(affine)),
+        "slice_thickness": float(slice_spacing_from_affine(affine)),
+        "spacing_between_slices": float(slice_spacing_from_affine(affine)),
+    }
+    return array, geometry
+
+
+def _explicit_planes(sources: SourceFrames, number_of_planes: int, plane_positions: Any,
+                     plane_orientation: Any, pixel_measures: Any) -> dict[str, Any]:
+    """Plane geometry given by plane_positions / plane_orientation / pixel_measures arguments."""
+    if plane_positions is None:
+        if sources.positions is None:
+            raise GeometryError("plane_positions are required: the source_images have no plane positions")
+        positions = sources.positions
+    else:
+        if len(plane_positions) != number_of_planes:
+            raise InputError(
+                f"plane_positions has {len(plane_positions)} items but pixel_array has "
+                f"{number_of_planes} frames (axis 0)"
+            )
+        try:
+            positions = np.array([[float(v) for v in p[0].ImagePositionPatient] for p in plane_positions])
+        except (AttributeError, IndexError, TypeError) as error:
+            raise InputTypeError(
+                "plane_positions must be a list of PlanePositionSequence with ImagePositionPatient"
+            ) from error
+    if plane_orientation is None:
+        if sources.orientation is None:
+            raise GeometryError("plane_orientation is required: the source_images have no orientation")
+        orientation = tuple(float(v) for v in sources.orientation)
+    else:
+        orientation = tuple(float(v) for v in plane_orientation[0].ImageOrientationPatient)
+    if pixel_measures is None:
+        if sources.pixel_spacing is None:
+            raise GeometryError("pixel_measures are required: the source_images have no PixelSpacing")
+        spacing: tuple = sources.pixel_spacing
+        thickness, between = sources.slice_thickness, sources.spacing_between_slices
+    else:
+        item = pixel_measures[0]
+        spacing = tuple(float(v) for v in item.PixelSpacing)
+        thickness = float(item.SliceThickness) if item.get("SliceThickness") is not None else None
+        between = (float(item.SpacingBetweenSlices)
+                   if item.get("SpacingBetweenSlices") is not None else None)
+    return {"positions": positions, "orientation": orientation, "pixel_spacing": spacing,
+            "slice_thickness": thickness, "spacing_between_slices": between}
+
+
+def _resolve_placement(sources: SourceFrames, pixel_array: Any, plane_positions: Any,
+                       plane_orientation: Any, pixel_measures: Any) -> tuple[np.ndarray, Placement]:
+    """The array to encode and where its planes sit (aligned with the sources or explicit)."""
+    from monai_dicomseg.geometry.volume import Volume
+
+    if isinstance(pixel_array, Volume):
+        if plane_positions is not None or plane_orientation is not None or pixel_measures is not None:
+            raise InputError(
+                "plane_positions, plane_orientation and pixel_measures must be None when "
+                "pixel_array is a Volume (its affine defines them)"
+            )
+        array, geometry = _volume_planes(pixel_array, sources)
+    elif plane_positions is None and plane_orientation is None and pixel_measures is None:
+        return pixel_array, aligned_placement(sources)
+    else:
+        if not isinstance(pixel_array, np.ndarray):
+            raise InputTypeError(f"pixel_array must be a numpy array or a Volume; got {type(pixel_array).__name__}")
+        planes = 1 if pixel_array.ndim == 2 else pixel_array.shape[0]
+        array = pixel_array
+        geometry = _explicit_planes(sources, planes, plane_positions, plane_orientation, pixel_measures)
+    if sources.coordinate_system is None:
+        raise GeometryError(
+            "the source_images have no Frame of Reference / plane geometry, so the segmentation "
+            "cannot be placed by plane positions or a Volume"
+        )
+    frame_shape = tuple(array.shape[1:3]) if array.ndim >= 3 else tuple(array.shape)
+    return array, explicit_placement(sources, frame_shape=frame_shape, **geometry)  # type: ignore[arg-type]
+
+
 def _set_image_pixel(dataset: Dataset, options: EncodeOptions, rows: int, columns: int,
                      number_of_segments: int) -> int:
     """Image Pixel (C.7.6.3) and Segmentation Image (C.8.20.2) pixel attributes; returns BitsAllocated."""
@@ -212,30 +334,37 @@ def _set_dimensions(dataset: Dataset, plan: FramePlan, labelmap: bool) -> np.nda
     return np.stack(columns, axis=1)
 
 
-def _set_functional_groups(dataset: Dataset, sources: SourceFrames, plan: FramePlan,
-                           dimension_values: np.ndarray, labelmap: bool) -> None:
+def _set_functional_groups(dataset: Dataset, sources: SourceFrames, placement: Placement,
+                           plan: FramePlan, dimension_values: np.ndarray, labelmap: bool) -> None:
     """Shared (pixel measures, plane orientation) and per-frame functional groups (C.8.20.3)."""
     shared = Dataset()
-    if sources.pixel_spacing is not None:
+    if placement.pixel_spacing is not None:
         measures = Dataset()
-        measures.PixelSpacing = list(sources.pixel_spacing)
-        measures.SliceThickness = sources.slice_thickness
-        if sources.spacing_between_slices is not None:
-            measures.SpacingBetweenSlices = sources.spacing_between_slices
+        measures.PixelSpacing = [raw.format_ds(v) if not isinstance(v, str) else v
+                                 for v in placement.pixel_spacing]
+        thickness = placement.slice_thickness
+        measures.SliceThickness = raw.format_ds(thickness) if isinstance(thickness, float) else thickness
+        between = placement.spacing_between_slices
+        if between is not None:
+            measures.SpacingBetweenSlices = raw.format_ds(between) if isinstance(between, float) else between
         shared.PixelMeasuresSequence = [measures]
-    if sources.orientation is not None:
+    if placement.orientation is not None:
         orientation = Dataset()
-        orientation.ImageOrientationPatient = list(sources.orientation)
+        orientation.ImageOrientationPatient = [raw.format_ds(v) if not isinstance(v, str) else v
+                                               for v in placement.orientation]
         shared.PlaneOrientationSequence = [orientation]
     dataset.SharedFunctionalGroupsSequence = [shared]
-    derivations = [
-        derivation_group(sop_class, sop_instance, frame_number)
-        for sop_class, sop_instance, frame_number in zip(
-            sources.sop_class_uids, sources.sop_instance_uids, sources.frame_numbers)
-    ]
+    references = list(zip(sources.sop_class_uids, sources.sop_instance_uids, sources.frame_numbers))
+    derivations = None
+    if placement.derivations is not None:
+        derivations = [
+            derivation_group([references[index] for index in indices],
+                             placement.spatial_locations_preserved)
+            for indices in placement.derivations
+        ]
     positions = None
-    if sources.position_strings is not None:
-        positions = [plane_position_group(position) for position in sources.position_strings]
+    if placement.position_values is not None:
+        positions = [plane_position_group(position) for position in placement.position_values]
     per_frame = per_frame_functional_groups(
         planes=plan.planes,
         segment_numbers=None if labelmap else plan.segment_numbers,
@@ -313,8 +442,11 @@ def encode_segmentation(
     transfer_syntax_uid: str = ExplicitVRLittleEndian,
     omit_empty_frames: bool = True,
     content_label: str | None = None,
+    plane_positions: Sequence[Any] | None = None,
+    plane_orientation: Any | None = None,
+    pixel_measures: Any | None = None,
 ) -> None:
-    """Fill ``dataset`` with a complete SEG instance for source-aligned arrays.
+    """Fill ``dataset`` with a complete SEG instance.
 
     Parameters
     ----------
@@ -325,7 +457,11 @@ def encode_segmentation(
         one multi-frame image (``pixel_array[i]`` ↔ frame ``i + 1``).
     pixel_array
         ``(R, C)``, ``(F, R, C)`` label map / one fractional segment, or
-        ``(F, R, C, S)`` stacked segments.
+        ``(F, R, C, S)`` stacked segments; or a ``Volume`` (PATIENT
+        coordinates) whose affine places each plane.
+    plane_positions, plane_orientation, pixel_measures
+        Explicit plane geometry when ``pixel_array`` is not aligned with the
+        sources (guide, "Segmentations with Arbitrary Geometries").
     Other parameters
         As :class:`~monai_dicomseg.seg.Segmentation`.
     """
@@ -333,12 +469,15 @@ def encode_segmentation(
                              omit_empty_frames, transfer_syntax_uid)
     descriptions = check_segment_descriptions(segment_descriptions)
     sources = collect_source_frames(source_images)
-    pixels = prepare_pixels(pixel_array, len(descriptions), options.segmentation_type)
-    _check_shape_against_sources(pixels, sources)
+    array, placement = _resolve_placement(sources, pixel_array, plane_positions,
+                                          plane_orientation, pixel_measures)
+    pixels = prepare_pixels(array, len(descriptions), options.segmentation_type)
+    if placement.aligned:
+        _check_shape_against_sources(pixels, sources)
     labelmap = options.segmentation_type is SegmentationTypeValues.LABELMAP
-    orientation = None if sources.orientation is None else np.array(sources.orientation, dtype=float)
+    orientation = None if placement.orientation is None else np.array(placement.orientation, dtype=float)
     presence = pixels.nonempty_planes()[:, np.newaxis] if labelmap else pixels.presence()
-    plan = plan_frames(presence, sources.positions, orientation, labelmap,
+    plan = plan_frames(presence, placement.positions, orientation, labelmap,
                        options.omit_empty_frames)
 
     sop_class_uid = LABELMAP_SOP_CLASS_UID if labelmap else SEGMENTATION_SOP_CLASS_UID
@@ -364,7 +503,7 @@ def encode_segmentation(
     _set_segmentation_image(dataset, options, pixels, descriptions, content_label,
                             content_description, content_creator_name)
     dimension_values = _set_dimensions(dataset, plan, labelmap)
-    _set_functional_groups(dataset, sources, plan, dimension_values, labelmap)
+    _set_functional_groups(dataset, sources, placement, plan, dimension_values, labelmap)
     set_common_instance_reference(dataset, sources)
     _encode_pixel_data(dataset, options, pixels, plan, bits)
     _set_file_meta(dataset, sop_class_uid, sop_instance_uid, options.transfer_syntax_uid)

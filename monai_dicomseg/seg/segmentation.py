@@ -61,6 +61,11 @@ class Segmentation(SegmentationReaderMixin, Dataset):
         Explicit VR Little Endian (default).
     omit_empty_frames
         Leave out frames with no non-zero pixel (default True).
+    plane_positions, plane_orientation, pixel_measures
+        Explicit geometry of the planes of ``pixel_array`` (one
+        PlanePositionSequence per plane) when it is not aligned with the
+        sources; frames are matched to source frames to fill the
+        DerivationImageSequence (Spatial Locations Preserved YES/NO).
     """
 
     def __init__(
@@ -85,6 +90,9 @@ class Segmentation(SegmentationReaderMixin, Dataset):
         transfer_syntax_uid: str = ExplicitVRLittleEndian,
         omit_empty_frames: bool = True,
         content_label: str | None = None,
+        plane_positions: Sequence[Any] | None = None,
+        plane_orientation: Any | None = None,
+        pixel_measures: Any | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__()
@@ -109,6 +117,9 @@ class Segmentation(SegmentationReaderMixin, Dataset):
             transfer_syntax_uid=transfer_syntax_uid,
             omit_empty_frames=omit_empty_frames,
             content_label=content_label,
+            plane_positions=plane_positions,
+            plane_orientation=plane_orientation,
+            pixel_measures=pixel_measures,
             **kwargs,
         )
 

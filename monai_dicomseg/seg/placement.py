@@ -1,0 +1,145 @@
+"""Where the planes of a segmentation sit, and which source frames they derive from.
+
+Three cases (guide, "Per-Frame Derivation Image Sequences"; PS3.3 C.7.6.1.1.3
+Spatial Locations Preserved):
+
+* orientation, pixel spacing, frame size and position all match a source
+  frame → the frame references it with Spatial Locations Preserved YES (and
+  takes the source's position values verbatim);
+* every plane lies in a source plane but in-plane geometry differs
+  (in-plane rotation, flip, scaling) → references with NO;
+* otherwise → an empty Derivation Image Sequence.
+
+The tolerances are those of :mod:`monai_dicomseg.geometry.tolerances`, so the
+decisions are the ones highdicom makes on the same inputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from monai_dicomseg.geometry.affine import slice_normal
+from monai_dicomseg.geometry.tolerances import (
+    ORIENTATION_MATCH_TOLERANCE,
+    PERPENDICULAR_TOLERANCE,
+    PIXEL_SPACING_MATCH_RTOL,
+    POSITION_TOLERANCE_MM,
+)
+from monai_dicomseg.seg.sources import SourceFrames
+
+__all__ = ["Placement", "aligned_placement", "explicit_placement"]
+
+@dataclass(frozen=True)
+class Placement:
+    """Plane geometry of the segmentation and its derivation references.
+
+    Attributes
+    ----------
+    positions
+        ``(P, 3) float64`` ImagePositionPatient of each plane, or ``None``.
+    position_values
+        Per plane, the three values to write (source DS strings or floats).
+    orientation
+        Six ImageOrientationPatient values, or ``None``.
+    pixel_spacing, slice_thickness, spacing_between_slices
+        Pixel Measures values (strings or floats), each possibly ``None``.
+    derivations
+        Per plane, the indices of the source frames it derives from (may be
+        empty lists), or ``None`` for no references at all.
+    spatial_locations_preserved
+        ``"YES"`` or ``"NO"`` for the references.
+    aligned
+        True when ``pixel_array[i]`` is by definition source frame ``i``
+        (no geometry given), so frame counts and sizes must agree.
+    """
+
+    positions: np.ndarray | None
+    position_values: list | None
+    orientation: tuple | None
+    pixel_spacing: tuple | None
+    slice_thickness: object
+    spacing_between_slices: object
+    derivations: list[list[int]] | None
+    spatial_locations_preserved: str
+    aligned: bool = False
+
+
+def aligned_placement(sources: SourceFrames) -> Placement:
+    """Placement for ``pixel_array[i]`` ↔ source frame ``i`` (geometry copied from the sources)."""
+    return Placement(
+        positions=sources.positions,
+        position_values=sources.position_strings,
+        orientation=sources.orientation,
+        pixel_spacing=sources.pixel_spacing,
+        slice_thickness=sources.slice_thickness,
+        spacing_between_slices=sources.spacing_between_slices,
+        derivations=[[index] for index in range(sources.number_of_frames)],
+        spatial_locations_preserved="YES",
+        aligned=True,
+    )
+
+
+def _match_all(distances: np.ndarray) -> list[list[int]] | None:
+    """Per row, the columns at the minimal distance — if every row has one within tolerance."""
+    minima = distances.min(axis=1)
+    if not np.all(minima < POSITION_TOLERANCE_MM):
+        return None
+    return [np.flatnonzero(row == minimum).tolist() for row, minimum in zip(distances, minima)]
+
+
+def explicit_placement(
+    sources: SourceFrames,
+    positions: np.ndarray,
+    orientation: tuple,
+    pixel_spacing: tuple,
+    slice_thickness: object,
+    spacing_between_slices: object,
+    frame_shape: tuple[int, int],
+) -> Placement:
+    """Placement for planes given explicitly (plane positions or a Volume).
+
+    Parameters
+    ----------
+    sources
+        The source frames.
+    positions
+        ``(P, 3)`` ImagePositionPatient of each plane of ``pixel_array``.
+    orientation
+        ImageOrientationPatient of the planes (6 values).
+    pixel_spacing, slice_thickness, spacing_between_slices
+        Pixel Measures of the planes.
+    frame_shape
+        ``(R, C)`` of ``pixel_array``'s frames.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    values = list(map(tuple, positions.tolist()))
+    cosines = np.asarray(orientation, dtype=np.float64)
+    derivations = None
+    preserved = "NO"
+    if sources.positions is None or sources.orientation is None:
+        return Placement(positions, values, tuple(orientation), tuple(pixel_spacing),
+                         slice_thickness, spacing_between_slices, None, preserved)
+    source_cosines = np.asarray(sources.orientation, dtype=np.float64)
+    orientation_equal = bool(np.allclose(cosines, source_cosines, atol=ORIENTATION_MATCH_TOLERANCE))
+    if orientation_equal:
+        orientation = sources.orientation  # the source's values, free of rounding noise
+    normal = slice_normal(source_cosines)
+    coplanar = orientation_equal or abs(abs(float(slice_normal(cosines) @ normal)) - 1.0) < PERPENDICULAR_TOLERANCE
+    spacing_equal = sources.pixel_spacing is not None and bool(np.allclose(
+        np.asarray(pixel_spacing, float), np.asarray(sources.pixel_spacing, float), rtol=PIXEL_SPACING_MATCH_RTOL))
+    if spacing_equal:
+        pixel_spacing = sources.pixel_spacing  # type: ignore[assignment]
+    if coplanar:
+        offsets = positions[:, np.newaxis, :] - sources.positions[np.newaxis]
+        if orientation_equal and spacing_equal and frame_shape == (sources.rows, sources.columns):
+            derivations = _match_all(np.linalg.norm(offsets, axis=-1))
+            if derivations is not None:
+                preserved = "YES"
+                # Reuse the source's stored position strings for exact agreement.
+                values = [sources.position_strings[matches[0]] for matches in derivations]  # type: ignore[index]
+                positions = sources.positions[[matches[0] for matches in derivations]]
+        if derivations is None:
+            derivations = _match_all(np.abs(offsets @ normal))
+    return Placement(positions, values, tuple(orientation), tuple(pixel_spacing),
+                     slice_thickness, spacing_between_slices, derivations, preserved)
