@@ -36,6 +36,7 @@ __all__ = [
     "code_item",
     "format_ds",
     "pixel_data_header",
+    "SEQUENCE_DELIMITER",
     "encode_dataset",
 ]
 
@@ -140,6 +141,10 @@ def ds(keyword: str, values: Sequence[float | str]) -> bytes:
 def is_(keyword: str, value: int) -> bytes:
     """IS element."""
     return element(keyword, _text(str(int(value)), b" "))
+
+
+SEQUENCE_DELIMITER = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+"""Sequence Delimitation Item ending an undefined-length value (PS3.5 7.5.2)."""
 
 
 def pixel_data_header(vr: str, length: int | None) -> bytes:

@@ -8,6 +8,7 @@ Per-frame data are encoded as bytes (see :mod:`monai_dicomseg.codec.raw`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,12 @@ from monai_dicomseg.codec.functional_groups import (
     derivation_group,
     per_frame_functional_groups,
     plane_position_group,
+)
+from monai_dicomseg.codec.compression import (
+    check_transfer_syntax,
+    encapsulate_frames,
+    encode_frames,
+    resolve_workers,
 )
 from monai_dicomseg.codec.pixel_data import encode_binary_frames, encode_byte_frames
 from monai_dicomseg.enums import (
@@ -66,6 +73,8 @@ class EncodeOptions:
     max_fractional_value: int
     omit_empty_frames: bool
     transfer_syntax_uid: PydicomUID
+    workers: int
+    use_extended_offset_table: bool
 
 
 def _check_options(
@@ -74,6 +83,8 @@ def _check_options(
     max_fractional_value: int,
     omit_empty_frames: bool,
     transfer_syntax_uid: str,
+    workers: int,
+    use_extended_offset_table: bool,
 ) -> EncodeOptions:
     seg_type = to_enum(SegmentationTypeValues, segmentation_type, "segmentation_type")
     frac_type = to_enum(SegmentationFractionalTypeValues, fractional_type, "fractional_type")
@@ -83,13 +94,9 @@ def _check_options(
         )
     if not 1 <= int(max_fractional_value) <= 255:
         raise InputError(f"max_fractional_value must be in [1, 255]; got {max_fractional_value}")
-    syntax = PydicomUID(str(transfer_syntax_uid))
-    if syntax != ExplicitVRLittleEndian:
-        raise UnsupportedError(
-            f"transfer_syntax_uid {syntax} is not supported yet; expected {ExplicitVRLittleEndian} "
-            "(Explicit VR Little Endian)"
-        )
-    return EncodeOptions(seg_type, frac_type, int(max_fractional_value), bool(omit_empty_frames), syntax)
+    syntax = check_transfer_syntax(transfer_syntax_uid, seg_type.value)
+    return EncodeOptions(seg_type, frac_type, int(max_fractional_value), bool(omit_empty_frames),
+                         syntax, resolve_workers(workers), bool(use_extended_offset_table))
 
 
 def check_segment_descriptions(segment_descriptions: Sequence[SegmentDescription]) -> list[SegmentDescription]:
@@ -377,30 +384,37 @@ def _set_functional_groups(dataset: Dataset, sources: SourceFrames, placement: P
 
 def _encode_pixel_data(dataset: Dataset, options: EncodeOptions, pixels: SegmentPixels,
                        plan: FramePlan, bits: int) -> None:
-    """Pixel Data (7FE0,0010) in native encoding (PS3.5 8.1.1)."""
+    """Pixel Data (7FE0,0010): native (PS3.5 8.1.1, 8.2) or encapsulated (A.4)."""
     _, rows, columns = pixels.shape
     planes, segments = plan.planes, plan.segment_numbers
     seg_type = options.segmentation_type
+    get_frame: Callable[[int], np.ndarray]
     if seg_type is SegmentationTypeValues.BINARY:
-        data = encode_binary_frames(
-            plan.number_of_frames, rows, columns,
-            lambda i: pixels.binary_frame(int(planes[i]), int(segments[i])),
-        )
-        vr = "OB"
+        get_frame = lambda i: pixels.binary_frame(int(planes[i]), int(segments[i]))  # noqa: E731
     elif seg_type is SegmentationTypeValues.FRACTIONAL:
         maximum = options.max_fractional_value
-        data = encode_byte_frames(
-            plan.number_of_frames, rows, columns, np.dtype(np.uint8),
-            lambda i: pixels.fractional_frame(int(planes[i]), int(segments[i]), maximum),
-        )
-        vr = "OB"
+        get_frame = lambda i: pixels.fractional_frame(int(planes[i]), int(segments[i]), maximum)  # noqa: E731
     else:
-        frames = pixels.labelmap_frames(planes)
-        data = frames.astype(frames.dtype.newbyteorder("<"), copy=False).tobytes()
-        data = data + b"\x00" if len(data) % 2 else data
-        vr = "OB" if bits == 8 else "OW"
+        labelmap_frames = pixels.labelmap_frames(planes)
+        get_frame = labelmap_frames.__getitem__
     dataset.NumberOfFrames = plan.number_of_frames
-    dataset.add_new("PixelData", vr, data)
+    if options.transfer_syntax_uid.is_encapsulated:
+        frames = encode_frames(plan.number_of_frames, get_frame, options.transfer_syntax_uid,
+                               bits, options.workers)
+        data, extended = encapsulate_frames(frames, options.use_extended_offset_table)
+        if extended is not None:
+            dataset.ExtendedOffsetTable, dataset.ExtendedOffsetTableLengths = extended
+        dataset.add_new("PixelData", "OB", data)
+        dataset["PixelData"].is_undefined_length = True
+        return
+    if seg_type is SegmentationTypeValues.BINARY:
+        data = encode_binary_frames(plan.number_of_frames, rows, columns, get_frame)
+    elif seg_type is SegmentationTypeValues.FRACTIONAL:
+        data = encode_byte_frames(plan.number_of_frames, rows, columns, np.dtype(np.uint8), get_frame)
+    else:
+        data = labelmap_frames.astype(labelmap_frames.dtype.newbyteorder("<"), copy=False).tobytes()
+        data = data + b"\x00" if len(data) % 2 else data
+    dataset.add_new("PixelData", "OB" if bits <= 8 else "OW", data)
 
 
 def _set_file_meta(dataset: Dataset, sop_class_uid: str, sop_instance_uid: str,
@@ -442,6 +456,8 @@ def encode_segmentation(
     transfer_syntax_uid: str = ExplicitVRLittleEndian,
     omit_empty_frames: bool = True,
     content_label: str | None = None,
+    workers: int = 0,
+    use_extended_offset_table: bool = False,
     plane_positions: Sequence[Any] | None = None,
     plane_orientation: Any | None = None,
     pixel_measures: Any | None = None,
@@ -459,6 +475,10 @@ def encode_segmentation(
         ``(R, C)``, ``(F, R, C)`` label map / one fractional segment, or
         ``(F, R, C, S)`` stacked segments; or a ``Volume`` (PATIENT
         coordinates) whose affine places each plane.
+    workers
+        Processes compressing frames: 0 in process, N > 0, negative = all cores.
+    use_extended_offset_table
+        Encapsulate with an Extended Offset Table (used anyway past 4 GiB).
     plane_positions, plane_orientation, pixel_measures
         Explicit plane geometry when ``pixel_array`` is not aligned with the
         sources (guide, "Segmentations with Arbitrary Geometries").
@@ -466,7 +486,7 @@ def encode_segmentation(
         As :class:`~monai_dicomseg.seg.Segmentation`.
     """
     options = _check_options(segmentation_type, fractional_type, max_fractional_value,
-                             omit_empty_frames, transfer_syntax_uid)
+                             omit_empty_frames, transfer_syntax_uid, workers, use_extended_offset_table)
     descriptions = check_segment_descriptions(segment_descriptions)
     sources = collect_source_frames(source_images)
     array, placement = _resolve_placement(sources, pixel_array, plane_positions,

@@ -11,7 +11,7 @@ from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian
 
 from monai_dicomseg.atomic import atomic_write
-from monai_dicomseg.codec.raw import pixel_data_header
+from monai_dicomseg.codec.raw import SEQUENCE_DELIMITER, pixel_data_header
 from monai_dicomseg.enums import SegmentationFractionalTypeValues, SegmentationTypeValues
 from monai_dicomseg.seg.content import SegmentDescription
 from monai_dicomseg.seg.encode import encode_segmentation
@@ -58,7 +58,14 @@ class Segmentation(SegmentationReaderMixin, Dataset):
     content_description, content_creator_name, content_label
         Content Identification Macro (PS3.3 C.10.9).
     transfer_syntax_uid
-        Explicit VR Little Endian (default).
+        Explicit VR Little Endian (default); LABELMAP and FRACTIONAL also
+        RLE Lossless, JPEG 2000 Lossless, JPEG-LS Lossless; BINARY also JPEG
+        2000 Lossless.
+    workers
+        Processes compressing frames: 0 in process (default), N > 0, or
+        negative for all cores. The bytes do not depend on it.
+    use_extended_offset_table
+        Encapsulate with an Extended Offset Table (automatic past 4 GiB).
     omit_empty_frames
         Leave out frames with no non-zero pixel (default True).
     plane_positions, plane_orientation, pixel_measures
@@ -90,6 +97,8 @@ class Segmentation(SegmentationReaderMixin, Dataset):
         transfer_syntax_uid: str = ExplicitVRLittleEndian,
         omit_empty_frames: bool = True,
         content_label: str | None = None,
+        workers: int = 0,
+        use_extended_offset_table: bool = False,
         plane_positions: Sequence[Any] | None = None,
         plane_orientation: Any | None = None,
         pixel_measures: Any | None = None,
@@ -117,6 +126,8 @@ class Segmentation(SegmentationReaderMixin, Dataset):
             transfer_syntax_uid=transfer_syntax_uid,
             omit_empty_frames=omit_empty_frames,
             content_label=content_label,
+            workers=workers,
+            use_extended_offset_table=use_extended_offset_table,
             plane_positions=plane_positions,
             plane_orientation=plane_orientation,
             pixel_measures=pixel_measures,
@@ -157,3 +168,5 @@ class Segmentation(SegmentationReaderMixin, Dataset):
         encapsulated = self.file_meta.TransferSyntaxUID.is_encapsulated
         stream.write(pixel_data_header(element.VR, None if encapsulated else len(value)))
         stream.write(value)
+        if encapsulated:
+            stream.write(SEQUENCE_DELIMITER)

@@ -1,0 +1,208 @@
+"""Lossless frame compression for SEG Pixel Data (PS3.5 8.2, A.4).
+
+Which transfer syntaxes a segmentation type may use (PS3.3 C.8.20.2):
+
+* BINARY (1 bit): Explicit VR Little Endian or JPEG 2000 Lossless;
+* FRACTIONAL / LABELMAP (8/16 bit): Explicit VR Little Endian, RLE Lossless,
+  JPEG 2000 Lossless or JPEG-LS Lossless.
+
+Codecs are pydicom's encoders with the pylibjpeg / pyjpegls plugins (the fast
+pylibjpeg-rle plugin for RLE where installed); 1-bit JPEG 2000, which pydicom
+does not encode, goes to pylibjpeg-openjpeg directly. Frames may be encoded
+in worker processes; the bytes are the same as serial encoding because each
+frame is encoded independently and results are kept in frame order.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+
+import numpy as np
+from pydicom.encaps import encapsulate, encapsulate_extended
+from pydicom.uid import (
+    UID,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    RLELossless,
+)
+
+from monai_dicomseg.errors import EncodeError, InputError, MissingDependencyError
+
+__all__ = [
+    "allowed_transfer_syntaxes",
+    "check_transfer_syntax",
+    "encode_frames",
+    "encapsulate_frames",
+    "resolve_workers",
+]
+
+_BYTE_SYNTAXES = (ExplicitVRLittleEndian, RLELossless, JPEG2000Lossless, JPEGLSLossless)
+_BINARY_SYNTAXES = (ExplicitVRLittleEndian, JPEG2000Lossless)
+# (import name, PyPI package) needed by each compressed syntax.
+_REQUIREMENTS = {
+    RLELossless: None,  # pydicom has a native RLE encoder; pylibjpeg-rle is used when present
+    JPEG2000Lossless: ("openjpeg", "pylibjpeg-openjpeg"),
+    JPEGLSLossless: ("jpeg_ls", "pyjpegls"),
+}
+# openjpeg refuses to encode smaller images.
+_MIN_JPEG2000_SIZE = 32
+# Basic Offset Table offsets are 32-bit (PS3.5 A.4): beyond that the
+# Extended Offset Table is required.
+_BASIC_OFFSET_LIMIT = 2 ** 32
+
+
+def allowed_transfer_syntaxes(binary: bool) -> tuple[UID, ...]:
+    """Transfer syntaxes allowed for BINARY (1-bit) or 8/16-bit segmentations."""
+    return _BINARY_SYNTAXES if binary else _BYTE_SYNTAXES
+
+
+def _module_available(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def check_transfer_syntax(transfer_syntax_uid: str, segmentation_type: str) -> UID:
+    """Validate the transfer syntax for a segmentation type and that its codec is installed.
+
+    Raises
+    ------
+    InputError
+        The syntax is not allowed for the type (e.g. RLE for BINARY).
+    MissingDependencyError
+        The codec's package is not installed; the message names it.
+    """
+    syntax = UID(str(transfer_syntax_uid))
+    allowed = allowed_transfer_syntaxes(segmentation_type == "BINARY")
+    if syntax not in allowed:
+        names = ", ".join(f"{uid.name} ({uid})" for uid in allowed)
+        raise InputError(
+            f"transfer_syntax_uid {syntax} ({syntax.name or 'unknown'}) is not allowed for "
+            f"{segmentation_type} segmentations; expected one of: {names}"
+        )
+    requirement = _REQUIREMENTS.get(syntax)
+    if requirement is not None and not _module_available(requirement[0]):
+        raise MissingDependencyError(
+            f"transfer_syntax_uid {syntax.name} needs the package {requirement[1]!r}: "
+            f"pip install {requirement[1]}"
+        )
+    return syntax
+
+
+def resolve_workers(workers: int) -> int:
+    """Number of worker processes: 0 = in process, N > 0 = N, negative = all cores."""
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)):
+        raise InputError(f"workers must be an int; got {type(workers).__name__}")
+    if workers < 0:
+        return os.cpu_count() or 1
+    return int(workers)
+
+
+def _rle_plugin() -> str:
+    return "pylibjpeg" if _module_available("rle") else "pydicom"
+
+
+def encode_frame(frame: np.ndarray, transfer_syntax_uid: str, bits_allocated: int) -> bytes:
+    """Compress one ``(R, C)`` frame.
+
+    Parameters
+    ----------
+    frame
+        ``(R, C)`` bool (1-bit), uint8 or uint16 array.
+    transfer_syntax_uid
+        One of the compressed syntaxes above.
+    bits_allocated
+        1, 8 or 16.
+    """
+    rows, columns = frame.shape
+    syntax = UID(transfer_syntax_uid)
+    if syntax == JPEG2000Lossless and min(rows, columns) < _MIN_JPEG2000_SIZE:
+        raise EncodeError(
+            f"JPEG 2000 Lossless cannot encode {rows}x{columns} frames (openjpeg needs at least "
+            f"{_MIN_JPEG2000_SIZE} rows and columns); use another transfer_syntax_uid"
+        )
+    if bits_allocated == 1:
+        from openjpeg.utils import encode_array
+
+        return bytes(encode_array(np.ascontiguousarray(frame, dtype=bool), bits_stored=1,
+                                  photometric_interpretation=2, use_mct=False))
+    from pydicom.pixels.encoders import (
+        JPEG2000LosslessEncoder,
+        JPEGLSLosslessEncoder,
+        RLELosslessEncoder,
+    )
+
+    encoder, plugin = {
+        RLELossless: (RLELosslessEncoder, _rle_plugin()),
+        JPEG2000Lossless: (JPEG2000LosslessEncoder, "pylibjpeg"),
+        JPEGLSLossless: (JPEGLSLosslessEncoder, "pyjpegls"),
+    }[syntax]
+    return bytes(encoder.encode(
+        np.ascontiguousarray(frame),
+        encoding_plugin=plugin,
+        rows=rows,
+        columns=columns,
+        samples_per_pixel=1,
+        number_of_frames=1,
+        bits_allocated=bits_allocated,
+        bits_stored=bits_allocated,
+        pixel_representation=0,
+        photometric_interpretation="MONOCHROME2",
+    ))
+
+
+def _encode_batch(frames: np.ndarray, transfer_syntax_uid: str, bits_allocated: int) -> list[bytes]:
+    return [encode_frame(frame, transfer_syntax_uid, bits_allocated) for frame in frames]
+
+
+def encode_frames(
+    number_of_frames: int,
+    get_frame: Callable[[int], np.ndarray],
+    transfer_syntax_uid: str,
+    bits_allocated: int,
+    workers: int = 0,
+) -> list[bytes]:
+    """Compress frames in order, in process or in ``workers`` processes.
+
+    Frames are sent to workers in batches so the per-task overhead stays
+    small; the result list is in frame order whatever the scheduling.
+    """
+    processes = resolve_workers(workers)
+    if processes == 0 or number_of_frames < 2:
+        return [encode_frame(get_frame(i), transfer_syntax_uid, bits_allocated)
+                for i in range(number_of_frames)]
+    batch = max(1, min(32, number_of_frames // (4 * processes) or 1))
+
+    def batches() -> Iterator[np.ndarray]:
+        for start in range(0, number_of_frames, batch):
+            yield np.stack([get_frame(i) for i in range(start, min(start + batch, number_of_frames))])
+
+    encoded: list[bytes] = []
+    worker = partial(_encode_batch, transfer_syntax_uid=str(transfer_syntax_uid),
+                     bits_allocated=bits_allocated)
+    with ProcessPoolExecutor(max_workers=processes) as executor:
+        for result in executor.map(worker, batches()):
+            encoded.extend(result)
+    return encoded
+
+
+def encapsulate_frames(frames: list[bytes], use_extended_offset_table: bool = False
+                       ) -> tuple[bytes, tuple[bytes, bytes] | None]:
+    """Encapsulate compressed frames, one fragment each (PS3.5 A.4).
+
+    Returns
+    -------
+    pixel_data
+        Encapsulated Pixel Data value (Basic Offset Table first).
+    extended
+        ``(ExtendedOffsetTable, ExtendedOffsetTableLengths)`` values when an
+        extended offset table is used (requested, or needed because the
+        frames exceed the 32-bit Basic Offset Table), else ``None``.
+    """
+    total = sum(len(frame) + (len(frame) % 2) + 8 for frame in frames)
+    if use_extended_offset_table or total >= _BASIC_OFFSET_LIMIT:
+        pixel_data, offsets, lengths = encapsulate_extended(frames)
+        return pixel_data, (offsets, lengths)
+    return encapsulate(frames, has_bot=True), None
