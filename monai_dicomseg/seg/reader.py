@@ -92,7 +92,9 @@ def _defer_per_frame_groups(buf: bytes) -> bytes:
     start, syntax = meta
     if syntax == ImplicitVRLittleEndian:
         implicit = True
-    elif syntax == ExplicitVRLittleEndian or pydicom.uid.UID(syntax).is_compressed:
+    elif syntax == ExplicitVRLittleEndian or (
+        pydicom.uid.UID(syntax).is_transfer_syntax and pydicom.uid.UID(syntax).is_compressed
+    ):
         implicit = False
     else:
         return buf
@@ -396,6 +398,7 @@ class SegmentationReaderMixin:
             segmentation_type=self.segmentation_type,
             segment_numbers=requested,
             maximum_fractional_value=self.get("MaximumFractionalValue"),  # type: ignore[attr-defined]
+            all_segment_numbers=list(self.segment_numbers),
             **options,
         )
 

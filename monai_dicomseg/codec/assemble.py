@@ -1,0 +1,323 @@
+"""Build output masks from stored SEG frames (PS3.3 C.8.20.2).
+
+A :class:`Placement` says which stored frame goes to which output slice. The
+functions here decode only those frames and write them into the output in
+one of the two forms highdicom's reading methods return:
+
+* "stacked": ``(N, R, C, S)``, one binary (or fractional) channel per
+  requested segment, in the requested order;
+* "combined" (label map): ``(N, R, C)``, the value of a pixel is the segment
+  number (or, with ``relabel``, its 1-based position in the request).
+
+BINARY frames are placed sparsely: only non-zero packed bytes are expanded,
+so the cost follows the number of foreground pixels rather than
+``frames x rows x columns``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from monai_dicomseg.codec.decode import PixelLayout, decode_frames, packed_frames
+from monai_dicomseg.enums import SegmentationTypeValues
+from monai_dicomseg.errors import DecodeError, FrameMismatchError, InputError, InputTypeError, OverlapError
+
+__all__ = ["Placement", "assemble_frames", "output_dtype"]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Stored frames to copy and where they go.
+
+    Attributes
+    ----------
+    frame
+        ``(m,) int64`` 0-based stored frame indices.
+    position
+        ``(m,) int64`` output slice of each frame (``0 <= position < N``).
+    segment
+        ``(m,) int64`` Referenced Segment Number of each frame (0 for LABELMAP).
+    """
+
+    frame: np.ndarray
+    position: np.ndarray
+    segment: np.ndarray
+
+    def select(self, mask: np.ndarray) -> "Placement":
+        return Placement(self.frame[mask], self.position[mask], self.segment[mask])
+
+
+def _smallest_unsigned(value: int) -> np.dtype:
+    for candidate in (np.uint8, np.uint16, np.uint32, np.uint64):
+        if value <= np.iinfo(candidate).max:
+            return np.dtype(candidate)
+    raise InputError(f"value {value} does not fit in any unsigned integer type")
+
+
+def output_dtype(
+    dtype: "type | str | np.dtype | None",
+    *,
+    max_value: int,
+    rescaled: bool,
+) -> np.dtype:
+    """Resolve the output dtype as highdicom does.
+
+    ``float32`` for rescaled FRACTIONAL output, else the smallest unsigned
+    integer type holding ``max_value``. A user dtype must be numeric and hold
+    ``max_value``.
+    """
+    if dtype is None:
+        return np.dtype(np.float32) if rescaled else _smallest_unsigned(int(max_value))
+    resolved = np.dtype(dtype)
+    if resolved.kind not in "uifb":
+        raise InputTypeError(f"dtype must be an integer, float or bool type; got {resolved}")
+    if resolved.kind in "ui" and max_value > np.iinfo(resolved).max:
+        raise InputError(f"dtype {resolved} cannot hold the largest output value {max_value}")
+    if resolved.kind == "b" and max_value > 1:
+        raise InputError(f"dtype bool cannot hold the largest output value {max_value}")
+    if rescaled and resolved.kind != "f":
+        raise InputError(
+            f"rescaled FRACTIONAL output needs a floating-point dtype; got {resolved}"
+        )
+    return resolved
+
+
+def check_unique(placement: Placement, by_segment: bool) -> None:
+    """Raise :class:`FrameMismatchError` if two frames land on the same output frame/channel."""
+    if placement.frame.size < 2:
+        return
+    key = placement.position * (int(placement.segment.max(initial=0)) + 1) + (
+        placement.segment if by_segment else 0
+    )
+    unique, counts = np.unique(key, return_counts=True)
+    if np.any(counts > 1):
+        raise FrameMismatchError(
+            "the requested positions do not identify segmentation frames uniquely: "
+            f"{int((counts > 1).sum())} output frame(s) would receive more than one stored frame "
+            "(expected exactly one stored frame per output frame and segment)"
+        )
+
+
+def _foreground(
+    dataset: Dataset, layout: PixelLayout, frames: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground pixels of binary frames: (row of ``frames``, flat pixel index)."""
+    packed = packed_frames(dataset, frames, layout)
+    if packed is not None:
+        k, byte = np.nonzero(packed)
+        bits = np.unpackbits(packed[k, byte][:, None], axis=1, bitorder="little")
+        j, b = np.nonzero(bits)
+        return k[j], byte[j] * 8 + b
+    decoded = decode_frames(dataset, frames, layout)
+    k, r, c = np.nonzero(decoded)
+    return k, r * layout.columns + c
+
+
+def assemble_frames(
+    dataset: Dataset,
+    layout: PixelLayout,
+    placement: Placement,
+    n_out: int,
+    *,
+    segmentation_type: SegmentationTypeValues,
+    segment_numbers: Sequence[int],
+    combine_segments: bool,
+    relabel: bool,
+    rescale_fractional: bool,
+    skip_overlap_checks: bool,
+    dtype: "type | str | np.dtype | None",
+    maximum_fractional_value: int | None = None,
+    all_segment_numbers: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Decode the placed frames and build the output array.
+
+    Parameters
+    ----------
+    dataset, layout
+        The SEG and its validated :class:`PixelLayout`.
+    placement
+        Frames to copy (already restricted to valid output positions).
+    n_out
+        ``N``, the number of output slices.
+    segmentation_type
+        BINARY, FRACTIONAL or LABELMAP.
+    segment_numbers
+        Requested segments, in output channel order.
+    combine_segments, relabel, rescale_fractional, skip_overlap_checks, dtype
+        As for :meth:`Segmentation.get_pixels_by_source_instance`.
+    maximum_fractional_value
+        MaximumFractionalValue (FRACTIONAL only).
+    all_segment_numbers
+        Every non-background segment of the SEG (LABELMAP: when all are
+        requested without relabelling, stored values are copied unmapped).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, R, C)`` if ``combine_segments`` else ``(N, R, C, S)``.
+
+    Raises
+    ------
+    OverlapError
+        Combining overlapping segments without ``skip_overlap_checks``.
+    FrameMismatchError
+        Two stored frames map to one output frame and channel.
+    """
+    segs = np.asarray(list(segment_numbers), dtype=np.int64)
+    n_segments = segs.size
+    R, C = layout.rows, layout.columns
+    max_out = (n_segments if relabel else int(segs.max())) if combine_segments else 1
+    is_fractional = segmentation_type == SegmentationTypeValues.FRACTIONAL
+    rescaled = rescale_fractional and is_fractional and not combine_segments
+    out_dtype = output_dtype(dtype, max_value=max_out, rescaled=rescaled)
+    lut_size = int(max(segs.max(), placement.segment.max(initial=0))) + 1
+
+    if segmentation_type == SegmentationTypeValues.LABELMAP:
+        check_unique(placement, by_segment=False)
+        stored_max = (1 << layout.bits_allocated) if layout.bits_allocated <= 16 else lut_size
+        lut = np.zeros(max(stored_max, lut_size), dtype=np.int64)
+        for i, s in enumerate(segs):
+            lut[s] = (i + 1) if (relabel or not combine_segments) else s
+        stored = decode_frames(dataset, placement.frame, layout)
+        if combine_segments:
+            out = np.zeros((n_out, R, C), out_dtype)
+            if not relabel and set(segs.tolist()) >= set(all_segment_numbers or ()):
+                # every segment requested, values kept: the stored frames are the answer
+                out[placement.position] = stored
+            else:
+                out[placement.position] = lut.astype(out_dtype)[stored]
+            return out
+        labels = lut.astype(_smallest_unsigned(n_segments))[stored]
+        k, r, c = np.nonzero(labels)
+        out = np.zeros((n_out, R, C, n_segments), out_dtype)
+        out[placement.position[k], r, c, labels[k, r, c].astype(np.int64) - 1] = 1
+        return out
+
+    # BINARY / FRACTIONAL: frames carry one segment each
+    channel_of = np.full(lut_size, -1, dtype=np.int64)
+    channel_of[segs] = np.arange(n_segments)
+    placement = placement.select(channel_of[placement.segment] >= 0)
+    check_unique(placement, by_segment=True)
+    channel = channel_of[placement.segment]
+
+    if is_fractional and not combine_segments:
+        frames = decode_frames(dataset, placement.frame, layout)
+        raw = np.zeros((n_out, R, C, n_segments), dtype=frames.dtype)
+        raw[placement.position, :, :, channel] = frames
+        if rescale_fractional:
+            maximum = int(maximum_fractional_value or 0)
+            if maximum <= 0:
+                raise InputError(f"MaximumFractionalValue must be positive to rescale; got {maximum_fractional_value!r}")
+            if raw.size and raw.max() > maximum:
+                raise DecodeError(
+                    f"PixelData holds values up to {int(raw.max())}, above "
+                    f"MaximumFractionalValue = {maximum}"
+                )
+            return raw.astype(out_dtype) / out_dtype.type(maximum)
+        return raw.astype(out_dtype, copy=False)
+
+    if is_fractional:  # combine: only possible when frames are 0 / MaximumFractionalValue
+        if not rescale_fractional:
+            raise InputError(
+                "combine_segments of a FRACTIONAL segmentation requires rescale_fractional=True"
+            )
+        maximum = int(maximum_fractional_value or 0)
+        frames = decode_frames(dataset, placement.frame, layout)
+        if np.any((frames != 0) & (frames != maximum)):
+            raise InputError(
+                "combine_segments of a FRACTIONAL segmentation is only possible when every pixel "
+                f"is 0 or MaximumFractionalValue = {maximum}"
+            )
+        k, r, c = np.nonzero(frames)
+        pixel = r * C + c
+    else:
+        order = np.argsort(channel if relabel else placement.segment, kind="stable")
+        placement = placement.select(order)
+        channel = channel[order]
+        if combine_segments and not skip_overlap_checks:
+            packed = packed_frames(dataset, placement.frame, layout)
+            if packed is not None:
+                value = (channel + 1) if relabel else placement.segment
+                return _combine_packed(packed, placement.position, value, n_out, R, C, out_dtype)
+        k, pixel = _foreground(dataset, layout, placement.frame)
+
+    if not combine_segments:
+        out = np.zeros(n_out * R * C * n_segments, out_dtype)
+        out[(placement.position[k] * (R * C) + pixel) * n_segments + channel[k]] = 1
+        return out.reshape(n_out, R, C, n_segments)
+
+    value = (channel + 1) if relabel else placement.segment
+    if is_fractional:
+        order = np.argsort(value[k], kind="stable")
+        k, pixel = k[order], pixel[order]
+    out = np.zeros(n_out * R * C, out_dtype)
+    flat = placement.position[k] * (R * C) + pixel
+    out[flat] = value[k].astype(out_dtype)
+    if not skip_overlap_checks and np.count_nonzero(out) != flat.size:
+        raise OverlapError(
+            "cannot combine segments because they overlap: "
+            f"{flat.size - np.count_nonzero(out)} pixel(s) belong to more than one requested segment "
+            "(pass skip_overlap_checks=True to keep the highest segment)"
+        )
+    return out.reshape(n_out, R, C)
+
+
+def _nonzero_bytes(flat: np.ndarray) -> np.ndarray:
+    """Indices of the non-zero bytes of a contiguous ``uint8`` array (scans 8 bytes at a time)."""
+    if flat.size % 8 or not flat.flags.c_contiguous:
+        return np.flatnonzero(flat)
+    words = np.flatnonzero(flat.view(np.uint64))
+    candidates = (words[:, None] * 8 + np.arange(8)).reshape(-1)
+    return candidates[flat[candidates] != 0]
+
+
+def _combine_packed(
+    packed: np.ndarray, position: np.ndarray, value: np.ndarray, n_out: int, R: int, C: int,
+    out_dtype: np.dtype,
+) -> np.ndarray:
+    """Label map from byte-aligned packed binary frames, working a byte (8 pixels) at a time.
+
+    Bytes with all 8 bits set are written as whole rows of 8 pixels; other
+    non-zero bytes are expanded bit by bit. Overlap is detected by comparing
+    the number of labelled pixels with the total number of set bits.
+
+    Parameters
+    ----------
+    packed
+        ``(m, R * C / 8) uint8`` frames, bits little-endian within a byte.
+    position, value
+        ``(m,)`` output slice and label of each frame.
+    """
+    per_frame = packed.shape[1]
+    out8 = np.zeros((n_out * per_frame, 8), out_dtype)
+    flat = packed.reshape(-1)
+    nz = _nonzero_bytes(flat)
+    frame = nz // per_frame
+    rows = position[frame] * per_frame + (nz - frame * per_frame)
+    labels = value[frame].astype(out_dtype)
+    byte_values = flat[nz]
+    full = byte_values == 0xFF
+    out8[rows[full]] = labels[full][:, None]
+    partial = ~full
+    rows_p, labels_p = rows[partial], labels[partial]
+    bits = np.unpackbits(byte_values[partial][:, None], axis=1, bitorder="little").astype(bool)
+    while rows_p.size:
+        # bytes shared by several frames (segment borders) are applied in rounds
+        _, first = np.unique(rows_p, return_index=True)
+        r = rows_p[first]
+        out8[r] = np.where(bits[first], labels_p[first][:, None], out8[r])
+        keep = np.ones(rows_p.size, bool)
+        keep[first] = False
+        rows_p, labels_p, bits = rows_p[keep], labels_p[keep], bits[keep]
+    expected = int(np.bitwise_count(packed).sum(dtype=np.int64))
+    found = int(np.count_nonzero(out8))
+    if found != expected:
+        raise OverlapError(
+            "cannot combine segments because they overlap: "
+            f"{expected - found} pixel(s) belong to more than one requested segment "
+            "(pass skip_overlap_checks=True to keep the highest segment)"
+        )
+    return out8.reshape(n_out, R, C)

@@ -1,0 +1,292 @@
+"""Frame-wise access to the Pixel Data of a Segmentation.
+
+Only the requested frames are decoded:
+
+* native (uncompressed) 1-bit BINARY frames are bit-packed with the first
+  pixel in the least significant bit of a byte, and consecutive frames follow
+  without padding, so a frame may start in the middle of a byte when
+  ``Rows * Columns % 8 != 0`` (PS3.5 8.1.1, PS3.3 C.8.20.2);
+* native 8- and 16-bit frames are sliced out of the buffer;
+* encapsulated frames (PS3.5 8.2 and A.4) are located with pydicom's frame
+  generators and decoded one by one with pydicom's pixel decoders.
+
+Header values are checked against the size of the Pixel Data before any
+array is allocated, so a corrupt header cannot request gigabytes of memory.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from monai_dicomseg.errors import DecodeError, UnsupportedError
+
+__all__ = ["PixelLayout", "pixel_layout", "decode_frames", "packed_frames"]
+
+_NATIVE = (ImplicitVRLittleEndian, ExplicitVRLittleEndian)
+MAX_OUTPUT_BYTES = 1 << 36
+"""Refuse to allocate more than this many bytes (64 GiB) for decoded frames."""
+
+
+@dataclass(frozen=True)
+class PixelLayout:
+    """Validated description of a SEG's Pixel Data.
+
+    Attributes
+    ----------
+    rows, columns
+        Frame size ``R``, ``C``.
+    number_of_frames
+        ``F``.
+    bits_allocated
+        1 (BINARY), 8 or 16.
+    transfer_syntax
+        Transfer Syntax UID.
+    encapsulated
+        Whether frames are compressed and encapsulated (PS3.5 A.4).
+    """
+
+    rows: int
+    columns: int
+    number_of_frames: int
+    bits_allocated: int
+    transfer_syntax: UID
+    encapsulated: bool
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Dtype of decoded stored values: ``uint8`` (1, 8 bit) or ``uint16``."""
+        return np.dtype(np.uint16 if self.bits_allocated == 16 else np.uint8)
+
+    @property
+    def pixels_per_frame(self) -> int:
+        return self.rows * self.columns
+
+
+def _transfer_syntax(dataset: Dataset) -> UID:
+    meta = getattr(dataset, "file_meta", None)
+    uid = meta.get("TransferSyntaxUID") if meta is not None else None
+    if uid is None:
+        implicit = getattr(dataset, "is_implicit_VR", None)
+        little = getattr(dataset, "is_little_endian", None)
+        if little is False:
+            return ExplicitVRBigEndian
+        return ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    return UID(uid)
+
+
+def _int_attribute(dataset: Dataset, keyword: str, default: int | None = None) -> int:
+    value = dataset.get(keyword, default)
+    if value is None or value == "":
+        raise DecodeError(f"{keyword} is missing (Type 1 for Segmentation images, PS3.3 C.8.20.2)")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise DecodeError(f"{keyword} must be an integer; got {value!r}") from None
+
+
+def pixel_layout(dataset: Dataset) -> PixelLayout:
+    """Validate the image pixel attributes against the Pixel Data.
+
+    Parameters
+    ----------
+    dataset
+        A SEG data set.
+
+    Returns
+    -------
+    PixelLayout
+
+    Raises
+    ------
+    UnsupportedError
+        For big-endian, deflated or otherwise unsupported transfer syntaxes.
+    DecodeError
+        If Rows, Columns, BitsAllocated or NumberOfFrames are missing or
+        invalid, or if native Pixel Data is shorter than
+        ``ceil(Rows * Columns * NumberOfFrames * BitsAllocated / 8)`` bytes.
+    """
+    syntax = _transfer_syntax(dataset)
+    if not syntax.is_transfer_syntax:
+        raise UnsupportedError(f"TransferSyntaxUID {syntax!s} is not a known transfer syntax")
+    if not syntax.is_little_endian:
+        raise UnsupportedError(
+            f"TransferSyntaxUID {syntax} ({syntax.name}) is not supported for reading "
+            "segmentations; expected a little-endian transfer syntax"
+        )
+    if syntax.is_deflated:
+        raise UnsupportedError(f"TransferSyntaxUID {syntax} ({syntax.name}) (deflated) is not supported")
+    encapsulated = syntax not in _NATIVE
+    rows = _int_attribute(dataset, "Rows")
+    columns = _int_attribute(dataset, "Columns")
+    frames = _int_attribute(dataset, "NumberOfFrames", 1)
+    bits = _int_attribute(dataset, "BitsAllocated")
+    if rows < 1 or columns < 1:
+        raise DecodeError(f"Rows and Columns must be positive; got Rows={rows}, Columns={columns}")
+    if frames < 1:
+        raise DecodeError(f"NumberOfFrames must be at least 1; got {frames}")
+    if bits not in (1, 8, 16):
+        raise UnsupportedError(f"BitsAllocated must be 1, 8 or 16 for a segmentation; got {bits}")
+    if int(dataset.get("SamplesPerPixel", 1) or 1) != 1:
+        raise DecodeError(f"SamplesPerPixel must be 1 for a segmentation; got {dataset.SamplesPerPixel}")
+    if "PixelData" not in dataset:
+        raise DecodeError("PixelData is missing; expected the encoded frames, found no element")
+    layout = PixelLayout(rows, columns, frames, bits, syntax, encapsulated)
+    data_length = len(dataset.PixelData or b"")
+    if not encapsulated:
+        expected = -(-rows * columns * frames * bits // 8)
+        if data_length < expected:
+            raise DecodeError(
+                f"PixelData is truncated or NumberOfFrames/Rows/Columns are wrong: "
+                f"Rows x Columns x NumberOfFrames x BitsAllocated = {rows} x {columns} x {frames} x {bits} "
+                f"bits needs {expected} bytes; PixelData has {data_length}"
+            )
+    elif frames * 8 > data_length:
+        # every frame needs at least one fragment item header (PS3.5 A.4)
+        raise DecodeError(
+            f"NumberOfFrames = {frames} cannot fit in encapsulated PixelData of {data_length} bytes "
+            f"(each frame needs at least one 8-byte item)"
+        )
+    return layout
+
+
+def _check_output_size(layout: PixelLayout, count: int) -> None:
+    needed = count * layout.pixels_per_frame * layout.dtype.itemsize
+    if needed > MAX_OUTPUT_BYTES:
+        raise DecodeError(
+            f"decoding {count} frame(s) of {layout.rows} x {layout.columns} would need {needed} bytes, "
+            f"more than the limit of {MAX_OUTPUT_BYTES}"
+        )
+
+
+def _frame_indices(frame_indices: Sequence[int] | np.ndarray, layout: PixelLayout) -> np.ndarray:
+    idx = np.asarray(frame_indices, dtype=np.int64).reshape(-1)
+    if idx.size and (idx.min() < 0 or idx.max() >= layout.number_of_frames):
+        bad = int(idx[(idx < 0) | (idx >= layout.number_of_frames)][0])
+        raise DecodeError(
+            f"frame index {bad} is out of range; expected 0 <= index < NumberOfFrames = {layout.number_of_frames}"
+        )
+    return idx
+
+
+def packed_frames(
+    dataset: Dataset, frame_indices: Sequence[int] | np.ndarray, layout: PixelLayout | None = None
+) -> np.ndarray | None:
+    """Bit-packed bytes of native 1-bit frames when frames are byte aligned.
+
+    Returns
+    -------
+    numpy.ndarray | None
+        ``(n, R * C / 8) uint8`` (a copy of the selected rows), or ``None``
+        when the frames are not native 1-bit with ``R * C % 8 == 0``.
+    """
+    layout = layout or pixel_layout(dataset)
+    if layout.encapsulated or layout.bits_allocated != 1 or layout.pixels_per_frame % 8:
+        return None
+    idx = _frame_indices(frame_indices, layout)
+    per_frame = layout.pixels_per_frame // 8
+    buffer = np.frombuffer(dataset.PixelData, dtype=np.uint8, count=per_frame * layout.number_of_frames)
+    return buffer.reshape(layout.number_of_frames, per_frame)[idx]
+
+
+def _native_bits(buffer: bytes, idx: np.ndarray, layout: PixelLayout) -> np.ndarray:
+    n_pixels = layout.pixels_per_frame
+    data = np.frombuffer(buffer, dtype=np.uint8)
+    if n_pixels % 8 == 0:
+        per_frame = n_pixels // 8
+        packed = data[: per_frame * layout.number_of_frames].reshape(-1, per_frame)[idx]
+        bits = np.unpackbits(packed, axis=1, bitorder="little")
+    else:
+        # frames straddle byte boundaries: gather the covering bytes, then shift
+        start_bit = idx * n_pixels
+        first_byte = start_bit // 8
+        span = (n_pixels + 7) // 8 + 1
+        gather = np.minimum(first_byte[:, None] + np.arange(span), data.size - 1)
+        bits = np.unpackbits(data[gather], axis=1, bitorder="little")
+        shift = (start_bit % 8)[:, None] + np.arange(n_pixels)
+        bits = np.take_along_axis(bits, shift, axis=1)
+    return bits.reshape(idx.size, layout.rows, layout.columns)
+
+
+def decode_frames(
+    dataset: Dataset,
+    frame_indices: Sequence[int] | np.ndarray,
+    layout: PixelLayout | None = None,
+) -> np.ndarray:
+    """Decode selected stored frames.
+
+    Parameters
+    ----------
+    dataset
+        A SEG data set.
+    frame_indices
+        0-based stored frame indices (any order, repeats allowed).
+    layout
+        Result of :func:`pixel_layout`, if already computed.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, R, C)`` stored values: ``uint8`` for 1- and 8-bit data (0/1 for
+        BINARY), ``uint16`` for 16-bit data.
+
+    Raises
+    ------
+    DecodeError
+        For inconsistent headers, truncated or undecodable frames.
+    UnsupportedError
+        For unsupported transfer syntaxes.
+    """
+    layout = layout or pixel_layout(dataset)
+    idx = _frame_indices(frame_indices, layout)
+    _check_output_size(layout, idx.size)
+    if idx.size == 0:
+        return np.zeros((0, layout.rows, layout.columns), layout.dtype)
+    if not layout.encapsulated:
+        if layout.bits_allocated == 1:
+            return _native_bits(dataset.PixelData, idx, layout)
+        count = layout.pixels_per_frame * layout.number_of_frames
+        data = np.frombuffer(dataset.PixelData, dtype=layout.dtype.newbyteorder("<"), count=count)
+        return data.reshape(layout.number_of_frames, layout.rows, layout.columns)[idx].astype(
+            layout.dtype, copy=False
+        )
+    return _decode_encapsulated(dataset, idx, layout)
+
+
+def _decode_encapsulated(dataset: Dataset, idx: np.ndarray, layout: PixelLayout) -> np.ndarray:
+    from pydicom.pixels import get_decoder
+
+    try:
+        decoder = get_decoder(layout.transfer_syntax)
+    except NotImplementedError:
+        raise UnsupportedError(
+            f"no pixel data decoder for TransferSyntaxUID {layout.transfer_syntax} "
+            f"({layout.transfer_syntax.name})"
+        ) from None
+    if not decoder.is_available:
+        raise UnsupportedError(
+            f"no decoding plugin is installed for TransferSyntaxUID {layout.transfer_syntax} "
+            f"({layout.transfer_syntax.name})"
+        )
+    unique, inverse = np.unique(idx, return_inverse=True)
+    out = np.empty((unique.size, layout.rows, layout.columns), layout.dtype)
+    try:
+        frames = decoder.iter_array(dataset, indices=unique.tolist(), raw=True)
+        for n, (frame, _) in enumerate(frames):
+            frame = np.asarray(frame).reshape(layout.rows, layout.columns)
+            if layout.bits_allocated == 1 and frame.max(initial=0) > 1:
+                frame = frame != 0
+            out[n] = frame
+    except (ValueError, EOFError, RuntimeError, IndexError, KeyError) as exc:
+        raise DecodeError(
+            f"cannot decode encapsulated PixelData ({layout.transfer_syntax.name}): {exc}"
+        ) from exc
+    return out[inverse.reshape(-1)]

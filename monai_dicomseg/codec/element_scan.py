@@ -1,0 +1,313 @@
+"""A small, specialised scanner for little-endian DICOM element streams.
+
+Multi-frame images carry one Per-Frame Functional Groups Sequence item per
+frame (PS3.3 C.7.6.16). Parsing thousands of items into ``pydicom.Dataset``
+objects dominates the time needed to open a large SEG, although a reader only
+needs a handful of attributes from each item. This module walks the encoded
+bytes directly (PS3.5 7.1 data elements, 7.5 nesting of data sets) and keeps
+only the attributes named in a :class:`ScanSpec`.
+
+Both explicit and implicit VR little endian are supported (the encapsulated
+transfer syntaxes use explicit VR little endian for the data set). Every
+length is bounds-checked, and every step consumes at least eight bytes, so
+the scanner terminates on any input; malformed input raises
+:class:`~monai_dicomseg.errors.DecodeError`.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any, Callable, Union
+
+from pydicom.datadict import tag_for_keyword
+
+from monai_dicomseg.errors import DecodeError
+
+__all__ = [
+    "ScanSpec",
+    "scan_sequence",
+    "locate_top_level_element",
+    "read_file_meta",
+]
+
+_ITEM = 0xFFFEE000
+_ITEM_DELIMITER = 0xFFFEE00D
+_SEQUENCE_DELIMITER = 0xFFFEE0DD
+_UNDEFINED = 0xFFFFFFFF
+# VRs whose explicit-VR header has 2 reserved bytes and a 4-byte length (PS3.5 7.1.2)
+_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_TAG_LEN = struct.Struct("<HHI")
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("ascii", "replace").strip("\x00 ")
+
+
+def _decode_ds(raw: bytes) -> list[float]:
+    text = _text(raw)
+    return [float(v) for v in text.split("\\")] if text else []
+
+
+def _decode_is(raw: bytes) -> list[int]:
+    text = _text(raw)
+    return [int(float(v)) for v in text.split("\\")] if text else []
+
+
+def _binary(fmt: str) -> Callable[[bytes], list[int | float]]:
+    size = struct.calcsize(fmt)
+
+    def decode(raw: bytes) -> list[int | float]:
+        n = len(raw) // size
+        return list(struct.unpack(f"<{n}{fmt}", raw[: n * size]))
+
+    return decode
+
+
+_DECODERS: dict[str, Callable[[bytes], Any]] = {
+    "UI": _text,
+    "CS": _text,
+    "LO": _text,
+    "SH": _text,
+    "DS": _decode_ds,
+    "IS": _decode_is,
+    "US": _binary("H"),
+    "UL": _binary("I"),
+    "SL": _binary("i"),
+    "SS": _binary("h"),
+    "FD": _binary("d"),
+    "FL": _binary("f"),
+}
+
+
+SpecValue = Union["ScanSpec", str]
+
+
+@dataclass(frozen=True)
+class ScanSpec:
+    """Which attributes to keep from the items of a sequence.
+
+    Parameters
+    ----------
+    fields
+        Maps a keyword to either a nested :class:`ScanSpec` (the attribute is
+        a sequence whose items are scanned with it) or to the VR used to
+        decode the value (``"UI"``, ``"DS"``, ``"US"``, ...). Multi-valued
+        numeric/decimal VRs decode to lists; text VRs to ``str``.
+    """
+
+    fields: dict[str, SpecValue]
+
+    def by_tag(self) -> dict[int, tuple[str, SpecValue]]:
+        """Return the fields keyed by integer tag (computed once per spec)."""
+        cached = _TAG_CACHE.get(id(self))
+        if cached is None:
+            cached = {}
+            for keyword, value in self.fields.items():
+                tag = tag_for_keyword(keyword)
+                if tag is None:  # pragma: no cover - programming error
+                    raise KeyError(f"unknown DICOM keyword {keyword!r}")
+                cached[tag] = (keyword, value)
+            _TAG_CACHE[id(self)] = cached
+        return cached
+
+
+_TAG_CACHE: dict[int, dict[int, tuple[str, SpecValue]]] = {}
+_EMPTY = ScanSpec({})
+
+
+
+
+class _Scanner:
+    """Recursive walker over a buffer; one instance per scan."""
+
+    def __init__(self, buf: bytes | memoryview, implicit: bool, what: str) -> None:
+        self.buf = buf
+        self.size = len(buf)
+        self.implicit = implicit
+        self.what = what
+
+    def _fail(self, pos: int, reason: str) -> DecodeError:
+        return DecodeError(f"{self.what}: {reason} at byte offset {pos}")
+
+    def header(self, pos: int, end: int) -> tuple[int, bytes | None, int, int]:
+        """Return (tag, VR or None, value length, value start) of the element at pos."""
+        if pos + 8 > end:
+            raise self._fail(pos, f"element header needs 8 bytes, only {end - pos} remain")
+        group, element, length = _TAG_LEN.unpack_from(self.buf, pos)
+        tag = (group << 16) | element
+        if group == 0xFFFE or self.implicit:
+            return tag, None, length, pos + 8
+        vr = bytes(self.buf[pos + 4 : pos + 6])
+        if vr in _LONG_VRS:
+            if pos + 12 > end:
+                raise self._fail(pos, "truncated long-form element header")
+            return tag, vr, _U32.unpack_from(self.buf, pos + 8)[0], pos + 12
+        return tag, vr, _U16.unpack_from(self.buf, pos + 6)[0], pos + 8
+
+    def sequence(self, pos: int, end: int | None, spec: ScanSpec) -> tuple[list[dict], int]:
+        """Scan the items of a sequence value starting at ``pos``.
+
+        ``end`` is the end of a defined-length value, or ``None`` for an
+        undefined length value terminated by a Sequence Delimitation Item.
+        Returns the items and the position just after the value.
+        """
+        items: list[dict] = []
+        limit = self.size if end is None else end
+        while end is None or pos < end:
+            tag, _, length, start = self.header(pos, limit)
+            if tag == _SEQUENCE_DELIMITER:
+                return items, start
+            if tag != _ITEM:
+                raise self._fail(pos, f"expected an Item tag (FFFE,E000), got ({tag >> 16:04X},{tag & 0xFFFF:04X})")
+            if length == _UNDEFINED:
+                item, pos = self.item(start, None, spec)
+            else:
+                if start + length > limit:
+                    raise self._fail(pos, f"item length {length} exceeds the {limit - start} bytes available")
+                item, _ = self.item(start, start + length, spec)
+                pos = start + length
+            items.append(item)
+        if end is None:
+            raise self._fail(pos, "missing Sequence Delimitation Item")
+        return items, pos
+
+    def item(self, pos: int, end: int | None, spec: ScanSpec) -> tuple[dict, int]:
+        """Scan one item's data set; returns the kept attributes and the end position."""
+        fields = spec.by_tag()
+        out: dict[str, Any] = {}
+        limit = self.size if end is None else end
+        while end is None or pos < end:
+            tag, vr, length, start = self.header(pos, limit)
+            if tag == _ITEM_DELIMITER:
+                return out, start
+            wanted = fields.get(tag)
+            if length == _UNDEFINED:
+                sub = wanted[1] if wanted is not None and isinstance(wanted[1], ScanSpec) else _EMPTY
+                items, pos = self.sequence(start, None, sub)
+                if sub is not _EMPTY:
+                    out[wanted[0]] = items
+                continue
+            if start + length > limit:
+                raise self._fail(pos, f"value length {length} exceeds the {limit - start} bytes available")
+            pos = start + length
+            if wanted is None:
+                continue
+            keyword, kind = wanted
+            if isinstance(kind, ScanSpec):
+                if vr is not None and vr != b"SQ" and vr != b"UN":
+                    raise self._fail(start, f"{keyword} must have VR SQ, got {vr.decode('ascii', 'replace')}")
+                out[keyword], _ = self.sequence(start, pos, kind)
+            else:
+                out[keyword] = _DECODERS[kind](bytes(self.buf[start:pos]))
+        if end is None:
+            raise self._fail(pos, "missing Item Delimitation Item")
+        return out, pos
+
+
+def scan_sequence(
+    value: bytes | memoryview,
+    spec: ScanSpec,
+    *,
+    implicit: bool,
+    what: str = "sequence",
+) -> list[dict[str, Any]]:
+    """Scan the encoded value of a sequence element (PS3.5 7.5).
+
+    Parameters
+    ----------
+    value
+        The bytes of the sequence value: the items, without the element header.
+        A trailing Sequence Delimitation Item is accepted.
+    spec
+        Attributes to keep from each item.
+    implicit
+        ``True`` for implicit VR little endian, ``False`` for explicit VR
+        little endian.
+    what
+        Name used in error messages (e.g. the sequence keyword).
+
+    Returns
+    -------
+    list[dict]
+        One dictionary per item, keyword to decoded value; nested sequences
+        become lists of dictionaries.
+
+    Raises
+    ------
+    DecodeError
+        If the encoding is malformed or truncated.
+    """
+    scanner = _Scanner(value, implicit, what)
+    items, _ = scanner.sequence(0, len(value), spec)
+    return items
+
+
+def read_file_meta(buf: bytes | memoryview) -> tuple[int, str] | None:
+    """Locate the data set after a DICOM file preamble and meta group (PS3.10 7.1).
+
+    Returns
+    -------
+    tuple[int, str] | None
+        Byte offset of the first data set element and the Transfer Syntax UID,
+        or ``None`` when the buffer has no ``DICM`` preamble (the caller should
+        fall back to pydicom).
+    """
+    if len(buf) < 132 or bytes(buf[128:132]) != b"DICM":
+        return None
+    scanner = _Scanner(buf, False, "File Meta Information")
+    pos = 132
+    transfer_syntax = ""
+    while pos + 8 <= len(buf) and _U16.unpack_from(buf, pos)[0] == 0x0002:
+        tag, _, length, start = scanner.header(pos, len(buf))
+        if length == _UNDEFINED or start + length > len(buf):
+            return None
+        if tag == tag_for_keyword("TransferSyntaxUID"):
+            transfer_syntax = _text(bytes(buf[start : start + length]))
+        pos = start + length
+    return pos, transfer_syntax
+
+
+def locate_top_level_element(
+    buf: bytes | memoryview,
+    start: int,
+    keyword: str,
+    *,
+    implicit: bool,
+) -> tuple[int, int, int, bool] | None:
+    """Find a top-level element of a data set without parsing the others.
+
+    Elements with a tag below the target are skipped (sequences of undefined
+    length are walked to their delimiter); the walk stops at the first tag
+    at or above the target (data set elements are in ascending tag order).
+
+    Returns
+    -------
+    tuple[int, int, int, bool] | None
+        ``(element_start, value_start, value_end, undefined_length)`` where
+        ``value_end`` excludes a Sequence Delimitation Item; ``None`` when the
+        element is absent.
+    """
+    target = tag_for_keyword(keyword)
+    scanner = _Scanner(buf, implicit, keyword)
+    size = len(buf)
+    pos = start
+    while pos + 8 <= size:
+        tag, vr, length, value_start = scanner.header(pos, size)
+        if tag > target:
+            return None
+        if length == _UNDEFINED:
+            if tag == target:
+                _, after = scanner.sequence(value_start, None, _EMPTY)
+                return pos, value_start, after - 8, True
+            _, pos = scanner.sequence(value_start, None, _EMPTY)
+            continue
+        if value_start + length > size:
+            raise scanner._fail(pos, f"value length {length} exceeds the {size - value_start} bytes available")
+        if tag == target:
+            return pos, value_start, value_start + length, False
+        pos = value_start + length
+    return None

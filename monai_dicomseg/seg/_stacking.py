@@ -1,0 +1,108 @@
+"""Place the frames of a SEG on a regular 3D grid (volume positions).
+
+Segmentations routinely omit empty frames, so the grid is inferred allowing
+missing positions: the slice spacing is SpacingBetweenSlices when recorded,
+else the smallest gap between distinct positions along the slice normal,
+and every frame must sit on an integer multiple of it (PS3.3 C.7.6.2.1.1).
+Semantics follow highdicom 0.28's ``get_volume_positions``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from monai_dicomseg.errors import GeometryError
+from monai_dicomseg.geometry.affine import slice_normal
+from monai_dicomseg.geometry.tolerances import PERPENDICULAR_TOLERANCE, SPACING_RELATIVE_TOLERANCE
+
+__all__ = ["volume_positions"]
+
+
+def volume_positions(
+    positions: np.ndarray,
+    image_orientation: np.ndarray,
+    *,
+    spacing_hint: float | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    perpendicular_tol: float | None = None,
+    allow_missing_positions: bool = True,
+) -> tuple[float, np.ndarray]:
+    """Slice spacing and the 0-based volume position of every frame.
+
+    Parameters
+    ----------
+    positions
+        ``(F, 3) float64`` ImagePositionPatient of each frame (duplicates,
+        e.g. one per segment, are allowed).
+    image_orientation
+        ``(6,)`` shared ImageOrientationPatient.
+    spacing_hint
+        SpacingBetweenSlices, if recorded.
+    rtol, atol
+        Tolerance on the deviation from the regular grid (relative to the
+        spacing, or in mm). Default ``rtol = 0.01``.
+    perpendicular_tol
+        Allowed ``1 - |cos|`` between the stacking direction and the normal.
+    allow_missing_positions
+        Allow grid positions without a frame.
+
+    Returns
+    -------
+    tuple[float, numpy.ndarray]
+        Positive spacing (mm) and ``(F,) int64`` volume positions, 0 being
+        the lowest distance along ``cross(column_cosines, row_cosines)``.
+
+    Raises
+    ------
+    GeometryError
+        If the frames do not form a regularly spaced stack.
+    """
+    if atol is not None and rtol is not None:
+        raise GeometryError("rtol and atol may not be given together")
+    atol = 0.0 if atol is None else float(atol)
+    rtol = (SPACING_RELATIVE_TOLERANCE if atol == 0.0 else 0.0) if rtol is None else float(rtol)
+    perpendicular_tol = PERPENDICULAR_TOLERANCE if perpendicular_tol is None else perpendicular_tol
+    if spacing_hint is not None:
+        spacing_hint = abs(float(spacing_hint)) or None
+    points = np.asarray(positions, dtype=np.float64)
+    n = points.shape[0]
+    unique, inverse = np.unique(points, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if unique.shape[0] == 1:
+        return (spacing_hint or 1.0), np.zeros(n, np.int64)
+    normal = slice_normal(image_orientation)
+    distances = unique @ normal
+    order = np.argsort(distances)
+    ordered = distances[order]
+    gaps = np.diff(ordered)
+    if allow_missing_positions:
+        spacing = spacing_hint if spacing_hint is not None else float(gaps.min())
+        if np.isclose(spacing, 0.0, atol=1e-5):
+            raise GeometryError(
+                "frame positions are related by in-plane translations; they do not form a volume"
+            )
+        multiples = (distances - distances.min()) / spacing
+        expected = multiples.round() * spacing + distances.min()
+        deviation = np.abs(distances - expected)
+        if np.any(deviation > atol + rtol * abs(spacing)):
+            raise GeometryError(
+                f"frame positions are not regularly spaced: largest deviation from a grid of "
+                f"spacing {spacing:.4f} mm is {deviation.max():.4f} mm"
+            )
+        unique_position = multiples.round().astype(np.int64)
+    else:
+        spacing = float((ordered[-1] - ordered[0]) / (len(ordered) - 1))
+        if not np.allclose(gaps, spacing, rtol=rtol, atol=atol):
+            raise GeometryError(
+                f"frame positions are not regularly spaced: gaps range from {gaps.min():.4f} "
+                f"to {gaps.max():.4f} mm"
+            )
+        unique_position = np.argsort(order)
+    spans = unique[order[1:]] - unique[order[0]]
+    cosines = (spans / np.linalg.norm(spans, axis=1)[:, None]) @ normal
+    if not np.all(np.abs(np.abs(cosines) - 1.0) < perpendicular_tol):
+        raise GeometryError(
+            "frame positions are not located along the normal of the image plane "
+            f"(smallest |cos| = {np.abs(cosines).min():.6f}, expected 1)"
+        )
+    return abs(float(spacing)), unique_position[inverse]
