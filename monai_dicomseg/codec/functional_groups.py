@@ -18,6 +18,7 @@ from monai_dicomseg.codec import raw
 __all__ = [
     "derivation_group",
     "plane_position_group",
+    "slide_position_group",
     "per_frame_functional_groups",
     "SOURCE_IMAGE_PURPOSE",
     "SEGMENTATION_DERIVATION",
@@ -66,6 +67,17 @@ def derivation_group(
 def plane_position_group(position: Sequence[str | float]) -> bytes:
     """Encoded PlanePositionSequence element holding ImagePositionPatient."""
     return raw.sequence("PlanePositionSequence", [raw.item(raw.ds("ImagePositionPatient", position))])
+
+
+def slide_position_group(offsets: Sequence[float], row: int, column: int) -> bytes:
+    """Encoded PlanePositionSlideSequence element (PS3.3 C.8.12.6.1) of one tile."""
+    return raw.sequence("PlanePositionSlideSequence", [raw.item(
+        raw.ds("XOffsetInSlideCoordinateSystem", [offsets[0]]),
+        raw.ds("YOffsetInSlideCoordinateSystem", [offsets[1]]),
+        raw.ds("ZOffsetInSlideCoordinateSystem", [offsets[2]]),
+        raw.sl("ColumnPositionInTotalImagePixelMatrix", int(column)),
+        raw.sl("RowPositionInTotalImagePixelMatrix", int(row)),
+    )])
 
 
 def per_frame_functional_groups(

@@ -30,6 +30,7 @@ __all__ = [
     "lo",
     "us",
     "ul",
+    "sl",
     "ds",
     "is_",
     "at",
@@ -117,6 +118,12 @@ def ul(keyword: str, values: int | Sequence[int]) -> bytes:
     return element(keyword, struct.pack(f"<{len(values)}I", *values))
 
 
+def sl(keyword: str, values: int | Sequence[int]) -> bytes:
+    """SL element (one or more signed 32-bit values)."""
+    values = [values] if isinstance(values, int) else list(values)
+    return element(keyword, struct.pack(f"<{len(values)}i", *values))
+
+
 def at(keyword: str, tag: int) -> bytes:
     """AT element holding one tag."""
     return element(keyword, struct.pack("<HH", tag >> 16, tag & 0xFFFF))
@@ -124,7 +131,7 @@ def at(keyword: str, tag: int) -> bytes:
 
 def format_ds(value: float) -> str:
     """Format a float as a valid DS string (at most 16 characters, PS3.5 6.2)."""
-    text = repr(float(value))
+    text = repr(round(float(value), 10))  # drop float noise such as 23.434903000000002
     if text.endswith(".0"):
         text = text[:-2]
     if len(text) > 16 or "inf" in text or "nan" in text:

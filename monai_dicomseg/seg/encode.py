@@ -8,6 +8,7 @@ Per-frame data are encoded as bytes (see :mod:`monai_dicomseg.codec.raw`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from monai_dicomseg.codec.functional_groups import (
     derivation_group,
     per_frame_functional_groups,
     plane_position_group,
+    slide_position_group,
 )
 from monai_dicomseg.codec.compression import (
     check_transfer_syntax,
@@ -32,6 +34,7 @@ from monai_dicomseg.codec.compression import (
 from monai_dicomseg.codec.pixel_data import encode_binary_frames, encode_byte_frames
 from monai_dicomseg.enums import (
     CoordinateSystemNames,
+    DimensionOrganizationTypeValues,
     SegmentationFractionalTypeValues,
     SegmentationTypeValues,
     to_enum,
@@ -53,7 +56,13 @@ from monai_dicomseg.seg.modules import (
     set_raw,
     set_series_and_equipment,
 )
-from monai_dicomseg.seg.placement import Placement, aligned_placement, explicit_placement
+from monai_dicomseg.seg.placement import (
+    Placement,
+    aligned_placement,
+    explicit_placement,
+    tiled_placement,
+)
+from monai_dicomseg.seg.tiling import cut_tiles
 from monai_dicomseg.seg.sources import SourceFrames, collect_source_frames
 from monai_dicomseg.uid import UID
 
@@ -230,10 +239,66 @@ def _explicit_planes(sources: SourceFrames, number_of_planes: int, plane_positio
             "slice_thickness": thickness, "spacing_between_slices": between}
 
 
-def _resolve_placement(sources: SourceFrames, pixel_array: Any, plane_positions: Any,
-                       plane_orientation: Any, pixel_measures: Any) -> tuple[np.ndarray, Placement]:
-    """The array to encode and where its planes sit (aligned with the sources or explicit)."""
+def _tile_total_pixel_matrix(sources: SourceFrames, pixel_array: Any, tile_size: Any,
+                             plane_positions: Any, pixel_measures: Any) -> tuple[np.ndarray, Placement]:
+    """Cut a total pixel matrix into tiles (guide, "Constructing SEG Images from a Total Pixel Matrix")."""
     from monai_dicomseg.geometry.volume import Volume
+
+    if sources.slide is None:
+        raise InputError(
+            "tile_pixel_array=True needs a tiled source image (with TotalPixelMatrixRows, "
+            "TotalPixelMatrixColumns and ImageOrientationSlide); the source_images are not tiled"
+        )
+    if plane_positions is not None:
+        raise UnsupportedError("plane_positions together with tile_pixel_array=True is not supported")
+    spacing = None
+    thickness = None
+    if isinstance(pixel_array, Volume):
+        array = pixel_array.array
+        spacing = tuple(float(v) for v in pixel_array.pixel_spacing)
+        array = array[0] if array.shape[0] == 1 else array
+    else:
+        array = pixel_array
+    if not isinstance(array, np.ndarray):
+        raise InputTypeError(f"pixel_array must be a numpy array or a Volume; got {type(array).__name__}")
+    if array.ndim in (3, 4):
+        if array.shape[0] != 1:
+            raise InputError(
+                "with tile_pixel_array=True pixel_array must hold one total pixel matrix "
+                f"((R, C), (1, R, C) or (1, R, C, S)); got shape {array.shape}"
+            )
+        array = array[0]
+    if array.ndim not in (2, 3):
+        raise InputError(
+            "with tile_pixel_array=True pixel_array must be (R, C), (1, R, C) or (1, R, C, S); "
+            f"got shape {array.shape}"
+        )
+    if pixel_measures is not None:
+        spacing = tuple(float(v) for v in pixel_measures[0].PixelSpacing)
+        thickness = pixel_measures[0].get("SliceThickness")
+    if tile_size is None:
+        tile_size = (sources.slide.tile_rows, sources.slide.tile_columns)
+    try:
+        tile_rows, tile_columns = (int(v) for v in tile_size)
+    except (TypeError, ValueError):
+        raise InputError(f"tile_size must be (rows, columns); got {tile_size!r}") from None
+    if tile_rows < 1 or tile_columns < 1 or tile_rows > 65535 or tile_columns > 65535:
+        raise InputError(f"tile_size must be two integers in [1, 65535]; got {tuple(tile_size)}")
+    tiles, _ = cut_tiles(array, tile_rows, tile_columns)
+    placement, _ = tiled_placement(sources, array.shape[:2], (tile_rows, tile_columns), spacing, thickness)
+    return tiles, placement
+
+
+def _resolve_placement(sources: SourceFrames, pixel_array: Any, plane_positions: Any,
+                       plane_orientation: Any, pixel_measures: Any, tile_pixel_array: bool = False,
+                       tile_size: Any = None) -> tuple[np.ndarray, Placement]:
+    """The array to encode and where its planes sit (aligned with the sources, explicit or tiled)."""
+    from monai_dicomseg.geometry.volume import Volume
+
+    if tile_pixel_array:
+        return _tile_total_pixel_matrix(sources, pixel_array, tile_size, plane_positions, pixel_measures)
+    if tile_size is not None:
+        raise InputError("tile_size is only used with tile_pixel_array=True")
 
     if isinstance(pixel_array, Volume):
         if plane_positions is not None or plane_orientation is not None or pixel_measures is not None:
@@ -244,6 +309,11 @@ def _resolve_placement(sources: SourceFrames, pixel_array: Any, plane_positions:
         array, geometry = _volume_planes(pixel_array, sources)
     elif plane_positions is None and plane_orientation is None and pixel_measures is None:
         return pixel_array, aligned_placement(sources)
+    elif sources.slide is not None:
+        raise UnsupportedError(
+            "explicit plane geometry for slide microscopy sources is not supported; pass the "
+            "total pixel matrix with tile_pixel_array=True"
+        )
     else:
         if not isinstance(pixel_array, np.ndarray):
             raise InputTypeError(f"pixel_array must be a numpy array or a Volume; got {type(pixel_array).__name__}")
@@ -307,21 +377,36 @@ def _set_segmentation_image(dataset: Dataset, options: EncodeOptions, pixels: Se
     set_raw(dataset, "SegmentSequence", "SQ", b"".join(raw.item(raw.encode_dataset(d)) for d in descriptions))
 
 
-def _set_dimensions(dataset: Dataset, plan: FramePlan, labelmap: bool) -> np.ndarray:
-    """Multi-frame Dimension Module (C.7.6.17); returns ``(N, D)`` Dimension Index Values."""
+def _set_dimensions(dataset: Dataset, plan: FramePlan, labelmap: bool,
+                    organization_type: DimensionOrganizationTypeValues | None) -> np.ndarray:
+    """Multi-frame Dimension Module (C.7.6.17); returns ``(N, D)`` Dimension Index Values.
+
+    TILED_FULL images have no Dimension Index Sequence: their frame order is
+    implied (C.7.6.17.3).
+    """
     organization_uid = UID()
     organization = Dataset()
     organization.DimensionOrganizationUID = organization_uid
     dataset.DimensionOrganizationSequence = [organization]
+    if organization_type is not None:
+        dataset.DimensionOrganizationType = organization_type.value
     indices = []
     columns = []
     if not labelmap:
         indices.append(("ReferencedSegmentNumber", "SegmentIdentificationSequence",
                         "Referenced Segment Number"))
-        columns.append(plan.segment_numbers)
-    if plan.plane_ranks is not None:
+        columns.append(plan.segment_numbers[:, np.newaxis])
+    if plan.position_indices is not None and plan.position_indices.shape[1] == 2:
+        indices.append(("RowPositionInTotalImagePixelMatrix", "PlanePositionSlideSequence",
+                        "Row Position In Total Image Pixel Matrix"))
+        indices.append(("ColumnPositionInTotalImagePixelMatrix", "PlanePositionSlideSequence",
+                        "Column Position In Total Image Pixel Matrix"))
+        columns.append(plan.position_indices)
+    elif plan.position_indices is not None:
         indices.append(("ImagePositionPatient", "PlanePositionSequence", "Image Position Patient"))
-        columns.append(plan.plane_ranks)
+        columns.append(plan.position_indices)
+    if organization_type is DimensionOrganizationTypeValues.TILED_FULL:
+        return np.zeros((plan.number_of_frames, 0), dtype=np.int64)
     if not indices:
         raise UnsupportedError(
             "LABELMAP segmentations of source images without plane positions "
@@ -336,9 +421,46 @@ def _set_dimensions(dataset: Dataset, plan: FramePlan, labelmap: bool) -> np.nda
         item.DimensionDescriptionLabel = label
         items.append(item)
     dataset.DimensionIndexSequence = items
-    if plan.dimension_organization_type is not None:
-        dataset.DimensionOrganizationType = plan.dimension_organization_type.value
-    return np.stack(columns, axis=1)
+    return np.concatenate(columns, axis=1)
+
+
+def _organization_type(requested: DimensionOrganizationTypeValues | str | None, plan: FramePlan,
+                       placement: Placement, omit_empty_frames: bool,
+                       ) -> DimensionOrganizationTypeValues | None:
+    """The Dimension Organization Type to record, checking a requested one (C.7.6.17.1)."""
+    if requested is None:
+        return plan.dimension_organization_type
+    wanted = to_enum(DimensionOrganizationTypeValues, requested, "dimension_organization_type")
+    tiled = placement.tile_positions is not None
+    if wanted in (DimensionOrganizationTypeValues.TILED_FULL,
+                  DimensionOrganizationTypeValues.TILED_SPARSE) and not tiled:
+        raise InputError(
+            f"dimension_organization_type {wanted.value} needs a tiled segmentation "
+            "(a slide microscopy source); this one is not tiled"
+        )
+    if wanted is DimensionOrganizationTypeValues.TILED_FULL and omit_empty_frames:
+        raise InputError(
+            "dimension_organization_type TILED_FULL stores every tile: pass omit_empty_frames=False"
+        )
+    if wanted is DimensionOrganizationTypeValues.THREE_DIMENSIONAL and (
+            plan.dimension_organization_type is not DimensionOrganizationTypeValues.THREE_DIMENSIONAL):
+        raise GeometryError(
+            "dimension_organization_type 3D requested but the planes are not a regularly "
+            "spaced single-channel 3D volume"
+        )
+    if wanted is DimensionOrganizationTypeValues.THREE_DIMENSIONAL_TEMPORAL:
+        raise UnsupportedError("dimension_organization_type 3D_TEMPORAL is not supported for SEG")
+    return wanted
+
+
+def _set_slide_attributes(dataset: Dataset, placement: Placement) -> None:
+    """Total pixel matrix attributes of a tiled segmentation (PS3.3 C.8.12.4, C.8.20.2)."""
+    slide = placement.slide
+    assert slide is not None and placement.total_pixel_matrix is not None
+    dataset.ImageOrientationSlide = [raw.format_ds(v) for v in slide.orientation]
+    dataset.TotalPixelMatrixRows, dataset.TotalPixelMatrixColumns = placement.total_pixel_matrix
+    dataset.TotalPixelMatrixFocalPlanes = 1
+    dataset.TotalPixelMatrixOriginSequence = [copy.deepcopy(slide.origin_item)]
 
 
 def _set_functional_groups(dataset: Dataset, sources: SourceFrames, placement: Placement,
@@ -355,12 +477,18 @@ def _set_functional_groups(dataset: Dataset, sources: SourceFrames, placement: P
         if between is not None:
             measures.SpacingBetweenSlices = raw.format_ds(between) if isinstance(between, float) else between
         shared.PixelMeasuresSequence = [measures]
-    if placement.orientation is not None:
+    if placement.orientation is not None and placement.tile_positions is None:
         orientation = Dataset()
         orientation.ImageOrientationPatient = [raw.format_ds(v) if not isinstance(v, str) else v
                                                for v in placement.orientation]
         shared.PlaneOrientationSequence = [orientation]
     dataset.SharedFunctionalGroupsSequence = [shared]
+    if "DimensionIndexSequence" not in dataset:  # TILED_FULL: no per-frame items at all
+        if not labelmap and len(np.unique(plan.segment_numbers)) == 1:
+            segment = Dataset()
+            segment.ReferencedSegmentNumber = int(plan.segment_numbers[0])
+            shared.SegmentIdentificationSequence = [segment]
+        return
     references = list(zip(sources.sop_class_uids, sources.sop_instance_uids, sources.frame_numbers))
     derivations = None
     if placement.derivations is not None:
@@ -370,7 +498,10 @@ def _set_functional_groups(dataset: Dataset, sources: SourceFrames, placement: P
             for indices in placement.derivations
         ]
     positions = None
-    if placement.position_values is not None:
+    if placement.tile_positions is not None:
+        positions = [slide_position_group(offsets, row, column) for offsets, (row, column) in zip(
+            placement.position_values, placement.tile_positions.tolist())]  # type: ignore[arg-type]
+    elif placement.position_values is not None:
         positions = [plane_position_group(position) for position in placement.position_values]
     per_frame = per_frame_functional_groups(
         planes=plan.planes,
@@ -458,6 +589,11 @@ def encode_segmentation(
     content_label: str | None = None,
     workers: int = 0,
     use_extended_offset_table: bool = False,
+    dimension_organization_type: DimensionOrganizationTypeValues | str | None = None,
+    tile_pixel_array: bool = False,
+    tile_size: Sequence[int] | None = None,
+    pyramid_uid: str | None = None,
+    pyramid_label: str | None = None,
     plane_positions: Sequence[Any] | None = None,
     plane_orientation: Any | None = None,
     pixel_measures: Any | None = None,
@@ -475,6 +611,13 @@ def encode_segmentation(
         ``(R, C)``, ``(F, R, C)`` label map / one fractional segment, or
         ``(F, R, C, S)`` stacked segments; or a ``Volume`` (PATIENT
         coordinates) whose affine places each plane.
+    dimension_organization_type
+        ``3D``, ``TILED_SPARSE`` or ``TILED_FULL`` (default: inferred).
+    tile_pixel_array, tile_size
+        Treat ``pixel_array`` as a total pixel matrix and cut it into tiles
+        of ``tile_size`` (default: the source's tile size).
+    pyramid_uid, pyramid_label
+        Multi-resolution pyramid identification (PS3.3 C.8.12.x).
     workers
         Processes compressing frames: 0 in process, N > 0, negative = all cores.
     use_extended_offset_table
@@ -490,7 +633,7 @@ def encode_segmentation(
     descriptions = check_segment_descriptions(segment_descriptions)
     sources = collect_source_frames(source_images)
     array, placement = _resolve_placement(sources, pixel_array, plane_positions,
-                                          plane_orientation, pixel_measures)
+                                          plane_orientation, pixel_measures, tile_pixel_array, tile_size)
     pixels = prepare_pixels(array, len(descriptions), options.segmentation_type)
     if placement.aligned:
         _check_shape_against_sources(pixels, sources)
@@ -498,7 +641,9 @@ def encode_segmentation(
     orientation = None if placement.orientation is None else np.array(placement.orientation, dtype=float)
     presence = pixels.nonempty_planes()[:, np.newaxis] if labelmap else pixels.presence()
     plan = plan_frames(presence, placement.positions, orientation, labelmap,
-                       options.omit_empty_frames)
+                       options.omit_empty_frames, placement.tile_positions)
+    organization_type = _organization_type(dimension_organization_type, plan, placement,
+                                           options.omit_empty_frames)
 
     sop_class_uid = LABELMAP_SOP_CLASS_UID if labelmap else SEGMENTATION_SOP_CLASS_UID
     dataset.SOPClassUID = sop_class_uid
@@ -522,7 +667,13 @@ def encode_segmentation(
     bits = _set_image_pixel(dataset, options, rows, columns, len(descriptions))
     _set_segmentation_image(dataset, options, pixels, descriptions, content_label,
                             content_description, content_creator_name)
-    dimension_values = _set_dimensions(dataset, plan, labelmap)
+    dimension_values = _set_dimensions(dataset, plan, labelmap, organization_type)
+    if placement.slide is not None:
+        _set_slide_attributes(dataset, placement)
+    if pyramid_uid is not None:
+        dataset.PyramidUID = pyramid_uid
+    if pyramid_label is not None:
+        dataset.PyramidLabel = pyramid_label
     _set_functional_groups(dataset, sources, placement, plan, dimension_values, labelmap)
     set_common_instance_reference(dataset, sources)
     _encode_pixel_data(dataset, options, pixels, plan, bits)

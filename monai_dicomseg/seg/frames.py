@@ -36,17 +36,19 @@ class FramePlan:
         of each stored frame.
     segment_numbers
         ``(N,) int64`` segment number of each frame (0 for LABELMAP frames).
-    plane_ranks
-        ``(N,) int64`` 1-based rank of each frame's plane along the normal,
-        or ``None`` without plane positions.
+    position_indices
+        ``(N, k) int64`` position part of the Dimension Index Values: the
+        1-based rank of each frame's plane along the normal (k = 1), or the
+        ranks of its tile's row and column positions among the stored tiles
+        (k = 2); ``None`` without plane positions.
     dimension_organization_type
         ``3D`` when the stored planes are regularly spaced and each holds one
-        channel, else ``None``.
+        channel, ``TILED_SPARSE`` for tiles, else ``None``.
     """
 
     planes: np.ndarray
     segment_numbers: np.ndarray
-    plane_ranks: np.ndarray | None
+    position_indices: np.ndarray | None
     dimension_organization_type: DimensionOrganizationTypeValues | None
 
     @property
@@ -120,12 +122,18 @@ def _is_regular(distances: np.ndarray, positions: np.ndarray, normal: np.ndarray
     return bool(np.abs(in_plane).max() < max(1e-3, _REGULAR_SPACING_RTOL * spacing))
 
 
+def _dense_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based rank of each value among the distinct values."""
+    return np.unique(values, return_inverse=True)[1].reshape(-1) + 1
+
+
 def plan_frames(
     presence: np.ndarray,
     positions: np.ndarray | None,
     orientation: np.ndarray | None,
     labelmap: bool,
     omit_empty_frames: bool,
+    tile_positions: np.ndarray | None = None,
 ) -> FramePlan:
     """Decide the stored frames.
 
@@ -137,6 +145,10 @@ def plan_frames(
         is enough.
     positions, orientation
         Plane geometry (see :func:`plane_order`), or ``None``.
+    tile_positions
+        ``(P, 2)`` 1-based (row, column) tile positions of tiled planes;
+        tiles are stored row by row and indexed by their row and column
+        positions (PS3.3 C.7.6.17).
     labelmap
         Whether one frame holds all segments (LABELMAP).
     omit_empty_frames
@@ -144,7 +156,11 @@ def plan_frames(
         empty the first one is kept, so the result is still a valid image.
     """
     number_of_planes, number_of_segments = presence.shape
-    order, ranks, distances = plane_order(positions, orientation, number_of_planes)
+    if tile_positions is not None:
+        order = np.lexsort((tile_positions[:, 1], tile_positions[:, 0]))
+        ranks, distances = None, None
+    else:
+        order, ranks, distances = plane_order(positions, orientation, number_of_planes)
     if labelmap:
         keep = presence.any(axis=1)[order] if omit_empty_frames else np.ones(order.size, bool)
         if not keep.any():
@@ -168,9 +184,15 @@ def plan_frames(
         included = included[np.argsort(distances[included], kind="stable")]
         if _is_regular(distances[included], positions[included], slice_normal(orientation)):  # type: ignore[arg-type]
             organization = DimensionOrganizationTypeValues.THREE_DIMENSIONAL
+    if tile_positions is not None:
+        stored = tile_positions[planes]
+        indices = np.stack([_dense_ranks(stored[:, 0]), _dense_ranks(stored[:, 1])], axis=1)
+        organization = DimensionOrganizationTypeValues.TILED_SPARSE
+    else:
+        indices = None if ranks is None else ranks[planes][:, np.newaxis]
     return FramePlan(
         planes=planes.astype(np.int64),
         segment_numbers=segments.astype(np.int64),
-        plane_ranks=None if ranks is None else ranks[planes],
+        position_indices=indices,
         dimension_organization_type=organization,
     )

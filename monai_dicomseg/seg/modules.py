@@ -37,6 +37,11 @@ _PATIENT_STUDY_OPTIONAL = (
     "ClinicalTrialSponsorName", "ClinicalTrialProtocolID", "ClinicalTrialProtocolName",
     "ClinicalTrialSiteID", "ClinicalTrialSiteName", "ClinicalTrialSubjectID",
     "ClinicalTrialSubjectReadingID", "ClinicalTrialTimePointID",
+    "IssuerOfAccessionNumberSequence", "IssuerOfPatientIDQualifiersSequence",
+    # Specimen Module (C.7.6.22), present for slide microscopy sources
+    "ContainerIdentifier", "IssuerOfTheContainerIdentifierSequence",
+    "AlternateContainerIdentifierSequence", "ContainerTypeCodeSequence",
+    "ContainerDescription", "ContainerComponentSequence", "SpecimenDescriptionSequence",
 )
 
 

@@ -27,8 +27,9 @@ from monai_dicomseg.geometry.tolerances import (
     POSITION_TOLERANCE_MM,
 )
 from monai_dicomseg.seg.sources import SourceFrames
+from monai_dicomseg.seg.tiling import SlideGeometry, slide_offsets, tile_grid
 
-__all__ = ["Placement", "aligned_placement", "explicit_placement"]
+__all__ = ["Placement", "aligned_placement", "explicit_placement", "tiled_placement"]
 
 @dataclass(frozen=True)
 class Placement:
@@ -52,6 +53,13 @@ class Placement:
     aligned
         True when ``pixel_array[i]`` is by definition source frame ``i``
         (no geometry given), so frame counts and sizes must agree.
+    tile_positions
+        ``(P, 2)`` 1-based (row, column) tile positions for tiled (SLIDE)
+        segmentations; then ``positions`` are slide coordinates.
+    slide
+        The slide geometry of a tiled segmentation.
+    total_pixel_matrix
+        ``(rows, columns)`` of the segmentation's total pixel matrix.
     """
 
     positions: np.ndarray | None
@@ -63,6 +71,9 @@ class Placement:
     derivations: list[list[int]] | None
     spatial_locations_preserved: str
     aligned: bool = False
+    tile_positions: np.ndarray | None = None
+    slide: SlideGeometry | None = None
+    total_pixel_matrix: tuple[int, int] | None = None
 
 
 def aligned_placement(sources: SourceFrames) -> Placement:
@@ -77,7 +88,75 @@ def aligned_placement(sources: SourceFrames) -> Placement:
         derivations=[[index] for index in range(sources.number_of_frames)],
         spatial_locations_preserved="YES",
         aligned=True,
+        tile_positions=sources.tile_positions,
+        slide=sources.slide,
+        total_pixel_matrix=None if sources.slide is None else (
+            sources.slide.total_rows, sources.slide.total_columns),
     )
+
+
+def tiled_placement(
+    sources: SourceFrames,
+    matrix_shape: tuple[int, int],
+    tile_size: tuple[int, int],
+    pixel_spacing: tuple[float, float] | None,
+    slice_thickness: object,
+) -> tuple[Placement, np.ndarray]:
+    """Placement of the tiles cut from a total pixel matrix (guide, "Constructing SEG
+    Images from a Total Pixel Matrix").
+
+    Parameters
+    ----------
+    sources
+        A tiled source (``sources.slide`` set).
+    matrix_shape
+        ``(R, C)`` of the segmentation's total pixel matrix.
+    tile_size
+        ``(rows, columns)`` of each tile.
+    pixel_spacing
+        Spacing of the segmentation matrix; default: the source's, scaled by
+        the ratio of the matrix sizes (a downsampled level covers the same area).
+    slice_thickness
+        SliceThickness to record (default: the source's).
+
+    Returns
+    -------
+    placement, tile_positions
+        The placement, and ``(n, 2)`` 1-based tile positions in cutting order.
+    """
+    slide = sources.slide
+    assert slide is not None
+    rows, columns = matrix_shape
+    same_grid = (rows, columns) == (slide.total_rows, slide.total_columns)
+    if pixel_spacing is None:
+        pixel_spacing = (slide.pixel_spacing[0] * slide.total_rows / rows,
+                         slide.pixel_spacing[1] * slide.total_columns / columns)
+        spacing_values: tuple = sources.pixel_spacing if same_grid else pixel_spacing  # type: ignore[assignment]
+    else:
+        spacing_values = tuple(pixel_spacing)
+    tiles = tile_grid(rows, columns, *tile_size)
+    positions = slide_offsets(slide, tiles, pixel_spacing)
+    derivations = None
+    if same_grid and tuple(tile_size) == (slide.tile_rows, slide.tile_columns) and np.allclose(
+            pixel_spacing, slide.pixel_spacing, rtol=PIXEL_SPACING_MATCH_RTOL):
+        by_position: dict[tuple[int, int], list[int]] = {}
+        for index, (row, column) in enumerate(np.asarray(sources.tile_positions).tolist()):
+            by_position.setdefault((row, column), []).append(index)
+        derivations = [by_position.get((int(r), int(c)), []) for r, c in tiles.tolist()]
+    placement = Placement(
+        positions=positions,
+        position_values=list(map(tuple, positions.tolist())),
+        orientation=sources.orientation,
+        pixel_spacing=spacing_values,
+        slice_thickness=sources.slice_thickness if slice_thickness is None else slice_thickness,
+        spacing_between_slices=None,
+        derivations=derivations,
+        spatial_locations_preserved="YES",
+        tile_positions=tiles,
+        slide=slide,
+        total_pixel_matrix=(rows, columns),
+    )
+    return placement, tiles
 
 
 def _match_all(distances: np.ndarray) -> list[list[int]] | None:

@@ -68,6 +68,14 @@ class Segmentation(SegmentationReaderMixin, Dataset):
         Encapsulate with an Extended Offset Table (automatic past 4 GiB).
     omit_empty_frames
         Leave out frames with no non-zero pixel (default True).
+    dimension_organization_type
+        ``"3D"``, ``"TILED_SPARSE"`` or ``"TILED_FULL"`` (default: inferred;
+        tiled segmentations default to TILED_SPARSE).
+    tile_pixel_array, tile_size
+        Treat ``pixel_array`` as a total pixel matrix of a slide microscopy
+        source and cut it into tiles of ``tile_size`` (default: the source's).
+    pyramid_uid, pyramid_label
+        Identify the multi-resolution pyramid this instance belongs to.
     plane_positions, plane_orientation, pixel_measures
         Explicit geometry of the planes of ``pixel_array`` (one
         PlanePositionSequence per plane) when it is not aligned with the
@@ -99,6 +107,11 @@ class Segmentation(SegmentationReaderMixin, Dataset):
         content_label: str | None = None,
         workers: int = 0,
         use_extended_offset_table: bool = False,
+        dimension_organization_type: Any = None,
+        tile_pixel_array: bool = False,
+        tile_size: Sequence[int] | None = None,
+        pyramid_uid: str | None = None,
+        pyramid_label: str | None = None,
         plane_positions: Sequence[Any] | None = None,
         plane_orientation: Any | None = None,
         pixel_measures: Any | None = None,
@@ -128,6 +141,11 @@ class Segmentation(SegmentationReaderMixin, Dataset):
             content_label=content_label,
             workers=workers,
             use_extended_offset_table=use_extended_offset_table,
+            dimension_organization_type=dimension_organization_type,
+            tile_pixel_array=tile_pixel_array,
+            tile_size=tile_size,
+            pyramid_uid=pyramid_uid,
+            pyramid_label=pyramid_label,
             plane_positions=plane_positions,
             plane_orientation=plane_orientation,
             pixel_measures=pixel_measures,

@@ -16,7 +16,8 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from monai_dicomseg.enums import CoordinateSystemNames
-from monai_dicomseg.errors import GeometryError, InputError, InputTypeError, UnsupportedError
+from monai_dicomseg.errors import GeometryError, InputError, InputTypeError
+from monai_dicomseg.seg.tiling import SlideGeometry, slide_geometry, slide_offsets, source_tile_positions
 
 __all__ = ["SourceFrames", "collect_source_frames"]
 
@@ -54,6 +55,12 @@ class SourceFrames:
         SliceThickness (DS string) or ``None``.
     spacing_between_slices
         SpacingBetweenSlices (DS string) or ``None``.
+    slide
+        Total-pixel-matrix geometry of a tiled (slide microscopy) source,
+        else ``None``; then ``coordinate_system`` is SLIDE and ``positions``
+        are slide coordinates of each tile's top-left pixel.
+    tile_positions
+        ``(N, 2) int64`` 1-based (row, column) of each source tile, or ``None``.
     """
 
     datasets: tuple[Dataset, ...]
@@ -70,6 +77,8 @@ class SourceFrames:
     pixel_spacing: tuple[str, str] | None
     slice_thickness: str | None
     spacing_between_slices: str | None
+    slide: SlideGeometry | None = None
+    tile_positions: np.ndarray | None = None
 
     @property
     def number_of_frames(self) -> int:
@@ -138,6 +147,7 @@ def collect_source_frames(source_images: Sequence[Dataset]) -> SourceFrames:
     datasets = tuple(_check_dataset(ds, i) for i, ds in enumerate(source_images))
     if len(datasets) == 1 and (
         _number_of_frames(datasets[0]) > 1 or "PerFrameFunctionalGroupsSequence" in datasets[0]
+        or "TotalPixelMatrixRows" in datasets[0]
     ):
         return _collect_multiframe(datasets[0])
     multiframe = [i for i, ds in enumerate(datasets) if _number_of_frames(ds) > 1]
@@ -246,12 +256,41 @@ def _functional_group(dataset: Dataset, frame_item: Dataset | None, sequence: st
     return None
 
 
+def _collect_tiled(dataset: Dataset, geometry: SlideGeometry) -> SourceFrames:
+    """Source frames of a tiled image: tile positions and their slide coordinates."""
+    number_of_frames = _number_of_frames(dataset)
+    tiles = source_tile_positions(dataset, geometry)
+    frame_of_reference = dataset.get("FrameOfReferenceUID")
+    spacing = tuple(repr(v) for v in geometry.pixel_spacing)
+    measures = _functional_group(dataset, None, "PixelMeasuresSequence")
+    if measures is not None and "PixelSpacing" in measures:
+        spacing = _ds_strings(measures.PixelSpacing, 2, "PixelSpacing")
+    offsets = slide_offsets(geometry, tiles)
+    return SourceFrames(
+        datasets=(dataset,),
+        rows=int(dataset.Rows),
+        columns=int(dataset.Columns),
+        coordinate_system=CoordinateSystemNames.SLIDE,
+        frame_of_reference_uid=str(frame_of_reference) if frame_of_reference else None,
+        sop_class_uids=[str(dataset.SOPClassUID)] * number_of_frames,
+        sop_instance_uids=[str(dataset.SOPInstanceUID)] * number_of_frames,
+        frame_numbers=list(range(1, number_of_frames + 1)),
+        position_strings=[tuple(p) for p in offsets.tolist()],  # type: ignore[misc]
+        positions=offsets,
+        orientation=tuple(repr(v) for v in geometry.orientation),
+        pixel_spacing=spacing,  # type: ignore[arg-type]
+        slice_thickness=None if measures is None else _optional_ds(measures, "SliceThickness"),
+        spacing_between_slices=None,
+        slide=geometry,
+        tile_positions=tiles,
+    )
+
+
 def _collect_multiframe(dataset: Dataset) -> SourceFrames:
     number_of_frames = _number_of_frames(dataset)
-    if "TotalPixelMatrixRows" in dataset and dataset.get("DimensionOrganizationType") == "TILED_FULL":
-        raise UnsupportedError(
-            "tiled (slide microscopy) source images are not supported by this writer yet"
-        )
+    geometry = slide_geometry(dataset)
+    if geometry is not None:
+        return _collect_tiled(dataset, geometry)
     per_frame = dataset.get("PerFrameFunctionalGroupsSequence")
     if per_frame is not None and len(per_frame) != number_of_frames:
         raise InputError(
