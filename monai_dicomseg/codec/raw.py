@@ -131,7 +131,7 @@ def at(keyword: str, tag: int) -> bytes:
 
 def format_ds(value: float) -> str:
     """Format a float as a valid DS string (at most 16 characters, PS3.5 6.2)."""
-    text = repr(round(float(value), 10))  # drop float noise such as 23.434903000000002
+    text = repr(float(f"{float(value):.12g}"))  # 12 significant digits: drops noise like 23.434903000000002
     if text.endswith(".0"):
         text = text[:-2]
     if len(text) > 16 or "inf" in text or "nan" in text:
