@@ -1,0 +1,114 @@
+"""``DicomSegReader``: a MONAI ``ImageReader`` for DICOM Segmentation files.
+
+``LoadImage(reader=DicomSegReader(mode="labelmap"))`` decodes SEG files with
+:func:`~monai_dicomseg.io.segload.load_seg_array` (the same code path as
+:class:`~monai_dicomseg.transforms.load.LoadDicomSeg`). ``verify_suffix``
+sniffs the SOP Class UID of the file (Segmentation Storage
+1.2.840.10008.5.1.4.1.1.66.4, Label Map Segmentation Storage
+1.2.840.10008.5.1.4.1.1.66.7; PS3.4 B.5) instead of trusting ``.dcm``, so
+MONAI's reader selection picks it for SEG files only.
+
+The array returned by ``get_data`` is already channel-first
+``(channels, X, Y, Z)`` in MONAI order (``meta["original_channel_dim"] = 0``),
+so ``ensure_channel_first=True`` is a no-op. A reader has no access to a
+reference image: the grid is the SEG's own; use
+:class:`~monai_dicomseg.transforms.load.LoadDicomSegd` with ``ref_key`` to land
+on the source image's grid.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pydicom
+from monai.data import ImageReader
+from monai.utils import ensure_tuple
+
+from monai_dicomseg.errors import InputError
+from monai_dicomseg.io.segload import LoadedSeg, load_seg_array, read_segmentation
+from monai_dicomseg.io.series import SEG_SOP_CLASS_UIDS
+
+__all__ = ["DicomSegReader", "is_segmentation_file"]
+
+
+def is_segmentation_file(path: "str | os.PathLike[str]") -> bool:
+    """True if ``path`` is a DICOM file whose SOPClassUID is a Segmentation class.
+
+    Reads only the header up to SOPClassUID (or the file meta
+    MediaStorageSOPClassUID); never raises for unreadable files.
+    """
+    if not os.path.isfile(path):
+        return False
+    try:
+        dataset = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+    except Exception:  # not DICOM / truncated: simply not ours
+        return False
+    uid = getattr(dataset, "SOPClassUID", None)
+    if uid is None:
+        uid = getattr(getattr(dataset, "file_meta", None), "MediaStorageSOPClassUID", None)
+    return str(uid) in SEG_SOP_CLASS_UIDS
+
+
+class DicomSegReader(ImageReader):
+    """MONAI image reader for DICOM SEG (BINARY, FRACTIONAL, LABELMAP).
+
+    Parameters
+    ----------
+    mode
+        ``"stacked"`` (one channel per segment) or ``"labelmap"``.
+    **kwargs
+        Selection and decoding options of
+        :func:`~monai_dicomseg.io.segload.load_seg_array` (``segment_numbers``,
+        ``segment_labels``, ``segmented_property_types``, ``label_map``,
+        ``rescale_fractional``, ``skip_overlap_checks``, ``space``, ``dtype``).
+    """
+
+    def __init__(self, mode: str = "stacked", **kwargs: Any) -> None:
+        super().__init__()
+        allowed = {"segment_numbers", "segment_labels", "segmented_property_types", "label_map",
+                   "rescale_fractional", "skip_overlap_checks", "space", "dtype"}
+        unknown = sorted(set(kwargs) - allowed)
+        if unknown:
+            raise InputError(f"DicomSegReader got unknown arguments {unknown}; expected some of {sorted(allowed)}")
+        self.mode = mode
+        self.kwargs = kwargs
+
+    def verify_suffix(self, filename: "Sequence[str | os.PathLike[str]] | str | os.PathLike[str]") -> bool:
+        """True if every file is a DICOM Segmentation (by SOP Class UID, not by suffix)."""
+        names = ensure_tuple(filename)
+        return len(names) > 0 and all(is_segmentation_file(name) for name in names)
+
+    def read(self, data: "Sequence[str | os.PathLike[str]] | str | os.PathLike[str]", **kwargs: Any) -> Any:
+        """Decode the header and frame index of one or more SEG files.
+
+        Returns
+        -------
+        Segmentation or list of Segmentation
+        """
+        names = ensure_tuple(data)
+        segs = [(read_segmentation(name), str(name)) for name in names]
+        return segs[0] if len(segs) == 1 else segs
+
+    def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
+        """``(array (channels, X, Y, Z), meta)`` of one SEG (several: stacked on channels).
+
+        Several SEGs must share their grid (the channel axes are concatenated).
+        """
+        items = img if isinstance(img, list) else [img]
+        loaded: list[LoadedSeg] = []
+        for seg, name in items:
+            result = load_seg_array(seg, mode=self.mode, **self.kwargs)
+            result.meta["filename_or_obj"] = name
+            loaded.append(result)
+        meta = loaded[0].meta
+        for other in loaded[1:]:
+            if other.array.shape[1:] != loaded[0].array.shape[1:] or not np.allclose(
+                    other.meta["affine"], meta["affine"], atol=1e-4):
+                raise InputError(
+                    "DicomSegReader: SEG files read together must share spatial shape and affine; "
+                    f"{other.meta['filename_or_obj']!r} differs from {meta['filename_or_obj']!r}"
+                )
+        array = loaded[0].array if len(loaded) == 1 else np.concatenate([x.array for x in loaded])
+        return array, meta
