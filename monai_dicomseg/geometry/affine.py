@@ -32,6 +32,7 @@ from monai_dicomseg.geometry.orientation import (
     rotation_for_patient_orientation,
 )
 from monai_dicomseg.geometry.tolerances import (
+    ORTHOGONALITY_TOLERANCE,
     PERPENDICULAR_TOLERANCE,
     POSITION_TOLERANCE_MM,
     SPACING_RELATIVE_TOLERANCE,
@@ -39,6 +40,7 @@ from monai_dicomseg.geometry.tolerances import (
 
 __all__ = [
     "as_float_vector",
+    "check_image_orientation",
     "check_affine",
     "stack_affine",
     "affine_from_image_plane",
@@ -112,6 +114,34 @@ def stack_affine(direction: np.ndarray, position: "Sequence[float] | np.ndarray"
     affine[:3, :3] = np.asarray(direction, dtype=np.float64)
     affine[:3, 3] = np.asarray(position, dtype=np.float64).reshape(3)
     return affine
+
+
+def check_image_orientation(
+    image_orientation: "Sequence[float] | np.ndarray", attribute: str = "ImageOrientationPatient"
+) -> np.ndarray:
+    """Check that row and column direction cosines are unit vectors at right angles.
+
+    PS3.3 C.7.6.2.1.1: the two cosine triplets of ImageOrientationPatient are
+    orthonormal. Returns the six values as ``(6,) float64``.
+
+    Raises
+    ------
+    GeometryError
+        Naming ``attribute``, when a cosine triplet is not of unit length or
+        the two are not orthogonal (beyond ``ORTHOGONALITY_TOLERANCE``).
+    """
+    cosines = np.asarray(image_orientation, dtype=np.float64).reshape(-1)
+    if cosines.shape != (6,) or not np.all(np.isfinite(cosines)):
+        raise GeometryError(f"{attribute} must hold 6 finite values; got {cosines.tolist()}")
+    row, column = cosines[:3], cosines[3:]
+    norms = np.array([np.linalg.norm(row), np.linalg.norm(column)])
+    dot = float(row @ column)
+    if np.any(np.abs(norms - 1.0) > 10 * ORTHOGONALITY_TOLERANCE) or abs(dot) > 10 * ORTHOGONALITY_TOLERANCE:
+        raise GeometryError(
+            f"{attribute} {cosines.tolist()} is not a pair of orthogonal unit vectors "
+            f"(lengths {norms.round(6).tolist()}, dot product {dot:.6f}; expected 1, 1 and 0)"
+        )
+    return cosines
 
 
 def slice_normal(image_orientation: "Sequence[float] | np.ndarray") -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from monai_dicomseg.errors import GeometryError, InputError
-from monai_dicomseg.geometry.affine import as_float_vector
+from monai_dicomseg.geometry.affine import as_float_vector, check_image_orientation
 from monai_dicomseg.geometry.orientation import AxisHandedness
 from monai_dicomseg.geometry.tolerances import DIRECTION_COSINE_TOLERANCE
 
@@ -91,7 +91,7 @@ def check_common_orientation(
         If an orientation is missing or differs from dataset 0's by more
         than ``tol`` in any direction cosine.
     """
-    reference = read_image_orientation(datasets[0], 0)
+    reference = check_image_orientation(read_image_orientation(datasets[0], 0))
     for index, dataset in enumerate(datasets[1:], start=1):
         orientation = read_image_orientation(dataset, index)
         if not np.allclose(orientation, reference, atol=tol, rtol=0.0):

@@ -228,7 +228,7 @@ def _explicit_planes(sources: SourceFrames, number_of_planes: int, plane_positio
         if sources.pixel_spacing is None:
             raise GeometryError("pixel_measures are required: the source_images have no PixelSpacing")
         spacing: tuple = sources.pixel_spacing
-        thickness, between = sources.slice_thickness, sources.spacing_between_slices
+        thickness, between = sources.slice_thickness, None  # spacing: from the plane positions
     else:
         item = pixel_measures[0]
         spacing = tuple(float(v) for v in item.PixelSpacing)
@@ -236,7 +236,8 @@ def _explicit_planes(sources: SourceFrames, number_of_planes: int, plane_positio
         between = (float(item.SpacingBetweenSlices)
                    if item.get("SpacingBetweenSlices") is not None else None)
     return {"positions": positions, "orientation": orientation, "pixel_spacing": spacing,
-            "slice_thickness": thickness, "spacing_between_slices": between}
+            "slice_thickness": thickness, "spacing_between_slices": between,
+            "positions_given": plane_positions is not None}
 
 
 def _tile_total_pixel_matrix(sources: SourceFrames, pixel_array: Any, tile_size: Any,

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from monai_dicomseg.geometry.affine import slice_normal
+from monai_dicomseg.errors import GeometryError
+from monai_dicomseg.geometry.affine import regular_slice_spacing, slice_normal
 from monai_dicomseg.geometry.tolerances import (
     ORIENTATION_MATCH_TOLERANCE,
     PERPENDICULAR_TOLERANCE,
@@ -76,15 +77,30 @@ class Placement:
     total_pixel_matrix: tuple[int, int] | None = None
 
 
+def regular_spacing(positions: np.ndarray | None, orientation: object) -> float | None:
+    """Spacing between slices when the planes form a regular stack, else ``None``.
+
+    Recorded as Spacing Between Slices (PS3.3 C.7.6.16.2.1) as highdicom does;
+    a single plane or irregular planes record none.
+    """
+    if positions is None or orientation is None or len(positions) < 2:
+        return None
+    try:
+        return float(regular_slice_spacing(positions, np.asarray(orientation, dtype=np.float64)))
+    except GeometryError:
+        return None
+
+
 def aligned_placement(sources: SourceFrames) -> Placement:
     """Placement for ``pixel_array[i]`` ↔ source frame ``i`` (geometry copied from the sources)."""
+    spacing = None if sources.slide is not None else regular_spacing(sources.positions, sources.orientation)
     return Placement(
         positions=sources.positions,
         position_values=sources.position_strings,
         orientation=sources.orientation,
         pixel_spacing=sources.pixel_spacing,
         slice_thickness=sources.slice_thickness,
-        spacing_between_slices=sources.spacing_between_slices,
+        spacing_between_slices=spacing if spacing is not None else sources.spacing_between_slices,
         derivations=[[index] for index in range(sources.number_of_frames)],
         spatial_locations_preserved="YES",
         aligned=True,
@@ -175,6 +191,7 @@ def explicit_placement(
     slice_thickness: object,
     spacing_between_slices: object,
     frame_shape: tuple[int, int],
+    positions_given: bool = True,
 ) -> Placement:
     """Placement for planes given explicitly (plane positions or a Volume).
 
@@ -190,9 +207,15 @@ def explicit_placement(
         Pixel Measures of the planes.
     frame_shape
         ``(R, C)`` of ``pixel_array``'s frames.
+    positions_given
+        False when the positions were copied from the sources (only the
+        orientation or pixel measures were given): then frames are referenced
+        only when everything matches, as highdicom does.
     """
     positions = np.asarray(positions, dtype=np.float64)
     values = list(map(tuple, positions.tolist()))
+    if spacing_between_slices is None:
+        spacing_between_slices = regular_spacing(positions, orientation)
     cosines = np.asarray(orientation, dtype=np.float64)
     derivations = None
     preserved = "NO"
@@ -218,7 +241,7 @@ def explicit_placement(
                 # Reuse the source's stored position strings for exact agreement.
                 values = [sources.position_strings[matches[0]] for matches in derivations]  # type: ignore[index]
                 positions = sources.positions[[matches[0] for matches in derivations]]
-        if derivations is None:
+        if derivations is None and positions_given:
             derivations = _match_all(np.abs(offsets @ normal))
     return Placement(positions, values, tuple(orientation), tuple(pixel_spacing),
                      slice_thickness, spacing_between_slices, derivations, preserved)

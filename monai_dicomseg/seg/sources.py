@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 
 from monai_dicomseg.enums import CoordinateSystemNames
 from monai_dicomseg.errors import GeometryError, InputError, InputTypeError
+from monai_dicomseg.geometry.affine import check_image_orientation
 from monai_dicomseg.seg.tiling import SlideGeometry, slide_geometry, slide_offsets, source_tile_positions
 
 __all__ = ["SourceFrames", "collect_source_frames"]
@@ -184,6 +185,8 @@ def _collect_single_frames(datasets: tuple[Dataset, ...]) -> SourceFrames:
         coordinate_system = CoordinateSystemNames.PATIENT
         orientations = [_ds_strings(ds.ImageOrientationPatient, 6, "ImageOrientationPatient")
                         for ds in datasets]
+        check_image_orientation(np.array(orientations[0], dtype=float),
+                                "ImageOrientationPatient of source_images[0]")
         _check_same_orientation(np.array(orientations, dtype=float))
         orientation = orientations[0]
         position_strings = [
@@ -196,6 +199,16 @@ def _collect_single_frames(datasets: tuple[Dataset, ...]) -> SourceFrames:
         raise GeometryError(
             f"source_images[{missing}] lacks ImagePositionPatient/ImageOrientationPatient "
             "while other source images have them"
+        )
+    elif frame_of_reference is not None and any(
+            ("ImagePositionPatient" in ds) != ("ImageOrientationPatient" in ds) for ds in datasets):
+        index = next(i for i, ds in enumerate(datasets)
+                     if ("ImagePositionPatient" in ds) != ("ImageOrientationPatient" in ds))
+        missing = "ImagePositionPatient" if "ImagePositionPatient" not in datasets[index] else (
+            "ImageOrientationPatient")
+        raise GeometryError(
+            f"source_images[{index}] has a FrameOfReferenceUID but lacks {missing}: the image "
+            "plane (PS3.3 C.7.6.2) needs both ImagePositionPatient and ImageOrientationPatient"
         )
     spacing = None
     if all("PixelSpacing" in ds for ds in datasets):
@@ -315,6 +328,7 @@ def _collect_multiframe(dataset: Dataset) -> SourceFrames:
     orientation_strings = None
     positions = None
     if position_strings is not None and frame_of_reference:
+        check_image_orientation(orientations[0], "ImageOrientationPatient of the source frames")
         _check_same_orientation(np.array(orientations))
         coordinate_system = CoordinateSystemNames.PATIENT
         first_orientation = _functional_group(dataset, items[0], "PlaneOrientationSequence")

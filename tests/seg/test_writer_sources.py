@@ -19,9 +19,9 @@ duplicate positions      ``GeometryError`` ("same plane")             ``Geometry
 mixed orientations       ``GeometryError`` (ImageOrientationPatient)  ``GeometryError``
 other Frame of Ref.      ``GeometryError`` (FrameOfReferenceUID)      ``GeometryError``
 mixed PixelSpacing       ``GeometryError`` (highdicom accepts it)     ``GeometryError``
-non-orthogonal cosines   should be ``GeometryError`` (xfail: written  should be ``GeometryError`` (xfail:
-                         as given, dciodvfy flags it)                 ``InputError``)
-no ImagePositionPatient  should raise or write a valid file (xfail)   ``GeometryError``
+non-orthogonal cosines   ``GeometryError`` ("orthogonal"; highdicom   ``GeometryError``
+                         writes them as given)
+no ImagePositionPatient  ``GeometryError`` (as highdicom)             ``GeometryError``
 =======================  ===========================================  ===================================
 """
 from __future__ import annotations
@@ -272,9 +272,6 @@ def _non_orthogonal(series: list[pydicom.Dataset]) -> list[pydicom.Dataset]:
     return series
 
 
-@pytest.mark.xfail(BACKEND_NAME != "highdicom", strict=True, raises=AssertionError, reason=(
-    "get_volume_from_series raises InputError ('affine direction columns must be non-zero and "
-    "mutually orthogonal') instead of a GeometryError naming ImageOrientationPatient"))
 def test_non_orthogonal_cosines_volume_raises(hd: Any) -> None:
     series, _ = make_source()
     try:
@@ -287,10 +284,6 @@ def test_non_orthogonal_cosines_volume_raises(hd: Any) -> None:
 
 
 @pytest.mark.dciodvfy
-@pytest.mark.xfail(BACKEND_NAME != "highdicom", strict=True, reason=(
-    "source ImageOrientationPatient with non-orthogonal row/column cosines is copied into the "
-    "SEG as given (highdicom does the same); dciodvfy then reports 'Orientation vectors are not "
-    "orthogonal'. Issue 4 asks for a GeometryError"))
 def test_non_orthogonal_cosines_aligned_writing_raises(hd: Any, tmp_path: Path) -> None:
     series, labels = make_source()
     if BACKEND_NAME == "highdicom":
@@ -307,11 +300,6 @@ def test_non_orthogonal_cosines_check_is_an_oracle_fact(tmp_path: Path) -> None:
 
 
 @pytest.mark.dciodvfy
-@pytest.mark.xfail(BACKEND_NAME != "highdicom", strict=True, reason=(
-    "sources with FrameOfReferenceUID and ImageOrientationPatient but no ImagePositionPatient: "
-    "the SEG is written with a Frame of Reference, Pixel Measures and no plane positions or "
-    "orientation, which dciodvfy rejects (missing PatientOrientation, Type 2C); highdicom "
-    "raises ValueError instead"))
 def test_sources_without_image_position(hd: Any, tmp_path: Path) -> None:
     series, labels = make_source()
     series = edited(series)
