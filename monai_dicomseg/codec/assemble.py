@@ -25,7 +25,7 @@ from monai_dicomseg.codec.decode import PixelLayout, decode_frames, packed_frame
 from monai_dicomseg.enums import SegmentationTypeValues
 from monai_dicomseg.errors import DecodeError, FrameMismatchError, InputError, InputTypeError, OverlapError
 
-__all__ = ["Placement", "assemble_frames", "output_dtype"]
+__all__ = ["Placement", "assemble_frames", "output_dtype", "labelmap_lut"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,24 @@ def output_dtype(
             f"rescaled FRACTIONAL output needs a floating-point dtype; got {resolved}"
         )
     return resolved
+
+
+def labelmap_lut(
+    layout: PixelLayout, segment_numbers: np.ndarray, *, combine_segments: bool, relabel: bool
+) -> np.ndarray:
+    """``int64`` lookup table from stored LABELMAP values to output values.
+
+    Requested segments map to their 1-based position in ``segment_numbers``
+    (stacked output or ``relabel``) or to themselves (combined); every other
+    stored value, including the background, maps to 0. The table covers every
+    value ``BitsAllocated`` can store.
+    """
+    segs = np.asarray(segment_numbers, dtype=np.int64)
+    stored_max = (1 << layout.bits_allocated) if layout.bits_allocated <= 16 else 0
+    lut = np.zeros(max(stored_max, int(segs.max(initial=0)) + 1), dtype=np.int64)
+    for i, s in enumerate(segs.tolist()):
+        lut[s] = (i + 1) if (relabel or not combine_segments) else s
+    return lut
 
 
 def check_unique(placement: Placement, by_segment: bool) -> None:
@@ -177,10 +195,7 @@ def assemble_frames(
 
     if segmentation_type == SegmentationTypeValues.LABELMAP:
         check_unique(placement, by_segment=False)
-        stored_max = (1 << layout.bits_allocated) if layout.bits_allocated <= 16 else lut_size
-        lut = np.zeros(max(stored_max, lut_size), dtype=np.int64)
-        for i, s in enumerate(segs):
-            lut[s] = (i + 1) if (relabel or not combine_segments) else s
+        lut = labelmap_lut(layout, segs, combine_segments=combine_segments, relabel=relabel)
         stored = decode_frames(dataset, placement.frame, layout)
         if combine_segments:
             out = np.zeros((n_out, R, C), out_dtype)
