@@ -79,12 +79,17 @@ def test_tiled_like_highdicom(tmp_path, seg_type, organization, tile_size):
     their_path = tmp_path / "theirs.dcm"
     theirs.save_as(their_path)
     assert len(dciodvfy_errors(path)) <= len(dciodvfy_errors(their_path))
-    read_back = highdicom.seg.segread(str(path))
-    np.testing.assert_array_equal(read_back.get_total_pixel_matrix(combine_segments=True), mask)
     region = dict(row_start=4, row_end=-3, column_start=-40, column_end=47)
-    np.testing.assert_array_equal(
-        read_back.get_total_pixel_matrix(combine_segments=True, **region),
-        highdicom.seg.segread(str(their_path)).get_total_pixel_matrix(combine_segments=True, **region))
+    expected = mask[3:-3, 10:46]
+    # both libraries, both files: whole matrix and a region not aligned to tiles
+    for reader in (highdicom.seg.segread, hd.seg.segread):
+        for file in (path, their_path):
+            segmentation = reader(str(file))
+            np.testing.assert_array_equal(segmentation.get_total_pixel_matrix(combine_segments=True), mask)
+            np.testing.assert_array_equal(
+                segmentation.get_total_pixel_matrix(combine_segments=True, **region), expected)
+            stacked = segmentation.get_total_pixel_matrix(segment_numbers=[2], **region)
+            np.testing.assert_array_equal(stacked[..., 0], (expected == 2).astype(stacked.dtype))
 
 
 def test_tiled_full_has_no_per_frame_items():
@@ -133,6 +138,8 @@ def test_compressed_tiles(tmp_path):
         assert dciodvfy_errors(path) == []
         np.testing.assert_array_equal(
             highdicom.seg.segread(str(path)).get_total_pixel_matrix(combine_segments=True), mask)
+        np.testing.assert_array_equal(
+            hd.seg.segread(str(path)).get_total_pixel_matrix(combine_segments=True), mask)
 
 
 def test_guide_frame_counts():
