@@ -185,7 +185,8 @@ def packed_frames(
     Returns
     -------
     numpy.ndarray | None
-        ``(n, R * C / 8) uint8`` (a copy of the selected rows), or ``None``
+        ``(n, R * C / 8) uint8`` (the selected rows; a read-only view when all
+        frames are selected in order), or ``None``
         when the frames are not native 1-bit with ``R * C % 8 == 0``.
     """
     layout = layout or pixel_layout(dataset)
@@ -194,7 +195,10 @@ def packed_frames(
     idx = _frame_indices(frame_indices, layout)
     per_frame = layout.pixels_per_frame // 8
     buffer = np.frombuffer(dataset.PixelData, dtype=np.uint8, count=per_frame * layout.number_of_frames)
-    return buffer.reshape(layout.number_of_frames, per_frame)[idx]
+    frames = buffer.reshape(layout.number_of_frames, per_frame)
+    if idx.size == layout.number_of_frames and np.array_equal(idx, np.arange(idx.size)):
+        return frames  # every frame in stored order: a read-only view, no copy
+    return frames[idx]
 
 
 def _native_bits(buffer: bytes, idx: np.ndarray, layout: PixelLayout) -> np.ndarray:
