@@ -254,14 +254,22 @@ class SegmentationReaderMixin:
         seg.SegmentSequence = [SegmentDescription.from_dataset(item, copy=False) for item in seg.SegmentSequence]
         seg._pixel_layout = layout
         seg._frame_index = None
-        orientation = seg.SharedFunctionalGroupsSequence[0].get("PlaneOrientationSequence")
-        if "ImageOrientationSlide" in seg or "TotalPixelMatrixOriginSequence" in seg:
-            seg._coordinate_system = CoordinateSystemNames.SLIDE
-        elif "FrameOfReferenceUID" in seg and (orientation or "PerFrameFunctionalGroupsSequence" in seg):
-            seg._coordinate_system = CoordinateSystemNames.PATIENT
-        else:
-            seg._coordinate_system = None
         return seg  # type: ignore[return-value]
+
+    @property
+    def _coordinate_system(self) -> CoordinateSystemNames | None:
+        """SLIDE for tiled images, PATIENT with a Frame of Reference and plane geometry, else None.
+
+        Derived from the data set on each access, so it holds for segmentations
+        built in memory as well as for those read from files.
+        """
+        if "ImageOrientationSlide" in self or "TotalPixelMatrixOriginSequence" in self:  # type: ignore[operator]
+            return CoordinateSystemNames.SLIDE
+        shared = self.SharedFunctionalGroupsSequence[0]  # type: ignore[attr-defined]
+        if "FrameOfReferenceUID" in self and (  # type: ignore[operator]
+                "PlaneOrientationSequence" in shared or "PerFrameFunctionalGroupsSequence" in self):  # type: ignore[operator]
+            return CoordinateSystemNames.PATIENT
+        return None
 
     # -- cached state -----------------------------------------------------
 
@@ -321,8 +329,12 @@ class SegmentationReaderMixin:
         SegmentNumberError
             (``IndexError``/``ValueError``) if no segment has that number.
         """
+        from monai_dicomseg.seg.content import SegmentDescription
+
         for item in self.SegmentSequence:  # type: ignore[attr-defined]
             if int(item.SegmentNumber) == int(segment_number):
+                if not isinstance(item, SegmentDescription):  # e.g. parsed from raw bytes
+                    item = SegmentDescription.from_dataset(item, copy=False)
                 return item
         raise SegmentNumberError(
             f"segment_number {segment_number} is not defined in SegmentSequence; "

@@ -1,0 +1,73 @@
+"""Our writer → our reader, in memory and through bytes (property-based).
+
+highdicom is the independent oracle elsewhere; here the point is that a
+Segmentation built in memory already answers every read accessor, and that
+``segread`` of its bytes gives the same arrays.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydicom.sr.codedict import codes
+
+import monai_dicomseg as hd
+from monai_dicomseg.synthetic import make_ct_series
+
+
+def _descriptions(count: int):
+    return [hd.seg.SegmentDescription(
+        segment_number=n, segment_label=f"s{n}", segmented_property_category=codes.SCT.Organ,
+        segmented_property_type=codes.SCT.Liver, algorithm_type="MANUAL") for n in range(1, count + 1)]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    frames=st.integers(1, 5), rows=st.integers(1, 13), columns=st.integers(1, 11),
+    segments=st.integers(1, 6), seg_type=st.sampled_from(["BINARY", "FRACTIONAL", "LABELMAP"]),
+    omit=st.booleans(), seed=st.integers(0, 10_000),
+)
+def test_in_memory_and_bytes_agree(frames, rows, columns, segments, seg_type, omit, seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, segments + 1, (frames, rows, columns)).astype(np.uint8)
+    labels[rng.random(frames) < 0.4] = 0  # some empty planes
+    series = make_ct_series(shape=(frames, rows, columns), labels=labels)
+    seg = hd.seg.Segmentation(
+        source_images=series, pixel_array=labels, segmentation_type=seg_type,
+        segment_descriptions=_descriptions(segments), series_instance_uid=hd.UID(), series_number=1,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="x", manufacturer_model_name="x",
+        software_versions="0", device_serial_number="0", omit_empty_frames=omit)
+    uids = [str(ds.SOPInstanceUID) for ds in series]
+    buffer = io.BytesIO()
+    seg.save_as(buffer)
+    buffer.seek(0)
+    reread = hd.seg.segread(buffer)
+    for segmentation in (seg, reread):
+        assert segmentation.number_of_segments == segments
+        combined = segmentation.get_pixels_by_source_instance(
+            uids, combine_segments=True, assert_missing_frames_are_empty=True)
+        np.testing.assert_array_equal(combined, labels)
+        stacked = segmentation.get_pixels_by_source_instance(
+            uids, assert_missing_frames_are_empty=True, rescale_fractional=False)
+        scale = 255 if seg_type == "FRACTIONAL" else 1
+        for number in range(1, segments + 1):
+            np.testing.assert_array_equal(stacked[..., number - 1], (labels == number) * scale)
+        volume = segmentation.get_volume(combine_segments=True)
+        assert volume.spatial_shape[1:] == (rows, columns)
+
+
+@pytest.mark.parametrize("seg_type", ["BINARY", "FRACTIONAL", "LABELMAP"])
+def test_segment_metadata_in_memory(seg_type):
+    series = make_ct_series(shape=(2, 8, 8))
+    seg = hd.seg.Segmentation(
+        source_images=series, pixel_array=np.ones((2, 8, 8), np.uint8), segmentation_type=seg_type,
+        segment_descriptions=_descriptions(1), series_instance_uid=hd.UID(), series_number=1,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="x", manufacturer_model_name="x",
+        software_versions="0", device_serial_number="0")
+    assert seg.segmentation_type.value == seg_type
+    assert seg.get_segment_description(1).segmented_property_type == codes.SCT.Liver
+    assert seg.get_segment_numbers(segment_label="s1") == [1]
+    assert [uid[2] for uid in seg.get_source_image_uids()] == [str(ds.SOPInstanceUID) for ds in series]
