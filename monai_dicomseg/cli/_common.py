@@ -1,0 +1,151 @@
+"""Helpers shared by the subcommands: reading inputs, writing outputs, options.
+
+Heavy libraries (numpy, pydicom, nibabel) are imported inside the functions so
+that building the argument parser stays instant.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from monai_dicomseg.errors import InputError
+
+#: ``--compress`` name -> transfer syntax UID (all lossless).
+COMPRESSION: dict[str, str] = {
+    "none": "1.2.840.10008.1.2.1",      # Explicit VR Little Endian
+    "rle": "1.2.840.10008.1.2.5",       # RLE Lossless
+    "jpeg2000": "1.2.840.10008.1.2.4.90",  # JPEG 2000 Image Compression (Lossless Only)
+    "jpegls": "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+}
+
+SEGMENTATION_TYPES = ("BINARY", "LABELMAP", "FRACTIONAL")
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+def add_compress_option(parser: argparse.ArgumentParser, workers: bool = True) -> None:
+    parser.add_argument("--compress", choices=sorted(COMPRESSION), default="none",
+                        help="lossless compression of the frames (default: none). BINARY supports "
+                             "jpeg2000 only; LABELMAP and FRACTIONAL all of them")
+    if workers:
+        parser.add_argument("--workers", type=int, default=0, metavar="N",
+                            help="processes compressing frames (0: in process, -1: all cores)")
+
+
+def add_overwrite_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-f", "--overwrite", action="store_true",
+                        help="replace output files that exist (default: refuse)")
+
+
+def check_input_file(path: str | os.PathLike[str], what: str) -> Path:
+    """``path`` as a Path; InputError naming ``what`` when it is missing or not a file."""
+    result = Path(path)
+    if not result.exists():
+        raise InputError(f"{what} {str(path)!r} does not exist")
+    if not result.is_file():
+        raise InputError(f"{what} {str(path)!r} is not a file")
+    return result
+
+
+def check_output(path: str | os.PathLike[str], overwrite: bool) -> Path:
+    """``path`` as a Path after checking its folder exists and it may be written."""
+    result = Path(path)
+    folder = result.parent if str(result.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError(f"output folder {str(folder)!r} does not exist")
+    if result.exists() and not overwrite:
+        raise InputError(f"output {str(path)!r} exists; pass --overwrite to replace it")
+    return result
+
+
+def read_seg(path: str | os.PathLike[str]) -> Any:
+    """Read a DICOM Segmentation with :func:`monai_dicomseg.seg.segread`.
+
+    Raises
+    ------
+    InputError
+        Missing file, or a DICOM file that is not a Segmentation.
+    DecodeError
+        A file that cannot be parsed as a Segmentation.
+    """
+    from monai_dicomseg.errors import DecodeError
+    from monai_dicomseg.io.series import SEG_SOP_CLASS_UIDS
+    from monai_dicomseg.seg.reader import segread
+
+    file = check_input_file(path, "SEG file")
+    try:
+        seg = segread(file)
+    except DecodeError as error:
+        raise DecodeError(f"{str(path)!r} is not a readable DICOM Segmentation: {error}") from error
+    sop_class = str(seg.get("SOPClassUID", ""))
+    if sop_class not in SEG_SOP_CLASS_UIDS:
+        modality = seg.get("Modality", "?")
+        raise InputError(
+            f"{str(path)!r} is not a DICOM Segmentation (SOPClassUID {sop_class or 'missing'}, "
+            f"Modality {modality})")
+    return seg
+
+
+def nifti_stem(path: str | os.PathLike[str]) -> tuple[Path, str]:
+    """``(folder, stem)`` of a NIfTI path: ``a/b.nii.gz`` -> ``(a, 'b')``."""
+    path = Path(path)
+    for suffix in NIFTI_SUFFIXES:
+        if path.name.endswith(suffix):
+            return path.parent, path.name[: -len(suffix)]
+    raise InputError(f"NIfTI output {str(path)!r} must end with .nii.gz or .nii")
+
+
+def nifti_suffix(path: str | os.PathLike[str]) -> str:
+    name = Path(path).name
+    return ".nii.gz" if name.endswith(".nii.gz") else ".nii"
+
+
+def save_nifti(image: Any, path: Path, overwrite: bool) -> None:
+    """Save a nibabel image atomically (temporary file in the same folder, then rename)."""
+    import nibabel
+
+    check_output(path, overwrite)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.part{nifti_suffix(path)}")
+    try:
+        nibabel.save(image, str(temporary))
+        os.replace(temporary, path)
+    except BaseException:
+        if temporary.exists():
+            temporary.unlink()
+        raise
+
+
+def save_json(document: Any, path: Path, overwrite: bool) -> None:
+    """Write a JSON document atomically."""
+    from monai_dicomseg.atomic import atomic_write
+
+    check_output(path, overwrite)
+    data = (json.dumps(document, indent=2) + "\n").encode()
+    atomic_write(path, lambda stream: stream.write(data), overwrite=True)
+
+
+def load_json(path: str | os.PathLike[str], what: str) -> Any:
+    file = check_input_file(path, what)
+    try:
+        return json.loads(file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{what} {str(path)!r} is not valid JSON: {error}") from None
+
+
+def load_series(folder: str | os.PathLike[str], headers_only: bool = True) -> Any:
+    """Load a source series folder (sorted spatially) as a ``SourceSeries``.
+
+    ``headers_only`` skips the pixel data: the SEG writer and the geometry
+    need only the headers.
+    """
+    from monai_dicomseg.io.series import load_source_geometry, load_source_series
+
+    path = Path(folder)
+    if not path.exists():
+        raise InputError(f"source series {str(folder)!r} does not exist")
+    if not path.is_dir():
+        raise InputError(f"source series {str(folder)!r} must be a folder of DICOM files")
+    return load_source_geometry(path) if headers_only else load_source_series(path)

@@ -1,0 +1,228 @@
+"""Run ``info``, ``to-nifti``, ``from-nifti`` or ``convert`` over every file of a folder.
+
+Inputs are the DICOM Segmentations (``info``, ``to-nifti``, ``convert``) or
+the NIfTI files (``from-nifti``) directly in INPUT_DIR (``--recursive``: in
+its sub-folders too); outputs keep their relative paths under OUTPUT_DIR.
+The source series of ``INPUT_DIR/a/case.*`` is the folder
+``SERIES_ROOT/a/case/``; ``from-nifti`` uses ``INPUT_DIR/a/case.json`` as
+metadata when it exists and no ``--metadata`` is given. Files are processed
+by ``--workers`` processes with a progress bar; each failure is reported on
+one line, a summary follows, and the exit status is 1 if any file failed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from monai_dicomseg.errors import InputError
+
+__all__ = ["add_arguments", "run", "find_inputs", "run_batch"]
+
+_NIFTI = (".nii.gz", ".nii")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from monai_dicomseg.cli import convert, from_nifti, info, to_nifti
+
+    commands = parser.add_subparsers(dest="batch_command", metavar="COMMAND")
+    commands.required = True
+
+    def common(sub: argparse.ArgumentParser, output: bool = True) -> None:
+        sub.add_argument("input_dir", metavar="INPUT_DIR", help="folder of input files")
+        if output:
+            sub.add_argument("output_dir", metavar="OUTPUT_DIR", help="folder of the outputs (created)")
+        sub.add_argument("-r", "--recursive", action="store_true", help="also search sub-folders")
+        sub.add_argument("--workers", type=int, default=1, metavar="N",
+                         help="files processed in parallel (default 1; 0 or -1: all cores)")
+
+    sub = commands.add_parser("info", help="one line per SEG")
+    common(sub, output=False)
+    info.add_options(sub, batch=True)
+    sub = commands.add_parser("to-nifti", help="SEG files -> NIfTI")
+    common(sub)
+    sub.add_argument("--source-root", metavar="SERIES_ROOT",
+                     help="write on the source grid; series of INPUT_DIR/a/case.dcm is SERIES_ROOT/a/case/")
+    to_nifti.add_options(sub, batch=True)
+    sub = commands.add_parser("from-nifti", help="NIfTI files -> SEG")
+    sub.add_argument("input_dir", metavar="INPUT_DIR", help="folder of NIfTI files")
+    sub.add_argument("series_root", metavar="SERIES_ROOT",
+                     help="series of INPUT_DIR/a/case.nii.gz is the folder SERIES_ROOT/a/case/")
+    sub.add_argument("output_dir", metavar="OUTPUT_DIR", help="folder of the outputs (created)")
+    sub.add_argument("-r", "--recursive", action="store_true", help="also search sub-folders")
+    sub.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="files processed in parallel (default 1; 0 or -1: all cores)")
+    from_nifti.add_options(sub, batch=True)
+    sub = commands.add_parser("convert", help="SEG files -> SEG files of another type/compression")
+    common(sub)
+    sub.add_argument("--source-root", metavar="SERIES_ROOT",
+                     help="series of INPUT_DIR/a/case.dcm is SERIES_ROOT/a/case/ (default: from references)")
+    convert.add_options(sub, batch=True)
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def _files(folder: Path, recursive: bool) -> list[Path]:
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.is_file() and not p.name.startswith("."))
+
+
+def _is_seg(path: Path) -> bool:
+    import pydicom
+
+    from monai_dicomseg.io.series import SEG_SOP_CLASS_UIDS
+
+    if not pydicom.misc.is_dicom(str(path)):
+        return False
+    try:
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["SOPClassUID"])
+    except Exception:  # noqa: BLE001 - unreadable DICOM: let the command report it
+        return path.suffix.lower() == ".dcm"
+    return str(ds.get("SOPClassUID", "")) in SEG_SOP_CLASS_UIDS
+
+
+def find_inputs(command: str, folder: str | os.PathLike[str], recursive: bool) -> list[Path]:
+    """Input files of ``command`` in ``folder``: SEG files, or NIfTI files for ``from-nifti``."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"input folder {str(folder)!r} does not exist or is not a folder")
+    files = _files(root, recursive)
+    if command == "from-nifti":
+        return [p for p in files if p.name.endswith(_NIFTI)]
+    return [p for p in files if _is_seg(p)]
+
+
+def _stem(path: Path) -> str:
+    for suffix in (*_NIFTI, ".dcm", ".DCM"):
+        if path.name.endswith(suffix):
+            return path.name[: -len(suffix)]
+    return path.name
+
+
+# --------------------------------------------------------------------------- one item
+
+
+def _item(job: tuple[str, str, str | None, dict[str, Any]]) -> tuple[str, str | None, str | None]:
+    """Run one file; return ``(input, error line or None, text to print or None)``."""
+    from monai_dicomseg.cli.main import one_line
+
+    command, source, output, options = job
+    try:
+        text = None
+        if command == "info":
+            from monai_dicomseg.cli.info import describe_seg
+
+            described = describe_seg(source)
+            if options.get("json"):
+                import json
+
+                text = json.dumps(described)
+            else:
+                text = (f"{source}: {described['segmentation_type']}, {len(described['segments'])} segment(s) "
+                        f"({', '.join(s['label'] for s in described['segments'])}), {described['frames']} frame(s)")
+        elif command == "to-nifti":
+            from monai_dicomseg.cli.to_nifti import seg_to_nifti
+
+            seg_to_nifti(source, output, **options)
+        elif command == "from-nifti":
+            from monai_dicomseg.cli.from_nifti import nifti_to_seg
+
+            series = options.pop("series")
+            nifti_to_seg(source, series, output, **options)
+        elif command == "convert":
+            from monai_dicomseg.cli.convert import convert_seg
+
+            convert_seg(source, output, **options)
+        return source, None, text
+    except Exception as error:  # noqa: BLE001 - every failure becomes one line
+        return source, one_line(error), None
+
+
+def _jobs(args: argparse.Namespace, inputs: list[Path]) -> list[tuple[str, str, str | None, dict[str, Any]]]:
+    command = args.batch_command
+    root = Path(args.input_dir)
+    out_root = None if command == "info" else Path(args.output_dir)
+    jobs = []
+    for path in inputs:
+        relative = path.relative_to(root)
+        options: dict[str, Any]
+        output = None
+        if command == "info":
+            options = {"json": args.json}
+        elif command == "to-nifti":
+            from monai_dicomseg.cli.to_nifti import options_from_args
+
+            options = options_from_args(args)
+            options["source"] = (str(Path(args.source_root) / relative.parent / _stem(path))
+                                 if args.source_root else None)
+            output = str(out_root / relative.parent / f"{_stem(path)}.nii.gz")
+        elif command == "from-nifti":
+            from monai_dicomseg.cli.from_nifti import options_from_args
+
+            options = options_from_args(args)
+            options["workers"] = 0
+            options["series"] = str(Path(args.series_root) / relative.parent / _stem(path))
+            sidecar = path.with_name(f"{_stem(path)}.json")
+            if options["metadata"] is None and options["labels"] is None and sidecar.is_file():
+                options["metadata"] = str(sidecar)
+            output = str(out_root / relative.parent / f"{_stem(path)}.dcm")
+        else:
+            options = {"segmentation_type": args.segmentation_type, "compress": args.compress,
+                       "overwrite": args.overwrite, "workers": 0,
+                       "source": (str(Path(args.source_root) / relative.parent / _stem(path))
+                                  if args.source_root else None)}
+            output = str(out_root / relative.parent / f"{_stem(path)}.dcm")
+        if output is not None:
+            Path(output).parent.mkdir(parents=True, exist_ok=True)
+        jobs.append((command, str(path), output, options))
+    return jobs
+
+
+def run_batch(jobs: list[tuple[str, str, str | None, dict[str, Any]]], workers: int,
+              progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None) -> list[tuple[str, str | None, str | None]]:
+    """Run the jobs (in ``workers`` processes when > 1); results in completion order."""
+    if workers <= 0:
+        workers = os.cpu_count() or 1
+    workers = min(workers, len(jobs)) or 1
+    wrap = progress or (lambda iterable, total: iterable)
+    if workers == 1:
+        return list(wrap((_item(job) for job in jobs), len(jobs)))
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn" if sys.platform == "darwin" else "forkserver")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = [pool.submit(_item, job) for job in jobs]
+        return [f.result() for f in wrap(as_completed(futures), len(jobs))]
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    command = args.batch_command
+    inputs = find_inputs(command, args.input_dir, args.recursive)
+    if not inputs:
+        kind = "NIfTI" if command == "from-nifti" else "DICOM SEG"
+        raise InputError(f"no {kind} files found in {args.input_dir!r}"
+                         f"{'' if args.recursive else ' (use --recursive for sub-folders)'}")
+    jobs = _jobs(args, inputs)
+
+    def progress(iterable: Iterable[Any], total: int) -> Iterable[Any]:
+        return tqdm(iterable, total=total, unit="file", desc=f"batch {command}", file=sys.stderr,
+                    disable=None, leave=False)
+
+    results = run_batch(jobs, args.workers, progress)
+    failed = [(path, error) for path, error, _ in results if error is not None]
+    texts = {path: text for path, _, text in results if text is not None}
+    for _, path, _, _ in jobs:
+        if path in texts:
+            print(texts[path])
+    for path, error in sorted(failed):
+        print(f"FAILED {path}: {error}", file=sys.stderr)
+    print(f"batch {command}: {len(jobs) - len(failed)} succeeded, {len(failed)} failed "
+          f"(of {len(jobs)})", file=sys.stderr if command == "info" else sys.stdout)
+    return 1 if failed else 0

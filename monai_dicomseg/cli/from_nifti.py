@@ -1,0 +1,269 @@
+"""Convert a NIfTI segmentation to a DICOM SEG of its source series.
+
+LABELS is a 3D label map (voxel value = label, 0 = background), a 3D float
+map (one FRACTIONAL segment) or a 4D stack (one segment per volume). Segment
+names, codes and colours come from a dcmqi metadata JSON (``--metadata``,
+``segmentAttributes`` with ``labelID``s, accepted as is; segments are numbered
+1, 2, ... in ``labelID`` order) or from ``--labels`` names (label ``i`` is the
+``i``-th name), looked up in the shipped anatomy table. The NIfTI is placed on
+the series grid through both affines (exactly when the grids align, by
+nearest neighbour otherwise).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from monai_dicomseg.cli._common import (
+    COMPRESSION,
+    SEGMENTATION_TYPES,
+    add_compress_option,
+    add_overwrite_option,
+    check_input_file,
+    check_output,
+    load_json,
+    load_series,
+)
+from monai_dicomseg.errors import InputError
+
+__all__ = ["add_arguments", "add_options", "run", "nifti_to_seg"]
+
+
+def add_options(parser: argparse.ArgumentParser, batch: bool = False) -> None:
+    """The options (no positionals), shared with ``batch from-nifti``."""
+    parser.add_argument("--metadata", metavar="META.json",
+                        help="dcmqi segmentation metadata JSON (segmentAttributes, labelID, codes, colours)")
+    parser.add_argument("--labels", metavar="NAME,...",
+                        help="comma-separated segment names for labels 1, 2, ... (without --metadata)")
+    parser.add_argument("--type", dest="segmentation_type", choices=SEGMENTATION_TYPES, default="BINARY",
+                        type=str.upper, help="segmentation type (default: BINARY)")
+    parser.add_argument("--fractional-type", choices=("PROBABILITY", "OCCUPANCY"), default="PROBABILITY",
+                        type=str.upper, help="meaning of FRACTIONAL values (default: PROBABILITY)")
+    parser.add_argument("--series-description", help="SeriesDescription of the SEG")
+    parser.add_argument("--algorithm-name", default="monai-dicomseg",
+                        help="algorithm name recorded with --labels or default names")
+    add_compress_option(parser, workers=not batch)
+    add_overwrite_option(parser)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("labels_path", metavar="LABELS.nii.gz", help="NIfTI segmentation")
+    parser.add_argument("series", metavar="SERIES_DIR", help="folder of the source DICOM series")
+    parser.add_argument("output", metavar="OUT.dcm", help="SEG file to write")
+    add_options(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    info = nifti_to_seg(args.labels_path, args.series, args.output, **options_from_args(args))
+    for note in info["warnings"]:
+        print(f"monai-dicomseg from-nifti: warning: {note}", file=sys.stderr)
+    print(f"wrote {args.output}: {info['segmentation_type']} SEG, {info['segments']} segment(s), "
+          f"{info['frames']} frame(s){' (resampled)' if info['resampled'] else ''}")
+    return 0
+
+
+def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "metadata": args.metadata,
+        "labels": None if args.labels is None else [n.strip() for n in args.labels.split(",")],
+        "segmentation_type": args.segmentation_type,
+        "fractional_type": args.fractional_type,
+        "series_description": args.series_description,
+        "algorithm_name": args.algorithm_name,
+        "compress": args.compress,
+        "workers": getattr(args, "workers", 0) if not getattr(args, "batch", False) else 0,
+        "overwrite": args.overwrite,
+    }
+
+
+# --------------------------------------------------------------------------- work
+
+
+def _load_nifti(path: str) -> tuple[Any, Any]:
+    """``(array (I, J, K[, S]), RAS affine)`` of a NIfTI file."""
+    import nibabel
+    import numpy as np
+
+    file = check_input_file(path, "NIfTI file")
+    try:
+        image = nibabel.load(str(file))
+        array = np.asanyarray(image.dataobj)
+    except Exception as error:  # nibabel raises many types on bad files
+        raise InputError(f"{str(path)!r} is not a readable NIfTI image: {error}") from None
+    while array.ndim > 4 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 5 and array.shape[3] == 1:  # ITK vector images (I, J, K, 1, S)
+        array = array[:, :, :, 0, :]
+    if array.ndim not in (3, 4):
+        raise InputError(f"{str(path)!r} must be a 3D or 4D image; got shape {array.shape}")
+    return array, np.asarray(image.affine, dtype=np.float64)
+
+
+def to_series_grid(array: Any, affine: Any, geometry: Any) -> tuple[Any, bool]:
+    """``(array on the series grid (F, R, C[, S]), resampled?)`` of a NIfTI array.
+
+    Exact re-indexing when the grids share voxel centres (flips, permutations,
+    crops, pads); nearest neighbour otherwise (:mod:`monai_dicomseg.io.grid`).
+    """
+    import numpy as np
+
+    from monai_dicomseg.io.grid import map_nearest, plan_grid_mapping
+
+    plan = plan_grid_mapping(affine, array.shape[:3], geometry.affine, geometry.spatial_shape, space="RAS")
+    if array.ndim == 4:
+        mapped = map_nearest(np.moveaxis(array, 3, 0), plan)
+        return np.moveaxis(mapped, 0, 3), plan.kind != "exact"
+    return map_nearest(array, plan), plan.kind != "exact"
+
+
+def _as_labels(array: Any, path: str) -> Any:
+    """An unsigned integer label map; InputError for negative or non-integer values."""
+    import numpy as np
+
+    if array.dtype.kind == "b":
+        return array.astype(np.uint8)
+    if array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)) or not np.array_equal(array, np.rint(array)):
+            raise InputError(f"{str(path)!r} holds non-integer values; use --type FRACTIONAL for a "
+                             "probability map")
+    if array.size and array.min() < 0:
+        raise InputError(f"{str(path)!r} holds negative labels (minimum {array.min()})")
+    top = int(array.max()) if array.size else 0
+    if top > 65535:
+        raise InputError(f"{str(path)!r} holds labels up to {top}; at most 65535 are supported")
+    dtype = np.uint8 if top <= 255 else np.uint16
+    return array if array.dtype == dtype else array.astype(dtype)
+
+
+def _present_labels(labels: Any) -> list[int]:
+    import numpy as np
+
+    counts = np.bincount(labels.reshape(-1), minlength=1)
+    return [int(v) for v in np.flatnonzero(counts) if v > 0]
+
+
+def _segments(array: Any, stacked: bool, fractional: bool, metadata: Any, names: Any,
+              path: str, algorithm_name: str) -> tuple[Any, tuple[list[Any], list[str]], dict[str, Any]]:
+    """``(pixel array, (descriptions, warnings), series attributes)`` ready for the writer."""
+    import numpy as np
+
+    from monai_dicomseg.cli.dcmqi_meta import descriptions_from_names, read_dcmqi_metadata
+
+    if metadata is not None and names is not None:
+        raise InputError("give either --metadata or --labels, not both")
+    meta = None
+    if metadata is not None:
+        meta = read_dcmqi_metadata(load_json(metadata, "metadata JSON"), where=str(metadata))
+    if stacked or fractional:
+        count = array.shape[3] if stacked else 1
+        if meta is not None:
+            if len(meta.descriptions) != count:
+                raise InputError(f"{str(path)!r} has {count} segment volume(s) but the metadata "
+                                 f"describes {len(meta.descriptions)} segment(s)")
+            return array, (meta.descriptions, []), meta.series
+        names = names or [f"Segment {n}" for n in range(1, count + 1)]
+        if len(names) != count:
+            raise InputError(f"{str(path)!r} has {count} segment volume(s) but --labels names {len(names)}")
+        return array, descriptions_from_names(names, algorithm_name), {}
+    labels = _as_labels(array, path)
+    present = _present_labels(labels)
+    if meta is not None:
+        unknown = sorted(set(present) - set(meta.label_ids))
+        if unknown:
+            raise InputError(f"{str(path)!r} holds label(s) {unknown[:10]} that the metadata does not describe "
+                             f"(labelIDs {meta.label_ids[:10]}{'...' if len(meta.label_ids) > 10 else ''})")
+        if meta.label_ids != list(range(1, len(meta.label_ids) + 1)):
+            table = np.zeros(max(meta.label_ids) + 1, dtype=np.uint16 if len(meta.label_ids) > 255 else np.uint8)
+            table[meta.label_ids] = np.arange(1, len(meta.label_ids) + 1)
+            labels = table[labels]
+        return labels, (meta.descriptions, []), meta.series
+    top = max(present, default=0)
+    if names is not None:
+        if top > len(names):
+            raise InputError(f"{str(path)!r} holds label {top} but --labels names only {len(names)} segment(s)")
+        return labels, descriptions_from_names(names, algorithm_name), {}
+    if top == 0:
+        raise InputError(f"{str(path)!r} holds no labelled voxel")
+    descriptions, _ = descriptions_from_names([f"Segment {n}" for n in range(1, top + 1)], algorithm_name)
+    return labels, (descriptions, []), {}
+
+
+def nifti_to_seg(
+    labels_path: str,
+    series: str,
+    output: str,
+    *,
+    metadata: str | None = None,
+    labels: list[str] | None = None,
+    segmentation_type: str = "BINARY",
+    fractional_type: str = "PROBABILITY",
+    series_description: str | None = None,
+    algorithm_name: str = "monai-dicomseg",
+    compress: str = "none",
+    workers: int = 0,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Write ``output``, a SEG of the series in folder ``series``, from a NIfTI file.
+
+    Returns
+    -------
+    dict
+        ``segmentation_type``, ``segments``, ``frames``, ``resampled``.
+    """
+    import numpy as np
+
+    from monai_dicomseg import __version__
+    from monai_dicomseg.seg.segmentation import Segmentation
+    from monai_dicomseg.uid import UID
+
+    out = check_output(output, overwrite)
+    segmentation_type = segmentation_type.upper()
+    if segmentation_type not in SEGMENTATION_TYPES:
+        raise InputError(f"--type must be one of {SEGMENTATION_TYPES}; got {segmentation_type!r}")
+    array, affine = _load_nifti(labels_path)
+    source = load_series(series)
+    fractional = segmentation_type == "FRACTIONAL" and array.dtype.kind == "f"
+    stacked = array.ndim == 4
+    if fractional and not np.all(np.isfinite(array)):
+        raise InputError(f"{str(labels_path)!r} holds NaN or infinite values")
+    if not fractional and not stacked:
+        # integer labels first (small dtype) so the mapping moves fewer bytes
+        array = _as_labels(array, labels_path)
+    array, resampled = to_series_grid(array, affine, source.geometry)
+    pixel_array, (descriptions, notes), series_attributes = _segments(
+        array, stacked, fractional, metadata, labels, labels_path, algorithm_name)
+    if stacked and not fractional and pixel_array.dtype.kind != "b":
+        pixel_array = pixel_array > 0 if segmentation_type != "FRACTIONAL" else pixel_array
+    seg = Segmentation(
+        source_images=source.datasets,
+        pixel_array=pixel_array,
+        segmentation_type=segmentation_type,
+        segment_descriptions=descriptions,
+        series_instance_uid=UID(),
+        series_number=int(series_attributes.get("SeriesNumber", 300)),
+        sop_instance_uid=UID(),
+        instance_number=int(series_attributes.get("InstanceNumber", 1)),
+        manufacturer="monai_dicomseg",
+        manufacturer_model_name="monai-dicomseg from-nifti",
+        software_versions=__version__,
+        device_serial_number="0",
+        fractional_type=fractional_type,
+        content_label=series_attributes.get("ContentLabel"),
+        content_description=series_attributes.get("ContentDescription"),
+        content_creator_name=series_attributes.get("ContentCreatorName"),
+        transfer_syntax_uid=COMPRESSION[compress],
+        workers=workers,
+    )
+    for keyword in ("SeriesDescription", "BodyPartExamined", "ClinicalTrialSeriesID",
+                    "ClinicalTrialTimePointID", "ClinicalTrialCoordinatingCenterName"):
+        if series_attributes.get(keyword):
+            setattr(seg, keyword, series_attributes[keyword])
+    if series_description:
+        seg.SeriesDescription = series_description
+    elif "SeriesDescription" not in seg:
+        seg.SeriesDescription = "Segmentation"
+    seg.save_as(Path(out), overwrite=overwrite)
+    return {"segmentation_type": segmentation_type, "segments": len(descriptions),
+            "frames": int(seg.get("NumberOfFrames", 0)), "resampled": resampled, "warnings": notes}

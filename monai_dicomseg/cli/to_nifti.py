@@ -1,0 +1,188 @@
+"""Convert a DICOM SEG to NIfTI, with a JSON sidecar in dcmqi's metadata format.
+
+By default one label map (voxel value = segment number) is written; with
+``--per-segment`` one file per segment (``OUT-<n>.nii.gz``); with ``--stack``
+one 4D file (segments along the 4th axis, in segment-number order). A
+FRACTIONAL SEG is written as a stack (or one 3D file for one segment), with
+stored values (``--fractional raw``, uint8) or probabilities (``float``).
+
+With ``--source SERIES_DIR`` the NIfTI grid is the grid of the source series
+(every slice, including those with no SEG frame); otherwise it spans the SEG's
+own frames. Arrays are in ITK/MONAI order (columns, rows, slices) with slices
+along the slice normal and a RAS affine, as dcmqi and MONAI write them. The
+sidecar ``OUT.json`` lists each file's segments (``labelID`` = voxel value)
+and can be passed back to ``from-nifti --metadata``.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from monai_dicomseg.cli._common import (
+    add_overwrite_option,
+    check_output,
+    load_series,
+    nifti_stem,
+    nifti_suffix,
+    read_seg,
+    save_json,
+    save_nifti,
+)
+from monai_dicomseg.errors import GeometryError, InputError
+
+__all__ = ["add_arguments", "add_options", "run", "seg_to_nifti"]
+
+
+def add_options(parser: argparse.ArgumentParser, batch: bool = False) -> None:
+    """The options (no positionals), shared with ``batch to-nifti``."""
+    layout = parser.add_mutually_exclusive_group()
+    layout.add_argument("--per-segment", action="store_true", help="one file per segment: OUT-<n>.nii.gz")
+    layout.add_argument("--stack", action="store_true", help="one 4D file, one volume per segment")
+    parser.add_argument("--fractional", choices=("raw", "float"), default="float",
+                        help="FRACTIONAL values: stored integers (raw) or floats in [0, 1] (default)")
+    parser.add_argument("--no-sidecar", action="store_true", help="do not write the JSON sidecar")
+    add_overwrite_option(parser)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("seg", metavar="SEG", help="DICOM Segmentation file")
+    parser.add_argument("output", metavar="OUT.nii.gz", help="NIfTI file to write (.nii.gz or .nii)")
+    parser.add_argument("--source", metavar="SERIES_DIR",
+                        help="source series folder: write on its full grid instead of the SEG's extent")
+    add_options(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    written = seg_to_nifti(args.seg, args.output, **options_from_args(args))
+    print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "source": getattr(args, "source", None),
+        "per_segment": args.per_segment,
+        "stack": args.stack,
+        "fractional": args.fractional,
+        "sidecar": not args.no_sidecar,
+        "overwrite": args.overwrite,
+    }
+
+
+def _seg_volume(seg: Any, combine: bool, fractional: bool, raw: bool) -> Any:
+    """The SEG as an LPS Volume: ``(F, R, C)`` combined or ``(F, R, C, S)`` stacked."""
+    from monai_dicomseg.errors import OverlapError
+
+    if int(seg.get("NumberOfFrames", 0) or 0) == 0:
+        raise InputError("the SEG holds no frames; there is no extent to convert (use --source)")
+    try:
+        return seg.get_volume(combine_segments=combine, rescale_fractional=not raw,
+                              dtype="float32" if fractional and not raw else None)
+    except OverlapError:
+        raise InputError("segments overlap and cannot form one label map; use --per-segment or --stack") from None
+
+
+def _on_source_grid(volume: Any, seg: Any, source: str) -> Any:
+    """``volume`` re-indexed (never resampled) onto the source series' grid."""
+    series = load_series(source)
+    seg_for = seg.get("FrameOfReferenceUID")
+    if seg_for and series.frame_of_reference_uid and str(seg_for) != series.frame_of_reference_uid:
+        raise GeometryError(f"the SEG's FrameOfReferenceUID {seg_for} differs from the source series' "
+                            f"{series.frame_of_reference_uid}")
+    try:
+        return volume.match_geometry(series.geometry)
+    except GeometryError as error:
+        raise GeometryError(f"the SEG's frames do not lie on the source series' grid: {error}") from None
+
+
+def _nifti(array: Any, affine: Any) -> Any:
+    """nibabel image of an ``(F, R, C[, S])`` LPS array, in ITK order with a RAS affine."""
+    import nibabel
+    import numpy as np
+
+    from monai_dicomseg.io.series import monai_affine_from_lps, to_monai_array
+
+    data = np.asfortranarray(to_monai_array(array))
+    ras = monai_affine_from_lps(affine, array.shape[0], space="RAS")
+    image = nibabel.Nifti1Image(data, ras)
+    image.set_qform(ras, code=1)
+    image.set_sform(ras, code=1)
+    image.header.set_xyzt_units("mm")
+    return image
+
+
+def _label_dtype(seg: Any) -> Any:
+    import numpy as np
+
+    return np.uint8 if max(seg.segment_numbers, default=0) <= 255 else np.uint16
+
+
+def seg_to_nifti(
+    seg_path: str,
+    output: str,
+    *,
+    source: str | None = None,
+    per_segment: bool = False,
+    stack: bool = False,
+    fractional: str = "float",
+    sidecar: bool = True,
+    overwrite: bool = False,
+) -> list[Path]:
+    """Convert a SEG file to NIfTI file(s); return the paths written (sidecar last).
+
+    Raises
+    ------
+    InputError
+        Missing/non-SEG input, unwritable output, overlapping segments for
+        a label map.
+    GeometryError
+        With ``source``: the SEG is not on the source series' grid.
+    """
+    import numpy as np
+
+    from monai_dicomseg.cli.dcmqi_meta import dcmqi_metadata_from_seg
+
+    folder, stem = nifti_stem(output)
+    suffix = nifti_suffix(output)
+    check_output(output, overwrite)
+    if fractional not in ("raw", "float"):
+        raise InputError(f"fractional must be 'raw' or 'float'; got {fractional!r}")
+    seg = read_seg(seg_path)
+    is_fractional = seg.segmentation_type.value == "FRACTIONAL"
+    raw = fractional == "raw"
+    numbers = [int(n) for n in seg.segment_numbers]
+    combine = not (per_segment or stack or is_fractional)
+    volume = _seg_volume(seg, combine, is_fractional, raw)
+    if source is not None:
+        volume = _on_source_grid(volume, seg, source)
+    array, affine = volume.array, volume.affine
+    outputs: list[tuple[Path, Any]] = []
+    groups: list[list[int]]
+    if combine:
+        outputs.append((Path(output), array.astype(_label_dtype(seg), copy=False)))
+        groups = [numbers]
+    elif per_segment or (is_fractional and not stack and len(numbers) == 1):
+        for channel, number in enumerate(numbers):
+            values = array[..., channel]
+            if not is_fractional:
+                values = values.astype(np.uint8) * np.uint8(number) if number <= 255 else \
+                    values.astype(np.uint16) * np.uint16(number)
+            path = Path(output) if len(numbers) == 1 and is_fractional and not per_segment \
+                else folder / f"{stem}-{number}{suffix}"
+            outputs.append((path, values))
+        groups = [[n] for n in numbers]
+    else:
+        outputs.append((Path(output), array.astype(np.uint8) if array.dtype == np.bool_ else array))
+        groups = [[n] for n in numbers]
+    for path, _ in outputs[1:]:
+        check_output(path, overwrite)
+    written = []
+    for path, values in outputs:
+        save_nifti(_nifti(values, affine), path, overwrite)
+        written.append(path)
+    if sidecar:
+        json_path = folder / f"{stem}.json"
+        save_json(dcmqi_metadata_from_seg(seg, groups), json_path, overwrite)
+        written.append(json_path)
+    return written
