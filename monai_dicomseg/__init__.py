@@ -26,11 +26,11 @@ from monai_dicomseg.errors import (
     MissingDependencyError,
     UnsupportedError,
 )
-from monai_dicomseg.uid import UID
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "UID": "monai_dicomseg.uid",
     # subpackages in the guide's vocabulary
     "seg": "monai_dicomseg.seg",
     "sr": "monai_dicomseg.sr",
@@ -66,7 +66,6 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "UID",
     "CoordinateSystemNames",
     "DimensionOrganizationTypeValues",
     "PhotometricInterpretationValues",

@@ -129,9 +129,18 @@ def _foreground(
         bits = np.unpackbits(packed[k, byte][:, None], axis=1, bitorder="little")
         j, b = np.nonzero(bits)
         return k[j], byte[j] * 8 + b
-    decoded = decode_frames(dataset, frames, layout)
-    k, r, c = np.nonzero(decoded)
-    return k, r * layout.columns + c
+    # Decode in chunks: a 100-segment volume decoded at once is hundreds of MB
+    # that would be touched twice (decode, then scan).
+    chunk = max(1, (64 << 20) // max(1, layout.rows * layout.columns * np.dtype(layout.dtype).itemsize))
+    rows, pixels = [], []
+    for start in range(0, len(frames), chunk):
+        decoded = decode_frames(dataset, frames[start:start + chunk], layout)
+        k, flat = np.nonzero(decoded.reshape(decoded.shape[0], -1))
+        rows.append(k + start)
+        pixels.append(flat)
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(rows), np.concatenate(pixels)
 
 
 def assemble_frames(

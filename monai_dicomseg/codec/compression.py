@@ -30,7 +30,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from monai_dicomseg.errors import EncodeError, InputError, MissingDependencyError
+from monai_dicomseg.errors import EncodeError, InputError, InputTypeError, MissingDependencyError
 
 __all__ = [
     "allowed_transfer_syntaxes",
@@ -78,8 +78,9 @@ def check_transfer_syntax(transfer_syntax_uid: str, segmentation_type: str) -> U
     allowed = allowed_transfer_syntaxes(segmentation_type == "BINARY")
     if syntax not in allowed:
         names = ", ".join(f"{uid.name} ({uid})" for uid in allowed)
+        known = syntax.is_transfer_syntax and syntax.name != str(syntax)
         raise InputError(
-            f"transfer_syntax_uid {syntax} ({syntax.name or 'unknown'}) is not allowed for "
+            f"transfer_syntax_uid {syntax} ({syntax.name if known else 'unknown'}) is not allowed for "
             f"{segmentation_type} segmentations; expected one of: {names}"
         )
     requirement = _REQUIREMENTS.get(syntax)
@@ -94,7 +95,7 @@ def check_transfer_syntax(transfer_syntax_uid: str, segmentation_type: str) -> U
 def resolve_workers(workers: int) -> int:
     """Number of worker processes: 0 = in process, N > 0 = N, negative = all cores."""
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)):
-        raise InputError(f"workers must be an int; got {type(workers).__name__}")
+        raise InputTypeError(f"workers must be an int; got {type(workers).__name__}")
     if workers < 0:
         return os.cpu_count() or 1
     return int(workers)

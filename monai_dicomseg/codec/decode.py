@@ -293,4 +293,6 @@ def _decode_encapsulated(dataset: Dataset, idx: np.ndarray, layout: PixelLayout)
         raise DecodeError(
             f"cannot decode encapsulated PixelData ({layout.transfer_syntax.name}): {exc}"
         ) from exc
+    if unique.size == idx.size and np.array_equal(unique, idx):
+        return out  # already unique and in order: no second copy
     return out[inverse.reshape(-1)]

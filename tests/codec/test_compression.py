@@ -139,8 +139,8 @@ BAD_SYNTAXES = [
     pytest.param("LABELMAP", JPEGBaseline8Bit, "JPEG Baseline", id="labelmap-lossy-jpeg"),
     pytest.param("FRACTIONAL", JPEG2000, "JPEG 2000", id="fractional-lossy-jpeg2000"),
     pytest.param("LABELMAP", DeflatedExplicitVRLittleEndian, "Deflated", id="labelmap-deflated"),
-    pytest.param("LABELMAP", "1.2.3.4.5", "1.2.3.4.5", id="labelmap-unknown-uid"),
-    pytest.param("BINARY", "1.2.3.4.5", "1.2.3.4.5", id="binary-unknown-uid"),
+    pytest.param("LABELMAP", "1.2.3.4.5", "unknown", id="labelmap-unknown-uid"),
+    pytest.param("BINARY", "1.2.3.4.5", "unknown", id="binary-unknown-uid"),
 ]
 
 
