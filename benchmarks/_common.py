@@ -40,7 +40,12 @@ def big_case(shape: tuple[int, int, int] = SHAPE, segments: int = SEGMENTS, seed
 
 
 def median_time(function: Callable[[], Any], repeats: int = 3) -> tuple[float, Any]:
-    """Run ``function`` ``repeats`` times; return (median seconds, last result)."""
+    """Run ``function`` once to warm up, then ``repeats`` times; return (median seconds, last result).
+
+    The machine is shared and noisy: medians of warmed-up runs, and ratios
+    measured in the same run, are what the scripts report.
+    """
+    function()
     times = []
     result = None
     for _ in range(repeats):

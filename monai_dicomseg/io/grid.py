@@ -1,0 +1,481 @@
+"""Map a model output grid back onto the source series grid.
+
+A model output (a ``MetaTensor`` after ``Orientationd``, ``Spacingd``, crops,
+pads, resizes) carries an affine that composes every spatial transform MONAI
+recorded in ``applied_operations``; mapping through that affine *is* MONAI's
+inverse of those transforms, without replaying them. With
+
+``M = inv(output_affine_LPS) @ source_affine_LPS``
+
+(source ``(frame, row, column)`` index -> output index) three cases arise,
+chosen by :func:`plan_grid_mapping`:
+
+``"exact"``
+    ``M`` is a signed permutation with integer translation: the grids share
+    voxel centres up to flips, axis permutations, crops and pads. Voxels are
+    copied (no interpolation, results are bit-exact); source voxels outside
+    the output get 0 (background).
+``"separable"``
+    Every source axis runs along one output axis (any scale/offset, e.g.
+    ``Spacingd``, ``Resized``, ``Orientationd`` + ``Spacingd``): 1D index maps
+    per axis (nearest) or 1D linear weights per axis (trilinear), computed in
+    slabs of source frames so memory stays bounded.
+``"general"``
+    Rotated grids: ``torch.nn.functional.grid_sample`` in slabs of frames.
+
+Conventions: output arrays are channel-first ``(S, X, Y, Z)`` (any spatial
+axis order, described by the affine); results are in our ``(F, R, C)`` order
+aligned with the spatially sorted source instances (see
+:mod:`monai_dicomseg.io.series`). Out-of-field source voxels are 0.
+
+:func:`argmax_on_grid` resamples probabilities *linearly* and then takes the
+argmax, exactly, at the cost of nearest-neighbour work almost everywhere: the
+argmax of a convex combination of probability vectors that share their argmax
+is that same argmax, so only voxels whose 8 surrounding model voxels disagree
+are interpolated.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from monai_dicomseg.errors import GeometryError, InputError
+from monai_dicomseg.geometry.affine import ras_to_lps_affine
+
+__all__ = [
+    "GridPlan",
+    "plan_grid_mapping",
+    "map_exact",
+    "map_nearest",
+    "iter_linear_slabs",
+    "argmax_on_grid",
+    "DRIFT_TOLERANCE",
+    "OFFSET_TOLERANCE",
+]
+
+DRIFT_TOLERANCE = 1e-2
+"""Largest drift (output voxels, accumulated over a whole source axis) of an off-axis component or of
+a unit step still treated as axis-aligned / exact (float32 affines after MONAI transforms)."""
+
+OFFSET_TOLERANCE = 1e-3
+"""Largest deviation (output voxels) of the grid offset from an integer still treated as exact."""
+
+_SLAB_VALUES = 16_000_000
+"""Target number of float values per slab when resampling (about 64 MB float32)."""
+
+
+@dataclass(frozen=True)
+class GridPlan:
+    """How source voxels find their value in the output grid.
+
+    Attributes
+    ----------
+    kind
+        ``"exact"``, ``"separable"`` or ``"general"`` (see module docstring).
+    mapping
+        ``(4, 4) float64``: source ``(f, r, c)`` index -> output index.
+    output_shape
+        Spatial shape of the output grid.
+    source_shape
+        ``(F, R, C)`` of the source series.
+    axes
+        For ``exact``/``separable``: the output axis each source axis runs along.
+    """
+
+    kind: str
+    mapping: np.ndarray
+    output_shape: tuple[int, int, int]
+    source_shape: tuple[int, int, int]
+    axes: "tuple[int, int, int] | None"
+
+    def coordinates(self, source_axis: int, indices: "np.ndarray | None" = None) -> np.ndarray:
+        """Output coordinate along ``axes[source_axis]`` of source indices (separable plans)."""
+        if self.axes is None:
+            raise InputError("coordinates() needs an axis-aligned plan")
+        target = self.axes[source_axis]
+        if indices is None:
+            indices = np.arange(self.source_shape[source_axis])
+        return self.mapping[target, source_axis] * indices + self.mapping[target, 3]
+
+
+def _lps(affine: np.ndarray, space: str) -> np.ndarray:
+    value = str(getattr(space, "value", space)).upper()
+    if value == "RAS":
+        return ras_to_lps_affine(affine)
+    if value == "LPS":
+        return np.asarray(affine, dtype=np.float64)
+    raise InputError(f"space must be 'RAS' or 'LPS'; got {space!r}")
+
+
+def plan_grid_mapping(
+    output_affine: np.ndarray,
+    output_shape: Sequence[int],
+    source_affine: np.ndarray,
+    source_shape: Sequence[int],
+    space: str = "RAS",
+) -> GridPlan:
+    """Classify how an output grid maps onto the source grid.
+
+    Parameters
+    ----------
+    output_affine
+        ``(4, 4)`` output index -> patient mm, in ``space``.
+    output_shape
+        Spatial shape of the output.
+    source_affine
+        ``(4, 4)`` source ``(F, R, C)`` index -> LPS mm (PS3.3 C.7.6.2.1.1).
+    source_shape
+        ``(F, R, C)``.
+    space
+        ``"RAS"`` (MONAI's default) or ``"LPS"``: space of ``output_affine``.
+
+    Raises
+    ------
+    GeometryError
+        If the output affine is singular or the two grids do not overlap.
+    """
+    out = _lps(np.asarray(output_affine, dtype=np.float64), space)
+    try:
+        mapping = np.linalg.solve(out, np.asarray(source_affine, dtype=np.float64))
+    except np.linalg.LinAlgError:
+        raise GeometryError(f"the output affine is singular: {np.round(out, 4).tolist()}") from None
+    out_shape = tuple(int(s) for s in output_shape)
+    src_shape = tuple(int(s) for s in source_shape)
+    _check_overlap(mapping, out_shape, src_shape)
+    block = mapping[:3, :3]
+    axes = []
+    for axis in range(3):
+        column = block[:, axis]
+        target = int(np.argmax(np.abs(column)))
+        drift = float(np.max(np.abs(np.delete(column, target)))) * max(src_shape[axis], 1)
+        if drift > DRIFT_TOLERANCE or target in axes:
+            axes = None
+            break
+        axes.append(target)
+    if axes is None:
+        return GridPlan("general", mapping, out_shape, src_shape, None)
+    exact = True
+    for axis, target in enumerate(axes):
+        step = float(mapping[target, axis])
+        offset = float(mapping[target, 3])
+        unit = abs(abs(step) - 1.0) * max(src_shape[axis], 1) <= DRIFT_TOLERANCE or src_shape[axis] == 1
+        if not unit or abs(offset - round(offset)) > OFFSET_TOLERANCE:
+            exact = False
+    return GridPlan("exact" if exact else "separable", mapping, out_shape, src_shape, tuple(axes))  # type: ignore[arg-type]
+
+
+def _check_overlap(mapping: np.ndarray, out_shape: tuple[int, ...], src_shape: tuple[int, ...]) -> None:
+    corners = np.array([[f, r, c, 1.0] for f in (-0.5, src_shape[0] - 0.5)
+                        for r in (-0.5, src_shape[1] - 0.5) for c in (-0.5, src_shape[2] - 0.5)])
+    mapped = corners @ mapping.T
+    low, high = mapped[:, :3].min(axis=0), mapped[:, :3].max(axis=0)
+    if np.any(high < -0.5) or np.any(low > np.asarray(out_shape) - 0.5):
+        raise GeometryError(
+            "the output grid does not overlap the source series: source voxels map to output indices "
+            f"{np.round(low, 2).tolist()}..{np.round(high, 2).tolist()}, output shape {list(out_shape)} "
+            "(wrong affine, or a series of another Frame of Reference?)"
+        )
+
+
+# --------------------------------------------------------------------------- exact
+
+
+def _exact_ranges(plan: GridPlan) -> tuple[list[slice], list[slice]]:
+    """Source slices and matching output slices (in source-axis order) of an exact plan."""
+    assert plan.axes is not None
+    source, output = [], []
+    for axis, target in enumerate(plan.axes):
+        n_src, n_out = plan.source_shape[axis], plan.output_shape[target]
+        step = 1 if plan.mapping[target, axis] > 0 or n_src == 1 else -1
+        offset = int(round(plan.mapping[target, 3]))
+        if step == 1:
+            lo, hi = max(0, -offset), min(n_src, n_out - offset)
+        else:
+            lo, hi = max(0, offset - n_out + 1), min(n_src, offset + 1)
+        if hi <= lo:
+            source.append(slice(0, 0))
+            output.append(slice(0, 0))
+            continue
+        source.append(slice(lo, hi))
+        first, last = step * lo + offset, step * (hi - 1) + offset
+        stop = last + step
+        output.append(slice(first, None if stop < 0 else stop, step))
+    return source, output
+
+
+def map_exact(array: np.ndarray, plan: GridPlan, dtype: "np.dtype | type | None" = None) -> np.ndarray:
+    """Copy ``array`` ``(*lead, X, Y, Z)`` onto the source grid of an exact plan.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(*lead, F, R, C)``; source voxels the output does not cover are 0.
+    """
+    if plan.kind != "exact":
+        raise InputError(f"map_exact needs an exact plan; got {plan.kind!r}")
+    lead = array.shape[:-3]
+    n = len(lead)
+    assert plan.axes is not None
+    moved = np.transpose(array, (*range(n), *(n + a for a in plan.axes)))
+    source, output = _exact_ranges(plan)
+    result = np.zeros((*lead, *plan.source_shape), dtype=dtype or array.dtype)
+    result[(Ellipsis, *source)] = moved[(Ellipsis, *output)]
+    return result
+
+
+# --------------------------------------------------------------------------- separable
+
+
+def _nearest_index(plan: GridPlan, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    coords = plan.coordinates(axis)
+    size = plan.output_shape[plan.axes[axis]]  # type: ignore[index]
+    valid = (coords >= -0.5) & (coords <= size - 0.5)
+    index = np.clip(np.floor(coords + 0.5), 0, size - 1).astype(np.intp)
+    return index, valid
+
+
+def _linear_index(plan: GridPlan, axis: int, indices: "np.ndarray | None" = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    coords = plan.coordinates(axis, indices)
+    size = plan.output_shape[plan.axes[axis]]  # type: ignore[index]
+    valid = (coords >= -0.5) & (coords <= size - 0.5)
+    low = np.clip(np.floor(coords), 0, size - 1).astype(np.intp)
+    high = np.minimum(low + 1, size - 1)
+    weight = np.clip(coords - low, 0.0, 1.0).astype(np.float32)
+    return low, high, weight, valid
+
+
+def _general_coordinates(plan: GridPlan, frames: np.ndarray) -> np.ndarray:
+    """Output coordinates ``(f, R, C, 3)`` of the source voxels of ``frames``."""
+    f, r, c = np.meshgrid(frames, np.arange(plan.source_shape[1]), np.arange(plan.source_shape[2]),
+                          indexing="ij")
+    index = np.stack([f, r, c], axis=-1).astype(np.float64)
+    return index @ plan.mapping[:3, :3].T + plan.mapping[:3, 3]
+
+
+def _grid_sample(array: np.ndarray, plan: GridPlan, frames: np.ndarray, mode: str) -> np.ndarray:
+    """``(S, f, R, C) float32`` values of ``array`` ``(S, X, Y, Z)`` at the source voxels of ``frames``."""
+    import torch
+    import torch.nn.functional as functional
+
+    coords = _general_coordinates(plan, frames)
+    sizes = np.asarray(plan.output_shape, dtype=np.float64)
+    normalised = np.where(sizes > 1, 2.0 * coords / np.maximum(sizes - 1, 1) - 1.0, 0.0)
+    grid = torch.from_numpy(normalised[..., ::-1].astype(np.float32).copy())[None]
+    values = torch.as_tensor(np.ascontiguousarray(array, dtype=np.float32))[None]
+    sampled = functional.grid_sample(values, grid, mode="nearest" if mode == "nearest" else "bilinear",
+                                     padding_mode="zeros", align_corners=True)
+    inside = np.all((coords >= -0.5) & (coords <= sizes - 0.5), axis=-1)
+    result = sampled[0].numpy()
+    result *= inside[None]
+    return result
+
+
+def map_nearest(array: np.ndarray, plan: GridPlan) -> np.ndarray:
+    """Nearest-neighbour copy of ``array`` ``(*lead, X, Y, Z)`` (labels, masks) onto the source grid.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(*lead, F, R, C)`` of ``array.dtype``; out-of-field voxels are 0.
+    """
+    if plan.kind == "exact":
+        return map_exact(array, plan)
+    lead = array.shape[:-3]
+    if plan.kind == "separable":
+        assert plan.axes is not None
+        n = len(lead)
+        moved = np.transpose(array, (*range(n), *(n + a for a in plan.axes)))
+        indices = [_nearest_index(plan, axis) for axis in range(3)]
+        result = moved[(Ellipsis, *np.ix_(*(i for i, _ in indices)))]
+        valid = [v for _, v in indices]
+        inside = valid[0][:, None, None] & valid[1][None, :, None] & valid[2][None, None, :]
+        if not inside.all():
+            result = result * inside.astype(result.dtype)
+        return np.ascontiguousarray(result)
+    flat = array.reshape((-1, *array.shape[-3:]))
+    result = np.zeros((flat.shape[0], *plan.source_shape), dtype=array.dtype)
+    for start, stop in _slabs(plan, flat.shape[0]):
+        frames = np.arange(start, stop)
+        result[:, start:stop] = np.rint(_grid_sample(flat, plan, frames, "nearest")).astype(array.dtype)
+    return result.reshape((*lead, *plan.source_shape))
+
+
+def _slabs(plan: GridPlan, channels: int) -> Iterator[tuple[int, int]]:
+    per_frame = max(1, channels * plan.source_shape[1] * plan.source_shape[2])
+    step = max(1, _SLAB_VALUES // per_frame)
+    for start in range(0, plan.source_shape[0], step):
+        yield start, min(start + step, plan.source_shape[0])
+
+
+def _interpolate_axis(values: np.ndarray, axis: int, low: np.ndarray, high: np.ndarray,
+                      weight: np.ndarray) -> np.ndarray:
+    shape = [1] * values.ndim
+    shape[axis] = -1
+    w = weight.reshape(shape)
+    a = np.take(values, low, axis=axis)
+    b = np.take(values, high, axis=axis)
+    b -= a
+    b *= w
+    a += b
+    return a
+
+
+def iter_linear_slabs(array: np.ndarray, plan: GridPlan) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Trilinear values of ``array`` ``(S, X, Y, Z)`` on the source grid, slab by slab.
+
+    Yields
+    ------
+    tuple
+        ``(first_frame, stop_frame, values)`` with ``values`` ``(S, stop - first, R, C) float32``;
+        out-of-field voxels are 0. Exact plans yield copies of the mapped values.
+    """
+    if array.ndim != 4:
+        raise InputError(f"array must be (S, X, Y, Z); got shape {array.shape}")
+    if plan.kind == "exact":
+        mapped = map_exact(array.astype(np.float32, copy=False), plan)
+        for start, stop in _slabs(plan, array.shape[0]):
+            yield start, stop, mapped[:, start:stop]
+        return
+    if plan.kind == "general":
+        for start, stop in _slabs(plan, array.shape[0]):
+            yield start, stop, _grid_sample(array, plan, np.arange(start, stop), "linear")
+        return
+    assert plan.axes is not None
+    moved = np.transpose(array, (0, *(1 + a for a in plan.axes)))
+    rows = _linear_index(plan, 1)
+    cols = _linear_index(plan, 2)
+    inside_rc = rows[3][:, None] & cols[3][None, :]
+    for start, stop in _slabs(plan, array.shape[0]):
+        frames = _linear_index(plan, 0, np.arange(start, stop))
+        values = _interpolate_axis(moved.astype(np.float32, copy=False), 1, *frames[:3])
+        values = _interpolate_axis(values, 2, *rows[:3])
+        values = _interpolate_axis(values, 3, *cols[:3])
+        inside = frames[3][:, None, None] & inside_rc[None]
+        if not inside.all():
+            values *= inside[None]
+        yield start, stop, values
+
+
+# --------------------------------------------------------------------------- argmax
+
+
+def _uniform_cells(labels: np.ndarray) -> np.ndarray:
+    """True where the 2x2x2 cell starting at a voxel has one label (edge-replicated)."""
+    padded = np.pad(labels, [(0, 1)] * 3, mode="edge")
+    base = padded[:-1, :-1, :-1]
+    uniform = np.ones(labels.shape, dtype=bool)
+    for df in (0, 1):
+        for dr in (0, 1):
+            for dc in (0, 1):
+                if df or dr or dc:
+                    uniform &= padded[df:df + labels.shape[0], dr:dr + labels.shape[1],
+                                      dc:dc + labels.shape[2]] == base
+    return uniform
+
+
+def _channel_argmax(values: np.ndarray) -> np.ndarray:
+    """``argmax`` over axis 0 of ``(S, ...)`` as a running maximum (fast for channel-first arrays)."""
+    best = np.array(values[0], dtype=np.float32)
+    index = np.zeros(best.shape, dtype=np.int32 if values.shape[0] > 32767 else np.int16)
+    greater = np.empty(best.shape, dtype=bool)
+    for channel in range(1, values.shape[0]):
+        np.greater(values[channel], best, out=greater)
+        np.copyto(best, values[channel], where=greater)
+        index[greater] = channel
+    return index
+
+
+def _take3(array: np.ndarray, first: np.ndarray, second: np.ndarray, third: np.ndarray) -> np.ndarray:
+    """``array[np.ix_(first, second, third)]`` by three contiguous takes (much faster)."""
+    return np.take(np.take(np.take(array, first, axis=0), second, axis=1), third, axis=2)
+
+
+def _interpolate_boundary(probabilities: np.ndarray, plan: GridPlan, linear: tuple, boundary: tuple,
+                          lookup: np.ndarray, result: np.ndarray, chunk: int) -> None:
+    """Exact trilinear argmax at ``boundary`` source voxels (in place in ``result``).
+
+    Only the model voxels that are corners of boundary cells are gathered
+    into a compact ``(K, S)`` table, so no channel-last copy of the whole
+    output is made.
+    """
+    import torch  # multi-threaded gathers and multiply-adds (the MONAI layer depends on torch)
+
+    assert plan.axes is not None
+    shape = probabilities.shape[1:]
+    strides = np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
+    axis_strides = [int(strides[a]) for a in plan.axes]
+    # linear model index of each of the 8 corners of every boundary voxel
+    corners = []
+    weights = []
+    for (low, high, weight, _), points, stride in zip(linear, boundary, axis_strides):
+        corners.append((low[points].astype(np.int64) * stride, high[points].astype(np.int64) * stride))
+        weights.append((1.0 - weight[points], weight[points]))
+    needed = np.zeros(int(np.prod(shape)), dtype=bool)
+    combos = [(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)]
+    for a, b, c in combos:
+        needed[corners[0][a] + corners[1][b] + corners[2][c]] = True
+    table_index = np.flatnonzero(needed)
+    position = np.full(needed.size, -1, dtype=np.int64)
+    position[table_index] = np.arange(table_index.size)
+    flat = torch.from_numpy(np.ascontiguousarray(probabilities).reshape(probabilities.shape[0], -1))
+    table = flat.index_select(1, torch.from_numpy(table_index)).t().to(torch.float32).contiguous()
+    count = boundary[0].size
+    gathered = torch.empty((min(chunk, count), table.shape[1]), dtype=torch.float32)
+    for begin in range(0, count, chunk):
+        part = slice(begin, min(begin + chunk, count))
+        total = torch.zeros((part.stop - part.start, table.shape[1]), dtype=torch.float32)
+        buffer = gathered[: part.stop - part.start]
+        for a, b, c in combos:
+            rows = torch.from_numpy(position[corners[0][a][part] + corners[1][b][part] + corners[2][c][part]])
+            w = torch.from_numpy((weights[0][a][part] * weights[1][b][part] * weights[2][c][part]).astype(np.float32))
+            torch.index_select(table, 0, rows, out=buffer)
+            total.addcmul_(w[:, None], buffer)
+        winners = np.argmax(total.numpy(), axis=1)
+        result[tuple(points[part] for points in boundary)] = lookup[winners]
+
+
+def argmax_on_grid(probabilities: np.ndarray, plan: GridPlan, lookup: np.ndarray,
+                   chunk: int = 262144) -> np.ndarray:
+    """Label map on the source grid: argmax of the *linearly* resampled probabilities.
+
+    Parameters
+    ----------
+    probabilities
+        ``(S, X, Y, Z)`` float (softmax output, background channel included if any).
+    plan
+        From :func:`plan_grid_mapping`.
+    lookup
+        ``(S,)`` integer: label value written for each winning channel (0 for background).
+    chunk
+        Voxels interpolated at once on class boundaries.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(F, R, C)`` of ``lookup.dtype``; out-of-field voxels are 0.
+    """
+    lookup = np.asarray(lookup)
+    if plan.kind == "exact":
+        return map_exact(lookup[_channel_argmax(probabilities)], plan)
+    if plan.kind == "general":
+        result = np.zeros(plan.source_shape, dtype=lookup.dtype)
+        for start, stop, values in iter_linear_slabs(probabilities, plan):
+            slab = lookup[np.argmax(values, axis=0)]
+            slab[values.max(axis=0) <= 0] = 0  # out of field
+            result[start:stop] = slab
+        return result
+    assert plan.axes is not None
+    moved_index = np.transpose(_channel_argmax(probabilities), plan.axes)
+    uniform = _uniform_cells(moved_index)
+    frames, rows, cols = (_linear_index(plan, axis) for axis in range(3))
+    result = lookup[_take3(moved_index, frames[0], rows[0], cols[0])]
+    boundary = np.nonzero(~_take3(uniform, frames[0], rows[0], cols[0]))
+    if boundary[0].size:
+        _interpolate_boundary(probabilities, plan, (frames, rows, cols), boundary, lookup, result, chunk)
+    inside = frames[3][:, None, None] & rows[3][None, :, None] & cols[3][None, None, :]
+    if not inside.all():
+        result[~inside] = 0
+    return result

@@ -1,0 +1,344 @@
+"""``DicomSegWriter``: MONAI's ``ImageWriter`` seam for DICOM Segmentation files.
+
+Follows MONAI's protocol (``monai.data.image_writer.ImageWriter``)::
+
+    writer = DicomSegWriter(segmentation_type="BINARY", labels=["liver", "spleen"])
+    writer.set_data_array(prediction, channel_dim=0)      # (C, X, Y, Z) on the model grid
+    writer.set_metadata(prediction.meta, source=folder)   # affine/space + source series
+    writer.write("out/seg.dcm")                           # atomic; returns the path
+
+so it also plugs into ``monai.transforms.SaveImage(writer=DicomSegWriter,
+output_ext=".dcm")`` (the source series then comes from the prediction's
+``filename_or_obj``). :class:`~monai_dicomseg.transforms.save.SaveDicomSeg`
+is the transform front that names files and records ``saved_to``.
+
+The writer maps the output onto the grid of the source series
+(:mod:`monai_dicomseg.io.grid`), turns it into a SEG pixel array
+(:mod:`monai_dicomseg.io.prediction`) aligned with the spatially sorted
+source instances, and encodes it with
+:class:`~monai_dicomseg.seg.Segmentation`: new Series/SOP Instance UIDs,
+patient and study copied from the source, every frame with a
+DerivationImageSequence (Spatial Locations Preserved YES; PS3.3 C.8.20.1).
+Everything is validated before a byte is written.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from monai.data.image_writer import ImageWriter
+from pydicom.uid import ExplicitVRLittleEndian
+
+from monai_dicomseg.errors import GeometryError, InputError, InputTypeError
+from monai_dicomseg.io.grid import GridPlan, plan_grid_mapping
+from monai_dicomseg.io.prediction import (
+    SegmentPlan, check_probabilities, classify_input, plan_segments, to_source_grid,
+)
+from monai_dicomseg.io.series import SourceSeries, check_spatial_affine, load_source_geometry, read_series_datasets
+from monai_dicomseg.seg.content import AlgorithmIdentificationSequence
+from monai_dicomseg.sr.coding import CodedConcept
+from monai_dicomseg.uid import UID
+
+__all__ = ["DicomSegWriter", "OutputExistsError", "resolve_source_series", "meta_uid", "ARTIFICIAL_INTELLIGENCE"]
+
+ARTIFICIAL_INTELLIGENCE = CodedConcept("123110", "DCM", "Artificial Intelligence")
+"""Algorithm Family (CID 7162) used by default."""
+
+_FOR_KEYS = ("FrameOfReferenceUID", "00200052", "0020|0052")
+_SERIES_KEYS = ("SeriesInstanceUID", "0020000E", "0020|000e", "0020|000E")
+_SEGMENTATION_TYPES = ("BINARY", "FRACTIONAL", "LABELMAP")
+
+
+class OutputExistsError(InputError, FileExistsError):
+    """The output file exists and ``overwrite`` is False (no silent overwrite)."""
+
+
+def meta_uid(meta: "Mapping[str, Any] | None", keys: Sequence[str]) -> "str | None":
+    """A UID from MONAI metadata under any of ``keys`` (keyword, ``GGGGEEEE`` JSON or ITK form)."""
+    for key in keys:
+        value = (meta or {}).get(key)
+        if isinstance(value, Mapping):  # pydicom JSON form {"vr": "UI", "Value": [...]}
+            value = (value.get("Value") or [None])[0]
+        if isinstance(value, (list, tuple)):
+            value = value[0] if value else None
+        if value is not None and str(value).strip():
+            return str(value).strip()
+    return None
+
+
+def resolve_source_series(
+    source: Any = None,
+    meta: "Mapping[str, Any] | None" = None,
+) -> SourceSeries:
+    """Find and read (headers only) the source series of an output.
+
+    Parameters
+    ----------
+    source
+        Folder, file list or dataset list of the series; default: the
+        metadata's ``filename_or_obj`` (a series folder as given to
+        ``LoadImage``, one file of the series, or a list of files).
+    meta
+        Metadata of the reference image or of the output (for
+        ``filename_or_obj`` and ``SeriesInstanceUID``).
+
+    Raises
+    ------
+    InputError
+        If no source is named or it cannot be reached/read as one series.
+    """
+    series_uid = meta_uid(meta, _SERIES_KEYS)
+    if source is None:
+        source = (meta or {}).get("filename_or_obj")
+        if isinstance(source, (list, tuple)) and len(source) == 1 and os.path.isdir(str(source[0])):
+            source = source[0]
+    if source is None or (isinstance(source, (str, os.PathLike)) and not str(source)):
+        raise InputError(
+            "cannot find the source DICOM series: pass source= (folder, files or datasets) or a reference "
+            "whose metadata has 'filename_or_obj' (e.g. from LoadImaged of the series folder)")
+    try:
+        if isinstance(source, (str, os.PathLike)) and os.path.isfile(source):
+            # one file of the series: its folder, restricted to its series
+            datasets, _ = read_series_datasets([source], stop_before_pixels=True)
+            series_uid = str(datasets[0].SeriesInstanceUID)
+            source = str(Path(source).parent)
+        return load_source_geometry(source, series_instance_uid=series_uid)
+    except InputError as error:
+        raise InputError(f"the source DICOM series is not reachable: {error}") from None
+
+
+def _numpy(data: Any) -> np.ndarray:
+    if hasattr(data, "detach"):
+        data = data.detach().cpu().numpy()
+    try:
+        return np.asarray(data)
+    except (TypeError, ValueError):
+        raise InputTypeError(f"the output must be a tensor or array; got {type(data).__name__}") from None
+
+
+class DicomSegWriter(ImageWriter):
+    """Write model outputs as DICOM SEG on the grid of their source series.
+
+    Parameters
+    ----------
+    segmentation_type
+        ``"BINARY"``, ``"FRACTIONAL"`` or ``"LABELMAP"`` (PS3.3 C.8.20.2).
+    labels
+        Segment names / descriptions: a list (label values ``1..n`` or segment
+        channels), ``{value_or_channel: name | SegmentDescription}``, a list
+        of ``SegmentDescription``, or dcmqi metadata JSON (path/dict with
+        ``segmentAttributes``). Names get SNOMED CT codes and colours from
+        :mod:`monai_dicomseg.anatomy`. None: generic ``Segment <n>``.
+    channels, background
+        Which channels are segments / the background channel (see
+        :func:`~monai_dicomseg.io.prediction.plan_segments`).
+    input_kind
+        ``"auto"``, ``"labels"``, ``"onehot"`` or ``"probabilities"``.
+    discretize
+        ``"auto"`` (argmax with a background channel, else threshold),
+        ``"argmax"`` or ``"threshold"``; BINARY/LABELMAP only.
+    threshold
+        Probability a segment must reach (threshold policy, and argmax
+        without background).
+    interpolation
+        ``"auto"`` (nearest for labels/one-hot, linear for probabilities),
+        ``"nearest"`` or ``"linear"``; used only when the grids differ by more
+        than flips/permutations/crops/pads.
+    algorithm_name, algorithm_version, algorithm_family, algorithm_type
+        Segment Algorithm Identification (PS3.3 C.8.20.2, Table 10-19).
+    series_description, series_number, content_label, content_description
+        Written to the SEG.
+    manufacturer, manufacturer_model_name, software_versions, device_serial_number
+        General/Enhanced General Equipment (PS3.3 C.7.5.2).
+    fractional_type, max_fractional_value, transfer_syntax_uid, omit_empty_frames, workers
+        Passed to :class:`~monai_dicomseg.seg.Segmentation`.
+    overwrite
+        Replace an existing file (default False: raise OutputExistsError).
+    **kwargs
+        Accepted and ignored (``output_dtype``, ``scale`` from ``SaveImage``).
+    """
+
+    def __init__(
+        self,
+        segmentation_type: str = "BINARY",
+        labels: Any = None,
+        channels: "Sequence[int] | None" = None,
+        background: "bool | int | None" = None,
+        input_kind: str = "auto",
+        discretize: str = "auto",
+        threshold: float = 0.5,
+        interpolation: str = "auto",
+        algorithm_name: str = "MONAI",
+        algorithm_version: "str | None" = None,
+        algorithm_family: Any = ARTIFICIAL_INTELLIGENCE,
+        algorithm_type: str = "AUTOMATIC",
+        series_description: str = "Segmentation",
+        series_number: int = 300,
+        content_label: str = "SEGMENTATION",
+        content_description: "str | None" = None,
+        manufacturer: str = "monai_dicomseg",
+        manufacturer_model_name: str = "monai_dicomseg",
+        software_versions: "str | None" = None,
+        device_serial_number: str = "0",
+        fractional_type: str = "PROBABILITY",
+        max_fractional_value: int = 255,
+        transfer_syntax_uid: str = ExplicitVRLittleEndian,
+        omit_empty_frames: bool = True,
+        workers: int = 0,
+        overwrite: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        kind = str(getattr(segmentation_type, "value", segmentation_type)).upper()
+        if kind not in _SEGMENTATION_TYPES:
+            raise InputError(f"segmentation_type must be one of {list(_SEGMENTATION_TYPES)}; got {segmentation_type!r}")
+        import monai
+
+        from monai_dicomseg import __version__
+
+        self.segmentation_type = kind
+        self.labels = labels
+        self.channels = channels
+        self.background = background
+        self.options = {"discretize": discretize, "threshold": float(threshold), "interpolation": interpolation}
+        self.input_kind = input_kind
+        self.algorithm_type = str(algorithm_type).upper()
+        self.algorithm = AlgorithmIdentificationSequence(
+            name=algorithm_name, family=algorithm_family, version=algorithm_version or f"monai {monai.__version__}")
+        self.encoder_options: dict[str, Any] = {
+            "series_number": int(series_number), "content_label": content_label,
+            "content_description": content_description, "manufacturer": manufacturer,
+            "manufacturer_model_name": manufacturer_model_name,
+            "software_versions": software_versions or f"monai_dicomseg {__version__}",
+            "device_serial_number": device_serial_number, "max_fractional_value": int(max_fractional_value),
+            "transfer_syntax_uid": transfer_syntax_uid, "omit_empty_frames": bool(omit_empty_frames),
+            "workers": int(workers),
+        }
+        if kind == "FRACTIONAL":
+            self.encoder_options["fractional_type"] = fractional_type
+        self.series_description = series_description
+        self.overwrite = bool(overwrite)
+        self.affine: "np.ndarray | None" = None
+        self.space = "RAS"
+        self.source: "SourceSeries | None" = None
+        self.segment_plan: "SegmentPlan | None" = None
+        self.grid_plan: "GridPlan | None" = None
+
+    # ------------------------------------------------------------------ ImageWriter seam
+
+    def set_data_array(self, data_array: Any, channel_dim: "int | None" = 0, **kwargs: Any) -> None:
+        """Set the output ``(C, X, Y, Z)`` (``channel_dim=0``) or ``(X, Y, Z)`` (``channel_dim=None``)."""
+        array = _numpy(data_array)
+        if channel_dim is None:
+            array = array[None]
+        elif channel_dim != 0:
+            array = np.moveaxis(array, channel_dim, 0)
+        if array.ndim != 4:
+            raise InputError(
+                f"the output must be 3D with one channel axis, (C, X, Y, Z); got shape {tuple(_numpy(data_array).shape)}")
+        if array.dtype.kind not in "biuf":
+            raise InputTypeError(f"the output must be numeric; got dtype {array.dtype}")
+        self.data_obj = array
+
+    def set_metadata(self, meta_dict: "Mapping[str, Any] | None" = None, source: Any = None,
+                     reference_meta: "Mapping[str, Any] | None" = None, **kwargs: Any) -> None:
+        """Read the output grid (``affine``, ``space``) and find the source series.
+
+        Parameters
+        ----------
+        meta_dict
+            Metadata of the output (``MetaTensor.meta``): ``affine`` (4, 4),
+            ``space`` (default RAS), optional FrameOfReferenceUID.
+        source
+            The source series (folder, files, datasets); default from
+            ``reference_meta`` / ``meta_dict`` ``filename_or_obj``.
+        reference_meta
+            Metadata of the source image loaded in the same pipeline.
+
+        Raises
+        ------
+        GeometryError
+            No affine, or a Frame of Reference other than the source's.
+        InputError
+            Unreachable source series.
+        """
+        meta = dict(meta_dict or {})
+        if meta.get("affine") is None:
+            raise GeometryError("the output has no affine (meta['affine']); pass a MetaTensor from the pipeline")
+        self.affine = check_spatial_affine(meta["affine"], "output affine")
+        self.space = str(getattr(meta.get("space", "RAS"), "value", meta.get("space", "RAS"))).upper()
+        lookup = reference_meta if reference_meta is not None else meta
+        self.source = resolve_source_series(source, lookup)
+        expected = self.source.frame_of_reference_uid
+        for name, candidate in (("output", meta), ("reference", reference_meta)):
+            found = meta_uid(candidate, _FOR_KEYS)
+            if expected and found and found != expected:
+                raise GeometryError(
+                    f"the {name} grid is in another Frame of Reference: FrameOfReferenceUID {found!r}, "
+                    f"source series {self.source.series_instance_uid} has {expected!r}")
+
+    def build(self) -> Any:
+        """Validate, map onto the source grid and encode; returns the ``Segmentation`` (nothing written)."""
+        from monai_dicomseg.seg.segmentation import Segmentation
+
+        if self.data_obj is None or self.source is None or self.affine is None:
+            raise InputError("call set_data_array() and set_metadata() before build()/write()")
+        array = self.data_obj
+        kind = classify_input(array, self.input_kind)
+        if kind == "probabilities":
+            check_probabilities(array)
+        present = np.unique(array).tolist() if kind == "labels" else None
+        self.segment_plan = plan_segments(
+            kind, array.shape[0], self.labels, channels=self.channels, background=self.background,
+            present=present, algorithm_identification=self.algorithm, algorithm_type=self.algorithm_type)
+        geometry = self.source.geometry
+        self.grid_plan = plan_grid_mapping(self.affine, array.shape[1:], geometry.affine,
+                                           geometry.spatial_shape, space=self.space)
+        pixels = to_source_grid(array, self.segment_plan, self.grid_plan, self.segmentation_type, **self.options)
+        seg = Segmentation(
+            source_images=self.source.datasets, pixel_array=pixels, segmentation_type=self.segmentation_type,
+            segment_descriptions=self.segment_plan.descriptions, series_instance_uid=UID(),
+            sop_instance_uid=UID(), instance_number=1, **self.encoder_options)
+        seg.SeriesDescription = self.series_description[:64]
+        return seg
+
+    def write(self, filename: "str | os.PathLike[str]", verbose: bool = False, overwrite: "bool | None" = None,
+              **kwargs: Any) -> Path:
+        """Build the SEG and write it atomically to ``filename``.
+
+        Raises
+        ------
+        OutputExistsError
+            ``filename`` exists and ``overwrite`` is False.
+        InputError
+            The folder cannot be created or written.
+        """
+        path = prepare_output_path(filename, self.overwrite if overwrite is None else overwrite)
+        seg = self.build()
+        try:
+            seg.save_as(path, overwrite=self.overwrite if overwrite is None else overwrite)
+        except FileExistsError:
+            raise OutputExistsError(f"{path} exists; pass overwrite=True or another name") from None
+        if verbose:
+            print(f"DicomSegWriter: wrote {path}")
+        return path
+
+
+def prepare_output_path(filename: "str | os.PathLike[str]", overwrite: bool) -> Path:
+    """Create the folder of ``filename`` and check it can be written (before any work is done)."""
+    path = Path(filename)
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"output folder {str(folder)!r} cannot be created: {error.strerror or error}") from None
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"output folder {str(folder)!r} is not a writable directory")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} exists; pass overwrite=True or another output name (no silent overwrite)")
+    if path.is_dir():
+        raise InputError(f"output path {str(path)!r} is a directory")
+    return path

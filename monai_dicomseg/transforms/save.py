@@ -1,0 +1,196 @@
+"""``SaveDicomSeg`` / ``SaveDicomSegd``: model outputs to DICOM SEG files, for bundle postprocessing.
+
+The array transform names the file and records it; the work (grid mapping,
+discretisation, encoding, atomic write) is done by
+:class:`~monai_dicomseg.io.writer.DicomSegWriter`. The dictionary transform
+wraps the array one by composition and adds ``ref_key``: the source image
+loaded in the same dict (``LoadImaged`` of a series folder, or
+:class:`~monai_dicomseg.transforms.series.LoadDicomSeriesd`), whose
+``filename_or_obj`` leads to the source DICOM series.
+
+File naming: ``<output_dir>/<name><output_postfix><output_ext>`` where
+``name`` is the source's SeriesInstanceUID (``output_name="series_uid"``,
+default) or the source folder/file stem (``"source"``). Names come from
+untrusted attributes, so they are sanitised to ``[A-Za-z0-9._-]`` and the
+final path must resolve inside ``output_dir``. Existing files are never
+silently replaced (``overwrite=False``). The written path is stored in the
+output's metadata under ``saved_to``.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+from typing import Any
+
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform, Transform
+
+from monai_dicomseg.errors import InputError
+from monai_dicomseg.io.writer import DicomSegWriter, prepare_output_path
+
+__all__ = ["SaveDicomSeg", "SaveDicomSegd", "safe_file_stem", "OUTPUT_NAMES"]
+
+OUTPUT_NAMES = ("series_uid", "source")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_file_stem(text: str, fallback: str = "segmentation") -> str:
+    """A file-name stem from an untrusted string: ``[A-Za-z0-9._-]``, no leading dots, <= 128 chars."""
+    stem = re.sub(r"\.{2,}", "_", _UNSAFE.sub("_", str(text))).strip("._") or fallback
+    return stem[:128]
+
+
+class SaveDicomSeg(Transform):
+    """Save a model output (``MetaTensor``, any grid) as a DICOM SEG on its source series.
+
+    Parameters
+    ----------
+    output_dir
+        Folder of the SEG files (created if missing; must be writable).
+    output_postfix
+        Appended to the name (default ``"_seg"``).
+    output_ext
+        File extension (default ``".dcm"``).
+    output_name
+        ``"series_uid"`` (source SeriesInstanceUID) or ``"source"`` (stem of
+        the source folder / first file).
+    overwrite
+        Replace existing files (default False: raise
+        :class:`~monai_dicomseg.io.writer.OutputExistsError`).
+    savepath_in_metadict
+        Record the path in ``meta["saved_to"]`` (default True).
+    print_log
+        Print each written path.
+    **writer_options
+        :class:`~monai_dicomseg.io.writer.DicomSegWriter` arguments:
+        ``segmentation_type``, ``labels``, ``channels``, ``background``,
+        ``input_kind``, ``discretize``, ``threshold``, ``interpolation``,
+        ``algorithm_name``/``_version``/``_family``, ``series_description``,
+        ``series_number``, ...
+
+    Examples
+    --------
+    >>> save = SaveDicomSeg(output_dir="out", segmentation_type="LABELMAP", labels=["liver", "spleen"])
+    >>> save(prediction, source="/data/ct_series")   # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        output_dir: "str | os.PathLike[str]" = "./",
+        output_postfix: str = "_seg",
+        output_ext: str = ".dcm",
+        output_name: str = "series_uid",
+        overwrite: bool = False,
+        savepath_in_metadict: bool = True,
+        print_log: bool = False,
+        **writer_options: Any,
+    ) -> None:
+        if output_name not in OUTPUT_NAMES:
+            raise InputError(f"output_name must be one of {list(OUTPUT_NAMES)}; got {output_name!r}")
+        self.output_dir = Path(output_dir)
+        self.output_postfix = _UNSAFE.sub("_", str(output_postfix or ""))[:64]
+        ext = str(output_ext or "")
+        self.output_ext = "" if not ext else "." + safe_file_stem(ext.lstrip("."), "dcm")
+        self.output_name = output_name
+        self.overwrite = overwrite
+        self.savepath_in_metadict = savepath_in_metadict
+        self.print_log = print_log
+        self.writer_options = writer_options
+        DicomSegWriter(**writer_options)  # validate options now, not at the first image
+
+    def filename(self, writer: DicomSegWriter) -> Path:
+        """Output path for the source found by ``writer`` (sanitised; inside ``output_dir``)."""
+        assert writer.source is not None
+        if self.output_name == "series_uid":
+            stem = writer.source.series_instance_uid
+        else:
+            files = writer.source.filenames or []
+            stem = Path(files[0]).parent.name if files else writer.source.series_instance_uid
+        name = safe_file_stem(stem) + self.output_postfix + self.output_ext
+        root = self.output_dir.resolve()
+        path = (root / name).resolve()
+        if path.parent != root:
+            raise InputError(f"output file name {name!r} would escape output_dir {str(root)!r}")
+        return path
+
+    def __call__(self, img: Any, meta_data: "Mapping[str, Any] | None" = None, source: Any = None,
+                 reference: Any = None, filename: "str | os.PathLike[str] | None" = None) -> Any:
+        """Write ``img`` as a SEG and return it (with ``meta["saved_to"]``).
+
+        Parameters
+        ----------
+        img
+            ``(C, X, Y, Z)`` ``MetaTensor`` (probabilities, one-hot or one
+            channel of labels) with the affine of its grid.
+        meta_data
+            Metadata when ``img`` is a plain tensor/array.
+        source
+            The source series (folder, files, datasets); default from
+            ``reference``'s / ``img``'s ``filename_or_obj``.
+        reference
+            The source image (``MetaTensor`` or its meta dict) as loaded in the pipeline.
+        filename
+            Explicit output path (bypasses naming; still no silent overwrite).
+        """
+        meta = dict(img.meta) if isinstance(img, MetaTensor) else dict(meta_data or {})
+        if isinstance(img, MetaTensor):
+            meta["affine"] = img.affine
+        reference_meta = reference.meta if isinstance(reference, MetaTensor) else (
+            reference if isinstance(reference, Mapping) else None)
+        writer = DicomSegWriter(overwrite=self.overwrite, **self.writer_options)
+        writer.set_data_array(img, channel_dim=0)
+        writer.set_metadata(meta, source=source, reference_meta=reference_meta)
+        path = Path(filename) if filename is not None else self.filename(writer)
+        prepare_output_path(path, self.overwrite)
+        written = writer.write(path, verbose=self.print_log)
+        if self.savepath_in_metadict:
+            if isinstance(img, MetaTensor):
+                img.meta["saved_to"] = str(written)
+            elif isinstance(meta_data, dict):
+                meta_data["saved_to"] = str(written)
+        return img
+
+
+class SaveDicomSegd(MapTransform):
+    """Dictionary wrapper of :class:`SaveDicomSeg`.
+
+    Parameters
+    ----------
+    keys
+        Keys of the model outputs to save.
+    ref_key
+        Key of the source image in the same dict (its ``filename_or_obj``
+        names the source DICOM series); default: each output's own metadata.
+    source_key
+        Alternatively, a key holding the series folder/files/datasets.
+    allow_missing_keys
+        As in MONAI.
+    **kwargs
+        Passed to :class:`SaveDicomSeg` by keyword.
+    """
+
+    def __init__(self, keys: KeysCollection, ref_key: "str | None" = None, source_key: "str | None" = None,
+                 allow_missing_keys: bool = False, **kwargs: Any) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.ref_key = ref_key
+        self.source_key = source_key
+        self.saver = SaveDicomSeg(**kwargs)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        reference = source = None
+        if self.ref_key is not None:
+            if self.ref_key not in d:
+                raise InputError(f"ref_key {self.ref_key!r} is not in the data (keys: {list(d)})")
+            reference = d[self.ref_key]
+            if not isinstance(reference, MetaTensor):
+                reference = d.get(f"{self.ref_key}_meta_dict", reference)
+        if self.source_key is not None:
+            source = d[self.source_key]
+        for key in self.key_iterator(d):
+            meta = d.get(f"{key}_meta_dict")
+            d[key] = self.saver(d[key], meta_data=meta, source=source, reference=reference)
+        return d
