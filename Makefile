@@ -30,6 +30,7 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV_PY) tutorials/demo.py
+	$(VENV_PY) -W ignore::FutureWarning tutorials/end_to_end.py
 
 test: $(STAMP)
 	$(VENV_PY) -m pytest -n 2 -q $(PYTEST_ARGS)
