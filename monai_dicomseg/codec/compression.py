@@ -15,6 +15,7 @@ frame is encoded independently and results are kept in frame order.
 from __future__ import annotations
 
 import importlib.util
+import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -158,6 +159,17 @@ def _encode_batch(frames: np.ndarray, transfer_syntax_uid: str, bits_allocated: 
     return [encode_frame(frame, transfer_syntax_uid, bits_allocated) for frame in frames]
 
 
+# Frame source inherited by forked workers: they read frames from the parent's
+# memory (copy-on-write) instead of receiving pickled arrays through a pipe.
+_FORKED_FRAME_SOURCE: Callable[[int], np.ndarray] | None = None
+
+
+def _encode_range(bounds: tuple[int, int], transfer_syntax_uid: str, bits_allocated: int) -> list[bytes]:
+    get_frame = _FORKED_FRAME_SOURCE
+    assert get_frame is not None, "worker started without a frame source"
+    return [encode_frame(get_frame(i), transfer_syntax_uid, bits_allocated) for i in range(*bounds)]
+
+
 def encode_frames(
     number_of_frames: int,
     get_frame: Callable[[int], np.ndarray],
@@ -167,20 +179,37 @@ def encode_frames(
 ) -> list[bytes]:
     """Compress frames in order, in process or in ``workers`` processes.
 
-    Frames are sent to workers in batches so the per-task overhead stays
-    small; the result list is in frame order whatever the scheduling.
+    Where the platform can fork, workers inherit ``get_frame`` and its data
+    and receive only frame ranges; elsewhere frames are pickled to them in
+    batches. Either way the result list is in frame order whatever the
+    scheduling, so the bytes equal serial encoding.
     """
+    global _FORKED_FRAME_SOURCE
     processes = resolve_workers(workers)
     if processes == 0 or number_of_frames < 2:
         return [encode_frame(get_frame(i), transfer_syntax_uid, bits_allocated)
                 for i in range(number_of_frames)]
     batch = max(1, min(32, number_of_frames // (4 * processes) or 1))
+    encoded: list[bytes] = []
+    if "fork" in multiprocessing.get_all_start_methods():
+        ranges = [(start, min(start + batch, number_of_frames))
+                  for start in range(0, number_of_frames, batch)]
+        _FORKED_FRAME_SOURCE = get_frame
+        try:
+            with ProcessPoolExecutor(max_workers=processes,
+                                     mp_context=multiprocessing.get_context("fork")) as executor:
+                worker = partial(_encode_range, transfer_syntax_uid=str(transfer_syntax_uid),
+                                 bits_allocated=bits_allocated)
+                for result in executor.map(worker, ranges):
+                    encoded.extend(result)
+        finally:
+            _FORKED_FRAME_SOURCE = None
+        return encoded
 
     def batches() -> Iterator[np.ndarray]:
         for start in range(0, number_of_frames, batch):
             yield np.stack([get_frame(i) for i in range(start, min(start + batch, number_of_frames))])
 
-    encoded: list[bytes] = []
     worker = partial(_encode_batch, transfer_syntax_uid=str(transfer_syntax_uid),
                      bits_allocated=bits_allocated)
     with ProcessPoolExecutor(max_workers=processes) as executor:
