@@ -10,20 +10,33 @@ the same file ``ITEMS`` times per epoch) through
 * ``LoadDicomSeg(mode="labelmap")`` (ours) -> ``(1, 512, 512, 200)`` uint8;
 * ``LoadImage(reader=NibabelReader)`` on the NIfTI files.
 
-MONAI's ``PydicomReader`` needs ``(R, C, F, S)`` memory for a SEG
+MONAI's ``PydicomReader`` needs ``(R, C, F, S)`` float32 memory for a SEG
 (5 GB here), so it is compared on a reduced case (512x512x40, 10 segments,
-BINARY) against ours in ``"stacked"`` mode (the same output) in the same run.
-Peak memory of one load is measured in-process with ``tracemalloc``
-(numpy allocations are traced).
+BINARY, every frame stored) against ours in the same run. For that SEG MONAI
+returns ``(X, Y, Z, S)`` float32 (channel last, frames in stored order);
+``LoadDicomSeg(mode="stacked")`` returns the same voxels as ``(S, X, Y, Z)``
+uint8 (checked below, up to the axis order and the Z direction that each
+affine records). MONAI is also timed with ``dtype=np.uint8`` so that the
+output dtypes match.
+
+Peak memory of one load is measured the same way for every loader: in a
+fresh process, after a warm-up load, as the rise of the resident set size
+(``VmHWM`` reset through ``/proc/self/clear_refs``) with glibc returning
+freed blocks above 64 KiB to the system, so that numpy, torch and pydicom
+allocations all count (``tracemalloc`` sees only Python/numpy ones).
 """
 from __future__ import annotations
 
 import argparse
+import gc
+import json
+import os
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
 import warnings
 from pathlib import Path
 
@@ -97,14 +110,53 @@ def throughput(loader, path: Path, workers: int = 2) -> float:
     return statistics.median(rates)
 
 
-def peak_memory(loader, path: Path) -> float:
-    """Peak traced memory (MiB) of one load."""
-    tracemalloc.start()
-    result = loader(str(path))
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+def make_loader(name: str):
+    """The loaders compared, by name (so that a fresh process can build them)."""
+    if name == "nibabel":
+        return LoadImage(reader="NibabelReader", image_only=True)
+    if name == "pydicom":
+        return LoadImage(reader="PydicomReader", image_only=True)
+    if name == "pydicom-uint8":
+        return LoadImage(reader="PydicomReader", image_only=True, dtype=np.uint8)
+    if name in ("stacked", "labelmap"):
+        return hd.LoadDicomSeg(mode=name)
+    raise ValueError(name)
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as handle:
+        for row in handle:
+            if row.startswith(field + ":"):
+                return int(row.split()[1])
+    raise KeyError(field)
+
+
+def _peak_child(name: str, path: str) -> None:
+    """In a fresh process: print the peak RSS rise (KiB) of one warmed-up load."""
+    warnings.simplefilter("ignore")
+    loader = make_loader(name)
+    result = loader(path)  # warm-up: lazy imports, codec plugins
     del result
-    return peak / 2**20
+    gc.collect()
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")  # reset VmHWM to the current RSS (Linux >= 4.0)
+        reset = True
+    except OSError:
+        reset = False
+    base = _status_kib("VmRSS")
+    result = loader(path)
+    peak = _status_kib("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    del result
+    print(json.dumps(peak - base))
+
+
+def peak_memory(name: str, path: Path) -> float:
+    """Peak memory (MiB) of one load by loader ``name``, measured in a fresh process."""
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")
+    done = subprocess.run([sys.executable, __file__, "--peak-child", name, str(path)], env=env,
+                          capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1]) / 1024
 
 
 def line(name: str, rate: float, memory: float, base_rate: float, base_memory: float, base: str) -> None:
@@ -112,31 +164,54 @@ def line(name: str, rate: float, memory: float, base_rate: float, base_memory: f
           f"x{rate / base_rate:6.2f} throughput, x{memory / base_memory:5.2f} memory vs {base}")
 
 
+def check_same_voxels(path: Path) -> None:
+    """Show what MONAI and we return for the reduced SEG, and that the voxels agree."""
+    import torch
+
+    theirs = make_loader("pydicom")(str(path))
+    ours = make_loader("stacked")(str(path))
+    print(f"MONAI PydicomReader -> {tuple(theirs.shape)} {theirs.dtype}; "
+          f"LoadDicomSeg(stacked) -> {tuple(ours.shape)} {ours.dtype}")
+    channel_first = theirs.permute(3, 0, 1, 2)
+    flip_z = bool(theirs.affine[2, 2] * ours.affine[2, 2] < 0)
+    if flip_z:
+        channel_first = channel_first.flip(3)
+    same = torch.equal(channel_first.to(torch.uint8), ours)
+    print(f"same voxels (channel last -> first{', Z reversed as the affines say' if flip_z else ''}): {same}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--small", action="store_true", help="64x128x128 / 20 segments")
+    parser.add_argument("--reduced-only", action="store_true", help="only the case against MONAI's PydicomReader")
+    parser.add_argument("--peak-child", nargs=2, metavar=("LOADER", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.peak_child:
+        _peak_child(*args.peak_child)
+        return
     warnings.simplefilter("ignore")
-    shape, segments = ((64, 128, 128), 20) if args.small else ((200, 512, 512), 100)
-    series, labels = big_case(shape=shape, segments=segments)
-    ours = hd.LoadDicomSeg(mode="labelmap")
-    nib = LoadImage(reader="NibabelReader", image_only=True)
+    ours = make_loader("labelmap")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        gz, raw = write_nifti(series, labels, folder)
-        print(f"main case {shape[::-1]} (C, R, F), {segments} segments, {ITEMS} items x {REPEATS} epochs, "
-              "DataLoader(num_workers=2)")
-        results = {}
-        for name, path, loader in [("nifti .nii.gz (NibabelReader)", gz, nib),
-                                   ("nifti .nii (NibabelReader)", raw, nib)]:
-            results[name] = (throughput(loader, path), peak_memory(loader, path))
-        for seg_type in ("LABELMAP", "BINARY"):
-            path = folder / f"{seg_type}.dcm"
-            write_seg(series, labels, seg_type, path, segments)
-            results[f"SEG {seg_type} LoadDicomSeg(labelmap)"] = (throughput(ours, path), peak_memory(ours, path))
-        base_rate, base_memory = results["nifti .nii.gz (NibabelReader)"]
-        for name, (rate, memory) in results.items():
-            line(name, rate, memory, base_rate, base_memory, ".nii.gz")
+        if not args.reduced_only:
+            shape, segments = ((64, 128, 128), 20) if args.small else ((200, 512, 512), 100)
+            series, labels = big_case(shape=shape, segments=segments)
+            gz, raw = write_nifti(series, labels, folder)
+            print(f"main case {shape[::-1]} (C, R, F), {segments} segments, {ITEMS} items x {REPEATS} epochs, "
+                  "DataLoader(num_workers=2)")
+            results = {}
+            nib = make_loader("nibabel")
+            for name, path in [("nifti .nii.gz (NibabelReader)", gz), ("nifti .nii (NibabelReader)", raw)]:
+                results[name] = (throughput(nib, path), peak_memory("nibabel", path))
+            for seg_type in ("LABELMAP", "BINARY"):
+                path = folder / f"{seg_type}.dcm"
+                write_seg(series, labels, seg_type, path, segments)
+                results[f"SEG {seg_type} LoadDicomSeg(labelmap)"] = (throughput(ours, path),
+                                                                    peak_memory("labelmap", path))
+            base_rate, base_memory = results["nifti .nii.gz (NibabelReader)"]
+            for name, (rate, memory) in results.items():
+                line(name, rate, memory, base_rate, base_memory, ".nii.gz")
+            print()
 
         # reduced case where MONAI's PydicomReader fits in memory
         small_shape, small_segments = ((40, 512, 512), 10) if not args.small else ((16, 128, 128), 5)
@@ -145,13 +220,14 @@ def main() -> None:
         path = folder / "small_binary.dcm"
         # MONAI's reader cannot place omitted frames: give it every frame of every segment
         write_seg(small_series, small_labels, "BINARY", path, small_segments, omit_empty_frames=False)
-        pydicom_reader = LoadImage(reader="PydicomReader", image_only=True)
-        stacked = hd.LoadDicomSeg(mode="stacked")
-        print(f"\nreduced case {small_shape[::-1]} (C, R, F), {small_segments} segments, BINARY")
-        monai_rate, monai_memory = throughput(pydicom_reader, path), peak_memory(pydicom_reader, path)
+        print(f"reduced case {small_shape[::-1]} (C, R, F), {small_segments} segments, BINARY, "
+              f"{ITEMS} items x {REPEATS} epochs, DataLoader(num_workers=2)")
+        check_same_voxels(path)
+        monai_rate, monai_memory = throughput(make_loader("pydicom"), path), peak_memory("pydicom", path)
         line("MONAI PydicomReader", monai_rate, monai_memory, monai_rate, monai_memory, "PydicomReader")
-        for name, loader in [("LoadDicomSeg(stacked)", stacked), ("LoadDicomSeg(labelmap)", ours)]:
-            line(name, throughput(loader, path), peak_memory(loader, path), monai_rate, monai_memory,
+        for name, key in [("MONAI PydicomReader (dtype=uint8)", "pydicom-uint8"),
+                          ("LoadDicomSeg(stacked)", "stacked"), ("LoadDicomSeg(labelmap)", "labelmap")]:
+            line(name, throughput(make_loader(key), path), peak_memory(key, path), monai_rate, monai_memory,
                  "PydicomReader")
 
 

@@ -125,10 +125,14 @@ def _foreground(
     """Foreground pixels of binary frames: (row of ``frames``, flat pixel index)."""
     packed = packed_frames(dataset, frames, layout)
     if packed is not None:
-        k, byte = np.nonzero(packed)
-        bits = np.unpackbits(packed[k, byte][:, None], axis=1, bitorder="little")
+        flat = packed.reshape(-1)
+        nz = _nonzero_bytes(flat)
+        bits = np.unpackbits(flat[nz][:, None], axis=1, bitorder="little")
         j, b = np.nonzero(bits)
-        return k[j], byte[j] * 8 + b
+        byte = nz[j]
+        per_frame = packed.shape[1]
+        k = byte // per_frame
+        return k, (byte - k * per_frame) * 8 + b
     # Decode in chunks: a 100-segment volume decoded at once is hundreds of MB
     # that would be touched twice (decode, then scan).
     chunk = max(1, (64 << 20) // max(1, layout.rows * layout.columns * np.dtype(layout.dtype).itemsize))
@@ -158,6 +162,8 @@ def assemble_frames(
     dtype: "type | str | np.dtype | None",
     maximum_fractional_value: int | None = None,
     all_segment_numbers: Sequence[int] | None = None,
+    out: "np.ndarray | None" = None,
+    targets: "Sequence[int] | None" = None,
 ) -> np.ndarray:
     """Decode the placed frames and build the output array.
 
@@ -180,11 +186,23 @@ def assemble_frames(
     all_segment_numbers
         Every non-background segment of the SEG (LABELMAP: when all are
         requested without relabelling, stored values are copied unmapped).
+    out
+        Zero-filled destination, ``(N, R, C)`` (combined) or ``(N, R, C, T)``
+        (stacked), of any strides and dtype (``dtype`` is then ignored):
+        typically a transposed/flipped view of the caller's final array, so
+        that no intermediate volume is built. BINARY and LABELMAP frames are
+        scattered straight into it (cost follows the foreground pixels).
+    targets
+        With ``out``: per requested segment, its output channel (stacked;
+        several segments may share one, OR-ed) or its output value
+        (combined; >= 1). Default: channel ``i`` / the segment number (or
+        ``i + 1`` with ``relabel``).
 
     Returns
     -------
     numpy.ndarray
-        ``(N, R, C)`` if ``combine_segments`` else ``(N, R, C, S)``.
+        ``(N, R, C)`` if ``combine_segments`` else ``(N, R, C, S)``; ``out``
+        when given.
 
     Raises
     ------
@@ -196,6 +214,13 @@ def assemble_frames(
     segs = np.asarray(list(segment_numbers), dtype=np.int64)
     n_segments = segs.size
     R, C = layout.rows, layout.columns
+    if out is not None:
+        return _assemble_into(
+            dataset, layout, placement, out, segmentation_type=segmentation_type, segs=segs,
+            combine_segments=combine_segments, relabel=relabel, rescale_fractional=rescale_fractional,
+            skip_overlap_checks=skip_overlap_checks, maximum_fractional_value=maximum_fractional_value,
+            all_segment_numbers=all_segment_numbers, targets=targets,
+        )
     max_out = (n_segments if relabel else int(segs.max())) if combine_segments else 1
     is_fractional = segmentation_type == SegmentationTypeValues.FRACTIONAL
     rescaled = rescale_fractional and is_fractional and not combine_segments
@@ -287,6 +312,127 @@ def assemble_frames(
             "(pass skip_overlap_checks=True to keep the highest segment)"
         )
     return out.reshape(n_out, R, C)
+
+
+def _default_targets(segs: np.ndarray, combine_segments: bool, relabel: bool) -> np.ndarray:
+    if not combine_segments:
+        return np.arange(segs.size, dtype=np.int64)
+    return np.arange(1, segs.size + 1, dtype=np.int64) if relabel else segs
+
+
+def _assemble_into(
+    dataset: Dataset,
+    layout: PixelLayout,
+    placement: Placement,
+    out: np.ndarray,
+    *,
+    segmentation_type: SegmentationTypeValues,
+    segs: np.ndarray,
+    combine_segments: bool,
+    relabel: bool,
+    rescale_fractional: bool,
+    skip_overlap_checks: bool,
+    maximum_fractional_value: int | None,
+    all_segment_numbers: Sequence[int] | None,
+    targets: "Sequence[int] | None",
+) -> np.ndarray:
+    """:func:`assemble_frames` writing into the zero-filled ``out`` (see there)."""
+    R, C = layout.rows, layout.columns
+    n_out = out.shape[0]
+    if out.shape[1:3] != (R, C) or out.ndim != (3 if combine_segments else 4):
+        raise InputError(
+            f"out must have shape (N, {R}, {C}{'' if combine_segments else ', T'}); got {out.shape}"
+        )
+    target = (_default_targets(segs, combine_segments, relabel) if targets is None
+              else np.asarray(list(targets), dtype=np.int64))
+    if target.shape != segs.shape:
+        raise InputError(f"targets must give one value per requested segment ({segs.size}); got {target.size}")
+    if segmentation_type == SegmentationTypeValues.FRACTIONAL:
+        # rare for labels: build the usual output, then move it over
+        result = assemble_frames(
+            dataset, layout, placement, n_out, segmentation_type=segmentation_type,
+            segment_numbers=segs.tolist(), combine_segments=combine_segments, relabel=relabel,
+            rescale_fractional=rescale_fractional, skip_overlap_checks=skip_overlap_checks,
+            dtype=None,
+            maximum_fractional_value=maximum_fractional_value, all_segment_numbers=all_segment_numbers,
+        )
+        if combine_segments:
+            lut = np.zeros(int(max(segs.max(initial=0), result.max(initial=0))) + 1, dtype=np.int64)
+            lut[_default_targets(segs, True, relabel)] = target
+            out[...] = lut[result]
+        else:
+            for i, channel in enumerate(target.tolist()):
+                np.maximum(out[..., channel], result[..., i], out=out[..., channel])
+        return out
+
+    lut_size = int(max(segs.max(initial=0), placement.segment.max(initial=0))) + 1
+    # frames go in chunks of about _CHUNK_PIXELS pixels, so that the index
+    # arrays of a chunk stay small whatever the volume (foreground may be dense)
+    chunk = max(1, _CHUNK_PIXELS // max(1, R * C))
+    if segmentation_type == SegmentationTypeValues.LABELMAP:
+        check_unique(placement, by_segment=False)
+        stored_max = (1 << layout.bits_allocated) if layout.bits_allocated <= 16 else 0
+        lut = np.full(max(stored_max, lut_size), -1 if not combine_segments else 0, dtype=np.int64)
+        lut[segs] = target
+        for first in range(0, placement.frame.size, chunk):
+            part = slice(first, first + chunk)
+            stored = decode_frames(dataset, placement.frame[part], layout)
+            flat = stored.reshape(-1)
+            nz = _nonzero_bytes(flat) if flat.dtype == np.uint8 else np.flatnonzero(flat)
+            values = flat[nz].astype(np.int64)
+            mapped = lut[np.minimum(values, lut.size - 1)]
+            keep = (mapped >= (0 if not combine_segments else 1)) & (values < lut.size)
+            nz, mapped = nz[keep], mapped[keep]
+            k, pixel = np.divmod(nz, R * C)
+            r, c = np.divmod(pixel, C)
+            position = placement.position[part][k]
+            if combine_segments:
+                out[position, r, c] = mapped
+            else:
+                out[position, r, c, mapped] = 1
+        return out
+
+    # BINARY: frames carry one segment each
+    channel_of = np.full(lut_size, -1, dtype=np.int64)
+    channel_of[segs] = np.arange(segs.size)
+    placement = placement.select(channel_of[placement.segment] >= 0)
+    check_unique(placement, by_segment=True)
+    rank = channel_of[placement.segment] if relabel else placement.segment
+    if combine_segments:
+        # highest segment number (or position with relabel) wins: write segments in
+        # ascending order, one segment per chunk (its frames never share a voxel),
+        # so that a later write is always the winner
+        order = np.argsort(rank, kind="stable")
+        placement, rank = placement.select(order), rank[order]
+    destination = target[channel_of[placement.segment]]
+    bounds = list(range(0, placement.frame.size, chunk))
+    if combine_segments and placement.frame.size:
+        bounds = sorted(set(bounds) | set((np.flatnonzero(np.diff(rank)) + 1).tolist()))
+    bounds.append(placement.frame.size)
+    written = 0
+    for first, stop in zip(bounds[:-1], bounds[1:]):
+        part = slice(first, stop)
+        k, pixel = _foreground(dataset, layout, placement.frame[part])
+        r, c = np.divmod(pixel, C)
+        position = placement.position[part][k]
+        if combine_segments:
+            out[position, r, c] = destination[part][k]
+        else:
+            out[position, r, c, destination[part][k]] = 1
+        written += k.size
+    if combine_segments:
+        found = int(np.count_nonzero(out))
+        if found != written and not skip_overlap_checks:
+            raise OverlapError(
+                "cannot combine segments because they overlap: "
+                f"{written - found} pixel(s) belong to more than one requested segment "
+                "(pass skip_overlap_checks=True to keep the highest segment)"
+            )
+    return out
+
+
+_CHUNK_PIXELS = 1 << 21
+"""Pixels of stored frames handled at once when scattering into a destination."""
 
 
 def _nonzero_bytes(flat: np.ndarray) -> np.ndarray:

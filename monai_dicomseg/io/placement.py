@@ -22,7 +22,7 @@ import numpy as np
 
 from monai_dicomseg.errors import GeometryError
 
-__all__ = ["AxisPlacement", "plan_placement", "place_on_grid", "DIRECTION_TOLERANCE", "INDEX_TOLERANCE"]
+__all__ = ["AxisPlacement", "plan_placement", "place_on_grid", "destination_view", "DIRECTION_TOLERANCE", "INDEX_TOLERANCE"]
 
 DIRECTION_TOLERANCE = 1e-3
 """Tolerance (in reference voxels per source voxel) on the mapped axis steps."""
@@ -128,6 +128,37 @@ def _slice(start: int, step: int, count: int) -> slice:
     return slice(start, None if stop < 0 else stop, step)
 
 
+def destination_view(
+    out: np.ndarray, placements: Sequence[AxisPlacement], source_shape: Sequence[int]
+) -> np.ndarray:
+    """View of ``out`` (``(*lead, X, Y, Z)``) indexed like the source grid, ``(*lead, F, R, C)``.
+
+    Writing source values into the view places them on the reference grid
+    (any axis order, flips and frame steps) with no intermediate array and
+    no transposed copy of the source.
+
+    Parameters
+    ----------
+    out
+        Reference-grid array, spatial axes last.
+    placements
+        From :func:`plan_placement`, one per source axis.
+    source_shape
+        Spatial shape ``(F, R, C)`` of the source grid.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(*lead, F, R, C)`` view of ``out`` (strides may be permuted or negative).
+    """
+    n_lead = out.ndim - 3
+    index: list[slice] = [slice(None)] * out.ndim
+    for axis, placement in enumerate(placements):
+        index[n_lead + placement.reference_axis] = _slice(placement.start, placement.step, int(source_shape[axis]))
+    view = out[tuple(index)]
+    return view.transpose(*range(n_lead), *(n_lead + p.reference_axis for p in placements))
+
+
 def place_on_grid(
     array: np.ndarray,
     placements: Sequence[AxisPlacement],
@@ -153,15 +184,6 @@ def place_on_grid(
         ``(*lead, X, Y, Z)`` C-contiguous; voxels not covered are 0.
     """
     lead = array.shape[:-3]
-    n_lead = len(lead)
-    order = [0, 0, 0]
-    for axis, placement in enumerate(placements):
-        order[placement.reference_axis] = axis
-    moved = np.transpose(array, (*range(n_lead), *(n_lead + a for a in order)))
     out = np.zeros((*lead, *(int(s) for s in reference_shape)), dtype=dtype or array.dtype)
-    index = [slice(None)] * n_lead
-    for target in range(3):
-        placement = placements[order[target]]
-        index.append(_slice(placement.start, placement.step, moved.shape[n_lead + target]))
-    out[tuple(index)] = moved
+    destination_view(out, placements, array.shape[-3:])[...] = array
     return out

@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset
 from monai_dicomseg.enums import SegmentationTypeValues
 from monai_dicomseg.errors import GeometryError, InputError, InputTypeError
 from monai_dicomseg.geometry.affine import lps_to_ras_affine, ras_to_lps_affine
-from monai_dicomseg.io.placement import place_on_grid, plan_placement
+from monai_dicomseg.io.placement import destination_view, place_on_grid, plan_placement
 from monai_dicomseg.io.segments import SegmentPlan, plan_segments, segment_table
 from monai_dicomseg.io.series import SEG_SOP_CLASS_UIDS, monai_affine_from_lps
 
@@ -164,6 +164,38 @@ def _decode(seg: Any, plan: SegmentPlan, mode: str, rescale_fractional: bool,
     return stacked, volume
 
 
+def _scatter(seg: Any, plan: SegmentPlan, mode: str, layout: Any, placements: Any,
+             target_shape: tuple[int, ...], dtype: Any, skip_overlap_checks: bool) -> np.ndarray:
+    """BINARY / LABELMAP: decode the selected frames once, straight into the final array.
+
+    The output is allocated in its final channel-first layout and dtype and
+    the frames are scattered into a view of it that is indexed like the SEG
+    volume (:func:`~monai_dicomseg.io.placement.destination_view`): no
+    ``(F, R, C, S)`` volume, no transposed copy, no dtype conversion.
+    """
+    from monai_dicomseg.codec.assemble import output_dtype
+
+    geometry, frames = layout
+    if mode == "labelmap":
+        top = max(plan.values) if plan.segment_numbers else int(seg.segment_numbers[0])
+        natural = output_dtype(None, max_value=int(top), rescaled=False)
+        channels = 1
+        targets = list(plan.values)
+    else:
+        natural = np.dtype(np.uint8)
+        channels = len(plan.channel_values)
+        targets = [plan.channel_values.index(v) for v in plan.values]
+    out = np.zeros((channels, *target_shape), dtype=natural if dtype is None else dtype)
+    if plan.segment_numbers:
+        view = destination_view(out, placements, geometry.spatial_shape)
+        view = view[0] if mode == "labelmap" else np.moveaxis(view, 0, -1)  # (F, R, C[, channels])
+        seg._assemble_volume_into(
+            view, frames, list(plan.segment_numbers), combine_segments=(mode == "labelmap"),
+            targets=targets, skip_overlap_checks=skip_overlap_checks,
+        )
+    return out
+
+
 def load_seg_array(
     source: Any,
     *,
@@ -248,12 +280,19 @@ def load_seg_array(
         )
     if reference is not None:
         _check_reference_identity(seg, reference)
-    values, volume = _decode(seg, plan, mode, rescale_fractional, skip_overlap_checks)
-    n_frames = volume.spatial_shape[0]
+    layout = None
+    if seg_type != SegmentationTypeValues.FRACTIONAL and hasattr(seg, "_volume_layout"):
+        layout = seg._volume_layout()  # None for a tiled SLIDE segmentation
+    if layout is not None:
+        volume_affine, volume_shape = layout[0].affine, layout[0].spatial_shape
+    else:
+        values, volume = _decode(seg, plan, mode, rescale_fractional, skip_overlap_checks)
+        volume_affine, volume_shape = volume.affine, volume.spatial_shape
+    n_frames = volume_shape[0]
     if reference is None:
         out_space = str(getattr(space, "value", space)).upper()
-        target_lps = monai_affine_from_lps(volume.affine, n_frames, space="LPS")
-        target_shape = tuple(int(s) for s in volume.spatial_shape[::-1])
+        target_lps = monai_affine_from_lps(volume_affine, n_frames, space="LPS")
+        target_shape = tuple(int(s) for s in volume_shape[::-1])
         affine = lps_to_ras_affine(target_lps) if out_space == "RAS" else target_lps
         if out_space not in ("RAS", "LPS"):
             raise InputError(f"space must be 'RAS' or 'LPS'; got {space!r}")
@@ -262,11 +301,14 @@ def load_seg_array(
         target_shape = tuple(int(s) for s in reference.spatial_shape)
         affine = np.array(reference.affine, dtype=np.float64)
         out_space = reference.space
-    placements = plan_placement(volume.affine, volume.spatial_shape, target_lps, target_shape)
-    out_dtype = dtype
-    if out_dtype is None and values.dtype == bool:
-        out_dtype = np.uint8
-    array = place_on_grid(values, placements, target_shape, dtype=out_dtype)
+    placements = plan_placement(volume_affine, volume_shape, target_lps, target_shape)
+    if layout is not None:
+        array = _scatter(seg, plan, mode, layout, placements, target_shape, dtype, skip_overlap_checks)
+    else:
+        out_dtype = dtype
+        if out_dtype is None and values.dtype == bool:
+            out_dtype = np.uint8
+        array = place_on_grid(values, placements, target_shape, dtype=out_dtype)
     if mode == "labelmap":
         channel_segments = [list(plan.segment_numbers)]
     else:

@@ -46,7 +46,7 @@ from monai_dicomseg.uid import UID
 
 if TYPE_CHECKING:  # pragma: no cover
     from monai_dicomseg.codec.tiled_region import TilePlacement
-    from monai_dicomseg.geometry.volume import Volume
+    from monai_dicomseg.geometry.volume import Volume, VolumeGeometry
     from monai_dicomseg.seg.content import SegmentDescription
     from monai_dicomseg.seg.segmentation import Segmentation
 
@@ -801,7 +801,6 @@ class SegmentationReaderMixin:
             coordinate system but not tiled.
         """
         from monai_dicomseg.geometry.volume import Volume
-        from monai_dicomseg.seg._stacking import volume_positions
 
         if apply_palette_color_lut or apply_icc_profile:
             raise UnsupportedError("apply_palette_color_lut/apply_icc_profile are not supported")
@@ -812,38 +811,17 @@ class SegmentationReaderMixin:
                 segment_numbers=segment_numbers, combine_segments=combine_segments, relabel=relabel,
                 rescale_fractional=rescale_fractional, skip_overlap_checks=skip_overlap_checks,
             )
-        index = self._get_frame_index()
-        if self._coordinate_system != CoordinateSystemNames.PATIENT:
-            raise UnsupportedError(
-                "get_volume supports segmentations in the PATIENT coordinate system only; "
-                f"this one uses {getattr(self._coordinate_system, 'value', None)}"
-            )
-        if index.image_positions is None:
-            raise GeometryError("PlanePositionSequence/ImagePositionPatient is missing for some frames")
-        if index.image_orientation is None or index.pixel_spacing is None:
-            raise GeometryError(
-                "ImageOrientationPatient and PixelSpacing must be shared by all frames to form a volume"
-            )
-        spacing, positions = volume_positions(
-            index.image_positions, index.image_orientation, spacing_hint=index.spacing_between_slices,
-            rtol=rtol, atol=atol, perpendicular_tol=perpendicular_tol,
-            allow_missing_positions=allow_missing_positions,
+        placement, n_out, origin, spacing = self._volume_frames(
+            slice_start=slice_start, slice_end=slice_end, as_indices=as_indices, rtol=rtol, atol=atol,
+            perpendicular_tol=perpendicular_tol, allow_missing_positions=allow_missing_positions,
         )
-        n_positions = int(positions.max()) + 1
-        start, end = _slice_range(slice_start, slice_end, as_indices, n_positions)
-        origin = index.image_positions[int(np.flatnonzero(positions == 0)[0])]
-        keep = (positions >= start) & (positions < end)
-        frames = np.flatnonzero(keep)
-        placement = Placement(frames, positions[frames] - start, index.segment_numbers[frames])
+        index = self._get_frame_index()
         if segment_numbers is None:
             segment_numbers = list(self.segment_numbers)
         array = self._assemble(
-            placement, end - start, segment_numbers, combine_segments=combine_segments, relabel=relabel,
+            placement, n_out, segment_numbers, combine_segments=combine_segments, relabel=relabel,
             rescale_fractional=rescale_fractional, skip_overlap_checks=skip_overlap_checks, dtype=dtype,
         )
-        normal = np.cross(index.image_orientation[3:], index.image_orientation[:3])
-        normal /= np.linalg.norm(normal)
-        origin = origin + normal * spacing * start
         if (row_start, row_end, column_start, column_end) != (None, None, None, None):
             from monai_dicomseg.codec.tiled_region import standardize_region
 
@@ -863,6 +841,104 @@ class SegmentationReaderMixin:
             coordinate_system=CoordinateSystemNames.PATIENT,
             frame_of_reference_uid=self.get("FrameOfReferenceUID"),  # type: ignore[attr-defined]
             channels=channels,
+        )
+
+    def _volume_frames(
+        self,
+        *,
+        slice_start: int | None = None,
+        slice_end: int | None = None,
+        as_indices: bool = False,
+        rtol: float | None = None,
+        atol: float | None = None,
+        perpendicular_tol: float | None = None,
+        allow_missing_positions: bool = True,
+    ) -> tuple[Placement, int, np.ndarray, float]:
+        """Frames of a PATIENT volume: ``(placement, N, LPS origin of the first slice, slice spacing)``.
+
+        The geometry part of :meth:`get_volume` (no pixel is decoded).
+        """
+        index = self._get_frame_index()
+        if self._coordinate_system != CoordinateSystemNames.PATIENT:
+            raise UnsupportedError(
+                "get_volume supports segmentations in the PATIENT coordinate system only; "
+                f"this one uses {getattr(self._coordinate_system, 'value', None)}"
+            )
+        if index.image_positions is None:
+            raise GeometryError("PlanePositionSequence/ImagePositionPatient is missing for some frames")
+        if index.image_orientation is None or index.pixel_spacing is None:
+            raise GeometryError(
+                "ImageOrientationPatient and PixelSpacing must be shared by all frames to form a volume"
+            )
+        from monai_dicomseg.seg._stacking import volume_positions
+
+        spacing, positions = volume_positions(
+            index.image_positions, index.image_orientation, spacing_hint=index.spacing_between_slices,
+            rtol=rtol, atol=atol, perpendicular_tol=perpendicular_tol,
+            allow_missing_positions=allow_missing_positions,
+        )
+        n_positions = int(positions.max()) + 1
+        start, end = _slice_range(slice_start, slice_end, as_indices, n_positions)
+        origin = index.image_positions[int(np.flatnonzero(positions == 0)[0])]
+        keep = (positions >= start) & (positions < end)
+        frames = np.flatnonzero(keep)
+        placement = Placement(frames, positions[frames] - start, index.segment_numbers[frames])
+        normal = np.cross(index.image_orientation[3:], index.image_orientation[:3])
+        normal /= np.linalg.norm(normal)
+        return placement, end - start, origin + normal * spacing * start, spacing
+
+    def _volume_layout(self) -> "tuple[VolumeGeometry, Placement] | None":
+        """Geometry of :meth:`get_volume` (default arguments) and where each frame goes, decoding nothing.
+
+        Returns
+        -------
+        tuple or None
+            ``(VolumeGeometry, Placement)`` (LPS affine, spatial shape
+            ``(N, R, C)``), or None for a tiled segmentation in the SLIDE
+            coordinate system (use :meth:`get_volume`).
+        """
+        from monai_dicomseg.geometry.volume import VolumeGeometry
+
+        if self.is_tiled and self._coordinate_system == CoordinateSystemNames.SLIDE:
+            return None
+        placement, n_out, origin, spacing = self._volume_frames()
+        index = self._get_frame_index()
+        layout = self._get_pixel_layout()
+        geometry = VolumeGeometry.from_attributes(
+            image_position=origin, image_orientation=index.image_orientation, rows=layout.rows,
+            columns=layout.columns, pixel_spacing=index.pixel_spacing,
+            spacing_between_slices=spacing, number_of_frames=n_out,
+            coordinate_system=CoordinateSystemNames.PATIENT,
+            frame_of_reference_uid=self.get("FrameOfReferenceUID"),  # type: ignore[attr-defined]
+        )
+        return geometry, placement
+
+    def _assemble_volume_into(
+        self,
+        out: np.ndarray,
+        placement: Placement,
+        segment_numbers: Sequence[int],
+        *,
+        combine_segments: bool,
+        targets: "Sequence[int] | None" = None,
+        skip_overlap_checks: bool = False,
+    ) -> np.ndarray:
+        """Write the frames of :meth:`_volume_layout` into ``out`` (BINARY / LABELMAP).
+
+        ``out`` is a zero-filled ``(N, R, C, channels)`` (stacked) or
+        ``(N, R, C)`` (combined) array of any strides and dtype, typically a
+        view of the caller's final array; ``targets`` gives each requested
+        segment's output channel (stacked) or value (combined). Only the
+        selected frames are decoded, once.
+        """
+        requested = _check_segment_request(segment_numbers, list(self.segment_numbers))
+        return assemble_frames(
+            self,  # type: ignore[arg-type]
+            self._get_pixel_layout(), placement, out.shape[0],
+            segmentation_type=self.segmentation_type, segment_numbers=requested,
+            combine_segments=combine_segments, relabel=False, rescale_fractional=False,
+            skip_overlap_checks=skip_overlap_checks, dtype=None,
+            all_segment_numbers=list(self.segment_numbers), out=out, targets=targets,
         )
 
     def _get_tiled_volume(
