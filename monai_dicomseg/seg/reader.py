@@ -115,6 +115,40 @@ def _defer_per_frame_groups(buf: bytes) -> bytes:
     return b"".join((buf[:element_start], header, buf[value_start:value_end], buf[value_end + 8 :]))
 
 
+def _parse(source: Any) -> Dataset:
+    try:
+        return pydicom.dcmread(source, force=True)
+    except Exception as exc:  # pydicom raises many types on corrupt input
+        raise DecodeError(f"cannot parse the file as DICOM: {exc}") from exc
+
+
+def _read_path(path: "str | os.PathLike[str]") -> Dataset:
+    """Parse a file, letting pydicom read it directly unless the per-frame groups need a rewrite.
+
+    The file is memory-mapped for the check, so a file that needs no rewrite
+    (ours: defined-length sequences) is copied into memory only once.
+    """
+    import mmap
+
+    try:
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise DecodeError(f"cannot read {os.fspath(path)!r}: {exc}") from exc
+    with handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            raise DecodeError(f"{os.fspath(path)!r} is empty: not a DICOM file")
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            try:
+                rewritten = _defer_per_frame_groups(mapped)
+            except DecodeError:
+                rewritten = mapped
+            if rewritten is not mapped:
+                dataset = _parse(io.BytesIO(rewritten))
+                dataset.filename = os.fspath(path)
+                return dataset
+    return _parse(path)
+
+
 def segread(fp: "str | os.PathLike[str] | BinaryIO") -> "Segmentation":
     """Read a Segmentation image from a file.
 
@@ -138,15 +172,16 @@ def segread(fp: "str | os.PathLike[str] | BinaryIO") -> "Segmentation":
     """
     from monai_dicomseg.seg.segmentation import Segmentation
 
-    buf = _read_bytes(fp)
-    try:
-        buf = _defer_per_frame_groups(buf)
-    except DecodeError:
-        pass  # let pydicom report (or tolerate) the problem below
-    try:
-        dataset = pydicom.dcmread(io.BytesIO(buf), force=True)
-    except Exception as exc:  # pydicom raises many types on corrupt input
-        raise DecodeError(f"cannot parse the file as DICOM: {exc}") from exc
+    if isinstance(fp, (str, os.PathLike)):
+        dataset = _read_path(fp)
+    else:
+        buf = _read_bytes(fp)
+        try:
+            buf = _defer_per_frame_groups(buf)
+        except DecodeError:
+            pass  # let pydicom report (or tolerate) the problem below
+        dataset = _parse(io.BytesIO(buf))
+        dataset.filename = None  # do not keep the whole buffer alive through the data set
     return Segmentation.from_dataset(dataset, copy=False)
 
 
