@@ -32,7 +32,9 @@ aligned with the spatially sorted source instances (see
 argmax, exactly, at the cost of nearest-neighbour work almost everywhere: the
 argmax of a convex combination of probability vectors that share their argmax
 is that same argmax, so only voxels whose 8 surrounding model voxels disagree
-are interpolated.
+are interpolated, and there only the few channels that win at a corner are
+(every other channel is bounded by its largest corner value); near ties fall
+back to interpolating every channel.
 """
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ __all__ = [
     "map_nearest",
     "iter_linear_slabs",
     "argmax_on_grid",
+    "channel_argmax",
     "DRIFT_TOLERANCE",
     "OFFSET_TOLERANCE",
 ]
@@ -289,7 +292,10 @@ def map_nearest(array: np.ndarray, plan: GridPlan) -> np.ndarray:
         n = len(lead)
         moved = np.transpose(array, (*range(n), *(n + a for a in plan.axes)))
         indices = [_nearest_index(plan, axis) for axis in range(3)]
-        result = moved[(Ellipsis, *np.ix_(*(i for i, _ in indices)))]
+        if n == 0:
+            result = _take3(moved, *(i for i, _ in indices))
+        else:
+            result = moved[(Ellipsis, *np.ix_(*(i for i, _ in indices)))]
         valid = [v for _, v in indices]
         inside = valid[0][:, None, None] & valid[1][None, :, None] & valid[2][None, None, :]
         if not inside.all():
@@ -376,21 +382,97 @@ def _uniform_cells(labels: np.ndarray) -> np.ndarray:
     return uniform
 
 
-def _channel_argmax(values: np.ndarray) -> np.ndarray:
-    """``argmax`` over axis 0 of ``(S, ...)`` as a running maximum (fast for channel-first arrays)."""
-    best = np.array(values[0], dtype=np.float32)
-    index = np.zeros(best.shape, dtype=np.int32 if values.shape[0] > 32767 else np.int16)
+_ARGMAX_BLOCK = 1 << 15
+"""Voxels per block of :func:`channel_argmax` (running maximum and mask stay in the CPU cache)."""
+
+
+def channel_argmax(values: np.ndarray) -> np.ndarray:
+    """``argmax`` over axis 0 of ``(S, ...)`` as a running maximum (fast for channel-first arrays).
+
+    Works in blocks of :data:`_ARGMAX_BLOCK` voxels so the running maximum
+    stays in cache while the channels stream past (one read of ``values``,
+    no temporaries). Ties go to the first channel, as ``numpy.argmax``.
+    """
+    channels = values.shape[0]
+    flat = values.reshape(channels, -1)
+    count = flat.shape[1]
+    index = np.zeros(count, dtype=np.int32 if channels > 32767 else np.int16)
+    best = np.empty(min(_ARGMAX_BLOCK, count), dtype=np.float64 if values.dtype == np.float64 else np.float32)
     greater = np.empty(best.shape, dtype=bool)
-    for channel in range(1, values.shape[0]):
-        np.greater(values[channel], best, out=greater)
-        np.copyto(best, values[channel], where=greater)
-        index[greater] = channel
-    return index
+    for start in range(0, count, _ARGMAX_BLOCK):
+        stop = min(start + _ARGMAX_BLOCK, count)
+        size = stop - start
+        running, mask, part = best[:size], greater[:size], index[start:stop]
+        running[...] = flat[0, start:stop]
+        for channel in range(1, channels):
+            row = flat[channel, start:stop]
+            np.greater(row, running, out=mask)
+            np.copyto(running, row, where=mask)
+            np.copyto(part, channel, where=mask)
+    return index.reshape(values.shape[1:])
 
 
 def _take3(array: np.ndarray, first: np.ndarray, second: np.ndarray, third: np.ndarray) -> np.ndarray:
-    """``array[np.ix_(first, second, third)]`` by three contiguous takes (much faster)."""
-    return np.take(np.take(np.take(array, first, axis=0), second, axis=1), third, axis=2)
+    """``array[np.ix_(first, second, third)]`` by three contiguous takes (much faster).
+
+    The last axis is expanded first, while the array is still small; the
+    frame axis last, which copies whole planes.
+    """
+    return np.take(np.take(np.take(array, third, axis=2), second, axis=1), first, axis=0)
+
+
+def _axis_members(low: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices grouped by model cell along one axis.
+
+    Returns ``(order, starts, counts)``: the source indices whose low corner
+    is ``i`` are ``order[starts[i]:starts[i] + counts[i]]``.
+    """
+    order = np.argsort(low, kind="stable")
+    counts = np.bincount(low, minlength=size)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return order, starts, counts
+
+
+def _boundary_voxels(uniform: np.ndarray, lows: Sequence[np.ndarray]
+                     ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray, tuple[np.ndarray, ...]]:
+    """Source voxels whose surrounding model cell is not uniform, enumerated cell by cell.
+
+    Parameters
+    ----------
+    uniform
+        ``(X', Y', Z')`` bool cells (model grid in source-axis order).
+    lows
+        Per source axis, the low model index of every source index.
+
+    Returns
+    -------
+    tuple
+        ``((f, r, c) source indices, cell of each voxel (index into cells), cells (i, j, k))``.
+        The same voxels as ``np.nonzero(~_take3(uniform, *lows))`` without
+        building the full-size mask.
+    """
+    members = [_axis_members(low, size) for low, size in zip(lows, uniform.shape)]
+    cells = np.nonzero(~uniform)
+    sizes = [members[axis][2][cells[axis]] for axis in range(3)]
+    per_cell = sizes[0] * sizes[1] * sizes[2]
+    keep = per_cell > 0
+    cells = tuple(c[keep] for c in cells)
+    sizes = [size[keep] for size in sizes]
+    per_cell = per_cell[keep]
+    total = int(per_cell.sum())
+    cell_of = np.repeat(np.arange(per_cell.size, dtype=np.int64), per_cell)
+    offset = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(per_cell) - per_cell, per_cell)
+    plane = (sizes[1] * sizes[2])[cell_of]
+    first = offset // plane
+    offset -= first * plane
+    columns = sizes[2][cell_of]
+    second = offset // columns
+    third = offset - second * columns
+    voxels = []
+    for axis, within in enumerate((first, second, third)):
+        order, starts, _ = members[axis]
+        voxels.append(order[starts[cells[axis]][cell_of] + within])
+    return (voxels[0], voxels[1], voxels[2]), cell_of, cells
 
 
 def _interpolate_boundary(probabilities: np.ndarray, plan: GridPlan, linear: tuple, boundary: tuple,
@@ -437,6 +519,137 @@ def _interpolate_boundary(probabilities: np.ndarray, plan: GridPlan, linear: tup
         result[tuple(points[part] for points in boundary)] = lookup[winners]
 
 
+_COMBOS = [(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)]
+_MARGIN = 1e-5
+"""Relative margin by which a shortcut decision must win (float32 rounding of either sum is ~1e-7)."""
+_NO_BOUND = np.float32(1e30)
+"""Stands for "no non-candidate channel" (finite, so that 0 * bound stays 0)."""
+
+
+def _cell_candidates(probabilities: np.ndarray, index: np.ndarray, corner: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Candidate channels of cells, their corner values and the bound on every other channel.
+
+    Parameters
+    ----------
+    probabilities
+        ``(S, X, Y, Z)``.
+    index
+        ``(X, Y, Z)`` argmax channel of every model voxel.
+    corner
+        ``(n, 8)`` linear model index of the corners of ``n`` cells.
+
+    Returns
+    -------
+    tuple
+        ``candidates`` ``(n, w)`` distinct corner argmax channels, ascending,
+        padded with -1; ``values`` ``(n, 8, w) float32`` their corner values
+        (0 where padded); ``bounds`` ``(n, 8) float32`` the largest value of
+        a non-candidate channel at each corner (-1e30 when there is none);
+        ``scale``, the largest magnitude among them.
+    """
+    import torch
+
+    channels = probabilities.shape[0]
+    count = corner.shape[0]
+    corner_channels = np.sort(index.reshape(-1)[corner], axis=1).astype(np.int64)
+    fresh = np.ones(corner_channels.shape, dtype=bool)
+    fresh[:, 1:] = corner_channels[:, 1:] != corner_channels[:, :-1]
+    slot = np.cumsum(fresh, axis=1) - 1
+    width = int(slot[:, -1].max()) + 1
+    candidates = np.full((count, width), -1, dtype=np.int64)
+    candidates[np.arange(count)[:, None], slot] = corner_channels
+    flat = probabilities.reshape(channels, -1)
+    values = flat[np.maximum(candidates, 0)[:, None, :], corner[:, :, None]].astype(np.float32)  # (n, 8, w)
+    values[np.broadcast_to((candidates < 0)[:, None, :], values.shape)] = 0.0
+    # the top (w + 1) channels of a corner voxel hold its largest non-candidate channel
+    unique, inverse = np.unique(corner, return_inverse=True)
+    inverse = inverse.reshape(corner.shape)
+    table = torch.from_numpy(np.ascontiguousarray(flat)).index_select(1, torch.from_numpy(unique))
+    top_values, top_channels = torch.topk(table, min(width + 1, channels), dim=0)  # (k, T) descending
+    top_values = top_values.t().contiguous().numpy()[inverse]  # (n, 8, k)
+    top_channels = top_channels.t().contiguous().numpy()[inverse]
+    outside = ~(top_channels[..., None] == candidates[:, None, None, :]).any(axis=-1)
+    first = np.argmax(outside, axis=-1)[..., None]
+    bounds = np.take_along_axis(top_values, first, axis=-1)[..., 0].astype(np.float32)
+    none = ~outside.any(axis=-1)  # every channel is a candidate of that cell
+    scale = max(float(np.abs(values).max()), float(np.abs(bounds[~none]).max(initial=0.0)))
+    bounds[none] = -_NO_BOUND
+    return candidates, values, bounds, scale
+
+
+def _decide_by_candidates(probabilities: np.ndarray, plan: GridPlan, linear: tuple,
+                          boundary: tuple, cell_of: np.ndarray, cells: tuple, index: np.ndarray,
+                          lookup: np.ndarray, result: np.ndarray, chunk: int,
+                          cell_block: int = 32768) -> np.ndarray:
+    """Trilinear argmax at boundary voxels from a few candidate channels per cell.
+
+    Every boundary voxel lies in a model cell whose 8 corners disagree on
+    their argmax. The candidates are those corner argmax channels (usually
+    two); every other channel is bounded at each corner by the largest value
+    of a non-candidate channel there, so its interpolated value is at most
+    the interpolated bound (the weights are >= 0). Where the best candidate
+    beats both the runner-up candidate and that bound by a clear margin
+    (:data:`_MARGIN`, relative), it is the argmax of the full interpolation;
+    the other voxels (near ties) are left for the full computation.
+
+    ``boundary`` voxels must be grouped by cell (``cell_of`` non-decreasing),
+    as :func:`_boundary_voxels` gives them.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(K,) bool``: boundary voxels not decided here.
+    """
+    assert plan.axes is not None
+    shape = probabilities.shape[1:]
+    strides = np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
+    axis_strides = [int(strides[a]) for a in plan.axes]
+    sizes = [shape[a] for a in plan.axes]
+    axis_weights = []
+    for (_, _, weight, _), points in zip(linear, boundary):
+        w = weight[points]
+        axis_weights.append((1.0 - w, w))
+    total = boundary[0].size
+    undecided = np.zeros(total, dtype=bool)
+    first_voxel = np.searchsorted(cell_of, np.arange(0, cells[0].size + cell_block, cell_block))
+    for block, begin_cell in enumerate(range(0, cells[0].size, cell_block)):
+        block_cells = slice(begin_cell, min(begin_cell + cell_block, cells[0].size))
+        ends = []
+        for axis in range(3):
+            low = cells[axis][block_cells].astype(np.int64)
+            high = np.minimum(low + 1, sizes[axis] - 1)
+            ends.append((low * axis_strides[axis], high * axis_strides[axis]))
+        corner = np.stack([ends[0][a] + ends[1][b] + ends[2][c] for a, b, c in _COMBOS], axis=1)  # (n, 8)
+        candidates, values, bounds, scale = _cell_candidates(probabilities, index, corner)
+        padded = candidates < 0
+        margin = _MARGIN * scale
+        voxels_end = int(first_voxel[block + 1]) if block + 1 < first_voxel.size else total
+        for begin in range(int(first_voxel[block]), min(voxels_end, total), chunk):
+            part = slice(begin, min(begin + chunk, voxels_end, total))
+            cell = cell_of[part] - begin_cell
+            weights = np.stack([axis_weights[0][a][part] * axis_weights[1][b][part] * axis_weights[2][c][part]
+                                for a, b, c in _COMBOS], axis=1)  # (k, 8) float32, as in the full sum
+            scores = np.einsum("kc,kcm->mk", weights, values[cell])  # (w, k)
+            scores[padded[cell].T] = -np.inf
+            bound = np.einsum("kc,kc->k", weights, bounds[cell])
+            # best (first on ties) and runner-up over the few candidate rows
+            top = scores[0].copy()
+            best = np.zeros(top.shape, dtype=np.intp)
+            second = np.full(top.shape, -np.inf, dtype=scores.dtype)
+            for slot in range(1, scores.shape[0]):
+                row = scores[slot]
+                better = row > top
+                np.maximum(second, np.where(better, top, row), out=second)
+                np.copyto(top, row, where=better)
+                best[better] = slot
+            decided = (top - second > margin) & (top - bound > margin)
+            chosen = candidates[cell[decided], best[decided]]
+            result[tuple(points[part][decided] for points in boundary)] = lookup[chosen]
+            undecided[part] = ~decided
+    return undecided
+
+
 def argmax_on_grid(probabilities: np.ndarray, plan: GridPlan, lookup: np.ndarray,
                    chunk: int = 262144) -> np.ndarray:
     """Label map on the source grid: argmax of the *linearly* resampled probabilities.
@@ -456,10 +669,18 @@ def argmax_on_grid(probabilities: np.ndarray, plan: GridPlan, lookup: np.ndarray
     -------
     numpy.ndarray
         ``(F, R, C)`` of ``lookup.dtype``; out-of-field voxels are 0.
+
+    Notes
+    -----
+    Separable plans: the argmax is taken on the model grid; source voxels
+    whose model cell has one argmax at all 8 corners get it (exact, see the
+    module docstring); the others are decided from their cell's candidate
+    channels (:func:`_decide_by_candidates`) and, for near ties only, by
+    the full trilinear interpolation of every channel.
     """
     lookup = np.asarray(lookup)
     if plan.kind == "exact":
-        return map_exact(lookup[_channel_argmax(probabilities)], plan)
+        return map_exact(lookup[channel_argmax(probabilities)], plan)
     if plan.kind == "general":
         result = np.zeros(plan.source_shape, dtype=lookup.dtype)
         for start, stop, values in iter_linear_slabs(probabilities, plan):
@@ -468,14 +689,19 @@ def argmax_on_grid(probabilities: np.ndarray, plan: GridPlan, lookup: np.ndarray
             result[start:stop] = slab
         return result
     assert plan.axes is not None
-    moved_index = np.transpose(_channel_argmax(probabilities), plan.axes)
+    index = channel_argmax(probabilities)
+    moved_index = np.transpose(index, plan.axes)
     uniform = _uniform_cells(moved_index)
-    frames, rows, cols = (_linear_index(plan, axis) for axis in range(3))
-    result = lookup[_take3(moved_index, frames[0], rows[0], cols[0])]
-    boundary = np.nonzero(~_take3(uniform, frames[0], rows[0], cols[0]))
+    linear = tuple(_linear_index(plan, axis) for axis in range(3))
+    result = _take3(np.transpose(lookup[index], plan.axes), linear[0][0], linear[1][0], linear[2][0])
+    boundary, cell_of, cells = _boundary_voxels(uniform, [low for low, _, _, _ in linear])
     if boundary[0].size:
-        _interpolate_boundary(probabilities, plan, (frames, rows, cols), boundary, lookup, result, chunk)
-    inside = frames[3][:, None, None] & rows[3][None, :, None] & cols[3][None, None, :]
+        undecided = _decide_by_candidates(probabilities, plan, linear, boundary, cell_of, cells, index,
+                                          lookup, result, chunk)
+        if undecided.any():
+            rest = tuple(points[undecided] for points in boundary)
+            _interpolate_boundary(probabilities, plan, linear, rest, lookup, result, chunk)
+    inside = linear[0][3][:, None, None] & linear[1][3][None, :, None] & linear[2][3][None, None, :]
     if not inside.all():
         result[~inside] = 0
     return result

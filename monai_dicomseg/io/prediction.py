@@ -43,10 +43,10 @@ from monai_dicomseg.anatomy import (
     describe_segment, segment_descriptions_from_dcmqi, segment_descriptions_from_names, terms_for_names,
 )
 from monai_dicomseg.errors import InputError, InputTypeError
-from monai_dicomseg.io.grid import GridPlan, argmax_on_grid, iter_linear_slabs, map_nearest
+from monai_dicomseg.io.grid import GridPlan, argmax_on_grid, channel_argmax, iter_linear_slabs, map_nearest
 from monai_dicomseg.seg.content import AlgorithmIdentificationSequence, SegmentDescription
 
-__all__ = ["INPUT_KINDS", "DISCRETIZE", "INTERPOLATION", "SegmentPlan", "classify_input",
+__all__ = ["INPUT_KINDS", "DISCRETIZE", "INTERPOLATION", "SegmentPlan", "classify_input", "value_range",
            "check_probabilities", "plan_segments", "to_source_grid"]
 
 INPUT_KINDS = ("auto", "labels", "onehot", "probabilities")
@@ -89,8 +89,37 @@ def _choice(value: Any, allowed: Sequence[str], argument: str) -> str:
     return text
 
 
-def classify_input(array: np.ndarray, kind: str = "auto") -> str:
+def value_range(array: np.ndarray) -> "tuple[float, float]":
+    """``(min, max)`` of ``array`` in one multi-threaded pass, without temporaries.
+
+    NaN anywhere makes both NaN (``torch.aminmax`` propagates it), so the
+    result also answers "any NaN / infinity?" without an ``isfinite`` mask.
+    """
+    import torch
+
+    if array.size == 0:
+        return 0.0, 0.0
+    if array.dtype == bool:
+        array = array.view(np.uint8)
+    try:
+        low, high = torch.aminmax(torch.from_numpy(np.ascontiguousarray(array)))
+        return float(low), float(high)
+    except (TypeError, RuntimeError, ValueError):  # dtypes torch lacks (float128, big-endian, ...)
+        return float(np.min(array)), float(np.max(array))
+
+
+def classify_input(array: np.ndarray, kind: str = "auto",
+                   values: "tuple[float, float] | None" = None) -> str:
     """Kind of a channel-first ``(C, X, Y, Z)`` output (see module docstring).
+
+    Parameters
+    ----------
+    array
+        ``(C, X, Y, Z)`` model output.
+    kind
+        ``"auto"`` or one of :data:`INPUT_KINDS`.
+    values
+        ``(min, max)`` of ``array`` when already known (:func:`value_range`).
 
     Raises
     ------
@@ -100,8 +129,10 @@ def classify_input(array: np.ndarray, kind: str = "auto") -> str:
     """
     kind = _choice(kind, INPUT_KINDS, "input_kind")
     integral = array.dtype == bool or np.issubdtype(array.dtype, np.integer)
-    if not integral and _has_nan(array):
-        raise InputError("the model output contains NaN values; expected probabilities in [0, 1] or labels")
+    if not integral:
+        low, high = values if values is not None else value_range(array)
+        if np.isnan(low) or np.isnan(high):
+            raise InputError("the model output contains NaN values; expected probabilities in [0, 1] or labels")
     if kind == "auto":
         if integral or array.shape[0] == 1:
             is_int = integral or bool(np.all(np.mod(array, 1) == 0))
@@ -136,20 +167,15 @@ def _is_binary(array: np.ndarray) -> bool:
     return bool(np.all((flat == 0) | (flat == 1)))
 
 
-def _has_nan(array: np.ndarray) -> bool:
-    import torch
+def check_probabilities(array: np.ndarray, values: "tuple[float, float] | None" = None) -> None:
+    """Raise InputError unless every value is finite and in [0, 1].
 
-    return bool(torch.isnan(torch.from_numpy(np.ascontiguousarray(array))).any())
-
-
-def check_probabilities(array: np.ndarray) -> None:
-    """Raise InputError unless every value is finite and in [0, 1]."""
-    import torch
-
-    values = torch.from_numpy(np.ascontiguousarray(array))
-    if not bool(torch.isfinite(values).all()):
+    One fused min/max pass (:func:`value_range`, or ``values`` when already
+    known): NaN propagates into both, infinities fall outside [0, 1].
+    """
+    low, high = values if values is not None else value_range(array)
+    if not (np.isfinite(low) and np.isfinite(high)):
         raise InputError("the model output contains NaN or infinite values; expected probabilities in [0, 1]")
-    low, high = (float(v) for v in torch.aminmax(values))
     if low < -_PROBABILITY_TOLERANCE or high > 1 + _PROBABILITY_TOLERANCE:
         raise InputError(
             f"probabilities must lie in [0, 1]; got values in [{low:.4g}, {high:.4g}] "
@@ -303,6 +329,14 @@ def plan_segments(
 # --------------------------------------------------------------------------- arrays
 
 
+def _select_channels(array: np.ndarray, channels: Sequence[int]) -> np.ndarray:
+    """``array[channels]``: a view (no copy) when the channels are a contiguous ascending run."""
+    channels = [int(c) for c in channels]
+    if channels and channels == list(range(channels[0], channels[0] + len(channels))):
+        return array[channels[0]:channels[0] + len(channels)]
+    return array[channels]
+
+
 def _label_dtype(count: int) -> type:
     return np.uint8 if count < 256 else np.uint16
 
@@ -348,8 +382,8 @@ def to_source_grid(
         return mapped
     if interpolation == "auto":
         interpolation = "nearest" if plan.kind == "onehot" else "linear"
-    segment_channels = array[plan.sources]
     if segmentation_type == "FRACTIONAL":
+        segment_channels = _select_channels(array, plan.sources)
         if interpolation == "nearest":
             stacked = map_nearest(segment_channels, grid).astype(np.float32)
         else:
@@ -363,15 +397,16 @@ def to_source_grid(
         if plan.background is not None:
             order = [plan.background, *plan.sources]
             lookup = np.arange(0, n + 1, dtype=dtype)
-            scores = array[order] if order != list(range(array.shape[0])) else array
+            scores = _select_channels(array, order)
         else:  # a virtual background at the threshold: best channel must reach it
             scores = np.concatenate([array[plan.sources].astype(np.float32, copy=False),
                                      np.full((1, *array.shape[1:]), threshold, dtype=np.float32)])
             lookup = np.append(np.arange(1, n + 1), 0).astype(dtype)
-        if interpolation == "nearest":
-            return map_nearest(lookup[np.argmax(scores, axis=0)], grid)
+        if interpolation == "nearest":  # argmax on the (smaller) model grid, then copy small labels
+            return map_nearest(lookup[channel_argmax(scores)], grid)
         return argmax_on_grid(scores, grid, lookup)
     # threshold: stacked, possibly overlapping masks
+    segment_channels = _select_channels(array, plan.sources)
     if interpolation == "nearest":
         return np.ascontiguousarray(np.moveaxis(map_nearest(segment_channels >= threshold, grid), 0, -1)
                                     ).astype(np.uint8)

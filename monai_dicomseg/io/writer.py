@@ -35,7 +35,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from monai_dicomseg.errors import GeometryError, InputError, InputTypeError
 from monai_dicomseg.io.grid import GridPlan, plan_grid_mapping
 from monai_dicomseg.io.prediction import (
-    SegmentPlan, check_probabilities, classify_input, plan_segments, to_source_grid,
+    SegmentPlan, check_probabilities, classify_input, plan_segments, to_source_grid, value_range,
 )
 from monai_dicomseg.io.series import SourceSeries, check_spatial_affine, load_source_geometry, read_series_datasets
 from monai_dicomseg.seg.content import AlgorithmIdentificationSequence
@@ -287,9 +287,10 @@ class DicomSegWriter(ImageWriter):
         if self.data_obj is None or self.source is None or self.affine is None:
             raise InputError("call set_data_array() and set_metadata() before build()/write()")
         array = self.data_obj
-        kind = classify_input(array, self.input_kind)
+        values = None if array.dtype == bool or np.issubdtype(array.dtype, np.integer) else value_range(array)
+        kind = classify_input(array, self.input_kind, values)
         if kind == "probabilities":
-            check_probabilities(array)
+            check_probabilities(array, values)
         present = np.unique(array).tolist() if kind == "labels" else None
         self.segment_plan = plan_segments(
             kind, array.shape[0], self.labels, channels=self.channels, background=self.background,

@@ -65,6 +65,29 @@ def test_argmax_shortcut_equals_full_linear_argmax():
     np.testing.assert_array_equal(argmax_on_grid(probabilities, plan, lookup), expected)
 
 
+@pytest.mark.parametrize("normalised", [True, False], ids=["softmax", "sigmoid"])
+@pytest.mark.parametrize("seed", range(4), ids=lambda s: f"seed{s}")
+def test_argmax_candidate_shortcut_equals_full_linear_argmax(seed, normalised):
+    # boundary voxels are decided from their cell's corner argmax channels plus a bound on the others;
+    # un-normalised scores (sigmoid) make the bound, not the sum to one, carry the proof
+    rng = np.random.default_rng(seed)
+    channels = int(rng.integers(3, 9))
+    shape = tuple(int(v) for v in rng.integers(5, 9, 3))
+    probabilities = rng.random((channels, *shape)).astype(np.float32)
+    if normalised:
+        probabilities /= probabilities.sum(axis=0)
+    affine = permute_affine(flip_affine(SOURCE, SOURCE_SHAPE, [seed % 3]), list(rng.permutation(3)))
+    affine[:3, :3] *= rng.uniform(1.2, 2.5, 3)
+    plan = plan_grid_mapping(affine, shape, SOURCE, SOURCE_SHAPE, space="LPS")
+    assert plan.kind == "separable"
+    lookup = rng.permutation(channels).astype(np.uint8)
+    full = np.concatenate([values for _, _, values in iter_linear_slabs(probabilities, plan)], axis=1)
+    ones = np.ones_like(probabilities[:1])
+    inside = np.concatenate([values[0] > 0.5 for _, _, values in iter_linear_slabs(ones, plan)])
+    expected = np.where(inside, lookup[np.argmax(full, axis=0)], 0)
+    np.testing.assert_array_equal(argmax_on_grid(probabilities, plan, lookup, chunk=97), expected)
+
+
 def test_no_overlap_is_a_geometry_error():
     far = translate_affine(SOURCE, (100, 0, 0))
     with pytest.raises(GeometryError, match="does not overlap"):
