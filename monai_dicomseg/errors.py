@@ -21,6 +21,9 @@ __all__ = [
     "MissingDependencyError",
     "FrameMismatchError",
     "OverlapError",
+    "SegmentNumberError",
+    "MissingSourceError",
+    "OutputExistsError",
 ]
 
 
@@ -73,3 +76,15 @@ class OverlapError(DicomSegError, RuntimeError, ValueError):
     ``ValueError`` (highdicom raises it when ``LABELMAP`` storage is requested
     for overlapping segments), so either ``except`` clause catches it.
     """
+
+
+class SegmentNumberError(InputError, IndexError):
+    """A segment number that the segmentation does not define."""
+
+
+class MissingSourceError(DicomSegError, KeyError):
+    """A requested source instance is not referenced by the segmentation (``KeyError`` as highdicom)."""
+
+
+class OutputExistsError(InputError, FileExistsError):
+    """The output file exists and ``overwrite`` is False (no silent overwrite)."""

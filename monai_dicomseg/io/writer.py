@@ -32,7 +32,7 @@ import numpy as np
 from monai.data.image_writer import ImageWriter
 from pydicom.uid import ExplicitVRLittleEndian
 
-from monai_dicomseg.errors import GeometryError, InputError, InputTypeError
+from monai_dicomseg.errors import GeometryError, InputError, InputTypeError, OutputExistsError
 from monai_dicomseg.io.grid import GridPlan, plan_grid_mapping
 from monai_dicomseg.io.prediction import (
     SegmentPlan, check_probabilities, classify_input, plan_segments, to_source_grid, value_range,
@@ -50,10 +50,6 @@ ARTIFICIAL_INTELLIGENCE = CodedConcept("123110", "DCM", "Artificial Intelligence
 _FOR_KEYS = ("FrameOfReferenceUID", "00200052", "0020|0052")
 _SERIES_KEYS = ("SeriesInstanceUID", "0020000E", "0020|000e", "0020|000E")
 _SEGMENTATION_TYPES = ("BINARY", "FRACTIONAL", "LABELMAP")
-
-
-class OutputExistsError(InputError, FileExistsError):
-    """The output file exists and ``overwrite`` is False (no silent overwrite)."""
 
 
 def meta_uid(meta: "Mapping[str, Any] | None", keys: Sequence[str]) -> "str | None":

@@ -12,7 +12,10 @@ import numpy as np
 
 from monai_dicomseg.errors import GeometryError
 from monai_dicomseg.geometry.affine import slice_normal
-from monai_dicomseg.geometry.tolerances import PERPENDICULAR_TOLERANCE, SPACING_RELATIVE_TOLERANCE
+from monai_dicomseg.geometry.tolerances import (
+    PERPENDICULAR_TOLERANCE,
+    SPACING_RELATIVE_TOLERANCE,
+)
 
 __all__ = ["volume_positions"]
 

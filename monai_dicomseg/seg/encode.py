@@ -7,29 +7,29 @@ Per-frame data are encoded as bytes (see :mod:`monai_dicomseg.codec.raw`).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, UID as PydicomUID
+from pydicom.uid import UID as PydicomUID
+from pydicom.uid import ExplicitVRLittleEndian
 
 from monai_dicomseg.codec import raw
-from monai_dicomseg.codec.functional_groups import (
-    derivation_group,
-    per_frame_functional_groups,
-    plane_position_group,
-    slide_position_group,
-)
 from monai_dicomseg.codec.compression import (
     check_transfer_syntax,
     encapsulate_frames,
     encode_frames,
     resolve_workers,
+)
+from monai_dicomseg.codec.functional_groups import (
+    derivation_group,
+    per_frame_functional_groups,
+    plane_position_group,
+    slide_position_group,
 )
 from monai_dicomseg.codec.pixel_data import encode_binary_frames, encode_byte_frames
 from monai_dicomseg.enums import (
@@ -39,7 +39,12 @@ from monai_dicomseg.enums import (
     SegmentationTypeValues,
     to_enum,
 )
-from monai_dicomseg.errors import GeometryError, InputError, InputTypeError, UnsupportedError
+from monai_dicomseg.errors import (
+    GeometryError,
+    InputError,
+    InputTypeError,
+    UnsupportedError,
+)
 from monai_dicomseg.geometry.affine import (
     image_orientation_from_affine,
     pixel_spacing_from_affine,
@@ -62,8 +67,8 @@ from monai_dicomseg.seg.placement import (
     explicit_placement,
     tiled_placement,
 )
-from monai_dicomseg.seg.tiling import cut_tiles
 from monai_dicomseg.seg.sources import SourceFrames, collect_source_frames
+from monai_dicomseg.seg.tiling import cut_tiles
 from monai_dicomseg.uid import UID
 
 __all__ = ["encode_segmentation", "SEGMENTATION_SOP_CLASS_UID", "LABELMAP_SOP_CLASS_UID"]

@@ -12,9 +12,13 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from monai_dicomseg.atomic import atomic_write
 from monai_dicomseg.codec.raw import SEQUENCE_DELIMITER, pixel_data_header
-from monai_dicomseg.enums import SegmentationFractionalTypeValues, SegmentationTypeValues
+from monai_dicomseg.enums import (
+    SegmentationFractionalTypeValues,
+    SegmentationTypeValues,
+)
 from monai_dicomseg.seg.content import SegmentDescription
 from monai_dicomseg.seg.encode import encode_segmentation
+
 try:  # the reader lands separately; keep the writer importable meanwhile
     from monai_dicomseg.seg.reader import SegmentationReaderMixin, segread
 except ImportError:  # pragma: no cover

@@ -18,7 +18,12 @@ from pydicom.dataset import Dataset
 from monai_dicomseg.enums import CoordinateSystemNames
 from monai_dicomseg.errors import GeometryError, InputError, InputTypeError
 from monai_dicomseg.geometry.affine import check_image_orientation
-from monai_dicomseg.seg.tiling import SlideGeometry, slide_geometry, slide_offsets, source_tile_positions
+from monai_dicomseg.seg.tiling import (
+    SlideGeometry,
+    slide_geometry,
+    slide_offsets,
+    source_tile_positions,
+)
 
 __all__ = ["SourceFrames", "collect_source_frames"]
 

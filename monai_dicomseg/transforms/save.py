@@ -59,7 +59,7 @@ class SaveDicomSeg(Transform):
         the source folder / first file).
     overwrite
         Replace existing files (default False: raise
-        :class:`~monai_dicomseg.io.writer.OutputExistsError`).
+        :class:`~monai_dicomseg.errors.OutputExistsError`).
     savepath_in_metadict
         Record the path in ``meta["saved_to"]`` (default True).
     print_log

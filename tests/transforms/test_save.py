@@ -20,7 +20,7 @@ from monai_dicomseg import synthetic
 from monai_dicomseg.errors import GeometryError, InputError
 from monai_dicomseg.geometry.sorting import get_dataset_sort_index
 from monai_dicomseg.io.series import load_source_geometry, to_monai_array
-from monai_dicomseg.io.writer import OutputExistsError
+from monai_dicomseg.errors import OutputExistsError
 from monai_dicomseg.transforms.save import SaveDicomSeg, SaveDicomSegd
 from oracles import dciodvfy_errors
 
