@@ -43,11 +43,9 @@ def main() -> None:
 
     import highdicom
     import nibabel
-    import pydicom
     from pydicom.sr.codedict import codes
 
     import monai_dicomseg as mds
-    from monai_dicomseg import synthetic
 
     shape = (args.slices, args.size, args.size)
     t0 = time.perf_counter()

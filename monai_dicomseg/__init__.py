@@ -8,7 +8,6 @@ imported on first use.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from monai_dicomseg._lazy import lazy_getattr
 from monai_dicomseg.enums import (

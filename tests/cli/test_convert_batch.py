@@ -7,7 +7,6 @@ import nibabel
 import numpy as np
 import pytest
 
-from monai_dicomseg.io.series import from_monai_array
 from oracles import dciodvfy_errors, highdicom_pixels, one_hot
 
 

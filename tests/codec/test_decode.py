@@ -1,7 +1,6 @@
 """Frame-wise decoding equals pydicom's full decode; bad headers are refused up front."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
