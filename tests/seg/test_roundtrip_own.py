@@ -71,3 +71,31 @@ def test_segment_metadata_in_memory(seg_type):
     assert seg.get_segment_description(1).segmented_property_type == codes.SCT.Liver
     assert seg.get_segment_numbers(segment_label="s1") == [1]
     assert [uid[2] for uid in seg.get_source_image_uids()] == [str(ds.SOPInstanceUID) for ds in series]
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.90"],
+                         ids=["native", "jpeg2000"])
+def test_combining_overlapping_binary_segments(syntax):
+    """Overlap is refused, or resolved to the highest segment, for native and compressed frames."""
+    series = make_ct_series(shape=(2, 32, 32))
+    stacked = np.zeros((2, 32, 32, 3), np.uint8)
+    stacked[:, 2:20, 2:20, 0] = 1
+    stacked[:, 10:30, 10:30, 2] = 1  # overlaps segment 1
+    stacked[1, 0:3, 25:31, 1] = 1
+    seg = hd.seg.Segmentation(
+        source_images=series, pixel_array=stacked, segmentation_type="BINARY",
+        segment_descriptions=_descriptions(3), series_instance_uid=hd.UID(), series_number=1,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="x", manufacturer_model_name="x",
+        software_versions="0", device_serial_number="0", transfer_syntax_uid=syntax)
+    buffer = io.BytesIO()
+    seg.save_as(buffer)
+    buffer.seek(0)
+    reread = hd.seg.segread(buffer)
+    uids = [str(ds.SOPInstanceUID) for ds in series]
+    with pytest.raises(hd.errors.OverlapError, match="overlap"):
+        reread.get_pixels_by_source_instance(uids, combine_segments=True)
+    combined = reread.get_pixels_by_source_instance(uids, combine_segments=True, skip_overlap_checks=True)
+    expected = np.zeros((2, 32, 32), np.uint8)
+    for number in (1, 2, 3):
+        expected[stacked[..., number - 1] == 1] = number
+    np.testing.assert_array_equal(combined, expected)
