@@ -47,6 +47,7 @@ from pydicom.uid import (  # noqa: E402
 )
 
 import monai_dicomseg as hd  # noqa: E402
+import write  # noqa: E402
 from _common import big_case, median_time  # noqa: E402
 
 CODECS = {
@@ -81,25 +82,8 @@ def descriptions(module: Any, count: int) -> list[Any]:
 def write_with(module: Any, series: list, labels: np.ndarray, segmentation_type: str,
                transfer_syntax_uid: str, path: str, segment_descriptions: list,
                workers: int = 0, **extra: Any) -> int:
-    seg = module.seg.Segmentation(
-        source_images=series,
-        pixel_array=labels,
-        segmentation_type=segmentation_type,
-        segment_descriptions=segment_descriptions,
-        series_instance_uid=module.UID(),
-        series_number=1,
-        sop_instance_uid=module.UID(),
-        instance_number=1,
-        manufacturer="bench",
-        manufacturer_model_name="bench",
-        software_versions="0",
-        device_serial_number="0",
-        transfer_syntax_uid=transfer_syntax_uid,
-        workers=workers,
-        **extra,
-    )
-    seg.save_as(path)
-    return int(seg.NumberOfFrames)
+    return write.write_with(module, series, labels, segmentation_type, path, segment_descriptions,
+                            transfer_syntax_uid=transfer_syntax_uid, workers=workers, **extra)
 
 
 def read_with(module: Any, path: str, uids: list[str]) -> np.ndarray:

@@ -35,7 +35,9 @@ def descriptions(module, count: int):
     ]
 
 
-def write_with(module, series, labels, segmentation_type: str, path: str, segment_descriptions) -> int:
+def write_with(module, series, labels, segmentation_type: str, path: str, segment_descriptions,
+               **extra) -> int:
+    """Build a SEG with ``module`` (ours or highdicom), save it to ``path``; return its frame count."""
     seg = module.seg.Segmentation(
         source_images=series,
         pixel_array=labels,
@@ -49,6 +51,7 @@ def write_with(module, series, labels, segmentation_type: str, path: str, segmen
         manufacturer_model_name="bench",
         software_versions="0",
         device_serial_number="0",
+        **extra,
     )
     seg.save_as(path)
     return int(seg.NumberOfFrames)
