@@ -16,6 +16,7 @@ from monai_dicomseg.enums import (
     SegmentationFractionalTypeValues,
     SegmentationTypeValues,
 )
+from monai_dicomseg.errors import InputTypeError, UnsupportedError
 from monai_dicomseg.seg.content import SegmentDescription
 from monai_dicomseg.seg.encode import encode_segmentation
 
@@ -28,6 +29,31 @@ except ImportError:  # pragma: no cover
     segread = None  # type: ignore[assignment]
 
 __all__ = ["Segmentation", "segread"]
+
+
+# highdicom constructor arguments accepted for compatibility: harmless when left
+# at their "off" value, refused clearly otherwise.
+_UNSUPPORTED_ARGUMENTS = {
+    "content_creator_identification": None,
+    "palette_color_lut_transformation": None,
+    "icc_profile": None,
+    "further_source_images": None,
+    "series_description": None,
+    "series_date": None,
+    "series_time": None,
+    "content_date": None,
+    "content_time": None,
+    "transfer_syntax_uid_options": None,
+}
+
+
+def _check_extra_arguments(arguments: dict[str, Any]) -> None:
+    """Refuse unknown keyword arguments, and highdicom options this writer does not implement."""
+    for name, value in arguments.items():
+        if name not in _UNSUPPORTED_ARGUMENTS:
+            raise InputTypeError(f"Segmentation() got an unexpected keyword argument {name!r}")
+        if value is not None and not (isinstance(value, (list, tuple)) and len(value) == 0):
+            raise UnsupportedError(f"Segmentation argument {name!r} is not supported yet; got {value!r}")
 
 
 class Segmentation(SegmentationReaderMixin, Dataset):
@@ -122,6 +148,7 @@ class Segmentation(SegmentationReaderMixin, Dataset):
         **kwargs: Any,
     ) -> None:
         super().__init__()
+        _check_extra_arguments(kwargs)
         encode_segmentation(
             self,
             source_images=source_images,
@@ -153,7 +180,6 @@ class Segmentation(SegmentationReaderMixin, Dataset):
             plane_positions=plane_positions,
             plane_orientation=plane_orientation,
             pixel_measures=pixel_measures,
-            **kwargs,
         )
 
     def save_as(self, filename: Any, /, *args: Any, overwrite: bool = True, **kwargs: Any) -> None:

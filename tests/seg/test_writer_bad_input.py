@@ -249,3 +249,20 @@ def test_enum_and_string_segmentation_type_agree(hd: Any, synthetic_ct) -> None:
     from_string = build_segmentation(hd, synthetic_ct, _labels(), "BINARY")
     assert from_enum.SegmentationType == from_string.SegmentationType == "BINARY"
     assert from_enum.PixelData == from_string.PixelData
+
+
+def test_unknown_keyword_argument(hd, synthetic_ct, synthetic_labels):
+    from monai_dicomseg.errors import InputTypeError, UnsupportedError
+
+    from oracles import build_segmentation
+
+    if hd.__name__ != "monai_dicomseg":
+        pytest.skip("checks monai_dicomseg's own handling of highdicom-only options")
+
+    with pytest.raises(InputTypeError, match="unexpected keyword argument 'colour'"):
+        build_segmentation(hd, synthetic_ct, synthetic_labels, "BINARY", colour="red")
+    with pytest.raises(UnsupportedError, match="'icc_profile' is not supported"):
+        build_segmentation(hd, synthetic_ct, synthetic_labels, "BINARY", icc_profile=b"x")
+    # highdicom's defaults for the same options are accepted
+    build_segmentation(hd, synthetic_ct, synthetic_labels, "BINARY", further_source_images=[],
+                       content_creator_identification=None)
