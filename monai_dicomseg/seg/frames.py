@@ -16,13 +16,13 @@ import numpy as np
 
 from monai_dicomseg.enums import DimensionOrganizationTypeValues
 from monai_dicomseg.errors import GeometryError
+from monai_dicomseg.geometry.affine import slice_normal
+from monai_dicomseg.seg.placement import regular_spacing
 
 __all__ = ["FramePlan", "plan_frames", "plane_order"]
 
 # Two planes closer than this along the normal (mm) are the same plane.
 _SAME_PLANE_TOLERANCE_MM = 1e-3
-# Relative tolerance when deciding whether slice spacing is regular.
-_REGULAR_SPACING_RTOL = 1e-2
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,6 @@ class FramePlan:
     def number_of_frames(self) -> int:
         """int: number of stored frames."""
         return int(self.planes.size)
-
-
-def slice_normal(orientation: np.ndarray) -> np.ndarray:
-    """Unit normal ``column_cosines × row_cosines`` of ImageOrientationPatient (6 floats)."""
-    row_cosines, column_cosines = orientation[:3], orientation[3:]
-    normal = np.cross(column_cosines, row_cosines)
-    return normal / np.linalg.norm(normal)
 
 
 def plane_order(positions: np.ndarray | None, orientation: np.ndarray | None,
@@ -107,19 +100,6 @@ def plane_order(positions: np.ndarray | None, orientation: np.ndarray | None,
     ranks = np.empty(number_of_planes, dtype=np.int64)
     ranks[order] = np.arange(1, number_of_planes + 1)
     return order, ranks, distances
-
-
-def _is_regular(distances: np.ndarray, positions: np.ndarray, normal: np.ndarray) -> bool:
-    """Whether sorted planes are evenly spaced along ``normal`` and stacked on one line."""
-    if distances.size < 2:
-        return False
-    steps = np.diff(distances)
-    spacing = float(np.mean(steps))
-    if spacing <= 0 or not np.allclose(steps, spacing, rtol=_REGULAR_SPACING_RTOL, atol=1e-4):
-        return False
-    offsets = positions - positions[0]
-    in_plane = offsets - np.outer(offsets @ normal, normal)
-    return bool(np.abs(in_plane).max() < max(1e-3, _REGULAR_SPACING_RTOL * spacing))
 
 
 def _dense_ranks(values: np.ndarray) -> np.ndarray:
@@ -182,7 +162,7 @@ def plan_frames(
     if single_channel and distances is not None and positions is not None:
         included = np.unique(planes)
         included = included[np.argsort(distances[included], kind="stable")]
-        if _is_regular(distances[included], positions[included], slice_normal(orientation)):  # type: ignore[arg-type]
+        if included.size > 1 and regular_spacing(positions[included], orientation) is not None:
             organization = DimensionOrganizationTypeValues.THREE_DIMENSIONAL
     if tile_positions is not None:
         stored = tile_positions[planes]
