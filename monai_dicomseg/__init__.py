@@ -53,8 +53,17 @@ _LAZY = {
     "LoadDicomSegd": "monai_dicomseg.transforms.load",
     "SaveDicomSeg": "monai_dicomseg.transforms.save",
     "SaveDicomSegd": "monai_dicomseg.transforms.save",
+    "LoadDicomSeries": "monai_dicomseg.transforms.series",
+    "LoadDicomSeriesd": "monai_dicomseg.transforms.series",
     "create_datalist": "monai_dicomseg.data.datalist",
     "DicomSegDataset": "monai_dicomseg.data.dataset",
+    "load_transforms": "monai_dicomseg.data.dataset",
+    "collate_skip_none": "monai_dicomseg.data.dataset",
+    "segments_from_meta": "monai_dicomseg.io.segments",
+    # naming segments (no torch)
+    "segment_descriptions_from_names": "monai_dicomseg.anatomy",
+    "segment_descriptions_from_dcmqi": "monai_dicomseg.anatomy",
+    "check_options": "monai_dicomseg.options",
 }
 
 __getattr__ = lazy_getattr(__name__, _LAZY)
