@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,8 +46,9 @@ from monai_dicomseg.errors import InputError, InputTypeError
 from monai_dicomseg.io.grid import GridPlan, argmax_on_grid, channel_argmax, iter_linear_slabs, map_nearest
 from monai_dicomseg.seg.content import AlgorithmIdentificationSequence, SegmentDescription
 
-__all__ = ["INPUT_KINDS", "DISCRETIZE", "INTERPOLATION", "SegmentPlan", "classify_input", "value_range",
-           "check_probabilities", "plan_segments", "to_source_grid"]
+__all__ = ["INPUT_KINDS", "DISCRETIZE", "INTERPOLATION", "BACKGROUND_NAMES", "SegmentPlan", "classify_input",
+           "value_range", "check_probabilities", "is_background_name", "is_channel_partition", "plan_segments",
+           "to_source_grid"]
 
 INPUT_KINDS = ("auto", "labels", "onehot", "probabilities")
 DISCRETIZE = ("auto", "argmax", "threshold")
@@ -184,6 +185,19 @@ def check_probabilities(array: np.ndarray, values: "tuple[float, float] | None" 
 
 # --------------------------------------------------------------------------- segments
 
+#: Names that mark the background entry of ``labels`` (compared case-insensitively,
+#: surrounding spaces and underscores ignored, so ``"_background_"`` matches).
+BACKGROUND_NAMES = frozenset({"background", "bg"})
+
+
+def is_background_name(name: Any) -> bool:
+    """Whether ``name`` (a label name or a SegmentDescription) names the background."""
+    if isinstance(name, SegmentDescription):
+        name = name.get("SegmentLabel", "")
+    if not isinstance(name, str):
+        return False
+    return name.strip().strip("_").strip().lower() in BACKGROUND_NAMES
+
 
 def _is_dcmqi(labels: Any) -> bool:
     if isinstance(labels, Mapping):
@@ -204,37 +218,137 @@ def _renumbered(description: SegmentDescription, number: int) -> SegmentDescript
     return result
 
 
-def _keyed(labels: Any, algorithm: "AlgorithmIdentificationSequence | None", algorithm_type: str
-           ) -> "tuple[list[int] | None, list[SegmentDescription]]":
-    """``(keys or None, descriptions numbered 1..n)`` from any accepted ``labels`` form."""
+def _label_key(key: Any) -> int:
+    """A ``labels`` mapping key as an int: ints, or digit strings (a bundle's ``channel_def``)."""
+    if isinstance(key, str) and key.strip().isdigit():
+        return int(key.strip())
+    if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or key < 0:
+        raise InputError(
+            "labels keys must be label values / channel indices >= 0 (int, or a digit string as in a "
+            f"bundle's channel_def); got {key!r}")
+    return int(key)
+
+
+@dataclass
+class _Labels:
+    """``labels`` normalised: which entries (list positions or keys) name which segments.
+
+    ``positions`` are list indices (``listed``) or mapping keys / dcmqi
+    labelIDs; ``descriptions`` (numbered 1..n) belong to them in order;
+    ``background`` is the position/key of the entry named background, if any;
+    ``length`` counts every entry, background included.
+    """
+
+    listed: bool
+    positions: list[int]
+    descriptions: list[SegmentDescription]
+    background: "int | None"
+    length: int
+
+
+def _split_background(positions: list[int], entries: list[Any], what: str) -> "tuple[list[int], list[Any], int | None]":
+    background = [p for p, e in zip(positions, entries) if is_background_name(e)]
+    if len(background) > 1:
+        raise InputError(f"labels names the background more than once ({what} {background})")
+    kept = [(p, e) for p, e in zip(positions, entries) if not is_background_name(e)]
+    return [p for p, _ in kept], [e for _, e in kept], (background[0] if background else None)
+
+
+def _normalise_labels(labels: Any, algorithm: "AlgorithmIdentificationSequence | None",
+                      algorithm_type: str) -> _Labels:
+    """Any accepted ``labels`` form as :class:`_Labels` (background entry set apart, never described)."""
     if _is_dcmqi(labels):
         pairs = segment_descriptions_from_dcmqi(labels, algorithm)
-        return [key for key, _ in pairs], [d for _, d in pairs]
+        keys, entries, background = _split_background([k for k, _ in pairs], [d for _, d in pairs], "labelID")
+        return _Labels(False, keys, [_renumbered(d, i + 1) for i, d in enumerate(entries)], background,
+                       len(pairs))
     if isinstance(labels, Mapping):
-        keys = []
-        for key in labels:
-            if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or key < 0:
-                raise InputError(f"labels keys must be label values / channel indices >= 0; got {key!r}")
-            keys.append(int(key))
-        keys.sort()
-        values = [labels[k] for k in keys]
-        if all(isinstance(v, SegmentDescription) for v in values):
-            return keys, [_renumbered(v, i + 1) for i, v in enumerate(values)]
-        if not all(isinstance(v, str) for v in values):
-            raise InputTypeError("labels values must be all names (str) or all SegmentDescriptions")
-        return keys, segment_descriptions_from_names(values, algorithm, algorithm_type)
-    if isinstance(labels, Sequence) and not isinstance(labels, (str, bytes)):
-        items = list(labels)
-        if not items:
+        converted: dict[int, Any] = {}
+        for key, value in labels.items():
+            number = _label_key(key)
+            if number in converted:
+                raise InputError(f"labels has key {number} twice (as {key!r} and as another spelling)")
+            converted[number] = value
+        if not converted:
             raise InputError("labels must not be empty")
-        if all(isinstance(v, SegmentDescription) for v in items):
-            return None, [_renumbered(v, i + 1) for i, v in enumerate(items)]
-        if all(isinstance(v, str) for v in items):
-            return None, segment_descriptions_from_names(items, algorithm, algorithm_type)
+        keys = sorted(converted)
+        values = [converted[k] for k in keys]
+        kind = "key"
+    elif isinstance(labels, Sequence) and not isinstance(labels, (str, bytes)):
+        values = list(labels)
+        if not values:
+            raise InputError("labels must not be empty")
+        keys = list(range(len(values)))
+        kind = "position"
+    else:
+        raise InputTypeError(
+            "labels must be a list of names, a {value: name} mapping (int or digit-string keys), "
+            f"SegmentDescriptions or a dcmqi metadata JSON (path or dict); got {type(labels).__name__}")
+    if all(isinstance(v, SegmentDescription) for v in values):
+        positions, entries, background = _split_background(keys, values, kind)
+        descriptions = [_renumbered(v, i + 1) for i, v in enumerate(entries)]
+    elif all(isinstance(v, str) for v in values):
+        positions, entries, background = _split_background(keys, values, kind)
+        descriptions = segment_descriptions_from_names(entries, algorithm, algorithm_type) if entries else []
+    else:
         raise InputTypeError("labels must hold only names (str) or only SegmentDescriptions")
-    raise InputTypeError(
-        "labels must be a list of names, a {value: name} mapping, SegmentDescriptions or a dcmqi "
-        f"metadata JSON (path or dict); got {type(labels).__name__}")
+    return _Labels(kind == "position", positions, descriptions, background, len(values))
+
+
+def _values_text(values: Sequence[int]) -> str:
+    values = sorted(values)
+    if len(values) > 2 and values == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}..{values[-1]}"
+    return ", ".join(str(v) for v in values[:20]) + (", ..." if len(values) > 20 else "")
+
+
+def _generic(count: int, algorithm: "AlgorithmIdentificationSequence | None",
+             algorithm_type: str) -> list[SegmentDescription]:
+    names = [f"Segment {i + 1}" for i in range(count)]
+    return [describe_segment(i + 1, t, algorithm, algorithm_type)
+            for i, t in enumerate(terms_for_names(names, warn=False))]
+
+
+def _plan_label_values(given: "_Labels | None", present: Sequence[int],
+                       algorithm: "AlgorithmIdentificationSequence | None", algorithm_type: str) -> SegmentPlan:
+    values = sorted(int(v) for v in present if int(v) != 0)
+    if given is None:
+        keys = values
+        descriptions = [describe_segment(i + 1, t, algorithm, algorithm_type)
+                        for i, t in enumerate(terms_for_names([f"Segment {v}" for v in keys], warn=False))]
+        return SegmentPlan("labels", keys, None, descriptions)
+    if given.listed:
+        if given.background not in (None, 0):
+            raise InputError(
+                f"labels names the background at position {given.background}; in a list for a label output "
+                "the background can only be the first entry (value 0)")
+        # with a leading background name, entry i names value i; otherwise entry i names value i + 1
+        keys = list(given.positions) if given.background == 0 else [p + 1 for p in given.positions]
+        background = 0 if given.background is not None else None
+    else:
+        keys = list(given.positions)
+        background = given.background
+        if 0 in keys:
+            raise InputError(
+                "labels names label value 0, which is the background of a label output and never a segment; "
+                "name it 'background' or leave it out")
+    known = set(keys) | ({background} if background is not None else set())
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise InputError(
+            f"the output has label values {_values_text(values)} but labels names {len(keys)} "
+            f"(values {_values_text(keys) or 'none'}); label values {_values_text(unknown)} have no entry in "
+            "labels")
+    return SegmentPlan("labels", keys, None, given.descriptions)
+
+
+def _explicit_background(background: "bool | int | None") -> "int | None | bool":
+    """Channel index of an explicit ``background``, None for ``False``, ``...`` (Ellipsis) when not given."""
+    if background is None:
+        return ...
+    if isinstance(background, (bool, np.bool_)):
+        return 0 if background else None
+    return int(background)
 
 
 def plan_segments(
@@ -245,10 +359,51 @@ def plan_segments(
     channels: "Sequence[int] | None" = None,
     background: "bool | int | None" = None,
     present: "Sequence[int] | None" = None,
+    partition: "Callable[[], bool] | bool | None" = None,
     algorithm_identification: "AlgorithmIdentificationSequence | None" = None,
     algorithm_type: str = "AUTOMATIC",
 ) -> SegmentPlan:
-    """Decide the segments of an output.
+    """Decide the segments of an output: the ``labels`` contract.
+
+    ``labels`` is a list of names (or SegmentDescriptions), a mapping
+    ``{value_or_channel: name}`` with int or digit-string keys (a MONAI
+    bundle's ``channel_def`` such as ``{"0": "background", "1": "liver"}``),
+    a dcmqi metadata JSON (``labelID`` = value or channel), or None (generic
+    ``Segment <n>`` names). An entry named ``"background"`` / ``"bg"`` /
+    ``"_background_"`` (any case) marks the background value or channel and is
+    never written as a segment (PS3.3 C.8.20.2: segments are the labelled
+    structures; the background is the absence of all of them).
+
+    **Label output** (one channel of integer values, ``AsDiscrete(argmax=True)``):
+    value 0 is the background. A list names label values: if its first entry
+    is a background name, entry ``i`` names value ``i``, otherwise entry ``i``
+    names value ``i + 1``. A mapping names values by key. A label value present
+    in the output without a name is an error naming both counts::
+
+        labels=["background", "liver", "spleen"]   # values 1, 2 -> liver, spleen
+        labels=["liver", "spleen"]                 # the same
+        labels={"0": "background", "1": "liver", "2": "spleen"}  # the same
+
+    **Channel outputs** (C channels: one-hot, softmax, sigmoid). A list of
+    length C names the channels by index (a background name marks the
+    background channel). A list of length C - 1 names channels 1..C-1 and is
+    accepted only when channel 0 is known to be the background: explicit
+    ``background=0`` (or True), or an output that partitions every voxel
+    (softmax or one-hot whose channels sum to 1), where argmax needs a
+    background channel anyway. A list of length C without a background name
+    on such a partition is an error (the background channel would silently
+    become the first name) unless ``background=False`` says every channel is a
+    segment. A mapping names channels by key; channel 0 is the background when
+    it is not named (as before). Any other length is an error naming both
+    counts. Examples::
+
+        # one-hot (B, liver, spleen) from AsDiscrete(to_onehot=3)
+        labels={"0": "background", "1": "liver", "2": "spleen"}  # or ["background", "liver", "spleen"]
+        # softmax with background (3 channels, sum 1): argmax, channel 0 not written
+        labels=["liver", "spleen"]                  # channels 1, 2 (channel 0 is background)
+        labels=["liver", "spleen", "kidney"]        # error: names 3 channels of a softmax without background
+        # sigmoid multi-label (3 channels, independent): every channel a segment, threshold
+        labels=["liver", "tumor", "vessel"]
 
     Parameters
     ----------
@@ -257,56 +412,96 @@ def plan_segments(
     n_channels
         ``C`` of the output.
     labels
-        Names / SegmentDescriptions (list: label values ``1..n`` for label
-        inputs, channels for channel inputs), ``{value_or_channel: name}``,
-        or dcmqi metadata (``labelID`` = value or channel). None: one generic
-        segment per label value present / per non-background channel.
+        See above.
     channels
-        Channel indices that are segments (channel inputs); default: all
-        channels but the background.
+        Channel indices that are segments (channel inputs); the non-background
+        entries of a ``labels`` list then name these channels in order.
     background
         Background channel index, True (channel 0), False (none) or None
-        (channel 0 when ``C`` is one more than the number of labels, or when
-        ``labels`` is None and ``C > 1``).
+        (decided from ``labels`` as above; without ``labels``: channel 0 when
+        ``C > 1``).
     present
         Label values present in a label input (to check and for defaults).
+    partition
+        Whether the channels sum to 1 in every voxel (softmax / one-hot of an
+        argmax), or a callable computing it on demand.
 
     Raises
     ------
     InputError
-        Channel count not matching ``labels``; label values without a name;
-        channel indices out of range.
+        Any mismatch between ``labels`` and the output (counts named), label
+        values without a name, channel indices out of range, a background
+        named twice or contradicting ``background``.
     """
-    keys, descriptions = (None, None) if labels is None else _keyed(labels, algorithm_identification, algorithm_type)
+    given = None if labels is None else _normalise_labels(labels, algorithm_identification, algorithm_type)
     if kind == "labels":
-        values = sorted(int(v) for v in (present or []) if int(v) != 0)
-        if descriptions is None:
-            keys = values or []
-            names = [f"Segment {v}" for v in keys]
-            descriptions = [describe_segment(i + 1, t, algorithm_identification, algorithm_type)
-                            for i, t in enumerate(terms_for_names(names, warn=False))]
-        elif keys is None:
-            keys = list(range(1, len(descriptions) + 1))
-        unknown = sorted(set(values) - set(keys))
-        if unknown:
-            raise InputError(f"label values {unknown} in the output have no entry in labels (known: {keys})")
-        return SegmentPlan(kind, list(keys), None, descriptions)
-    # channel inputs
-    if isinstance(background, bool):
-        background_channel: "int | None" = 0 if background else None
-    elif background is None:
-        count = None if descriptions is None else len(descriptions)
-        if channels is not None or keys is not None:
-            chosen = set(channels if channels is not None else keys or [])
-            background_channel = 0 if 0 not in chosen and n_channels > 1 else None
-        elif count is None:
-            background_channel = 0 if n_channels > 1 else None
+        return _plan_label_values(given, present or [], algorithm_identification, algorithm_type)
+    explicit = _explicit_background(background)
+
+    def is_partition() -> bool:
+        return bool(partition()) if callable(partition) else bool(partition)
+
+    descriptions = None if given is None else given.descriptions
+    if given is not None and given.background is not None:
+        if explicit is not ... and explicit != given.background:
+            raise InputError(
+                f"labels names channel {given.background} 'background' but background={background!r}")
+        background_channel: "int | None" = given.background
+        if channels is None:
+            if given.listed and given.length != n_channels:
+                raise InputError(
+                    f"the output has {n_channels} channel(s) but labels names {given.length} (including "
+                    f"'background' at channel {given.background}); a list with a background entry names every "
+                    "channel")
+            channels = list(given.positions)
+    elif given is not None and not given.listed:
+        if explicit is not ...:
+            background_channel = explicit
         else:
-            background_channel = 0 if n_channels == count + 1 else None
+            chosen = set(channels if channels is not None else given.positions)
+            background_channel = 0 if 0 not in chosen and n_channels > 1 else None
+        if channels is None:
+            channels = list(given.positions)
+    elif given is not None and channels is None:  # list without a background entry
+        count = given.length
+        if count == n_channels:
+            if explicit is not ... and explicit is not None:
+                raise InputError(
+                    f"labels names all {n_channels} channels but background={background!r}; name the background "
+                    f"channel 'background' or give {n_channels - 1} names for the other channels")
+            if explicit is ... and n_channels > 1 and is_partition():
+                raise InputError(
+                    f"the output's {n_channels} channels sum to 1 (softmax or one-hot), so one of them is the "
+                    f"background, but labels names {count} channels without a 'background' entry; name it "
+                    f"(e.g. ['background', ...]), give {n_channels - 1} names for channels 1..{n_channels - 1}, "
+                    "or pass background=False if every channel is a segment")
+            background_channel = None
+            channels = list(range(n_channels))
+        elif count == n_channels - 1 and explicit is not None:
+            if explicit is ...:
+                if not is_partition():
+                    raise InputError(
+                        f"the output has {n_channels} channels but labels names {count}; channel 0 is not known "
+                        "to be the background (the channels do not sum to 1): pass background=0, or name every "
+                        "channel")
+                explicit = 0
+            background_channel = explicit
+            channels = [c for c in range(n_channels) if c != background_channel]
+        else:
+            raise InputError(
+                f"the output has {n_channels} channel(s) but labels names {count}"
+                f"{'' if explicit is ... or explicit is None else f' (background channel {explicit})'}; "
+                f"expected {n_channels} names (one per channel, 'background' included if there is one) or "
+                f"{n_channels - 1} names for channels 1..{n_channels - 1} with background=0")
     else:
-        background_channel = int(background)
+        if explicit is not ...:
+            background_channel = explicit
+        elif channels is not None:
+            background_channel = 0 if 0 not in set(channels) and n_channels > 1 else None
+        else:
+            background_channel = 0 if n_channels > 1 else None
     if channels is None:
-        channels = keys if keys is not None else [c for c in range(n_channels) if c != background_channel]
+        channels = [c for c in range(n_channels) if c != background_channel]
     channels = [int(c) for c in channels]
     bad = [c for c in channels + ([] if background_channel is None else [background_channel])
            if not 0 <= c < n_channels]
@@ -315,15 +510,21 @@ def plan_segments(
     if background_channel in channels:
         raise InputError(f"channel {background_channel} cannot be both background and a segment")
     if descriptions is None:
-        names = [f"Segment {i + 1}" for i in range(len(channels))]
-        descriptions = [describe_segment(i + 1, t, algorithm_identification, algorithm_type)
-                        for i, t in enumerate(terms_for_names(names, warn=False))]
+        descriptions = _generic(len(channels), algorithm_identification, algorithm_type)
     if len(descriptions) != len(channels):
         raise InputError(
             f"the output has {n_channels} channels ({len(channels)} segment channel(s) {channels}"
             f"{'' if background_channel is None else f', background channel {background_channel}'}) "
-            f"but labels describe {len(descriptions)} segment(s); pass channels= or background=")
+            f"but labels names {len(descriptions)} segment(s); pass channels= or background=")
     return SegmentPlan(kind, channels, background_channel, descriptions)
+
+
+def is_channel_partition(array: np.ndarray, tolerance: float = 1e-3) -> bool:
+    """Whether the channels of ``(C, X, Y, Z)`` sum to 1 in every voxel (softmax, or one-hot of an argmax)."""
+    if array.shape[0] < 2 or array.size == 0:
+        return False
+    total = array.sum(axis=0, dtype=np.float32)
+    return bool(np.abs(total - 1.0).max() <= tolerance)
 
 
 # --------------------------------------------------------------------------- arrays

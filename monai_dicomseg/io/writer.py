@@ -35,7 +35,8 @@ from pydicom.uid import ExplicitVRLittleEndian
 from monai_dicomseg.errors import GeometryError, InputError, InputTypeError, OutputExistsError
 from monai_dicomseg.io.grid import GridPlan, plan_grid_mapping
 from monai_dicomseg.io.prediction import (
-    SegmentPlan, check_probabilities, classify_input, plan_segments, to_source_grid, value_range,
+    SegmentPlan, check_probabilities, classify_input, is_channel_partition, plan_segments, to_source_grid,
+    value_range,
 )
 from monai_dicomseg.io.series import SourceSeries, check_spatial_affine, load_source_geometry, read_series_datasets
 from monai_dicomseg.seg.content import AlgorithmIdentificationSequence
@@ -123,11 +124,18 @@ class DicomSegWriter(ImageWriter):
     segmentation_type
         ``"BINARY"``, ``"FRACTIONAL"`` or ``"LABELMAP"`` (PS3.3 C.8.20.2).
     labels
-        Segment names / descriptions: a list (label values ``1..n`` or segment
-        channels), ``{value_or_channel: name | SegmentDescription}``, a list
+        Segment names / descriptions: a list, ``{value_or_channel: name |
+        SegmentDescription}`` with int or digit-string keys (a bundle's
+        ``channel_def``, e.g. ``{"0": "background", "1": "liver"}``), a list
         of ``SegmentDescription``, or dcmqi metadata JSON (path/dict with
-        ``segmentAttributes``). Names get SNOMED CT codes and colours from
-        :mod:`monai_dicomseg.anatomy`. None: generic ``Segment <n>``.
+        ``segmentAttributes``). An entry named ``"background"`` marks the
+        background value/channel and is never written. The full rule, with
+        one example per output kind (argmax labels, one-hot, softmax with
+        background, sigmoid multi-label), is in
+        :func:`~monai_dicomseg.io.prediction.plan_segments`; any mismatch is an
+        InputError naming both counts, never a silent shift. Names get SNOMED
+        CT codes and colours from :mod:`monai_dicomseg.anatomy`. None: generic
+        ``Segment <n>``.
     channels, background
         Which channels are segments / the background channel (see
         :func:`~monai_dicomseg.io.prediction.plan_segments`).
@@ -290,7 +298,8 @@ class DicomSegWriter(ImageWriter):
         present = np.unique(array).tolist() if kind == "labels" else None
         self.segment_plan = plan_segments(
             kind, array.shape[0], self.labels, channels=self.channels, background=self.background,
-            present=present, algorithm_identification=self.algorithm, algorithm_type=self.algorithm_type)
+            present=present, partition=lambda: is_channel_partition(array),
+            algorithm_identification=self.algorithm, algorithm_type=self.algorithm_type)
         geometry = self.source.geometry
         self.grid_plan = plan_grid_mapping(self.affine, array.shape[1:], geometry.affine,
                                            geometry.spatial_shape, space=self.space)

@@ -270,3 +270,55 @@ def test_bad_options():
         SaveDicomSeg(segmentation_type="MASK")
     with pytest.raises(InputError, match="output_name"):
         SaveDicomSeg(output_name="patient")
+
+
+# --------------------------------------------------------------------------- labels contract end to end
+
+CHANNEL_DEF = {"0": "background", "1": "liver", "2": "spleen", "3": "kidney_left"}
+
+
+def _labels_by_name(path: str, source) -> dict[str, np.ndarray]:
+    seg = hd.seg.segread(path)
+    uids = [str(ds.SOPInstanceUID) for ds in source.datasets]
+    stacked = np.asarray(seg.get_pixels_by_source_instance(uids, rescale_fractional=True))
+    return {seg.get_segment_description(n).segment_label: stacked[..., i]
+            for i, n in enumerate(seg.segment_numbers)}
+
+
+@pytest.mark.parametrize("kind", ["argmax", "softmax", "onehot"])
+@pytest.mark.parametrize("labels", [CHANNEL_DEF, ["background", "liver", "spleen", "kidney_left"],
+                                    {int(k): v for k, v in CHANNEL_DEF.items()}],
+                         ids=["channel_def", "list_with_background", "int_keys"])
+def test_bundle_channel_def_every_output_kind(tmp_path, case, kind, labels):
+    """A bundle's channel_def (string keys) works on every output kind; background is never a segment."""
+    folder, truth, source, label = case
+    if kind == "argmax":
+        prediction = label
+    elif kind == "softmax":
+        prediction = softmax_like(label)
+    else:
+        onehot = torch.nn.functional.one_hot(label[0].long(), 4).permute(3, 0, 1, 2).float()
+        prediction = MetaTensor(onehot, affine=label.affine, meta=dict(label.meta))
+    data = SaveDicomSegd(keys="pred", output_dir=tmp_path / "o", labels=labels)({"pred": prediction})
+    segments = _labels_by_name(data["pred"].meta["saved_to"], source)
+    assert sorted(segments) == ["kidney_left", "liver", "spleen"]
+    for value, name in ((1, "liver"), (2, "spleen"), (3, "kidney_left")):
+        np.testing.assert_array_equal(segments[name] > 0, truth == value)
+
+
+def test_softmax_names_without_background_is_an_error(tmp_path, case):
+    *_, label = case
+    with pytest.raises(InputError, match="sum to 1"):
+        SaveDicomSeg(output_dir=tmp_path / "o", labels=["pancreas", "liver", "spleen", "kidney_left"])(
+            softmax_like(label))
+    _no_seg_written(tmp_path)
+
+
+def test_sigmoid_multilabel_every_channel(tmp_path, case):
+    folder, truth, source, label = case
+    masks = torch.stack([torch.as_tensor(np.ascontiguousarray(to_monai_array(truth == v))) for v in (1, 2, 3)]).float() * 0.9
+    prediction = MetaTensor(masks, affine=label.affine, meta=dict(label.meta))
+    SaveDicomSeg(output_dir=tmp_path / "o", labels=NAMES)(prediction)
+    segments = _labels_by_name(prediction.meta["saved_to"], source)
+    for value, name in enumerate(NAMES, start=1):
+        np.testing.assert_array_equal(segments[name] > 0, truth == value)
