@@ -88,3 +88,48 @@ class MissingSourceError(DicomSegError, KeyError):
 
 class OutputExistsError(InputError, FileExistsError):
     """The output file exists and ``overwrite`` is False (no silent overwrite)."""
+
+
+# --------------------------------------------------------------------------- DICOMweb (monai_dicomseg.dicomweb)
+
+class DicomWebError(DicomSegError, OSError):
+    """A DICOMweb request failed (QIDO-RS / WADO-RS / STOW-RS, PS3.18).
+
+    The message names the URL (credentials redacted) and the UID concerned;
+    credentials never appear in it. Subclasses ``OSError`` like the I/O error
+    it replaces (``requests`` errors are ``OSError`` too).
+    """
+
+
+class DicomWebConnectionError(DicomWebError, ConnectionError):
+    """The server cannot be reached (refused, DNS, TLS, timeout) after the bounded retries."""
+
+
+class DicomWebAuthError(DicomWebError, PermissionError):
+    """The server refused the credentials (HTTP 401 / 403)."""
+
+
+class DicomWebNotFoundError(DicomWebError, FileNotFoundError):
+    """The study, series or instance does not exist on the server (HTTP 404 or an empty result)."""
+
+
+class DicomWebResponseError(DicomWebError, DecodeError):
+    """The server answered with something unusable: a truncated or malformed body, a wrong UID,
+    or a series that is not what was asked for (e.g. not a Segmentation)."""
+
+
+class DicomWebStoreError(DicomWebError):
+    """STOW-RS refused the instance. The file was kept: ``spool_path`` says where."""
+
+    def __init__(self, message: str, spool_path: "str | None" = None) -> None:
+        super().__init__(message)
+        self.spool_path = spool_path
+
+    def __reduce__(self):  # keep spool_path across processes (DataLoader workers)
+        return (type(self), (str(self), self.spool_path))
+
+
+__all__ += [
+    "DicomWebError", "DicomWebConnectionError", "DicomWebAuthError", "DicomWebNotFoundError",
+    "DicomWebResponseError", "DicomWebStoreError",
+]

@@ -1,0 +1,216 @@
+"""A local, size-bounded cache of DICOM instances keyed by SOP Instance UID.
+
+Layout under ``root``::
+
+    instances/<2 hex>/<SOPInstanceUID>.dcm     the instance as retrieved (Part 10 file)
+    instances/<2 hex>/<SOPInstanceUID>.json    {"size": n, "sha256": "..."}   (written after the .dcm)
+    series/<SeriesInstanceUID>.json            manifest: study, series, SOP Instance UIDs, SOP classes
+    locks/<name>.lock                          fcntl file locks
+
+Safety with several DataLoader workers and processes at once:
+
+* every file is written to a temporary name in the same folder and
+  ``os.replace``-d into place (atomic on POSIX): a reader never sees half a file;
+* a per-series lock (``fcntl.flock``, cross-process) is held while a series is
+  fetched, so two workers that want the same series fetch it once;
+* eviction (least recently used first, by modification time, which a hit
+  refreshes) runs under a global lock and never removes the series being inserted.
+
+Verified on read: an entry counts only when its ``.json`` sidecar exists and
+the file's size and SHA-256 match it; anything else is deleted and fetched again.
+
+Limit: ``max_bytes`` bounds the cache between series; it must exceed what the
+concurrent workers hold at once (a series can be evicted right after another
+worker got its paths, in which case that worker's read fails and the next
+access refetches it).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from monai_dicomseg.errors import InputError
+
+__all__ = ["InstanceCache", "default_cache_dir", "DEFAULT_MAX_BYTES"]
+
+DEFAULT_MAX_BYTES = 10 * 1024**3
+_SAFE_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def default_cache_dir() -> str:
+    """``$MONAI_DICOMSEG_DICOMWEB_CACHE`` or ``$XDG_CACHE_HOME/monai_dicomseg/dicomweb`` (``~/.cache``)."""
+    env = os.environ.get("MONAI_DICOMSEG_DICOMWEB_CACHE")
+    if env:
+        return env
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "monai_dicomseg", "dicomweb")
+
+
+def _uid(uid: str, what: str) -> str:
+    uid = str(uid)
+    if not _SAFE_UID.match(uid) or len(uid) > 64:
+        raise InputError(f"{what} must be a DICOM UID (digits and dots); got {uid!r}")
+    return uid
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class InstanceCache:
+    """Instances keyed by SOP Instance UID, plus per-series manifests.
+
+    Parameters
+    ----------
+    root
+        Cache folder (created). None: :func:`default_cache_dir`.
+    max_bytes
+        Upper bound of the instance files' total size (default 10 GiB).
+    """
+
+    def __init__(self, root: "str | os.PathLike[str] | None" = None, max_bytes: "int | None" = None) -> None:
+        self.root = Path(root if root is not None else default_cache_dir())
+        self.max_bytes = int(DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)
+        if self.max_bytes <= 0:
+            raise InputError(f"cache max_bytes must be > 0; got {max_bytes!r}")
+        for sub in ("instances", "series", "locks"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ locks
+
+    @contextlib.contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """An exclusive cross-process lock named ``name`` (a UID or ``"evict"``)."""
+        path = self.root / "locks" / f"{name}.lock"
+        with open(path, "a+b") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    # ------------------------------------------------------------------ instances
+
+    def path(self, sop_instance_uid: str) -> Path:
+        """Where the instance file lives (whether or not it is cached)."""
+        uid = _uid(sop_instance_uid, "SOPInstanceUID")
+        folder = hashlib.sha1(uid.encode()).hexdigest()[:2]
+        return self.root / "instances" / folder / f"{uid}.dcm"
+
+    def get(self, sop_instance_uid: str) -> "str | None":
+        """The verified path of a cached instance, or None (a corrupt entry is deleted)."""
+        path = self.path(sop_instance_uid)
+        sidecar = path.with_suffix(".json")
+        try:
+            record = json.loads(sidecar.read_text())
+            if os.path.getsize(path) != int(record["size"]) or _sha256(str(path)) != record["sha256"]:
+                raise ValueError("size or checksum mismatch")
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            self.discard(sop_instance_uid)
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # LRU: a hit is a use
+        return str(path)
+
+    def put(self, sop_instance_uid: str, data: bytes) -> str:
+        """Store ``data`` (a Part 10 file) atomically; returns its path."""
+        path = self.path(sop_instance_uid)
+        _atomic_write(path, data)
+        record = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        _atomic_write(path.with_suffix(".json"), json.dumps(record).encode())
+        return str(path)
+
+    def discard(self, sop_instance_uid: str) -> None:
+        """Remove an instance (no error when absent)."""
+        path = self.path(sop_instance_uid)
+        for victim in (path.with_suffix(".json"), path):
+            with contextlib.suppress(FileNotFoundError):
+                victim.unlink()
+
+    # ------------------------------------------------------------------ manifests
+
+    def manifest(self, series_uid: str) -> "dict[str, Any] | None":
+        """The stored manifest of a series, or None."""
+        path = self.root / "series" / f"{_uid(series_uid, 'SeriesInstanceUID')}.json"
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
+
+    def put_manifest(self, series_uid: str, manifest: dict[str, Any]) -> None:
+        """Store the manifest of a series atomically."""
+        path = self.root / "series" / f"{_uid(series_uid, 'SeriesInstanceUID')}.json"
+        _atomic_write(path, json.dumps(manifest, sort_keys=True).encode())
+
+    # ------------------------------------------------------------------ size bound
+
+    def size(self) -> int:
+        """Total bytes of the cached instance files."""
+        return sum(size for _, size, _ in self._entries())
+
+    def _entries(self) -> list[tuple[Path, int, float]]:
+        entries = []
+        for path in (self.root / "instances").glob("*/*.dcm"):
+            with contextlib.suppress(FileNotFoundError):
+                stat = path.stat()
+                entries.append((path, stat.st_size, stat.st_mtime))
+        return entries
+
+    def evict(self, keep: Sequence[str] = ()) -> int:
+        """Remove least recently used instances until the total is within ``max_bytes``.
+
+        Parameters
+        ----------
+        keep
+            SOP Instance UIDs never removed (the series being inserted).
+
+        Returns
+        -------
+        int
+            Number of instances removed.
+        """
+        protected = {self.path(uid) for uid in keep}
+        removed = 0
+        with self.lock("evict"):
+            entries = self._entries()
+            total = sum(size for _, size, _ in entries)
+            for path, size, _ in sorted(entries, key=lambda e: e[2]):
+                if total <= self.max_bytes:
+                    break
+                if path in protected:
+                    continue
+                self.discard(path.stem)
+                total -= size
+                removed += 1
+        return removed
