@@ -6,10 +6,13 @@ that building the argument parser stays instant.
 from __future__ import annotations
 
 import argparse
+import functools
+import inspect
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from monai_dicomseg.errors import InputError
 
@@ -24,6 +27,29 @@ COMPRESSION: dict[str, str] = {
 SEGMENTATION_TYPES = ("BINARY", "LABELMAP", "FRACTIONAL")
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def strict_keywords(function: _F) -> _F:
+    """Make an unknown keyword to ``function`` an InputTypeError naming the closest valid one.
+
+    Python's own ``TypeError`` for an unexpected keyword does not suggest the
+    option that was meant; the functions the subcommands call (and that
+    scripts call directly) use this so ``overwite=True`` says
+    ``did you mean 'overwrite'?``.
+    """
+    from monai_dicomseg.options import check_options
+
+    names = tuple(name for name, parameter in inspect.signature(function).parameters.items()
+                  if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY))
+
+    @functools.wraps(function)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        check_options(kwargs, names, function.__name__)
+        return function(*args, **kwargs)
+
+    return checked  # type: ignore[return-value]
 
 
 def add_compress_option(parser: argparse.ArgumentParser, workers: bool = True) -> None:

@@ -20,6 +20,7 @@ from monai_dicomseg.cli._common import (
     check_output,
     load_series,
     read_seg,
+    strict_keywords,
 )
 from monai_dicomseg.errors import GeometryError, InputError, UnsupportedError
 
@@ -117,6 +118,7 @@ def _slice_thickness(seg: Any) -> float | None:
     return None
 
 
+@strict_keywords
 def convert_seg(
     seg_path: str,
     output: str,

@@ -25,6 +25,7 @@ from monai_dicomseg.cli._common import (
     check_output,
     load_json,
     load_series,
+    strict_keywords,
 )
 from monai_dicomseg.errors import InputError
 
@@ -190,6 +191,7 @@ def _segments(array: Any, stacked: bool, fractional: bool, metadata: Any, names:
     return labels, (descriptions, []), {}
 
 
+@strict_keywords
 def nifti_to_seg(
     labels_path: str,
     series: str,

@@ -10,7 +10,7 @@ import argparse
 import json
 from typing import Any
 
-from monai_dicomseg.cli._common import read_seg
+from monai_dicomseg.cli._common import read_seg, strict_keywords
 
 __all__ = ["add_arguments", "add_options", "run", "describe_seg", "format_description"]
 
@@ -70,6 +70,7 @@ def _type_text(description: Any) -> str:
     return text
 
 
+@strict_keywords
 def describe_seg(path: str) -> dict[str, Any]:
     """Summary of a SEG file as a JSON-serialisable dict."""
     import numpy as np

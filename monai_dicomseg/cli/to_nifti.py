@@ -28,6 +28,7 @@ from monai_dicomseg.cli._common import (
     read_seg,
     save_json,
     save_nifti,
+    strict_keywords,
 )
 from monai_dicomseg.errors import GeometryError, InputError
 
@@ -118,6 +119,7 @@ def _label_dtype(seg: Any) -> Any:
     return np.uint8 if max(seg.segment_numbers, default=0) <= 255 else np.uint16
 
 
+@strict_keywords
 def seg_to_nifti(
     seg_path: str,
     output: str,

@@ -23,8 +23,9 @@ Everything is validated before a byte is written.
 """
 from __future__ import annotations
 
+import inspect
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +40,13 @@ from monai_dicomseg.io.prediction import (
     value_range,
 )
 from monai_dicomseg.io.series import SourceSeries, check_spatial_affine, load_source_geometry, read_series_datasets
+from monai_dicomseg.options import check_options
 from monai_dicomseg.seg.content import AlgorithmIdentificationSequence
 from monai_dicomseg.sr.coding import CodedConcept
 from monai_dicomseg.uid import UID
 
-__all__ = ["DicomSegWriter", "OutputExistsError", "resolve_source_series", "meta_uid", "ARTIFICIAL_INTELLIGENCE"]
+__all__ = ["DicomSegWriter", "OutputExistsError", "resolve_source_series", "meta_uid", "ARTIFICIAL_INTELLIGENCE",
+           "parameter_names"]
 
 ARTIFICIAL_INTELLIGENCE = CodedConcept("123110", "DCM", "Artificial Intelligence")
 """Algorithm Family (CID 7162) used by default."""
@@ -107,6 +110,13 @@ def resolve_source_series(
         raise InputError(f"the source DICOM series is not reachable: {error}") from None
 
 
+def parameter_names(function: Callable[..., Any]) -> tuple[str, ...]:
+    """Names of the keyword-passable parameters of ``function`` (no ``self``, ``*args``, ``**kwargs``)."""
+    return tuple(
+        name for name, parameter in inspect.signature(function).parameters.items()
+        if name != "self" and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY))
+
+
 def _numpy(data: Any) -> np.ndarray:
     if hasattr(data, "detach"):
         data = data.detach().cpu().numpy()
@@ -161,8 +171,13 @@ class DicomSegWriter(ImageWriter):
         Passed to :class:`~monai_dicomseg.seg.Segmentation`.
     overwrite
         Replace an existing file (default False: raise OutputExistsError).
+    output_dtype, scale
+        Accepted and ignored: ``monai.transforms.SaveImage`` passes them to
+        every writer (a SEG's pixel type follows ``segmentation_type``).
     **kwargs
-        Accepted and ignored (``output_dtype``, ``scale`` from ``SaveImage``).
+        Nothing else: an unknown keyword (``segmentaton_type=``, ``lables=``)
+        raises :class:`~monai_dicomseg.errors.InputTypeError` (a ``TypeError``)
+        naming the closest valid option.
     """
 
     def __init__(
@@ -193,8 +208,11 @@ class DicomSegWriter(ImageWriter):
         omit_empty_frames: bool = True,
         workers: int = 0,
         overwrite: bool = False,
+        output_dtype: Any = None,
+        scale: Any = None,
         **kwargs: Any,
     ) -> None:
+        check_options(kwargs, parameter_names(DicomSegWriter.__init__), "DicomSegWriter")
         super().__init__()
         kind = str(getattr(segmentation_type, "value", segmentation_type)).upper()
         if kind not in _SEGMENTATION_TYPES:
@@ -233,8 +251,14 @@ class DicomSegWriter(ImageWriter):
 
     # ------------------------------------------------------------------ ImageWriter seam
 
-    def set_data_array(self, data_array: Any, channel_dim: "int | None" = 0, **kwargs: Any) -> None:
-        """Set the output ``(C, X, Y, Z)`` (``channel_dim=0``) or ``(X, Y, Z)`` (``channel_dim=None``)."""
+    def set_data_array(self, data_array: Any, channel_dim: "int | None" = 0, squeeze_end_dims: bool = True,
+                       **kwargs: Any) -> None:
+        """Set the output ``(C, X, Y, Z)`` (``channel_dim=0``) or ``(X, Y, Z)`` (``channel_dim=None``).
+
+        ``squeeze_end_dims`` (passed by ``SaveImage``) is accepted and ignored;
+        any other keyword is an InputTypeError.
+        """
+        check_options(kwargs, parameter_names(DicomSegWriter.set_data_array), "DicomSegWriter.set_data_array")
         array = _numpy(data_array)
         if channel_dim is None:
             array = array[None]
@@ -248,7 +272,8 @@ class DicomSegWriter(ImageWriter):
         self.data_obj = array
 
     def set_metadata(self, meta_dict: "Mapping[str, Any] | None" = None, source: Any = None,
-                     reference_meta: "Mapping[str, Any] | None" = None, **kwargs: Any) -> None:
+                     reference_meta: "Mapping[str, Any] | None" = None, resample: Any = None, mode: Any = None,
+                     padding_mode: Any = None, dtype: Any = None, **kwargs: Any) -> None:
         """Read the output grid (``affine``, ``space``) and find the source series.
 
         Parameters
@@ -261,6 +286,9 @@ class DicomSegWriter(ImageWriter):
             ``reference_meta`` / ``meta_dict`` ``filename_or_obj``.
         reference_meta
             Metadata of the source image loaded in the same pipeline.
+        resample, mode, padding_mode, dtype
+            Passed by ``SaveImage``; ignored (the grid mapping is
+            :mod:`monai_dicomseg.io.grid`'s, chosen by ``interpolation``).
 
         Raises
         ------
@@ -269,6 +297,7 @@ class DicomSegWriter(ImageWriter):
         InputError
             Unreachable source series.
         """
+        check_options(kwargs, parameter_names(DicomSegWriter.set_metadata), "DicomSegWriter.set_metadata")
         meta = dict(meta_dict or {})
         if meta.get("affine") is None:
             raise GeometryError("the output has no affine (meta['affine']); pass a MetaTensor from the pipeline")
@@ -322,6 +351,7 @@ class DicomSegWriter(ImageWriter):
         InputError
             The folder cannot be created or written.
         """
+        check_options(kwargs, parameter_names(DicomSegWriter.write), "DicomSegWriter.write")
         path = prepare_output_path(filename, self.overwrite if overwrite is None else overwrite)
         seg = self.build()
         try:

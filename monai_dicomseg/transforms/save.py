@@ -29,7 +29,8 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
 from monai_dicomseg.errors import InputError
-from monai_dicomseg.io.writer import DicomSegWriter, prepare_output_path
+from monai_dicomseg.io.writer import DicomSegWriter, parameter_names, prepare_output_path
+from monai_dicomseg.options import check_options
 
 __all__ = ["SaveDicomSeg", "SaveDicomSegd", "safe_file_stem", "OUTPUT_NAMES"]
 
@@ -41,6 +42,11 @@ def safe_file_stem(text: str, fallback: str = "segmentation") -> str:
     """A file-name stem from an untrusted string: ``[A-Za-z0-9._-]``, no leading dots, <= 128 chars."""
     stem = re.sub(r"\.{2,}", "_", _UNSAFE.sub("_", str(text))).strip("._") or fallback
     return stem[:128]
+
+
+def _writer_options() -> tuple[str, ...]:
+    """Options SaveDicomSeg passes on to DicomSegWriter (``overwrite`` is its own)."""
+    return tuple(name for name in parameter_names(DicomSegWriter.__init__) if name != "overwrite")
 
 
 class SaveDicomSeg(Transform):
@@ -64,12 +70,19 @@ class SaveDicomSeg(Transform):
         Record the path in ``meta["saved_to"]`` (default True).
     print_log
         Print each written path.
+    store_to
+        Also store each SEG on a DICOMweb server (STOW-RS): a
+        :class:`~monai_dicomseg.dicomweb.DicomWebServer` or service root URL.
+        The file in ``output_dir`` is kept; a refused store raises
+        :class:`~monai_dicomseg.errors.DicomWebStoreError` naming the spooled copy.
     **writer_options
         :class:`~monai_dicomseg.io.writer.DicomSegWriter` arguments:
         ``segmentation_type``, ``labels``, ``channels``, ``background``,
         ``input_kind``, ``discretize``, ``threshold``, ``interpolation``,
         ``algorithm_name``/``_version``/``_family``, ``series_description``,
-        ``series_number``, ...
+        ``series_number``, ... An unknown name is an
+        :class:`~monai_dicomseg.errors.InputTypeError` (a ``TypeError``)
+        naming the closest valid option.
 
     Examples
     --------
@@ -86,8 +99,10 @@ class SaveDicomSeg(Transform):
         overwrite: bool = False,
         savepath_in_metadict: bool = True,
         print_log: bool = False,
+        store_to: Any = None,
         **writer_options: Any,
     ) -> None:
+        check_options(writer_options, (*parameter_names(SaveDicomSeg.__init__), *_writer_options()), "SaveDicomSeg")
         if output_name not in OUTPUT_NAMES:
             raise InputError(f"output_name must be one of {list(OUTPUT_NAMES)}; got {output_name!r}")
         self.output_dir = Path(output_dir)
@@ -98,6 +113,7 @@ class SaveDicomSeg(Transform):
         self.overwrite = overwrite
         self.savepath_in_metadict = savepath_in_metadict
         self.print_log = print_log
+        self.store_to = store_to
         self.writer_options = writer_options
         DicomSegWriter(**writer_options)  # validate options now, not at the first image
 
@@ -146,6 +162,10 @@ class SaveDicomSeg(Transform):
         path = Path(filename) if filename is not None else self.filename(writer)
         prepare_output_path(path, self.overwrite)
         written = writer.write(path, verbose=self.print_log)
+        if self.store_to is not None:  # DICOMweb sink (STOW-RS)
+            from monai_dicomseg.dicomweb import store
+
+            store(written, self.store_to)
         if self.savepath_in_metadict:
             if isinstance(img, MetaTensor):
                 img.meta["saved_to"] = str(written)
@@ -169,11 +189,14 @@ class SaveDicomSegd(MapTransform):
     allow_missing_keys
         As in MONAI.
     **kwargs
-        Passed to :class:`SaveDicomSeg` by keyword.
+        Passed to :class:`SaveDicomSeg` by keyword; an unknown name is an
+        InputTypeError (a ``TypeError``) naming the closest valid option.
     """
 
     def __init__(self, keys: KeysCollection, ref_key: "str | None" = None, source_key: "str | None" = None,
                  allow_missing_keys: bool = False, **kwargs: Any) -> None:
+        check_options(kwargs, (*parameter_names(SaveDicomSegd.__init__), *parameter_names(SaveDicomSeg.__init__),
+                               *_writer_options()), "SaveDicomSegd")
         super().__init__(keys, allow_missing_keys)
         self.ref_key = ref_key
         self.source_key = source_key

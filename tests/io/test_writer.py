@@ -162,3 +162,26 @@ def test_writer_requires_data_and_metadata():
         DicomSegWriter().set_data_array(np.zeros((2, 2)))
     with pytest.raises(GeometryError, match="no affine"):
         DicomSegWriter().set_metadata({})
+
+
+# --------------------------------------------------------------------------- strict options
+
+
+@pytest.mark.parametrize("typo, meant", [("segmentaton_type", "segmentation_type"), ("lables", "labels"),
+                                         ("omit_empty_frame", "omit_empty_frames")])
+def test_writer_typo_is_a_type_error(typo, meant):
+    with pytest.raises(TypeError, match=f"DicomSegWriter.*'{typo}'.*did you mean '{meant}'"):
+        DicomSegWriter(**{typo: "LABELMAP"})
+
+
+def test_writer_accepts_what_saveimage_passes(tmp_path):
+    """SaveImage's own init/data/meta/write keywords are accepted by name, anything else is refused."""
+    writer = DicomSegWriter(output_dtype=np.float32, scale=None)
+    writer.set_data_array(np.zeros((1, 2, 2, 2)), channel_dim=0, squeeze_end_dims=True)
+    with pytest.raises(TypeError, match="'chanel_dim'.*did you mean 'channel_dim'"):
+        writer.set_data_array(np.zeros((1, 2, 2, 2)), chanel_dim=0)
+    with pytest.raises(TypeError, match="'sorce'.*did you mean 'source'"):
+        writer.set_metadata({"affine": np.eye(4)}, sorce="x")
+    with pytest.raises(TypeError, match="'overwite'.*did you mean 'overwrite'"):
+        writer.write(tmp_path / "x.dcm", overwite=True)
+    assert not list(tmp_path.iterdir())

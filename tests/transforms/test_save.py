@@ -322,3 +322,20 @@ def test_sigmoid_multilabel_every_channel(tmp_path, case):
     segments = _labels_by_name(prediction.meta["saved_to"], source)
     for value, name in enumerate(NAMES, start=1):
         np.testing.assert_array_equal(segments[name] > 0, truth == value)
+
+
+# --------------------------------------------------------------------------- strict options
+
+
+def test_save_typos_are_type_errors():
+    with pytest.raises(TypeError, match=r"SaveDicomSeg .*'segmentaton_type'.*did you mean 'segmentation_type'"):
+        SaveDicomSeg(segmentaton_type="LABELMAP")
+    with pytest.raises(TypeError, match=r"SaveDicomSeg .*'output_postfx'.*did you mean 'output_postfix'"):
+        SaveDicomSeg(output_postfx="_ai")
+    with pytest.raises(TypeError, match=r"SaveDicomSegd .*'lables'.*did you mean 'labels'"):
+        SaveDicomSegd(keys="pred", segmentation_type="LABELMAP", lables=["liver"])
+    with pytest.raises(TypeError, match=r"SaveDicomSegd .*'ref_keys'.*did you mean 'ref_key'"):
+        SaveDicomSegd(keys="pred", ref_keys="image")
+    # every real option still passes through
+    SaveDicomSegd(keys="pred", ref_key="image", output_dir="o", overwrite=True, segmentation_type="LABELMAP",
+                  labels={"0": "background", "1": "liver"}, threshold=0.4, omit_empty_frames=False)
