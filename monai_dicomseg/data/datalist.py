@@ -22,6 +22,7 @@ import pydicom
 
 from monai_dicomseg.errors import InputError
 from monai_dicomseg.io.series import SEG_SOP_CLASS_UIDS
+from monai_dicomseg.options import check_options
 
 __all__ = ["create_datalist", "scan_dicom_tree", "SeriesEntry", "SegEntry"]
 
@@ -138,6 +139,7 @@ def create_datalist(
     recursive: bool = True,
     return_unpaired: bool = False,
     warn_unpaired: bool = True,
+    **options: Any,
 ) -> "list[dict[str, Any]] | tuple[list[dict[str, Any]], list[dict[str, str]]]":
     """Pair every SEG under ``root`` with its source series.
 
@@ -168,7 +170,17 @@ def create_datalist(
         ``"FrameOfReferenceUID"``). With ``return_unpaired``, also a list of
         ``{"path", "kind", "reason"}`` with kind ``"seg"`` (no source found),
         ``"series"`` (image series no SEG refers to) or ``"unreadable"``.
+
+    Raises
+    ------
+    InputError
+        ``root`` is not a folder, bad ``image_as``.
+    TypeError
+        (:class:`~monai_dicomseg.errors.InputTypeError`) for an unknown
+        keyword option, naming the closest valid one.
     """
+    check_options(options, ("image_key", "label_key", "image_as", "recursive", "return_unpaired",
+                            "warn_unpaired"), "create_datalist")
     if image_as not in ("folder", "files"):
         raise InputError(f"image_as must be 'folder' or 'files'; got {image_as!r}")
     series, segs, unpaired = scan_dicom_tree(root, recursive)

@@ -19,11 +19,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from monai.data import Dataset, list_data_collate
-from monai.transforms import Compose, apply_transform
+from monai.transforms import Compose
 
 from monai_dicomseg.data.datalist import create_datalist
 from monai_dicomseg.errors import InputError
-from monai_dicomseg.transforms.load import LoadDicomSegd
+from monai_dicomseg.io.segload import DEFAULT_MODE
+from monai_dicomseg.options import check_options
+from monai_dicomseg.transforms.load import LOAD_OPTIONS, LoadDicomSegd
 from monai_dicomseg.transforms.series import LoadDicomSeriesd
 
 __all__ = ["DicomSegDataset", "load_transforms", "collate_skip_none"]
@@ -34,7 +36,7 @@ def load_transforms(
     label_key: str = "label",
     *,
     image_reader: str = "dicomseg",
-    mode: str = "labelmap",
+    mode: str = DEFAULT_MODE,
     label_map: "Mapping[Any, int] | None" = None,
     on_error: str = "raise",
     **seg_kwargs: Any,
@@ -50,8 +52,19 @@ def load_transforms(
         sorted by position) or a MONAI reader name such as ``"PydicomReader"``
         (``LoadImaged(..., ensure_channel_first=True)``).
     mode, label_map, on_error, **seg_kwargs
-        Passed to :class:`~monai_dicomseg.transforms.load.LoadDicomSegd`.
+        Passed to :class:`~monai_dicomseg.transforms.load.LoadDicomSegd`
+        (options :data:`~monai_dicomseg.transforms.load.LOAD_OPTIONS`). The
+        default ``mode="labelmap"`` gives one label channel whatever the
+        segment count, so that batches of different SEGs collate, and is
+        MONAI's label convention (``DiceLoss(to_onehot_y=True)``).
+
+    Raises
+    ------
+    TypeError
+        (:class:`~monai_dicomseg.errors.InputTypeError`) for an unknown
+        keyword option, naming the closest valid one.
     """
+    check_options(seg_kwargs, {*LOAD_OPTIONS, "image_key", "label_key", "image_reader"}, "load_transforms")
     if image_reader == "dicomseg":
         image_loader: Callable = LoadDicomSeriesd(image_key)
     else:
@@ -64,8 +77,21 @@ def load_transforms(
 
 
 def collate_skip_none(batch: Sequence[Any]) -> Any:
-    """``list_data_collate`` after dropping samples that a skipping loader turned into None."""
-    kept = [item for item in batch if item is not None]
+    """``list_data_collate`` after dropping the samples a skipping loader left out.
+
+    A sample skipped by ``LoadDicomSegd(on_error="skip")`` is ``[]`` (or None
+    from older pipelines); both are dropped, lists of samples (from
+    ``RandCropByPosNegLabeld`` and the like) are flattened as
+    ``list_data_collate`` does. Returns None when nothing is left.
+    """
+    kept: list[Any] = []
+    for item in batch:
+        if item is None:
+            continue
+        if isinstance(item, (list, tuple)):
+            kept.extend(sample for sample in item if sample is not None)
+        else:
+            kept.append(item)
     if not kept:
         return None
     return list_data_collate(kept)
@@ -86,8 +112,12 @@ class DicomSegDataset(Dataset):
 
     Each item is a dict with ``image`` ``(1, X, Y, Z)`` float32 and ``label``
     (``(1, X, Y, Z)`` in ``"labelmap"`` mode, ``(S, X, Y, Z)`` stacked),
-    ``MetaTensor`` s sharing affine and shape; with ``on_error="skip"`` an item
-    may be None (use :func:`collate_skip_none`).
+    ``MetaTensor`` s sharing affine and shape; with ``on_error="skip"`` a
+    broken case is ``[]`` (zero samples: use :func:`collate_skip_none`, or a
+    cropping transform that returns lists). Every metadata key collates, so
+    ``DataLoader(batch_size>1)`` works across SEGs with different segments
+    (:data:`~monai_dicomseg.io.segload.META_KEYS`). An unknown keyword option
+    is a TypeError naming the closest valid one.
     """
 
     def __init__(
@@ -98,11 +128,13 @@ class DicomSegDataset(Dataset):
         image_key: str = "image",
         label_key: str = "label",
         image_reader: str = "dicomseg",
-        mode: str = "labelmap",
+        mode: str = DEFAULT_MODE,
         label_map: "Mapping[Any, int] | None" = None,
         on_error: str = "raise",
         **seg_kwargs: Any,
     ) -> None:
+        check_options(seg_kwargs, {*LOAD_OPTIONS, "transform", "image_key", "label_key", "image_reader"},
+                      "DicomSegDataset")
         if isinstance(data, (str, os.PathLike)):
             datalist = create_datalist(data, image_key=image_key, label_key=label_key)
         else:
@@ -117,8 +149,3 @@ class DicomSegDataset(Dataset):
                                             label_map=label_map, on_error=on_error, **seg_kwargs))
         self.extra = Compose(extra)
         super().__init__(datalist, Compose([*self.load.transforms, *extra]))
-
-    def _transform(self, index: int) -> Any:
-        """Load item ``index``; the extra transforms run only if loading was not skipped."""
-        loaded = apply_transform(self.load, self.data[index])
-        return None if loaded is None else apply_transform(self.extra, loaded)

@@ -26,11 +26,16 @@ import pydicom
 from monai.data import ImageReader
 from monai.utils import ensure_tuple
 
-from monai_dicomseg.errors import InputError
-from monai_dicomseg.io.segload import LoadedSeg, load_seg_array, read_segmentation
+from monai_dicomseg.errors import DicomSegError, InputError
+from monai_dicomseg.io.segload import DEFAULT_MODE, MODES, LoadedSeg, error_with_context, load_seg_array, read_segmentation
+from monai_dicomseg.options import check_options
 from monai_dicomseg.io.series import SEG_SOP_CLASS_UIDS
 
-__all__ = ["DicomSegReader", "is_segmentation_file"]
+__all__ = ["DicomSegReader", "is_segmentation_file", "READER_OPTIONS"]
+
+READER_OPTIONS = ("segment_numbers", "segment_labels", "segmented_property_types", "label_map",
+                  "rescale_fractional", "skip_overlap_checks", "space", "dtype", "threshold")
+"""Keyword options of :class:`DicomSegReader` besides ``mode``."""
 
 
 def is_segmentation_file(path: "str | os.PathLike[str]") -> bool:
@@ -57,21 +62,33 @@ class DicomSegReader(ImageReader):
     Parameters
     ----------
     mode
-        ``"stacked"`` (one channel per segment) or ``"labelmap"``.
+        ``"labelmap"`` (default: one channel of segment numbers, so that
+        batches of different SEGs collate; MONAI's label convention) or
+        ``"stacked"`` (one channel per segment).
     **kwargs
         Selection and decoding options of
-        :func:`~monai_dicomseg.io.segload.load_seg_array` (``segment_numbers``,
-        ``segment_labels``, ``segmented_property_types``, ``label_map``,
-        ``rescale_fractional``, ``skip_overlap_checks``, ``space``, ``dtype``).
+        :func:`~monai_dicomseg.io.segload.load_seg_array` (:data:`READER_OPTIONS`:
+        ``segment_numbers``, ``segment_labels``, ``segmented_property_types``,
+        ``label_map``, ``rescale_fractional``, ``skip_overlap_checks``,
+        ``space``, ``dtype``, ``threshold``).
+
+    Raises
+    ------
+    TypeError
+        (:class:`~monai_dicomseg.errors.InputTypeError`) for an unknown
+        keyword option, naming the closest valid one.
+
+    Notes
+    -----
+    Metadata keys: :data:`~monai_dicomseg.io.segload.META_KEYS`. Errors are
+    re-raised with the same class and a message that starts with the file name.
     """
 
-    def __init__(self, mode: str = "stacked", **kwargs: Any) -> None:
+    def __init__(self, mode: str = DEFAULT_MODE, **kwargs: Any) -> None:
         super().__init__()
-        allowed = {"segment_numbers", "segment_labels", "segmented_property_types", "label_map",
-                   "rescale_fractional", "skip_overlap_checks", "space", "dtype"}
-        unknown = sorted(set(kwargs) - allowed)
-        if unknown:
-            raise InputError(f"DicomSegReader got unknown arguments {unknown}; expected some of {sorted(allowed)}")
+        check_options(kwargs, READER_OPTIONS, "DicomSegReader")
+        if mode not in MODES:
+            raise InputError(f"DicomSegReader: mode must be one of {MODES}; got {mode!r}")
         self.mode = mode
         self.kwargs = kwargs
 
@@ -88,7 +105,12 @@ class DicomSegReader(ImageReader):
         Segmentation or list of Segmentation
         """
         names = ensure_tuple(data)
-        segs = [(read_segmentation(name), str(name)) for name in names]
+        segs = []
+        for name in names:
+            try:
+                segs.append((read_segmentation(name), str(name)))
+            except (DicomSegError, OSError) as error:
+                raise error_with_context(error, f"DicomSegReader SEG {str(name)!r}") from error
         return segs[0] if len(segs) == 1 else segs
 
     def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
@@ -99,7 +121,10 @@ class DicomSegReader(ImageReader):
         items = img if isinstance(img, list) else [img]
         loaded: list[LoadedSeg] = []
         for seg, name in items:
-            result = load_seg_array(seg, mode=self.mode, **self.kwargs)
+            try:
+                result = load_seg_array(seg, mode=self.mode, **self.kwargs)
+            except (DicomSegError, OSError) as error:
+                raise error_with_context(error, f"DicomSegReader SEG {name!r}") from error
             result.meta["filename_or_obj"] = name
             loaded.append(result)
         meta = loaded[0].meta

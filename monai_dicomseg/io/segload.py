@@ -28,9 +28,87 @@ from monai_dicomseg.io.placement import destination_view, place_on_grid, plan_pl
 from monai_dicomseg.io.segments import SegmentPlan, plan_segments, segment_table
 from monai_dicomseg.io.series import SEG_SOP_CLASS_UIDS, monai_affine_from_lps
 
-__all__ = ["ReferenceGrid", "LoadedSeg", "read_segmentation", "load_seg_array", "MODES"]
+__all__ = [
+    "ReferenceGrid", "LoadedSeg", "read_segmentation", "load_seg_array", "MODES", "DEFAULT_MODE",
+    "META_KEYS", "SERIES_META_KEYS", "error_with_context", "check_threshold",
+]
 
 MODES = ("stacked", "labelmap")
+
+DEFAULT_MODE = "labelmap"
+"""Default ``mode`` of every loader (``load_seg_array``, ``LoadDicomSeg(d)``,
+``DicomSegReader``, ``DicomSegDataset``, ``load_transforms``): one channel of
+segment numbers, so that batches collate whatever the number of segments of
+each SEG, and the label convention of MONAI's losses/metrics
+(``DiceLoss(to_onehot_y=True)``, ``AsDiscrete(to_onehot=N)``)."""
+
+META_KEYS: dict[str, str] = {
+    # every value is a str, an int/float, or a fixed-shape array, so that
+    # monai.data.list_data_collate batches SEGs with any segment count/order/type
+    # and decollate_batch gives back each item's value.
+    "affine": "(4, 4) float64 index -> `space` mm affine (MetaTensor.affine; the reference image's when placed on it)",
+    "original_affine": "(4, 4) float64 copy of `affine` as loaded",
+    "spatial_shape": "(3,) int spatial shape (X, Y, Z)",
+    "space": "'RAS' (default, as MONAI) or 'LPS'",
+    "original_channel_dim": "0: the array is already channel-first",
+    "segmentation_type": "SegmentationType of the SEG: 'BINARY', 'FRACTIONAL' or 'LABELMAP'",
+    "mode": "'labelmap' (1 channel of values) or 'stacked' (one channel per segment/value)",
+    "threshold": "FRACTIONAL threshold applied (float in (0, 1]); 0.0 when none",
+    "segments": "JSON list, one object per segment of the SEG (number, label, category, type, color, "
+                "tracking_id); segment 0 / background is never listed; read with segments_from_meta",
+    "channel_segments": "JSON list per output channel of the SEG segment numbers feeding it",
+    "channel_values": "JSON list: stacked mode, the value of each channel (segment number or label_map value); "
+                      "labelmap mode, the values the channel can hold, 0 (background) first",
+    "labels": "JSON object of the label_map used ({key: value}), or '' without one",
+    "SeriesInstanceUID": "SeriesInstanceUID of the SEG",
+    "SOPInstanceUID": "SOPInstanceUID of the SEG",
+    "FrameOfReferenceUID": "FrameOfReferenceUID of the SEG ('' if absent)",
+    "source_series_instance_uid": "comma-separated SeriesInstanceUIDs the SEG references (ReferencedSeriesSequence)",
+    "filename_or_obj": "path of the SEG file ('' for a file object or dataset)",
+}
+"""Keys that :func:`load_seg_array`, ``LoadDicomSeg(d)`` and ``DicomSegReader`` put in
+``MetaTensor.meta``, with a one-line description each (the README table is built from it)."""
+
+SERIES_META_KEYS: dict[str, str] = {
+    "affine": "(4, 4) float64 index -> `space` mm affine (MetaTensor.affine)",
+    "original_affine": "(4, 4) float64 copy of `affine` as loaded",
+    "spatial_shape": "(3,) int spatial shape (X, Y, Z)",
+    "space": "'RAS' (default, as MONAI) or 'LPS'",
+    "original_channel_dim": "'no_channel' (MONAI's convention for a channel added on load)",
+    "SeriesInstanceUID": "SeriesInstanceUID of the series",
+    "FrameOfReferenceUID": "FrameOfReferenceUID of the series ('' if absent)",
+    "slice_order": "'ImagePositionPatient': slices sorted along the normal (not by InstanceNumber)",
+    "filename_or_obj": "the series folder (or first file) as given",
+}
+"""Keys that ``LoadDicomSeries(d)`` puts in ``MetaTensor.meta``, one-line description each."""
+
+
+def error_with_context(error: BaseException, context: str, suffix: str = "") -> BaseException:
+    """A new error of the same class as ``error`` whose message starts with ``context``.
+
+    Raise it ``from error`` so the original traceback stays attached. Used once,
+    at the boundary of the loading transforms/reader/dataset, so that errors
+    name the SEG file, the source series and the dict key.
+    """
+    message = f"{context}: {error}{suffix}"
+    try:
+        new = type(error)(message)
+    except Exception:  # an exception class with a custom signature: keep its class, reset its args
+        new = error
+        new.args = (message,)
+    return new
+
+
+def check_threshold(threshold: Any) -> "float | None":
+    """Validate a FRACTIONAL ``threshold``: None or a float in (0, 1]."""
+    if threshold is None:
+        return None
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating, np.integer)):
+        raise InputTypeError(f"threshold must be a float in (0, 1] or None; got {type(threshold).__name__}")
+    value = float(threshold)
+    if not 0.0 < value <= 1.0:
+        raise InputError(f"threshold must be in (0, 1]; got {threshold!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -80,8 +158,10 @@ def read_segmentation(source: Any) -> Any:
     """
     from monai_dicomseg.errors import DecodeError
     from monai_dicomseg.seg.reader import segread
+    from monai_dicomseg.dicomweb import local_paths
     from monai_dicomseg.seg.segmentation import Segmentation
 
+    source = local_paths(source, expect_seg=True)  # a DicomWebSeries / 'dicomweb+' URI -> cached file
     if isinstance(source, Segmentation):
         return source
     if isinstance(source, Dataset):
@@ -164,6 +244,38 @@ def _decode(seg: Any, plan: SegmentPlan, mode: str, rescale_fractional: bool,
     return stacked, volume
 
 
+def _apply_threshold(stacked: np.ndarray, plan: SegmentPlan, mode: str, threshold: float,
+                     skip_overlap_checks: bool) -> np.ndarray:
+    """FRACTIONAL ``(channels, F, R, C)`` fractions -> 0/1 channels or a ``(1, F, R, C)`` label map.
+
+    A voxel belongs to a channel where its fraction is ``>= threshold``. In
+    ``"labelmap"`` mode each channel paints its value (``plan.channel_values``);
+    where several pass, the highest value wins if ``skip_overlap_checks``,
+    else :class:`~monai_dicomseg.errors.OverlapError`.
+    """
+    from monai_dicomseg.errors import OverlapError
+
+    masks = np.asarray(stacked) >= np.float32(threshold)
+    if mode == "stacked":
+        return masks.astype(np.uint8)
+    values = [int(v) for v in plan.channel_values] if plan.segment_numbers else []
+    top = max(values, default=0)
+    out = np.zeros((1, *masks.shape[1:]), dtype=np.uint8 if top <= 255 else np.uint16)
+    if not values:
+        return out
+    if not skip_overlap_checks and masks.shape[0] > 1:
+        overlapping = int(np.count_nonzero(masks.sum(axis=0, dtype=np.uint16) > 1))
+        if overlapping:
+            raise OverlapError(
+                f"cannot combine FRACTIONAL segments at threshold {threshold}: {overlapping} voxel(s) "
+                "are >= threshold in more than one segment (pass skip_overlap_checks=True to keep the "
+                "highest value, or raise the threshold)"
+            )
+    for channel in np.argsort(values, kind="stable"):  # ascending: the highest value is painted last
+        out[0][masks[channel]] = values[channel]
+    return out
+
+
 def _scatter(seg: Any, plan: SegmentPlan, mode: str, layout: Any, placements: Any,
              target_shape: tuple[int, ...], dtype: Any, skip_overlap_checks: bool) -> np.ndarray:
     """BINARY / LABELMAP: decode the selected frames once, straight into the final array.
@@ -199,7 +311,7 @@ def _scatter(seg: Any, plan: SegmentPlan, mode: str, layout: Any, placements: An
 def load_seg_array(
     source: Any,
     *,
-    mode: str = "stacked",
+    mode: str = DEFAULT_MODE,
     segment_numbers: "Sequence[int] | None" = None,
     segment_labels: "Sequence[str] | None" = None,
     segmented_property_types: "Sequence[Any] | None" = None,
@@ -209,6 +321,7 @@ def load_seg_array(
     reference: "ReferenceGrid | None" = None,
     space: str = "RAS",
     dtype: "np.dtype | type | str | None" = None,
+    threshold: "float | None" = None,
 ) -> LoadedSeg:
     """Decode a SEG into a channel-first array on the MONAI grid.
 
@@ -217,10 +330,14 @@ def load_seg_array(
     source
         SEG path, file object, pydicom Dataset or Segmentation.
     mode
-        ``"stacked"``: ``(S, X, Y, Z)``, one channel per selected segment (or
-        per ``label_map`` value), uint8 0/1 for BINARY/LABELMAP, float32 for
-        FRACTIONAL. ``"labelmap"``: ``(1, X, Y, Z)`` of segment numbers (or
-        ``label_map`` values), uint8 (uint16 above 255).
+        ``"labelmap"`` (default, :data:`DEFAULT_MODE`): ``(1, X, Y, Z)`` of
+        segment numbers (or ``label_map`` values), uint8 (uint16 above 255),
+        0 = background; one channel whatever the segment count, so batches of
+        different SEGs collate, and MONAI's label convention
+        (``DiceLoss(to_onehot_y=True)``). ``"stacked"``: ``(S, X, Y, Z)``, one
+        channel per selected segment (or per ``label_map`` value), uint8 0/1
+        for BINARY/LABELMAP, float32 for FRACTIONAL (uint8 0/1 with a
+        ``threshold``).
     segment_numbers, segment_labels, segmented_property_types, label_map
         See :func:`~monai_dicomseg.io.segments.plan_segments`.
     rescale_fractional
@@ -238,6 +355,13 @@ def load_seg_array(
         (with one, the reference's space is used).
     dtype
         Output dtype (default as described under ``mode``).
+    threshold
+        FRACTIONAL SEGs only (ignored for BINARY/LABELMAP): a voxel belongs to
+        a segment where its fraction (rescaled to [0, 1], PS3.3 C.8.20.2.3) is
+        ``>= threshold``; a float in (0, 1]. Required for a FRACTIONAL SEG in
+        ``"labelmap"`` mode; in ``"stacked"`` mode it turns the channels into
+        uint8 0/1. Where several segments pass, the highest output value wins
+        with ``skip_overlap_checks``, else an OverlapError is raised.
 
     Returns
     -------
@@ -248,15 +372,21 @@ def load_seg_array(
         string, so that ``DataLoader`` collation works across SEGs with
         different segments; parse with :func:`~monai_dicomseg.io.segments.segments_from_meta`),
         ``channel_segments`` (JSON list: SEG segment numbers feeding each
-        channel), ``channel_values`` (list of int), ``labels`` (label_map as JSON, or ""),
-        ``segmentation_type``, ``SeriesInstanceUID`` and ``SOPInstanceUID`` of
-        the SEG, ``FrameOfReferenceUID``, ``source_series_instance_uid``,
-        ``filename_or_obj``.
+        channel), ``channel_values`` (JSON list of int), ``labels`` (label_map
+        as JSON, or ""), ``threshold``, ``segmentation_type``,
+        ``SeriesInstanceUID`` and ``SOPInstanceUID`` of the SEG,
+        ``FrameOfReferenceUID``, ``source_series_instance_uid``,
+        ``filename_or_obj``: exactly the keys of :data:`META_KEYS`, each a
+        str, a number or a fixed-shape array so that ``list_data_collate``
+        batches any mix of SEGs.
 
     Raises
     ------
     InputError
-        Bad mode/selection, missing file.
+        Bad mode/selection/threshold, missing file, a FRACTIONAL SEG in
+        ``"labelmap"`` mode without ``threshold``.
+    OverlapError
+        ``"labelmap"`` mode: segments overlap and ``skip_overlap_checks`` is False.
     DecodeError
         Not a SEG.
     GeometryError
@@ -265,6 +395,7 @@ def load_seg_array(
     """
     if mode not in MODES:
         raise InputError(f"mode must be one of {MODES}; got {mode!r}")
+    check_threshold(threshold)
     seg = read_segmentation(source)
     table = segment_table(seg)
     plan = plan_segments(
@@ -273,10 +404,13 @@ def load_seg_array(
     )
     seg_type = seg.segmentation_type
     seg_type = SegmentationTypeValues(getattr(seg_type, "value", seg_type))
-    if mode == "labelmap" and seg_type == SegmentationTypeValues.FRACTIONAL:
+    threshold = check_threshold(threshold)
+    fractional = seg_type == SegmentationTypeValues.FRACTIONAL
+    if mode == "labelmap" and fractional and threshold is None:
+        name = f" {str(source)!r}" if isinstance(source, (str, os.PathLike)) else ""
         raise InputError(
-            "mode='labelmap' needs a BINARY or LABELMAP SEG; this SEG is FRACTIONAL "
-            "(SegmentationType): use mode='stacked'"
+            f"mode='labelmap' of the FRACTIONAL SEG{name} (SegmentationType) needs a threshold: pass "
+            "threshold= (a float in (0, 1], e.g. threshold=0.5), or use mode='stacked' for the fractions"
         )
     if reference is not None:
         _check_reference_identity(seg, reference)
@@ -285,6 +419,10 @@ def load_seg_array(
         layout = seg._volume_layout()  # None for a tiled SLIDE segmentation
     if layout is not None:
         volume_affine, volume_shape = layout[0].affine, layout[0].spatial_shape
+    elif fractional and threshold is not None:
+        values, volume = _decode(seg, plan, "stacked", True, skip_overlap_checks)
+        values = _apply_threshold(values, plan, mode, threshold, skip_overlap_checks)
+        volume_affine, volume_shape = volume.affine, volume.spatial_shape
     else:
         values, volume = _decode(seg, plan, mode, rescale_fractional, skip_overlap_checks)
         volume_affine, volume_shape = volume.affine, volume.spatial_shape
@@ -324,7 +462,9 @@ def load_seg_array(
         "mode": mode,
         "segments": json.dumps(table),
         "channel_segments": json.dumps(channel_segments),
-        "channel_values": list(plan.channel_values) if mode == "stacked" else [0, *plan.channel_values],
+        "threshold": float(threshold) if fractional and threshold is not None else 0.0,
+        "channel_values": json.dumps([int(v) for v in plan.channel_values] if mode == "stacked"
+                                     else [0, *(int(v) for v in plan.channel_values)]),
         "labels": "" if label_map is None else json.dumps({str(k): int(v) for k, v in label_map.items()}),
         "SeriesInstanceUID": str(getattr(seg, "SeriesInstanceUID", "")),
         "SOPInstanceUID": str(getattr(seg, "SOPInstanceUID", "")),

@@ -206,12 +206,17 @@ def segments_from_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
     -------
     dict
         ``{"segments": [segment table rows], "channel_segments": [[numbers]
-        per channel], "labels": label_map or None}``. Works on a collated
-        batch's meta too (lists of strings -> lists of decoded values).
+        per channel], "channel_values": [value per channel] (labelmap mode:
+        the values the label can hold, 0 first), "labels": label_map or
+        None}``. Works on a collated batch's meta too (lists of strings ->
+        lists of decoded values, one per item).
     """
     def decode(value: Any) -> Any:
         if isinstance(value, (list, tuple)):
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value) and value:
+                return list(value)  # a plain list (metadata of an older version)
             return [decode(v) for v in value]
         return json.loads(value) if value else None
 
-    return {key: decode(meta.get(key, "")) for key in ("segments", "channel_segments", "labels")}
+    return {key: decode(meta.get(key, ""))
+            for key in ("segments", "channel_segments", "channel_values", "labels")}

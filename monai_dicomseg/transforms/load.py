@@ -9,6 +9,7 @@ image share spatial shape and affine and every voxel sits on its image voxel.
 """
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
@@ -20,12 +21,34 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
 from monai_dicomseg.errors import DicomSegError, GeometryError, InputError, InputTypeError
-from monai_dicomseg.io.segload import MODES, ReferenceGrid, load_seg_array
+from monai_dicomseg.io.segload import (
+    DEFAULT_MODE,
+    MODES,
+    ReferenceGrid,
+    check_threshold,
+    error_with_context,
+    load_seg_array,
+)
 from monai_dicomseg.io.series import check_spatial_affine
+from monai_dicomseg.options import check_options
 
-__all__ = ["LoadDicomSeg", "LoadDicomSegd", "reference_from_image", "ON_ERROR"]
+__all__ = ["LoadDicomSeg", "LoadDicomSegd", "reference_from_image", "ON_ERROR", "LOAD_OPTIONS"]
 
 ON_ERROR = ("raise", "skip")
+
+LOAD_OPTIONS = (
+    "mode", "segment_numbers", "segment_labels", "segmented_property_types", "label_map",
+    "rescale_fractional", "skip_overlap_checks", "space", "dtype", "threshold", "on_error",
+)
+"""Keyword options of :class:`LoadDicomSeg` (also accepted by ``LoadDicomSegd``,
+``DicomSegDataset`` and ``load_transforms``)."""
+
+_SERIES_HINT = (
+    " (the reference image was not loaded by monai_dicomseg.LoadDicomSeries(d): MONAI's "
+    "LoadImage(d)(reader='PydicomReader') orders slices by InstanceNumber, which scrambles a series "
+    "whose InstanceNumbers are not in spatial order and gives it a wrong affine; load the image with "
+    "LoadDicomSeriesd, which sorts slices by ImagePositionPatient)"
+)
 
 _FOR_KEYS = ("FrameOfReferenceUID", "00200052", "0020|0052")
 _SERIES_KEYS = ("SeriesInstanceUID", "0020000E", "0020|000e", "0020|000E")
@@ -86,10 +109,14 @@ class LoadDicomSeg(Transform):
     Parameters
     ----------
     mode
-        ``"stacked"`` -> ``(S, X, Y, Z)``, one channel per selected segment
-        (channel -> segment numbers in ``meta["channel_segments"]``); uint8
-        for BINARY/LABELMAP, float32 for FRACTIONAL. ``"labelmap"`` ->
-        ``(1, X, Y, Z)`` of segment numbers (or ``label_map`` values).
+        ``"labelmap"`` (default) -> ``(1, X, Y, Z)`` of segment numbers (or
+        ``label_map`` values), 0 = background: one channel whatever the number
+        of segments, so that a ``DataLoader`` batches SEGs with different
+        segments, and MONAI's label convention (``DiceLoss(to_onehot_y=True)``,
+        ``AsDiscrete(to_onehot=N)``). ``"stacked"`` -> ``(S, X, Y, Z)``, one
+        channel per selected segment (channel -> segment numbers in
+        ``meta["channel_segments"]``); uint8 for BINARY/LABELMAP, float32 for
+        FRACTIONAL.
     segment_numbers, segment_labels, segmented_property_types
         Keep only matching segments (any of them).
     label_map
@@ -99,26 +126,42 @@ class LoadDicomSeg(Transform):
     rescale_fractional
         FRACTIONAL values in [0, 1] (default) or stored integers.
     skip_overlap_checks
-        In ``"labelmap"`` mode, resolve overlaps instead of raising.
+        In ``"labelmap"`` mode, resolve overlaps (highest value wins) instead of raising.
     space
         ``"RAS"`` (default, as MONAI) or ``"LPS"`` when no reference is given.
     dtype
         Output dtype (numpy or torch); default per ``mode``.
+    threshold
+        FRACTIONAL SEGs: fraction (in (0, 1]) at or above which a voxel
+        belongs to a segment. Required in ``"labelmap"`` mode for a FRACTIONAL
+        SEG (an InputError naming the file says so otherwise); in
+        ``"stacked"`` mode it makes the channels 0/1 uint8. Ignored for
+        BINARY/LABELMAP SEGs.
     on_error
-        ``"raise"`` or ``"skip"`` (warn and return None) for a missing or
-        unreadable SEG, a SEG of another series / frame of reference, or an
-        incompatible reference grid.
+        ``"raise"`` or ``"skip"`` (warn and return None; the dictionary
+        transform returns ``[]``) for a missing or unreadable SEG, a SEG of
+        another series / frame of reference, or an incompatible reference grid.
+
+    Raises
+    ------
+    TypeError
+        (:class:`~monai_dicomseg.errors.InputTypeError`) for an unknown
+        keyword option, naming the closest valid one.
 
     Notes
     -----
     Without a reference the grid spans only the frames the SEG contains (its
     own geometry): use a reference to get the source image's full grid.
     Call with ``reference=`` an image loaded by MONAI (``MetaTensor``).
+    Errors are re-raised with the same class and a message that starts with
+    the SEG path and the source series (the reference image's
+    ``filename_or_obj``), so a failure inside a ``DataLoader`` worker names
+    its case. Metadata keys: :data:`~monai_dicomseg.io.segload.META_KEYS`.
     """
 
     def __init__(
         self,
-        mode: str = "stacked",
+        mode: str = DEFAULT_MODE,
         *,
         segment_numbers: "Sequence[int] | None" = None,
         segment_labels: "Sequence[str] | None" = None,
@@ -128,8 +171,11 @@ class LoadDicomSeg(Transform):
         skip_overlap_checks: bool = False,
         space: str = "RAS",
         dtype: Any = None,
+        threshold: "float | None" = None,
         on_error: str = "raise",
+        **options: Any,
     ) -> None:
+        check_options(options, LOAD_OPTIONS, "LoadDicomSeg")
         if mode not in MODES:
             raise InputError(f"mode must be one of {MODES}; got {mode!r}")
         if on_error not in ON_ERROR:
@@ -145,6 +191,7 @@ class LoadDicomSeg(Transform):
         self.skip_overlap_checks = skip_overlap_checks
         self.space = str(space).upper()
         self.dtype = dtype
+        self.threshold = check_threshold(threshold)
         self.on_error = on_error
 
     def _numpy_dtype(self) -> Any:
@@ -155,28 +202,81 @@ class LoadDicomSeg(Transform):
     def __call__(self, filename: Any, reference: Any = None) -> "MetaTensor | None":
         """Load ``filename`` (path, file object or Dataset), optionally on ``reference``'s grid.
 
+        Parameters
+        ----------
+        filename
+            The SEG.
+        reference
+            An image loaded by MONAI (``MetaTensor``), a ``(array, meta)``
+            pair, or a :class:`~monai_dicomseg.io.segload.ReferenceGrid`.
+
         Returns
         -------
         MetaTensor or None
             ``(channels, X, Y, Z)``; None when skipped (``on_error="skip"``).
         """
+        return self.load(filename, reference)
+
+    def load(self, filename: Any, reference: Any = None, *, key: "Hashable | None" = None,
+             where: str = "LoadDicomSeg") -> "MetaTensor | None":
+        """:meth:`__call__` with the dict ``key`` named in errors and warnings."""
+        context = _context(where, key, filename, reference)
         try:
-            grid = None
-            if reference is not None:
-                grid = reference if isinstance(reference, ReferenceGrid) else reference_from_image(reference)
+            grid = _grid(reference)
             loaded = load_seg_array(
                 filename, mode=self.mode, rescale_fractional=self.rescale_fractional,
                 skip_overlap_checks=self.skip_overlap_checks, reference=grid, space=self.space,
-                dtype=self._numpy_dtype(), **self.selection,
+                dtype=self._numpy_dtype(), threshold=self.threshold, **self.selection,
             )
         except (DicomSegError, OSError) as error:
-            if self.on_error == "raise" or isinstance(error, (InputTypeError,)):
-                raise
-            warnings.warn(f"LoadDicomSeg skipped {filename!r}: {error}", stacklevel=2)
+            hint = _SERIES_HINT if isinstance(error, GeometryError) and _needs_series_hint(reference) else ""
+            if self.on_error == "raise" or isinstance(error, InputTypeError):
+                raise error_with_context(error, context, hint) from error
+            warnings.warn(f"{context}: skipped: {error}{hint}", stacklevel=3)
             return None
         meta = loaded.meta
         affine = torch.as_tensor(meta.pop("affine"), dtype=torch.float64)
         return MetaTensor(torch.from_numpy(loaded.array), affine=affine, meta=meta)
+
+
+def _name(value: Any) -> str:
+    if isinstance(value, (str, os.PathLike)):
+        return repr(str(value))
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], (str, os.PathLike)):
+        return repr(str(value[0])) + (f" (+{len(value) - 1} files)" if len(value) > 1 else "")
+    return f"<{type(value).__name__}>"
+
+
+def _reference_meta(reference: Any) -> "Mapping[str, Any] | None":
+    if isinstance(reference, MetaTensor):
+        return reference.meta
+    if isinstance(reference, tuple) and len(reference) == 2 and isinstance(reference[1], Mapping):
+        return reference[1]
+    return None
+
+
+def _context(where: str, key: "Hashable | None", filename: Any, reference: Any) -> str:
+    """``LoadDicomSegd[key 'label'] SEG '/a/seg.dcm' (source series '/a/ct')``."""
+    text = where + (f"[key {key!r}]" if key is not None else "") + f" SEG {_name(filename)}"
+    meta = _reference_meta(reference)
+    source = None if meta is None else meta.get("filename_or_obj")
+    if source:
+        text += f" (source series {_name(source)})"
+    return text
+
+
+def _needs_series_hint(reference: Any) -> bool:
+    """True when the reference image was not sorted by position by LoadDicomSeries."""
+    meta = _reference_meta(reference)
+    return meta is not None and meta.get("slice_order") != "ImagePositionPatient"
+
+
+def _grid(reference: Any) -> "ReferenceGrid | None":
+    if reference is None or isinstance(reference, ReferenceGrid):
+        return reference
+    if isinstance(reference, tuple) and len(reference) == 2 and isinstance(reference[1], Mapping):
+        return reference_from_image(*reference)
+    return reference_from_image(reference)
 
 
 class LoadDicomSegd(MapTransform):
@@ -188,15 +288,26 @@ class LoadDicomSegd(MapTransform):
         Keys holding SEG paths.
     ref_key
         Key of an image already loaded in the same dict (e.g. by
+        :class:`~monai_dicomseg.transforms.series.LoadDicomSeriesd`, or
         ``LoadImaged(reader="PydicomReader")``): the label gets its spatial
         shape and affine, voxel for voxel. None uses the SEG's own geometry.
     allow_missing_keys
         As in MONAI.
+    meta_key_postfix, ref_meta_key
+        MONAI's meta-dict convention, used only when ``d[ref_key]`` is a plain
+        array (``LoadImaged(image_only=False)`` of old pipelines): its metadata
+        is read from ``d[ref_meta_key]``, default ``f"{ref_key}_{meta_key_postfix}"``.
     **kwargs
-        Passed to :class:`LoadDicomSeg` by keyword.
+        Options of :class:`LoadDicomSeg` (:data:`LOAD_OPTIONS`), by keyword;
+        an unknown name is a TypeError naming the closest valid one.
 
-    With ``on_error="skip"`` a failure warns and the whole dict becomes
-    None (filter it with :func:`~monai_dicomseg.data.dataset.collate_skip_none`).
+    With ``on_error="skip"`` a failure warns and the whole dict becomes an
+    empty list ``[]``: MONAI's ``Compose`` maps the following transforms over
+    it (zero times) and ``list_data_collate`` flattens lists of samples, so a
+    broken case contributes no sample (use
+    :func:`~monai_dicomseg.data.dataset.collate_skip_none` when the pipeline
+    has no transform that returns lists, such as ``RandCropByPosNegLabeld``).
+    Errors name the dict key, the SEG path and the source series.
     """
 
     def __init__(
@@ -204,36 +315,36 @@ class LoadDicomSegd(MapTransform):
         keys: KeysCollection,
         ref_key: "str | None" = None,
         allow_missing_keys: bool = False,
+        meta_key_postfix: str = "meta_dict",
+        ref_meta_key: "str | None" = None,
         **kwargs: Any,
     ) -> None:
+        check_options(kwargs, LOAD_OPTIONS, "LoadDicomSegd")
         super().__init__(keys, allow_missing_keys)
         self.ref_key = ref_key
+        self.meta_key_postfix = meta_key_postfix
+        self.ref_meta_key = ref_meta_key
         self.loader = LoadDicomSeg(**kwargs)
 
-    def __call__(self, data: Mapping[Hashable, Any]) -> "dict[Hashable, Any] | None":
+    def __call__(self, data: Mapping[Hashable, Any]) -> "dict[Hashable, Any] | list":
         d = dict(data)
-        reference = None
+        reference: Any = None
         if self.ref_key is not None:
             if self.ref_key not in d:
                 raise InputError(f"ref_key {self.ref_key!r} is not in the data dict; keys are {list(d)}")
             reference = d[self.ref_key]
             if not isinstance(reference, MetaTensor):
-                meta = d.get(f"{self.ref_key}_meta_dict")
-                if meta is None:
+                meta_key = self.ref_meta_key or f"{self.ref_key}_{self.meta_key_postfix}"
+                meta = d.get(meta_key)
+                if not isinstance(meta, Mapping):
                     raise InputError(
                         f"d[{self.ref_key!r}] must be a loaded image (MetaTensor, or array with "
-                        f"'{self.ref_key}_meta_dict'); got {type(reference).__name__}"
+                        f"d[{meta_key!r}]); got {type(reference).__name__}"
                     )
-                try:
-                    reference = reference_from_image(reference, meta)
-                except GeometryError:
-                    if self.loader.on_error == "raise":
-                        raise
-                    warnings.warn(f"LoadDicomSegd: bad reference {self.ref_key!r}", stacklevel=2)
-                    return None
+                reference = (reference, meta)
         for key in self.key_iterator(d):
-            result = self.loader(d[key], reference)
+            result = self.loader.load(d[key], reference, key=key, where="LoadDicomSegd")
             if result is None:
-                return None
+                return []
             d[key] = result
         return d

@@ -23,10 +23,23 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
-from monai_dicomseg.errors import InputError
+from monai_dicomseg.errors import DicomSegError, InputError
+from monai_dicomseg.io.segload import error_with_context
 from monai_dicomseg.io.series import SeriesSource, load_source_series
+from monai_dicomseg.options import check_options
 
-__all__ = ["LoadDicomSeries", "LoadDicomSeriesd"]
+__all__ = ["LoadDicomSeries", "LoadDicomSeriesd", "SERIES_OPTIONS"]
+
+SERIES_OPTIONS = ("dtype", "space", "ensure_channel_first", "series_instance_uid")
+"""Keyword options of :class:`LoadDicomSeries` (also accepted by ``LoadDicomSeriesd``)."""
+
+
+def _name(source: Any) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return repr(str(source))
+    if isinstance(source, (list, tuple)) and source and isinstance(source[0], (str, os.PathLike)):
+        return repr(str(source[0])) + (f" (+{len(source) - 1} files)" if len(source) > 1 else "")
+    return f"<{type(source).__name__}>"
 
 
 class LoadDicomSeries(Transform):
@@ -43,10 +56,24 @@ class LoadDicomSeries(Transform):
         ``(C, R, S)``.
     series_instance_uid
         Choose one series when a folder holds several.
+
+    Raises
+    ------
+    TypeError
+        (:class:`~monai_dicomseg.errors.InputTypeError`) for an unknown
+        keyword option, naming the closest valid one.
+
+    Notes
+    -----
+    Metadata keys: :data:`~monai_dicomseg.io.segload.SERIES_META_KEYS`
+    (``meta["slice_order"] == "ImagePositionPatient"`` marks a series sorted by
+    position). Errors are re-raised with the same class and a message that
+    starts with the series folder (and the dict key in ``LoadDicomSeriesd``).
     """
 
     def __init__(self, dtype: Any = np.float32, space: str = "RAS", ensure_channel_first: bool = True,
-                 series_instance_uid: "str | None" = None) -> None:
+                 series_instance_uid: "str | None" = None, **options: Any) -> None:
+        check_options(options, SERIES_OPTIONS, "LoadDicomSeries")
         if str(space).upper() not in ("RAS", "LPS"):
             raise InputError(f"space must be 'RAS' or 'LPS'; got {space!r}")
         self.dtype = dtype
@@ -62,7 +89,16 @@ class LoadDicomSeries(Transform):
         MetaTensor
             ``(1, C, R, S)`` ``dtype``; ``affine`` in ``space``.
         """
-        series = load_source_series(source, series_instance_uid=self.series_instance_uid, dtype=self.dtype)
+        return self.load(source)
+
+    def load(self, source: SeriesSource, *, key: "Hashable | None" = None,
+             where: str = "LoadDicomSeries") -> MetaTensor:
+        """:meth:`__call__` with the dict ``key`` named in errors."""
+        try:
+            series = load_source_series(source, series_instance_uid=self.series_instance_uid, dtype=self.dtype)
+        except (DicomSegError, OSError) as error:
+            context = where + (f"[key {key!r}]" if key is not None else "") + f" series {_name(source)}"
+            raise error_with_context(error, context) from error
         array = np.ascontiguousarray(series.monai_array())
         affine = series.monai_affine(self.space)
         if isinstance(source, (str, os.PathLike)):
@@ -78,6 +114,7 @@ class LoadDicomSeries(Transform):
             "original_channel_dim": "no_channel",
             "SeriesInstanceUID": series.series_instance_uid,
             "FrameOfReferenceUID": series.frame_of_reference_uid or "",
+            "slice_order": "ImagePositionPatient",
             "filename_or_obj": name,
         }
         if self.ensure_channel_first:
@@ -95,15 +132,17 @@ class LoadDicomSeriesd(MapTransform):
     allow_missing_keys
         As in MONAI.
     **kwargs
-        Passed to :class:`LoadDicomSeries` by keyword.
+        Options of :class:`LoadDicomSeries` (:data:`SERIES_OPTIONS`) by
+        keyword; an unknown name is a TypeError naming the closest valid one.
     """
 
     def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False, **kwargs: Any) -> None:
+        check_options(kwargs, SERIES_OPTIONS, "LoadDicomSeriesd")
         super().__init__(keys, allow_missing_keys)
         self.loader = LoadDicomSeries(**kwargs)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
-            d[key] = self.loader(d[key])
+            d[key] = self.loader.load(d[key], key=key, where="LoadDicomSeriesd")
         return d
