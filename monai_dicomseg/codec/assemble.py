@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 from pydicom.dataset import Dataset
 
-from monai_dicomseg.codec.decode import PixelLayout, decode_frames, packed_frames
+from monai_dicomseg.codec.decode import PixelLayout, check_decoded_size, decode_frames, packed_frames
 from monai_dicomseg.enums import SegmentationTypeValues
 from monai_dicomseg.errors import DecodeError, FrameMismatchError, InputError, InputTypeError, OverlapError
 
@@ -259,6 +259,7 @@ def assemble_frames(
     is_fractional = segmentation_type == SegmentationTypeValues.FRACTIONAL
     rescaled = rescale_fractional and is_fractional and not combine_segments
     out_dtype = output_dtype(dtype, max_value=max_out, rescaled=rescaled)
+    check_decoded_size((n_out, R, C) if combine_segments else (n_out, R, C, n_segments), out_dtype, "output array")
     lut_size = int(max(segs.max(), placement.segment.max(initial=0))) + 1
 
     if segmentation_type == SegmentationTypeValues.LABELMAP:

@@ -29,11 +29,87 @@ from pydicom.uid import (
 
 from monai_dicomseg.errors import DecodeError, UnsupportedError
 
-__all__ = ["PixelLayout", "pixel_layout", "decode_frames", "packed_frames"]
+__all__ = [
+    "PixelLayout",
+    "pixel_layout",
+    "decode_frames",
+    "packed_frames",
+    "MAX_DECODED_BYTES",
+    "check_decoded_size",
+    "max_decoded_bytes",
+]
 
 _NATIVE = (ImplicitVRLittleEndian, ExplicitVRLittleEndian)
-MAX_OUTPUT_BYTES = 1 << 36
-"""Refuse to allocate more than this many bytes (64 GiB) for decoded frames."""
+
+MAX_DECODED_BYTES: int = 16 << 30
+"""Decoded-size budget: the largest array (in bytes) a read may allocate (default 16 GiB).
+
+A hostile or corrupt header (``TotalPixelMatrixColumns = 2**31``,
+``NumberOfFrames = 2**31 - 1``) is refused with a :class:`DecodeError` before
+anything is allocated. Raise it for genuinely larger outputs, for the whole
+process (``monai_dicomseg.codec.decode.MAX_DECODED_BYTES = 64 << 30``) or for a
+block of code (``with max_decoded_bytes(64 << 30): ...``).
+"""
+
+
+class max_decoded_bytes:
+    """Context manager that sets :data:`MAX_DECODED_BYTES` for the enclosed block.
+
+    Parameters
+    ----------
+    limit
+        Positive number of bytes.
+
+    Examples
+    --------
+    >>> with max_decoded_bytes(64 << 30):  # doctest: +SKIP
+    ...     matrix = seg.get_total_pixel_matrix()
+    """
+
+    def __init__(self, limit: int) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+            from monai_dicomseg.errors import InputError
+
+            raise InputError(f"limit must be a positive number of bytes; got {limit!r}")
+        self.limit = int(limit)
+        self._previous: list[int] = []
+
+    def __enter__(self) -> "max_decoded_bytes":
+        global MAX_DECODED_BYTES
+        self._previous.append(MAX_DECODED_BYTES)
+        MAX_DECODED_BYTES = self.limit
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        global MAX_DECODED_BYTES
+        MAX_DECODED_BYTES = self._previous.pop()
+
+
+def check_decoded_size(shape: Sequence[int], dtype: "np.dtype | type | str", what: str) -> None:
+    """Refuse an output array larger than :data:`MAX_DECODED_BYTES` before allocating it.
+
+    Parameters
+    ----------
+    shape, dtype
+        The array about to be allocated.
+    what
+        What the array is, for the message (e.g. ``"total pixel matrix region"``).
+
+    Raises
+    ------
+    DecodeError
+        If ``prod(shape) * itemsize`` exceeds the budget.
+    """
+    needed = np.dtype(dtype).itemsize
+    for n in shape:
+        needed *= max(int(n), 0)
+    if needed > MAX_DECODED_BYTES:
+        raise DecodeError(
+            f"the {what} of shape {tuple(int(n) for n in shape)} ({np.dtype(dtype).name}) would need "
+            f"{needed} bytes, more than the decoded-size budget of {MAX_DECODED_BYTES} bytes "
+            "(monai_dicomseg.codec.decode.MAX_DECODED_BYTES; raise it with max_decoded_bytes(...) if "
+            "the header is genuine)"
+        )
 
 
 @dataclass(frozen=True)
@@ -84,12 +160,15 @@ def _transfer_syntax(dataset: Dataset) -> UID:
 
 
 def _int_attribute(dataset: Dataset, keyword: str, default: int | None = None) -> int:
-    value = dataset.get(keyword, default)
+    try:
+        value = dataset.get(keyword, default)
+    except Exception as exc:  # pydicom cannot convert the stored bytes (odd length, "inf", ...)
+        raise DecodeError(f"{keyword} has a value that cannot be decoded: {exc}") from None
     if value is None or value == "":
         raise DecodeError(f"{keyword} is missing (Type 1 for Segmentation images, PS3.3 C.8.20.2)")
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise DecodeError(f"{keyword} must be an integer; got {value!r}") from None
 
 
@@ -159,12 +238,7 @@ def pixel_layout(dataset: Dataset) -> PixelLayout:
 
 
 def _check_output_size(layout: PixelLayout, count: int) -> None:
-    needed = count * layout.pixels_per_frame * layout.dtype.itemsize
-    if needed > MAX_OUTPUT_BYTES:
-        raise DecodeError(
-            f"decoding {count} frame(s) of {layout.rows} x {layout.columns} would need {needed} bytes, "
-            f"more than the limit of {MAX_OUTPUT_BYTES}"
-        )
+    check_decoded_size((count, layout.rows, layout.columns), layout.dtype, f"{count} decoded frame(s)")
 
 
 def _frame_indices(frame_indices: Sequence[int] | np.ndarray, layout: PixelLayout) -> np.ndarray:

@@ -15,6 +15,7 @@ the scanner terminates on any input; malformed input raises
 """
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any, Callable, Union
@@ -28,6 +29,9 @@ __all__ = [
     "scan_sequence",
     "locate_top_level_element",
     "read_file_meta",
+    "check_structure",
+    "MAX_DEPTH",
+    "MAX_SKIPPED_ITEMS",
 ]
 
 _ITEM = 0xFFFEE000
@@ -47,14 +51,36 @@ def _text(raw: bytes) -> str:
     return raw.decode("ascii", "replace").strip("\x00 ")
 
 
+MAX_DEPTH = 64
+"""Deepest sequence nesting accepted (PS3.5 7.5); real SEG headers nest fewer than 10 levels."""
+
+MAX_SKIPPED_ITEMS = 100_000
+"""Most items accepted in one sequence that is walked only to be skipped (not the per-frame groups)."""
+
+
 def _decode_ds(raw: bytes) -> list[float]:
+    """Decimal String values (PS3.5 6.2); non-finite or unparsable values raise ``ValueError``."""
     text = _text(raw)
-    return [float(v) for v in text.split("\\")] if text else []
+    if not text:
+        return []
+    values = [float(v) for v in text.split("\\")]
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"DS values must be finite numbers; got {text!r}")
+    return values
 
 
 def _decode_is(raw: bytes) -> list[int]:
+    """Integer String values (PS3.5 6.2: at most 12 characters, -2**31 <= n < 2**31)."""
     text = _text(raw)
-    return [int(float(v)) for v in text.split("\\")] if text else []
+    if not text:
+        return []
+    values = []
+    for v in text.split("\\"):
+        number = float(v)
+        if not math.isfinite(number) or not -(2**31) <= number < 2**31:
+            raise ValueError(f"IS value must be an integer in [-2**31, 2**31); got {v.strip()!r}")
+        values.append(int(number))
+    return values
 
 
 def _binary(fmt: str) -> Callable[[bytes], list[int | float]]:
@@ -129,6 +155,7 @@ class _Scanner:
         self.size = len(buf)
         self.implicit = implicit
         self.what = what
+        self.depth = 0
 
     def _fail(self, pos: int, reason: str) -> DecodeError:
         return DecodeError(f"{self.what}: {reason} at byte offset {pos}")
@@ -157,12 +184,25 @@ class _Scanner:
         """
         items: list[dict] = []
         limit = self.size if end is None else end
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise self._fail(pos, f"sequences are nested more than {MAX_DEPTH} levels deep")
+            return self._sequence_items(pos, end, limit, spec, items)
+        finally:
+            self.depth -= 1
+
+    def _sequence_items(
+        self, pos: int, end: int | None, limit: int, spec: ScanSpec, items: list[dict]
+    ) -> tuple[list[dict], int]:
         while end is None or pos < end:
             tag, _, length, start = self.header(pos, limit)
             if tag == _SEQUENCE_DELIMITER:
                 return items, start
             if tag != _ITEM:
                 raise self._fail(pos, f"expected an Item tag (FFFE,E000), got ({tag >> 16:04X},{tag & 0xFFFF:04X})")
+            if spec is _EMPTY and len(items) >= MAX_SKIPPED_ITEMS:
+                raise self._fail(pos, f"a sequence holds more than {MAX_SKIPPED_ITEMS} items")
             if length == _UNDEFINED:
                 item, pos = self.item(start, None, spec)
             else:
@@ -202,7 +242,10 @@ class _Scanner:
                     raise self._fail(start, f"{keyword} must have VR SQ, got {vr.decode('ascii', 'replace')}")
                 out[keyword], _ = self.sequence(start, pos, kind)
             else:
-                out[keyword] = _DECODERS[kind](bytes(self.buf[start:pos]))
+                try:
+                    out[keyword] = _DECODERS[kind](bytes(self.buf[start:pos]))
+                except (ValueError, OverflowError) as exc:
+                    raise self._fail(start, f"{keyword} ({kind}) has an invalid value: {exc}") from None
         if end is None:
             raise self._fail(pos, "missing Item Delimitation Item")
         return out, pos
@@ -292,7 +335,7 @@ def locate_top_level_element(
         element is absent.
     """
     target = tag_for_keyword(keyword)
-    scanner = _Scanner(buf, implicit, keyword)
+    scanner = _Scanner(buf, implicit, f"top-level data set (before {keyword})")
     size = len(buf)
     pos = start
     while pos + 8 <= size:
@@ -311,3 +354,52 @@ def locate_top_level_element(
             return pos, value_start, value_start + length, False
         pos = value_start + length
     return None
+
+
+def check_structure(buf: bytes | memoryview, what: str = "file") -> None:
+    """Reject a buffer that cannot be a DICOM data set, cheaply, before pydicom parses it.
+
+    * With the ``DICM`` prefix at byte 128 (PS3.10 7.1), the File Meta
+      Information must parse and the first data set element must belong to a
+      group above 0002 (a run of zero bytes does not).
+    * Without it, the buffer must begin like a data set: the first element in
+      group 0002 or 0008 (pydicom reads such raw data sets).
+    * Top-level sequences up to the Per-Frame Functional Groups Sequence are
+      walked with the bounded scanner: nesting deeper than :data:`MAX_DEPTH`
+      or more than :data:`MAX_SKIPPED_ITEMS` items in a sequence is refused.
+
+    Raises
+    ------
+    DecodeError
+        Naming what was found instead.
+    """
+    size = len(buf)
+    if size < 8:
+        raise DecodeError(f"{what} is not a DICOM file: only {size} bytes")
+    meta = read_file_meta(buf)
+    if meta is None:
+        if size >= 132 and bytes(buf[128:132]) == b"DICM":
+            raise DecodeError(f"{what}: the File Meta Information (group 0002) is malformed (PS3.10 7.1)")
+        group, element = struct.unpack_from("<HH", buf, 0)
+        if group not in (0x0002, 0x0008):
+            raise DecodeError(
+                f"{what} is not a DICOM file: no 'DICM' prefix at byte 128 (PS3.10 7.1) and the data does "
+                f"not begin with a group 0002 or 0008 element (found ({group:04X},{element:04X}))"
+            )
+        return
+    start, syntax = meta
+    if start + 8 > size:
+        return  # an empty data set: pydicom reports it quickly
+    group, element = struct.unpack_from("<HH", buf, start)
+    if group <= 0x0002 or group == 0xFFFE:
+        raise DecodeError(
+            f"{what}: the data set after the File Meta Information begins with ({group:04X},{element:04X}); "
+            "expected an element of group 0004 or above (PS3.5 7.1)"
+        )
+    if syntax == "1.2.840.10008.1.2":
+        implicit = True
+    elif syntax.startswith("1.2.840.10008.1.2.") and syntax not in ("1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"):
+        implicit = False
+    else:
+        return  # big endian / deflated: reported later with the transfer syntax
+    locate_top_level_element(buf, start, "PerFrameFunctionalGroupsSequence", implicit=implicit)

@@ -27,7 +27,7 @@ from pydicom.datadict import keyword_for_tag
 from pydicom.multival import MultiValue
 
 from monai_dicomseg.codec.element_scan import ScanSpec, scan_sequence
-from monai_dicomseg.errors import DecodeError
+from monai_dicomseg.errors import DecodeError, DicomSegError
 
 __all__ = ["FrameIndex", "build_frame_index", "FUNCTIONAL_GROUPS_SPEC"]
 
@@ -293,6 +293,11 @@ def _shared_functional_groups(dataset: Dataset) -> dict[str, Any]:
 def build_frame_index(dataset: Dataset) -> FrameIndex:
     """Build the :class:`FrameIndex` of a Segmentation data set.
 
+    A thin guard around :func:`_build_frame_index`: a malformed attribute that
+    slips past the explicit checks (a value pydicom cannot convert, an empty
+    sequence, an out-of-range number) is reported as a :class:`DecodeError`
+    instead of a builtin exception from deep inside.
+
     Parameters
     ----------
     dataset
@@ -312,6 +317,24 @@ def build_frame_index(dataset: Dataset) -> FrameIndex:
         NumberOfFrames, a frame lacks its Referenced Segment Number or
         Dimension Index Values, or refers to an undefined segment.
     """
+    try:
+        return _build_frame_index(dataset)
+    except DicomSegError:
+        raise
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError, RecursionError) as exc:
+        name = getattr(exc, "name", None)
+        what = f" ({name})" if isinstance(exc, AttributeError) and name else ""
+        raise DecodeError(
+            f"cannot index the frames of the segmentation: a functional group attribute{what} is "
+            f"malformed ({type(exc).__name__}: {exc})"
+        ) from exc
+    except Exception as exc:  # pydicom's own value errors (e.g. BytesLengthException)
+        if type(exc).__module__.startswith("pydicom"):
+            raise DecodeError(f"cannot index the frames of the segmentation: {exc}") from exc
+        raise
+
+
+def _build_frame_index(dataset: Dataset) -> FrameIndex:
     number_of_frames = int(dataset.get("NumberOfFrames", 1) or 1)
     is_labelmap = (
         dataset.get("SOPClassUID") == LABELMAP_SOP_CLASS_UID

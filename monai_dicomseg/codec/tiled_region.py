@@ -24,7 +24,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from monai_dicomseg.codec.assemble import labelmap_lut, output_dtype
-from monai_dicomseg.codec.decode import PixelLayout, decode_frames
+from monai_dicomseg.codec.decode import PixelLayout, check_decoded_size, decode_frames
 from monai_dicomseg.enums import SegmentationTypeValues
 from monai_dicomseg.errors import DecodeError, FrameMismatchError, InputError, InputTypeError, OverlapError
 
@@ -251,6 +251,11 @@ def assemble_region(
     is_fractional = segmentation_type == SegmentationTypeValues.FRACTIONAL
     rescaled = rescale_fractional and is_fractional and not combine_segments
     out_dtype = output_dtype(dtype, max_value=max_out, rescaled=rescaled)
+    what = "total pixel matrix region"
+    if combine_segments or segmentation_type == SegmentationTypeValues.LABELMAP:
+        check_decoded_size((h, w), out_dtype if combine_segments else layout.dtype, what)
+    if not combine_segments:
+        check_decoded_size((h, w, n_segments), out_dtype, what)
 
     if segmentation_type == SegmentationTypeValues.LABELMAP:
         _check_unique(placement, by_segment=False)

@@ -228,7 +228,12 @@ class SegmentDescription(Dataset):
     @property
     def segment_number(self) -> int:
         """int: Segment Number."""
-        return int(self.SegmentNumber)
+        try:
+            return int(self.SegmentNumber)
+        except (TypeError, ValueError, OverflowError, AttributeError):
+            raise DecodeError(
+                f"SegmentNumber must be an integer (US, PS3.3 C.8.20.2); got {self.get('SegmentNumber')!r}"
+            ) from None
 
     @property
     def segment_label(self) -> str:
@@ -238,17 +243,24 @@ class SegmentDescription(Dataset):
     @property
     def segmented_property_category(self) -> CodedConcept:
         """CodedConcept: Segmented Property Category."""
-        return CodedConcept.from_dataset(self.SegmentedPropertyCategoryCodeSequence[0])
+        return _single_code(self, "SegmentedPropertyCategoryCodeSequence")
 
     @property
     def segmented_property_type(self) -> CodedConcept:
         """CodedConcept: Segmented Property Type."""
-        return CodedConcept.from_dataset(self.SegmentedPropertyTypeCodeSequence[0])
+        return _single_code(self, "SegmentedPropertyTypeCodeSequence")
 
     @property
     def algorithm_type(self) -> SegmentAlgorithmTypeValues:
         """SegmentAlgorithmTypeValues: Segment Algorithm Type."""
-        return SegmentAlgorithmTypeValues(str(self.SegmentAlgorithmType))
+        value = self.get("SegmentAlgorithmType")
+        try:
+            return SegmentAlgorithmTypeValues(str(value))
+        except ValueError:
+            raise DecodeError(
+                f"SegmentAlgorithmType must be one of {[v.value for v in SegmentAlgorithmTypeValues]}; "
+                f"got {value!r}"
+            ) from None
 
     @property
     def algorithm_identification(self) -> AlgorithmIdentificationSequence | None:
@@ -272,13 +284,13 @@ class SegmentDescription(Dataset):
     @property
     def anatomic_regions(self) -> list[CodedConcept]:
         """list[CodedConcept]: Anatomic Region Sequence items (empty when absent)."""
-        return [CodedConcept.from_dataset(item) for item in self.get("AnatomicRegionSequence", [])]
+        return [_code(item, "AnatomicRegionSequence") for item in self.get("AnatomicRegionSequence", [])]
 
     @property
     def primary_anatomic_structures(self) -> list[CodedConcept]:
         """list[CodedConcept]: Primary Anatomic Structure Sequence items."""
         return [
-            CodedConcept.from_dataset(item)
+            _code(item, "PrimaryAnatomicStructureSequence")
             for item in self.get("PrimaryAnatomicStructureSequence", [])
         ]
 
@@ -288,3 +300,22 @@ class SegmentDescription(Dataset):
         if "RecommendedDisplayCIELabValue" not in self:
             return None
         return CIELabColor.from_dicom_value(self.RecommendedDisplayCIELabValue)
+
+
+def _code(item: Dataset, keyword: str) -> CodedConcept:
+    """A code item read from a file; a malformed one is a :class:`DecodeError` naming ``keyword``."""
+    try:
+        return CodedConcept.from_dataset(item, copy=False)
+    except (InputError, InputTypeError) as exc:
+        raise DecodeError(f"{keyword} item is not a valid code item (PS3.3 8.8): {exc}") from None
+
+
+def _single_code(description: Dataset, keyword: str) -> CodedConcept:
+    """The one item of a Type 1 code sequence that holds exactly one item (PS3.3 C.8.20.2)."""
+    items = description.get(keyword) or []
+    if len(items) != 1:
+        raise DecodeError(
+            f"SegmentSequence item {description.get('SegmentNumber', '?')}: {keyword} must hold exactly "
+            f"1 item (PS3.3 C.8.20.2); found {len(items)}"
+        )
+    return _code(items[0], keyword)

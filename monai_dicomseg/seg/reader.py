@@ -25,7 +25,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from monai_dicomseg.codec.assemble import Placement, assemble_frames
 from monai_dicomseg.codec.decode import PixelLayout, pixel_layout
-from monai_dicomseg.codec.element_scan import locate_top_level_element, read_file_meta
+from monai_dicomseg.codec.element_scan import check_structure, locate_top_level_element, read_file_meta
 from monai_dicomseg.codec.frame_index import FrameIndex, build_frame_index
 from monai_dicomseg.enums import (
     CoordinateSystemNames,
@@ -131,6 +131,7 @@ def _read_path(path: "str | os.PathLike[str]") -> Dataset:
         if os.fstat(handle.fileno()).st_size == 0:
             raise DecodeError(f"{os.fspath(path)!r} is empty: not a DICOM file")
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            check_structure(mapped, repr(os.fspath(path)))
             try:
                 rewritten = _defer_per_frame_groups(mapped)
             except DecodeError:
@@ -169,6 +170,7 @@ def segread(fp: "str | os.PathLike[str] | BinaryIO") -> "Segmentation":
         dataset = _read_path(fp)
     else:
         buf = _read_bytes(fp)
+        check_structure(buf, "the file object")
         try:
             buf = _defer_per_frame_groups(buf)
         except DecodeError:
@@ -278,7 +280,13 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
         """
         if "ImageOrientationSlide" in self or "TotalPixelMatrixOriginSequence" in self:  # type: ignore[operator]
             return CoordinateSystemNames.SLIDE
-        shared = self.SharedFunctionalGroupsSequence[0]  # type: ignore[attr-defined]
+        shared_items = self.get("SharedFunctionalGroupsSequence") or []  # type: ignore[attr-defined]
+        if len(shared_items) != 1:
+            raise DecodeError(
+                "SharedFunctionalGroupsSequence must have exactly 1 item (PS3.3 C.7.6.16); "
+                f"found {len(shared_items)}"
+            )
+        shared = shared_items[0]
         if "FrameOfReferenceUID" in self and (  # type: ignore[operator]
                 "PlaneOrientationSequence" in shared or "PerFrameFunctionalGroupsSequence" in self):  # type: ignore[operator]
             return CoordinateSystemNames.PATIENT
@@ -410,14 +418,24 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
         found: list[tuple[UID, UID, UID]] = []
         studies = [self] + list(self.get("StudiesContainingOtherReferencedInstancesSequence", []))  # type: ignore[attr-defined]
         studies += list(self.get("SourceImageEvidenceSequence", []))  # type: ignore[attr-defined]
+        def required(item: Any, keyword: str, where: str) -> UID:
+            value = item.get(keyword)
+            if not value:
+                raise DecodeError(f"{where} lacks {keyword} (Type 1, PS3.3 C.7.6.16.2.6 / C.12.2); found none")
+            return UID(str(value))
+
         for study in studies:
             for series in study.get("ReferencedSeriesSequence", []):
                 instances = series.get("ReferencedInstanceSequence") or series.get("ReferencedSOPSequence") or []
+                if not instances:
+                    continue
+                study_uid = required(study, "StudyInstanceUID", "a study that holds a ReferencedSeriesSequence")
+                series_uid = required(series, "SeriesInstanceUID", "a ReferencedSeriesSequence item")
                 for instance in instances:
                     found.append((
-                        UID(study.StudyInstanceUID),
-                        UID(series.SeriesInstanceUID),
-                        UID(instance.ReferencedSOPInstanceUID),
+                        study_uid,
+                        series_uid,
+                        required(instance, "ReferencedSOPInstanceUID", "a ReferencedInstanceSequence item"),
                     ))
         return list(dict.fromkeys(found))
 

@@ -36,6 +36,19 @@ class TiledReaderMixin:
         """Whether the image is tiled (has TotalPixelMatrixRows/Columns, PS3.3 C.8.12.4)."""
         return "TotalPixelMatrixRows" in self and "TotalPixelMatrixColumns" in self  # type: ignore[operator]
 
+    def _total_matrix_size(self) -> tuple[int, int]:
+        """(TotalPixelMatrixRows, TotalPixelMatrixColumns), checked (UL, >= 1, PS3.3 C.8.12.4)."""
+        sizes = []
+        for keyword in ("TotalPixelMatrixRows", "TotalPixelMatrixColumns"):
+            try:
+                value = int(self.get(keyword))  # type: ignore[attr-defined]
+            except Exception:  # absent, unparsable, odd byte length (pydicom error types vary)
+                raise DecodeError(f"{keyword} must be an integer (UL, PS3.3 C.8.12.4); it cannot be read") from None
+            if not 1 <= value < 2**32:
+                raise DecodeError(f"{keyword} must be in [1, 2**32) (UL, PS3.3 C.8.12.4); got {value}")
+            sizes.append(value)
+        return sizes[0], sizes[1]
+
     def _tile_placement(self) -> "TilePlacement":
         """Every stored frame with the 0-based total-pixel-matrix offset of its top-left pixel."""
         from monai_dicomseg.codec.tiled_region import TilePlacement
@@ -138,8 +151,8 @@ class TiledReaderMixin:
         placement = self._tile_placement()
         region = standardize_region(
             row_start, row_end, column_start, column_end,
-            rows=int(self.TotalPixelMatrixRows),  # type: ignore[attr-defined]
-            columns=int(self.TotalPixelMatrixColumns),  # type: ignore[attr-defined]
+            rows=self._total_matrix_size()[0],
+            columns=self._total_matrix_size()[1],
             as_indices=as_indices,
         )
         if segment_numbers is None:
@@ -183,8 +196,8 @@ class TiledReaderMixin:
         _slice_range(slice_start, slice_end, as_indices, 1)
         box = standardize_region(
             row_start, row_end, column_start, column_end,
-            rows=int(self.TotalPixelMatrixRows),  # type: ignore[attr-defined]
-            columns=int(self.TotalPixelMatrixColumns),  # type: ignore[attr-defined]
+            rows=self._total_matrix_size()[0],
+            columns=self._total_matrix_size()[1],
             as_indices=as_indices,
         )
         index = self._get_frame_index()
@@ -196,12 +209,18 @@ class TiledReaderMixin:
                 "shared PixelSpacing to form a volume (PS3.3 C.8.12.4, C.8.12.6.1)"
             )
         origin = origin_items[0]
-        position = np.array([
-            float(origin.XOffsetInSlideCoordinateSystem),
-            float(origin.YOffsetInSlideCoordinateSystem),
-            float(origin.get("ZOffsetInSlideCoordinateSystem", 0.0) or 0.0),
-        ])
-        cosines = np.asarray(orientation, dtype=np.float64)
+        try:
+            position = np.array([
+                float(origin.XOffsetInSlideCoordinateSystem),
+                float(origin.YOffsetInSlideCoordinateSystem),
+                float(origin.get("ZOffsetInSlideCoordinateSystem", 0.0) or 0.0),
+            ])
+            cosines = np.asarray(orientation, dtype=np.float64).reshape(6)
+        except (AttributeError, TypeError, ValueError, OverflowError) as exc:
+            raise GeometryError(
+                "TotalPixelMatrixOriginSequence needs numeric X/YOffsetInSlideCoordinateSystem and "
+                f"ImageOrientationSlide six numbers (PS3.3 C.8.12.2.1); {exc}"
+            ) from None
         spacing = index.pixel_spacing
         position = position + cosines[3:] * spacing[0] * box.row_start + cosines[:3] * spacing[1] * box.column_start
         array = self.get_total_pixel_matrix(
