@@ -130,18 +130,22 @@ def nifti_suffix(path: str | os.PathLike[str]) -> str:
 
 
 def save_nifti(image: Any, path: Path, overwrite: bool) -> None:
-    """Save a nibabel image atomically (temporary file in the same folder, then rename)."""
-    import nibabel
+    """Save a nibabel image atomically (:func:`monai_dicomseg.atomic.atomic_write`).
+
+    The image is serialised in memory (gzip level 1, as nibabel writes
+    ``.nii.gz``) and written through a ``.<name>.<random>.part`` temporary, so
+    the file gets normal permissions and a killed run leaves only a temporary
+    that the next write cleans up.
+    """
+    import gzip
+
+    from monai_dicomseg.atomic import atomic_write
 
     check_output(path, overwrite)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.part{nifti_suffix(path)}")
-    try:
-        nibabel.save(image, str(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        if temporary.exists():
-            temporary.unlink()
-        raise
+    data = image.to_bytes()
+    if nifti_suffix(path) == ".nii.gz":
+        data = gzip.compress(data, compresslevel=1, mtime=0)
+    atomic_write(path, lambda stream: stream.write(data), overwrite=True)
 
 
 def save_json(document: Any, path: Path, overwrite: bool) -> None:
