@@ -22,7 +22,7 @@ import warnings
 from typing import Any
 
 from monai_dicomseg.dicomweb.reference import DicomWebSeries
-from monai_dicomseg.dicomweb.retrieve import SEG_SOP_CLASSES, cache_for, json_value
+from monai_dicomseg.dicomweb.retrieve import SEG_SOP_CLASSES, cache_for, json_value, manifest_from_metadata
 from monai_dicomseg.dicomweb.session import DicomWebServer, register_server, server_for, translate_errors
 from monai_dicomseg.errors import InputTypeError
 
@@ -48,13 +48,6 @@ def _metadata(server: DicomWebServer, study_uid: str, series_uid: str) -> list[d
 def _referenced_series(item: dict) -> list[str]:
     sequence = (item.get(_REFERENCED) or {}).get("Value") or []
     return [str(json_value(entry, _SERIES)) for entry in sequence if json_value(entry, _SERIES)]
-
-
-def _manifest(server: DicomWebServer, study: str, series: str, items: list[dict]) -> dict[str, Any]:
-    instances = sorted(({"uid": str(json_value(i, _SOP)), "sop_class": str(json_value(i, _CLASS, ""))}
-                        for i in items if json_value(i, _SOP)), key=lambda i: i["uid"])
-    modality = ",".join(sorted({str(json_value(i, _MODALITY, "")) for i in items}))
-    return {"url": server.url, "study": study, "series": series, "modality": modality, "instances": instances}
 
 
 def create_datalist_from_server(
@@ -134,7 +127,7 @@ def create_datalist_from_server(
                              key=lambda s: (str(json_value(s, _STUDY)), str(json_value(s, _SERIES)))):
         study, series = str(json_value(seg_series, _STUDY)), str(json_value(seg_series, _SERIES))
         items = _metadata(server, study, series)
-        cache.put_manifest(series, _manifest(server, study, series, items))
+        cache.put_manifest(series, manifest_from_metadata(DicomWebSeries(server.url, study, series), items))
         candidates = image_series(study)
         for item in sorted(items, key=lambda i: str(json_value(i, _SOP))):
             if str(json_value(item, _CLASS, "")) not in SEG_SOP_CLASSES:

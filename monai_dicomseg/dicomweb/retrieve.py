@@ -31,7 +31,7 @@ from monai_dicomseg.dicomweb.reference import DicomWebSeries
 from monai_dicomseg.dicomweb.session import DicomWebServer, server_for, translate_errors
 from monai_dicomseg.errors import DicomWebNotFoundError, DicomWebResponseError, InputError, InputTypeError
 
-__all__ = ["materialize", "cache_for", "as_reference", "SEG_SOP_CLASSES", "json_value"]
+__all__ = ["materialize", "cache_for", "as_reference", "manifest_from_metadata", "SEG_SOP_CLASSES", "json_value"]
 
 SEG_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"})
 """Segmentation Storage and Label Map Segmentation Storage (PS3.4 B.5)."""
@@ -103,13 +103,24 @@ def _fetch_manifest(ref: DicomWebSeries) -> dict[str, Any]:
     if not items:
         raise DicomWebNotFoundError(
             f"the DICOMweb server has no instance in series {ref.series_url} (SeriesInstanceUID {ref.series_uid})")
+    return manifest_from_metadata(ref, items)
+
+
+def manifest_from_metadata(ref: DicomWebSeries, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The cache manifest of a series from its WADO-RS metadata (DICOM JSON, PS3.18 F.2).
+
+    Per instance: SOP Instance UID, SOP Class UID, the last top-level tag and
+    whether Pixel Data is listed (what a complete retrieved instance must hold).
+    """
     instances, modalities = [], set()
     for item in items:
         uid = json_value(item, "00080018")
         if not uid:
-            raise DicomWebResponseError(f"series metadata without SOPInstanceUID from {url} "
+            raise DicomWebResponseError(f"series metadata without SOPInstanceUID from {ref.series_url}/metadata "
                                         f"(SeriesInstanceUID {ref.series_uid})")
-        instances.append({"uid": str(uid), "sop_class": str(json_value(item, "00080016", ""))})
+        tags = [key.upper() for key in item if len(key) == 8]
+        instances.append({"uid": str(uid), "sop_class": str(json_value(item, "00080016", "")),
+                          "last_tag": max(tags) if tags else "", "pixels": "7FE00010" in tags})
         modalities.add(str(json_value(item, "00080060", "")))
     instances.sort(key=lambda i: i["uid"])
     return {"url": ref.url, "study": ref.study_uid, "series": ref.series_uid,
@@ -122,8 +133,18 @@ def _part10_bytes(dataset: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _check_complete(dataset: Any, where: str, uid: str) -> None:
-    """Native Pixel Data must be as long as its header says (a truncated body is not a short image)."""
+def _check_complete(dataset: Any, where: str, uid: str, expected: "dict[str, Any] | None" = None) -> None:
+    """The instance must be whole: every top-level element up to the last one the metadata
+    listed, and native Pixel Data as long as its header says (a truncated body is not a short image)."""
+    if expected:
+        last = expected.get("last_tag") or ""
+        missing = [name for name, tag in (("the last element listed by the metadata", last),
+                                          ("Pixel Data", "7FE00010" if expected.get("pixels") else ""))
+                   if tag and int(tag, 16) not in dataset]
+        if missing:
+            raise DicomWebResponseError(
+                f"truncated response from the DICOMweb server: {where} (SOPInstanceUID {uid}): "
+                f"{missing[0]} is missing")
     if "PixelData" not in dataset or getattr(dataset.file_meta, "TransferSyntaxUID", None) is None:
         return
     if dataset.file_meta.TransferSyntaxUID.is_compressed:
@@ -141,7 +162,8 @@ def _check_complete(dataset: Any, where: str, uid: str) -> None:
             f"{len(dataset.PixelData)} bytes, Rows x Columns x frames x BitsAllocated needs {expected}")
 
 
-def _retrieve(ref: DicomWebSeries, cache: InstanceCache, missing: list[str], whole_series: bool) -> None:
+def _retrieve(ref: DicomWebSeries, cache: InstanceCache, missing: list[str], whole_series: bool,
+              expected: dict[str, Any]) -> None:
     server = ref.server
     assert server is not None
     client = server.client()
@@ -163,7 +185,7 @@ def _retrieve(ref: DicomWebSeries, cache: InstanceCache, missing: list[str], who
             sop = str(getattr(dataset, "SOPInstanceUID", ""))
             if sop not in wanted:
                 continue
-            _check_complete(dataset, url, sop)
+            _check_complete(dataset, url, sop, expected.get(sop))
             with translate_errors(server, url, sop, "encode retrieved instance"):
                 data = _part10_bytes(dataset)
             cache.put(sop, data)
@@ -236,7 +258,8 @@ def materialize(
         _check_kind(ref, manifest, selected, expect_seg)
         missing = [uid for uid in selected if cache.get(uid) is None]
         if missing:
-            _retrieve(ref, cache, missing, whole_series=len(missing) == len(uids) and len(uids) > 1)
+            _retrieve(ref, cache, missing, whole_series=len(missing) == len(uids) and len(uids) > 1,
+                      expected={item["uid"]: item for item in manifest["instances"]})
         cache.put_manifest(ref.series_uid, manifest)
         paths = []
         for uid in selected:

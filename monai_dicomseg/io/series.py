@@ -179,6 +179,9 @@ def read_series_datasets(
     InputTypeError
         If ``source`` is not a folder, paths or datasets.
     """
+    from monai_dicomseg.dicomweb import local_paths
+
+    source = local_paths(source)  # a DicomWebSeries / 'dicomweb+' URI -> cached file paths
     filenames: "list[str] | None"
     if isinstance(source, (str, os.PathLike)):
         if not Path(source).exists():
