@@ -135,3 +135,68 @@ def sort_by_slice_position(datasets: list[pydicom.Dataset]) -> list[pydicom.Data
 def seg_path(tmp_path: Path) -> Iterator[Path]:
     """A path for a SEG file in the test's temporary folder."""
     yield tmp_path / "seg.dcm"
+
+
+# --------------------------------------------------------------------------- `monai` marker
+# Tests that need torch + MONAI carry the ``monai`` marker, so that the light
+# install (no torch/MONAI, see ``make test-light``) runs the rest with
+# ``-m "not monai"``. Marked automatically: every test under tests/io,
+# tests/transforms and tests/data, and every module whose source imports torch
+# or MONAI, or uses the MONAI layer of monai_dicomseg. Without torch/MONAI those
+# modules are not even collected (their imports would fail) and any other
+# ``monai`` test is skipped with the install command.
+
+import re as _re  # noqa: E402  (kept with the hook it serves)
+
+_MONAI_TEST_DIRS = ("io", "transforms", "data")
+_MONAI_SOURCE = _re.compile(
+    r"^\s*(?:import|from)\s+(?:torch|monai)\b"                      # import torch / from monai...
+    r"|^\s*(?:import|from)\s+monai_dicomseg\.(?:transforms|data|io\.(?:reader|writer))\b"
+    r"|\b(?:LoadDicomSegd?|SaveDicomSegd?|DicomSegReader|DicomSegWriter|LoadDicomSeriesd?"
+    r"|DicomSegDataset|create_datalist|collate_skip_none|load_transforms|segments_from_meta)\("
+    r"|monai\.bundle|end_to_end\.py",                                  # subprocesses that need MONAI
+    _re.MULTILINE,
+)
+_MONAI_FILE_CACHE: dict[Path, bool] = {}
+
+
+def _needs_monai(path: Path) -> bool:
+    """Whether the test module at ``path`` needs torch/MONAI (folder rule or source scan)."""
+    path = Path(path)
+    if path not in _MONAI_FILE_CACHE:
+        tests = Path(__file__).resolve().parent
+        try:
+            relative = path.resolve().relative_to(tests).parts
+        except ValueError:
+            relative = ()
+        in_folder = len(relative) > 1 and relative[0] in _MONAI_TEST_DIRS
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            text = ""
+        _MONAI_FILE_CACHE[path] = in_folder or bool(_MONAI_SOURCE.search(text))
+    return _MONAI_FILE_CACHE[path]
+
+
+def _monai_installed() -> bool:
+    from monai_dicomseg.io import missing_monai_packages
+
+    return not missing_monai_packages()
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Without torch/MONAI, do not import test modules that need them."""
+    if collection_path.suffix == ".py" and collection_path.name.startswith("test_") \
+            and not _monai_installed() and _needs_monai(collection_path):
+        return True
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    installed = _monai_installed()
+    for item in items:
+        if _needs_monai(item.path) and item.get_closest_marker("monai") is None:
+            item.add_marker(pytest.mark.monai)
+        if not installed and item.get_closest_marker("monai") is not None:
+            item.add_marker(pytest.mark.skip(
+                reason='needs torch + MONAI: pip install "monai_dicomseg[monai]"'))

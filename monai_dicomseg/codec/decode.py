@@ -27,7 +27,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from monai_dicomseg.errors import DecodeError, UnsupportedError
+from monai_dicomseg.errors import DecodeError, MissingDependencyError, UnsupportedError
 
 __all__ = [
     "PixelLayout",
@@ -339,6 +339,17 @@ def decode_frames(
     return _decode_encapsulated(dataset, idx, layout)
 
 
+#: PyPI package(s) that give pydicom a decoder for each compressed transfer syntax
+#: (syntaxes absent here: pylibjpeg + pylibjpeg-libjpeg, pydicom's plugin for the JPEG family).
+_DECODER_PACKAGES = {
+    "1.2.840.10008.1.2.4.80": "pyjpegls",                          # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81": "pyjpegls",                          # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.90": "pylibjpeg pylibjpeg-openjpeg",      # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.91": "pylibjpeg pylibjpeg-openjpeg",      # JPEG 2000
+    "1.2.840.10008.1.2.5": "pylibjpeg pylibjpeg-rle",              # RLE Lossless
+}
+
+
 def _decode_encapsulated(dataset: Dataset, idx: np.ndarray, layout: PixelLayout) -> np.ndarray:
     from pydicom.pixels import get_decoder
 
@@ -350,9 +361,10 @@ def _decode_encapsulated(dataset: Dataset, idx: np.ndarray, layout: PixelLayout)
             f"({layout.transfer_syntax.name})"
         ) from None
     if not decoder.is_available:
-        raise UnsupportedError(
-            f"no decoding plugin is installed for TransferSyntaxUID {layout.transfer_syntax} "
-            f"({layout.transfer_syntax.name})"
+        package = _DECODER_PACKAGES.get(str(layout.transfer_syntax), "pylibjpeg pylibjpeg-libjpeg")
+        raise MissingDependencyError(
+            f"reading TransferSyntaxUID {layout.transfer_syntax} ({layout.transfer_syntax.name}) "
+            f"needs a pydicom decoding plugin that is not installed: pip install {package}"
         )
     unique, inverse = np.unique(idx, return_inverse=True)
     out = np.empty((unique.size, layout.rows, layout.columns), layout.dtype)

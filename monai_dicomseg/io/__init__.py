@@ -1,1 +1,102 @@
-"""See the package docstring."""
+"""SEG <-> MONAI arrays: the bridge between the SEG system and torch/MONAI.
+
+Map of this folder (``*`` = needs torch + MONAI, the rest is numpy/pydicom only
+and is also used by the command line):
+
+* ``series.py``     source-series loading; MONAI's axis/affine convention for DICOM volumes
+* ``segload.py``    decode a SEG into a channel-first array on its own or a reference grid
+* ``segments.py``   segment tables, segment selection, ``label_map`` harmonisation
+* ``placement.py``  place a volume voxel-for-voxel onto a reference grid
+* ``grid.py``       map a model-output grid back onto the source series grid
+* ``prediction.py`` model outputs (probabilities, one-hot, labels) to SEG pixel arrays
+* ``reader.py`` *   ``DicomSegReader``, a MONAI ``ImageReader``
+* ``writer.py`` *   ``DicomSegWriter``, a MONAI ``ImageWriter``
+
+The MONAI layer (this folder's starred modules, :mod:`monai_dicomseg.transforms`
+and :mod:`monai_dicomseg.data`) needs the ``monai`` extra
+(``pip install "monai_dicomseg[monai]"``). Without it, importing one of those
+modules raises :class:`~monai_dicomseg.errors.MissingDependencyError` (an
+``ImportError``) whose one-line message says what to install, instead of a bare
+``No module named 'torch'``. The unstarred modules stay importable, because the
+light install's command line uses them.
+"""
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import sys
+from collections.abc import Sequence
+
+from monai_dicomseg.errors import MissingDependencyError
+
+__all__ = ["MONAI_EXTRA", "MONAI_LAYER_MODULES", "missing_monai_packages", "require_monai"]
+
+#: The install command printed when torch or MONAI is missing.
+MONAI_EXTRA = 'pip install "monai_dicomseg[monai]"'
+#: Modules that import torch / MONAI at import time (packages include their submodules).
+MONAI_LAYER_MODULES = (
+    "monai_dicomseg.io.reader",
+    "monai_dicomseg.io.writer",
+    "monai_dicomseg.transforms",
+    "monai_dicomseg.data",
+)
+
+
+def _installed(name: str) -> bool:
+    if sys.modules.get(name) is not None:
+        return True
+    if name in sys.modules:  # a None entry: the import is blocked
+        return False
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_monai_packages() -> list[str]:
+    """The distributions of the ``monai`` extra that are not installed (``[]`` when complete)."""
+    return [name for name in ("torch", "monai") if not _installed(name)]
+
+
+def require_monai(module: str) -> None:
+    """Raise :class:`MissingDependencyError` when torch or MONAI is not installed.
+
+    Parameters
+    ----------
+    module
+        Name of the module being imported, used in the message.
+
+    Raises
+    ------
+    MissingDependencyError
+        One line: which module needs which missing packages, and the install
+        command.
+    """
+    missing = missing_monai_packages()
+    if missing:
+        raise MissingDependencyError(_message(module, missing))
+
+
+def _message(module: str, missing: Sequence[str]) -> str:
+    names = " and ".join(missing)
+    return (f"{module} is the MONAI layer and needs {names}, which {'is' if len(missing) == 1 else 'are'} "
+            f"not installed: {MONAI_EXTRA} (the SEG API and the monai-dicomseg command line work "
+            "without them)")
+
+
+class _MonaiLayerGuard(importlib.abc.MetaPathFinder):
+    """Turns the import of a MONAI-layer module into a one-line MissingDependencyError."""
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
+        if fullname in ("monai_dicomseg.io.reader", "monai_dicomseg.io.writer"):
+            require_monai(fullname)
+        return None
+
+
+def _install_guard() -> None:
+    """Add the guard to ``sys.meta_path`` once, only where torch or MONAI is missing."""
+    if missing_monai_packages() and not any(isinstance(f, _MonaiLayerGuard) for f in sys.meta_path):
+        sys.meta_path.insert(0, _MonaiLayerGuard())
+
+
+_install_guard()

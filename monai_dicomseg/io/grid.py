@@ -38,6 +38,7 @@ back to interpolating every channel.
 """
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -259,12 +260,23 @@ def _general_coordinates(plan: GridPlan, frames: np.ndarray) -> np.ndarray:
 
 
 def _grid_sample(array: np.ndarray, plan: GridPlan, frames: np.ndarray, mode: str) -> np.ndarray:
-    """``(S, f, R, C) float32`` values of ``array`` ``(S, X, Y, Z)`` at the source voxels of ``frames``."""
+    """``(S, f, R, C) float32`` values of ``array`` ``(S, X, Y, Z)`` at the source voxels of ``frames``.
+
+    Without torch (the light install's ``monai-dicomseg from-nifti``), nearest
+    sampling is done in numpy with torch's rounding (half to even).
+    """
+    coords = _general_coordinates(plan, frames)
+    sizes = np.asarray(plan.output_shape, dtype=np.float64)
+    if mode == "nearest" and importlib.util.find_spec("torch") is None:
+        index = np.rint(coords).astype(np.intp)
+        inside = np.all((coords >= -0.5) & (coords <= sizes - 0.5) & (index >= 0) & (index < sizes), axis=-1)
+        index = np.clip(index, 0, np.asarray(plan.output_shape) - 1)
+        result = np.asarray(array, dtype=np.float32)[:, index[..., 0], index[..., 1], index[..., 2]]
+        result *= inside[None]
+        return result
     import torch
     import torch.nn.functional as functional
 
-    coords = _general_coordinates(plan, frames)
-    sizes = np.asarray(plan.output_shape, dtype=np.float64)
     normalised = np.where(sizes > 1, 2.0 * coords / np.maximum(sizes - 1, 1) - 1.0, 0.0)
     grid = torch.from_numpy(normalised[..., ::-1].astype(np.float32).copy())[None]
     values = torch.as_tensor(np.ascontiguousarray(array, dtype=np.float32))[None]
