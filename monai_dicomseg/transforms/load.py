@@ -29,7 +29,7 @@ from monai_dicomseg.io.segload import (
     error_with_context,
     load_seg_array,
 )
-from monai_dicomseg.io.series import check_spatial_affine
+from monai_dicomseg.io.series import SEG_SOP_CLASS_UIDS, check_spatial_affine
 from monai_dicomseg.options import check_options
 
 __all__ = ["LoadDicomSeg", "LoadDicomSegd", "reference_from_image", "ON_ERROR", "LOAD_OPTIONS"]
@@ -94,13 +94,53 @@ def reference_from_image(image: Any, meta: "Mapping[str, Any] | None" = None) ->
     if affine is None:
         raise GeometryError("the reference image has no affine (meta['affine']); load it with LoadImage(d)")
     space = str(getattr(meta.get("space", "RAS"), "value", meta.get("space", "RAS"))).upper()
+    frame_of_reference_uid = _meta_uid(meta, _FOR_KEYS)
+    series_instance_uid = _meta_uid(meta, _SERIES_KEYS)
+    if frame_of_reference_uid is None and series_instance_uid is None:
+        frame_of_reference_uid, series_instance_uid = _uids_from_file(meta.get("filename_or_obj"))
     return ReferenceGrid(
         affine=check_spatial_affine(affine, "reference affine"),
         spatial_shape=shape,  # type: ignore[arg-type]
         space=space,
-        frame_of_reference_uid=_meta_uid(meta, _FOR_KEYS),
-        series_instance_uid=_meta_uid(meta, _SERIES_KEYS),
+        frame_of_reference_uid=frame_of_reference_uid,
+        series_instance_uid=series_instance_uid,
     )
+
+
+def _uids_from_file(source: Any) -> "tuple[str | None, str | None]":
+    """FrameOfReferenceUID and SeriesInstanceUID from one header of the image's files.
+
+    MONAI's ``PydicomReader`` keeps neither in its metadata; reading one header
+    (no pixels) of ``filename_or_obj`` (a file, or the first DICOM file of a
+    folder) still lets us refuse a SEG of another series. Returns Nones when
+    nothing readable is found.
+    """
+    import pydicom
+
+    if isinstance(source, (list, tuple)) and source:
+        source = source[0]
+    if not isinstance(source, (str, os.PathLike)) or not str(source):
+        return None, None
+    path = str(source)
+    try:
+        if os.path.isdir(path):
+            names = sorted(os.listdir(path))
+            candidates = [os.path.join(path, n) for n in names if os.path.isfile(os.path.join(path, n))]
+        else:
+            candidates = [path]
+        for candidate in candidates[:8]:
+            try:
+                ds = pydicom.dcmread(candidate, stop_before_pixels=True,
+                                     specific_tags=["FrameOfReferenceUID", "SeriesInstanceUID", "SOPClassUID"])
+            except Exception:  # not DICOM: try the next file
+                continue
+            if "SeriesInstanceUID" not in ds or str(ds.get("SOPClassUID", "")) in SEG_SOP_CLASS_UIDS:
+                continue
+            frame = ds.get("FrameOfReferenceUID")
+            return (str(frame) if frame else None), str(ds.SeriesInstanceUID)
+    except OSError:
+        pass
+    return None, None
 
 
 class LoadDicomSeg(Transform):
