@@ -66,6 +66,56 @@ def add_overwrite_option(parser: argparse.ArgumentParser) -> None:
                         help="replace output files that exist (default: refuse)")
 
 
+def add_threshold_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threshold", type=float, default=None, metavar="P",
+                        help="FRACTIONAL input only: a voxel belongs to a segment when its fraction is >= P "
+                             "(0 < P <= 1); needed to make a label map or a BINARY/LABELMAP SEG of one")
+
+
+def check_threshold(threshold: "float | None") -> "float | None":
+    """``threshold`` as a float in (0, 1], or None; InputError naming ``--threshold`` otherwise."""
+    import math
+
+    if threshold is None:
+        return None
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        raise InputError(f"--threshold must be a number in (0, 1]; got {threshold!r}") from None
+    if not math.isfinite(value) or not 0.0 < value <= 1.0:
+        raise InputError(f"--threshold must be in (0, 1]; got {threshold!r}")
+    return value
+
+
+def thresholded_volume(seg: Any, threshold: float, combine: bool) -> Any:
+    """A FRACTIONAL SEG as binary masks ``fraction >= threshold`` (numpy only, no torch).
+
+    Returns the LPS Volume ``(F, R, C, S)`` bool (``combine=False``) or the
+    ``(F, R, C)`` label map of segment numbers (``combine=True``).
+
+    Raises
+    ------
+    InputError
+        ``combine`` and a voxel reaches the threshold in two segments.
+    """
+    import numpy as np
+
+    volume = seg.get_volume(combine_segments=False, rescale_fractional=True, dtype="float32")
+    masks = volume.array >= np.float32(threshold)
+    if not combine:
+        return volume.with_array(masks)
+    count = masks.shape[-1]
+    if count > 1 and int(masks.sum(axis=-1, dtype=np.uint16).max(initial=0)) > 1:
+        raise InputError(
+            f"with --threshold {threshold} some voxels belong to more than one segment; a label map cannot hold "
+            "them (raise --threshold, or write one mask per segment)")
+    numbers = [int(n) for n in seg.segment_numbers]
+    labels = np.zeros(masks.shape[:3], dtype=np.uint8 if max(numbers, default=0) <= 255 else np.uint16)
+    for index, number in enumerate(numbers):
+        labels[masks[..., index]] = number
+    return volume.with_array(labels)
+
+
 def check_input_file(path: str | os.PathLike[str], what: str) -> Path:
     """``path`` as a Path; InputError naming ``what`` when it is missing or not a file."""
     result = Path(path)

@@ -172,7 +172,7 @@ def _jobs(args: argparse.Namespace, inputs: list[Path]) -> list[tuple[str, str, 
             output = str(out_root / relative.parent / f"{_stem(path)}.dcm")
         else:
             options = {"segmentation_type": args.segmentation_type, "compress": args.compress,
-                       "overwrite": args.overwrite, "workers": 0,
+                       "overwrite": args.overwrite, "workers": 0, "threshold": args.threshold,
                        "source": (str(Path(args.source_root) / relative.parent / _stem(path))
                                   if args.source_root else None)}
             output = str(out_root / relative.parent / f"{_stem(path)}.dcm")

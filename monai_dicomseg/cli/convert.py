@@ -17,10 +17,13 @@ from monai_dicomseg.cli._common import (
     COMPRESSION,
     add_compress_option,
     add_overwrite_option,
+    add_threshold_option,
     check_output,
+    check_threshold,
     load_series,
     read_seg,
     strict_keywords,
+    thresholded_volume,
 )
 from monai_dicomseg.errors import GeometryError, InputError, UnsupportedError
 
@@ -34,6 +37,7 @@ def add_options(parser: argparse.ArgumentParser, batch: bool = False) -> None:
     """The options (no positionals), shared with ``batch convert``."""
     parser.add_argument("--type", dest="segmentation_type", choices=("BINARY", "LABELMAP"), required=True,
                         type=str.upper, help="segmentation type of the output")
+    add_threshold_option(parser)
     add_compress_option(parser, workers=not batch)
     add_overwrite_option(parser)
 
@@ -49,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     info = convert_seg(args.seg, args.output, segmentation_type=args.segmentation_type,
                        source=args.source, compress=args.compress, workers=args.workers,
-                       overwrite=args.overwrite)
+                       overwrite=args.overwrite, threshold=args.threshold)
     print(f"wrote {args.output}: {info['segmentation_type']} SEG, {info['segments']} segment(s), "
           f"{info['frames']} frame(s)")
     return 0
@@ -128,8 +132,15 @@ def convert_seg(
     compress: str = "none",
     workers: int = 0,
     overwrite: bool = False,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
-    """Write ``output``: the SEG at ``seg_path`` with another type and/or compression."""
+    """Write ``output``: the SEG at ``seg_path`` with another type and/or compression.
+
+    A FRACTIONAL SEG becomes BINARY/LABELMAP only with ``threshold`` (a voxel
+    belongs to a segment when its fraction, rescaled to [0, 1] by
+    MaximumFractionalValue, is >= ``threshold``); without it the conversion
+    would lose information silently, so it is refused.
+    """
     from monai_dicomseg import __version__
     from monai_dicomseg.errors import OverlapError
     from monai_dicomseg.seg.segmentation import Segmentation
@@ -139,14 +150,19 @@ def convert_seg(
     segmentation_type = segmentation_type.upper()
     if segmentation_type not in ("BINARY", "LABELMAP"):
         raise InputError(f"--type must be BINARY or LABELMAP; got {segmentation_type!r}")
+    threshold = check_threshold(threshold)
     seg = read_seg(seg_path)
-    if seg.segmentation_type.value == "FRACTIONAL":
-        raise UnsupportedError("converting a FRACTIONAL SEG to BINARY/LABELMAP would lose information")
+    fractional = seg.segmentation_type.value == "FRACTIONAL"
+    if fractional and threshold is None:
+        raise UnsupportedError(
+            f"{str(seg_path)!r} is a FRACTIONAL SEG: converting it to {segmentation_type} needs --threshold "
+            "(threshold=): the fraction at or above which a voxel belongs to a segment")
     if int(seg.get("NumberOfFrames", 0) or 0) == 0:
         raise InputError("the SEG holds no frames")
     combine = segmentation_type == "LABELMAP"
     try:
-        volume = seg.get_volume(combine_segments=combine)
+        volume = thresholded_volume(seg, threshold, combine) if fractional else \
+            seg.get_volume(combine_segments=combine)
     except OverlapError:
         raise InputError("segments overlap; a LABELMAP cannot hold them (keep BINARY)") from None
     numbers = [int(n) for n in seg.segment_numbers]

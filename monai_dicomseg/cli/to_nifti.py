@@ -21,7 +21,9 @@ from typing import Any
 
 from monai_dicomseg.cli._common import (
     add_overwrite_option,
+    add_threshold_option,
     check_output,
+    check_threshold,
     load_series,
     nifti_stem,
     nifti_suffix,
@@ -29,6 +31,7 @@ from monai_dicomseg.cli._common import (
     save_json,
     save_nifti,
     strict_keywords,
+    thresholded_volume,
 )
 from monai_dicomseg.errors import GeometryError, InputError
 
@@ -40,9 +43,12 @@ def add_options(parser: argparse.ArgumentParser, batch: bool = False) -> None:
     layout = parser.add_mutually_exclusive_group()
     layout.add_argument("--per-segment", action="store_true", help="one file per segment: OUT-<n>.nii.gz")
     layout.add_argument("--stack", action="store_true", help="one 4D file, one volume per segment")
+    layout.add_argument("--label-map", action="store_true",
+                        help="one label map (the default for BINARY/LABELMAP; a FRACTIONAL SEG needs --threshold)")
     parser.add_argument("--fractional", choices=("raw", "float"), default="float",
                         help="FRACTIONAL values: stored integers (raw) or floats in [0, 1] (default)")
     parser.add_argument("--no-sidecar", action="store_true", help="do not write the JSON sidecar")
+    add_threshold_option(parser)
     add_overwrite_option(parser)
 
 
@@ -68,6 +74,8 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "fractional": args.fractional,
         "sidecar": not args.no_sidecar,
         "overwrite": args.overwrite,
+        "threshold": getattr(args, "threshold", None),
+        "label_map": getattr(args, "label_map", None) or None,
     }
 
 
@@ -130,8 +138,18 @@ def seg_to_nifti(
     fractional: str = "float",
     sidecar: bool = True,
     overwrite: bool = False,
+    threshold: float | None = None,
+    label_map: bool | None = None,
 ) -> list[Path]:
     """Convert a SEG file to NIfTI file(s); return the paths written (sidecar last).
+
+    A FRACTIONAL SEG is written as fractions (a 4D stack, or one 3D file for
+    one segment) unless ``threshold`` is given: then each segment is the mask
+    ``fraction >= threshold`` (fractions rescaled to [0, 1]) and the output is
+    laid out as for a BINARY SEG (label map by default, ``per_segment``,
+    ``stack``). ``label_map=True`` asks for a label map explicitly; for a
+    FRACTIONAL SEG it needs ``threshold`` (InputError naming ``--threshold``
+    otherwise).
 
     Raises
     ------
@@ -150,12 +168,29 @@ def seg_to_nifti(
     check_output(output, overwrite)
     if fractional not in ("raw", "float"):
         raise InputError(f"fractional must be 'raw' or 'float'; got {fractional!r}")
+    threshold = check_threshold(threshold)
     seg = read_seg(seg_path)
     is_fractional = seg.segmentation_type.value == "FRACTIONAL"
+    if label_map and (per_segment or stack):
+        raise InputError("label_map cannot be combined with per_segment or stack")
+    if is_fractional and label_map and threshold is None:
+        raise InputError(
+            f"{str(seg_path)!r} is a FRACTIONAL SEG: a label map of it needs --threshold (threshold=), the "
+            "fraction at or above which a voxel belongs to a segment")
+    if threshold is not None and not is_fractional:
+        raise InputError(f"--threshold applies to FRACTIONAL SEGs only; {str(seg_path)!r} is "
+                         f"{seg.segmentation_type.value}")
     raw = fractional == "raw"
     numbers = [int(n) for n in seg.segment_numbers]
-    combine = not (per_segment or stack or is_fractional)
-    volume = _seg_volume(seg, combine, is_fractional, raw)
+    if is_fractional and threshold is not None:
+        is_fractional = False  # masks from here on: laid out as a BINARY SEG
+        combine = not (per_segment or stack)
+        if int(seg.get("NumberOfFrames", 0) or 0) == 0:
+            raise InputError("the SEG holds no frames; there is no extent to convert (use --source)")
+        volume = thresholded_volume(seg, threshold, combine)
+    else:
+        combine = not (per_segment or stack or is_fractional)
+        volume = _seg_volume(seg, combine, is_fractional, raw)
     if source is not None:
         volume = _on_source_grid(volume, seg, source)
     array, affine = volume.array, volume.affine
