@@ -64,6 +64,8 @@ _LAZY = {
     "segment_descriptions_from_names": "monai_dicomseg.anatomy",
     "segment_descriptions_from_dcmqi": "monai_dicomseg.anatomy",
     "check_options": "monai_dicomseg.options",
+    # synthetic CT series and label maps for tutorials and tests (no torch)
+    "synthetic": "monai_dicomseg.synthetic",
 }
 
 __getattr__ = lazy_getattr(__name__, _LAZY)

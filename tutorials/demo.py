@@ -23,7 +23,6 @@ import pydicom
 from pydicom.sr.codedict import codes
 
 import monai_dicomseg as hd
-from monai_dicomseg import synthetic
 
 SHAPE = (12, 64, 80)  # slices, rows, columns
 ORGANS = ("liver", "spleen", "left kidney", "right kidney")
@@ -107,8 +106,8 @@ def choose_reader(path: Path, sources: Sequence[pydicom.Dataset]
 
 
 def main() -> int:
-    labels = synthetic.make_ellipsoid_labels(SHAPE, n_labels=len(ORGANS), seed=42)
-    sources = synthetic.make_ct_series(SHAPE, spacing=(3.0, 0.8, 0.8), labels=labels)
+    labels = hd.synthetic.make_ellipsoid_labels(SHAPE, n_labels=len(ORGANS), seed=42)
+    sources = hd.synthetic.make_ct_series(SHAPE, spacing=(3.0, 0.8, 0.8), labels=labels)
     inputs = {
         "BINARY": (labels, labels[..., None] == np.arange(1, len(ORGANS) + 1)),
         "FRACTIONAL": (probabilities(labels), probabilities(labels)),
@@ -117,7 +116,7 @@ def main() -> int:
     failures = 0
     with tempfile.TemporaryDirectory(prefix="monai_dicomseg_demo_") as folder:
         folder = Path(folder)
-        synthetic.write_series(sources, folder / "ct")
+        hd.synthetic.write_series(sources, folder / "ct")
         print(f"synthetic CT: {len(sources)} slices of {SHAPE[1]}x{SHAPE[2]}, "
               f"{len(ORGANS)} organs, written to {folder / 'ct'}")
         reader_name, reader = None, None

@@ -1,21 +1,23 @@
-"""End to end: CT series -> SEG labels -> train a tiny MONAI network -> infer -> SaveDicomSegd -> reload -> Dice.
+"""End to end: CT series + SEG -> train a tiny MONAI network -> infer -> SaveDicomSegd -> reload -> Dice.
 
-Everything is synthetic and local (no downloads)::
+Everything is local (no downloads) and uses only public names (``import monai_dicomseg as mds``)::
 
-    python tutorials/end_to_end.py            # ~30 s on a laptop CPU
-    python tutorials/end_to_end.py --fast     # a few seconds (used by the tests)
+    python tutorials/end_to_end.py                 # data/ct1 of this repository, ~1 min on a laptop CPU
+    python tutorials/end_to_end.py --fast          # a few seconds (used by the tests)
+    python tutorials/end_to_end.py --data DIR      # any folder holding a CT series and a SEG of it
+    python tutorials/end_to_end.py --synthetic     # make a synthetic series + SEG instead
 
 Steps
 -----
-1. ``monai_dicomseg.synthetic`` writes a CT series with two ellipsoid "organs"
-   and we store the truth as a DICOM SEG with ``monai_dicomseg.seg.Segmentation``.
+1. ``mds.create_datalist`` pairs the SEG with its source series (headers only).
+   Without ``data/`` (or with ``--synthetic``) ``mds.synthetic`` writes a CT
+   series with two ellipsoid "organs" and the truth is stored as a DICOM SEG.
 2. ``LoadDicomSeriesd`` + ``LoadDicomSegd(ref_key="image")`` load image and label
    voxel for voxel; ``Orientationd`` + ``Spacingd`` put them on a model grid.
 3. A tiny ``monai.networks.nets.UNet`` trains for a few seconds.
-4. Inference; softmax; ``SaveDicomSegd`` writes a LABELMAP SEG on the *source*
-   grid (the model grid is mapped back exactly or resampled, see
-   ``monai_dicomseg.io.grid``).
-5. ``LoadDicomSegd`` reloads it; Dice against the truth on the source grid.
+4. Inference (the output ``MetaTensor`` keeps the image's metadata); softmax; ``SaveDicomSegd`` writes a LABELMAP SEG on the *source*
+   grid, naming the channels with a bundle-style ``channel_def``.
+5. ``LoadDicomSegd`` reloads prediction and truth on the source grid; Dice per segment.
 """
 from __future__ import annotations
 
@@ -26,66 +28,86 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from monai.inferers import SimpleInferer
 from monai.networks.nets import UNet
-from monai.transforms import Compose, Orientationd, ScaleIntensityRanged, Spacingd
+from monai.transforms import Compose, DivisiblePadd, Orientationd, ScaleIntensityRanged, Spacingd
 
-import monai_dicomseg as hd
-from monai_dicomseg import synthetic
-from monai_dicomseg.geometry.sorting import get_dataset_sort_index
-from monai_dicomseg.transforms.load import LoadDicomSegd
-from monai_dicomseg.transforms.save import SaveDicomSegd
-from monai_dicomseg.transforms.series import LoadDicomSeriesd
+import monai_dicomseg as mds
 
-LABELS = ["liver", "spleen"]
+DATA = Path(__file__).resolve().parents[1] / "data" / "ct1"
+SYNTHETIC_LABELS = ["liver", "spleen"]
 
 
-def make_data(folder: Path, shape: tuple[int, int, int], seed: int) -> tuple[Path, Path, np.ndarray]:
-    """Write a CT series and its truth SEG; return (series folder, SEG path, truth (F, R, C) sorted)."""
-    labels = synthetic.make_ellipsoid_labels(shape, n_labels=len(LABELS), seed=seed)
-    datasets = synthetic.make_ct_series(shape, spacing=(2.5, 0.9, 0.9), orientation="oblique", labels=labels,
-                                        reverse_order=True, seed=seed)
-    synthetic.write_series(datasets, folder / "ct")
-    order = get_dataset_sort_index(datasets)
-    datasets, truth = [datasets[i] for i in order], labels[order]
-    algorithm = hd.AlgorithmIdentificationSequence("synthetic truth", hd.sr.CodedConcept("123110", "DCM", "Artificial Intelligence"), "1")
-    from monai_dicomseg.anatomy import segment_descriptions_from_names
-
-    seg = hd.seg.Segmentation(
-        source_images=datasets, pixel_array=truth, segmentation_type="BINARY",
-        segment_descriptions=segment_descriptions_from_names(LABELS, algorithm), series_instance_uid=hd.UID(),
-        series_number=50, sop_instance_uid=hd.UID(), instance_number=1, manufacturer="tutorial",
-        manufacturer_model_name="synthetic", software_versions="1", device_serial_number="1")
+def make_synthetic_case(folder: Path, shape: tuple[int, int, int], seed: int) -> Path:
+    """Write a CT series (``folder/ct``) and its truth SEG (``folder/truth_seg.dcm``); return ``folder``."""
+    labels = mds.synthetic.make_ellipsoid_labels(shape, n_labels=len(SYNTHETIC_LABELS), seed=seed)
+    datasets = mds.synthetic.make_ct_series(shape, spacing=(2.5, 0.9, 0.9), orientation="oblique", labels=labels,
+                                            reverse_order=True, seed=seed)
+    mds.synthetic.write_series(datasets, folder / "ct")
+    # pixel_array frames follow source_images, so generation order is fine (no sorting needed)
+    seg = mds.Segmentation(
+        source_images=datasets, pixel_array=labels, segmentation_type="BINARY",
+        segment_descriptions=mds.segment_descriptions_from_names(SYNTHETIC_LABELS, algorithm_type="MANUAL"),
+        series_instance_uid=mds.UID(), series_number=50, sop_instance_uid=mds.UID(), instance_number=1,
+        manufacturer="tutorial", manufacturer_model_name="synthetic", software_versions="1", device_serial_number="1")
     seg.save_as(folder / "truth_seg.dcm", overwrite=True)
-    return folder / "ct", folder / "truth_seg.dcm", truth
+    return folder
+
+
+def find_case(folder: Path) -> tuple[str, str, list[str]]:
+    """(series, SEG path, segment names) of the first BINARY or LABELMAP SEG under ``folder`` and its series."""
+    for item in mds.create_datalist(folder):
+        seg = mds.seg.segread(item["label"])
+        if seg.SegmentationType != "FRACTIONAL":  # a FRACTIONAL truth would need threshold=
+            names = [str(segment.SegmentLabel) for segment in seg.SegmentSequence]
+            return item["image"], item["label"], names
+    raise SystemExit(f"no series with a BINARY or LABELMAP SEG found under {folder}")
+
+
+def by_name(label: torch.Tensor, seg_path: str) -> dict[str, np.ndarray]:
+    """``{segment label: boolean mask}`` from a labelmap-mode tensor whose values are segment numbers."""
+    values = np.asarray(label[0])
+    return {str(item.SegmentLabel): values == int(item.SegmentNumber)
+            for item in mds.seg.segread(seg_path).SegmentSequence}
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2.0 * np.sum(a & b) / max(1, np.sum(a) + np.sum(b)))
 
 
-def main(fast: bool = False, workdir: "str | None" = None, seed: int = 0) -> dict[str, float]:
+def main(fast: bool = False, workdir: "str | None" = None, data: "str | None" = None, synthetic: bool = False,
+         seed: int = 0) -> dict[str, float]:
     torch.manual_seed(seed)
     folder = Path(workdir or tempfile.mkdtemp(prefix="monai_dicomseg_tutorial_"))
-    shape = (12, 48, 48) if fast else (24, 96, 96)
-    series, truth_seg, truth = make_data(folder, shape, seed)
+    if synthetic or (data is None and not DATA.is_dir()):
+        source = make_synthetic_case(folder, (12, 48, 48) if fast else (24, 96, 96), seed)
+    else:
+        source = Path(data) if data is not None else DATA
+    series, truth_seg, names = find_case(source)
+    print(f"series {series}\ntruth  {truth_seg}: {names}")
 
-    load = Compose([LoadDicomSeriesd(keys="image"), LoadDicomSegd(keys="label", ref_key="image", mode="labelmap")])
+    load = Compose([mds.LoadDicomSeriesd(keys="image"),
+                    mds.LoadDicomSegd(keys="label", ref_key="image", mode="labelmap")])
     model_grid = Compose([
         Orientationd(keys=["image", "label"], axcodes="RAS"),
         Spacingd(keys=["image", "label"], pixdim=(1.8, 1.8, 2.5), mode=("bilinear", "nearest")),
         ScaleIntensityRanged(keys="image", a_min=-1000, a_max=1000, b_min=0.0, b_max=1.0, clip=True),
+        DivisiblePadd(keys=["image", "label"], k=4),  # the UNet halves twice; the SEG writer maps padding back
     ])
-    data = model_grid(load({"image": str(series), "label": str(truth_seg)}))
-    image, label = data["image"][None].float(), data["label"][None].long()
+    data_ = model_grid(load({"image": series, "label": truth_seg}))
+    image, label = data_["image"][None].float(), data_["label"][None].long()
+    # labelmap values are segment numbers; the network's classes are 0 (background) .. len(names)
+    numbers = [int(item.SegmentNumber) for item in mds.seg.segread(truth_seg).SegmentSequence]
+    classes = torch.zeros_like(label)
+    for index, number in enumerate(numbers, start=1):
+        classes[label == number] = index
 
-    net = UNet(spatial_dims=3, in_channels=1, out_channels=len(LABELS) + 1, channels=(8, 16, 32),
+    net = UNet(spatial_dims=3, in_channels=1, out_channels=len(names) + 1, channels=(8, 16, 32),
                strides=(2, 2), num_res_units=1)
+    inferer = SimpleInferer()  # whole image, as in training (see tutorials/bundle for a sliding window)
     optimiser = torch.optim.Adam(net.parameters(), lr=1e-2)
     loss_function = torch.nn.CrossEntropyLoss()
-    pad = [(-s) % 4 for s in image.shape[2:]]
-    padding = [p for size in reversed(pad) for p in (0, size)]
-    x = torch.nn.functional.pad(image.as_tensor(), padding)
-    y = torch.nn.functional.pad(label.as_tensor()[:, 0], padding)
+    x, y = image.as_tensor(), classes.as_tensor()[:, 0]
     start, steps = time.time(), 0
     while steps < (25 if fast else 300) and time.time() - start < (8 if fast else 60):
         optimiser.zero_grad()
@@ -97,28 +119,30 @@ def main(fast: bool = False, workdir: "str | None" = None, seed: int = 0) -> dic
 
     net.eval()
     with torch.no_grad():
-        logits = net(x)[0, :, :image.shape[2], :image.shape[3], :image.shape[4]]
-    data["pred"] = torch.softmax(logits, dim=0)
-    data["pred"] = data["image"].clone().set_array(data["pred"]) if hasattr(data["image"], "set_array") else data["pred"]
-    out = SaveDicomSegd(keys="pred", ref_key="image", output_dir=folder / "out", segmentation_type="LABELMAP",
-                        labels=LABELS, algorithm_name="TinyUNet", algorithm_version="tutorial",
-                        overwrite=True)(data)
+        # the output is a MetaTensor carrying the image's affine and source: no hand-built metadata
+        data_["pred"] = torch.softmax(inferer(image, net)[0], dim=0)
+    channel_def = {"0": "background", **{str(i): name for i, name in enumerate(names, start=1)}}
+    out = mds.SaveDicomSegd(keys="pred", ref_key="image", output_dir=folder / "out", segmentation_type="LABELMAP",
+                            labels=channel_def, algorithm_name="TinyUNet", algorithm_version="tutorial",
+                            overwrite=True)(data_)
     path = out["pred"].meta["saved_to"]
     print(f"wrote {path}")
 
-    reloaded = LoadDicomSegd(keys="label", ref_key="image", mode="labelmap")(
-        LoadDicomSeriesd(keys="image")({"image": str(series), "label": path}))
-    from monai_dicomseg.io.series import from_monai_array
-
-    predicted = from_monai_array(np.asarray(reloaded["label"][0]))
-    scores = {name: dice(predicted == i + 1, truth == i + 1) for i, name in enumerate(LABELS)}
+    reload = Compose([mds.LoadDicomSeriesd(keys="image"),
+                      mds.LoadDicomSegd(keys=["pred", "truth"], ref_key="image", mode="labelmap")])
+    reloaded = reload({"image": series, "pred": path, "truth": truth_seg})
+    predicted, truth = by_name(reloaded["pred"], path), by_name(reloaded["truth"], truth_seg)
+    empty = np.zeros(reloaded["truth"].shape[1:], dtype=bool)
+    scores = {name: dice(predicted.get(name, empty), truth[name]) for name in names}
     print("Dice on the source grid:", {k: round(v, 3) for k, v in scores.items()})
     return scores
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fast", action="store_true", help="tiny images and a few seconds of training")
-    parser.add_argument("--workdir", default=None, help="folder for the series and SEG files (default: temp)")
+    parser.add_argument("--fast", action="store_true", help="a few seconds of training")
+    parser.add_argument("--workdir", default=None, help="folder for the written SEG (and synthetic data; default: temp)")
+    parser.add_argument("--data", default=None, help=f"folder with a CT series and its SEG (default: {DATA})")
+    parser.add_argument("--synthetic", action="store_true", help="make a synthetic series + SEG in --workdir")
     args = parser.parse_args()
-    main(fast=args.fast, workdir=args.workdir)
+    main(fast=args.fast, workdir=args.workdir, data=args.data, synthetic=args.synthetic)
