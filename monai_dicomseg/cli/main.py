@@ -36,6 +36,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "from-nifti": ("monai_dicomseg.cli.from_nifti", "convert a NIfTI label map to a SEG of a source series"),
     "convert": ("monai_dicomseg.cli.convert", "change a SEG's type or compression losslessly"),
     "batch": ("monai_dicomseg.cli.batch", "run info/to-nifti/from-nifti/convert over a folder"),
+    "pull": ("monai_dicomseg.cli.pull", "retrieve a SEG from a DICOMweb server (WADO-RS) as NIfTI"),
+    "push": ("monai_dicomseg.cli.push", "store SEG (or NIfTI -> SEG) files on a DICOMweb server (STOW-RS)"),
 }
 
 
