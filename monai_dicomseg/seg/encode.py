@@ -52,7 +52,7 @@ from monai_dicomseg.geometry.affine import (
     slice_spacing_from_affine,
 )
 from monai_dicomseg.seg.content import SegmentDescription
-from monai_dicomseg.seg.frames import FramePlan, plan_frames
+from monai_dicomseg.seg.frames import FramePlan, fractional_presence, plan_frames
 from monai_dicomseg.seg.inputs import SegmentPixels, labelmap_dtype, prepare_pixels
 from monai_dicomseg.seg.modules import (
     copy_patient_and_study,
@@ -645,7 +645,12 @@ def encode_segmentation(
         _check_shape_against_sources(pixels, sources)
     labelmap = options.segmentation_type is SegmentationTypeValues.LABELMAP
     orientation = None if placement.orientation is None else np.array(placement.orientation, dtype=float)
-    presence = pixels.nonempty_planes()[:, np.newaxis] if labelmap else pixels.presence()
+    if labelmap:
+        presence = pixels.nonempty_planes()[:, np.newaxis]
+    elif options.segmentation_type is SegmentationTypeValues.FRACTIONAL and pixels.is_fractional_input:
+        presence = fractional_presence(np.asarray(pixels.stacked), options.max_fractional_value)
+    else:
+        presence = pixels.presence()
     plan = plan_frames(presence, placement.positions, orientation, labelmap,
                        options.omit_empty_frames, placement.tile_positions)
     organization_type = _organization_type(dimension_organization_type, plan, placement,

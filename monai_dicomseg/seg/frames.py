@@ -19,7 +19,7 @@ from monai_dicomseg.errors import GeometryError
 from monai_dicomseg.geometry.affine import slice_normal
 from monai_dicomseg.seg.placement import regular_spacing
 
-__all__ = ["FramePlan", "plan_frames", "plane_order"]
+__all__ = ["FramePlan", "plan_frames", "plane_order", "fractional_presence"]
 
 # Two planes closer than this along the normal (mm) are the same plane.
 _SAME_PLANE_TOLERANCE_MM = 1e-3
@@ -100,6 +100,36 @@ def plane_order(positions: np.ndarray | None, orientation: np.ndarray | None,
     ranks = np.empty(number_of_planes, dtype=np.int64)
     ranks[order] = np.arange(1, number_of_planes + 1)
     return order, ranks, distances
+
+
+def fractional_presence(stacked: np.ndarray, max_fractional_value: int) -> np.ndarray:
+    """Which segments are non-empty in which plane *after quantisation* (FRACTIONAL).
+
+    A stored FRACTIONAL value is ``round(x * MaximumFractionalValue)``
+    (PS3.3 C.8.20.2.3); a frame whose values all round to 0 stores nothing,
+    so ``omit_empty_frames`` leaves it out (as highdicom does) even though
+    some of its fractions are > 0.
+
+    Parameters
+    ----------
+    stacked
+        ``(F, R, C, S)`` fractions in [0, 1] (float), or binary masks.
+    max_fractional_value
+        MaximumFractionalValue (1..255).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(F, S)`` bool.
+    """
+    frames, segments = stacked.shape[0], stacked.shape[-1]
+    if stacked.dtype.kind != "f":
+        return np.asarray(stacked).reshape(frames, -1, segments).any(axis=1)
+    scale = stacked.dtype.type(max_fractional_value)
+    presence = np.zeros((frames, segments), dtype=bool)
+    for plane in range(frames):  # one plane at a time: no full-size temporary
+        presence[plane] = (np.rint(stacked[plane] * scale) != 0).any(axis=(0, 1))
+    return presence
 
 
 def _dense_ranks(values: np.ndarray) -> np.ndarray:
