@@ -1,0 +1,111 @@
+"""Benchmark: training items/s from a DICOMweb server (cold and warm cache) vs local files; STOW per SEG.
+
+Run: ``python benchmarks/dicomweb.py`` (``--small`` for a quick run). Starts a
+throwaway Orthanc + DICOMweb on loopback (Debian ``orthanc`` and
+``orthanc-dicomweb``), uploads ``--cases`` synthetic CT series with one SEG
+each, and times one pass of ``LoadDicomSeriesd`` + ``LoadDicomSegd`` over the
+datalist:
+
+* local files (``create_datalist`` of the uploaded folders);
+* from the server, cold cache (every instance retrieved over WADO-RS);
+* from the server, warm cache (no request: the verified local cache);
+
+then STOW-RS of each SEG (with the check that the server holds it). Prints
+items/s and the ratios to local loading. Loopback numbers: a real PACS adds
+network latency to the cold figure only.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import numpy as np  # noqa: E402
+
+import monai_dicomseg as mds  # noqa: E402
+from monai_dicomseg import synthetic  # noqa: E402
+
+
+def _seg(ct, labels, n_segments):
+    from pydicom.sr.codedict import codes
+
+    descriptions = [mds.seg.SegmentDescription(
+        segment_number=n, segment_label=f"organ {n}", segmented_property_category=codes.SCT.Organ,
+        segmented_property_type=codes.SCT.Liver, algorithm_type="MANUAL") for n in range(1, n_segments + 1)]
+    return mds.seg.Segmentation(
+        source_images=ct, pixel_array=labels, segmentation_type="BINARY", segment_descriptions=descriptions,
+        series_instance_uid=mds.UID(), series_number=2, sop_instance_uid=mds.UID(), instance_number=1,
+        manufacturer="bench", manufacturer_model_name="bench", software_versions="0", device_serial_number="0")
+
+
+def _pass(datalist, transform) -> float:
+    start = time.perf_counter()
+    for item in datalist:
+        out = transform(dict(item))
+        assert out["label"].shape[1:] == out["image"].shape[1:]
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--small", action="store_true", help="4 cases of 32 x 64 x 64 (default: 8 of 64 x 128 x 128)")
+    parser.add_argument("--cases", type=int)
+    args = parser.parse_args()
+    shape = (32, 64, 64) if args.small else (64, 128, 128)
+    cases = args.cases or (4 if args.small else 8)
+
+    from monai.transforms import Compose
+
+    from monai_dicomseg.data.datalist import create_datalist
+    from monai_dicomseg.dicomweb import create_datalist_from_server, store, unregister_server
+    from monai_dicomseg.dicomweb.orthanc import start_orthanc
+    from monai_dicomseg.transforms.load import LoadDicomSegd
+    from monai_dicomseg.transforms.series import LoadDicomSeriesd
+
+    transform = Compose([LoadDicomSeriesd(keys="image"), LoadDicomSegd(keys="label", ref_key="image")])
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        segs, files = [], []
+        for case in range(cases):
+            labels = synthetic.make_ellipsoid_labels(shape, n_labels=5, seed=case)
+            ct = synthetic.make_ct_series(shape, labels=labels, seed=case)
+            files += synthetic.write_series(ct, tmp_path / "local" / f"case{case}" / "ct")
+            seg = _seg(ct, labels, 5)
+            path = tmp_path / "local" / f"case{case}" / "seg.dcm"
+            seg.save_as(path)
+            segs.append(path)
+        local = create_datalist(tmp_path / "local", warn_unpaired=False)
+        instances = len(files) + len(segs)
+        print(f"{cases} cases of {shape[0]} x {shape[1]} x {shape[2]} CT + one 5-segment BINARY SEG "
+              f"({instances} instances, {sum(p.stat().st_size for p in [*files, *segs]) / 1e6:.1f} MB)")
+        with start_orthanc(tmp_path / "orthanc") as orthanc:
+            upload = orthanc.server(cache_dir=str(tmp_path / "upload-cache"))
+            start = time.perf_counter()
+            store(files, upload, verify=False)
+            print(f"upload of the CT (STOW-RS, one instance per request): "
+                  f"{len(files) / (time.perf_counter() - start):.0f} instances/s")
+            t_local = min(_pass(local, transform) for _ in range(2))
+            server = orthanc.server(cache_dir=str(tmp_path / "cache"))
+            start = time.perf_counter()
+            stow = [store(path, server) for path in segs]
+            t_stow = (time.perf_counter() - start) / len(stow)
+            remote = create_datalist_from_server(server)
+            assert len(remote) == cases, remote
+            t_cold = _pass(remote, transform)
+            t_warm = min(_pass(remote, transform) for _ in range(2))
+            unregister_server(server.url)
+        rate = lambda seconds: cases / seconds  # noqa: E731
+        print(f"local files          : {rate(t_local):7.2f} items/s")
+        print(f"DICOMweb, cold cache : {rate(t_cold):7.2f} items/s   ({t_cold / t_local:.2f}x the local time)")
+        print(f"DICOMweb, warm cache : {rate(t_warm):7.2f} items/s   ({t_warm / t_local:.2f}x the local time)")
+        print(f"STOW-RS per SEG      : {t_stow * 1000:7.1f} ms (store + check that the server holds it)")
+        assert np.isfinite([t_local, t_cold, t_warm]).all()
+
+
+if __name__ == "__main__":
+    main()
