@@ -23,9 +23,10 @@ Everything is validated before a byte is written.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,13 @@ import numpy as np
 from monai.data.image_writer import ImageWriter
 from pydicom.uid import ExplicitVRLittleEndian
 
-from monai_dicomseg.errors import GeometryError, InputError, InputTypeError, OutputExistsError
+from monai_dicomseg.errors import DicomSegError, GeometryError, InputError, InputTypeError, OutputExistsError
 from monai_dicomseg.io.grid import GridPlan, plan_grid_mapping
 from monai_dicomseg.io.prediction import (
     SegmentPlan, check_probabilities, classify_input, is_channel_partition, plan_segments, to_source_grid,
     value_range,
 )
+from monai_dicomseg.io.segload import error_with_context
 from monai_dicomseg.io.series import SourceSeries, check_spatial_affine, load_source_geometry, read_series_datasets
 from monai_dicomseg.options import check_options
 from monai_dicomseg.seg.content import AlgorithmIdentificationSequence
@@ -46,7 +48,7 @@ from monai_dicomseg.sr.coding import CodedConcept
 from monai_dicomseg.uid import UID
 
 __all__ = ["DicomSegWriter", "OutputExistsError", "resolve_source_series", "meta_uid", "ARTIFICIAL_INTELLIGENCE",
-           "parameter_names"]
+           "parameter_names", "error_context", "describe_source"]
 
 ARTIFICIAL_INTELLIGENCE = CodedConcept("123110", "DCM", "Artificial Intelligence")
 """Algorithm Family (CID 7162) used by default."""
@@ -115,6 +117,46 @@ def parameter_names(function: Callable[..., Any]) -> tuple[str, ...]:
     return tuple(
         name for name, parameter in inspect.signature(function).parameters.items()
         if name != "self" and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY))
+
+
+_CONTEXT_MARK = "_monai_dicomseg_writer_context"
+
+
+@contextlib.contextmanager
+def error_context(describe: Callable[[], str]) -> Iterator[None]:
+    """Re-raise our errors (same class) with ``describe()`` in front of the message, once.
+
+    ``describe`` is called only when an error occurs; an error that already
+    carries a writer context passes through unchanged, so nested seams do
+    not repeat it.
+    """
+    try:
+        yield
+    except DicomSegError as error:
+        if getattr(error, _CONTEXT_MARK, False):
+            raise
+        new = error_with_context(error, describe())
+        setattr(new, _CONTEXT_MARK, True)
+        raise new from error
+
+
+def describe_source(source: Any) -> str:
+    """A short name of a source series for messages: its folder (or first file), else its UID."""
+    if isinstance(source, SourceSeries):
+        files = source.filenames or []
+        if files:
+            return f"source series folder {str(Path(files[0]).parent)!r}"
+        return f"source series {source.series_instance_uid}"
+    if isinstance(source, (str, os.PathLike)):
+        return f"source series {str(source)!r}"
+    if isinstance(source, (list, tuple)) and source:
+        first = source[0]
+        if isinstance(first, (str, os.PathLike)):
+            return f"source series (first file {str(first)!r})"
+        uid = getattr(first, "SeriesInstanceUID", None)
+        if uid:
+            return f"source series {uid}"
+    return "source series (not named)"
 
 
 def _numpy(data: Any) -> np.ndarray:
@@ -248,6 +290,15 @@ class DicomSegWriter(ImageWriter):
         self.source: "SourceSeries | None" = None
         self.segment_plan: "SegmentPlan | None" = None
         self.grid_plan: "GridPlan | None" = None
+        self.source_hint: Any = None
+        self.output_path: "Path | None" = None
+
+    def context(self) -> str:
+        """Where an error happened: the source series folder (or first file) and the output path, if known."""
+        parts = [describe_source(self.source if self.source is not None else self.source_hint)]
+        if self.output_path is not None:
+            parts.append(f"output {str(self.output_path)!r}")
+        return "DicomSegWriter " + ", ".join(parts)
 
     # ------------------------------------------------------------------ ImageWriter seam
 
@@ -299,11 +350,17 @@ class DicomSegWriter(ImageWriter):
         """
         check_options(kwargs, parameter_names(DicomSegWriter.set_metadata), "DicomSegWriter.set_metadata")
         meta = dict(meta_dict or {})
+        lookup = reference_meta if reference_meta is not None else meta
+        self.source_hint = source if source is not None else (lookup or {}).get("filename_or_obj")
+        with error_context(self.context):
+            self._set_metadata(meta, source, reference_meta, lookup)
+
+    def _set_metadata(self, meta: dict[str, Any], source: Any, reference_meta: "Mapping[str, Any] | None",
+                      lookup: "Mapping[str, Any] | None") -> None:
         if meta.get("affine") is None:
             raise GeometryError("the output has no affine (meta['affine']); pass a MetaTensor from the pipeline")
         self.affine = check_spatial_affine(meta["affine"], "output affine")
         self.space = str(getattr(meta.get("space", "RAS"), "value", meta.get("space", "RAS"))).upper()
-        lookup = reference_meta if reference_meta is not None else meta
         self.source = resolve_source_series(source, lookup)
         expected = self.source.frame_of_reference_uid
         for name, candidate in (("output", meta), ("reference", reference_meta)):
@@ -314,7 +371,14 @@ class DicomSegWriter(ImageWriter):
                     f"source series {self.source.series_instance_uid} has {expected!r}")
 
     def build(self) -> Any:
-        """Validate, map onto the source grid and encode; returns the ``Segmentation`` (nothing written)."""
+        """Validate, map onto the source grid and encode; returns the ``Segmentation`` (nothing written).
+
+        Errors name the source series and (when known) the output path.
+        """
+        with error_context(self.context):
+            return self._build()
+
+    def _build(self) -> Any:
         from monai_dicomseg.seg.segmentation import Segmentation
 
         if self.data_obj is None or self.source is None or self.affine is None:
@@ -350,14 +414,18 @@ class DicomSegWriter(ImageWriter):
             ``filename`` exists and ``overwrite`` is False.
         InputError
             The folder cannot be created or written.
+
+        Every error names the source series folder and ``filename``.
         """
         check_options(kwargs, parameter_names(DicomSegWriter.write), "DicomSegWriter.write")
-        path = prepare_output_path(filename, self.overwrite if overwrite is None else overwrite)
-        seg = self.build()
-        try:
-            seg.save_as(path, overwrite=self.overwrite if overwrite is None else overwrite)
-        except FileExistsError:
-            raise OutputExistsError(f"{path} exists; pass overwrite=True or another name") from None
+        self.output_path = Path(filename)
+        with error_context(self.context):
+            path = prepare_output_path(filename, self.overwrite if overwrite is None else overwrite)
+            seg = self.build()
+            try:
+                seg.save_as(path, overwrite=self.overwrite if overwrite is None else overwrite)
+            except FileExistsError:
+                raise OutputExistsError(f"{path} exists; pass overwrite=True or another name") from None
         if verbose:
             print(f"DicomSegWriter: wrote {path}")
         return path

@@ -28,8 +28,9 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
-from monai_dicomseg.errors import InputError
-from monai_dicomseg.io.writer import DicomSegWriter, parameter_names, prepare_output_path
+from monai_dicomseg.errors import DicomSegError, InputError
+from monai_dicomseg.io.segload import error_with_context
+from monai_dicomseg.io.writer import DicomSegWriter, error_context, parameter_names, prepare_output_path
 from monai_dicomseg.options import check_options
 
 __all__ = ["SaveDicomSeg", "SaveDicomSegd", "safe_file_stem", "OUTPUT_NAMES"]
@@ -157,11 +158,15 @@ class SaveDicomSeg(Transform):
         reference_meta = reference.meta if isinstance(reference, MetaTensor) else (
             reference if isinstance(reference, Mapping) else None)
         writer = DicomSegWriter(overwrite=self.overwrite, **self.writer_options)
-        writer.set_data_array(img, channel_dim=0)
-        writer.set_metadata(meta, source=source, reference_meta=reference_meta)
-        path = Path(filename) if filename is not None else self.filename(writer)
-        prepare_output_path(path, self.overwrite)
-        written = writer.write(path, verbose=self.print_log)
+        lookup = reference_meta if reference_meta is not None else meta
+        writer.source_hint = source if source is not None else (lookup or {}).get("filename_or_obj")
+        with error_context(writer.context):  # errors name the source series and the output
+            writer.set_data_array(img, channel_dim=0)
+            writer.set_metadata(meta, source=source, reference_meta=reference_meta)
+            path = Path(filename) if filename is not None else self.filename(writer)
+            writer.output_path = path
+            prepare_output_path(path, self.overwrite)
+            written = writer.write(path, verbose=self.print_log)
         if self.store_to is not None:  # DICOMweb sink (STOW-RS)
             from monai_dicomseg.dicomweb import store
 
@@ -215,5 +220,8 @@ class SaveDicomSegd(MapTransform):
             source = d[self.source_key]
         for key in self.key_iterator(d):
             meta = d.get(f"{key}_meta_dict")
-            d[key] = self.saver(d[key], meta_data=meta, source=source, reference=reference)
+            try:
+                d[key] = self.saver(d[key], meta_data=meta, source=source, reference=reference)
+            except DicomSegError as error:
+                raise error_with_context(error, f"SaveDicomSegd key {key!r}") from error
         return d

@@ -185,3 +185,18 @@ def test_writer_accepts_what_saveimage_passes(tmp_path):
     with pytest.raises(TypeError, match="'overwite'.*did you mean 'overwrite'"):
         writer.write(tmp_path / "x.dcm", overwite=True)
     assert not list(tmp_path.iterdir())
+
+
+def test_writer_errors_name_source_and_output(tmp_path, series):
+    folder, source, labels = series
+    prediction = _prediction(source, folder, labels)
+    writer = DicomSegWriter(labels=["liver"])
+    writer.set_data_array(prediction)
+    writer.set_metadata(prediction.meta)
+    with pytest.raises(InputError) as raised:
+        writer.write(tmp_path / "seg.dcm")
+    message = str(raised.value)
+    assert f"source series folder {str(folder)!r}" in message and str(tmp_path / "seg.dcm") in message
+    assert message.count("DicomSegWriter") == 1
+    with pytest.raises(GeometryError, match="DicomSegWriter source series 'somewhere'"):
+        DicomSegWriter().set_metadata({}, source="somewhere")

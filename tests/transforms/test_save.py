@@ -339,3 +339,33 @@ def test_save_typos_are_type_errors():
     # every real option still passes through
     SaveDicomSegd(keys="pred", ref_key="image", output_dir="o", overwrite=True, segmentation_type="LABELMAP",
                   labels={"0": "background", "1": "liver"}, threshold=0.4, omit_empty_frames=False)
+
+
+# --------------------------------------------------------------------------- errors name the files and the key
+
+
+def test_errors_name_source_output_and_key(tmp_path, case):
+    folder, truth, source, label = case
+    out = tmp_path / "o"
+    with pytest.raises(InputError) as raised:
+        SaveDicomSegd(keys="pred", output_dir=out, labels=["liver", "spleen"])({"pred": label})
+    message = str(raised.value)
+    assert "key 'pred'" in message
+    assert f"source series folder {str(folder)!r}" in message
+    assert str(out.resolve() / f"{source.series_instance_uid}_seg.dcm") in message
+    assert "label values 1..3 but labels names 2" in message
+    _no_seg_written(tmp_path)
+
+
+def test_error_names_unreachable_source(tmp_path, case):
+    *_, label = case
+    label.meta["filename_or_obj"] = str(tmp_path / "missing_series")
+    with pytest.raises(InputError, match="missing_series"):
+        SaveDicomSegd(keys="pred", output_dir=tmp_path / "o")({"pred": label})
+
+
+def test_existing_output_error_keeps_its_class_and_names_the_file(tmp_path, case):
+    *_, label = case
+    SaveDicomSeg(output_dir=tmp_path / "o", labels=NAMES)(label)
+    with pytest.raises(OutputExistsError, match=r"DicomSegWriter source series folder .*_seg\.dcm"):
+        SaveDicomSeg(output_dir=tmp_path / "o", labels=NAMES)(label)
