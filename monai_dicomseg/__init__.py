@@ -66,6 +66,9 @@ _LAZY = {
     "check_options": "monai_dicomseg.options",
     # synthetic CT series and label maps for tutorials and tests (no torch)
     "synthetic": "monai_dicomseg.synthetic",
+    # writing side: the labels contract and atomic files (no torch)
+    "is_background_name": "monai_dicomseg.io.prediction",
+    "remove_stale_temporaries": "monai_dicomseg.atomic",
 }
 
 __getattr__ = lazy_getattr(__name__, _LAZY)

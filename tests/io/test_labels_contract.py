@@ -209,3 +209,11 @@ def test_label_output_forms_agree(n, with_background, dict_form, str_keys):
         labels = (["background"] if with_background else []) + organs
     plan = plan_segments("labels", 1, labels, present=list(range(n + 1)))
     assert named(plan) == {v: organs[v - 1] for v in range(1, n + 1)}
+
+
+def test_public_names():
+    import monai_dicomseg
+
+    assert monai_dicomseg.is_background_name is is_background_name
+    assert {"is_background_name", "remove_stale_temporaries", "SaveDicomSegd", "DicomSegWriter"} <= set(
+        monai_dicomseg.__all__)
