@@ -147,6 +147,13 @@ def test_bundle_configs_reference_channel_def():
     assert "lambda" not in json.dumps(inference)
 
 
+def test_network_matches_network_data_format():
+    """MONAI's own check: the network's input/output shapes and channels agree with metadata.json."""
+    _run([sys.executable, "-m", "monai.bundle", "verify_net_in_out", "network_def",
+          "--meta_file", str(CONFIGS / "metadata.json"), "--config_file", str(CONFIGS / "inference.json"),
+          "--n", "4"])
+
+
 def test_single_process_writes_one_seg_per_study(studies, single_process):
     by_source = _check_outputs(single_process, studies["series"])
     for uid, path in by_source.items():
