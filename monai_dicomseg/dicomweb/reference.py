@@ -6,7 +6,8 @@ URI form (PS3.18 resource paths behind a ``dicomweb+`` scheme prefix)::
     dicomweb+https://host:port/dicom-web/studies/<StudyUID>/series/<SeriesUID>/instances/<SOPUID>
 
 ``https://host:port/dicom-web`` is the service root (``url``): everything
-before ``/studies/``. Plain ``http`` is accepted (``dicomweb+http://``) for
+before ``/studies/``. ``dicomweb+https:/host/...`` (what ``pathlib.Path`` makes
+of the URI, e.g. inside MONAI's ``LoadImage``) is read as ``https://host/...``. Plain ``http`` is accepted (``dicomweb+http://``) for
 loopback servers. The URI never carries credentials: one with
 ``user:password@`` is refused (it would end up in ``filename_or_obj`` and in
 logs). Credentials come from :class:`~monai_dicomseg.dicomweb.session.DicomWebServer`
@@ -125,7 +126,8 @@ class DicomWebSeries:
             raise InputTypeError(f"a DICOMweb URI must be a str; got {type(uri).__name__}")
         if not uri.startswith(SCHEME_PREFIX):
             raise InputError(f"a DICOMweb URI starts with {SCHEME_PREFIX!r}; got {redact_url(uri)!r}")
-        rest = uri[len(SCHEME_PREFIX):]
+        # pathlib (MONAI's LoadImage runs names through Path) collapses "http://" to "http:/": undo it
+        rest = re.sub(r"^(https?):/(?!/)", r"\1://", uri[len(SCHEME_PREFIX):])
         parts = urlsplit(rest)
         match = _PATH.match(parts.path)
         if match is None:

@@ -165,6 +165,13 @@ def test_loaded_from_server_equals_loaded_from_files(orthanc, study, tmp_path):
         remote = LoadDicomSeg(mode="labelmap")(DicomWebSeries.from_uri(item["label"], server=server), remote_image)
         local = LoadDicomSeg(mode="labelmap")(str(study["seg_uids"][sop]), local_image)
         assert torch.equal(remote, local)
+        from monai.transforms import LoadImage
+
+        from monai_dicomseg.io.reader import DicomSegReader
+
+        through_monai = LoadImage(reader=DicomSegReader(mode="labelmap"), image_only=True)(item["label"])
+        own_grid = LoadDicomSeg(mode="labelmap")(str(study["seg_uids"][sop]))
+        assert torch.equal(through_monai, own_grid)
     finally:
         unregister_server(orthanc.url)
 

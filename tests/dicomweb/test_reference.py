@@ -5,6 +5,7 @@ import hashlib
 import multiprocessing
 import os
 import socket
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -33,6 +34,8 @@ def test_uri_form_and_parse():
     assert (ref.url, ref.study_uid, ref.series_uid, ref.instance_uid) == (ROOT, STUDY, SERIES, SOP)
     assert ref.series().instance_uid is None
     assert parse_dicomweb("/data/seg.dcm") is None and parse_dicomweb(ref) is ref
+    collapsed = str(Path(ref.uri))  # MONAI's LoadImage passes names through pathlib: "https://" -> "https:/"
+    assert collapsed != ref.uri and DicomWebSeries.from_uri(collapsed) == ref
 
 
 def test_server_and_secrets_stay_out_of_repr_uri_and_equality():
