@@ -27,8 +27,11 @@ from pydicom.uid import (
     EnhancedCTImageStorage,
     ExplicitVRLittleEndian,
     PYDICOM_IMPLEMENTATION_UID,
+    VLWholeSlideMicroscopyImageStorage,
     generate_uid,
 )
+
+from monai_dicomseg.errors import InputError
 
 __all__ = [
     "ORIENTATIONS",
@@ -37,6 +40,7 @@ __all__ = [
     "labels_to_hounsfield",
     "make_ct_series",
     "make_enhanced_ct",
+    "make_slide_image",
     "write_series",
 ]
 
@@ -580,6 +584,187 @@ def _per_frame_ct_group(index: int, position: np.ndarray, datetime_: str) -> Dat
     item.PlanePositionSequence = DicomSequence([plane_position])
     item.FrameContentSequence = DicomSequence([content])
     return item
+
+
+# --------------------------------------------------------------------------- slide microscopy
+
+
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue = value
+    item.CodingSchemeDesignator = scheme
+    item.CodeMeaning = meaning
+    return item
+
+
+def make_slide_image(
+    total_shape: tuple[int, int] = (50, 50),
+    tile_shape: tuple[int, int] = (10, 10),
+    *,
+    photometric: str = "RGB",
+    pixel_spacing: float = 0.0005,
+    origin: tuple[float, float] = (20.0, 25.0),
+    seed: int = 0,
+    frame_of_reference_uid: str | None = None,
+    container_identifier: str = "SLIDE-0001",
+    icc_profile: bytes | None = None,
+) -> Dataset:
+    """Build a VL Whole Slide Microscopy Image Storage instance stored as tiles.
+
+    The total pixel matrix is cut into ``tile_shape`` frames in TILED_FULL
+    order (row of tiles by row of tiles, PS3.3 C.7.6.17.3), so the frames carry
+    no per-frame positions; the image is one focal plane and one optical path.
+    Slide axes follow the common orientation: columns run along -Y and rows
+    along -X of the slide coordinate system (Image Orientation (Slide) =
+    ``[0, -1, 0, -1, 0, 0]``, PS3.3 C.8.12.4.1.1).
+
+    Parameters
+    ----------
+    total_shape
+        ``(TotalPixelMatrixRows, TotalPixelMatrixColumns)``.
+    tile_shape
+        ``(Rows, Columns)`` of each frame; edge tiles are padded with the
+        Pixel Padding Value when the total size is not a multiple.
+    photometric
+        ``"RGB"`` (8-bit, 3 samples) or ``"MONOCHROME2"`` (16-bit, 1 sample).
+    pixel_spacing
+        Pixel spacing in mm (rows and columns).
+    origin
+        ``(X, Y)`` offset of the top-left pixel in the slide coordinate
+        system, mm.
+    seed
+        Seed of the random "tissue" texture.
+    frame_of_reference_uid
+        Frame of Reference UID (a new one by default).
+    container_identifier
+        Container Identifier (the slide's barcode).
+    icc_profile
+        ICC profile of the optical path. Required for RGB by the standard
+        (Type 1C, PS3.3 C.8.12.5); this module writes none by itself (it
+        depends on numpy and pydicom only), so pass e.g. Pillow's sRGB profile
+        for a fully conformant RGB image.
+
+    Returns
+    -------
+    pydicom.dataset.Dataset
+        The multi-frame dataset with ``file_meta`` (Explicit VR Little Endian).
+    """
+    rows, columns = int(total_shape[0]), int(total_shape[1])
+    tile_rows, tile_columns = int(tile_shape[0]), int(tile_shape[1])
+    if photometric not in ("RGB", "MONOCHROME2"):
+        raise InputError(f"photometric must be 'RGB' or 'MONOCHROME2', got {photometric!r}")
+    rng = np.random.default_rng(seed)
+    n_tile_rows = -(-rows // tile_rows)
+    n_tile_columns = -(-columns // tile_columns)
+    samples = 3 if photometric == "RGB" else 1
+    dtype = np.uint8 if photometric == "RGB" else np.uint16
+    padding = int(np.iinfo(dtype).max)
+    matrix = np.full((n_tile_rows * tile_rows, n_tile_columns * tile_columns, samples), padding, dtype)
+    yy, xx = np.mgrid[0:rows, 0:columns]
+    tissue = ((yy - rows / 2) ** 2 / (0.4 * rows) ** 2 + (xx - columns / 2) ** 2 / (0.45 * columns) ** 2) < 1
+    texture = rng.integers(0, 40, (rows, columns, samples))
+    stain = np.asarray([200, 120, 190][:samples]) * (1 if samples == 3 else 200)
+    matrix[:rows, :columns][tissue] = (stain[None, :] - texture[tissue]).astype(dtype)
+    frames = (matrix.reshape(n_tile_rows, tile_rows, n_tile_columns, tile_columns, samples)
+              .transpose(0, 2, 1, 3, 4).reshape(-1, tile_rows, tile_columns, samples))
+
+    uids = _new_uids(frame_of_reference_uid)
+    sop_instance_uid = generate_uid()
+    date, time = _now()
+    ds = Dataset()
+    ds.file_meta = _file_meta(VLWholeSlideMicroscopyImageStorage, sop_instance_uid)
+    ds.SOPClassUID = VLWholeSlideMicroscopyImageStorage
+    ds.SOPInstanceUID = sop_instance_uid
+    _add_patient_study_series(ds, uids, series_number=1)
+    del ds.PatientPosition, ds.BodyPartExamined
+    ds.Modality = "SM"
+    ds.SeriesDescription = "Synthetic slide"
+    ds.PositionReferenceIndicator = "SLIDE_CORNER"
+    # Whole Slide Microscopy Image / Multi-frame / Specimen modules (PS3.3 A.32.8)
+    ds.InstanceNumber = 1
+    ds.ContentDate = date
+    ds.ContentTime = time
+    ds.AcquisitionDateTime = date + time
+    ds.AcquisitionDuration = 0.0
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"]
+    ds.VolumetricProperties = "VOLUME"
+    ds.BurnedInAnnotation = "NO"
+    ds.SpecimenLabelInImage = "NO"
+    ds.FocusMethod = "AUTO"
+    ds.ExtendedDepthOfField = "NO"
+    ds.LossyImageCompression = "00"
+    ds.ImagedVolumeWidth = columns * pixel_spacing
+    ds.ImagedVolumeHeight = rows * pixel_spacing
+    ds.ImagedVolumeDepth = 0.01
+    ds.TotalPixelMatrixRows = rows
+    ds.TotalPixelMatrixColumns = columns
+    ds.TotalPixelMatrixFocalPlanes = 1
+    ds.NumberOfOpticalPaths = 1
+    origin_item = Dataset()
+    origin_item.XOffsetInSlideCoordinateSystem = _ds_float(origin[0])
+    origin_item.YOffsetInSlideCoordinateSystem = _ds_float(origin[1])
+    ds.TotalPixelMatrixOriginSequence = DicomSequence([origin_item])
+    ds.ImageOrientationSlide = ["0", "-1", "0", "-1", "0", "0"]
+    ds.DimensionOrganizationType = "TILED_FULL"
+    organization_uid = generate_uid()
+    organization = Dataset()
+    organization.DimensionOrganizationUID = organization_uid
+    ds.DimensionOrganizationSequence = DicomSequence([organization])
+    indices = []
+    for pointer, label in ((0x0048021F, "Row tile index"), (0x0048021E, "Column tile index")):
+        index = Dataset()
+        index.DimensionOrganizationUID = organization_uid
+        index.DimensionIndexPointer = pointer
+        index.FunctionalGroupPointer = 0x0048021A  # Plane Position (Slide) Sequence
+        index.DimensionDescriptionLabel = label
+        indices.append(index)
+    ds.DimensionIndexSequence = DicomSequence(indices)
+    ds.ContainerIdentifier = container_identifier
+    ds.IssuerOfTheContainerIdentifierSequence = DicomSequence()
+    ds.ContainerTypeCodeSequence = DicomSequence([_code("433466003", "SCT", "Microscope slide")])
+    ds.AcquisitionContextSequence = DicomSequence()
+    specimen = Dataset()
+    specimen.SpecimenIdentifier = container_identifier
+    specimen.SpecimenUID = generate_uid()
+    specimen.IssuerOfTheSpecimenIdentifierSequence = DicomSequence()
+    specimen.SpecimenPreparationSequence = DicomSequence()
+    ds.SpecimenDescriptionSequence = DicomSequence([specimen])
+    optical_path = Dataset()
+    optical_path.OpticalPathIdentifier = "1"
+    optical_path.IlluminationTypeCodeSequence = DicomSequence(
+        [_code("111744", "DCM", "Brightfield illumination")])
+    optical_path.IlluminationColorCodeSequence = DicomSequence(
+        [_code("414298005", "SCT", "Full Spectrum")])
+    if icc_profile is not None:
+        optical_path.ICCProfile = icc_profile
+    ds.OpticalPathSequence = DicomSequence([optical_path])
+    measures = Dataset()
+    measures.PixelSpacing = _ds_values([pixel_spacing, pixel_spacing])
+    measures.SliceThickness = "0.01"
+    frame_type = Dataset()
+    frame_type.FrameType = ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"]
+    shared = Dataset()
+    shared.PixelMeasuresSequence = DicomSequence([measures])
+    shared.WholeSlideMicroscopyImageFrameTypeSequence = DicomSequence([frame_type])
+    ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
+    # Image Pixel module
+    ds.SamplesPerPixel = samples
+    ds.PhotometricInterpretation = photometric
+    if samples == 3:
+        ds.PlanarConfiguration = 0
+    else:  # monochrome WSM images carry an identity rescale and presentation LUT (PS3.3 C.8.12.4)
+        ds.PresentationLUTShape = "IDENTITY"
+        ds.RescaleIntercept = "0"
+        ds.RescaleSlope = "1"
+    ds.NumberOfFrames = len(frames)
+    ds.Rows, ds.Columns = tile_rows, tile_columns
+    ds.BitsAllocated = ds.BitsStored = 8 * np.dtype(dtype).itemsize
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 0
+    ds.PixelPaddingValue = padding
+    ds.PixelData = np.ascontiguousarray(frames if samples == 3 else frames[..., 0]).astype(
+        np.dtype(dtype).newbyteorder("<")).tobytes()
+    return ds
 
 
 # --------------------------------------------------------------------------- files

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from monai_dicomseg import synthetic
+from corpus import DATA_SOURCES, Corpus, shared_data_dir
 from oracles import BACKEND_NAME, backend
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -49,12 +50,25 @@ def hd():
 
 
 @pytest.fixture(scope="session")
-def highdicom_data_dir() -> Path:
-    """highdicom's MIT-licensed test files (``../shared/data/highdicom``); skip when absent."""
-    folder = REPO_ROOT.parent / "shared" / "data" / "highdicom"
-    if not folder.is_dir():
-        pytest.skip(f"highdicom test data not found at {folder}")
-    return folder
+def generated_corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
+    """highdicom-written equivalents of highdicom's test files, generated once per session
+    (per xdist worker) into a temporary folder; see :mod:`corpus`."""
+    return Corpus(tmp_path_factory.mktemp("highdicom_corpus"))
+
+
+@pytest.fixture(scope="session", params=DATA_SOURCES)
+def highdicom_data_dir(request: pytest.FixtureRequest, generated_corpus: Corpus) -> Corpus | Path:
+    """Where highdicom's test files come from: ``data_dir / name`` is a file path.
+
+    Parametrised over :data:`corpus.DATA_SOURCES`: always the generated corpus
+    ("generated"), plus ``../shared/data/highdicom`` ("shared") when present and
+    ``MDS_SHARED_DATA`` is not ``off``.
+    """
+    if request.param == "shared":
+        folder = shared_data_dir()
+        assert folder is not None
+        return folder
+    return generated_corpus
 
 
 def _testdata_file(name: str) -> str:

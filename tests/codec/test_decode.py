@@ -1,32 +1,19 @@
 """Frame-wise decoding equals pydicom's full decode; bad headers are refused up front."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pydicom
 import pytest
 from pydicom.pixels.utils import pack_bits
 
 from monai_dicomseg.codec.decode import decode_frames, pixel_layout
+from corpus import SEG_NAMES
 from monai_dicomseg.errors import DecodeError, UnsupportedError
 
 
-def _data_dir() -> Path | None:
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "shared" / "data" / "highdicom").is_dir():
-            return parent / "shared" / "data" / "highdicom"
-    return None
-
-
-DATA = _data_dir()
-FILES = sorted(p.name for p in DATA.glob("seg*.dcm")) if DATA else []
-
-
-@pytest.mark.skipif(DATA is None, reason="shared/data/highdicom not found")
-@pytest.mark.parametrize("name", FILES, ids=FILES)
-def test_matches_pydicom_pixel_array(name: str) -> None:
-    ds = pydicom.dcmread(DATA / name)
+@pytest.mark.parametrize("name", SEG_NAMES, ids=SEG_NAMES)
+def test_matches_pydicom_pixel_array(name: str, highdicom_data_dir) -> None:
+    ds = pydicom.dcmread(highdicom_data_dir / name)
     full = ds.pixel_array.reshape(-1, ds.Rows, ds.Columns)
     n = full.shape[0]
     for frames in (list(range(n)), list(range(n))[::-1], [n - 1, 0, n - 1]):

@@ -1,33 +1,19 @@
 """Frame index: the raw-bytes scanner and pydicom's parsed items agree; TILED_FULL implied positions."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pydicom
 import pytest
 
+from corpus import SEG_NAMES
 from monai_dicomseg.codec.frame_index import build_frame_index
 from monai_dicomseg.errors import DecodeError
 
 
-def _data_dir() -> Path | None:
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "shared" / "data" / "highdicom").is_dir():
-            return parent / "shared" / "data" / "highdicom"
-    return None
-
-
-DATA = _data_dir()
-FILES = sorted(p.name for p in DATA.glob("seg*.dcm")) if DATA else []
-needs_data = pytest.mark.skipif(DATA is None, reason="shared/data/highdicom not found")
-
-
-@needs_data
-@pytest.mark.parametrize("name", FILES, ids=FILES)
-def test_raw_scan_matches_parsed_items(name: str) -> None:
-    raw = pydicom.dcmread(DATA / name)
-    parsed = pydicom.dcmread(DATA / name)
+@pytest.mark.parametrize("name", SEG_NAMES, ids=SEG_NAMES)
+def test_raw_scan_matches_parsed_items(name: str, highdicom_data_dir) -> None:
+    raw = pydicom.dcmread(highdicom_data_dir / name)
+    parsed = pydicom.dcmread(highdicom_data_dir / name)
     if "PerFrameFunctionalGroupsSequence" in parsed:
         parsed.PerFrameFunctionalGroupsSequence  # parse into Datasets
     a, b = build_frame_index(raw), build_frame_index(parsed)
@@ -41,9 +27,8 @@ def test_raw_scan_matches_parsed_items(name: str) -> None:
     np.testing.assert_array_equal(a.ref_frame_number, b.ref_frame_number)
 
 
-@needs_data
-def test_values_against_pydicom_items() -> None:
-    ds = pydicom.dcmread(DATA / "seg_image_ct_binary_overlap.dcm")
+def test_values_against_pydicom_items(highdicom_data_dir) -> None:
+    ds = pydicom.dcmread(highdicom_data_dir / "seg_image_ct_binary_overlap.dcm")
     index = build_frame_index(ds)
     items = ds.PerFrameFunctionalGroupsSequence
     assert index.segment_numbers.tolist() == [
@@ -55,11 +40,10 @@ def test_values_against_pydicom_items() -> None:
     assert index.ref_spatial_locations_preserved.tolist() == ["YES"] * len(items)
 
 
-@needs_data
-def test_tiled_full_matches_tiled_sparse_equivalent() -> None:
+def test_tiled_full_matches_tiled_sparse_equivalent(highdicom_data_dir) -> None:
     from highdicom.spatial import iter_tiled_full_frame_data
 
-    ds = pydicom.dcmread(DATA / "seg_image_sm_dots_tiled_full.dcm")
+    ds = pydicom.dcmread(highdicom_data_dir / "seg_image_sm_dots_tiled_full.dcm")
     index = build_frame_index(ds)
     assert index.is_tiled_full and not index.has_frame_references
     expected = list(iter_tiled_full_frame_data(ds))
@@ -69,14 +53,12 @@ def test_tiled_full_matches_tiled_sparse_equivalent() -> None:
     np.testing.assert_allclose(index.image_positions[:, :2], [[e[4], e[5]] for e in expected], atol=1e-6)
 
 
-@needs_data
-def test_labelmap_has_no_segment_identification() -> None:
-    index = build_frame_index(pydicom.dcmread(DATA / "seg_image_sm_control_labelmap.dcm"))
+def test_labelmap_has_no_segment_identification(highdicom_data_dir) -> None:
+    index = build_frame_index(pydicom.dcmread(highdicom_data_dir / "seg_image_sm_control_labelmap.dcm"))
     assert np.all(index.segment_numbers == 0)
     assert index.tile_positions is not None
 
 
-@needs_data
 @pytest.mark.parametrize("mutation, message", [
     ("frames", r"NumberOfFrames = 4 item\(s\), found 3"),
     ("segment", r"ReferencedSegmentNumber 7 is not defined"),
@@ -85,12 +67,16 @@ def test_labelmap_has_no_segment_identification() -> None:
     ("segseq", r"SegmentSequence is missing"),
     ("dimvalues", r"DimensionIndexValues must have one value per"),
 ], ids=lambda v: v if isinstance(v, str) and " " not in v and "\\" not in v else None)
-def test_invalid_functional_groups(mutation: str, message: str) -> None:
-    ds = pydicom.dcmread(DATA / "seg_image_ct_binary.dcm")
+def test_invalid_functional_groups(mutation: str, message: str, highdicom_data_dir) -> None:
+    ds = pydicom.dcmread(highdicom_data_dir / "seg_image_ct_binary.dcm")
     if mutation == "frames":
         ds.NumberOfFrames = 4
     elif mutation == "segment":
-        ds.PerFrameFunctionalGroupsSequence[1].SegmentIdentificationSequence[0].ReferencedSegmentNumber = 7
+        # per frame, or in the shared groups when every frame has the same segment (highdicom >= 0.23)
+        item = ds.PerFrameFunctionalGroupsSequence[1]
+        if "SegmentIdentificationSequence" not in item:
+            item = ds.SharedFunctionalGroupsSequence[0]
+        item.SegmentIdentificationSequence[0].ReferencedSegmentNumber = 7
     elif mutation == "shared":
         del ds.SharedFunctionalGroupsSequence
     elif mutation == "perframe":
