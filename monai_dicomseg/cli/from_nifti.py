@@ -12,7 +12,9 @@ nearest neighbour otherwise).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,9 @@ def add_options(parser: argparse.ArgumentParser, batch: bool = False) -> None:
     parser.add_argument("--metadata", metavar="META.json",
                         help="dcmqi segmentation metadata JSON (segmentAttributes, labelID, codes, colours)")
     parser.add_argument("--labels", metavar="NAME,...",
-                        help="comma-separated segment names for labels 1, 2, ... (without --metadata)")
+                        help="segment names (without --metadata): comma-separated for labels 1, 2, ... (a leading "
+                             "'background' entry names label 0, so the next names label 1), or a JSON mapping "
+                             "such as a bundle's channel_def '{\"0\": \"background\", \"1\": \"liver\"}'")
     parser.add_argument("--type", dest="segmentation_type", choices=SEGMENTATION_TYPES, default="BINARY",
                         type=str.upper, help="segmentation type (default: BINARY)")
     parser.add_argument("--fractional-type", choices=("PROBABILITY", "OCCUPANCY"), default="PROBABILITY",
@@ -68,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "metadata": args.metadata,
-        "labels": None if args.labels is None else [n.strip() for n in args.labels.split(",")],
+        "labels": parse_labels_option(args.labels),
         "segmentation_type": args.segmentation_type,
         "fractional_type": args.fractional_type,
         "series_description": args.series_description,
@@ -77,6 +81,21 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "workers": getattr(args, "workers", 0) if not getattr(args, "batch", False) else 0,
         "overwrite": args.overwrite,
     }
+
+
+def parse_labels_option(text: "str | None") -> Any:
+    """``--labels``: ``"liver,spleen"`` -> list; ``'{"1": "liver"}'`` (JSON mapping) -> dict."""
+    if text is None:
+        return None
+    if text.lstrip().startswith("{"):
+        try:
+            mapping = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise InputError(f"--labels looks like JSON but is not valid JSON: {error}") from None
+        if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+            raise InputError("--labels as JSON must map label values to names, e.g. {\"1\": \"liver\"}")
+        return mapping
+    return [name.strip() for name in text.split(",")]
 
 
 # --------------------------------------------------------------------------- work
@@ -151,6 +170,7 @@ def _segments(array: Any, stacked: bool, fractional: bool, metadata: Any, names:
     import numpy as np
 
     from monai_dicomseg.cli.dcmqi_meta import descriptions_from_names, read_dcmqi_metadata
+    from monai_dicomseg.io.prediction import _values_text, is_background_name, label_value_names
 
     if metadata is not None and names is not None:
         raise InputError("give either --metadata or --labels, not both")
@@ -164,10 +184,18 @@ def _segments(array: Any, stacked: bool, fractional: bool, metadata: Any, names:
                 raise InputError(f"{str(path)!r} has {count} segment volume(s) but the metadata "
                                  f"describes {len(meta.descriptions)} segment(s)")
             return array, (meta.descriptions, []), meta.series
+        if isinstance(names, Mapping):
+            raise InputError(f"{str(path)!r} has {count} segment volume(s): give --labels as a list, one name "
+                             "per volume ('background' for a volume that is not a segment)")
         names = names or [f"Segment {n}" for n in range(1, count + 1)]
         if len(names) != count:
             raise InputError(f"{str(path)!r} has {count} segment volume(s) but --labels names {len(names)}")
-        return array, descriptions_from_names(names, algorithm_name), {}
+        keep = [index for index, name in enumerate(names) if not is_background_name(name)]
+        if not keep:
+            raise InputError(f"--labels names only the background; {str(path)!r} needs at least one segment")
+        if len(keep) != count:
+            array = array[..., keep]
+        return array, descriptions_from_names([names[i] for i in keep], algorithm_name), {}
     labels = _as_labels(array, path)
     present = _present_labels(labels)
     if meta is not None:
@@ -182,9 +210,21 @@ def _segments(array: Any, stacked: bool, fractional: bool, metadata: Any, names:
         return labels, (meta.descriptions, []), meta.series
     top = max(present, default=0)
     if names is not None:
-        if top > len(names):
-            raise InputError(f"{str(path)!r} holds label {top} but --labels names only {len(names)} segment(s)")
-        return labels, descriptions_from_names(names, algorithm_name), {}
+        # the writer's labels contract (monai_dicomseg.io.prediction.plan_segments) for label maps
+        value_names, background = label_value_names(names)
+        keys = sorted(value_names)
+        unknown = sorted(set(present) - set(keys) - {background})
+        if unknown:
+            raise InputError(
+                f"{str(path)!r} holds label values {_values_text(present)} but --labels names {len(keys)} "
+                f"(values {_values_text(keys) or 'none'}); values {_values_text(unknown)} have no name")
+        if not keys:
+            raise InputError("--labels names only the background; at least one segment is needed")
+        if keys != list(range(1, len(keys) + 1)):
+            table = np.zeros(max(keys + [top]) + 1, dtype=np.uint16 if len(keys) > 255 else np.uint8)
+            table[keys] = np.arange(1, len(keys) + 1)
+            labels = table[labels]
+        return labels, descriptions_from_names([value_names[k] for k in keys], algorithm_name), {}
     if top == 0:
         raise InputError(f"{str(path)!r} holds no labelled voxel")
     descriptions, _ = descriptions_from_names([f"Segment {n}" for n in range(1, top + 1)], algorithm_name)
@@ -198,7 +238,7 @@ def nifti_to_seg(
     output: str,
     *,
     metadata: str | None = None,
-    labels: list[str] | None = None,
+    labels: "list[str] | Mapping[Any, str] | None" = None,
     segmentation_type: str = "BINARY",
     fractional_type: str = "PROBABILITY",
     series_description: str | None = None,
@@ -208,6 +248,13 @@ def nifti_to_seg(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write ``output``, a SEG of the series in folder ``series``, from a NIfTI file.
+
+    ``labels`` follows the writer's labels contract
+    (:func:`monai_dicomseg.io.prediction.plan_segments`): a list names label
+    values 1, 2, ... (or 0, 1, ... when it starts with ``"background"``), a
+    mapping (a bundle's ``channel_def``, keys int or digit strings) names
+    them by key; the background is never written; a label value present
+    without a name is an InputError naming both counts.
 
     Returns
     -------

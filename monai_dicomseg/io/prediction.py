@@ -47,7 +47,8 @@ from monai_dicomseg.io.grid import GridPlan, argmax_on_grid, channel_argmax, ite
 from monai_dicomseg.seg.content import AlgorithmIdentificationSequence, SegmentDescription
 
 __all__ = ["INPUT_KINDS", "DISCRETIZE", "INTERPOLATION", "BACKGROUND_NAMES", "SegmentPlan", "classify_input",
-           "value_range", "check_probabilities", "is_background_name", "is_channel_partition", "plan_segments",
+           "value_range", "check_probabilities", "is_background_name", "is_channel_partition", "label_value_names",
+           "plan_segments",
            "to_source_grid"]
 
 INPUT_KINDS = ("auto", "labels", "onehot", "probabilities")
@@ -254,14 +255,8 @@ def _split_background(positions: list[int], entries: list[Any], what: str) -> "t
     return [p for p, _ in kept], [e for _, e in kept], (background[0] if background else None)
 
 
-def _normalise_labels(labels: Any, algorithm: "AlgorithmIdentificationSequence | None",
-                      algorithm_type: str) -> _Labels:
-    """Any accepted ``labels`` form as :class:`_Labels` (background entry set apart, never described)."""
-    if _is_dcmqi(labels):
-        pairs = segment_descriptions_from_dcmqi(labels, algorithm)
-        keys, entries, background = _split_background([k for k, _ in pairs], [d for _, d in pairs], "labelID")
-        return _Labels(False, keys, [_renumbered(d, i + 1) for i, d in enumerate(entries)], background,
-                       len(pairs))
+def _split_labels(labels: Any) -> "tuple[bool, list[int], list[Any], int | None, int]":
+    """``(listed, positions, entries, background, length)`` of a list / mapping ``labels`` (no dcmqi)."""
     if isinstance(labels, Mapping):
         converted: dict[int, Any] = {}
         for key, value in labels.items():
@@ -273,26 +268,67 @@ def _normalise_labels(labels: Any, algorithm: "AlgorithmIdentificationSequence |
             raise InputError("labels must not be empty")
         keys = sorted(converted)
         values = [converted[k] for k in keys]
-        kind = "key"
+        listed = False
     elif isinstance(labels, Sequence) and not isinstance(labels, (str, bytes)):
         values = list(labels)
         if not values:
             raise InputError("labels must not be empty")
         keys = list(range(len(values)))
-        kind = "position"
+        listed = True
     else:
         raise InputTypeError(
             "labels must be a list of names, a {value: name} mapping (int or digit-string keys), "
             f"SegmentDescriptions or a dcmqi metadata JSON (path or dict); got {type(labels).__name__}")
-    if all(isinstance(v, SegmentDescription) for v in values):
-        positions, entries, background = _split_background(keys, values, kind)
-        descriptions = [_renumbered(v, i + 1) for i, v in enumerate(entries)]
-    elif all(isinstance(v, str) for v in values):
-        positions, entries, background = _split_background(keys, values, kind)
-        descriptions = segment_descriptions_from_names(entries, algorithm, algorithm_type) if entries else []
-    else:
+    if not (all(isinstance(v, SegmentDescription) for v in values) or all(isinstance(v, str) for v in values)):
         raise InputTypeError("labels must hold only names (str) or only SegmentDescriptions")
-    return _Labels(kind == "position", positions, descriptions, background, len(values))
+    positions, entries, background = _split_background(keys, values, "position" if listed else "key")
+    return listed, positions, entries, background, len(values)
+
+
+def _normalise_labels(labels: Any, algorithm: "AlgorithmIdentificationSequence | None",
+                      algorithm_type: str) -> _Labels:
+    """Any accepted ``labels`` form as :class:`_Labels` (background entry set apart, never described)."""
+    if _is_dcmqi(labels):
+        pairs = segment_descriptions_from_dcmqi(labels, algorithm)
+        keys, entries, background = _split_background([k for k, _ in pairs], [d for _, d in pairs], "labelID")
+        return _Labels(False, keys, [_renumbered(d, i + 1) for i, d in enumerate(entries)], background,
+                       len(pairs))
+    listed, positions, entries, background, length = _split_labels(labels)
+    if entries and isinstance(entries[0], SegmentDescription):
+        descriptions = [_renumbered(v, i + 1) for i, v in enumerate(entries)]
+    else:
+        descriptions = segment_descriptions_from_names(entries, algorithm, algorithm_type) if entries else []
+    return _Labels(listed, positions, descriptions, background, length)
+
+
+def _label_output_keys(listed: bool, positions: list[int], background: "int | None") -> "tuple[list[int], int | None]":
+    """``(label value of each named entry, background value)`` for a label output (see plan_segments)."""
+    if listed:
+        if background not in (None, 0):
+            raise InputError(
+                f"labels names the background at position {background}; in a list for a label output "
+                "the background can only be the first entry (value 0)")
+        # with a leading background name, entry i names value i; otherwise entry i names value i + 1
+        return (list(positions) if background == 0 else [p + 1 for p in positions]), background
+    if 0 in positions:
+        raise InputError(
+            "labels names label value 0, which is the background of a label output and never a segment; "
+            "name it 'background' or leave it out")
+    return list(positions), background
+
+
+def label_value_names(labels: Any) -> "tuple[dict[int, str], int | None]":
+    """``({label value: name}, background value)`` for a label map, by the rule of :func:`plan_segments`.
+
+    ``labels`` is a list of names or a ``{value: name}`` mapping (int or
+    digit-string keys); the background entry is left out of the names (its
+    value, if named, is returned apart; value 0 is always background). Used by
+    the command line (``from-nifti --labels``) so that it reads names exactly
+    as the MONAI writer does.
+    """
+    listed, positions, entries, background, _ = _split_labels(labels)
+    keys, background = _label_output_keys(listed, positions, background)
+    return {key: str(getattr(entry, "SegmentLabel", entry)) for key, entry in zip(keys, entries)}, background
 
 
 def _values_text(values: Sequence[int]) -> str:
@@ -317,21 +353,7 @@ def _plan_label_values(given: "_Labels | None", present: Sequence[int],
         descriptions = [describe_segment(i + 1, t, algorithm, algorithm_type)
                         for i, t in enumerate(terms_for_names([f"Segment {v}" for v in keys], warn=False))]
         return SegmentPlan("labels", keys, None, descriptions)
-    if given.listed:
-        if given.background not in (None, 0):
-            raise InputError(
-                f"labels names the background at position {given.background}; in a list for a label output "
-                "the background can only be the first entry (value 0)")
-        # with a leading background name, entry i names value i; otherwise entry i names value i + 1
-        keys = list(given.positions) if given.background == 0 else [p + 1 for p in given.positions]
-        background = 0 if given.background is not None else None
-    else:
-        keys = list(given.positions)
-        background = given.background
-        if 0 in keys:
-            raise InputError(
-                "labels names label value 0, which is the background of a label output and never a segment; "
-                "name it 'background' or leave it out")
+    keys, background = _label_output_keys(given.listed, given.positions, given.background)
     known = set(keys) | ({background} if background is not None else set())
     unknown = sorted(set(values) - known)
     if unknown:

@@ -144,8 +144,8 @@ def test_fractional_round_trip(axial_case, cli, tmp_path):
     "argv, message",
     [
         (["--metadata", "missing.json"], "metadata JSON 'missing.json' does not exist"),
-        (["--labels", "a"], "holds label 3 but --labels names only 1"),
-        (["--type", "FRACTIONAL", "--labels", "a,b"], "segment"),
+        (["--labels", "a"], "holds label values 1..3 but --labels names 1"),
+        (["--type", "FRACTIONAL", "--labels", "a,b"], "but --labels names 2"),
     ],
     ids=["missing-metadata", "too-few-names", "fractional-labelmap"],
 )
