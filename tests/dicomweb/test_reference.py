@@ -95,11 +95,20 @@ def test_server_down_is_a_connection_error_naming_url_and_uid(tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}/dicom-web"
+    requests = pytest.importorskip("requests")
+    attempts = []
+
+    class Counting(requests.Session):
+        def request(self, method, url, *args, **kwargs):
+            attempts.append(url)
+            return super().request(method, url, *args, **kwargs)
+
     server = DicomWebServer(url, username="u", password="pw-secret", retries=1, backoff=0.01,
-                            timeout=(2, 2), cache_dir=str(tmp_path))
+                            timeout=(2, 2), cache_dir=str(tmp_path), session=Counting())
     with pytest.raises(DicomWebConnectionError, match=rf"cannot reach .*127\.0\.0\.1.*UID {SERIES}") as info:
         materialize(DicomWebSeries(url, STUDY, SERIES, server=server))
     assert "pw-secret" not in str(info.value) and "2 attempt" in str(info.value)
+    assert len(attempts) == 2  # retried once, then given up
     assert isinstance(info.value, (DicomWebError, ConnectionError, OSError))
 
 
