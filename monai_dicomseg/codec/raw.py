@@ -8,6 +8,8 @@ so pydicom keeps them unparsed (raw) until they are accessed.
 """
 from __future__ import annotations
 
+import math
+import re
 import struct
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -36,6 +38,7 @@ __all__ = [
     "at",
     "code_item",
     "format_ds",
+    "ds_value",
     "pixel_data_header",
     "SEQUENCE_DELIMITER",
     "encode_dataset",
@@ -139,9 +142,39 @@ def format_ds(value: float) -> str:
     return text
 
 
+_DS_PATTERN = re.compile(r"^ *[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)? *$")
+
+
+def ds_value(value: float | str, keyword: str = "DS value") -> str:
+    """One valid DS string (PS3.5 6.2: at most 16 characters, a finite decimal number).
+
+    A string that is already a valid DS (e.g. copied from a source image) is
+    kept verbatim; a longer one (``"0.9659258492011171"``, 18 characters) or a
+    float is formatted to fit (derived values may be rounded, never truncated
+    as text).
+
+    Raises
+    ------
+    EncodeError
+        If the value is not a finite number.
+    """
+    if isinstance(value, str):
+        if value == "" or (len(value) <= 16 and _DS_PATTERN.match(value)):
+            return value
+        try:
+            number = float(value)
+        except ValueError:
+            raise EncodeError(f"{keyword} must be a decimal number (DS, PS3.5 6.2); got {value!r}") from None
+    else:
+        number = float(value)
+    if not math.isfinite(number):
+        raise EncodeError(f"{keyword} must be a finite number (DS, PS3.5 6.2); got {value!r}")
+    return format_ds(number)
+
+
 def ds(keyword: str, values: Sequence[float | str]) -> bytes:
-    """DS element; strings are written verbatim (e.g. copied from the source)."""
-    text = "\\".join(v if isinstance(v, str) else format_ds(v) for v in values)
+    """DS element; valid DS strings are written verbatim (e.g. copied from the source), others fitted."""
+    text = "\\".join(ds_value(v, keyword) for v in values)
     return element(keyword, _text(text, b" "))
 
 

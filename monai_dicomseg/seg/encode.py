@@ -53,6 +53,7 @@ from monai_dicomseg.geometry.affine import (
 )
 from monai_dicomseg.seg.content import SegmentDescription
 from monai_dicomseg.seg.frames import FramePlan, fractional_presence, plan_frames
+from monai_dicomseg.codec.vr import check_dataset_values
 from monai_dicomseg.seg.inputs import SegmentPixels, labelmap_dtype, prepare_pixels
 from monai_dicomseg.seg.modules import (
     copy_patient_and_study,
@@ -145,8 +146,17 @@ def check_segment_descriptions(segment_descriptions: Sequence[SegmentDescription
     return list(segment_descriptions)
 
 
-def _check_shape_against_sources(pixels: SegmentPixels, sources: SourceFrames) -> None:
-    frames, rows, columns = pixels.shape
+def _frame_shape(array: Any) -> tuple[int, int, int] | None:
+    """``(F, R, C)`` of a 2D/3D/4D ``pixel_array`` from its shape alone (no value is read)."""
+    shape = getattr(array, "shape", None)
+    if not isinstance(array, np.ndarray) or shape is None or len(shape) not in (2, 3, 4):
+        return None  # prepare_pixels reports the type / rank
+    return (1, *shape) if len(shape) == 2 else tuple(shape[:3])  # type: ignore[return-value]
+
+
+def _check_shape_against_sources(shape: tuple[int, int, int], sources: SourceFrames) -> None:
+    """Compare ``(F, R, C)`` with the source frames before any pixel value is scanned."""
+    frames, rows, columns = shape
     if frames != sources.number_of_frames:
         kind = "source frames" if sources.is_multiframe else "source images"
         raise InputError(
@@ -379,6 +389,9 @@ def _set_segmentation_image(dataset: Dataset, options: EncodeOptions, pixels: Se
         dataset.SegmentsOverlap = "UNDEFINED"
     else:
         dataset.SegmentsOverlap = "YES" if pixels.overlaps() else "NO"
+    for number, description in enumerate(descriptions):  # raw below: checked here, not by the final seam
+        check_dataset_values(description, path=f"SegmentSequence[{number}]",
+                             character_set=dataset.get("SpecificCharacterSet", ""))
     # Encoded once as bytes: pydicom writes 100+ nested descriptions slowly.
     set_raw(dataset, "SegmentSequence", "SQ", b"".join(raw.item(raw.encode_dataset(d)) for d in descriptions))
 
@@ -475,17 +488,21 @@ def _set_functional_groups(dataset: Dataset, sources: SourceFrames, placement: P
     shared = Dataset()
     if placement.pixel_spacing is not None:
         measures = Dataset()
-        measures.PixelSpacing = [raw.format_ds(v) if not isinstance(v, str) else v
-                                 for v in placement.pixel_spacing]
+        measures.PixelSpacing = [raw.ds_value(v, "PixelSpacing") for v in placement.pixel_spacing]
+        if not all(float(v) > 0 for v in measures.PixelSpacing):
+            raise InputError(
+                "PixelSpacing (from source_images or pixel_measures) must be two positive numbers "
+                f"(PS3.3 C.7.6.16.2.1, C.8.20.3); got {list(placement.pixel_spacing)}"
+            )
         thickness = placement.slice_thickness
-        measures.SliceThickness = raw.format_ds(thickness) if isinstance(thickness, float) else thickness
+        measures.SliceThickness = thickness if thickness is None else raw.ds_value(thickness, "SliceThickness")
         between = placement.spacing_between_slices
         if between is not None:
-            measures.SpacingBetweenSlices = raw.format_ds(between) if isinstance(between, float) else between
+            measures.SpacingBetweenSlices = raw.ds_value(between, "SpacingBetweenSlices")
         shared.PixelMeasuresSequence = [measures]
     if placement.orientation is not None and placement.tile_positions is None:
         orientation = Dataset()
-        orientation.ImageOrientationPatient = [raw.format_ds(v) if not isinstance(v, str) else v
+        orientation.ImageOrientationPatient = [raw.ds_value(v, "ImageOrientationPatient")
                                                for v in placement.orientation]
         shared.PlaneOrientationSequence = [orientation]
     dataset.SharedFunctionalGroupsSequence = [shared]
@@ -640,9 +657,12 @@ def encode_segmentation(
     sources = collect_source_frames(source_images)
     array, placement = _resolve_placement(sources, pixel_array, plane_positions,
                                           plane_orientation, pixel_measures, tile_pixel_array, tile_size)
+    shape = _frame_shape(array)
+    if placement.aligned and shape is not None:
+        _check_shape_against_sources(shape, sources)  # shapes first: values are scanned below
     pixels = prepare_pixels(array, len(descriptions), options.segmentation_type)
-    if placement.aligned:
-        _check_shape_against_sources(pixels, sources)
+    if placement.aligned and shape is None:
+        _check_shape_against_sources(pixels.shape, sources)
     labelmap = options.segmentation_type is SegmentationTypeValues.LABELMAP
     orientation = None if placement.orientation is None else np.array(placement.orientation, dtype=float)
     if labelmap:
@@ -687,5 +707,6 @@ def encode_segmentation(
         dataset.PyramidLabel = pyramid_label
     _set_functional_groups(dataset, sources, placement, plan, dimension_values, labelmap)
     set_common_instance_reference(dataset, sources)
+    check_dataset_values(dataset)  # the one VR seam: every written value, before the costly pixel work
     _encode_pixel_data(dataset, options, pixels, plan, bits)
     _set_file_meta(dataset, sop_class_uid, sop_instance_uid, options.transfer_syntax_uid)
