@@ -284,6 +284,9 @@ def _name(value: Any) -> str:
         return repr(str(value))
     if isinstance(value, (list, tuple)) and value and isinstance(value[0], (str, os.PathLike)):
         return repr(str(value[0])) + (f" (+{len(value) - 1} files)" if len(value) > 1 else "")
+    uri = getattr(value, "uri", None)  # a DicomWebSeries
+    if isinstance(uri, str) and uri:
+        return repr(uri)
     return f"<{type(value).__name__}>"
 
 

@@ -39,6 +39,9 @@ def _name(source: Any) -> str:
         return repr(str(source))
     if isinstance(source, (list, tuple)) and source and isinstance(source[0], (str, os.PathLike)):
         return repr(str(source[0])) + (f" (+{len(source) - 1} files)" if len(source) > 1 else "")
+    uri = getattr(source, "uri", None)  # a DicomWebSeries
+    if isinstance(uri, str) and uri:
+        return repr(uri)
     return f"<{type(source).__name__}>"
 
 

@@ -221,3 +221,19 @@ def test_invertd_after_decollation(cases):
             np.testing.assert_array_equal(np.asarray(inverted), np.asarray(expected))
             np.testing.assert_allclose(np.asarray(inverted.affine), np.asarray(expected.affine), atol=1e-5)
             assert mds.segments_from_meta(inverted.meta) == mds.segments_from_meta(expected.meta)
+
+
+def test_reader_metadata_collates(cases):
+    """``LoadImage(reader=DicomSegReader())`` metadata of every case collates and decollates unchanged."""
+    from monai.transforms import LoadImage
+
+    load = LoadImage(reader=mds.DicomSegReader(threshold=THRESHOLD), image_only=True)
+    labels = [load(c["label"]) for c in cases]
+    metas = [dict(t.meta) for t in labels]
+    assert all(set(META_KEYS) - {"affine"} <= set(m) for m in metas)
+    for item, expected in zip(decollate_batch(list_data_collate(metas)), metas):
+        for key in expected:
+            if key.endswith("affine") or isinstance(expected[key], float):
+                np.testing.assert_allclose(_plain(item[key]), _plain(expected[key]), err_msg=key)
+            else:
+                assert _plain(item[key]) == _plain(expected[key]), key
