@@ -1,6 +1,7 @@
 """Against a live Orthanc (``orthanc`` fixture): datalist, training loads, STOW back, faults, cache reuse."""
 from __future__ import annotations
 
+import base64
 import logging
 import os
 from pathlib import Path
@@ -176,7 +177,7 @@ def test_loaded_from_server_equals_loaded_from_files(orthanc, study, tmp_path):
         unregister_server(orthanc.url)
 
 
-def test_inference_result_stored_back_and_read_voxel_for_voxel(orthanc, study, tmp_path):
+def test_inference_result_stored_back_and_read_voxel_for_voxel(orthanc, study, tmp_path, caplog):
     from monai_dicomseg.transforms.load import LoadDicomSeg
     from monai_dicomseg.transforms.save import SaveDicomSeg
     from monai_dicomseg.transforms.series import LoadDicomSeries
@@ -185,6 +186,7 @@ def test_inference_result_stored_back_and_read_voxel_for_voxel(orthanc, study, t
     register_server(server)
     try:
         uri = DicomWebSeries(orthanc.url, study["study_uid"], study["series_uid"]).uri
+        caplog.set_level(logging.DEBUG)
         image = LoadDicomSeries()(uri)
         prediction = LoadDicomSeg(mode="labelmap")(str(study["segs"][0]), image).float()  # "model output": labels
         prediction.meta.update(image.meta)
@@ -199,6 +201,10 @@ def test_inference_result_stored_back_and_read_voxel_for_voxel(orthanc, study, t
         assert reread.shape == prediction.shape
         assert torch.equal(reread.to(torch.uint8), prediction.to(torch.uint8))
         assert np.allclose(reread.affine, image.affine)
+        secret = base64.b64encode(f"{orthanc.username}:{orthanc.password}".encode()).decode()
+        everywhere = repr(dict(image.meta)) + repr(dict(reread.meta)) + caplog.text + str(local)
+        assert "/dicom-web/studies/" in caplog.text  # the HTTP debug lines were captured ...
+        assert orthanc.password not in everywhere and secret not in everywhere  # ... without credentials
     finally:
         unregister_server(orthanc.url)
 
