@@ -1,7 +1,8 @@
 """SEG <-> MONAI arrays: the bridge between the SEG system and torch/MONAI.
 
-Map of this folder (``*`` = needs torch + MONAI, the rest is numpy/pydicom only
-and is also used by the command line):
+Map of this folder (``*`` = imports torch + MONAI; the others import only
+numpy/pydicom, torch at most lazily on the MONAI writer's paths, and the
+command line uses them):
 
 * ``series.py``     source-series loading; MONAI's axis/affine convention for DICOM volumes
 * ``segload.py``    decode a SEG into a channel-first array on its own or a reference grid
