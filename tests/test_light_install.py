@@ -104,6 +104,14 @@ def test_every_lazy_import_is_declared_somewhere():
     assert missing == {}, f"imported lazily but declared nowhere in pyproject.toml: {missing}"
 
 
+def test_every_cli_import_is_a_base_dependency():
+    """The command line's imports, lazy ones included, need nothing beyond the light install."""
+    declared = {_requirement_name(r) for r in PYPROJECT["project"]["dependencies"]}
+    for path in sorted((PACKAGE / "cli").glob("*.py")):
+        for name in _imports(path) - NOT_RUNTIME - set(sys.stdlib_module_names):
+            assert DISTRIBUTION.get(name, name).lower().replace("_", "-") in declared, (path.name, name)
+
+
 def test_cli_batch_dependency_is_declared():
     """Regression: ``monai-dicomseg batch`` imports tqdm, which used to be a test-only dependency."""
     assert "tqdm" in _imports(PACKAGE / "cli" / "batch.py")
