@@ -262,7 +262,8 @@ def test_random_regions_match_highdicom(data: st.DataObject, sm_image_path: Path
 
 @pytest.mark.parametrize("case", [c for c in WRITTEN_CASES if c[1] == "TILED_SPARSE"],
                          ids=[i for c, i in zip(WRITTEN_CASES, WRITTEN_IDS) if c[1] == "TILED_SPARSE"])
-def test_get_pixels_by_source_frame_on_tiled_from_total_pixel_matrix(case: tuple[Any, ...], sm_image_path: Path) -> None:
+def test_get_pixels_by_source_frame_on_tiled_from_total_pixel_matrix(case: tuple[Any, ...],
+                                                                   sm_image_path: Path) -> None:
     """Tiles cut from a total pixel matrix carry no per-frame source references (highdicom writes
     none): both libraries refuse, ours with a :class:`FrameMismatchError` (``RuntimeError``)."""
     ours, theirs = _written(sm_image_path, *case)
