@@ -81,3 +81,17 @@ def test_threshold_on_binary_is_an_error(axial_case, cli, tmp_path):
     assert cli("from-nifti", labels_path, axial_case.folder, seg, "--labels", "liver,spleen,kidney")[0] == 0
     status, _, stderr = cli("to-nifti", seg, tmp_path / "o.nii.gz", "--threshold", "0.5")
     assert status == 1 and "FRACTIONAL SEGs only" in stderr
+
+
+def test_batch_convert_and_to_nifti_pass_threshold(fractional_seg, cli, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "case.dcm").write_bytes(fractional_seg.read_bytes())
+    status, _, stderr = cli("batch", "convert", inputs, tmp_path / "out", "--type", "LABELMAP")
+    assert status == 1 and "--threshold" in stderr
+    status, _, stderr = cli("batch", "convert", inputs, tmp_path / "out2", "--type", "LABELMAP", "--threshold", "0.5")
+    assert status == 0, stderr
+    assert pydicom.dcmread(tmp_path / "out2" / "case.dcm", stop_before_pixels=True).SegmentationType == "LABELMAP"
+    status, _, stderr = cli("batch", "to-nifti", inputs, tmp_path / "nii", "--threshold", "0.5")
+    assert status == 0, stderr
+    assert nibabel.load(str(tmp_path / "nii" / "case.nii.gz")).ndim == 3

@@ -217,3 +217,26 @@ def test_public_names():
     assert monai_dicomseg.is_background_name is is_background_name
     assert {"is_background_name", "remove_stale_temporaries", "SaveDicomSegd", "DicomSegWriter"} <= set(
         monai_dicomseg.__all__)
+
+
+@settings(max_examples=40, deadline=None)
+@given(c=st.integers(2, 6), form=st.sampled_from(["channel_def", "int_keys_bg", "list_bg", "keys", "short_list"]),
+       background_at=st.integers(0, 5))
+def test_softmax_forms_agree(c, form, background_at):
+    """On a softmax / one-hot partition every labels form names channels the same way; background never written."""
+    organs = ["liver", "spleen", "pancreas", "stomach", "aorta", "gallbladder"]
+    b = background_at % c if form in ("channel_def", "int_keys_bg", "list_bg") else 0
+    others = [ch for ch in range(c) if ch != b]
+    names = {ch: organs[i] for i, ch in enumerate(others)}
+    if form == "channel_def":
+        labels = {str(b): "background", **{str(ch): n for ch, n in names.items()}}
+    elif form == "int_keys_bg":
+        labels = {b: "_background_", **names}
+    elif form == "list_bg":
+        labels = [names.get(ch, "Background") for ch in range(c)]
+    elif form == "keys":
+        labels = names
+    else:
+        labels = [names[ch] for ch in others]
+    plan = plan_segments("probabilities", c, labels, partition=True)
+    assert plan.background == b and named(plan) == names
