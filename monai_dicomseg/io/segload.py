@@ -395,7 +395,7 @@ def load_seg_array(
     """
     if mode not in MODES:
         raise InputError(f"mode must be one of {MODES}; got {mode!r}")
-    check_threshold(threshold)
+    threshold = check_threshold(threshold)
     seg = read_segmentation(source)
     table = segment_table(seg)
     plan = plan_segments(
@@ -404,7 +404,6 @@ def load_seg_array(
     )
     seg_type = seg.segmentation_type
     seg_type = SegmentationTypeValues(getattr(seg_type, "value", seg_type))
-    threshold = check_threshold(threshold)
     fractional = seg_type == SegmentationTypeValues.FRACTIONAL
     if mode == "labelmap" and fractional and threshold is None:
         name = f" {str(source)!r}" if isinstance(source, (str, os.PathLike)) else ""

@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
-from monai.data import DataLoader, Dataset
+from monai.data import DataLoader
 from monai.transforms import Compose, LoadImage, LoadImaged
 from pydicom.sr.codedict import codes
 
