@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 from monai.data import CacheDataset, DataLoader, PersistentDataset, decollate_batch, list_data_collate
 from monai.transforms import Compose, Invertd, Orientationd
@@ -237,3 +239,20 @@ def test_reader_metadata_collates(cases):
                 np.testing.assert_allclose(_plain(item[key]), _plain(expected[key]), err_msg=key)
             else:
                 assert _plain(item[key]) == _plain(expected[key]), key
+
+
+@pytest.fixture(scope="module")
+def loaded(cases):
+    dataset = mds.DicomSegDataset(_datalist(cases), threshold=THRESHOLD)
+    return [dataset[i] for i in range(len(cases))]
+
+
+@given(st.lists(st.integers(0, len(CASES) - 1), min_size=1, max_size=6))
+@settings(max_examples=20, deadline=None)
+def test_any_mix_collates_and_decollates(loaded, indices):
+    """Property: any batch of the cases (any order, repeats) collates; items come back unchanged."""
+    batch = list_data_collate([loaded[i] for i in indices])
+    assert batch["label"].shape[0] == len(indices)
+    for item, index in zip(decollate_batch(batch), indices):
+        assert torch.equal(item["label"].as_tensor(), loaded[index]["label"].as_tensor())
+        _assert_same_meta(item["label"], loaded[index]["label"], [k for k in META_KEYS if k != "affine"])
