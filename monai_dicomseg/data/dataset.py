@@ -53,6 +53,7 @@ def load_transforms(
         (``LoadImaged(..., ensure_channel_first=True)``).
     mode, label_map, on_error, **seg_kwargs
         Passed to :class:`~monai_dicomseg.transforms.load.LoadDicomSegd`
+        (``on_error`` also to ``LoadDicomSeriesd``, so a broken series is skipped too)
         (options :data:`~monai_dicomseg.transforms.load.LOAD_OPTIONS`). The
         default ``mode="labelmap"`` gives one label channel whatever the
         segment count, so that batches of different SEGs collate, and is
@@ -66,7 +67,7 @@ def load_transforms(
     """
     check_options(seg_kwargs, {*LOAD_OPTIONS, "image_key", "label_key", "image_reader"}, "load_transforms")
     if image_reader == "dicomseg":
-        image_loader: Callable = LoadDicomSeriesd(image_key)
+        image_loader: Callable = LoadDicomSeriesd(image_key, on_error=on_error)
     else:
         from monai.transforms import LoadImaged
 

@@ -14,6 +14,7 @@ checks against the SEG.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -30,7 +31,7 @@ from monai_dicomseg.options import check_options
 
 __all__ = ["LoadDicomSeries", "LoadDicomSeriesd", "SERIES_OPTIONS"]
 
-SERIES_OPTIONS = ("dtype", "space", "ensure_channel_first", "series_instance_uid")
+SERIES_OPTIONS = ("dtype", "space", "ensure_channel_first", "series_instance_uid", "on_error")
 """Keyword options of :class:`LoadDicomSeries` (also accepted by ``LoadDicomSeriesd``)."""
 
 
@@ -59,6 +60,10 @@ class LoadDicomSeries(Transform):
         ``(C, R, S)``.
     series_instance_uid
         Choose one series when a folder holds several.
+    on_error
+        ``"raise"`` (default) or ``"skip"``: warn and return None (the
+        dictionary transform returns ``[]``, as ``LoadDicomSegd`` does) for a
+        missing, unreadable or irregular series.
 
     Raises
     ------
@@ -75,8 +80,11 @@ class LoadDicomSeries(Transform):
     """
 
     def __init__(self, dtype: Any = np.float32, space: str = "RAS", ensure_channel_first: bool = True,
-                 series_instance_uid: "str | None" = None, **options: Any) -> None:
+                 series_instance_uid: "str | None" = None, on_error: str = "raise", **options: Any) -> None:
         check_options(options, SERIES_OPTIONS, "LoadDicomSeries")
+        if on_error not in ("raise", "skip"):
+            raise InputError(f"on_error must be one of ('raise', 'skip'); got {on_error!r}")
+        self.on_error = on_error
         if str(space).upper() not in ("RAS", "LPS"):
             raise InputError(f"space must be 'RAS' or 'LPS'; got {space!r}")
         self.dtype = dtype
@@ -84,24 +92,28 @@ class LoadDicomSeries(Transform):
         self.ensure_channel_first = ensure_channel_first
         self.series_instance_uid = series_instance_uid
 
-    def __call__(self, source: SeriesSource) -> MetaTensor:
+    def __call__(self, source: SeriesSource) -> "MetaTensor | None":
         """Load ``source`` (folder, file list or dataset list).
 
         Returns
         -------
-        MetaTensor
-            ``(1, C, R, S)`` ``dtype``; ``affine`` in ``space``.
+        MetaTensor or None
+            ``(1, C, R, S)`` ``dtype``; ``affine`` in ``space``. None when
+            skipped (``on_error="skip"``).
         """
         return self.load(source)
 
     def load(self, source: SeriesSource, *, key: "Hashable | None" = None,
-             where: str = "LoadDicomSeries") -> MetaTensor:
+             where: str = "LoadDicomSeries") -> "MetaTensor | None":
         """:meth:`__call__` with the dict ``key`` named in errors."""
         try:
             series = load_source_series(source, series_instance_uid=self.series_instance_uid, dtype=self.dtype)
         except (DicomSegError, OSError) as error:
             context = where + (f"[key {key!r}]" if key is not None else "") + f" series {_name(source)}"
-            raise error_with_context(error, context) from error
+            if self.on_error == "raise" or isinstance(error, TypeError):
+                raise error_with_context(error, context) from error
+            warnings.warn(f"{context}: skipped: {error}", stacklevel=3)
+            return None
         array = np.ascontiguousarray(series.monai_array())
         affine = series.monai_affine(self.space)
         if isinstance(source, (str, os.PathLike)):
@@ -137,6 +149,9 @@ class LoadDicomSeriesd(MapTransform):
     **kwargs
         Options of :class:`LoadDicomSeries` (:data:`SERIES_OPTIONS`) by
         keyword; an unknown name is a TypeError naming the closest valid one.
+
+    With ``on_error="skip"`` a broken series warns and the dict becomes ``[]``
+    (zero samples; see :class:`~monai_dicomseg.transforms.load.LoadDicomSegd`).
     """
 
     def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False, **kwargs: Any) -> None:
@@ -144,8 +159,11 @@ class LoadDicomSeriesd(MapTransform):
         super().__init__(keys, allow_missing_keys)
         self.loader = LoadDicomSeries(**kwargs)
 
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+    def __call__(self, data: Mapping[Hashable, Any]) -> "dict[Hashable, Any] | list":
         d = dict(data)
         for key in self.key_iterator(d):
-            d[key] = self.loader.load(d[key], key=key, where="LoadDicomSeriesd")
+            loaded = self.loader.load(d[key], key=key, where="LoadDicomSeriesd")
+            if loaded is None:
+                return []
+            d[key] = loaded
         return d

@@ -7,6 +7,7 @@ empty ones when nothing produces lists.
 """
 from __future__ import annotations
 
+import re
 import warnings
 
 import pytest
@@ -103,3 +104,26 @@ def test_skip_warns_and_raise_raises(data):
         assert LoadDicomSegd("label", on_error="skip")(broken[0]) == []
     with pytest.raises(ValueError, match="garbage.dcm"):
         LoadDicomSegd("label")(broken[0])
+
+
+def test_broken_series_is_skipped_too(data, tmp_path):
+    items, _ = data
+    empty = tmp_path / "empty_series"
+    empty.mkdir()
+    datalist = [items[0], {**items[1], "image": str(tmp_path / "no_series")}, {**items[2], "image": str(empty)},
+                items[3]]
+    with pytest.warns(UserWarning, match=r"LoadDicomSeriesd\[key 'image'\] series '.*no_series'.*skipped"):
+        assert LoadDicomSeriesd("image", on_error="skip")(datalist[1]) == []
+    transform = Compose([
+        LoadDicomSeriesd("image", on_error="skip"), LoadDicomSegd("label", ref_key="image", on_error="skip"),
+        RandCropByPosNegLabeld(keys=["image", "label"], label_key="label", spatial_size=(8, 8, 4), num_samples=2),
+    ])
+    batches = _run(DataLoader(Dataset(datalist, transform), batch_size=2, num_workers=2))
+    assert sum(b["label"].shape[0] for b in batches) == 4
+    loader = DataLoader(DicomSegDataset(datalist, on_error="skip"), batch_size=4, num_workers=2,
+                        collate_fn=collate_skip_none)
+    (batch,) = _run(loader)
+    assert batch["label"].meta["filename_or_obj"] == [items[0]["label"], items[3]["label"]]
+    with pytest.raises(RuntimeError, match="applying transform") as info:  # MONAI wraps transform errors
+        DicomSegDataset(datalist)[2]
+    assert re.search(r"LoadDicomSeriesd\[key 'image'\] series '.*empty_series'", str(info.value.__cause__))
