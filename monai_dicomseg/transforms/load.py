@@ -6,6 +6,13 @@ label is placed on the grid of an image loaded earlier in the same dict
 (MONAI's ``LoadImaged`` with ``PydicomReader``/``ITKReader``, or
 :class:`~monai_dicomseg.transforms.series.LoadDicomSeriesd`), so label and
 image share spatial shape and affine and every voxel sits on its image voxel.
+Prefer ``LoadDicomSeriesd`` for the image: MONAI's ``PydicomReader`` orders
+slices by InstanceNumber, and a GeometryError from such an image says so.
+
+Default ``mode="labelmap"`` (one channel; batches of different SEGs collate).
+Every metadata key collates (:data:`~monai_dicomseg.io.segload.META_KEYS`);
+``on_error="skip"`` makes the dict ``[]`` (zero samples); errors name the dict
+key, the SEG and the source series; unknown options are TypeErrors.
 """
 from __future__ import annotations
 
