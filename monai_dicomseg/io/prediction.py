@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +45,7 @@ from monai_dicomseg.anatomy import (
 from monai_dicomseg.errors import InputError, InputTypeError
 from monai_dicomseg.io.grid import GridPlan, argmax_on_grid, channel_argmax, iter_linear_slabs, map_nearest
 from monai_dicomseg.seg.content import AlgorithmIdentificationSequence, SegmentDescription
+from monai_dicomseg.seg.inputs import StackedSegmentSource
 
 __all__ = ["INPUT_KINDS", "DISCRETIZE", "INTERPOLATION", "BACKGROUND_NAMES", "SegmentPlan", "classify_input",
            "value_range", "check_probabilities", "is_background_name", "is_channel_partition", "label_value_names",
@@ -577,8 +578,19 @@ def to_source_grid(
     discretize: str = "auto",
     threshold: float = 0.5,
     interpolation: str = "auto",
-) -> np.ndarray:
+    lazy: bool = True,
+) -> "np.ndarray | StackedSegmentSource":
     """The SEG pixel array on the source grid (see module docstring for shapes).
+
+    Stacked results (FRACTIONAL, and BINARY/LABELMAP by threshold) are
+    returned as a :class:`~monai_dicomseg.seg.inputs.StackedSegmentSource`
+    when ``lazy`` (default): the encoder pulls source-grid slabs (linear
+    interpolation: a few planes of every segment) or single segments
+    (nearest) from it, twice, so peak memory is the model output plus one
+    slab / one segment on the source grid whatever the number of classes,
+    never the full ``(F, R, C, S)`` array. The encoded bytes are the same as
+    with ``lazy=False`` (the materialised array). Label maps ``(F, R, C)``
+    are always arrays (they are the size of the output itself).
 
     Parameters
     ----------
@@ -605,10 +617,17 @@ def to_source_grid(
         labels = lookup[np.clip(values, 0, lookup.size - 1)]
         mapped = map_nearest(labels, grid)
         if segmentation_type == "FRACTIONAL":
+            if lazy:
+                return _labels_source(mapped, n)
             return (mapped[..., None] == np.arange(1, n + 1, dtype=dtype)).astype(np.float32)
         return mapped
     if interpolation == "auto":
         interpolation = "nearest" if plan.kind == "onehot" else "linear"
+    if segmentation_type == "FRACTIONAL" and lazy:
+        segment_channels = _select_channels(array, plan.sources)
+        if interpolation == "nearest":
+            return _nearest_source(segment_channels, grid, lambda v: np.clip(v.astype(np.float32), 0.0, 1.0))
+        return _linear_source(segment_channels, grid, _clip_unit)
     if segmentation_type == "FRACTIONAL":
         segment_channels = _select_channels(array, plan.sources)
         if interpolation == "nearest":
@@ -634,6 +653,10 @@ def to_source_grid(
         return argmax_on_grid(scores, grid, lookup)
     # threshold: stacked, possibly overlapping masks
     segment_channels = _select_channels(array, plan.sources)
+    if lazy:
+        if interpolation == "nearest":
+            return _nearest_source(segment_channels >= threshold, grid, None)
+        return _linear_source(segment_channels, grid, lambda v: v >= threshold)
     if interpolation == "nearest":
         return np.ascontiguousarray(np.moveaxis(map_nearest(segment_channels >= threshold, grid), 0, -1)
                                     ).astype(np.uint8)
@@ -641,3 +664,58 @@ def to_source_grid(
     for start, stop, values in iter_linear_slabs(segment_channels, grid):
         stacked[start:stop] = np.moveaxis(values >= threshold, 0, -1)
     return stacked
+
+
+# --------------------------------------------------------------------------- lazy (streamed) sources
+
+_BLOCK_VALUES = 1 << 24
+"""Source-grid values per block of a lazy source (16 M: 64 MB of float32)."""
+
+
+def _clip_unit(values: np.ndarray) -> np.ndarray:
+    return np.clip(values, 0.0, 1.0, out=values)
+
+
+def _linear_source(channels: np.ndarray, grid: GridPlan,
+                   finish: "Callable[[np.ndarray], np.ndarray]") -> StackedSegmentSource:
+    """Trilinear values of ``channels`` ``(S, X, Y, Z)`` on the source grid, served by plane slabs."""
+    frames, rows, columns = grid.source_shape
+    count = channels.shape[0]
+    probe = finish(np.zeros((1, 1, 1, 1), dtype=np.float32))
+
+    def blocks() -> "Iterator[tuple[int, int, int, int, np.ndarray]]":
+        for start, stop, values in iter_linear_slabs(channels, grid):
+            yield start, stop, 0, count, finish(values)
+
+    return StackedSegmentSource((frames, rows, columns, count), probe.dtype, blocks)
+
+
+def _nearest_source(channels: np.ndarray, grid: GridPlan,
+                    finish: "Callable[[np.ndarray], np.ndarray] | None") -> StackedSegmentSource:
+    """Nearest-neighbour copies of ``channels`` ``(S, X, Y, Z)``, served a few segments at a time."""
+    frames, rows, columns = grid.source_shape
+    count = channels.shape[0]
+    step = max(1, _BLOCK_VALUES // max(1, frames * rows * columns))
+    dtype = (finish(np.zeros((1,), dtype=channels.dtype)) if finish is not None else channels[:0]).dtype
+
+    def blocks() -> "Iterator[tuple[int, int, int, int, np.ndarray]]":
+        for start in range(0, count, step):
+            stop = min(start + step, count)
+            mapped = map_nearest(channels[start:stop], grid)
+            yield 0, frames, start, stop, (finish(mapped) if finish is not None else mapped)
+
+    return StackedSegmentSource((frames, rows, columns, count), dtype, blocks)
+
+
+def _labels_source(labels: np.ndarray, count: int) -> StackedSegmentSource:
+    """One 0/1 mask per segment number ``1..count`` of an ``(F, R, C)`` label map, by plane slabs."""
+    frames, rows, columns = labels.shape
+    step = max(1, _BLOCK_VALUES // max(1, count * rows * columns))
+    numbers = np.arange(1, count + 1, dtype=labels.dtype)[:, None, None, None]
+
+    def blocks() -> "Iterator[tuple[int, int, int, int, np.ndarray]]":
+        for start in range(0, frames, step):
+            stop = min(start + step, frames)
+            yield start, stop, 0, count, labels[None, start:stop] == numbers
+
+    return StackedSegmentSource((frames, rows, columns, count), np.bool_, blocks)

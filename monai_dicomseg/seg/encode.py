@@ -8,7 +8,7 @@ Per-frame data are encoded as bytes (see :mod:`monai_dicomseg.codec.raw`).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -542,6 +542,9 @@ def _encode_pixel_data(dataset: Dataset, options: EncodeOptions, pixels: Segment
     _, rows, columns = pixels.shape
     planes, segments = plan.planes, plan.segment_numbers
     seg_type = options.segmentation_type
+    if pixels.stream is not None:
+        _encode_streamed_pixel_data(dataset, options, pixels, plan, bits)
+        return
     get_frame: Callable[[int], np.ndarray]
     if seg_type is SegmentationTypeValues.BINARY:
         get_frame = lambda i: pixels.binary_frame(int(planes[i]), int(segments[i]))  # noqa: E731
@@ -569,6 +572,95 @@ def _encode_pixel_data(dataset: Dataset, options: EncodeOptions, pixels: Segment
         data = labelmap_frames.astype(labelmap_frames.dtype.newbyteorder("<"), copy=False).tobytes()
         data = data + b"\x00" if len(data) % 2 else data
     dataset.add_new("PixelData", "OB" if bits <= 8 else "OW", data)
+
+
+def _streamed_frames(options: EncodeOptions, pixels: SegmentPixels, plan: FramePlan
+                     ) -> "Iterator[tuple[np.ndarray, np.ndarray]]":
+    """``(frame_indices, frames)`` of each block of a streamed input, in block order.
+
+    ``frames`` is ``(k, R, C)``: bool (BINARY) or uint8 quantised fractions
+    (FRACTIONAL, ``round(x * MaximumFractionalValue)``, PS3.3 C.8.20.2.3),
+    exactly the frames the in-memory path produces.
+    """
+    assert pixels.stream is not None
+    frames, _, _, segments = pixels.stream.shape
+    slot = np.full((frames, segments), -1, dtype=np.int64)
+    slot[plan.planes, plan.segment_numbers - 1] = np.arange(plan.number_of_frames)
+    fractional = options.segmentation_type is SegmentationTypeValues.FRACTIONAL
+    maximum = options.max_fractional_value
+    for f0, f1, s0, s1, values in pixels.stream.blocks():
+        block_slots = slot[f0:f1, s0:s1]
+        planes, channels = np.nonzero(block_slots >= 0)
+        if planes.size == 0:
+            continue
+        values = np.asarray(values)
+        selected = values[channels, planes]  # (k, R, C)
+        if not fractional:
+            selected = selected != 0
+        elif values.dtype.kind == "f" and pixels.is_fractional_input:
+            selected = np.rint(selected * maximum).astype(np.uint8)
+        else:
+            selected = (selected != 0).astype(np.uint8) * np.uint8(maximum)
+        yield block_slots[planes, channels], selected
+
+
+def _place_bits(out: np.ndarray, index: int, frame: np.ndarray) -> None:
+    """OR the 1-bit packing of ``frame`` into ``out`` at frame ``index`` (little bit order, PS3.5 8.1.1)."""
+    size = frame.size
+    first_bit = index * size
+    offset = first_bit % 8
+    bits = frame.reshape(-1)
+    if offset:
+        bits = np.concatenate([np.zeros(offset, dtype=bool), bits])
+    packed = np.packbits(bits, bitorder="little")
+    start = first_bit // 8
+    out[start:start + packed.size] |= packed
+
+
+def _encode_streamed_pixel_data(dataset: Dataset, options: EncodeOptions, pixels: SegmentPixels,
+                                plan: FramePlan, bits: int) -> None:
+    """Pixel Data of a streamed stacked input: frames encoded block by block, placed by frame index.
+
+    Frames with no block entry (kept empty frames) are all zero. The bytes
+    equal those of the in-memory path.
+    """
+    from monai_dicomseg.codec.bitpack import packed_length
+
+    _, rows, columns = pixels.shape
+    count = plan.number_of_frames
+    dataset.NumberOfFrames = count
+    seg_type = options.segmentation_type
+    if options.transfer_syntax_uid.is_encapsulated:
+        encoded: list = [None] * count
+        for indices, frames in _streamed_frames(options, pixels, plan):
+            results = encode_frames(len(frames), frames.__getitem__, options.transfer_syntax_uid, bits,
+                                    options.workers)
+            for index, data in zip(indices.tolist(), results):
+                encoded[index] = data
+        missing = [i for i, data in enumerate(encoded) if data is None]
+        if missing:
+            zero = np.zeros((rows, columns), dtype=bool if bits == 1 else np.uint8)
+            empty = encode_frames(1, lambda _: zero, options.transfer_syntax_uid, bits, 0)[0]
+            for index in missing:
+                encoded[index] = empty
+        data, extended = encapsulate_frames(encoded, options.use_extended_offset_table)
+        if extended is not None:
+            dataset.ExtendedOffsetTable, dataset.ExtendedOffsetTableLengths = extended
+        dataset.add_new("PixelData", "OB", data)
+        dataset["PixelData"].is_undefined_length = True
+        return
+    if seg_type is SegmentationTypeValues.BINARY:
+        out = np.zeros(packed_length(count, rows, columns), dtype=np.uint8)
+        for indices, frames in _streamed_frames(options, pixels, plan):
+            for index, frame in zip(indices.tolist(), frames):
+                _place_bits(out, index, frame)
+        dataset.add_new("PixelData", "OB", out.tobytes())
+        return
+    out = np.zeros((count, rows, columns), dtype=np.uint8)
+    for indices, frames in _streamed_frames(options, pixels, plan):
+        out[indices] = frames
+    data = out.tobytes()
+    dataset.add_new("PixelData", "OB", data + b"\x00" if len(data) % 2 else data)
 
 
 def _set_file_meta(dataset: Dataset, sop_class_uid: str, sop_instance_uid: str,
@@ -660,14 +752,15 @@ def encode_segmentation(
     shape = _frame_shape(array)
     if placement.aligned and shape is not None:
         _check_shape_against_sources(shape, sources)  # shapes first: values are scanned below
-    pixels = prepare_pixels(array, len(descriptions), options.segmentation_type)
+    pixels = prepare_pixels(array, len(descriptions), options.segmentation_type, options.max_fractional_value)
     if placement.aligned and shape is None:
         _check_shape_against_sources(pixels.shape, sources)
     labelmap = options.segmentation_type is SegmentationTypeValues.LABELMAP
     orientation = None if placement.orientation is None else np.array(placement.orientation, dtype=float)
     if labelmap:
         presence = pixels.nonempty_planes()[:, np.newaxis]
-    elif options.segmentation_type is SegmentationTypeValues.FRACTIONAL and pixels.is_fractional_input:
+    elif (options.segmentation_type is SegmentationTypeValues.FRACTIONAL and pixels.is_fractional_input
+          and pixels.stream is None):
         presence = fractional_presence(np.asarray(pixels.stacked), options.max_fractional_value)
     else:
         presence = pixels.presence()

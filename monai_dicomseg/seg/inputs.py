@@ -15,14 +15,17 @@ other form for the whole volume.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from monai_dicomseg.enums import SegmentationTypeValues
 from monai_dicomseg.errors import InputError, InputTypeError, OverlapError
 
-__all__ = ["SegmentPixels", "prepare_pixels", "labelmap_dtype"]
+__all__ = ["SegmentPixels", "StackedSegmentSource", "StreamScan", "prepare_pixels", "labelmap_dtype", "scan_stream",
+           "is_array_like"]
 
 _MAX_LABELMAP_SEGMENTS = 65535
 
@@ -49,16 +52,22 @@ class SegmentPixels:
     labelmap: np.ndarray | None
     stacked: np.ndarray | None
     number_of_segments: int
+    stream: "StackedSegmentSource | None" = None
+    scan: "StreamScan | None" = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
         """tuple[int, int, int]: (F, R, C)."""
+        if self.stream is not None:
+            return self.stream.shape[:3]  # type: ignore[return-value]
         array = self.labelmap if self.labelmap is not None else self.stacked
         return tuple(array.shape[:3])  # type: ignore[union-attr,return-value]
 
     @property
     def is_fractional_input(self) -> bool:
         """bool: whether the input holds non-binary fractions."""
+        if self.scan is not None:
+            return self.scan.fractional
         return self.stacked is not None and self.stacked.dtype.kind == "f"
 
     def presence(self) -> np.ndarray:
@@ -71,6 +80,8 @@ class SegmentPixels:
             has a non-zero pixel in plane ``f``.
         """
         frames, segments = self.shape[0], self.number_of_segments
+        if self.scan is not None:
+            return self.scan.presence
         if self.labelmap is not None:
             counts = np.zeros((frames, segments + 1), dtype=np.int64)
             for index in range(frames):
@@ -91,6 +102,8 @@ class SegmentPixels:
         """bool: whether any pixel belongs to more than one segment."""
         if self.labelmap is not None or self.number_of_segments == 1:
             return False
+        if self.scan is not None:
+            return self.scan.overlaps
         stacked = np.asarray(self.stacked)
         return any(
             int(np.count_nonzero(stacked[index], axis=-1).max(initial=0)) > 1
@@ -159,9 +172,10 @@ def _integral(array: np.ndarray, argument: str) -> np.ndarray:
 
 
 def prepare_pixels(
-    pixel_array: np.ndarray,
+    pixel_array: Any,
     number_of_segments: int,
     segmentation_type: SegmentationTypeValues,
+    max_fractional_value: int = 255,
 ) -> SegmentPixels:
     """Validate ``pixel_array`` against the segment descriptions and the type.
 
@@ -183,8 +197,23 @@ def prepare_pixels(
         Wrong rank, empty axes, values that the type cannot store, labels
         without a description, channel count ≠ number of descriptions.
     """
+    if isinstance(pixel_array, StackedSegmentSource) or (
+            (is_array_like(pixel_array) or isinstance(pixel_array, np.memmap)) and len(pixel_array.shape) == 4):
+        return _prepare_stream(pixel_array, number_of_segments, segmentation_type, max_fractional_value)
+    if is_array_like(pixel_array) and len(pixel_array.shape) in (2, 3):
+        _check_dtype(pixel_array)
+        if 0 in tuple(pixel_array.shape):
+            raise InputError(f"pixel_array must not have an empty axis; got shape {tuple(pixel_array.shape)}")
+        if pixel_array.dtype.kind == "f" and (
+                segmentation_type is SegmentationTypeValues.FRACTIONAL or number_of_segments == 1):
+            pixel_array = np.asarray(pixel_array[...])  # one fractional segment: the in-memory rules
+        else:
+            labels = _lazy_labels(pixel_array, number_of_segments)
+            return SegmentPixels(labelmap=labels, stacked=None, number_of_segments=number_of_segments)
     if not isinstance(pixel_array, np.ndarray):
-        raise InputTypeError(f"pixel_array must be a numpy array; got {type(pixel_array).__name__}")
+        raise InputTypeError(
+            "pixel_array must be a numpy array or an array-like with shape, dtype and slicing (memmap, zarr, "
+            f"dask); got {type(pixel_array).__name__}")
     _check_dtype(pixel_array)
     if pixel_array.ndim not in (2, 3, 4):
         raise InputError(
@@ -240,3 +269,207 @@ def prepare_pixels(
             f"got maximum {int(values.max())}"
         )
     return SegmentPixels(labelmap=None, stacked=values, number_of_segments=number_of_segments)
+
+
+# --------------------------------------------------------------------------- lazy (streamed) stacked input
+
+_SLAB_VALUES = 1 << 24
+"""Values per slab read from an on-disk / chunked array (16 M: 16 MB of uint8, 64 MB of float32)."""
+
+
+class StackedSegmentSource:
+    """Stacked segments ``(F, R, C, S)`` served in blocks, never materialised whole.
+
+    The encoder reads a source twice (once to validate and find the
+    non-empty frames, once to encode them), one block at a time, so a
+    writer's peak memory is one block plus the output, whatever ``S``.
+
+    Parameters
+    ----------
+    shape
+        ``(F, R, C, S)``.
+    dtype
+        dtype of the blocks (bool, unsigned integer 0/1 masks, or float
+        fractions in [0, 1]).
+    blocks
+        Zero-argument callable returning a fresh iterator of blocks
+        ``(plane_start, plane_stop, segment_start, segment_stop, values)``
+        with ``values`` ``(segment_stop - segment_start, plane_stop -
+        plane_start, R, C)`` (segments first: each frame is contiguous).
+        The blocks of one iteration must cover every (plane, segment) once.
+
+    Examples
+    --------
+    Any array-like with ``shape``, ``dtype`` and slicing (a memmap, a zarr
+    or dask array) can be wrapped with :meth:`from_array`.
+    """
+
+    def __init__(self, shape: "tuple[int, int, int, int]", dtype: Any,
+                 blocks: "Callable[[], Iterator[tuple[int, int, int, int, np.ndarray]]]") -> None:
+        if len(shape) != 4 or any(int(n) <= 0 for n in shape):
+            raise InputError(f"a stacked segment source needs a non-empty (F, R, C, S) shape; got {tuple(shape)}")
+        self.shape = tuple(int(n) for n in shape)
+        self.dtype = np.dtype(dtype)
+        self._blocks = blocks
+        _check_dtype(self)  # type: ignore[arg-type]
+
+    @property
+    def ndim(self) -> int:
+        """int: 4."""
+        return 4
+
+    def blocks(self) -> "Iterator[tuple[int, int, int, int, np.ndarray]]":
+        """A fresh iterator over the blocks (see the class docstring)."""
+        return self._blocks()
+
+    @classmethod
+    def from_array(cls, array: Any, slab_values: int = _SLAB_VALUES) -> "StackedSegmentSource":
+        """Wrap an ``(F, R, C, S)`` array-like, read ``slab_values``-sized plane slabs at a time."""
+        frames, rows, columns, segments = (int(n) for n in array.shape)
+        step = max(1, slab_values // max(1, rows * columns * segments))
+
+        def blocks() -> "Iterator[tuple[int, int, int, int, np.ndarray]]":
+            for start in range(0, frames, step):
+                stop = min(start + step, frames)
+                slab = np.asarray(array[start:stop])
+                yield start, stop, 0, segments, np.moveaxis(slab, -1, 0)
+
+        return cls((frames, rows, columns, segments), array.dtype, blocks)
+
+
+def is_array_like(value: Any) -> bool:
+    """Whether ``value`` looks like an array (``shape``, ``dtype``, slicing) without being an ndarray."""
+    return (not isinstance(value, np.ndarray) and hasattr(value, "shape") and hasattr(value, "dtype")
+            and hasattr(value, "__getitem__"))
+
+
+def _lazy_labels(array: Any, number_of_segments: int) -> np.ndarray:
+    """Read a 2D/3D label array-like slab by slab into an unsigned label map, checking values per slab."""
+    shape = tuple(int(n) for n in array.shape)
+    planes = shape if len(shape) == 3 else (1, *shape)
+    out = np.empty(planes, dtype=labelmap_dtype(number_of_segments))
+    step = max(1, _SLAB_VALUES // max(1, planes[1] * planes[2]))
+    for start in range(0, planes[0], step):
+        stop = min(start + step, planes[0])
+        slab = np.asarray(array[start:stop] if len(shape) == 3 else array)
+        slab = _integral(slab.reshape(stop - start, *planes[1:]), "pixel_array")
+        maximum = int(slab.max(initial=0))
+        if maximum > number_of_segments:
+            raise InputError(
+                f"pixel_array contains label value {maximum} but segment_descriptions describe "
+                f"only segments 1..{number_of_segments}")
+        out[start:stop] = slab
+    return out
+
+
+@dataclass
+class StreamScan:
+    """What one validation pass over a :class:`StackedSegmentSource` found.
+
+    Attributes
+    ----------
+    presence
+        ``(F, S)`` bool: segment ``s`` has a non-zero (after quantisation
+        to ``max_fractional_value`` for fractions) pixel in plane ``f``.
+    fractional
+        Whether any value is neither 0 nor 1.
+    overlaps
+        Whether a pixel belongs to two segments (binary data only).
+    labelmap
+        ``(F, R, C)`` label map built during the pass (LABELMAP only).
+    """
+
+    presence: np.ndarray
+    fractional: bool
+    overlaps: bool
+    labelmap: "np.ndarray | None"
+
+
+def scan_stream(source: StackedSegmentSource, segmentation_type: SegmentationTypeValues,
+                max_fractional_value: int = 255) -> StreamScan:
+    """Validate a streamed stacked input block by block (the checks of :func:`prepare_pixels`).
+
+    Raises
+    ------
+    InputError
+        NaN, values outside [0, 1] (floats) or above 1 (integers), fractions
+        for BINARY/LABELMAP.
+    OverlapError
+        Overlapping segments for LABELMAP.
+    """
+    frames, rows, columns, segments = source.shape
+    is_float = source.dtype.kind == "f"
+    labelmap = segmentation_type is SegmentationTypeValues.LABELMAP
+    presence_any = np.zeros((frames, segments), dtype=bool)
+    presence_q = np.zeros((frames, segments), dtype=bool) if is_float else presence_any
+    counts = np.zeros((frames, rows, columns), dtype=np.uint8) if segments > 1 and not labelmap else None
+    out = np.zeros((frames, rows, columns), dtype=labelmap_dtype(segments)) if labelmap else None
+    fractional = False
+    low, high = np.inf, -np.inf
+    scale = source.dtype.type(max_fractional_value) if is_float else None
+    for f0, f1, s0, s1, values in source.blocks():
+        values = np.asarray(values)
+        if values.shape != (s1 - s0, f1 - f0, rows, columns):
+            raise InputError(
+                f"a stacked segment source block for planes {f0}:{f1}, segments {s0}:{s1} has shape "
+                f"{values.shape}; expected {(s1 - s0, f1 - f0, rows, columns)}")
+        if is_float:
+            if np.isnan(values).any():
+                raise InputError("pixel_array contains NaN values")
+            low, high = min(low, float(values.min())), max(high, float(values.max()))
+            if not fractional and not bool(np.all((values == 0) | (values == 1))):
+                fractional = True
+                if segmentation_type is not SegmentationTypeValues.FRACTIONAL:
+                    break
+            for index in range(s1 - s0):
+                presence_q[f0:f1, s0 + index] = (np.rint(values[index] * scale) != 0).any(axis=(1, 2))
+        else:
+            values = _integral(values, "pixel_array")
+            if int(values.max(initial=0)) > 1:
+                raise InputError(
+                    "pixel_array in stacked-segment form (F, R, C, S) must hold only 0 and 1; "
+                    f"got maximum {int(values.max())}")
+        nonzero = values != 0
+        presence_any[f0:f1, s0:s1] = nonzero.any(axis=(2, 3)).T
+        if out is not None:
+            slab = out[f0:f1]
+            for index in range(s1 - s0):
+                if (slab[nonzero[index]] != 0).any():
+                    plane = f0 + int(np.nonzero((slab != 0) & nonzero[index])[0].min())
+                    raise OverlapError(
+                        f"segments overlap in pixel_array (plane index {plane}); LABELMAP cannot store "
+                        "overlapping segments: use segmentation_type BINARY")
+                slab[nonzero[index]] = s0 + index + 1
+        elif counts is not None and not fractional:
+            block_counts = np.count_nonzero(nonzero, axis=0).astype(np.uint8)
+            np.minimum(counts[f0:f1] + np.minimum(block_counts, 2), 2, out=counts[f0:f1])
+    if is_float and (low < 0.0 or high > 1.0):
+        raise InputError(f"pixel_array values must lie in [0, 1]; got range [{low}, {high}]")
+    if fractional and segmentation_type is not SegmentationTypeValues.FRACTIONAL:
+        kind = segmentation_type.value
+        raise InputError(
+            f"pixel_array holds fractional values but segmentation_type is {kind}; {kind} needs only the "
+            "values 0 and 1")
+    overlaps = bool(counts is not None and not fractional and (counts > 1).any())
+    return StreamScan(presence_q if fractional else presence_any, fractional, overlaps, out)
+
+
+def _prepare_stream(pixel_array: Any, number_of_segments: int, segmentation_type: SegmentationTypeValues,
+                    max_fractional_value: int) -> SegmentPixels:
+    """Validate a streamed / on-disk ``(F, R, C, S)`` input block by block (no full-size temporary)."""
+    source = pixel_array if isinstance(pixel_array, StackedSegmentSource) else None
+    if source is None:
+        _check_dtype(pixel_array)
+        if 0 in tuple(pixel_array.shape):
+            raise InputError(f"pixel_array must not have an empty axis; got shape {tuple(pixel_array.shape)}")
+        source = StackedSegmentSource.from_array(pixel_array)
+    channels = source.shape[3]
+    if channels != number_of_segments:
+        raise InputError(
+            f"pixel_array has {channels} segment channels (axis 3) but segment_descriptions "
+            f"has {number_of_segments} items")
+    scan = scan_stream(source, segmentation_type, max_fractional_value)
+    if scan.labelmap is not None:
+        return SegmentPixels(labelmap=scan.labelmap, stacked=None, number_of_segments=number_of_segments)
+    return SegmentPixels(labelmap=None, stacked=None, number_of_segments=number_of_segments, stream=source,
+                         scan=scan)

@@ -1,0 +1,184 @@
+"""Streamed writer inputs give the same files as the in-memory paths (issue 15).
+
+A stacked ``(F, R, C, S)`` input given as an ndarray, a numpy memmap, a
+minimal array-like or a :class:`StackedSegmentSource` must encode to the same
+bytes; the writer's lazy source-grid provider (``to_source_grid(lazy=True)``)
+must equal the materialised array it replaces.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+import monai_dicomseg
+from monai_dicomseg import synthetic
+from monai_dicomseg.errors import InputError, InputTypeError, OverlapError
+from monai_dicomseg.seg.inputs import StackedSegmentSource
+from oracles import build_segmentation
+
+SHAPE = (6, 20, 24)
+SEGMENTS = 3
+UIDS = {"series_instance_uid": "1.2.3.4", "sop_instance_uid": "1.2.3.5"}
+
+
+class SliceOnly:
+    """A minimal array-like: shape, dtype and slicing only (like a zarr or dask array)."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self._array = array
+        self.shape = array.shape
+        self.dtype = array.dtype
+        self.reads: list = []
+
+    def __getitem__(self, key):
+        self.reads.append(key)
+        return np.array(self._array[key])
+
+
+def file_bytes(seg) -> bytes:
+    """The file, with the creation date/time and dimension organisation UID fixed (the rest is deterministic for fixed UIDs)."""
+    for keyword in ("ContentDate", "ContentTime", "InstanceCreationDate", "InstanceCreationTime",
+                    "SeriesDate", "SeriesTime"):
+        if keyword in seg:
+            setattr(seg, keyword, "20000101" if keyword.endswith("Date") else "000000")
+    for keyword in ("DimensionOrganizationSequence", "DimensionIndexSequence"):
+        for item in seg.get(keyword, []):
+            item.DimensionOrganizationUID = "1.2.3"
+    buffer = io.BytesIO()
+    seg.save_as(buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def sources():
+    return synthetic.make_ct_series(SHAPE, seed=3)
+
+
+def fractions(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    values = rng.random((*SHAPE, SEGMENTS)).astype(np.float32)
+    values[values < 0.6] = 0.0  # some empty and quantised-empty frames
+    values[1] = 0.0
+    values[2, ..., 1] = 0.001  # rounds to 0 of 255: omitted
+    return values
+
+
+def masks(seed: int = 0, overlap: bool = True) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    values = (rng.random((*SHAPE, SEGMENTS)) > 0.7).astype(np.uint8)
+    values[3] = 0
+    if not overlap:
+        values[..., 1:] &= (values[..., :1] == 0)
+        values[..., 2] &= (values[..., 1] == 0)
+    return values
+
+
+def as_memmap(array: np.ndarray, folder) -> np.memmap:
+    mapped = np.memmap(folder / "pixels.dat", dtype=array.dtype, mode="w+", shape=array.shape)
+    mapped[:] = array
+    mapped.flush()
+    return np.memmap(folder / "pixels.dat", dtype=array.dtype, mode="r", shape=array.shape)
+
+
+def as_source(array: np.ndarray) -> StackedSegmentSource:
+    """A provider serving one segment (all planes) per block."""
+    def blocks():
+        for s in range(array.shape[3]):
+            yield 0, array.shape[0], s, s + 1, np.moveaxis(array[..., s:s + 1], -1, 0)
+    return StackedSegmentSource(array.shape, array.dtype, blocks)
+
+
+CASES = [
+    ("fractional", "FRACTIONAL", {}),
+    ("fractional-rle", "FRACTIONAL", {"transfer_syntax_uid": "1.2.840.10008.1.2.5"}),
+    ("fractional-keep-empty", "FRACTIONAL", {"omit_empty_frames": False}),
+    ("binary", "BINARY", {}),
+    ("binary-keep-empty", "BINARY", {"omit_empty_frames": False}),
+    ("labelmap", "LABELMAP", {}),
+]
+
+
+@pytest.mark.parametrize("kind", ["memmap", "array-like", "source"])
+@pytest.mark.parametrize("name,segmentation_type,options", CASES, ids=[c[0] for c in CASES])
+def test_streamed_inputs_encode_identically(tmp_path, sources, kind, name, segmentation_type, options):
+    if segmentation_type == "FRACTIONAL":
+        array = fractions()
+    else:
+        array = masks(overlap=segmentation_type == "BINARY")
+    expected = file_bytes(build_segmentation(monai_dicomseg, sources, array, segmentation_type, SEGMENTS,
+                                             **UIDS, **options))
+    given = {"memmap": lambda: as_memmap(array, tmp_path), "array-like": lambda: SliceOnly(array),
+             "source": lambda: as_source(array)}[kind]()
+    seg = build_segmentation(monai_dicomseg, sources, given, segmentation_type, SEGMENTS, **UIDS, **options)
+    assert file_bytes(seg) == expected
+
+
+def test_odd_frame_size_binary_bits_identical():
+    """1-bit frames that do not end on a byte boundary are placed bit-exactly."""
+    odd = synthetic.make_ct_series((5, 7, 9), seed=2)
+    array = (np.random.default_rng(1).random((5, 7, 9, 2)) > 0.5).astype(bool)
+    expected = file_bytes(build_segmentation(monai_dicomseg, odd, array, "BINARY", 2, **UIDS))
+    assert file_bytes(build_segmentation(monai_dicomseg, odd, SliceOnly(array), "BINARY", 2, **UIDS)) == expected
+
+
+def test_binary_float_stacked_streamed_identically(sources):
+    """0/1 floats stored as FRACTIONAL: same overlap flag and frames as in memory."""
+    array = masks().astype(np.float32)
+    expected = file_bytes(build_segmentation(monai_dicomseg, sources, array, "FRACTIONAL", SEGMENTS, **UIDS))
+    assert file_bytes(build_segmentation(monai_dicomseg, sources, SliceOnly(array), "FRACTIONAL", SEGMENTS,
+                                         **UIDS)) == expected
+
+
+def test_labelmap_array_like_read_by_slabs(sources):
+    labels = np.random.default_rng(0).integers(0, 4, size=SHAPE).astype(np.uint16)
+    expected = file_bytes(build_segmentation(monai_dicomseg, sources, labels, "LABELMAP", 3, **UIDS))
+    wrapped = SliceOnly(labels)
+    assert file_bytes(build_segmentation(monai_dicomseg, sources, wrapped, "LABELMAP", 3, **UIDS)) == expected
+    assert wrapped.reads and all(isinstance(key, slice) for key in wrapped.reads)
+
+
+@pytest.mark.parametrize("bad,error,match", [
+    (lambda a: np.where(a > 0.9, np.nan, a).astype(np.float32), InputError, "NaN"),
+    (lambda a: a * 2, InputError, r"\[0, 1\]"),
+    (lambda a: a.shape, InputTypeError, "array-like"),
+], ids=["nan", "range", "not-an-array"])
+def test_streamed_bad_values(sources, bad, error, match):
+    with pytest.raises(error, match=match):
+        given = bad(fractions())
+        build_segmentation(monai_dicomseg, sources, given if isinstance(given, tuple) else SliceOnly(given),
+                           "FRACTIONAL", SEGMENTS)
+
+
+def test_streamed_fractions_refused_for_binary(sources):
+    with pytest.raises(InputError, match="fractional values but segmentation_type is BINARY"):
+        build_segmentation(monai_dicomseg, sources, SliceOnly(fractions()), "BINARY", SEGMENTS)
+
+
+def test_streamed_labelmap_overlap_refused(sources):
+    with pytest.raises(OverlapError, match="overlap"):
+        build_segmentation(monai_dicomseg, sources, SliceOnly(masks(overlap=True)), "LABELMAP", SEGMENTS)
+
+
+def test_streamed_integer_above_one_refused(sources):
+    with pytest.raises(InputError, match="only 0 and 1"):
+        build_segmentation(monai_dicomseg, sources, SliceOnly(masks() * 2), "BINARY", SEGMENTS)
+
+
+def test_streamed_channel_count_checked(sources):
+    with pytest.raises(InputError, match="3 segment channels"):
+        build_segmentation(monai_dicomseg, sources, SliceOnly(fractions()), "FRACTIONAL", 2)
+
+
+def test_source_bad_block_shape(sources):
+    def blocks():
+        yield 0, 1, 0, SEGMENTS, np.zeros((SEGMENTS, 2, *SHAPE[1:]), dtype=np.float32)
+    source = StackedSegmentSource((*SHAPE, SEGMENTS), np.float32, blocks)
+    with pytest.raises(InputError, match="block for planes 0:1"):
+        build_segmentation(monai_dicomseg, sources, source, "FRACTIONAL", SEGMENTS)
+
+
+def test_source_bad_shape():
+    with pytest.raises(InputError, match=r"\(F, R, C, S\) shape"):
+        StackedSegmentSource((2, 3), np.float32, lambda: iter(()))
