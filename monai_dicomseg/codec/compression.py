@@ -34,6 +34,8 @@ from pydicom.uid import (
 from monai_dicomseg.errors import EncodeError, InputError, InputTypeError, MissingDependencyError
 
 __all__ = [
+    "COMPRESSION_NAMES",
+    "compression_transfer_syntax",
     "allowed_transfer_syntaxes",
     "check_transfer_syntax",
     "encode_frames",
@@ -54,6 +56,32 @@ _MIN_JPEG2000_SIZE = 32
 # Basic Offset Table offsets are 32-bit (PS3.5 A.4): beyond that the
 # Extended Offset Table is required.
 _BASIC_OFFSET_LIMIT = 2 ** 32
+
+
+COMPRESSION_NAMES: dict[str, UID] = {
+    "none": ExplicitVRLittleEndian,
+    "rle": RLELossless,
+    "jpeg2000": JPEG2000Lossless,
+    "jpegls": JPEGLSLossless,
+}
+"""Short names of the lossless frame compressions (the CLI's ``--compress`` vocabulary) -> transfer syntax."""
+
+
+def compression_transfer_syntax(compression: "str | None") -> UID:
+    """Transfer syntax of a compression name: ``None``/``"none"``, ``"rle"``, ``"jpeg2000"``, ``"jpegls"``.
+
+    Raises
+    ------
+    InputError
+        An unknown name (the valid names are listed).
+    """
+    if compression is None:
+        return ExplicitVRLittleEndian
+    name = str(getattr(compression, "value", compression)).strip().lower().replace("-", "").replace("_", "")
+    name = {"jpeg2k": "jpeg2000", "j2k": "jpeg2000", "native": "none"}.get(name, name)
+    if name not in COMPRESSION_NAMES:
+        raise InputError(f"compression must be one of {[None, *COMPRESSION_NAMES]}; got {compression!r}")
+    return COMPRESSION_NAMES[name]
 
 
 def allowed_transfer_syntaxes(binary: bool) -> tuple[UID, ...]:

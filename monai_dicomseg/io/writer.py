@@ -34,6 +34,7 @@ import numpy as np
 from monai.data.image_writer import ImageWriter
 from pydicom.uid import ExplicitVRLittleEndian
 
+from monai_dicomseg.codec.compression import check_transfer_syntax, compression_transfer_syntax
 from monai_dicomseg.errors import DicomSegError, GeometryError, InputError, InputTypeError, OutputExistsError
 from monai_dicomseg.io.grid import GridPlan, plan_grid_mapping
 from monai_dicomseg.io.prediction import (
@@ -211,6 +212,13 @@ class DicomSegWriter(ImageWriter):
         General/Enhanced General Equipment (PS3.3 C.7.5.2).
     fractional_type, max_fractional_value, transfer_syntax_uid, omit_empty_frames, workers
         Passed to :class:`~monai_dicomseg.seg.Segmentation`.
+    compression
+        Lossless frame compression by name, the CLI's ``--compress``
+        vocabulary: ``None``/``"none"`` (native), ``"rle"``, ``"jpegls"``,
+        ``"jpeg2000"`` (BINARY: ``"jpeg2000"`` only). Sets
+        ``transfer_syntax_uid``; giving both with different values is an
+        InputError. For FRACTIONAL, ``"jpegls"`` with ``workers`` is the
+        recommended choice (softmax outputs leave almost no frame empty).
     overwrite
         Replace an existing file (default False: raise OutputExistsError).
     output_dtype, scale
@@ -249,6 +257,7 @@ class DicomSegWriter(ImageWriter):
         transfer_syntax_uid: str = ExplicitVRLittleEndian,
         omit_empty_frames: bool = True,
         workers: int = 0,
+        compression: "str | None" = None,
         overwrite: bool = False,
         output_dtype: Any = None,
         scale: Any = None,
@@ -263,6 +272,14 @@ class DicomSegWriter(ImageWriter):
 
         from monai_dicomseg import __version__
 
+        if compression is not None:
+            chosen = compression_transfer_syntax(compression)
+            if str(transfer_syntax_uid) not in (str(ExplicitVRLittleEndian), str(chosen)):
+                raise InputError(
+                    f"compression={compression!r} means transfer_syntax_uid {chosen} but transfer_syntax_uid="
+                    f"{str(transfer_syntax_uid)!r} was also given; pass one of them")
+            transfer_syntax_uid = chosen
+        check_transfer_syntax(transfer_syntax_uid, kind)
         self.segmentation_type = kind
         self.labels = labels
         self.channels = channels

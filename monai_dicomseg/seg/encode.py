@@ -594,13 +594,16 @@ def _streamed_frames(options: EncodeOptions, pixels: SegmentPixels, plan: FrameP
         if planes.size == 0:
             continue
         values = np.asarray(values)
-        selected = values[channels, planes]  # (k, R, C)
-        if not fractional:
-            selected = selected != 0
-        elif values.dtype.kind == "f" and pixels.is_fractional_input:
-            selected = np.rint(selected * maximum).astype(np.uint8)
-        else:
-            selected = (selected != 0).astype(np.uint8) * np.uint8(maximum)
+        selected = np.empty((planes.size, *values.shape[2:]), dtype=np.uint8 if fractional else bool)
+        quantise = fractional and values.dtype.kind == "f" and pixels.is_fractional_input
+        for index, (channel, plane) in enumerate(zip(channels.tolist(), planes.tolist())):
+            frame = values[channel, plane]  # frame by frame: no block-sized temporary
+            if quantise:
+                selected[index] = np.rint(frame * maximum)
+            elif fractional:
+                selected[index] = (frame != 0).astype(np.uint8) * np.uint8(maximum)
+            else:
+                np.not_equal(frame, 0, out=selected[index])
         yield block_slots[planes, channels], selected
 
 

@@ -414,10 +414,11 @@ def scan_stream(source: StackedSegmentSource, segmentation_type: SegmentationTyp
                 f"a stacked segment source block for planes {f0}:{f1}, segments {s0}:{s1} has shape "
                 f"{values.shape}; expected {(s1 - s0, f1 - f0, rows, columns)}")
         if is_float:
-            if np.isnan(values).any():
+            block_low, block_high = float(values.min()), float(values.max())  # NaN propagates: no mask
+            if np.isnan(block_low) or np.isnan(block_high):
                 raise InputError("pixel_array contains NaN values")
-            low, high = min(low, float(values.min())), max(high, float(values.max()))
-            if not fractional and not bool(np.all((values == 0) | (values == 1))):
+            low, high = min(low, block_low), max(high, block_high)
+            if not fractional and not all(bool(np.all((plane == 0) | (plane == 1))) for plane in values):
                 fractional = True
                 if segmentation_type is not SegmentationTypeValues.FRACTIONAL:
                     break
@@ -429,6 +430,8 @@ def scan_stream(source: StackedSegmentSource, segmentation_type: SegmentationTyp
                 raise InputError(
                     "pixel_array in stacked-segment form (F, R, C, S) must hold only 0 and 1; "
                     f"got maximum {int(values.max())}")
+        if fractional and out is None:
+            continue  # presence is the quantised one; no overlap for fractions
         nonzero = values != 0
         presence_any[f0:f1, s0:s1] = nonzero.any(axis=(2, 3)).T
         if out is not None:

@@ -81,7 +81,11 @@ class SaveDicomSeg(Transform):
         ``segmentation_type``, ``labels``, ``channels``, ``background``,
         ``input_kind``, ``discretize``, ``threshold``, ``interpolation``,
         ``algorithm_name``/``_version``/``_family``, ``series_description``,
-        ``series_number``, ... An unknown name is an
+        ``series_number``, ``compression`` (``None``, ``"rle"``, ``"jpegls"``,
+        ``"jpeg2000"``: lossless frame compression, the CLI's ``--compress``
+        names), ``workers`` (processes compressing frames), ... Every writer
+        path streams: peak memory is the model output plus a few source-grid
+        slabs (or one segment), whatever the number of classes. An unknown name is an
         :class:`~monai_dicomseg.errors.InputTypeError` (a ``TypeError``)
         naming the closest valid option.
 
@@ -89,6 +93,8 @@ class SaveDicomSeg(Transform):
     --------
     >>> save = SaveDicomSeg(output_dir="out", segmentation_type="LABELMAP", labels=["liver", "spleen"])
     >>> save(prediction, source="/data/ct_series")   # doctest: +SKIP
+    >>> fractional = SaveDicomSeg(output_dir="out", segmentation_type="FRACTIONAL", compression="jpegls",
+    ...                           workers=-1)  # doctest: +SKIP
     """
 
     def __init__(
