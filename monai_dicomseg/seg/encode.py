@@ -54,7 +54,7 @@ from monai_dicomseg.geometry.affine import (
 from monai_dicomseg.seg.content import SegmentDescription
 from monai_dicomseg.seg.frames import FramePlan, fractional_presence, plan_frames
 from monai_dicomseg.codec.vr import check_dataset_values
-from monai_dicomseg.seg.inputs import SegmentPixels, labelmap_dtype, prepare_pixels
+from monai_dicomseg.seg.inputs import SegmentPixels, is_array_like, labelmap_dtype, prepare_pixels
 from monai_dicomseg.seg.modules import (
     copy_patient_and_study,
     set_common_instance_reference,
@@ -69,7 +69,7 @@ from monai_dicomseg.seg.placement import (
     tiled_placement,
 )
 from monai_dicomseg.seg.sources import SourceFrames, collect_source_frames
-from monai_dicomseg.seg.tiling import cut_tiles
+from monai_dicomseg.seg.tiling import TileView, cut_tiles
 from monai_dicomseg.uid import UID
 
 __all__ = ["encode_segmentation", "SEGMENTATION_SOP_CLASS_UID", "LABELMAP_SOP_CLASS_UID"]
@@ -275,16 +275,17 @@ def _tile_total_pixel_matrix(sources: SourceFrames, pixel_array: Any, tile_size:
         array = array[0] if array.shape[0] == 1 else array
     else:
         array = pixel_array
-    if not isinstance(array, np.ndarray):
+    on_disk = isinstance(array, np.memmap) or is_array_like(array)  # read tile by tile, never whole
+    if not isinstance(array, np.ndarray) and not on_disk:
         raise InputTypeError(f"pixel_array must be a numpy array or a Volume; got {type(array).__name__}")
-    if array.ndim in (3, 4):
+    if len(array.shape) in (3, 4):
         if array.shape[0] != 1:
             raise InputError(
                 "with tile_pixel_array=True pixel_array must hold one total pixel matrix "
                 f"((R, C), (1, R, C) or (1, R, C, S)); got shape {array.shape}"
             )
-        array = array[0]
-    if array.ndim not in (2, 3):
+        array = array[0] if not on_disk or isinstance(array, np.memmap) else _FirstPlane(array)
+    if len(array.shape) not in (2, 3):
         raise InputError(
             "with tile_pixel_array=True pixel_array must be (R, C), (1, R, C) or (1, R, C, S); "
             f"got shape {array.shape}"
@@ -300,9 +301,22 @@ def _tile_total_pixel_matrix(sources: SourceFrames, pixel_array: Any, tile_size:
         raise InputError(f"tile_size must be (rows, columns); got {tile_size!r}") from None
     if tile_rows < 1 or tile_columns < 1 or tile_rows > 65535 or tile_columns > 65535:
         raise InputError(f"tile_size must be two integers in [1, 65535]; got {tuple(tile_size)}")
-    tiles, _ = cut_tiles(array, tile_rows, tile_columns)
+    tiles = TileView(array, tile_rows, tile_columns) if on_disk else cut_tiles(array, tile_rows, tile_columns)[0]
     placement, _ = tiled_placement(sources, array.shape[:2], (tile_rows, tile_columns), spacing, thickness)
     return tiles, placement
+
+
+class _FirstPlane:
+    """``array[0]`` of an array-like ``(1, R, C[, S])``, still read lazily."""
+
+    def __init__(self, array: Any) -> None:
+        self._array = array
+        self.shape = tuple(int(n) for n in array.shape[1:])
+        self.dtype = array.dtype
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        return np.asarray(self._array[(0, *key)])
 
 
 def _resolve_placement(sources: SourceFrames, pixel_array: Any, plane_positions: Any,
@@ -551,6 +565,9 @@ def _encode_pixel_data(dataset: Dataset, options: EncodeOptions, pixels: Segment
     elif seg_type is SegmentationTypeValues.FRACTIONAL:
         maximum = options.max_fractional_value
         get_frame = lambda i: pixels.fractional_frame(int(planes[i]), int(segments[i]), maximum)  # noqa: E731
+    elif pixels.lazy_labelmap:  # on disk / chunked: one frame read at a time
+        labelmap_frames = None
+        get_frame = lambda i: pixels.labelmap_frame(int(planes[i]))  # noqa: E731
     else:
         labelmap_frames = pixels.labelmap_frames(planes)
         get_frame = labelmap_frames.__getitem__
@@ -568,6 +585,9 @@ def _encode_pixel_data(dataset: Dataset, options: EncodeOptions, pixels: Segment
         data = encode_binary_frames(plan.number_of_frames, rows, columns, get_frame)
     elif seg_type is SegmentationTypeValues.FRACTIONAL:
         data = encode_byte_frames(plan.number_of_frames, rows, columns, np.dtype(np.uint8), get_frame)
+    elif labelmap_frames is None:
+        data = encode_byte_frames(plan.number_of_frames, rows, columns, labelmap_dtype(pixels.number_of_segments),
+                                  get_frame)
     else:
         data = labelmap_frames.astype(labelmap_frames.dtype.newbyteorder("<"), copy=False).tobytes()
         data = data + b"\x00" if len(data) % 2 else data

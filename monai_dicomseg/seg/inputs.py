@@ -54,6 +54,12 @@ class SegmentPixels:
     number_of_segments: int
     stream: "StackedSegmentSource | None" = None
     scan: "StreamScan | None" = None
+    label_presence: "np.ndarray | None" = None
+
+    @property
+    def lazy_labelmap(self) -> bool:
+        """bool: the label map is an on-disk / chunked array-like read frame by frame."""
+        return self.label_presence is not None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -82,6 +88,8 @@ class SegmentPixels:
         frames, segments = self.shape[0], self.number_of_segments
         if self.scan is not None:
             return self.scan.presence
+        if self.label_presence is not None:
+            return self.label_presence
         if self.labelmap is not None:
             counts = np.zeros((frames, segments + 1), dtype=np.int64)
             for index in range(frames):
@@ -92,6 +100,8 @@ class SegmentPixels:
 
     def nonempty_planes(self) -> np.ndarray:
         """``(F,) bool``: planes holding any non-zero pixel (cheaper than :meth:`presence`)."""
+        if self.label_presence is not None:
+            return self.label_presence.any(axis=1)
         array = self.labelmap if self.labelmap is not None else self.stacked
         planes = np.ascontiguousarray(array).reshape(array.shape[0], -1)  # type: ignore[union-attr]
         if planes.dtype.kind in "ub" and (planes.shape[1] * planes.itemsize) % 8 == 0:
@@ -113,17 +123,23 @@ class SegmentPixels:
     def binary_frame(self, plane: int, segment_number: int) -> np.ndarray:
         """``(R, C)`` bool mask of one segment in one plane."""
         if self.labelmap is not None:
-            return self.labelmap[plane] == segment_number
+            return np.asarray(self.labelmap[plane]) == segment_number
         return np.asarray(self.stacked)[plane, :, :, segment_number - 1] != 0
 
     def fractional_frame(self, plane: int, segment_number: int, max_fractional_value: int) -> np.ndarray:
         """``(R, C)`` uint8 quantised fractions of one segment: ``round(x * max)`` (PS3.3 C.8.20.2.3)."""
         if self.labelmap is not None:
-            return (self.labelmap[plane] == segment_number).astype(np.uint8) * np.uint8(max_fractional_value)
+            return (np.asarray(self.labelmap[plane]) == segment_number).astype(np.uint8) * np.uint8(max_fractional_value)
         values = np.asarray(self.stacked)[plane, :, :, segment_number - 1]
         if values.dtype.kind == "f":
             return np.rint(values * max_fractional_value).astype(np.uint8)
         return values.astype(np.uint8) * np.uint8(max_fractional_value)
+
+    def labelmap_frame(self, plane: int) -> np.ndarray:
+        """``(R, C)`` label-map frame of one plane in the smallest LABELMAP dtype (read on demand)."""
+        if self.labelmap is None:
+            return self.labelmap_frames(np.array([plane]))[0]
+        return np.asarray(self.labelmap[int(plane)]).astype(labelmap_dtype(self.number_of_segments), copy=False)
 
     def labelmap_frames(self, planes: np.ndarray) -> np.ndarray:
         """``(n, R, C)`` label-map frames in the smallest LABELMAP dtype.
@@ -134,6 +150,8 @@ class SegmentPixels:
             If the input is stacked and segments overlap.
         """
         dtype = labelmap_dtype(self.number_of_segments)
+        if self.lazy_labelmap:
+            return np.stack([np.asarray(self.labelmap[int(p)]) for p in planes]).astype(dtype, copy=False)
         if self.labelmap is not None:
             return self.labelmap[planes].astype(dtype, copy=False)
         stacked = np.asarray(self.stacked)
@@ -200,7 +218,7 @@ def prepare_pixels(
     if isinstance(pixel_array, StackedSegmentSource) or (
             (is_array_like(pixel_array) or isinstance(pixel_array, np.memmap)) and len(pixel_array.shape) == 4):
         return _prepare_stream(pixel_array, number_of_segments, segmentation_type, max_fractional_value)
-    if is_array_like(pixel_array) and len(pixel_array.shape) in (2, 3):
+    if (is_array_like(pixel_array) or isinstance(pixel_array, np.memmap)) and len(pixel_array.shape) in (2, 3):
         _check_dtype(pixel_array)
         if 0 in tuple(pixel_array.shape):
             raise InputError(f"pixel_array must not have an empty axis; got shape {tuple(pixel_array.shape)}")
@@ -208,8 +226,7 @@ def prepare_pixels(
                 segmentation_type is SegmentationTypeValues.FRACTIONAL or number_of_segments == 1):
             pixel_array = np.asarray(pixel_array[...])  # one fractional segment: the in-memory rules
         else:
-            labels = _lazy_labels(pixel_array, number_of_segments)
-            return SegmentPixels(labelmap=labels, stacked=None, number_of_segments=number_of_segments)
+            return _lazy_labels(pixel_array, number_of_segments)
     if not isinstance(pixel_array, np.ndarray):
         raise InputTypeError(
             "pixel_array must be a numpy array or an array-like with shape, dtype and slicing (memmap, zarr, "
@@ -343,23 +360,42 @@ def is_array_like(value: Any) -> bool:
             and hasattr(value, "__getitem__"))
 
 
-def _lazy_labels(array: Any, number_of_segments: int) -> np.ndarray:
-    """Read a 2D/3D label array-like slab by slab into an unsigned label map, checking values per slab."""
+def _lazy_labels(array: Any, number_of_segments: int) -> SegmentPixels:
+    """Validate a 2D/3D label array-like slab by slab, keeping it on disk / chunked.
+
+    One pass reads every slab once: values (integers in ``0..S``) and the
+    ``(F, S)`` plane presence are found there, so the encoder later reads
+    only the frames it stores, one at a time.
+    """
     shape = tuple(int(n) for n in array.shape)
     planes = shape if len(shape) == 3 else (1, *shape)
-    out = np.empty(planes, dtype=labelmap_dtype(number_of_segments))
+    view = array if len(shape) == 3 else _Planes(array)
+    presence = np.zeros((planes[0], number_of_segments), dtype=bool)
     step = max(1, _SLAB_VALUES // max(1, planes[1] * planes[2]))
     for start in range(0, planes[0], step):
         stop = min(start + step, planes[0])
-        slab = np.asarray(array[start:stop] if len(shape) == 3 else array)
-        slab = _integral(slab.reshape(stop - start, *planes[1:]), "pixel_array")
+        slab = _integral(np.asarray(view[start:stop]).reshape(stop - start, *planes[1:]), "pixel_array")
         maximum = int(slab.max(initial=0))
         if maximum > number_of_segments:
             raise InputError(
                 f"pixel_array contains label value {maximum} but segment_descriptions describe "
                 f"only segments 1..{number_of_segments}")
-        out[start:stop] = slab
-    return out
+        for offset, plane in enumerate(slab):
+            presence[start + offset] = np.bincount(plane.ravel(), minlength=number_of_segments + 1)[1:] > 0
+    return SegmentPixels(labelmap=view, stacked=None, number_of_segments=number_of_segments,
+                         label_presence=presence)
+
+
+class _Planes:
+    """A 2D array-like seen as one plane ``(1, R, C)``."""
+
+    def __init__(self, array: Any) -> None:
+        self._array = array
+        self.shape = (1, *(int(n) for n in array.shape))
+        self.dtype = array.dtype
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return np.asarray(self._array[...])[np.newaxis][key]
 
 
 @dataclass

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
 
-from monai_dicomseg.errors import DecodeError, InputError
+from monai_dicomseg.errors import DecodeError, InputError, InputTypeError
 
 __all__ = [
+    "TileView",
     "SlideGeometry",
     "slide_geometry",
     "source_tile_positions",
@@ -192,3 +194,65 @@ def cut_tiles(matrix: np.ndarray, tile_rows: int, tile_columns: int) -> tuple[np
     tiles = padded.reshape((tiles_down, tile_rows, tiles_across, tile_columns) + channels)
     tiles = tiles.swapaxes(1, 2).reshape((tiles_down * tiles_across, tile_rows, tile_columns) + channels)
     return np.ascontiguousarray(tiles), tile_grid(rows, columns, tile_rows, tile_columns)
+
+
+class TileView:
+    """The tiles of a total pixel matrix that stays on disk / chunked, read on demand.
+
+    An array-like of shape ``(n, tile_rows, tile_columns[, S])`` (tiles row
+    by row, the last row/column of tiles padded with zeros, as
+    :func:`cut_tiles`) whose items are read from ``matrix`` only when asked:
+    a gigapixel memory-mapped label map is encoded reading one tile (or one
+    validation slab of tiles) at a time.
+
+    Parameters
+    ----------
+    matrix
+        ``(R, C)`` label map or ``(R, C, S)`` stacked segments: a numpy
+        memmap or any array-like with ``shape``, ``dtype`` and 2D slicing.
+    tile_rows, tile_columns
+        Tile size.
+    """
+
+    def __init__(self, matrix: Any, tile_rows: int, tile_columns: int) -> None:
+        if tile_rows < 1 or tile_columns < 1:
+            raise InputError(f"tile_size must be positive; got ({tile_rows}, {tile_columns})")
+        self.matrix = matrix
+        self.tile_rows, self.tile_columns = int(tile_rows), int(tile_columns)
+        rows, columns = (int(n) for n in matrix.shape[:2])
+        self.positions = tile_grid(rows, columns, self.tile_rows, self.tile_columns)
+        self.channels = tuple(int(n) for n in matrix.shape[2:])
+        self.shape = (len(self.positions), self.tile_rows, self.tile_columns, *self.channels)
+        self.dtype = np.dtype(matrix.dtype)
+
+    @property
+    def ndim(self) -> int:
+        """int: 3 (label map tiles) or 4 (stacked tiles)."""
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def tile(self, index: int) -> np.ndarray:
+        """``(tile_rows, tile_columns[, S])`` tile ``index`` (0-based, row by row), zero-padded."""
+        row, column = (int(v) - 1 for v in self.positions[index])
+        block = np.asarray(self.matrix[row:row + self.tile_rows, column:column + self.tile_columns])
+        if block.shape[:2] == (self.tile_rows, self.tile_columns):
+            return block
+        out = np.zeros((self.tile_rows, self.tile_columns, *self.channels), dtype=self.dtype)
+        out[:block.shape[0], :block.shape[1]] = block
+        return out
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            index = int(key) + (len(self) if int(key) < 0 else 0)
+            if not 0 <= index < len(self):
+                raise IndexError(f"tile index {int(key)} out of range for {len(self)} tiles")
+            return self.tile(index)
+        if isinstance(key, slice):
+            indices = range(*key.indices(len(self)))
+            out = np.empty((len(indices), *self.shape[1:]), dtype=self.dtype)
+            for position, index in enumerate(indices):
+                out[position] = self.tile(index)
+            return out
+        raise InputTypeError(f"TileView supports integer and slice indexing; got {type(key).__name__}")

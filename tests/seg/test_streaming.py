@@ -136,7 +136,33 @@ def test_labelmap_array_like_read_by_slabs(sources):
     expected = file_bytes(build_segmentation(monai_dicomseg, sources, labels, "LABELMAP", 3, **UIDS))
     wrapped = SliceOnly(labels)
     assert file_bytes(build_segmentation(monai_dicomseg, sources, wrapped, "LABELMAP", 3, **UIDS)) == expected
-    assert wrapped.reads and all(isinstance(key, slice) for key in wrapped.reads)
+    # validated by slabs, then read one stored frame at a time: never as a whole
+    assert wrapped.reads and all(isinstance(key, (slice, int)) for key in wrapped.reads)
+    assert all(key.stop - key.start < SHAPE[0] or SHAPE[0] == 1 for key in wrapped.reads
+               if isinstance(key, slice)) or len(wrapped.reads) > 1
+
+
+@pytest.mark.parametrize("segmentation_type,compression", [
+    ("LABELMAP", None), ("LABELMAP", "1.2.840.10008.1.2.5"), ("BINARY", None), ("FRACTIONAL", None),
+], ids=["labelmap", "labelmap-rle", "binary", "fractional"])
+@pytest.mark.parametrize("form", ["memmap", "array-like"])
+def test_label_array_likes_encode_identically(tmp_path, sources, segmentation_type, compression, form):
+    labels = np.random.default_rng(5).integers(0, 4, size=SHAPE).astype(np.uint8)
+    labels[2] = 0
+    options = {} if compression is None else {"transfer_syntax_uid": compression}
+    expected = file_bytes(build_segmentation(monai_dicomseg, sources, labels, segmentation_type, 3, **UIDS,
+                                             **options))
+    given = as_memmap(labels, tmp_path) if form == "memmap" else SliceOnly(labels)
+    seg = build_segmentation(monai_dicomseg, sources, given, segmentation_type, 3, **UIDS, **options)
+    assert file_bytes(seg) == expected
+
+
+def test_label_array_like_value_checked(sources):
+    labels = np.full(SHAPE, 5, dtype=np.uint8)
+    with pytest.raises(InputError, match="label value 5"):
+        build_segmentation(monai_dicomseg, sources, SliceOnly(labels), "LABELMAP", 3)
+    with pytest.raises(InputError, match="negative"):
+        build_segmentation(monai_dicomseg, sources, SliceOnly(-labels.astype(np.int8)), "LABELMAP", 3)
 
 
 @pytest.mark.parametrize("bad,error,match", [
