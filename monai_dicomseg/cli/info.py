@@ -66,7 +66,7 @@ def _type_text(description: Any) -> str:
     text = str(description.segmented_property_type.meaning)
     modifiers = description.SegmentedPropertyTypeCodeSequence[0].get("SegmentedPropertyTypeModifierCodeSequence")
     if modifiers:
-        text += f" ({', '.join(str(m.CodeMeaning) for m in modifiers)})"
+        text += f" ({', '.join(str(m.get('CodeMeaning', '')) for m in modifiers)})"
     return text
 
 
@@ -108,7 +108,7 @@ def describe_seg(path: str) -> dict[str, Any]:
         "frames": int(index.number_of_frames),
         "series_description": str(seg.get("SeriesDescription", "")),
         "frame_of_reference_uid": str(seg.get("FrameOfReferenceUID", "")) or None,
-        "source_series": sorted({str(item.SeriesInstanceUID)
+        "source_series": sorted({str(item.get("SeriesInstanceUID", ""))
                                  for item in seg.get("ReferencedSeriesSequence", [])}),
         "source_instances": len(seg.get_source_image_uids()),
         "geometry": _geometry(seg, index),
@@ -116,7 +116,7 @@ def describe_seg(path: str) -> dict[str, Any]:
     }
     if seg.segmentation_fractional_type is not None:
         result["fractional_type"] = seg.segmentation_fractional_type.value
-        result["max_fractional_value"] = int(seg.get("MaximumFractionalValue", 0))
+        result["max_fractional_value"] = int(seg.get("MaximumFractionalValue") or 0)
     return result
 
 

@@ -15,6 +15,7 @@ array is allocated, so a corrupt header cannot request gigabytes of memory.
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -27,7 +28,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from monai_dicomseg.errors import DecodeError, MissingDependencyError, UnsupportedError
+from monai_dicomseg.errors import DecodeError, DicomSegError, MissingDependencyError, UnsupportedError
 
 __all__ = [
     "PixelLayout",
@@ -214,7 +215,7 @@ def pixel_layout(dataset: Dataset) -> PixelLayout:
         raise DecodeError(f"NumberOfFrames must be at least 1; got {frames}")
     if bits not in (1, 8, 16):
         raise UnsupportedError(f"BitsAllocated must be 1, 8 or 16 for a segmentation; got {bits}")
-    if int(dataset.get("SamplesPerPixel", 1) or 1) != 1:
+    if dataset.get("SamplesPerPixel") not in (None, "") and _int_attribute(dataset, "SamplesPerPixel") != 1:
         raise DecodeError(f"SamplesPerPixel must be 1 for a segmentation; got {dataset.SamplesPerPixel}")
     if "PixelData" not in dataset:
         raise DecodeError("PixelData is missing; expected the encoded frames, found no element")
@@ -375,7 +376,10 @@ def _decode_encapsulated(dataset: Dataset, idx: np.ndarray, layout: PixelLayout)
             if layout.bits_allocated == 1 and frame.max(initial=0) > 1:
                 frame = frame != 0
             out[n] = frame
-    except (ValueError, EOFError, RuntimeError, IndexError, KeyError) as exc:
+    except (ValueError, EOFError, RuntimeError, IndexError, KeyError, AttributeError, TypeError,
+            OverflowError, struct.error) as exc:  # pydicom's decoders: missing/odd attributes, bad bytes
+        if isinstance(exc, DicomSegError):
+            raise
         raise DecodeError(
             f"cannot decode encapsulated PixelData ({layout.transfer_syntax.name}): {exc}"
         ) from exc

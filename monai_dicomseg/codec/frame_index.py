@@ -410,6 +410,8 @@ def _build_frame_index(dataset: Dataset) -> FrameIndex:
                 f"SegmentSequence; expected one of {sorted(defined)}"
             )
 
+    orientation = _sized(_shared_value(items, shared, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+    pixel_spacing = _sized(_shared_value(items, shared, "PixelMeasuresSequence", "PixelSpacing"), 2)
     index = FrameIndex(
         number_of_frames=number_of_frames,
         segment_numbers=segments.astype(np.int64),
@@ -417,14 +419,21 @@ def _build_frame_index(dataset: Dataset) -> FrameIndex:
         dimension_index_values=dim_values,
         image_positions=positions,
         tile_positions=tile_positions,
-        image_orientation=_shared_value(items, shared, "PlaneOrientationSequence", "ImageOrientationPatient"),
-        pixel_spacing=_shared_value(items, shared, "PixelMeasuresSequence", "PixelSpacing"),
+        image_orientation=orientation,
+        pixel_spacing=pixel_spacing,
         spacing_between_slices=_scalar(_shared_value(items, shared, "PixelMeasuresSequence", "SpacingBetweenSlices")),
         is_tiled_full=is_tiled_full,
     )
     if items:
         _add_references(index, items)
     return index
+
+
+def _sized(value: np.ndarray | None, size: int) -> np.ndarray | None:
+    """``value`` when it holds ``size`` finite numbers, else ``None`` (treated as absent downstream)."""
+    if value is None or value.size != size or not np.all(np.isfinite(value)):
+        return None
+    return value
 
 
 def _scalar(value: np.ndarray | None) -> float | None:

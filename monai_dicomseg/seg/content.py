@@ -5,6 +5,7 @@ import copy as copy_module
 from collections.abc import Sequence
 
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue as DicomMultiValue
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.coding import Code
 
@@ -221,6 +222,11 @@ class SegmentDescription(Dataset):
                         "SegmentedPropertyTypeCodeSequence", "SegmentAlgorithmType"):
             if keyword not in dataset:
                 raise DecodeError(f"SegmentSequence item lacks {keyword}")
+        number = dataset.get("SegmentNumber")
+        if isinstance(number, (list, tuple, DicomMultiValue)) or number is None or number == "":
+            raise DecodeError(
+                f"SegmentNumber must be one integer (US, VM 1, PS3.3 C.8.20.2); got {number!r}"
+            )
         description = copy_module.deepcopy(dataset) if copy else dataset
         description.__class__ = cls
         return description  # type: ignore[return-value]

@@ -108,11 +108,41 @@ def _defer_per_frame_groups(buf: bytes) -> bytes:
     return b"".join((buf[:element_start], header, buf[value_start:value_end], buf[value_end + 8 :]))
 
 
+_LAZY_KEYWORDS = frozenset({"PerFrameFunctionalGroupsSequence", "PixelData"})
+
+
+def _convert_header(dataset: Dataset) -> None:
+    """Convert every raw element now (except the per-frame groups and Pixel Data).
+
+    pydicom converts raw elements on first access; a malformed one (odd byte
+    length, truncated nested item) would otherwise raise pydicom's own errors
+    from whichever accessor touches it first.
+    """
+    for holder in (getattr(dataset, "file_meta", None), dataset):
+        if holder is None:
+            continue
+        tags = sorted(holder.keys(), key=lambda t: holder.get_item(t).VR == "SQ")  # plain values first
+        for tag in tags:
+            keyword = keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+            if keyword in _LAZY_KEYWORDS:
+                continue
+            try:
+                element = holder[tag]
+                if element.VR == "SQ":
+                    for item in element.value:
+                        for _ in item.iterall():
+                            pass
+            except Exception as exc:  # pydicom's conversion errors vary (OSError, BytesLengthException, ...)
+                raise DecodeError(f"{keyword} cannot be decoded: {exc}") from exc
+
+
 def _parse(source: Any) -> Dataset:
     try:
-        return pydicom.dcmread(source, force=True)
+        dataset = pydicom.dcmread(source, force=True)
     except Exception as exc:  # pydicom raises many types on corrupt input
         raise DecodeError(f"cannot parse the file as DICOM: {exc}") from exc
+    _convert_header(dataset)
+    return dataset
 
 
 def _read_path(path: "str | os.PathLike[str]") -> Dataset:
@@ -264,6 +294,22 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
                 "PerFrameFunctionalGroupsSequence is missing (required unless DimensionOrganizationType "
                 f"is TILED_FULL, PS3.3 C.7.6.16); expected {layout.number_of_frames} item(s)"
             )
+        if dataset.SegmentationType == "FRACTIONAL":
+            fractional_type = dataset.get("SegmentationFractionalType")
+            if fractional_type not in [v.value for v in SegmentationFractionalTypeValues]:
+                raise DecodeError(
+                    "SegmentationFractionalType must be PROBABILITY or OCCUPANCY for a FRACTIONAL "
+                    f"segmentation (Type 1C, PS3.3 C.8.20.2); got {fractional_type!r}"
+                )
+            maximum = dataset.get("MaximumFractionalValue")
+            if not isinstance(maximum, int) or not 1 <= maximum <= 255:
+                raise DecodeError(
+                    "MaximumFractionalValue must be one integer in [1, 255] for a FRACTIONAL segmentation "
+                    f"(Type 1C, PS3.3 C.8.20.2.3); got {maximum!r}"
+                )
+        padding = dataset.get("PixelPaddingValue")
+        if padding is not None and not isinstance(padding, int):
+            raise DecodeError(f"PixelPaddingValue must be one integer (US/SS, VM 1); got {padding!r}")
         seg = deepcopy(dataset) if copy else dataset
         seg.__class__ = cls
         seg.SegmentSequence = [SegmentDescription.from_dataset(item, copy=False) for item in seg.SegmentSequence]

@@ -283,3 +283,66 @@ def test_valid_files_still_read() -> None:
         seg.get_segment_description(1).segmented_property_category
     ds = copy.deepcopy(valid_seg())
     assert ds.Rows == 32
+
+
+# --------------------------------------------------------------------------- found by the fuzz suite
+
+
+@pytest.mark.parametrize("value", [None, [1, 2]], ids=["empty", "two-values"])
+def test_segment_number_must_be_one_integer(value: Any) -> None:
+    data = mutated(lambda ds: setattr(ds.SegmentSequence[0], "SegmentNumber", value))
+    with pytest.raises(DecodeError, match="SegmentNumber must be one integer"):
+        _read(data)
+
+
+def test_pixel_padding_value_must_be_one_integer() -> None:
+    data = mutated(lambda ds: setattr(ds, "PixelPaddingValue", [0, 1]), "LABELMAP")
+    with pytest.raises(DecodeError, match="PixelPaddingValue must be one integer"):
+        _read(data)
+
+
+def test_samples_per_pixel_multi_valued() -> None:
+    data = mutated(lambda ds: setattr(ds, "SamplesPerPixel", [1, 1]))
+    with pytest.raises(DecodeError, match="SamplesPerPixel must be an integer"):
+        _read(data)
+
+
+@pytest.mark.parametrize("keyword", ["BitsStored", "HighBit", "PixelRepresentation"])
+def test_malformed_elements_are_decoded_at_read_time(keyword: str) -> None:
+    """pydicom converts lazily; a malformed element is reported by segread, not by a later accessor."""
+    data = replace_top_level_value(valid_seg_bytes(), keyword, b"\x01")
+    with pytest.raises(DecodeError, match=f"{keyword} cannot be decoded"):
+        _read(data)
+
+
+def test_missing_bits_stored_in_compressed_file_is_a_decode_error() -> None:
+    from pydicom.uid import JPEG2000Lossless
+
+    ds = pydicom.dcmread(io.BytesIO(valid_seg_bytes("FRACTIONAL", "ours", JPEG2000Lossless)))
+    del ds.BitsStored
+    seg = _read(__import__("fuzz.hostile_files").hostile_files.to_bytes(ds))
+    with pytest.raises(DecodeError, match="cannot decode encapsulated PixelData"):
+        seg.get_volume()
+
+
+def test_tiled_volume_with_empty_pixel_spacing_is_a_geometry_error() -> None:
+    from monai_dicomseg.errors import GeometryError
+
+    ds = pydicom.dcmread(io.BytesIO(valid_tiled_seg_bytes("BINARY", "TILED_FULL", "ours")))
+    ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing = None
+    seg = _read(__import__("fuzz.hostile_files").hostile_files.to_bytes(ds))
+    with pytest.raises(GeometryError, match="shared PixelSpacing"):
+        seg.get_volume()
+
+
+@pytest.mark.parametrize("keyword, value, message", [
+    ("SegmentationFractionalType", "", "SegmentationFractionalType must be PROBABILITY or OCCUPANCY"),
+    ("SegmentationFractionalType", "MAYBE", "SegmentationFractionalType must be PROBABILITY or OCCUPANCY"),
+    ("MaximumFractionalValue", [1, 2], r"MaximumFractionalValue must be one integer in \[1, 255\]"),
+    ("MaximumFractionalValue", 0, r"MaximumFractionalValue must be one integer in \[1, 255\]"),
+    ("MaximumFractionalValue", None, r"MaximumFractionalValue must be one integer in \[1, 255\]"),
+], ids=["type-empty", "type-unknown", "max-two-values", "max-zero", "max-empty"])
+def test_fractional_attributes_checked_at_read(keyword: str, value: Any, message: str) -> None:
+    data = mutated(lambda ds: setattr(ds, keyword, value), "FRACTIONAL")
+    with pytest.raises(DecodeError, match=message):
+        _read(data)
