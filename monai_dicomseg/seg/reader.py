@@ -121,7 +121,8 @@ def _convert_header(dataset: Dataset) -> None:
     for holder in (getattr(dataset, "file_meta", None), dataset):
         if holder is None:
             continue
-        tags = sorted(holder.keys(), key=lambda t: holder.get_item(t).VR == "SQ")  # plain values first
+        # plain values first (items may consult them, e.g. PixelRepresentation); no conversion here
+        tags = sorted(holder.keys(), key=lambda t: getattr(holder._dict.get(t), "VR", None) == "SQ")
         for tag in tags:
             keyword = keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
             if keyword in _LAZY_KEYWORDS:
