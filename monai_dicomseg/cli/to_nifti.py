@@ -34,6 +34,7 @@ from monai_dicomseg.cli._common import (
     thresholded_volume,
 )
 from monai_dicomseg.errors import GeometryError, InputError
+from monai_dicomseg.geometry.tolerances import GRID_INDEX_TOLERANCE
 
 __all__ = ["add_arguments", "add_options", "run", "seg_to_nifti"]
 
@@ -100,7 +101,7 @@ def _on_source_grid(volume: Any, seg: Any, source: str) -> Any:
         raise GeometryError(f"the SEG's FrameOfReferenceUID {seg_for} differs from the source series' "
                             f"{series.frame_of_reference_uid}")
     try:
-        return volume.match_geometry(series.geometry)
+        return volume.match_geometry(series.geometry, tol=GRID_INDEX_TOLERANCE)  # the loaders' tolerance
     except GeometryError as error:
         raise GeometryError(f"the SEG's frames do not lie on the source series' grid: {error}") from None
 

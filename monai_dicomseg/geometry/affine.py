@@ -32,7 +32,8 @@ from monai_dicomseg.geometry.orientation import (
     rotation_for_patient_orientation,
 )
 from monai_dicomseg.geometry.tolerances import (
-    ORTHOGONALITY_TOLERANCE,
+    IMAGE_ORIENTATION_INPUT_TOLERANCE,
+    PARALLEL_COSINES_TOLERANCE,
     PERPENDICULAR_TOLERANCE,
     POSITION_TOLERANCE_MM,
     SPACING_RELATIVE_TOLERANCE,
@@ -43,6 +44,7 @@ __all__ = [
     "check_image_orientation",
     "check_affine",
     "stack_affine",
+    "check_stacked_along_normal",
     "affine_from_image_plane",
     "affine_from_components",
     "slice_normal",
@@ -128,7 +130,7 @@ def check_image_orientation(
     ------
     GeometryError
         Naming ``attribute``, when a cosine triplet is not of unit length or
-        the two are not orthogonal (beyond ``ORTHOGONALITY_TOLERANCE``).
+        the two are not orthogonal (beyond ``IMAGE_ORIENTATION_INPUT_TOLERANCE``).
     """
     cosines = np.asarray(image_orientation, dtype=np.float64).reshape(-1)
     if cosines.shape != (6,) or not np.all(np.isfinite(cosines)):
@@ -136,7 +138,7 @@ def check_image_orientation(
     row, column = cosines[:3], cosines[3:]
     norms = np.array([np.linalg.norm(row), np.linalg.norm(column)])
     dot = float(row @ column)
-    if np.any(np.abs(norms - 1.0) > 10 * ORTHOGONALITY_TOLERANCE) or abs(dot) > 10 * ORTHOGONALITY_TOLERANCE:
+    if np.any(np.abs(norms - 1.0) > IMAGE_ORIENTATION_INPUT_TOLERANCE) or abs(dot) > IMAGE_ORIENTATION_INPUT_TOLERANCE:
         raise GeometryError(
             f"{attribute} {cosines.tolist()} is not a pair of orthogonal unit vectors "
             f"(lengths {norms.round(6).tolist()}, dot product {dot:.6f}; expected 1, 1 and 0)"
@@ -161,7 +163,7 @@ def slice_normal(image_orientation: "Sequence[float] | np.ndarray") -> np.ndarra
     cosines = as_float_vector(image_orientation, 6, "image_orientation")
     normal = np.cross(cosines[3:], cosines[:3])
     norm = np.linalg.norm(normal)
-    if norm < 1e-6:
+    if norm < PARALLEL_COSINES_TOLERANCE:
         raise InputError(
             f"image_orientation row and column cosines must not be parallel; got {cosines.tolist()}"
         )
@@ -380,6 +382,42 @@ def slice_distances(
     return points @ slice_normal(image_orientation)
 
 
+def check_stacked_along_normal(
+    points: np.ndarray,
+    order: np.ndarray,
+    image_orientation: "Sequence[float] | np.ndarray",
+    perpendicular_tol: float = PERPENDICULAR_TOLERANCE,
+) -> None:
+    """Check that distinct plane positions differ only along the slice normal (PS3.3 C.7.6.2.1.1).
+
+    Parameters
+    ----------
+    points
+        ``(N, 3) float64`` distinct ImagePositionPatient values, N >= 2.
+    order
+        ``(N,)`` their order along the normal (``order[0]`` is the reference frame).
+    image_orientation
+        Shared ``ImageOrientationPatient`` (6 floats).
+    perpendicular_tol
+        Allowed ``1 - |cos|`` between frame-to-frame offsets and the normal.
+
+    Raises
+    ------
+    GeometryError
+        Naming the first frame offset in-plane.
+    """
+    offsets = points[order[1:]] - points[order[0]]
+    cosines = offsets @ slice_normal(image_orientation) / np.linalg.norm(offsets, axis=1)
+    off_normal = np.flatnonzero(np.abs(cosines) < 1.0 - perpendicular_tol)
+    if off_normal.size:
+        frame = int(order[off_normal[0] + 1])
+        raise GeometryError(
+            f"plane positions are not a volume: frame {frame} is offset from frame "
+            f"{int(order[0])} in-plane, not only along the slice normal "
+            f"(cosine {cosines[off_normal[0]]:.6f}, expected +-1)"
+        )
+
+
 def regular_slice_spacing(
     positions: "np.ndarray | Sequence[Sequence[float]]",
     image_orientation: "Sequence[float] | np.ndarray",
@@ -387,6 +425,7 @@ def regular_slice_spacing(
     rtol: float = SPACING_RELATIVE_TOLERANCE,
     perpendicular_tol: float = PERPENDICULAR_TOLERANCE,
     duplicate_tol: float = POSITION_TOLERANCE_MM,
+    atol: float = 0.0,
 ) -> float:
     """Check that plane positions form a regular volume; return its slice spacing.
 
@@ -407,6 +446,8 @@ def regular_slice_spacing(
         Allowed ``1 - |cos|`` between frame-to-frame offsets and the normal.
     duplicate_tol
         Two frames closer than this (mm) along the normal are duplicates.
+    atol
+        Allowed absolute deviation (mm) of each gap, added to ``rtol * spacing``.
 
     Returns
     -------
@@ -436,23 +477,14 @@ def regular_slice_spacing(
             f"{int(order[first + 1])} lie at the same distance along the slice normal "
             f"({sorted_distances[first]:.4f} mm); {duplicate.size} duplicate(s) in total"
         )
-    offsets = points[order[1:]] - points[order[0]]
-    cosines = offsets @ slice_normal(image_orientation) / np.linalg.norm(offsets, axis=1)
-    off_normal = np.flatnonzero(np.abs(cosines) < 1.0 - perpendicular_tol)
-    if off_normal.size:
-        frame = int(order[off_normal[0] + 1])
-        raise GeometryError(
-            f"plane positions are not a volume: frame {frame} is offset from frame "
-            f"{int(order[0])} in-plane, not only along the slice normal "
-            f"(cosine {cosines[off_normal[0]]:.6f}, expected +-1)"
-        )
+    check_stacked_along_normal(points, order, image_orientation, perpendicular_tol)
     spacing = float((sorted_distances[-1] - sorted_distances[0]) / (len(gaps)))
     deviation = np.abs(gaps - spacing)
-    if np.all(deviation <= rtol * spacing):
+    if np.all(deviation <= atol + rtol * spacing):
         return spacing
     smallest = float(gaps.min())
     multiples = gaps / smallest
-    if np.all(np.abs(multiples - np.round(multiples)) <= rtol * np.round(multiples)):
+    if np.all(np.abs(multiples - np.round(multiples)) * smallest <= atol + rtol * np.round(multiples) * smallest):
         missing = int(np.round(multiples).sum() - len(gaps))
         worst = int(np.argmax(multiples))
         raise GeometryError(

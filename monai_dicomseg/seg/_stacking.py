@@ -4,17 +4,24 @@ Segmentations routinely omit empty frames, so the grid is inferred allowing
 missing positions: the slice spacing is SpacingBetweenSlices when recorded,
 else the smallest gap between distinct positions along the slice normal,
 and every frame must sit on an integer multiple of it (PS3.3 C.7.6.2.1.1).
-Semantics follow highdicom 0.28's ``get_volume_positions``.
+Semantics follow highdicom 0.28's ``get_volume_positions``. Without missing
+positions the check is :func:`~monai_dicomseg.geometry.affine.regular_slice_spacing`
+(the writer's); the distance and normal checks are shared with it.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from monai_dicomseg.errors import GeometryError
-from monai_dicomseg.geometry.affine import slice_normal
+from monai_dicomseg.geometry.affine import (
+    check_stacked_along_normal,
+    regular_slice_spacing,
+    slice_distances,
+)
 from monai_dicomseg.geometry.tolerances import (
     PERPENDICULAR_TOLERANCE,
     SPACING_RELATIVE_TOLERANCE,
+    ZERO_LENGTH_MM,
 )
 
 __all__ = ["volume_positions"]
@@ -73,39 +80,23 @@ def volume_positions(
     inverse = inverse.reshape(-1)
     if unique.shape[0] == 1:
         return (spacing_hint or 1.0), np.zeros(n, np.int64)
-    normal = slice_normal(image_orientation)
-    distances = unique @ normal
-    order = np.argsort(distances)
-    ordered = distances[order]
-    gaps = np.diff(ordered)
-    if allow_missing_positions:
-        spacing = spacing_hint if spacing_hint is not None else float(gaps.min())
-        if np.isclose(spacing, 0.0, atol=1e-5):
-            raise GeometryError(
-                "frame positions are related by in-plane translations; they do not form a volume"
-            )
-        multiples = (distances - distances.min()) / spacing
-        expected = multiples.round() * spacing + distances.min()
-        deviation = np.abs(distances - expected)
-        if np.any(deviation > atol + rtol * abs(spacing)):
-            raise GeometryError(
-                f"frame positions are not regularly spaced: largest deviation from a grid of "
-                f"spacing {spacing:.4f} mm is {deviation.max():.4f} mm"
-            )
-        unique_position = multiples.round().astype(np.int64)
-    else:
-        spacing = float((ordered[-1] - ordered[0]) / (len(ordered) - 1))
-        if not np.allclose(gaps, spacing, rtol=rtol, atol=atol):
-            raise GeometryError(
-                f"frame positions are not regularly spaced: gaps range from {gaps.min():.4f} "
-                f"to {gaps.max():.4f} mm"
-            )
-        unique_position = np.argsort(order)
-    spans = unique[order[1:]] - unique[order[0]]
-    cosines = (spans / np.linalg.norm(spans, axis=1)[:, None]) @ normal
-    if not np.all(np.abs(np.abs(cosines) - 1.0) < perpendicular_tol):
+    distances = slice_distances(unique, image_orientation)
+    order = np.argsort(distances, kind="stable")
+    if not allow_missing_positions:
+        spacing = regular_slice_spacing(unique, image_orientation, rtol=rtol, atol=atol,
+                                        perpendicular_tol=perpendicular_tol)
+        return spacing, np.argsort(order)[inverse]
+    spacing = spacing_hint if spacing_hint is not None else float(np.diff(distances[order]).min())
+    if spacing <= ZERO_LENGTH_MM:
         raise GeometryError(
-            "frame positions are not located along the normal of the image plane "
-            f"(smallest |cos| = {np.abs(cosines).min():.6f}, expected 1)"
+            "frame positions are related by in-plane translations; they do not form a volume"
         )
-    return abs(float(spacing)), unique_position[inverse]
+    multiples = (distances - distances.min()) / spacing
+    deviation = np.abs(distances - (multiples.round() * spacing + distances.min()))
+    if np.any(deviation > atol + rtol * spacing):
+        raise GeometryError(
+            f"frame positions are not regularly spaced: largest deviation from a grid of "
+            f"spacing {spacing:.4f} mm is {deviation.max():.4f} mm"
+        )
+    check_stacked_along_normal(unique, order, image_orientation, perpendicular_tol)
+    return spacing, multiples.round().astype(np.int64)[inverse]

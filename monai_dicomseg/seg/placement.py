@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from monai_dicomseg.errors import GeometryError
+from monai_dicomseg.errors import GeometryError, InputError
 from monai_dicomseg.geometry.affine import regular_slice_spacing, slice_normal
 from monai_dicomseg.geometry.tolerances import (
     ORIENTATION_MATCH_TOLERANCE,
@@ -141,7 +141,8 @@ def tiled_placement(
         The placement, and ``(n, 2)`` 1-based tile positions in cutting order.
     """
     slide = sources.slide
-    assert slide is not None
+    if slide is None:
+        raise InputError("tiled_placement needs a tiled (TILED_FULL/SPARSE) source: sources.slide is None")
     rows, columns = matrix_shape
     same_grid = (rows, columns) == (slide.total_rows, slide.total_columns)
     if pixel_spacing is None:

@@ -18,6 +18,11 @@ from pydicom.dataset import Dataset
 from monai_dicomseg.enums import CoordinateSystemNames
 from monai_dicomseg.errors import GeometryError, InputError, InputTypeError
 from monai_dicomseg.geometry.affine import check_image_orientation
+from monai_dicomseg.geometry.tolerances import (
+    DIRECTION_COSINE_TOLERANCE,
+    PIXEL_SPACING_MATCH_ATOL_MM,
+    PIXEL_SPACING_MATCH_RTOL,
+)
 from monai_dicomseg.seg.tiling import (
     SlideGeometry,
     slide_geometry,
@@ -219,7 +224,7 @@ def _collect_single_frames(datasets: tuple[Dataset, ...]) -> SourceFrames:
     if all("PixelSpacing" in ds for ds in datasets):
         spacings = [_ds_strings(ds.PixelSpacing, 2, "PixelSpacing") for ds in datasets]
         values = np.array(spacings, dtype=float)
-        differs = ~np.all(np.isclose(values, values[0], rtol=1e-4, atol=1e-6), axis=1)
+        differs = ~np.all(np.isclose(values, values[0], rtol=PIXEL_SPACING_MATCH_RTOL, atol=PIXEL_SPACING_MATCH_ATOL_MM), axis=1)
         if differs.any():
             index = int(np.argmax(differs))
             raise GeometryError(
@@ -255,7 +260,7 @@ def _optional_ds(dataset: Dataset, keyword: str) -> str | None:
 
 def _check_same_orientation(orientations: np.ndarray) -> None:
     """Raise GeometryError unless all ``(N, 6)`` ImageOrientationPatient rows agree."""
-    differs = ~np.all(np.isclose(orientations, orientations[0], atol=1e-4, rtol=0), axis=1)
+    differs = ~np.all(np.isclose(orientations, orientations[0], atol=DIRECTION_COSINE_TOLERANCE, rtol=0), axis=1)
     if differs.any():
         index = int(np.argmax(differs))
         raise GeometryError(
