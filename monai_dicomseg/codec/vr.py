@@ -217,8 +217,15 @@ def check_value(keyword: str, vr: str, value: Any, *, where: str, codec: str | N
                             "5 components each", text)
         elif limit is not None and len(text.rstrip(" ") if vr != "UI" else text) > limit:
             raise _fail(where, vr, f"must have at most {limit} characters, not {len(text)}", text)
-        if vr == "UI" and text and not _UID.match(text):
-            raise _fail(where, vr, "must be digits separated by dots, without leading zeros (PS3.5 9.1)", text)
+        if vr == "UI" and text:
+            if not _UID.match(text):
+                raise _fail(where, vr, "must be digits separated by dots, without leading zeros (PS3.5 9.1)", text)
+            parts = text.split(".")
+            if len(parts) < 2 or parts[0] not in ("0", "1", "2") or (parts[0] != "2" and int(parts[1]) > 39):
+                raise _fail(where, vr, "must start with a registered root arc: 0, 1 or 2, then (under 0 and 1) "
+                            "a number up to 39, and have at least 2 components (PS3.5 9.1, ISO 8824)", text)
+            if all(part == "0" for part in parts):
+                raise _fail(where, vr, "must not consist of zero components only (PS3.5 9.1)", text)
         if vr == "CS" and not _CS.match(text):
             raise _fail(where, vr, "may hold only upper-case letters, digits, space and underscore", text)
         if codec is not None and vr not in ("UI", "CS", "DA", "TM", "DT", "AS", "AE", "IS", "DS"):
@@ -278,6 +285,26 @@ def check_dataset_values(
     names = {**ARGUMENT_NAMES, **(arguments or {})}
     codec = _codec(dataset.get("SpecificCharacterSet", "") if character_set is None else character_set)
     _walk(dataset, path, codec, names)
+    _check_distinct_uids(dataset, names)
     meta = getattr(dataset, "file_meta", None)
     if meta is not None:
         _walk(meta, "", "ascii", names)
+
+
+_DISTINCT_UIDS = ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "FrameOfReferenceUID")
+
+
+def _check_distinct_uids(dataset: Dataset, names: Mapping[str, str]) -> None:
+    """SOP Instance, Series, Study and Frame of Reference UIDs identify different things (PS3.3 C.12.1.1.1)."""
+    seen: dict[str, str] = {}
+    for keyword in _DISTINCT_UIDS:
+        value = str(dataset.get(keyword, "") or "")
+        if not value:
+            continue
+        if value in seen:
+            first = seen[value]
+            raise InputError(
+                f"{_where('', keyword, names)} must differ from {_where('', first, names)}: each UID names "
+                f"one thing (PS3.3 C.12.1.1.1, PS3.5 9); got {value!r} for both"
+            )
+        seen[value] = keyword
