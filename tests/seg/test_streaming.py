@@ -208,3 +208,31 @@ def test_source_bad_block_shape(sources):
 def test_source_bad_shape():
     with pytest.raises(InputError, match=r"\(F, R, C, S\) shape"):
         StackedSegmentSource((2, 3), np.float32, lambda: iter(()))
+
+
+def test_fractional_reader_has_no_full_size_temporary(monkeypatch):
+    """get_pixels of a FRACTIONAL file, rescaled: the float output is the only full-size array."""
+    import tracemalloc
+
+    from monai_dicomseg.codec import assemble
+
+    monkeypatch.setattr(assemble, "_DECODE_CHUNK_VALUES", 64 * 64 * 16)  # chunks well below the output
+
+    shape = (24, 64, 64)
+    series = synthetic.make_ct_series(shape, seed=5)
+    values = np.random.default_rng(2).random((*shape, 6)).astype(np.float32)
+    seg = build_segmentation(monai_dicomseg, series, values, "FRACTIONAL", 6)
+    buffer = io.BytesIO()
+    seg.save_as(buffer)
+    read = monai_dicomseg.seg.segread(io.BytesIO(buffer.getvalue()))
+    uids = [str(ds.SOPInstanceUID) for ds in series]
+    read.get_pixels_by_source_instance(uids, rescale_fractional=True, dtype=np.float32)  # load, index
+    tracemalloc.start()
+    try:
+        pixels = read.get_pixels_by_source_instance(uids, rescale_fractional=True, dtype=np.float32)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_allclose(pixels, np.rint(values * 255) / 255, atol=1e-6)
+    # before: uint8 copy + float copy + quotient = 2.25x the output
+    assert peak < 1.5 * pixels.nbytes, (peak, pixels.nbytes)
