@@ -346,3 +346,22 @@ def test_fractional_attributes_checked_at_read(keyword: str, value: Any, message
     data = mutated(lambda ds: setattr(ds, keyword, value), "FRACTIONAL")
     with pytest.raises(DecodeError, match=message):
         _read(data)
+
+
+@pytest.mark.parametrize("case", ["deep", "odd-rows", "zeros"])
+def test_load_dicom_seg_raises_typed_errors(case: str, tmp_path: Path) -> None:
+    """The MONAI loader goes through segread: the same typed errors (crash sites 1 and 5, the zeros file)."""
+    pytest.importorskip("monai")
+    from monai_dicomseg.transforms.load import LoadDicomSeg
+
+    if case == "deep":
+        tag, element = nested_sequence("ContentSequence", 900)
+        data = insert_top_level(valid_seg_bytes(), tag, element)
+    elif case == "odd-rows":
+        data = replace_top_level_value(valid_seg_bytes(), "Rows", b"\x20\x00\x00")
+    else:
+        data = bytes(1 << 20)
+    path = tmp_path / f"{case}.dcm"
+    path.write_bytes(data)
+    with pytest.raises(DicomSegError):
+        LoadDicomSeg()(str(path))
