@@ -1,0 +1,341 @@
+"""Benchmark: scale (issue 15) — many classes, long series, 16-bit label maps, gigapixel slides.
+
+Run: ``python benchmarks/scale.py --small`` (scaled-down cases, a few minutes) or
+``python benchmarks/scale.py --case 1`` (one full-size case; needs the RAM it says).
+
+Cases (full size / ``--small``):
+
+1. softmax of K classes on a coarse model grid (2 x 2 x 1 source voxels per model
+   voxel, ~1.6 mm) -> source series: ``SaveDicomSeg`` FRACTIONAL (native, RLE,
+   JPEG-LS, JPEG 2000 lossless, 2 workers), BINARY, LABELMAP; vs argmax + MONAI
+   inverse (``SpatialResample`` nearest) + highdicom BINARY.
+   Full: 117 classes, 512x512x400 (the model output alone is ~12 GB);
+   small: 20 classes, 128x128x64.
+2. a long series with many segments, write and read (``get_pixels_by_source_instance``,
+   combined) BINARY and LABELMAP, ours vs highdicom. Full: 512x512x1000, 117
+   segments; small: 256x256x100, 117 segments.
+3. 300 segments, 16-bit LABELMAP, write and read. Full: 512x512x200; small: 128x128x40.
+4. tiled LABELMAP from a memory-mapped total pixel matrix (written tile by tile),
+   then region reads. Full: 30720x30720 (~10^9 pixels), 512 tiles, 2048x2048
+   regions (highdicom skipped: it needs the whole matrix and more in memory);
+   small: 4096x4096, 256 tiles, 1024x1024 regions (highdicom from the in-memory array).
+
+Every figure comes from its own child process: wall time of the call, peak RSS
+(VmHWM of the child, inputs included; ``ru_maxrss`` where /proc is missing) and the file size. Figures are printed as a
+table, with each of ours against highdicom's measured in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+
+from _common import CACHE, big_case  # noqa: E402
+
+FACTORS = (2, 2, 1)  # source voxels per model voxel along MONAI (C, R, S)
+FULL = {1: ((400, 512, 512), 117), 2: ((1000, 512, 512), 117), 3: ((200, 512, 512), 300),
+        4: ((30720, 30720), 512, 2048)}
+SMALL = {1: ((64, 128, 128), 20), 2: ((100, 256, 256), 117), 3: ((40, 128, 128), 300),
+         4: ((4096, 4096), 256, 1024)}
+COMPRESSION = {"native": None, "rle": "rle", "jpegls": "jpegls", "jpeg2000": "jpeg2000"}
+VARIANTS = {
+    1: ["FRACTIONAL-native", "FRACTIONAL-rle", "FRACTIONAL-jpegls", "FRACTIONAL-jpeg2000", "BINARY", "LABELMAP",
+        "hd-BINARY"],
+    2: ["write-BINARY", "write-LABELMAP", "hd-write-BINARY", "hd-write-LABELMAP",
+        "read-BINARY", "read-LABELMAP", "hd-read-BINARY", "hd-read-LABELMAP"],
+    3: ["write-LABELMAP", "hd-write-LABELMAP", "read-LABELMAP", "hd-read-LABELMAP"],
+    4: ["write-LABELMAP", "hd-write-LABELMAP", "read-regions", "hd-read-regions"],
+}
+
+
+def peak_mb() -> float:
+    """Peak RSS of this process in MB: VmHWM (reset by exec, unlike ``ru_maxrss``, which Linux carries over
+    from the forking parent), else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def series_folder(shape, segments) -> Path:
+    big_case(shape, segments)
+    return CACHE / f"{shape[0]}x{shape[1]}x{shape[2]}_{segments}_0" / "series"
+
+
+def model_output(shape, segments):
+    """(softmax (K+1, X, Y, Z) float32 MetaTensor on the model grid, source folder)."""
+    import torch
+    from monai.data import MetaTensor
+
+    from monai_dicomseg.io.series import load_source_geometry, to_monai_array
+
+    folder = series_folder(shape, segments)
+    _, labels = big_case(shape, segments)
+    source = load_source_geometry(folder)
+    coarse = np.ascontiguousarray(to_monai_array(labels)[::FACTORS[0], ::FACTORS[1], ::FACTORS[2]])
+    del labels
+    probs = torch.empty((segments + 1, *coarse.shape), dtype=torch.float32)
+    for start in range(0, coarse.shape[2], 8):  # slab-wise softmax of a scaled one-hot: bounded set-up memory
+        block = torch.nn.functional.one_hot(torch.from_numpy(coarse[..., start:start + 8]).long(), segments + 1)
+        probs[..., start:start + 8] = torch.softmax(block.permute(3, 0, 1, 2).float() * 6.0, dim=0)
+    affine = source.monai_affine().copy()
+    affine[:3, :3] = affine[:3, :3] * np.array(FACTORS, dtype=float)
+    return MetaTensor(probs, affine=torch.as_tensor(affine), meta={"filename_or_obj": str(folder)}), folder
+
+
+def names(count: int) -> list[str]:
+    return [f"organ {i}" for i in range(1, count + 1)]
+
+
+def hd_descriptions(highdicom, count: int):
+    from pydicom.sr.codedict import codes
+
+    algorithm = highdicom.AlgorithmIdentificationSequence(name="net", family=codes.cid7162.ArtificialIntelligence,
+                                                          version="1")
+    return [highdicom.seg.SegmentDescription(
+        segment_number=i, segment_label=f"organ {i}", segmented_property_category=codes.SCT.Organ,
+        segmented_property_type=codes.SCT.Liver, algorithm_type="AUTOMATIC", algorithm_identification=algorithm)
+        for i in range(1, count + 1)]
+
+
+def segmentation(module, sources, pixels, segmentation_type, count, **options):
+    return module.seg.Segmentation(
+        source_images=sources, pixel_array=pixels, segmentation_type=segmentation_type,
+        segment_descriptions=hd_descriptions(module, count) if module.__name__ == "highdicom"
+        else ours_descriptions(count), series_instance_uid=module.UID(), series_number=300,
+        sop_instance_uid=module.UID(), instance_number=1, manufacturer="x", manufacturer_model_name="x",
+        software_versions="1", device_serial_number="1", **options)
+
+
+def ours_descriptions(count: int):
+    import monai_dicomseg
+
+    return hd_descriptions(monai_dicomseg, count)
+
+
+# --------------------------------------------------------------------------- case bodies (in a child)
+
+
+def case1(variant: str, shape, segments, out: Path) -> dict:
+    probs, folder = model_output(shape, segments)
+    path = out / "case1.dcm"
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if variant == "hd-BINARY":
+            run_today(probs, folder, segments, path)
+        else:
+            from monai_dicomseg.io.writer import DicomSegWriter
+
+            kind, _, compression = variant.partition("-")
+            writer = DicomSegWriter(segmentation_type=kind, labels=["background", *names(segments)],
+                                    compression=COMPRESSION.get(compression), workers=2 if compression
+                                    not in ("", "native") else 0, overwrite=True)
+            writer.set_data_array(probs, channel_dim=0)
+            writer.set_metadata(probs.meta)
+            writer.write(path)
+    return {"seconds": time.perf_counter() - start, "size": path.stat().st_size}
+
+
+def run_today(probs, folder, segments, path) -> None:
+    """argmax on the model grid, MONAI's inverse (nearest), DICOM axes, highdicom BINARY."""
+    import highdicom
+    import pydicom
+    import torch
+    from monai.transforms import SpatialResample
+
+    from monai_dicomseg.io.series import from_monai_array, load_source_geometry
+
+    files = sorted(folder.glob("*.dcm"))
+    datasets = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    normal = np.cross(np.asarray(datasets[0].ImageOrientationPatient[:3], float),
+                      np.asarray(datasets[0].ImageOrientationPatient[3:], float))
+    datasets.sort(key=lambda ds: float(np.asarray(ds.ImagePositionPatient, float) @ normal))
+    target = load_source_geometry(folder)
+    labels = torch.argmax(probs, dim=0, keepdim=True).to(torch.float32)
+    labels.meta["affine"] = probs.affine
+    back = SpatialResample(mode="nearest", padding_mode="zeros")(
+        labels, dst_affine=torch.as_tensor(target.monai_affine()),
+        spatial_size=tuple(int(s) for s in target.geometry.spatial_shape[::-1]))
+    label_map = np.ascontiguousarray(from_monai_array(back[0].numpy()).astype(np.uint8))
+    segmentation(highdicom, datasets, label_map, "BINARY", segments).save_as(path)
+
+
+def _module(variant: str):
+    if variant.startswith("hd-"):
+        import highdicom
+
+        return highdicom, variant[3:]
+    import monai_dicomseg
+
+    return monai_dicomseg, variant
+
+
+def case_series(variant: str, shape, segments, out: Path) -> dict:
+    """Cases 2 and 3: write or read a label map of ``segments`` segments on a long series."""
+    module, action = _module(variant)
+    operation, _, kind = action.partition("-")
+    sources, labels = big_case(shape, segments)
+    path = out / f"case-{kind}-{'hd' if variant.startswith('hd-') else 'ours'}.dcm"
+    if operation == "write":
+        start = time.perf_counter()
+        pixels = labels if segments < 256 else labels.astype(np.uint16)
+        segmentation(module, sources, pixels, kind, segments).save_as(path)
+        return {"seconds": time.perf_counter() - start, "size": path.stat().st_size}
+    if not path.exists():  # the file this side wrote (written outside the timing)
+        import monai_dicomseg
+
+        pixels = labels if segments < 256 else labels.astype(np.uint16)
+        segmentation(monai_dicomseg, sources, pixels, kind, segments).save_as(path)
+    del labels
+    uids = [str(ds.SOPInstanceUID) for ds in sources]
+    start = time.perf_counter()
+    seg = module.seg.segread(str(path))
+    array = seg.get_pixels_by_source_instance(uids, combine_segments=True, skip_overlap_checks=True)
+    return {"seconds": time.perf_counter() - start, "size": path.stat().st_size, "voxels": int(array.size)}
+
+
+def slide_source(total, tile, out: Path):
+    """A small slide made to describe a big total pixel matrix (headers only are used)."""
+    from monai_dicomseg import synthetic
+
+    image = synthetic.make_slide_image((tile, tile), (tile, tile))
+    image.TotalPixelMatrixRows, image.TotalPixelMatrixColumns = total
+    image.NumberOfFrames = -(-total[0] // tile) * -(-total[1] // tile)
+    return image
+
+
+def case4(variant: str, total, tile, region, out: Path) -> dict:
+    module, action = _module(variant)
+    matrix_path = CACHE / f"matrix_{total[0]}x{total[1]}.u8"
+    path = out / f"case4-{'hd' if variant.startswith('hd-') else 'ours'}.dcm"
+    source = slide_source(total, tile, out)
+    matrix = np.memmap(matrix_path, dtype=np.uint8, mode="r", shape=total)
+    if action.startswith("write"):
+        pixels = np.array(matrix) if variant.startswith("hd-") else matrix  # highdicom: whole array in memory
+        start = time.perf_counter()
+        segmentation(module, [source], pixels[None], "LABELMAP", 3, tile_pixel_array=True,
+                     omit_empty_frames=True).save_as(path)
+        return {"seconds": time.perf_counter() - start, "size": path.stat().st_size}
+    if not path.exists():
+        import monai_dicomseg
+
+        segmentation(monai_dicomseg, [source], matrix[None], "LABELMAP", 3, tile_pixel_array=True).save_as(path)
+    start = time.perf_counter()
+    seg = module.seg.segread(str(path))
+    corners = [(1, 1), (total[0] // 2, total[1] // 3), (total[0] - region, total[1] - region)]
+    for row, column in corners:
+        seg.get_total_pixel_matrix(row_start=row, row_end=row + region, column_start=column,
+                                   column_end=column + region, combine_segments=True)
+    return {"seconds": time.perf_counter() - start, "size": path.stat().st_size}
+
+
+def make_matrix(total) -> None:
+    """A memory-mapped label matrix with three kinds of blobs, written band by band."""
+    matrix_path = CACHE / f"matrix_{total[0]}x{total[1]}.u8"
+    if matrix_path.exists():
+        return
+    CACHE.mkdir(parents=True, exist_ok=True)
+    matrix = np.memmap(matrix_path, dtype=np.uint8, mode="w+", shape=total)
+    rng = np.random.default_rng(0)
+    columns = np.arange(total[1])
+    for start in range(0, total[0], 1024):
+        rows = np.arange(start, min(start + 1024, total[0]))[:, None]
+        band = ((np.sin(rows / 97.0) + np.cos(columns / 131.0)[None]) * 1.5).astype(np.int8).clip(0, 3)
+        band[rng.random(band.shape) < 0.001] = 0
+        matrix[start:start + len(rows)] = band.astype(np.uint8)
+    matrix.flush()
+
+
+def child(case: int, variant: str, small: bool, out: str) -> None:
+    spec = (SMALL if small else FULL)[case]
+    out_path = Path(out)
+    if variant == "prepare":
+        make_matrix(spec[0]) if case == 4 else series_folder(spec[0], spec[1])
+        return
+    if case == 1:
+        result = case1(variant, spec[0], spec[1], out_path)
+    elif case in (2, 3):
+        result = case_series(variant, spec[0], spec[1], out_path)
+    else:
+        result = case4(variant, spec[0], spec[1], spec[2], out_path)
+    result["peak_mb"] = peak_mb()
+    print(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="scaled-down cases (quick)")
+    parser.add_argument("--case", type=int, action="append", choices=sorted(FULL),
+                        help="run only these cases (repeatable; default: all)")
+    parser.add_argument("--skip-highdicom", action="store_true", help="leave out the highdicom variants")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(int(args.child[0]), args.child[1], args.small, args.child[2])
+        return
+    cases = args.case or sorted(FULL)
+    specs = SMALL if args.small else FULL
+    print(f"{'case':<6}{'variant':<24}{'seconds':>10}{'peak RSS MB':>13}{'size MB':>10}{'  vs highdicom'}")
+    with tempfile.TemporaryDirectory(dir=CACHE.parent if CACHE.parent.exists() else None) as out:
+        for case in cases:
+            spec = specs[case]
+            # build the cached inputs outside the timings, in a child (this process stays small)
+            subprocess.run([sys.executable, __file__, "--child", str(case), "prepare", out]
+                           + (["--small"] if args.small else []), check=True)
+            results: dict[str, dict] = {}
+            for variant in VARIANTS[case]:
+                if args.skip_highdicom and variant.startswith("hd"):
+                    continue
+                if case == 4 and variant.startswith("hd-") and not args.small:
+                    continue  # highdicom needs the whole 10^9-pixel matrix (and several copies) in memory
+                command = [sys.executable, __file__, "--child", str(case), variant, out]
+                command += ["--small"] if args.small else []
+                done = subprocess.run(command, capture_output=True, text=True)
+                if done.returncode != 0:
+                    print(f"{case:<6}{variant:<24} failed: {done.stderr.strip().splitlines()[-1:]}")
+                    continue
+                results[variant] = result = json.loads(done.stdout.strip().splitlines()[-1])
+                versus = ""
+                theirs = results.get(_highdicom_twin(case, variant))
+                if theirs:
+                    versus = (f"  x{theirs['seconds'] / result['seconds']:.2f} speed, "
+                              f"{result['peak_mb'] / theirs['peak_mb']:.2f} of its peak")
+                print(f"{case:<6}{variant:<24}{result['seconds']:10.2f}{result['peak_mb']:13.0f}"
+                      f"{result['size'] / 1e6:10.1f}{versus}", flush=True)
+            if case in (2, 3, 4):  # print ours-vs-highdicom once both are known
+                for variant, result in results.items():
+                    theirs = results.get(_highdicom_twin(case, variant))
+                    if theirs and not variant.startswith("hd-"):
+                        print(f"{'':<6}{variant:<24} vs highdicom: x{theirs['seconds'] / result['seconds']:.2f} "
+                              f"speed, {result['peak_mb'] / theirs['peak_mb']:.2f} of its peak RSS")
+            for stale in Path(out).glob("*.dcm"):
+                stale.unlink()
+
+
+def _highdicom_twin(case: int, variant: str) -> str:
+    if variant.startswith("hd-"):
+        return ""
+    if case == 1:
+        return "hd-BINARY" if variant in ("BINARY", "LABELMAP") else ""
+    return f"hd-{variant}"
+
+
+if __name__ == "__main__":
+    main()
