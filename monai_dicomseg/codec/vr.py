@@ -31,7 +31,6 @@ from pydicom.dataelem import DataElement
 from pydicom.datadict import dictionary_VM
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.valuerep import PersonName
 
 from monai_dicomseg.errors import InputError
 
@@ -89,6 +88,7 @@ _NOT_EMPTY = frozenset({
     "SeriesInstanceUID", "SOPInstanceUID", "StudyInstanceUID", "SOPClassUID", "SeriesNumber",
     "InstanceNumber", "Manufacturer", "ManufacturerModelName", "SoftwareVersions",
     "DeviceSerialNumber", "ContentLabel", "SegmentLabel", "SegmentNumber",
+    "TrackingID", "TrackingUID",  # Type 1C: present only together, then not empty (PS3.3 C.8.20.4)
 })
 """Type 1 attributes of the Segmentation IOD filled from arguments (PS3.3 A.51, C.8.20.2, C.7.5.2)."""
 

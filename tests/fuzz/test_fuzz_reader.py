@@ -34,7 +34,6 @@ from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless, ImplicitV
 from fuzz.conftest import LONG
 from fuzz.harness import exercise
 from fuzz.hostile_files import (
-    set_raw_value,
     to_bytes,
     top_level_elements,
     valid_seg_bytes,

@@ -8,7 +8,6 @@ with no ``Error - `` line.
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +104,8 @@ INVALID = [
      r"segment_label \(SegmentLabel\): must not be empty"),
     ("label-not-latin1", {"segment_descriptions": lambda: [_description("肝臓")]},
      r"segment_label \(SegmentLabel\): holds characters that SpecificCharacterSet"),
+    ("tracking-id-empty", {"segment_descriptions": lambda: [_description(tracking_id="", tracking_uid=hd.UID())]},
+     r"segment_descriptions\[0\]\.tracking_id \(TrackingID\): must not be empty"),
     ("series-uid-empty", {"series_instance_uid": ""},
      r"series_instance_uid \(SeriesInstanceUID\): must not be empty"),
     ("series-uid-65", {"series_instance_uid": "1." + "2" * 63},
@@ -244,4 +245,3 @@ def test_check_value_accepts_valid_values() -> None:
     assert check_value("SomeText", "LT", "line 1\r\nline 2\ttab", where="x")
     assert check_value("ImageOrientationPatient", "DS", ["0.9659258492011171", "1"], where="x") == [
         "0.965925849201", "1"]
-    assert os.sep  # keep os imported for tmp paths on every platform
