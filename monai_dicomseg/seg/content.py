@@ -314,11 +314,16 @@ def _code(item: Dataset, keyword: str) -> CodedConcept:
         return CodedConcept.from_dataset(item, copy=False)
     except (InputError, InputTypeError) as exc:
         raise DecodeError(f"{keyword} item is not a valid code item (PS3.3 8.8): {exc}") from None
+    except Exception as exc:  # values pydicom converts on access (odd lengths, bad text)
+        raise DecodeError(f"{keyword} item cannot be decoded: {exc}") from exc
 
 
 def _single_code(description: Dataset, keyword: str) -> CodedConcept:
     """The one item of a Type 1 code sequence that holds exactly one item (PS3.3 C.8.20.2)."""
-    items = description.get(keyword) or []
+    try:
+        items = description.get(keyword) or []
+    except Exception as exc:  # a sequence pydicom cannot parse (converted on first access)
+        raise DecodeError(f"{keyword} cannot be decoded: {exc}") from exc
     if len(items) != 1:
         raise DecodeError(
             f"SegmentSequence item {description.get('SegmentNumber', '?')}: {keyword} must hold exactly "

@@ -35,6 +35,7 @@ from monai_dicomseg.enums import (
 )
 from monai_dicomseg.errors import (
     DecodeError,
+    DicomSegError,
     FrameMismatchError,
     InputError,
     InputTypeError,
@@ -109,15 +110,26 @@ def _defer_per_frame_groups(buf: bytes) -> bytes:
 
 
 _LAZY_KEYWORDS = frozenset({"PerFrameFunctionalGroupsSequence", "PixelData"})
+# one item per source instance: only their structure is checked at read (pydicom parses them slowly)
+_PER_SOURCE_KEYWORDS = frozenset({
+    "ReferencedSeriesSequence", "SourceImageSequence", "StudiesContainingOtherReferencedInstancesSequence",
+    "ReferencedImageSequence", "SourceImageEvidenceSequence",
+})
 
 
 def _convert_header(dataset: Dataset) -> None:
-    """Convert every raw element now (except the per-frame groups and Pixel Data).
+    """Convert the raw header elements now; walk the per-source sequences with the bounded scanner.
 
     pydicom converts raw elements on first access; a malformed one (odd byte
     length, truncated nested item) would otherwise raise pydicom's own errors
-    from whichever accessor touches it first.
+    from whichever accessor touches it first. The per-frame groups, the Pixel
+    Data and the sequences with one item per source instance stay unparsed
+    (their bytes are checked structurally, which costs microseconds per item).
     """
+    from pydicom.dataelem import RawDataElement
+
+    from monai_dicomseg.codec.element_scan import ScanSpec, scan_sequence
+
     for holder in (getattr(dataset, "file_meta", None), dataset):
         if holder is None:
             continue
@@ -128,11 +140,22 @@ def _convert_header(dataset: Dataset) -> None:
             if keyword in _LAZY_KEYWORDS:
                 continue
             try:
+                raw = holder._dict.get(tag)
+                if (
+                    isinstance(raw, RawDataElement) and raw.is_little_endian
+                    and isinstance(raw.value, (bytes, bytearray, memoryview))
+                    and (raw.VR == "SQ" or keyword in _PER_SOURCE_KEYWORDS or raw.length == 0xFFFFFFFF)
+                ):
+                    # a sequence: its structure now (fast), its values when accessed (guarded there)
+                    scan_sequence(raw.value, ScanSpec({}), implicit=bool(raw.is_implicit_VR), what=keyword)
+                    continue
                 element = holder[tag]
-                if element.VR == "SQ":
-                    for item in element.value:
+                if element.VR == "SQ" and keyword not in _PER_SOURCE_KEYWORDS:
+                    for item in element.value:  # parsed eagerly (undefined length): convert its values
                         for _ in item.iterall():
                             pass
+            except DecodeError:
+                raise
             except Exception as exc:  # pydicom's conversion errors vary (OSError, BytesLengthException, ...)
                 raise DecodeError(f"{keyword} cannot be decoded: {exc}") from exc
 
@@ -313,7 +336,12 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
             raise DecodeError(f"PixelPaddingValue must be one integer (US/SS, VM 1); got {padding!r}")
         seg = deepcopy(dataset) if copy else dataset
         seg.__class__ = cls
-        seg.SegmentSequence = [SegmentDescription.from_dataset(item, copy=False) for item in seg.SegmentSequence]
+        try:
+            seg.SegmentSequence = [SegmentDescription.from_dataset(item, copy=False) for item in seg.SegmentSequence]
+        except DicomSegError:
+            raise
+        except Exception as exc:  # values converted lazily by pydicom (odd lengths, bad numbers)
+            raise DecodeError(f"SegmentSequence cannot be decoded: {exc}") from exc
         seg._pixel_layout = layout
         seg._frame_index = None
         return seg  # type: ignore[return-value]
@@ -461,10 +489,24 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
         Collected, without duplicates, from ReferencedSeriesSequence,
         StudiesContainingOtherReferencedInstancesSequence and
         SourceImageEvidenceSequence (PS3.3 C.7.6.16.2.6, C.12.2).
+
+        Raises
+        ------
+        DecodeError
+            If a referenced item lacks one of its UIDs or cannot be decoded.
         """
+        try:
+            return self._source_image_uids()
+        except DicomSegError:
+            raise
+        except Exception as exc:  # pydicom converts these sequences lazily: odd lengths, bad values
+            raise DecodeError(f"the referenced source instances cannot be decoded: {exc}") from exc
+
+    def _source_image_uids(self) -> list[tuple[UID, UID, UID]]:
         found: list[tuple[UID, UID, UID]] = []
         studies = [self] + list(self.get("StudiesContainingOtherReferencedInstancesSequence", []))  # type: ignore[attr-defined]
         studies += list(self.get("SourceImageEvidenceSequence", []))  # type: ignore[attr-defined]
+
         def required(item: Any, keyword: str, where: str) -> UID:
             value = item.get(keyword)
             if not value:
