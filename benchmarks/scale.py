@@ -144,9 +144,9 @@ def case1(variant: str, shape, segments, out: Path) -> dict:
             from monai_dicomseg.io.writer import DicomSegWriter
 
             kind, _, compression = variant.partition("-")
+            options = {} if compression in ("", "native") else {"compression": compression, "workers": 2}
             writer = DicomSegWriter(segmentation_type=kind, labels=["background", *names(segments)],
-                                    compression=COMPRESSION.get(compression), workers=2 if compression
-                                    not in ("", "native") else 0, overwrite=True)
+                                    overwrite=True, **options)
             writer.set_data_array(probs, channel_dim=0)
             writer.set_metadata(probs.meta)
             writer.write(path)
@@ -285,28 +285,37 @@ def main() -> None:
     parser.add_argument("--case", type=int, action="append", choices=sorted(FULL),
                         help="run only these cases (repeatable; default: all)")
     parser.add_argument("--skip-highdicom", action="store_true", help="leave out the highdicom variants")
+    parser.add_argument("--shape", type=int, nargs=3, metavar=("F", "R", "C"),
+                        help="case 1 (and 2, 3): another source series shape")
+    parser.add_argument("--classes", type=int, help="case 1 (and 2, 3): another number of classes/segments")
+    parser.add_argument("--variants", nargs="+", help="run only these variants")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    specs = SMALL if args.small else FULL
+    if args.shape or args.classes:
+        for case in (1, 2, 3):
+            specs[case] = (tuple(args.shape or specs[case][0]), args.classes or specs[case][1])
     if args.child:
         child(int(args.child[0]), args.child[1], args.small, args.child[2])
         return
     cases = args.case or sorted(FULL)
-    specs = SMALL if args.small else FULL
+    forwarded = (["--small"] if args.small else []) + (["--shape", *map(str, args.shape)] if args.shape else []) \
+        + (["--classes", str(args.classes)] if args.classes else [])
     print(f"{'case':<6}{'variant':<24}{'seconds':>10}{'peak RSS MB':>13}{'size MB':>10}{'  vs highdicom'}")
     with tempfile.TemporaryDirectory(dir=CACHE.parent if CACHE.parent.exists() else None) as out:
         for case in cases:
             spec = specs[case]
             # build the cached inputs outside the timings, in a child (this process stays small)
-            subprocess.run([sys.executable, __file__, "--child", str(case), "prepare", out]
-                           + (["--small"] if args.small else []), check=True)
+            subprocess.run([sys.executable, __file__, "--child", str(case), "prepare", out] + forwarded,
+                           check=True)
             results: dict[str, dict] = {}
             for variant in VARIANTS[case]:
-                if args.skip_highdicom and variant.startswith("hd"):
+                if (args.skip_highdicom and variant.startswith("hd")) or (args.variants
+                                                                          and variant not in args.variants):
                     continue
                 if case == 4 and variant.startswith("hd-") and not args.small:
                     continue  # highdicom needs the whole 10^9-pixel matrix (and several copies) in memory
-                command = [sys.executable, __file__, "--child", str(case), variant, out]
-                command += ["--small"] if args.small else []
+                command = [sys.executable, __file__, "--child", str(case), variant, out] + forwarded
                 done = subprocess.run(command, capture_output=True, text=True)
                 if done.returncode != 0:
                     print(f"{case:<6}{variant:<24} failed: {done.stderr.strip().splitlines()[-1:]}")

@@ -398,6 +398,43 @@ def _fractional_stacked(dataset: Dataset, layout: PixelLayout, placement: Placem
     return out
 
 
+def _fractional_into(dataset: Dataset, layout: PixelLayout, placement: Placement, out: np.ndarray,
+                     segs: np.ndarray, target: np.ndarray, rescale: bool,
+                     maximum_fractional_value: "int | None") -> "np.ndarray | None":
+    """FRACTIONAL frames straight into ``out[..., target]``, chunk by chunk (no full-size temporary).
+
+    Returns None (the caller takes the general path) when two segments share
+    a target channel or ``out`` is not of the dtype the values have.
+    """
+    values_dtype = output_dtype(None, max_value=1, rescaled=rescale)
+    if np.unique(target).size != target.size or out.dtype != values_dtype:
+        return None
+    channel_of = np.full(int(max(segs.max(initial=0), placement.segment.max(initial=0))) + 1, -1, dtype=np.int64)
+    channel_of[segs] = np.arange(segs.size)
+    placement = placement.select(channel_of[placement.segment] >= 0)
+    check_unique(placement, by_segment=True)
+    channel = target[channel_of[placement.segment]]
+    maximum = int(maximum_fractional_value or 0)
+    if rescale and maximum <= 0:
+        raise InputError(f"MaximumFractionalValue must be positive to rescale; got {maximum_fractional_value!r}")
+    step = max(1, _DECODE_CHUNK_VALUES // max(1, layout.rows * layout.columns))
+    largest = 0
+    for begin in range(0, placement.frame.size, step):
+        end = min(begin + step, placement.frame.size)
+        frames = decode_frames(dataset, placement.frame[begin:end], layout)
+        if rescale and frames.size:
+            largest = max(largest, int(frames.max()))
+            values = frames.astype(values_dtype)
+            values /= values_dtype.type(maximum)
+        else:
+            values = frames.astype(values_dtype, copy=False)
+        index = (placement.position[begin:end], slice(None), slice(None), channel[begin:end])
+        out[index] = np.maximum(out[index], values)
+    if rescale and largest > maximum:
+        raise DecodeError(f"PixelData holds values up to {largest}, above MaximumFractionalValue = {maximum}")
+    return out
+
+
 def _default_targets(segs: np.ndarray, combine_segments: bool, relabel: bool) -> np.ndarray:
     if not combine_segments:
         return np.arange(segs.size, dtype=np.int64)
@@ -431,6 +468,11 @@ def _assemble_into(
               else np.asarray(list(targets), dtype=np.int64))
     if target.shape != segs.shape:
         raise InputError(f"targets must give one value per requested segment ({segs.size}); got {target.size}")
+    if segmentation_type == SegmentationTypeValues.FRACTIONAL and not combine_segments:
+        filled = _fractional_into(dataset, layout, placement, out, segs, target, rescale_fractional,
+                                  maximum_fractional_value)
+        if filled is not None:
+            return filled
     if segmentation_type == SegmentationTypeValues.FRACTIONAL:
         # rare for labels: build the usual output, then move it over
         result = assemble_frames(

@@ -54,7 +54,13 @@ from monai_dicomseg.geometry.affine import (
 from monai_dicomseg.seg.content import SegmentDescription
 from monai_dicomseg.seg.frames import FramePlan, fractional_presence, plan_frames
 from monai_dicomseg.codec.vr import check_dataset_values
-from monai_dicomseg.seg.inputs import SegmentPixels, is_array_like, labelmap_dtype, prepare_pixels
+from monai_dicomseg.seg.inputs import (
+    SegmentPixels,
+    StackedSegmentSource,
+    is_array_like,
+    labelmap_dtype,
+    prepare_pixels,
+)
 from monai_dicomseg.seg.modules import (
     copy_patient_and_study,
     set_common_instance_reference,
@@ -149,7 +155,8 @@ def check_segment_descriptions(segment_descriptions: Sequence[SegmentDescription
 def _frame_shape(array: Any) -> tuple[int, int, int] | None:
     """``(F, R, C)`` of a 2D/3D/4D ``pixel_array`` from its shape alone (no value is read)."""
     shape = getattr(array, "shape", None)
-    if not isinstance(array, np.ndarray) or shape is None or len(shape) not in (2, 3, 4):
+    known = isinstance(array, (np.ndarray, StackedSegmentSource, TileView)) or is_array_like(array)
+    if not known or shape is None or len(shape) not in (2, 3, 4):
         return None  # prepare_pixels reports the type / rank
     return (1, *shape) if len(shape) == 2 else tuple(shape[:3])  # type: ignore[return-value]
 

