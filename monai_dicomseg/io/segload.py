@@ -301,7 +301,7 @@ def _scatter(seg: Any, plan: SegmentPlan, mode: str, layout: Any, placements: An
     if plan.segment_numbers:
         view = destination_view(out, placements, geometry.spatial_shape)
         view = view[0] if mode == "labelmap" else np.moveaxis(view, 0, -1)  # (F, R, C[, channels])
-        seg._assemble_volume_into(
+        seg.assemble_volume_into(
             view, frames, list(plan.segment_numbers), combine_segments=(mode == "labelmap"),
             targets=targets, skip_overlap_checks=skip_overlap_checks,
         )
@@ -414,8 +414,8 @@ def load_seg_array(
     if reference is not None:
         _check_reference_identity(seg, reference)
     layout = None
-    if seg_type != SegmentationTypeValues.FRACTIONAL and hasattr(seg, "_volume_layout"):
-        layout = seg._volume_layout()  # None for a tiled SLIDE segmentation
+    if seg_type != SegmentationTypeValues.FRACTIONAL:
+        layout = seg.volume_layout()  # None for a tiled SLIDE segmentation
     if layout is not None:
         volume_affine, volume_shape = layout[0].affine, layout[0].spatial_shape
     elif fractional and threshold is not None:

@@ -174,8 +174,12 @@ class VolumeReaderMixin:
         normal /= np.linalg.norm(normal)
         return placement, end - start, origin + normal * spacing * start, spacing
 
-    def _volume_layout(self) -> "tuple[VolumeGeometry, Placement] | None":
+    def volume_layout(self) -> "tuple[VolumeGeometry, Placement] | None":
         """Geometry of :meth:`get_volume` (default arguments) and where each frame goes, decoding nothing.
+
+        Public seam for the MONAI layer (``io/segload.py``), which allocates
+        its final array from this layout and fills it with
+        :meth:`assemble_volume_into` (no intermediate volume).
 
         Returns
         -------
@@ -200,7 +204,7 @@ class VolumeReaderMixin:
         )
         return geometry, placement
 
-    def _assemble_volume_into(
+    def assemble_volume_into(
         self,
         out: np.ndarray,
         placement: Placement,
@@ -210,7 +214,7 @@ class VolumeReaderMixin:
         targets: "Sequence[int] | None" = None,
         skip_overlap_checks: bool = False,
     ) -> np.ndarray:
-        """Write the frames of :meth:`_volume_layout` into ``out`` (BINARY / LABELMAP).
+        """Write the frames of :meth:`volume_layout` into ``out`` (BINARY / LABELMAP).
 
         ``out`` is a zero-filled ``(N, R, C, channels)`` (stacked) or
         ``(N, R, C)`` (combined) array of any strides and dtype, typically a

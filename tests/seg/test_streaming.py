@@ -251,7 +251,7 @@ def test_fractional_into_equals_general_path(monkeypatch, sources):
 
     def fill():
         out = np.zeros((count, *SHAPE[1:], SEGMENTS), dtype=np.uint8)
-        return read._assemble_volume_into(out, placement, [1, 2, 3], combine_segments=False, targets=targets)
+        return read.assemble_volume_into(out, placement, [1, 2, 3], combine_segments=False, targets=targets)
 
     chunked = fill()
     monkeypatch.setattr(assemble, "_fractional_into", lambda *args, **kwargs: None)
