@@ -99,6 +99,7 @@ def describe_seg(path: str) -> dict[str, Any]:
             else int(frame_counts[number]) if number < len(frame_counts) else 0,
         })
     sop_class = str(seg.SOPClassUID)
+    source_instances = seg.get_source_image_uids()  # first: malformed references are typed errors
     result: dict[str, Any] = {
         "file": str(path),
         "sop_class": f"{_SOP_CLASSES.get(sop_class, 'unknown')} ({sop_class})",
@@ -110,7 +111,7 @@ def describe_seg(path: str) -> dict[str, Any]:
         "frame_of_reference_uid": str(seg.get("FrameOfReferenceUID", "")) or None,
         "source_series": sorted({str(item.get("SeriesInstanceUID", ""))
                                  for item in seg.get("ReferencedSeriesSequence", [])}),
-        "source_instances": len(seg.get_source_image_uids()),
+        "source_instances": len(source_instances),
         "geometry": _geometry(seg, index),
         "segments": segments,
     }

@@ -42,6 +42,10 @@ _UNDEFINED = 0xFFFFFFFF
 _LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 )
+_KNOWN_VRS = _LONG_VRS | frozenset({
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"PN", b"SH",
+    b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
+})
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _TAG_LEN = struct.Struct("<HHI")
@@ -169,6 +173,8 @@ class _Scanner:
         if group == 0xFFFE or self.implicit:
             return tag, None, length, pos + 8
         vr = bytes(self.buf[pos + 4 : pos + 6])
+        if vr not in _KNOWN_VRS:
+            raise self._fail(pos, f"({group:04X},{element:04X}) has an unknown Value Representation {vr!r} (PS3.5 6.2)")
         if vr in _LONG_VRS:
             if pos + 12 > end:
                 raise self._fail(pos, "truncated long-form element header")

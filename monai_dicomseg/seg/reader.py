@@ -109,7 +109,7 @@ def _defer_per_frame_groups(buf: bytes) -> bytes:
     return b"".join((buf[:element_start], header, buf[value_start:value_end], buf[value_end + 8 :]))
 
 
-_LAZY_KEYWORDS = frozenset({"PerFrameFunctionalGroupsSequence", "PixelData"})
+_LAZY_KEYWORDS = frozenset({"PerFrameFunctionalGroupsSequence"})  # Pixel Data: converting OB/OW keeps the bytes
 # one item per source instance: only their structure is checked at read (pydicom parses them slowly)
 _PER_SOURCE_KEYWORDS = frozenset({
     "ReferencedSeriesSequence", "SourceImageSequence", "StudiesContainingOtherReferencedInstancesSequence",
@@ -144,6 +144,7 @@ def _convert_header(dataset: Dataset) -> None:
                 if (
                     isinstance(raw, RawDataElement) and raw.is_little_endian
                     and isinstance(raw.value, (bytes, bytearray, memoryview))
+                    and keyword != "PixelData"  # encapsulated fragments are items, not data sets
                     and (raw.VR == "SQ" or keyword in _PER_SOURCE_KEYWORDS or raw.length == 0xFFFFFFFF)
                 ):
                     # a sequence: its structure now (fast), its values when accessed (guarded there)

@@ -365,3 +365,20 @@ def test_load_dicom_seg_raises_typed_errors(case: str, tmp_path: Path) -> None:
     path.write_bytes(data)
     with pytest.raises(DicomSegError):
         LoadDicomSeg()(str(path))
+
+
+@pytest.mark.parametrize("target, flipped", [
+    (b"\xe0\x7f\x10\x00OB", b"\xe0\x7f\x10\x00NB"),  # Pixel Data
+    (b"\x20\x00\x0e\x00UI", b"\x20\x00\x0e\x00TI"),  # first: SeriesInstanceUID inside ReferencedSeriesSequence
+], ids=["pixel-data", "nested-series-uid"])
+def test_unknown_value_representation_is_a_decode_error(target: bytes, flipped: bytes, tmp_path: Path) -> None:
+    raw = valid_seg_bytes()
+    assert target in raw
+    data = raw.replace(target, flipped, 1)
+    with pytest.raises(DecodeError, match=r"Value Representation|cannot be decoded"):
+        _read(data)
+    path = tmp_path / "flipped.dcm"
+    path.write_bytes(data)
+    from monai_dicomseg.cli.main import main
+
+    assert main(["info", str(path)]) == 1
