@@ -302,7 +302,8 @@ def main() -> None:
     forwarded = (["--small"] if args.small else []) + (["--shape", *map(str, args.shape)] if args.shape else []) \
         + (["--classes", str(args.classes)] if args.classes else [])
     print(f"{'case':<6}{'variant':<24}{'seconds':>10}{'peak RSS MB':>13}{'size MB':>10}{'  vs highdicom'}")
-    with tempfile.TemporaryDirectory(dir=CACHE.parent if CACHE.parent.exists() else None) as out:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CACHE) as out:  # git-ignored, on the disk the inputs are on
         for case in cases:
             spec = specs[case]
             # build the cached inputs outside the timings, in a child (this process stays small)

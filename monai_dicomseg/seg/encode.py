@@ -366,16 +366,20 @@ def _resolve_placement(sources: SourceFrames, pixel_array: Any, plane_positions:
     return array, explicit_placement(sources, frame_shape=frame_shape, **geometry)  # type: ignore[arg-type]
 
 
+def _bits_allocated(segmentation_type: SegmentationTypeValues, number_of_segments: int) -> int:
+    """BitsAllocated of a segmentation type (PS3.3 C.8.20.2): 1 BINARY, 8 FRACTIONAL, 8/16 LABELMAP."""
+    if segmentation_type is SegmentationTypeValues.BINARY:
+        return 1
+    if segmentation_type is SegmentationTypeValues.FRACTIONAL:
+        return 8
+    return labelmap_dtype(number_of_segments).itemsize * 8
+
+
 def _set_image_pixel(dataset: Dataset, options: EncodeOptions, rows: int, columns: int,
                      number_of_segments: int) -> int:
     """Image Pixel (C.7.6.3) and Segmentation Image (C.8.20.2) pixel attributes; returns BitsAllocated."""
     seg_type = options.segmentation_type
-    if seg_type is SegmentationTypeValues.BINARY:
-        bits = 1
-    elif seg_type is SegmentationTypeValues.FRACTIONAL:
-        bits = 8
-    else:
-        bits = labelmap_dtype(number_of_segments).itemsize * 8
+    bits = _bits_allocated(seg_type, number_of_segments)
     dataset.SamplesPerPixel = 1
     dataset.PhotometricInterpretation = "MONOCHROME2"
     dataset.Rows = rows
@@ -558,13 +562,13 @@ def _set_functional_groups(dataset: Dataset, sources: SourceFrames, placement: P
 
 
 def _encode_pixel_data(dataset: Dataset, options: EncodeOptions, pixels: SegmentPixels,
-                       plan: FramePlan, bits: int) -> None:
+                       plan: FramePlan, bits: int, cache: "_StreamedFrames | None" = None) -> None:
     """Pixel Data (7FE0,0010): native (PS3.5 8.1.1, 8.2) or encapsulated (A.4)."""
     _, rows, columns = pixels.shape
     planes, segments = plan.planes, plan.segment_numbers
     seg_type = options.segmentation_type
     if pixels.stream is not None:
-        _encode_streamed_pixel_data(dataset, options, pixels, plan, bits)
+        _encode_streamed_pixel_data(dataset, options, pixels, plan, bits, cache)  # type: ignore[arg-type]
         return
     get_frame: Callable[[int], np.ndarray]
     if seg_type is SegmentationTypeValues.BINARY:
@@ -601,45 +605,58 @@ def _encode_pixel_data(dataset: Dataset, options: EncodeOptions, pixels: Segment
     dataset.add_new("PixelData", "OB" if bits <= 8 else "OW", data)
 
 
-def _streamed_frames(options: EncodeOptions, pixels: SegmentPixels, plan: FramePlan
-                     ) -> "Iterator[tuple[np.ndarray, np.ndarray]]":
-    """``(frame_indices, frames)`` of each block of a streamed input, in block order.
+class _StreamedFrames:
+    """Frames of a streamed stacked input, encoded while the input is validated (one pass).
 
-    ``frames`` is ``(k, R, C)``: bool (BINARY) or uint8 quantised fractions
-    (FRACTIONAL, ``round(x * MaximumFractionalValue)``, PS3.3 C.8.20.2.3),
-    exactly the frames the in-memory path produces.
+    Called by :func:`~monai_dicomseg.seg.inputs.scan_stream` with each block
+    ``(S', n, R, C)``: every non-empty frame (after quantisation, PS3.3
+    C.8.20.2.3) is kept in its stored form: compressed bytes, uint8
+    fractions, or packed bits (BINARY native). Memory is the encoded output
+    plus one block; the source blocks are never computed twice. Frames are
+    exactly those of the in-memory path (``round(x * max)`` equals
+    ``(x != 0) * max`` on 0/1 data, so the global binary/fractional decision
+    does not change them).
     """
-    assert pixels.stream is not None
-    frames, _, _, segments = pixels.stream.shape
-    slot = np.full((frames, segments), -1, dtype=np.int64)
-    slot[plan.planes, plan.segment_numbers - 1] = np.arange(plan.number_of_frames)
-    fractional = options.segmentation_type is SegmentationTypeValues.FRACTIONAL
-    maximum = options.max_fractional_value
-    for f0, f1, s0, s1, values in pixels.stream.blocks():
-        block_slots = slot[f0:f1, s0:s1]
-        planes, channels = np.nonzero(block_slots >= 0)
-        if planes.size == 0:
-            continue
-        values = np.asarray(values)
-        selected = np.empty((planes.size, *values.shape[2:]), dtype=np.uint8 if fractional else bool)
-        quantise = fractional and values.dtype.kind == "f" and pixels.is_fractional_input
-        for index, (channel, plane) in enumerate(zip(channels.tolist(), planes.tolist())):
-            frame = values[channel, plane]  # frame by frame: no block-sized temporary
-            if quantise:
-                selected[index] = np.rint(frame * maximum)
-            elif fractional:
-                selected[index] = (frame != 0).astype(np.uint8) * np.uint8(maximum)
-            else:
-                np.not_equal(frame, 0, out=selected[index])
-        yield block_slots[planes, channels], selected
+
+    def __init__(self, options: EncodeOptions, bits: int) -> None:
+        self.options = options
+        self.bits = bits
+        self.fractional = options.segmentation_type is SegmentationTypeValues.FRACTIONAL
+        self.frames: dict[tuple[int, int], Any] = {}
+
+    def __call__(self, f0: int, f1: int, s0: int, s1: int, values: np.ndarray) -> None:
+        maximum = self.options.max_fractional_value
+        keys: list[tuple[int, int]] = []
+        selected: list[np.ndarray] = []
+        for channel in range(s1 - s0):
+            for offset in range(f1 - f0):
+                frame = values[channel, offset]  # frame by frame: no block-sized temporary
+                if self.fractional:
+                    if frame.dtype.kind == "f":
+                        stored = np.rint(frame * maximum).astype(np.uint8)
+                    else:
+                        stored = (frame != 0).astype(np.uint8) * np.uint8(maximum)
+                else:
+                    stored = frame != 0
+                if stored.any():
+                    keys.append((f0 + offset, s0 + channel + 1))
+                    selected.append(stored)
+        if not selected:
+            return
+        if self.options.transfer_syntax_uid.is_encapsulated:
+            stored_frames = encode_frames(len(selected), selected.__getitem__, self.options.transfer_syntax_uid,
+                                          self.bits, self.options.workers)
+        elif self.fractional:
+            stored_frames = selected
+        else:
+            stored_frames = [np.packbits(frame.reshape(-1), bitorder="little") for frame in selected]
+        self.frames.update(zip(keys, stored_frames))
 
 
-def _place_bits(out: np.ndarray, index: int, frame: np.ndarray) -> None:
-    """OR the 1-bit packing of ``frame`` into ``out`` at frame ``index`` (little bit order, PS3.5 8.1.1)."""
-    size = frame.size
-    first_bit = index * size
+def _place_bits(out: np.ndarray, index: int, bits: np.ndarray) -> None:
+    """OR the 1-bit frame ``bits`` (flat bool) into ``out`` at frame ``index`` (little bit order, PS3.5 8.1.1)."""
+    first_bit = index * bits.size
     offset = first_bit % 8
-    bits = frame.reshape(-1)
     if offset:
         bits = np.concatenate([np.zeros(offset, dtype=bool), bits])
     packed = np.packbits(bits, bitorder="little")
@@ -648,31 +665,31 @@ def _place_bits(out: np.ndarray, index: int, frame: np.ndarray) -> None:
 
 
 def _encode_streamed_pixel_data(dataset: Dataset, options: EncodeOptions, pixels: SegmentPixels,
-                                plan: FramePlan, bits: int) -> None:
-    """Pixel Data of a streamed stacked input: frames encoded block by block, placed by frame index.
+                                plan: FramePlan, bits: int, cache: _StreamedFrames) -> None:
+    """Pixel Data of a streamed stacked input from the frames encoded during validation.
 
-    Frames with no block entry (kept empty frames) are all zero. The bytes
-    equal those of the in-memory path.
+    Stored frames that are all zero (kept with ``omit_empty_frames=False``,
+    or the one frame kept when everything is empty) are encoded once and
+    repeated. The bytes equal those of the in-memory path.
     """
     from monai_dicomseg.codec.bitpack import packed_length
 
     _, rows, columns = pixels.shape
     count = plan.number_of_frames
     dataset.NumberOfFrames = count
+    keys = list(zip(plan.planes.tolist(), plan.segment_numbers.tolist()))
     seg_type = options.segmentation_type
     if options.transfer_syntax_uid.is_encapsulated:
-        encoded: list = [None] * count
-        for indices, frames in _streamed_frames(options, pixels, plan):
-            results = encode_frames(len(frames), frames.__getitem__, options.transfer_syntax_uid, bits,
-                                    options.workers)
-            for index, data in zip(indices.tolist(), results):
-                encoded[index] = data
-        missing = [i for i, data in enumerate(encoded) if data is None]
-        if missing:
-            zero = np.zeros((rows, columns), dtype=bool if bits == 1 else np.uint8)
-            empty = encode_frames(1, lambda _: zero, options.transfer_syntax_uid, bits, 0)[0]
-            for index in missing:
-                encoded[index] = empty
+        empty: Any = None
+        encoded = []
+        for key in keys:
+            data = cache.frames.pop(key, None)
+            if data is None:
+                if empty is None:
+                    zero = np.zeros((rows, columns), dtype=bool if bits == 1 else np.uint8)
+                    empty = encode_frames(1, lambda _: zero, options.transfer_syntax_uid, bits, 0)[0]
+                data = empty
+            encoded.append(data)
         data, extended = encapsulate_frames(encoded, options.use_extended_offset_table)
         if extended is not None:
             dataset.ExtendedOffsetTable, dataset.ExtendedOffsetTableLengths = extended
@@ -681,15 +698,24 @@ def _encode_streamed_pixel_data(dataset: Dataset, options: EncodeOptions, pixels
         return
     if seg_type is SegmentationTypeValues.BINARY:
         out = np.zeros(packed_length(count, rows, columns), dtype=np.uint8)
-        for indices, frames in _streamed_frames(options, pixels, plan):
-            for index, frame in zip(indices.tolist(), frames):
-                _place_bits(out, index, frame)
+        size = rows * columns
+        for index, key in enumerate(keys):
+            packed = cache.frames.pop(key, None)
+            if packed is None:
+                continue
+            if size % 8 == 0:
+                out[index * size // 8:(index + 1) * size // 8] = packed
+            else:
+                _place_bits(out, index, np.unpackbits(packed, count=size, bitorder="little").astype(bool))
         dataset.add_new("PixelData", "OB", out.tobytes())
         return
     out = np.zeros((count, rows, columns), dtype=np.uint8)
-    for indices, frames in _streamed_frames(options, pixels, plan):
-        out[indices] = frames
+    for index, key in enumerate(keys):
+        frame = cache.frames.pop(key, None)
+        if frame is not None:
+            out[index] = frame
     data = out.tobytes()
+    del out
     dataset.add_new("PixelData", "OB", data + b"\x00" if len(data) % 2 else data)
 
 
@@ -782,7 +808,11 @@ def encode_segmentation(
     shape = _frame_shape(array)
     if placement.aligned and shape is not None:
         _check_shape_against_sources(shape, sources)  # shapes first: values are scanned below
-    pixels = prepare_pixels(array, len(descriptions), options.segmentation_type, options.max_fractional_value)
+    cache = None
+    if options.segmentation_type is not SegmentationTypeValues.LABELMAP:
+        cache = _StreamedFrames(options, _bits_allocated(options.segmentation_type, len(descriptions)))
+    pixels = prepare_pixels(array, len(descriptions), options.segmentation_type, options.max_fractional_value,
+                            cache)
     if placement.aligned and shape is None:
         _check_shape_against_sources(pixels.shape, sources)
     labelmap = options.segmentation_type is SegmentationTypeValues.LABELMAP
@@ -831,5 +861,5 @@ def encode_segmentation(
     _set_functional_groups(dataset, sources, placement, plan, dimension_values, labelmap)
     set_common_instance_reference(dataset, sources)
     check_dataset_values(dataset)  # the one VR seam: every written value, before the costly pixel work
-    _encode_pixel_data(dataset, options, pixels, plan, bits)
+    _encode_pixel_data(dataset, options, pixels, plan, bits, cache)
     _set_file_meta(dataset, sop_class_uid, sop_instance_uid, options.transfer_syntax_uid)

@@ -194,6 +194,7 @@ def prepare_pixels(
     number_of_segments: int,
     segmentation_type: SegmentationTypeValues,
     max_fractional_value: int = 255,
+    visit: "Callable[[int, int, int, int, np.ndarray], None] | None" = None,
 ) -> SegmentPixels:
     """Validate ``pixel_array`` against the segment descriptions and the type.
 
@@ -217,7 +218,7 @@ def prepare_pixels(
     """
     if isinstance(pixel_array, StackedSegmentSource) or (
             (is_array_like(pixel_array) or isinstance(pixel_array, np.memmap)) and len(pixel_array.shape) == 4):
-        return _prepare_stream(pixel_array, number_of_segments, segmentation_type, max_fractional_value)
+        return _prepare_stream(pixel_array, number_of_segments, segmentation_type, max_fractional_value, visit)
     if (is_array_like(pixel_array) or isinstance(pixel_array, np.memmap)) and len(pixel_array.shape) in (2, 3):
         _check_dtype(pixel_array)
         if 0 in tuple(pixel_array.shape):
@@ -422,8 +423,14 @@ class StreamScan:
 
 
 def scan_stream(source: StackedSegmentSource, segmentation_type: SegmentationTypeValues,
-                max_fractional_value: int = 255) -> StreamScan:
+                max_fractional_value: int = 255,
+                visit: "Callable[[int, int, int, int, np.ndarray], None] | None" = None) -> StreamScan:
     """Validate a streamed stacked input block by block (the checks of :func:`prepare_pixels`).
+
+    ``visit(plane_start, plane_stop, segment_start, segment_stop, values)``
+    is called with every validated block (BINARY/FRACTIONAL), so the
+    encoder can encode the frames in this same pass instead of computing
+    the blocks a second time.
 
     Raises
     ------
@@ -467,6 +474,8 @@ def scan_stream(source: StackedSegmentSource, segmentation_type: SegmentationTyp
                 raise InputError(
                     "pixel_array in stacked-segment form (F, R, C, S) must hold only 0 and 1; "
                     f"got maximum {int(values.max())}")
+        if visit is not None and out is None:
+            visit(f0, f1, s0, s1, values)
         if fractional and out is None:
             continue  # presence is the quantised one; no overlap for fractions
         nonzero = values != 0
@@ -495,7 +504,8 @@ def scan_stream(source: StackedSegmentSource, segmentation_type: SegmentationTyp
 
 
 def _prepare_stream(pixel_array: Any, number_of_segments: int, segmentation_type: SegmentationTypeValues,
-                    max_fractional_value: int) -> SegmentPixels:
+                    max_fractional_value: int,
+                    visit: "Callable[[int, int, int, int, np.ndarray], None] | None" = None) -> SegmentPixels:
     """Validate a streamed / on-disk ``(F, R, C, S)`` input block by block (no full-size temporary)."""
     source = pixel_array if isinstance(pixel_array, StackedSegmentSource) else None
     if source is None:
@@ -508,7 +518,7 @@ def _prepare_stream(pixel_array: Any, number_of_segments: int, segmentation_type
         raise InputError(
             f"pixel_array has {channels} segment channels (axis 3) but segment_descriptions "
             f"has {number_of_segments} items")
-    scan = scan_stream(source, segmentation_type, max_fractional_value)
+    scan = scan_stream(source, segmentation_type, max_fractional_value, visit)
     if scan.labelmap is not None:
         return SegmentPixels(labelmap=scan.labelmap, stacked=None, number_of_segments=number_of_segments)
     return SegmentPixels(labelmap=None, stacked=None, number_of_segments=number_of_segments, stream=source,
