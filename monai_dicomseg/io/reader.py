@@ -28,13 +28,14 @@ from monai.utils import ensure_tuple
 
 from monai_dicomseg.errors import DicomSegError, InputError
 from monai_dicomseg.io.segload import DEFAULT_MODE, MODES, LoadedSeg, error_with_context, load_seg_array, read_segmentation
+from monai_dicomseg.io.segments import SELECTION_OPTIONS, SegmentSelection
 from monai_dicomseg.options import check_options
 from monai_dicomseg.io.series import SEG_SOP_CLASS_UIDS
 
 __all__ = ["DicomSegReader", "is_segmentation_file", "READER_OPTIONS"]
 
-READER_OPTIONS = ("segment_numbers", "segment_labels", "segmented_property_types", "label_map",
-                  "rescale_fractional", "skip_overlap_checks", "space", "dtype", "threshold")
+READER_OPTIONS = (*SELECTION_OPTIONS, "selection", "rescale_fractional", "skip_overlap_checks", "space", "dtype",
+                  "threshold")
 """Keyword options of :class:`DicomSegReader` besides ``mode``."""
 
 
@@ -69,8 +70,10 @@ class DicomSegReader(ImageReader):
         Selection and decoding options of
         :func:`~monai_dicomseg.io.segload.load_seg_array` (:data:`READER_OPTIONS`:
         ``segment_numbers``, ``segment_labels``, ``segmented_property_types``,
-        ``label_map``, ``rescale_fractional``, ``skip_overlap_checks``,
-        ``space``, ``dtype``, ``threshold``).
+        ``label_map`` or one ``selection`` (a
+        :class:`~monai_dicomseg.io.segments.SegmentSelection`),
+        ``rescale_fractional``, ``skip_overlap_checks``, ``space``,
+        ``dtype``, ``threshold``).
 
     Raises
     ------
@@ -90,6 +93,7 @@ class DicomSegReader(ImageReader):
         if mode not in MODES:
             raise InputError(f"DicomSegReader: mode must be one of {MODES}; got {mode!r}")
         self.mode = mode
+        self.selection = SegmentSelection.from_options(kwargs, kwargs.pop("selection", None))
         self.kwargs = kwargs
 
     def verify_suffix(self, filename: "Sequence[str | os.PathLike[str]] | str | os.PathLike[str]") -> bool:
@@ -98,11 +102,14 @@ class DicomSegReader(ImageReader):
         return len(names) > 0 and all(is_segmentation_file(name) for name in names)
 
     def read(self, data: "Sequence[str | os.PathLike[str]] | str | os.PathLike[str]", **kwargs: Any) -> Any:
-        """Decode the header and frame index of one or more SEG files.
+        """Read the header of one or more SEG files (pixels are decoded by :meth:`get_data`).
 
         Returns
         -------
-        Segmentation or list of Segmentation
+        tuple or list of tuple
+            ``(Segmentation, name)`` for one file, where ``name`` is the path
+            as given (``str``); a list of such pairs for several files.
+            :meth:`get_data` takes either.
         """
         names = ensure_tuple(data)
         segs = []
@@ -122,7 +129,7 @@ class DicomSegReader(ImageReader):
         loaded: list[LoadedSeg] = []
         for seg, name in items:
             try:
-                result = load_seg_array(seg, mode=self.mode, **self.kwargs)
+                result = load_seg_array(seg, mode=self.mode, selection=self.selection, **self.kwargs)
             except (DicomSegError, OSError) as error:
                 raise error_with_context(error, f"DicomSegReader SEG {name!r}") from error
             result.meta["filename_or_obj"] = name

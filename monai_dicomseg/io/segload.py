@@ -25,7 +25,8 @@ from monai_dicomseg.enums import SegmentationTypeValues
 from monai_dicomseg.errors import GeometryError, InputError, InputTypeError
 from monai_dicomseg.geometry.affine import lps_to_ras_affine, ras_to_lps_affine
 from monai_dicomseg.io.placement import destination_view, place_on_grid, plan_placement
-from monai_dicomseg.io.segments import SegmentPlan, plan_segments, segment_table
+from monai_dicomseg.io.segments import SELECTION_OPTIONS, SegmentPlan, SegmentSelection, segment_table
+from monai_dicomseg.options import check_options
 from monai_dicomseg.io.series import SEG_SOP_CLASS_UIDS, monai_affine_from_lps
 
 __all__ = [
@@ -312,16 +313,14 @@ def load_seg_array(
     source: Any,
     *,
     mode: str = DEFAULT_MODE,
-    segment_numbers: "Sequence[int] | None" = None,
-    segment_labels: "Sequence[str] | None" = None,
-    segmented_property_types: "Sequence[Any] | None" = None,
-    label_map: "Mapping[Any, int] | None" = None,
+    selection: "SegmentSelection | None" = None,
     rescale_fractional: bool = True,
     skip_overlap_checks: bool = False,
     reference: "ReferenceGrid | None" = None,
     space: str = "RAS",
     dtype: "np.dtype | type | str | None" = None,
     threshold: "float | None" = None,
+    **selection_options: Any,
 ) -> LoadedSeg:
     """Decode a SEG into a channel-first array on the MONAI grid.
 
@@ -338,8 +337,13 @@ def load_seg_array(
         channel per selected segment (or per ``label_map`` value), uint8 0/1
         for BINARY/LABELMAP, float32 for FRACTIONAL (uint8 0/1 with a
         ``threshold``).
-    segment_numbers, segment_labels, segmented_property_types, label_map
-        See :func:`~monai_dicomseg.io.segments.plan_segments`.
+    selection
+        A :class:`~monai_dicomseg.io.segments.SegmentSelection`, or None.
+    **selection_options
+        ``segment_numbers``, ``segment_labels``, ``segmented_property_types``,
+        ``label_map`` by keyword instead of ``selection``
+        (:data:`~monai_dicomseg.io.segments.SELECTION_OPTIONS`; see
+        :func:`~monai_dicomseg.io.segments.plan_segments`).
     rescale_fractional
         Map FRACTIONAL stored values to [0, 1] (PS3.3 C.8.20.2.3
         MaximumFractionalValue); False keeps stored integers.
@@ -382,6 +386,8 @@ def load_seg_array(
 
     Raises
     ------
+    InputTypeError
+        (a ``TypeError``) an unknown keyword option, naming the closest valid one.
     InputError
         Bad mode/selection/threshold, missing file, a FRACTIONAL SEG in
         ``"labelmap"`` mode without ``threshold``.
@@ -395,13 +401,13 @@ def load_seg_array(
     """
     if mode not in MODES:
         raise InputError(f"mode must be one of {MODES}; got {mode!r}")
+    check_options(selection_options, SELECTION_OPTIONS, "load_seg_array")
+    selection = SegmentSelection.from_options(selection_options, selection)
+    label_map = selection.label_map
     threshold = check_threshold(threshold)
     seg = read_segmentation(source)
     table = segment_table(seg)
-    plan = plan_segments(
-        table, segment_numbers=segment_numbers, segment_labels=segment_labels,
-        segmented_property_types=segmented_property_types, label_map=label_map,
-    )
+    plan = selection.plan(table)
     seg_type = seg.segmentation_type
     seg_type = SegmentationTypeValues(getattr(seg_type, "value", seg_type))
     fractional = seg_type == SegmentationTypeValues.FRACTIONAL

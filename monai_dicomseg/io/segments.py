@@ -16,7 +16,15 @@ from typing import Any
 
 from monai_dicomseg.errors import InputError, InputTypeError
 
-__all__ = ["SegmentPlan", "segment_table", "plan_segments", "code_key", "segments_from_meta"]
+__all__ = [
+    "SegmentPlan", "SegmentSelection", "SELECTION_OPTIONS", "segment_table", "plan_segments", "code_key",
+    "segments_from_meta",
+]
+
+SELECTION_OPTIONS = ("segment_numbers", "segment_labels", "segmented_property_types", "label_map")
+"""Keyword options that every loader (``load_seg_array``, ``LoadDicomSeg(d)``,
+``DicomSegReader``, ``load_transforms``, ``DicomSegDataset``) turns into one
+:class:`SegmentSelection`."""
 
 
 def _code_dict(code: Any) -> "dict[str, str] | None":
@@ -107,6 +115,60 @@ class SegmentPlan:
     def is_identity(self) -> bool:
         """True when every output value equals its segment number, one to one."""
         return self.values == self.segment_numbers and self.channel_values == self.segment_numbers
+
+
+@dataclass(frozen=True)
+class SegmentSelection:
+    """Which segments of a SEG a loader keeps, declared once for every loader.
+
+    The loaders accept these fields as keyword arguments (``segment_numbers=``,
+    ...) or as one ``selection=SegmentSelection(...)``; either way they are
+    converted once, by :meth:`from_options`, and resolved per SEG by
+    :meth:`plan`.
+
+    Attributes
+    ----------
+    segment_numbers, segment_labels, segmented_property_types
+        Keep the segments matching any of them (None: no constraint; all
+        None keeps every segment).
+    label_map
+        ``{key: value}`` harmonisation; exclusive with the three selectors.
+        See :func:`plan_segments`.
+    """
+
+    segment_numbers: "Sequence[int] | None" = None
+    segment_labels: "Sequence[str] | None" = None
+    segmented_property_types: "Sequence[Any] | None" = None
+    label_map: "Mapping[Any, int] | None" = None
+
+    @classmethod
+    def from_options(cls, options: "dict[str, Any]", selection: "SegmentSelection | None" = None,
+                     ) -> "SegmentSelection":
+        """Pop the :data:`SELECTION_OPTIONS` out of ``options`` (a loader's keyword arguments).
+
+        Raises
+        ------
+        InputTypeError
+            ``selection`` is not a :class:`SegmentSelection`.
+        InputError
+            ``selection`` given together with selection keywords.
+        """
+        given = {name: options.pop(name) for name in SELECTION_OPTIONS if name in options}
+        given = {name: value for name, value in given.items() if value is not None}  # None: no constraint
+        if selection is None:
+            return cls(**given)
+        if not isinstance(selection, SegmentSelection):
+            raise InputTypeError(f"selection must be a SegmentSelection; got {type(selection).__name__}")
+        if given:
+            raise InputError(f"selection= cannot be combined with {sorted(given)}; put them in the SegmentSelection")
+        return selection
+
+    def plan(self, table: Sequence[dict[str, Any]], *, strict: bool = True) -> "SegmentPlan":
+        """:func:`plan_segments` of this selection against ``table``."""
+        return plan_segments(
+            table, segment_numbers=self.segment_numbers, segment_labels=self.segment_labels,
+            segmented_property_types=self.segmented_property_types, label_map=self.label_map, strict=strict,
+        )
 
 
 def plan_segments(

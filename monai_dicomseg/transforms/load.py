@@ -36,6 +36,7 @@ from monai_dicomseg.io.segload import (
     error_with_context,
     load_seg_array,
 )
+from monai_dicomseg.io.segments import SELECTION_OPTIONS, SegmentSelection
 from monai_dicomseg.io.series import SEG_SOP_CLASS_UIDS, check_spatial_affine
 from monai_dicomseg.options import check_options
 
@@ -44,8 +45,7 @@ __all__ = ["LoadDicomSeg", "LoadDicomSegd", "reference_from_image", "ON_ERROR", 
 ON_ERROR = ("raise", "skip")
 
 LOAD_OPTIONS = (
-    "mode", "segment_numbers", "segment_labels", "segmented_property_types", "label_map",
-    "rescale_fractional", "skip_overlap_checks", "space", "dtype", "threshold", "on_error",
+    "mode", *SELECTION_OPTIONS, "selection", "rescale_fractional", "skip_overlap_checks", "space", "dtype", "threshold", "on_error",
 )
 """Keyword options of :class:`LoadDicomSeg` (also accepted by ``LoadDicomSegd``,
 ``DicomSegDataset`` and ``load_transforms``)."""
@@ -164,6 +164,9 @@ class LoadDicomSeg(Transform):
         channel per selected segment (channel -> segment numbers in
         ``meta["channel_segments"]``); uint8 for BINARY/LABELMAP, float32 for
         FRACTIONAL.
+    selection
+        A :class:`~monai_dicomseg.io.segments.SegmentSelection`, or pass its
+        fields by keyword (``**options``):
     segment_numbers, segment_labels, segmented_property_types
         Keep only matching segments (any of them).
     label_map
@@ -210,10 +213,7 @@ class LoadDicomSeg(Transform):
         self,
         mode: str = DEFAULT_MODE,
         *,
-        segment_numbers: "Sequence[int] | None" = None,
-        segment_labels: "Sequence[str] | None" = None,
-        segmented_property_types: "Sequence[Any] | None" = None,
-        label_map: "Mapping[Any, int] | None" = None,
+        selection: "SegmentSelection | None" = None,
         rescale_fractional: bool = True,
         skip_overlap_checks: bool = False,
         space: str = "RAS",
@@ -230,10 +230,7 @@ class LoadDicomSeg(Transform):
         if str(space).upper() not in ("RAS", "LPS"):
             raise InputError(f"space must be 'RAS' or 'LPS'; got {space!r}")
         self.mode = mode
-        self.selection = {
-            "segment_numbers": segment_numbers, "segment_labels": segment_labels,
-            "segmented_property_types": segmented_property_types, "label_map": label_map,
-        }
+        self.selection = SegmentSelection.from_options(options, selection)
         self.rescale_fractional = rescale_fractional
         self.skip_overlap_checks = skip_overlap_checks
         self.space = str(space).upper()
@@ -273,7 +270,7 @@ class LoadDicomSeg(Transform):
             loaded = load_seg_array(
                 filename, mode=self.mode, rescale_fractional=self.rescale_fractional,
                 skip_overlap_checks=self.skip_overlap_checks, reference=grid, space=self.space,
-                dtype=self._numpy_dtype(), threshold=self.threshold, **self.selection,
+                dtype=self._numpy_dtype(), threshold=self.threshold, selection=self.selection,
             )
         except (DicomSegError, OSError) as error:
             hint = _SERIES_HINT if isinstance(error, GeometryError) and _needs_series_hint(reference) else ""

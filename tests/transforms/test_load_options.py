@@ -151,3 +151,35 @@ def test_incompatible_references(case, image, tmp_path):
         LoadDicomSeg()(str(case.seg_path), coarse)
     with pytest.raises(GeometryError, match="must be 3D"):
         LoadDicomSeg()(str(case.seg_path), bare[0, 0])
+
+
+def test_segment_selection_object_equals_keywords_in_every_loader(case, image, tmp_path):
+    """One SegmentSelection, accepted by every loader, gives what the keywords give."""
+    from monai_dicomseg.data.dataset import DicomSegDataset, load_transforms
+    from monai_dicomseg.errors import InputTypeError
+    from monai_dicomseg.io.segload import load_seg_array
+    from monai_dicomseg.io.segments import SegmentSelection
+
+    selection = SegmentSelection(segment_labels=["spleen"], segment_numbers=[3])
+    keywords = {"segment_labels": ["spleen"], "segment_numbers": [3]}
+    seg = str(case.seg_path)
+    expected = load_seg_array(seg, mode="stacked", **keywords)
+    assert segments_from_meta(expected.meta)["channel_segments"] == [[2], [3]]
+    np.testing.assert_array_equal(load_seg_array(seg, mode="stacked", selection=selection).array, expected.array)
+    np.testing.assert_array_equal(np.asarray(LoadDicomSeg(mode="stacked", selection=selection)(seg)), expected.array)
+    reader = DicomSegReader(mode="stacked", selection=selection)
+    np.testing.assert_array_equal(reader.get_data(reader.read(seg))[0], expected.array)
+    on_grid = LoadDicomSegd("label", ref_key="image", mode="stacked", selection=selection)(
+        {"label": seg, "image": image})["label"]
+    np.testing.assert_array_equal(
+        np.asarray(on_grid), np.asarray(LoadDicomSeg(mode="stacked", **keywords)(seg, image)))
+    assert load_transforms(mode="stacked", selection=selection) is not None
+    item = DicomSegDataset([{"image": str(case.series_folder), "label": seg}], mode="stacked",
+                           selection=selection)[0]
+    np.testing.assert_array_equal(np.asarray(item["label"]), np.asarray(on_grid))
+    with pytest.raises(InputError, match=r"selection= cannot be combined with \['segment_numbers'\]"):
+        LoadDicomSeg(selection=selection, segment_numbers=[1])
+    with pytest.raises(InputTypeError, match="selection must be a SegmentSelection; got dict"):
+        load_seg_array(seg, selection=keywords)
+    with pytest.raises(TypeError, match="did you mean 'segment_labels'"):
+        load_seg_array(seg, segment_label=["spleen"])
