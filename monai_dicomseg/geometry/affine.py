@@ -55,6 +55,10 @@ __all__ = [
     "spacing_from_affine",
     "lps_to_ras_affine",
     "ras_to_lps_affine",
+    "RAS",
+    "LPS",
+    "SPACES",
+    "check_space",
     "translate_affine",
     "permute_affine",
     "flip_affine",
@@ -323,6 +327,28 @@ def spacing_from_affine(affine: np.ndarray) -> tuple[float, float, float]:
     """Voxel spacing along array axes 0, 1, 2 (mm)."""
     norms = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
     return tuple(float(v) for v in norms)  # type: ignore[return-value]
+
+
+RAS = "RAS"
+"""MONAI's and NIfTI's patient space (``meta["space"]`` default, ``affine_lps_to_ras=True``)."""
+LPS = "LPS"
+"""DICOM's patient coordinate system (PS3.3 C.7.6.2.1.1)."""
+SPACES = (RAS, LPS)
+"""The axis codes a ``space=`` argument (and MONAI's ``meta["space"]``) may take."""
+
+
+def check_space(space: object, argument: str = "space") -> str:
+    """``"RAS"`` or ``"LPS"`` from a string (any case) or MONAI ``SpaceKeys`` member.
+
+    Raises
+    ------
+    InputError
+        Anything else, naming ``argument``.
+    """
+    value = str(getattr(space, "value", space)).upper()
+    if value not in SPACES:
+        raise InputError(f"{argument} must be 'RAS' or 'LPS'; got {space!r}")
+    return value
 
 
 def lps_to_ras_affine(affine: np.ndarray) -> np.ndarray:

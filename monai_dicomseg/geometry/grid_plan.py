@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from monai_dicomseg.errors import GeometryError, InputError
-from monai_dicomseg.geometry.affine import ras_to_lps_affine
+from monai_dicomseg.geometry.affine import RAS, check_space, ras_to_lps_affine
 from monai_dicomseg.geometry.grid_mapping import GridMapping, aligned_axes, find_grid_mapping
 
 __all__ = ["GridPlan", "plan_grid_mapping"]
@@ -69,12 +69,9 @@ class GridPlan:
 
 
 def _lps(affine: np.ndarray, space: str) -> np.ndarray:
-    value = str(getattr(space, "value", space)).upper()
-    if value == "RAS":
+    if check_space(space) == RAS:
         return ras_to_lps_affine(affine)
-    if value == "LPS":
-        return np.asarray(affine, dtype=np.float64)
-    raise InputError(f"space must be 'RAS' or 'LPS'; got {space!r}")
+    return np.asarray(affine, dtype=np.float64)
 
 
 def plan_grid_mapping(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +22,7 @@ from pydicom.dataset import Dataset
 
 from monai_dicomseg.enums import SegmentationTypeValues
 from monai_dicomseg.errors import GeometryError, InputError, InputTypeError
-from monai_dicomseg.geometry.affine import lps_to_ras_affine, ras_to_lps_affine
+from monai_dicomseg.geometry.affine import LPS, RAS, check_space, lps_to_ras_affine, ras_to_lps_affine
 from monai_dicomseg.io.placement import destination_view, place_on_grid, plan_placement
 from monai_dicomseg.io.segments import SELECTION_OPTIONS, SegmentPlan, SegmentSelection, segment_table
 from monai_dicomseg.options import check_options
@@ -136,7 +135,7 @@ class ReferenceGrid:
 
     def lps_affine(self) -> np.ndarray:
         """The affine in LPS."""
-        return ras_to_lps_affine(self.affine) if self.space == "RAS" else np.array(self.affine, dtype=np.float64)
+        return ras_to_lps_affine(self.affine) if self.space == RAS else np.array(self.affine, dtype=np.float64)
 
 
 @dataclass
@@ -433,12 +432,10 @@ def load_seg_array(
         volume_affine, volume_shape = volume.affine, volume.spatial_shape
     n_frames = volume_shape[0]
     if reference is None:
-        out_space = str(getattr(space, "value", space)).upper()
-        target_lps = monai_affine_from_lps(volume_affine, n_frames, space="LPS")
+        out_space = check_space(space)
+        target_lps = monai_affine_from_lps(volume_affine, n_frames, space=LPS)
         target_shape = tuple(int(s) for s in volume_shape[::-1])
-        affine = lps_to_ras_affine(target_lps) if out_space == "RAS" else target_lps
-        if out_space not in ("RAS", "LPS"):
-            raise InputError(f"space must be 'RAS' or 'LPS'; got {space!r}")
+        affine = lps_to_ras_affine(target_lps) if out_space == RAS else target_lps
     else:
         target_lps = reference.lps_affine()
         target_shape = tuple(int(s) for s in reference.spatial_shape)

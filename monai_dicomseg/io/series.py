@@ -52,7 +52,14 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from monai_dicomseg.errors import GeometryError, InputError, InputTypeError
-from monai_dicomseg.geometry.affine import flip_affine, lps_to_ras_affine, permute_affine, ras_to_lps_affine
+from monai_dicomseg.geometry.affine import (
+    RAS,
+    check_space,
+    flip_affine,
+    lps_to_ras_affine,
+    permute_affine,
+    ras_to_lps_affine,
+)
 from monai_dicomseg.geometry.series import get_volume_from_series
 from monai_dicomseg.geometry.sorting import get_dataset_sort_index
 from monai_dicomseg.geometry.volume import Volume, VolumeGeometry
@@ -335,13 +342,6 @@ def from_monai_array(array: np.ndarray) -> np.ndarray:
     return np.transpose(array, axes)[::-1]
 
 
-def _check_space(space: str) -> str:
-    value = str(getattr(space, "value", space)).upper()
-    if value not in ("RAS", "LPS"):
-        raise InputError(f"space must be 'RAS' or 'LPS'; got {space!r}")
-    return value
-
-
 def monai_affine_from_lps(volume_affine: np.ndarray, number_of_frames: int, space: str = "RAS") -> np.ndarray:
     """Affine of :func:`to_monai_array`'s output from one of our ``(F, R, C)`` LPS affines.
 
@@ -361,7 +361,7 @@ def monai_affine_from_lps(volume_affine: np.ndarray, number_of_frames: int, spac
     """
     flipped = flip_affine(np.asarray(volume_affine, dtype=np.float64), (int(number_of_frames), 1, 1), [0])
     affine = permute_affine(flipped, (2, 1, 0))
-    return lps_to_ras_affine(affine) if _check_space(space) == "RAS" else affine
+    return lps_to_ras_affine(affine) if check_space(space) == RAS else affine
 
 
 def lps_affine_from_monai(affine: np.ndarray, number_of_slices: int, space: str = "RAS") -> np.ndarray:
@@ -369,7 +369,7 @@ def lps_affine_from_monai(affine: np.ndarray, number_of_slices: int, space: str 
     matrix = np.asarray(affine, dtype=np.float64)
     if matrix.shape != (4, 4):
         raise InputError(f"affine must have shape (4, 4); got {matrix.shape}")
-    lps = ras_to_lps_affine(matrix) if _check_space(space) == "RAS" else matrix.copy()
+    lps = ras_to_lps_affine(matrix) if check_space(space) == RAS else matrix.copy()
     permuted = permute_affine(lps, (2, 1, 0))
     return flip_affine(permuted, (int(number_of_slices), 1, 1), [0])
 

@@ -28,6 +28,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
 from monai_dicomseg.errors import DicomSegError, GeometryError, InputError, InputTypeError
+from monai_dicomseg.geometry.affine import RAS, check_space
 from monai_dicomseg.io.segload import (
     DEFAULT_MODE,
     MODES,
@@ -100,7 +101,7 @@ def reference_from_image(image: Any, meta: "Mapping[str, Any] | None" = None) ->
         )
     if affine is None:
         raise GeometryError("the reference image has no affine (meta['affine']); load it with LoadImage(d)")
-    space = str(getattr(meta.get("space", "RAS"), "value", meta.get("space", "RAS"))).upper()
+    space = str(getattr(meta.get("space", RAS), "value", meta.get("space", RAS))).upper()
     frame_of_reference_uid = _meta_uid(meta, _FOR_KEYS)
     series_instance_uid = _meta_uid(meta, _SERIES_KEYS)
     if frame_of_reference_uid is None and series_instance_uid is None:
@@ -227,13 +228,11 @@ class LoadDicomSeg(Transform):
             raise InputError(f"mode must be one of {MODES}; got {mode!r}")
         if on_error not in ON_ERROR:
             raise InputError(f"on_error must be one of {ON_ERROR}; got {on_error!r}")
-        if str(space).upper() not in ("RAS", "LPS"):
-            raise InputError(f"space must be 'RAS' or 'LPS'; got {space!r}")
         self.mode = mode
         self.selection = SegmentSelection.from_options(options, selection)
         self.rescale_fractional = rescale_fractional
         self.skip_overlap_checks = skip_overlap_checks
-        self.space = str(space).upper()
+        self.space = check_space(space)
         self.dtype = dtype
         self.threshold = check_threshold(threshold)
         self.on_error = on_error

@@ -25,6 +25,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
 from monai_dicomseg.errors import DicomSegError, InputError
+from monai_dicomseg.geometry.affine import check_space
 from monai_dicomseg.io.segload import error_with_context
 from monai_dicomseg.io.series import SeriesSource, load_source_series
 from monai_dicomseg.options import check_options
@@ -85,10 +86,8 @@ class LoadDicomSeries(Transform):
         if on_error not in ("raise", "skip"):
             raise InputError(f"on_error must be one of ('raise', 'skip'); got {on_error!r}")
         self.on_error = on_error
-        if str(space).upper() not in ("RAS", "LPS"):
-            raise InputError(f"space must be 'RAS' or 'LPS'; got {space!r}")
         self.dtype = dtype
-        self.space = str(space).upper()
+        self.space = check_space(space)
         self.ensure_channel_first = ensure_channel_first
         self.series_instance_uid = series_instance_uid
 
