@@ -87,7 +87,10 @@ def _add_extras(description: Any, attributes: Mapping[str, Any], where: str) -> 
     from pydicom.uid import generate_uid
 
     if attributes.get("SegmentDescription"):
-        description.SegmentDescription = str(attributes["SegmentDescription"])[:64]
+        from monai_dicomseg.codec.vr import check_value
+
+        description.SegmentDescription = check_value(
+            "SegmentDescription", "LO", str(attributes["SegmentDescription"]), where=f"{where} SegmentDescription")
     if attributes.get("TrackingIdentifier"):
         description.TrackingID = str(attributes["TrackingIdentifier"])
         description.TrackingUID = str(attributes.get("TrackingUniqueIdentifier") or generate_uid())

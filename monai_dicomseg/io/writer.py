@@ -35,6 +35,7 @@ from monai.data.image_writer import ImageWriter
 from pydicom.uid import ExplicitVRLittleEndian
 
 from monai_dicomseg.codec.compression import check_transfer_syntax, compression_transfer_syntax
+from monai_dicomseg.codec.vr import check_value
 from monai_dicomseg.errors import DicomSegError, GeometryError, InputError, InputTypeError, OutputExistsError
 from monai_dicomseg.io.grid import GridPlan, plan_grid_mapping
 from monai_dicomseg.io.prediction import (
@@ -300,7 +301,8 @@ class DicomSegWriter(ImageWriter):
         }
         if kind == "FRACTIONAL":
             self.encoder_options["fractional_type"] = fractional_type
-        self.series_description = series_description
+        self.series_description = check_value("SeriesDescription", "LO", str(series_description),
+                                              where="series_description")
         self.overwrite = bool(overwrite)
         self.affine: "np.ndarray | None" = None
         self.space = "RAS"
@@ -418,7 +420,7 @@ class DicomSegWriter(ImageWriter):
             source_images=self.source.datasets, pixel_array=pixels, segmentation_type=self.segmentation_type,
             segment_descriptions=self.segment_plan.descriptions, series_instance_uid=UID(),
             sop_instance_uid=UID(), instance_number=1, **self.encoder_options)
-        seg.SeriesDescription = self.series_description[:64]
+        seg.SeriesDescription = self.series_description
         return seg
 
     def write(self, filename: "str | os.PathLike[str]", verbose: bool = False, overwrite: "bool | None" = None,
