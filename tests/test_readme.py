@@ -1,6 +1,7 @@
 """Every code example of README.md runs, on the example dataset in ``data/``.
 
-* ```python blocks run in README order in one namespace, in a temporary folder
+* ```python blocks run in README order in one namespace (the PACS block runs
+  against Orthanc in ``tests/dicomweb/test_readme_pacs.py``), in a temporary folder
   holding a copy of ``data/``. Blocks that use torch/MONAI run only in the
   ``monai``-marked test; the others also run without them (light install).
 * ``monai-dicomseg ...`` lines of ```bash blocks run as subprocesses, in order.
@@ -35,6 +36,7 @@ SECTIONS = [
     "Write model output as SEG",
     "Metadata keys",
     "Command line",
+    "From and to a PACS",
     "highdicom-compatible API",
     "Speed",
     "Development",
@@ -45,8 +47,18 @@ def _blocks(lang: str) -> list[str]:
     return [m.group("body") for m in _FENCE.finditer(README) if m.group("lang") == lang]
 
 
+#: A block that needs a DICOMweb server: it runs in ``tests/dicomweb/test_readme_pacs.py`` against Orthanc.
+_NEEDS_SERVER = re.compile(r"\bmonai_dicomseg\.dicomweb\b")
+
+
 def _python_blocks(with_monai: bool) -> list[str]:
-    return [b for b in _blocks("python") if with_monai or not _NEEDS_MONAI.search(b)]
+    return [b for b in _blocks("python")
+            if not _NEEDS_SERVER.search(b) and (with_monai or not _NEEDS_MONAI.search(b))]
+
+
+def pacs_blocks() -> list[str]:
+    """The README blocks that talk to a DICOMweb server (run against a live Orthanc)."""
+    return [b for b in _blocks("python") if _NEEDS_SERVER.search(b)]
 
 
 @pytest.fixture
