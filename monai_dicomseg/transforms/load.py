@@ -41,7 +41,10 @@ from monai_dicomseg.io.segments import SELECTION_OPTIONS, SegmentSelection
 from monai_dicomseg.io.series import SEG_SOP_CLASS_UIDS, check_spatial_affine
 from monai_dicomseg.options import check_options
 
-__all__ = ["LoadDicomSeg", "LoadDicomSegd", "reference_from_image", "ON_ERROR", "LOAD_OPTIONS"]
+__all__ = [
+    "LoadDicomSeg", "LoadDicomSegd", "reference_from_image", "ON_ERROR", "LOAD_OPTIONS", "DEFAULT_POSTFIX",
+    "meta_dict_key",
+]
 
 ON_ERROR = ("raise", "skip")
 
@@ -50,6 +53,15 @@ LOAD_OPTIONS = (
 )
 """Keyword options of :class:`LoadDicomSeg` (also accepted by ``LoadDicomSegd``,
 ``DicomSegDataset`` and ``load_transforms``)."""
+
+DEFAULT_POSTFIX = "meta_dict"
+"""MONAI's default ``meta_key_postfix`` (``monai.utils.PostFix.meta()``): ``d[f"{key}_meta_dict"]``."""
+
+
+def meta_dict_key(key: Hashable, postfix: str = DEFAULT_POSTFIX) -> str:
+    """Key of the meta dict of ``d[key]`` under MONAI's ``meta_key_postfix`` convention."""
+    return f"{key}_{postfix}"
+
 
 _SERIES_HINT = (
     " (the reference image was not loaded by monai_dicomseg.LoadDicomSeries(d): MONAI's "
@@ -361,7 +373,7 @@ class LoadDicomSegd(MapTransform):
         keys: KeysCollection,
         ref_key: "str | None" = None,
         allow_missing_keys: bool = False,
-        meta_key_postfix: str = "meta_dict",
+        meta_key_postfix: str = DEFAULT_POSTFIX,
         ref_meta_key: "str | None" = None,
         **kwargs: Any,
     ) -> None:
@@ -380,7 +392,7 @@ class LoadDicomSegd(MapTransform):
                 raise InputError(f"ref_key {self.ref_key!r} is not in the data dict; keys are {list(d)}")
             reference = d[self.ref_key]
             if not isinstance(reference, MetaTensor):
-                meta_key = self.ref_meta_key or f"{self.ref_key}_{self.meta_key_postfix}"
+                meta_key = self.ref_meta_key or meta_dict_key(self.ref_key, self.meta_key_postfix)
                 meta = d.get(meta_key)
                 if not isinstance(meta, Mapping):
                     raise InputError(

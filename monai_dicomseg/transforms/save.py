@@ -27,9 +27,11 @@ from typing import Any
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
+from monai.utils import ensure_tuple, ensure_tuple_rep
 
 from monai_dicomseg.errors import DicomSegError, InputError
 from monai_dicomseg.io.segload import error_with_context
+from monai_dicomseg.transforms.load import DEFAULT_POSTFIX, meta_dict_key
 from monai_dicomseg.io.writer import DicomSegWriter, error_context, parameter_names, prepare_output_path
 from monai_dicomseg.options import check_options
 
@@ -126,7 +128,8 @@ class SaveDicomSeg(Transform):
 
     def filename(self, writer: DicomSegWriter) -> Path:
         """Output path for the source found by ``writer`` (sanitised; inside ``output_dir``)."""
-        assert writer.source is not None
+        if writer.source is None:  # set_metadata finds the source or raises; a guard, not an assert (python -O)
+            raise InputError("SaveDicomSeg.filename: the writer has no source series yet; call set_metadata first")
         if self.output_name == "series_uid":
             stem = writer.source.series_instance_uid
         else:
@@ -199,18 +202,30 @@ class SaveDicomSegd(MapTransform):
         Alternatively, a key holding the series folder/files/datasets.
     allow_missing_keys
         As in MONAI.
+    meta_keys, meta_key_postfix
+        MONAI's meta-dict convention, used when ``d[key]`` is a plain array:
+        its metadata is ``d[meta_keys[i]]``, default ``d[f"{key}_{meta_key_postfix}"]``.
+    ref_meta_key
+        Meta dict of a plain-array ``d[ref_key]``; default ``f"{ref_key}_{meta_key_postfix}"``.
     **kwargs
         Passed to :class:`SaveDicomSeg` by keyword; an unknown name is an
         InputTypeError (a ``TypeError``) naming the closest valid option.
     """
 
     def __init__(self, keys: KeysCollection, ref_key: "str | None" = None, source_key: "str | None" = None,
-                 allow_missing_keys: bool = False, **kwargs: Any) -> None:
+                 allow_missing_keys: bool = False, meta_keys: "KeysCollection | None" = None,
+                 meta_key_postfix: str = DEFAULT_POSTFIX, ref_meta_key: "str | None" = None,
+                 **kwargs: Any) -> None:
         check_options(kwargs, (*parameter_names(SaveDicomSegd.__init__), *parameter_names(SaveDicomSeg.__init__),
                                *_writer_options()), "SaveDicomSegd")
         super().__init__(keys, allow_missing_keys)
         self.ref_key = ref_key
         self.source_key = source_key
+        self.meta_keys = ensure_tuple_rep(None, len(self.keys)) if meta_keys is None else ensure_tuple(meta_keys)
+        if len(self.meta_keys) != len(self.keys):
+            raise InputError(f"meta_keys must give one key per key ({len(self.keys)}); got {len(self.meta_keys)}")
+        self.meta_key_postfix = meta_key_postfix
+        self.ref_meta_key = ref_meta_key
         self.saver = SaveDicomSeg(**kwargs)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
@@ -221,11 +236,11 @@ class SaveDicomSegd(MapTransform):
                 raise InputError(f"ref_key {self.ref_key!r} is not in the data (keys: {list(d)})")
             reference = d[self.ref_key]
             if not isinstance(reference, MetaTensor):
-                reference = d.get(f"{self.ref_key}_meta_dict", reference)
+                reference = d.get(self.ref_meta_key or meta_dict_key(self.ref_key, self.meta_key_postfix), reference)
         if self.source_key is not None:
             source = d[self.source_key]
-        for key in self.key_iterator(d):
-            meta = d.get(f"{key}_meta_dict")
+        for key, meta_key in self.key_iterator(d, self.meta_keys):
+            meta = d.get(meta_key or meta_dict_key(key, self.meta_key_postfix))
             try:
                 d[key] = self.saver(d[key], meta_data=meta, source=source, reference=reference)
             except DicomSegError as error:

@@ -369,3 +369,24 @@ def test_existing_output_error_keeps_its_class_and_names_the_file(tmp_path, case
     SaveDicomSeg(output_dir=tmp_path / "o", labels=NAMES)(label)
     with pytest.raises(OutputExistsError, match=r"DicomSegWriter source series folder .*_seg\.dcm"):
         SaveDicomSeg(output_dir=tmp_path / "o", labels=NAMES)(label)
+
+
+def test_meta_keys_and_postfix_follow_monai(tmp_path, case):
+    """A plain-array output's metadata comes from ``meta_keys`` / ``meta_key_postfix`` (MONAI's SaveImaged)."""
+    folder, truth, source, label = case
+    array, meta = label.as_tensor(), dict(label.meta, affine=label.affine)
+    for options, meta_key in (({}, "pred_meta_dict"), ({"meta_key_postfix": "props"}, "pred_props"),
+                              ({"meta_keys": "pred_info"}, "pred_info")):
+        out_dir = tmp_path / meta_key
+        SaveDicomSegd(keys="pred", output_dir=out_dir, labels=NAMES, **options)({"pred": array, meta_key: meta})
+        (written,) = out_dir.glob("*.dcm")
+        np.testing.assert_array_equal(read_back(str(written), source), truth)
+    with pytest.raises(InputError, match=r"meta_keys must give one key per key \(1\); got 2"):
+        SaveDicomSegd(keys="pred", meta_keys=("a", "b"))
+
+
+def test_filename_without_source_is_an_error_not_an_assert(tmp_path):
+    from monai_dicomseg.io.writer import DicomSegWriter
+
+    with pytest.raises(InputError, match="no source series yet"):
+        SaveDicomSeg(output_dir=tmp_path).filename(DicomSegWriter())
