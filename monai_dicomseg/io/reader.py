@@ -27,7 +27,15 @@ from monai.data import ImageReader
 from monai.utils import ensure_tuple
 
 from monai_dicomseg.errors import DicomSegError, InputError
-from monai_dicomseg.io.segload import DEFAULT_MODE, MODES, LoadedSeg, error_with_context, load_seg_array, read_segmentation
+from monai_dicomseg.io.segload import (
+    DEFAULT_MODE,
+    MODES,
+    LoadedSeg,
+    MetaKey,
+    error_with_context,
+    load_seg_array,
+    read_segmentation,
+)
 from monai_dicomseg.io.segments import SELECTION_OPTIONS, SegmentSelection
 from monai_dicomseg.options import check_options
 from monai_dicomseg.io.series import SEG_SOP_CLASS_UIDS
@@ -132,15 +140,15 @@ class DicomSegReader(ImageReader):
                 result = load_seg_array(seg, mode=self.mode, selection=self.selection, **self.kwargs)
             except (DicomSegError, OSError) as error:
                 raise error_with_context(error, f"DicomSegReader SEG {name!r}") from error
-            result.meta["filename_or_obj"] = name
+            result.meta[MetaKey.FILENAME_OR_OBJ] = name
             loaded.append(result)
         meta = loaded[0].meta
         for other in loaded[1:]:
             if other.array.shape[1:] != loaded[0].array.shape[1:] or not np.allclose(
-                    other.meta["affine"], meta["affine"], atol=1e-4):
+                    other.meta[MetaKey.AFFINE], meta[MetaKey.AFFINE], atol=1e-4):
                 raise InputError(
                     "DicomSegReader: SEG files read together must share spatial shape and affine; "
-                    f"{other.meta['filename_or_obj']!r} differs from {meta['filename_or_obj']!r}"
+                    f"{other.meta[MetaKey.FILENAME_OR_OBJ]!r} differs from {meta[MetaKey.FILENAME_OR_OBJ]!r}"
                 )
         array = loaded[0].array if len(loaded) == 1 else np.concatenate([x.array for x in loaded])
         return array, meta

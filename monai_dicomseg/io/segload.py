@@ -29,9 +29,36 @@ from monai_dicomseg.options import check_options
 from monai_dicomseg.io.series import SEG_SOP_CLASS_UIDS, monai_affine_from_lps
 
 __all__ = [
+    "MetaKey",
     "ReferenceGrid", "LoadedSeg", "read_segmentation", "load_seg_array", "MODES", "DEFAULT_MODE",
     "META_KEYS", "SERIES_META_KEYS", "error_with_context", "check_threshold",
 ]
+
+class MetaKey:
+    """Metadata key names, declared once (the values of MONAI's ``MetaKeys`` / ``ImageMetaKey`` where
+    MONAI has one: ``affine`` ... ``saved_to``, ``filename_or_obj``; ours after them)."""
+
+    AFFINE = "affine"
+    ORIGINAL_AFFINE = "original_affine"
+    SPATIAL_SHAPE = "spatial_shape"
+    SPACE = "space"
+    ORIGINAL_CHANNEL_DIM = "original_channel_dim"
+    FILENAME_OR_OBJ = "filename_or_obj"
+    SAVED_TO = "saved_to"
+    SEGMENTATION_TYPE = "segmentation_type"
+    MODE = "mode"
+    THRESHOLD = "threshold"
+    SEGMENTS = "segments"
+    CHANNEL_SEGMENTS = "channel_segments"
+    CHANNEL_VALUES = "channel_values"
+    LABELS = "labels"
+    SERIES_INSTANCE_UID = "SeriesInstanceUID"
+    SOP_INSTANCE_UID = "SOPInstanceUID"
+    FRAME_OF_REFERENCE_UID = "FrameOfReferenceUID"
+    SOURCE_SERIES_INSTANCE_UID = "source_series_instance_uid"
+    SLICE_ORDER = "slice_order"
+    SLICE_ORDER_BY_POSITION = "ImagePositionPatient"  # value of SLICE_ORDER: sorted along the normal
+
 
 MODES = ("stacked", "labelmap")
 
@@ -46,39 +73,42 @@ META_KEYS: dict[str, str] = {
     # every value is a str, an int/float, or a fixed-shape array, so that
     # monai.data.list_data_collate batches SEGs with any segment count/order/type
     # and decollate_batch gives back each item's value.
-    "affine": "(4, 4) float64 index -> `space` mm affine (MetaTensor.affine; the reference image's when placed on it)",
-    "original_affine": "(4, 4) float64 copy of `affine` as loaded",
-    "spatial_shape": "(3,) int spatial shape (X, Y, Z)",
-    "space": "'RAS' (default, as MONAI) or 'LPS'",
-    "original_channel_dim": "0: the array is already channel-first",
-    "segmentation_type": "SegmentationType of the SEG: 'BINARY', 'FRACTIONAL' or 'LABELMAP'",
-    "mode": "'labelmap' (1 channel of values) or 'stacked' (one channel per segment/value)",
-    "threshold": "FRACTIONAL threshold applied (float in (0, 1]); 0.0 when none",
-    "segments": "JSON list, one object per segment of the SEG (number, label, category, type, color, "
-                "tracking_id); segment 0 / background is never listed; read with segments_from_meta",
-    "channel_segments": "JSON list per output channel of the SEG segment numbers feeding it",
-    "channel_values": "JSON list: stacked mode, the value of each channel (segment number or label_map value); "
-                      "labelmap mode, the values the channel can hold, 0 (background) first",
-    "labels": "JSON object of the label_map used ({key: value}), or '' without one",
-    "SeriesInstanceUID": "SeriesInstanceUID of the SEG",
-    "SOPInstanceUID": "SOPInstanceUID of the SEG",
-    "FrameOfReferenceUID": "FrameOfReferenceUID of the SEG ('' if absent)",
-    "source_series_instance_uid": "comma-separated SeriesInstanceUIDs the SEG references (ReferencedSeriesSequence)",
-    "filename_or_obj": "path of the SEG file ('' for a file object or dataset)",
+    MetaKey.AFFINE: "(4, 4) float64 index -> `space` mm affine (MetaTensor.affine; the reference image's when "
+                    "placed on it)",
+    MetaKey.ORIGINAL_AFFINE: "(4, 4) float64 copy of `affine` as loaded",
+    MetaKey.SPATIAL_SHAPE: "(3,) int spatial shape (X, Y, Z)",
+    MetaKey.SPACE: "'RAS' (default, as MONAI) or 'LPS'",
+    MetaKey.ORIGINAL_CHANNEL_DIM: "0: the array is already channel-first",
+    MetaKey.SEGMENTATION_TYPE: "SegmentationType of the SEG: 'BINARY', 'FRACTIONAL' or 'LABELMAP'",
+    MetaKey.MODE: "'labelmap' (1 channel of values) or 'stacked' (one channel per segment/value)",
+    MetaKey.THRESHOLD: "FRACTIONAL threshold applied (float in (0, 1]); 0.0 when none",
+    MetaKey.SEGMENTS: "JSON list, one object per segment of the SEG (number, label, category, type, color, "
+                        "tracking_id); segment 0 / background is never listed; read with segments_from_meta",
+    MetaKey.CHANNEL_SEGMENTS: "JSON list per output channel of the SEG segment numbers feeding it",
+    MetaKey.CHANNEL_VALUES: "JSON list: stacked mode, the value of each channel (segment number or label_map "
+                            "value); "
+                              "labelmap mode, the values the channel can hold, 0 (background) first",
+    MetaKey.LABELS: "JSON object of the label_map used ({key: value}), or '' without one",
+    MetaKey.SERIES_INSTANCE_UID: "SeriesInstanceUID of the SEG",
+    MetaKey.SOP_INSTANCE_UID: "SOPInstanceUID of the SEG",
+    MetaKey.FRAME_OF_REFERENCE_UID: "FrameOfReferenceUID of the SEG ('' if absent)",
+    MetaKey.SOURCE_SERIES_INSTANCE_UID: "comma-separated SeriesInstanceUIDs the SEG references "
+                                        "(ReferencedSeriesSequence)",
+    MetaKey.FILENAME_OR_OBJ: "path of the SEG file ('' for a file object or dataset)",
 }
 """Keys that :func:`load_seg_array`, ``LoadDicomSeg(d)`` and ``DicomSegReader`` put in
 ``MetaTensor.meta``, with a one-line description each (the README table is built from it)."""
 
 SERIES_META_KEYS: dict[str, str] = {
-    "affine": "(4, 4) float64 index -> `space` mm affine (MetaTensor.affine)",
-    "original_affine": "(4, 4) float64 copy of `affine` as loaded",
-    "spatial_shape": "(3,) int spatial shape (X, Y, Z)",
-    "space": "'RAS' (default, as MONAI) or 'LPS'",
-    "original_channel_dim": "'no_channel' (MONAI's convention for a channel added on load)",
-    "SeriesInstanceUID": "SeriesInstanceUID of the series",
-    "FrameOfReferenceUID": "FrameOfReferenceUID of the series ('' if absent)",
-    "slice_order": "'ImagePositionPatient': slices sorted along the normal (not by InstanceNumber)",
-    "filename_or_obj": "the series folder (or first file) as given",
+    MetaKey.AFFINE: "(4, 4) float64 index -> `space` mm affine (MetaTensor.affine)",
+    MetaKey.ORIGINAL_AFFINE: "(4, 4) float64 copy of `affine` as loaded",
+    MetaKey.SPATIAL_SHAPE: "(3,) int spatial shape (X, Y, Z)",
+    MetaKey.SPACE: "'RAS' (default, as MONAI) or 'LPS'",
+    MetaKey.ORIGINAL_CHANNEL_DIM: "'no_channel' (MONAI's convention for a channel added on load)",
+    MetaKey.SERIES_INSTANCE_UID: "SeriesInstanceUID of the series",
+    MetaKey.FRAME_OF_REFERENCE_UID: "FrameOfReferenceUID of the series ('' if absent)",
+    MetaKey.SLICE_ORDER: f"{MetaKey.SLICE_ORDER_BY_POSITION!r}: slices sorted along the normal (not by InstanceNumber)",
+    MetaKey.FILENAME_OR_OBJ: "the series folder (or first file) as given",
 }
 """Keys that ``LoadDicomSeries(d)`` puts in ``MetaTensor.meta``, one-line description each."""
 
@@ -455,23 +485,23 @@ def load_seg_array(
         channel_segments = [[n for n, v in zip(plan.segment_numbers, plan.values) if v == c]
                             for c in plan.channel_values]
     meta: dict[str, Any] = {
-        "affine": affine,
-        "original_affine": affine.copy(),
-        "spatial_shape": np.asarray(target_shape),
-        "space": out_space,
-        "original_channel_dim": 0,
-        "segmentation_type": seg_type.value,
-        "mode": mode,
-        "segments": json.dumps(table),
-        "channel_segments": json.dumps(channel_segments),
-        "threshold": float(threshold) if fractional and threshold is not None else 0.0,
-        "channel_values": json.dumps([int(v) for v in plan.channel_values] if mode == "stacked"
+        MetaKey.AFFINE: affine,
+        MetaKey.ORIGINAL_AFFINE: affine.copy(),
+        MetaKey.SPATIAL_SHAPE: np.asarray(target_shape),
+        MetaKey.SPACE: out_space,
+        MetaKey.ORIGINAL_CHANNEL_DIM: 0,
+        MetaKey.SEGMENTATION_TYPE: seg_type.value,
+        MetaKey.MODE: mode,
+        MetaKey.SEGMENTS: json.dumps(table),
+        MetaKey.CHANNEL_SEGMENTS: json.dumps(channel_segments),
+        MetaKey.THRESHOLD: float(threshold) if fractional and threshold is not None else 0.0,
+        MetaKey.CHANNEL_VALUES: json.dumps([int(v) for v in plan.channel_values] if mode == "stacked"
                                      else [0, *(int(v) for v in plan.channel_values)]),
-        "labels": "" if label_map is None else json.dumps({str(k): int(v) for k, v in label_map.items()}),
-        "SeriesInstanceUID": str(getattr(seg, "SeriesInstanceUID", "")),
-        "SOPInstanceUID": str(getattr(seg, "SOPInstanceUID", "")),
-        "FrameOfReferenceUID": str(getattr(seg, "FrameOfReferenceUID", "") or ""),
-        "source_series_instance_uid": ",".join(referenced_series_uids(seg)),
-        "filename_or_obj": str(source) if isinstance(source, (str, os.PathLike)) else "",
+        MetaKey.LABELS: "" if label_map is None else json.dumps({str(k): int(v) for k, v in label_map.items()}),
+        MetaKey.SERIES_INSTANCE_UID: str(getattr(seg, "SeriesInstanceUID", "")),
+        MetaKey.SOP_INSTANCE_UID: str(getattr(seg, "SOPInstanceUID", "")),
+        MetaKey.FRAME_OF_REFERENCE_UID: str(getattr(seg, "FrameOfReferenceUID", "") or ""),
+        MetaKey.SOURCE_SERIES_INSTANCE_UID: ",".join(referenced_series_uids(seg)),
+        MetaKey.FILENAME_OR_OBJ: str(source) if isinstance(source, (str, os.PathLike)) else "",
     }
     return LoadedSeg(array, meta)

@@ -32,6 +32,7 @@ from monai_dicomseg.geometry.affine import RAS, check_space
 from monai_dicomseg.io.segload import (
     DEFAULT_MODE,
     MODES,
+    MetaKey,
     ReferenceGrid,
     check_threshold,
     error_with_context,
@@ -49,7 +50,8 @@ __all__ = [
 ON_ERROR = ("raise", "skip")
 
 LOAD_OPTIONS = (
-    "mode", *SELECTION_OPTIONS, "selection", "rescale_fractional", "skip_overlap_checks", "space", "dtype", "threshold", "on_error",
+    "mode", *SELECTION_OPTIONS, "selection", "rescale_fractional", "skip_overlap_checks", "space", "dtype",
+    "threshold", "on_error",
 )
 """Keyword options of :class:`LoadDicomSeg` (also accepted by ``LoadDicomSegd``,
 ``DicomSegDataset`` and ``load_transforms``)."""
@@ -105,7 +107,7 @@ def reference_from_image(image: Any, meta: "Mapping[str, Any] | None" = None) ->
         shape = tuple(int(s) for s in image.shape[-3:])
     else:
         meta = dict(meta or {})
-        affine = meta.get("affine")
+        affine = meta.get(MetaKey.AFFINE)
         shape = tuple(int(s) for s in np.shape(image)[-3:])
     if len(shape) != 3 or (hasattr(image, "ndim") and image.ndim not in (3, 4)):
         raise GeometryError(
@@ -113,11 +115,11 @@ def reference_from_image(image: Any, meta: "Mapping[str, Any] | None" = None) ->
         )
     if affine is None:
         raise GeometryError("the reference image has no affine (meta['affine']); load it with LoadImage(d)")
-    space = str(getattr(meta.get("space", RAS), "value", meta.get("space", RAS))).upper()
+    space = str(getattr(meta.get(MetaKey.SPACE, RAS), "value", meta.get(MetaKey.SPACE, RAS))).upper()
     frame_of_reference_uid = _meta_uid(meta, _FOR_KEYS)
     series_instance_uid = _meta_uid(meta, _SERIES_KEYS)
     if frame_of_reference_uid is None and series_instance_uid is None:
-        frame_of_reference_uid, series_instance_uid = _uids_from_file(meta.get("filename_or_obj"))
+        frame_of_reference_uid, series_instance_uid = _uids_from_file(meta.get(MetaKey.FILENAME_OR_OBJ))
     return ReferenceGrid(
         affine=check_spatial_affine(affine, "reference affine"),
         spatial_shape=shape,  # type: ignore[arg-type]
@@ -290,7 +292,7 @@ class LoadDicomSeg(Transform):
             warnings.warn(f"{context}: skipped: {error}{hint}", stacklevel=3)
             return None
         meta = loaded.meta
-        affine = torch.as_tensor(meta.pop("affine"), dtype=torch.float64)
+        affine = torch.as_tensor(meta.pop(MetaKey.AFFINE), dtype=torch.float64)
         return MetaTensor(torch.from_numpy(loaded.array), affine=affine, meta=meta)
 
 
@@ -317,7 +319,7 @@ def _context(where: str, key: "Hashable | None", filename: Any, reference: Any) 
     """``LoadDicomSegd[key 'label'] SEG '/a/seg.dcm' (source series '/a/ct')``."""
     text = where + (f"[key {key!r}]" if key is not None else "") + f" SEG {_name(filename)}"
     meta = _reference_meta(reference)
-    source = None if meta is None else meta.get("filename_or_obj")
+    source = None if meta is None else meta.get(MetaKey.FILENAME_OR_OBJ)
     if source:
         text += f" (source series {_name(source)})"
     return text
@@ -326,7 +328,7 @@ def _context(where: str, key: "Hashable | None", filename: Any, reference: Any) 
 def _needs_series_hint(reference: Any) -> bool:
     """True when the reference image was not sorted by position by LoadDicomSeries."""
     meta = _reference_meta(reference)
-    return meta is not None and meta.get("slice_order") != "ImagePositionPatient"
+    return meta is not None and meta.get(MetaKey.SLICE_ORDER) != MetaKey.SLICE_ORDER_BY_POSITION
 
 
 def _grid(reference: Any) -> "ReferenceGrid | None":

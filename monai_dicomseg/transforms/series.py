@@ -26,7 +26,7 @@ from monai.transforms import MapTransform, Transform
 
 from monai_dicomseg.errors import DicomSegError, InputError
 from monai_dicomseg.geometry.affine import check_space
-from monai_dicomseg.io.segload import error_with_context
+from monai_dicomseg.io.segload import MetaKey, error_with_context
 from monai_dicomseg.io.series import SeriesSource, load_source_series
 from monai_dicomseg.options import check_options
 
@@ -122,14 +122,14 @@ class LoadDicomSeries(Transform):
         else:
             name = ""
         meta = {
-            "original_affine": affine.copy(),
-            "spatial_shape": np.asarray(array.shape),
-            "space": self.space,
-            "original_channel_dim": "no_channel",
-            "SeriesInstanceUID": series.series_instance_uid,
-            "FrameOfReferenceUID": series.frame_of_reference_uid or "",
-            "slice_order": "ImagePositionPatient",
-            "filename_or_obj": name,
+            MetaKey.ORIGINAL_AFFINE: affine.copy(),
+            MetaKey.SPATIAL_SHAPE: np.asarray(array.shape),
+            MetaKey.SPACE: self.space,
+            MetaKey.ORIGINAL_CHANNEL_DIM: "no_channel",
+            MetaKey.SERIES_INSTANCE_UID: series.series_instance_uid,
+            MetaKey.FRAME_OF_REFERENCE_UID: series.frame_of_reference_uid or "",
+            MetaKey.SLICE_ORDER: MetaKey.SLICE_ORDER_BY_POSITION,
+            MetaKey.FILENAME_OR_OBJ: name,
         }
         if self.ensure_channel_first:
             array = array[None]

@@ -183,3 +183,20 @@ def test_segment_selection_object_equals_keywords_in_every_loader(case, image, t
         load_seg_array(seg, selection=keywords)
     with pytest.raises(TypeError, match="did you mean 'segment_labels'"):
         load_seg_array(seg, segment_label=["spleen"])
+
+
+def test_meta_keys_are_declared_once_and_agree_with_monai(case):
+    """Every metadata key a loader writes is a MetaKey constant; MONAI's own keys keep MONAI's names."""
+    from monai.utils import ImageMetaKey, MetaKeys
+
+    from monai_dicomseg.io.segload import META_KEYS, SERIES_META_KEYS, MetaKey
+
+    for name in ("AFFINE", "ORIGINAL_AFFINE", "SPATIAL_SHAPE", "SPACE", "ORIGINAL_CHANNEL_DIM", "SAVED_TO"):
+        assert getattr(MetaKey, name) == getattr(MetaKeys, name)
+    assert MetaKey.FILENAME_OR_OBJ == ImageMetaKey.FILENAME_OR_OBJ
+    declared = {value for name, value in vars(MetaKey).items() if name.isupper()}
+    assert set(META_KEYS) <= declared and set(SERIES_META_KEYS) <= declared
+    label = LoadDicomSeg()(str(case.seg_path))
+    assert set(label.meta) - {"affine"} <= set(META_KEYS)
+    image = LoadDicomSeries()(str(case.series_folder))
+    assert image.meta[MetaKey.SLICE_ORDER] == MetaKey.SLICE_ORDER_BY_POSITION
