@@ -1,10 +1,32 @@
 """Rewrite a DICOM SEG with another type (BINARY <-> LABELMAP) or compression, losslessly.
 
 The segments, their descriptions and every labelled voxel are kept; the new
-instance gets new Series and SOP Instance UIDs. Without ``--source`` the
-source images are reconstructed from the SEG's own references (each frame's
-Derivation Image Sequence and plane position), which is enough for SEGs of
-single-frame series; give ``--source SERIES_DIR`` for anything else.
+instance gets new Series and SOP Instance UIDs. Three kinds of SEG are handled:
+
+* a SEG with a patient volume (Frame of Reference and plane positions: CT,
+  MR, ...) is rewritten through :meth:`get_volume`; without ``--source`` the
+  source images are reconstructed from the SEG's own references (each frame's
+  Derivation Image Sequence and plane position), enough for single-frame
+  series; ``--source SERIES_DIR`` matches the volume to a real series;
+* a tiled SEG (slide microscopy, PS3.3 C.8.12.4; TILED_SPARSE or TILED_FULL)
+  is rewritten from its total pixel matrix (:meth:`get_total_pixel_matrix`)
+  through the tiled writer path (``tile_pixel_array=True``) with the same tile
+  size, total pixel matrix origin, orientation and dimension organisation
+  type; the multi-frame source comes from ``--source`` (the referenced
+  instance found in the folder by SOP Instance UID) or is reconstructed as a
+  header from the SEG's slide attributes, which the SEG copied from it
+  (Specimen, Whole Slide Microscopy Image and Multi-frame Functional Groups
+  modules, PS3.3 A.51.3);
+* a SEG of single-frame images without patient geometry (CR, DX, ...) is
+  rewritten frame by frame (:meth:`get_pixels_by_source_instance`), one
+  frame per referenced instance, against the referenced instances found in
+  ``--source`` or header-only stand-ins named as the SEG references them.
+
+A PALETTE COLOR LABELMAP rewritten as LABELMAP keeps its Palette Color
+Lookup Table (PS3.3 C.7.9) when it has the ICC Profile a PALETTE COLOR SEG
+needs (C.11.15); without one the output is MONOCHROME2 (labels unchanged;
+copying the palette alone would write an invalid file). Overlapping segments cannot be
+a LABELMAP (refused).
 """
 from __future__ import annotations
 
@@ -112,6 +134,137 @@ def _pseudo_sources(seg: Any, volume: Any) -> list[Any]:
     return sources
 
 
+_PATIENT_STUDY = ("SpecificCharacterSet", "PatientName", "PatientID", "PatientBirthDate", "PatientSex",
+                  "StudyInstanceUID", "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID",
+                  "AccessionNumber", "StudyDescription")
+# Attributes a tiled SEG copies from its slide source (PS3.3 A.51.3: Frame of Reference,
+# Specimen C.7.6.22, Whole Slide Microscopy Image C.8.12.4): enough to stand in for its header.
+_SLIDE = ("FrameOfReferenceUID", "PositionReferenceIndicator", "ContainerIdentifier",
+          "IssuerOfTheContainerIdentifierSequence", "AlternateContainerIdentifierSequence",
+          "ContainerTypeCodeSequence", "ContainerDescription", "ContainerComponentSequence",
+          "SpecimenDescriptionSequence", "TotalPixelMatrixRows", "TotalPixelMatrixColumns",
+          "TotalPixelMatrixOriginSequence", "ImageOrientationSlide", "TotalPixelMatrixFocalPlanes")
+# Palette Color Lookup Table Module (C.7.9) and ICC Profile (C.11.15) of a PALETTE COLOR LABELMAP.
+_PALETTE = ("RedPaletteColorLookupTableDescriptor", "GreenPaletteColorLookupTableDescriptor",
+            "BluePaletteColorLookupTableDescriptor", "PaletteColorLookupTableUID",
+            "RedPaletteColorLookupTableData", "GreenPaletteColorLookupTableData",
+            "BluePaletteColorLookupTableData", "SegmentedRedPaletteColorLookupTableData",
+            "SegmentedGreenPaletteColorLookupTableData", "SegmentedBluePaletteColorLookupTableData",
+            "ICCProfile", "ColorSpace")
+
+
+def _referenced_instances(seg: Any) -> list[tuple[str, str, str]]:
+    """``(series UID, SOP Class UID, SOP Instance UID)`` of every instance in ReferencedSeriesSequence."""
+    instances = []
+    for series in seg.get("ReferencedSeriesSequence", []):
+        for item in series.get("ReferencedInstanceSequence", []):
+            instances.append((str(series.get("SeriesInstanceUID", "")), str(item.get("ReferencedSOPClassUID", "")),
+                              str(item.get("ReferencedSOPInstanceUID", ""))))
+    if not instances or not all(uid for _, _, uid in instances):
+        raise UnsupportedError("the SEG's ReferencedSeriesSequence names no source instance (each item needs "
+                               "ReferencedSOPInstanceUID); cannot rebuild its sources")
+    return instances
+
+
+def _stand_in(seg: Any, series_uid: str, sop_class_uid: str, sop_instance_uid: str, tiled: bool) -> Any:
+    """A header-only source dataset named as the SEG references it, with what the SEG copied from it.
+
+    For a tiled SEG the stand-in is a TILED_FULL multi-frame slide image with
+    the SEG's tile size (Rows, Columns), total pixel matrix, origin,
+    orientation and Pixel Measures: the tile grid the SEG's frames (and their
+    ReferencedFrameNumber) index.
+    """
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    for keyword in _PATIENT_STUDY + (_SLIDE if tiled else ()):
+        if keyword in seg:
+            ds[keyword] = copy.deepcopy(seg[keyword])
+    if not series_uid:
+        raise UnsupportedError("the SEG's ReferencedSeriesSequence item lacks SeriesInstanceUID; pass --source")
+    ds.SOPClassUID = sop_class_uid or "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture when unnamed
+    ds.SOPInstanceUID = sop_instance_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.Modality = "SM" if tiled else "OT"
+    ds.Rows, ds.Columns = int(seg.Rows), int(seg.Columns)
+    if tiled:
+        rows, columns = int(seg.TotalPixelMatrixRows), int(seg.TotalPixelMatrixColumns)
+        ds.NumberOfFrames = -(-rows // ds.Rows) * -(-columns // ds.Columns)
+        ds.DimensionOrganizationType = "TILED_FULL"
+        shared = seg.get("SharedFunctionalGroupsSequence") or []
+        measures = shared[0].get("PixelMeasuresSequence") if len(shared) == 1 else None
+        if not measures:
+            raise UnsupportedError("the tiled SEG has no shared PixelMeasuresSequence to rebuild its slide "
+                                   "source from; pass --source")
+        item = Dataset()
+        item.PixelMeasuresSequence = copy.deepcopy(measures)
+        ds.SharedFunctionalGroupsSequence = [item]
+    return ds
+
+
+def _sources_from_folder(folder: str, wanted: list[str]) -> list[Any]:
+    """The datasets (headers) of ``folder`` whose SOP Instance UIDs are ``wanted``, in that order."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    path = Path(folder)
+    if not path.is_dir():
+        raise InputError(f"--source {str(folder)!r} must be a folder of DICOM files")
+    found: dict[str, Any] = {}
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        try:
+            ds = pydicom.dcmread(file, stop_before_pixels=True)
+        except (InvalidDicomError, OSError, ValueError, EOFError):
+            continue
+        uid = str(ds.get("SOPInstanceUID", ""))
+        if uid in wanted:
+            found.setdefault(uid, ds)
+    missing = [uid for uid in wanted if uid not in found]
+    if missing:
+        raise InputError(f"--source {str(folder)!r} lacks {len(missing)} of the {len(wanted)} instance(s) the SEG "
+                         f"references, e.g. SOPInstanceUID {missing[0]}")
+    return [found[uid] for uid in wanted]
+
+
+def _framewise(seg: Any, combine: bool, source: str | None) -> tuple[list[Any], Any, dict[str, Any]]:
+    """Sources, pixel array and writer options for a SEG without a patient volume.
+
+    Tiled SEG: ``(H, W)`` label map or ``(1, H, W, S)`` stacked total pixel
+    matrix, written with ``tile_pixel_array=True`` in the SEG's tile size and
+    dimension organisation type. Otherwise ``(N, R, C)`` / ``(N, R, C, S)``,
+    one frame per referenced single-frame instance.
+    """
+    from monai_dicomseg.errors import OverlapError
+
+    instances = _referenced_instances(seg)
+    tiled = bool(seg.is_tiled)
+    if tiled and len(instances) != 1:
+        raise UnsupportedError(f"a tiled SEG must reference one slide image to be rewritten; it references "
+                               f"{len(instances)}")
+    uids = [uid for _, _, uid in instances]
+    if source is not None:
+        sources = _sources_from_folder(source, uids)
+    else:
+        sources = [_stand_in(seg, *instance, tiled=tiled) for instance in instances]
+    try:
+        if tiled:
+            pixels = seg.get_total_pixel_matrix(combine_segments=combine)
+            if not combine:
+                pixels = pixels[None]
+        else:
+            pixels = seg.get_pixels_by_source_instance(uids, combine_segments=combine,
+                                                       assert_missing_frames_are_empty=True)
+    except OverlapError:
+        raise InputError("segments overlap; a LABELMAP cannot hold them (keep BINARY)") from None
+    options: dict[str, Any] = {}
+    if tiled:
+        organization = str(seg.get("DimensionOrganizationType", "") or "TILED_SPARSE")
+        options = {"tile_pixel_array": True, "tile_size": (int(seg.Rows), int(seg.Columns)),
+                   "dimension_organization_type": organization,
+                   "omit_empty_frames": organization != "TILED_FULL"}
+    return sources, pixels, options
+
+
 def _slice_thickness(seg: Any) -> float | None:
     """SliceThickness of the SEG's shared (or first per-frame) Pixel Measures, if recorded."""
     for groups in (seg.get("SharedFunctionalGroupsSequence"), seg.get("PerFrameFunctionalGroupsSequence")):
@@ -160,27 +313,33 @@ def convert_seg(
     if int(seg.get("NumberOfFrames", 0) or 0) == 0:
         raise InputError("the SEG holds no frames")
     combine = segmentation_type == "LABELMAP"
-    try:
-        volume = thresholded_volume(seg, threshold, combine) if fractional else \
-            seg.get_volume(combine_segments=combine)
-    except OverlapError:
-        raise InputError("segments overlap; a LABELMAP cannot hold them (keep BINARY)") from None
     numbers = [int(n) for n in seg.segment_numbers]
     if numbers != list(range(1, len(numbers) + 1)):
         raise UnsupportedError(f"segment numbers must be 1..N to be rewritten; got {numbers[:10]}")
-    if source is not None:
-        series = load_series(source)
-        try:
-            volume = volume.match_geometry(series.geometry)
-        except GeometryError as error:
-            raise GeometryError(f"the SEG's frames do not lie on the source series' grid: {error}") from None
-        sources = series.datasets
+    options: dict[str, Any] = {}
+    if not fractional and (seg.is_tiled or "FrameOfReferenceUID" not in seg):
+        # No patient volume (slides: SLIDE coordinates; CR/DX: none): keep the SEG's own frame structure.
+        sources, pixels, options = _framewise(seg, combine, source)
     else:
-        sources = _pseudo_sources(seg, volume)
+        try:
+            volume = thresholded_volume(seg, threshold, combine) if fractional else \
+                seg.get_volume(combine_segments=combine)
+        except OverlapError:
+            raise InputError("segments overlap; a LABELMAP cannot hold them (keep BINARY)") from None
+        if source is not None:
+            series = load_series(source)
+            try:
+                volume = volume.match_geometry(series.geometry)
+            except GeometryError as error:
+                raise GeometryError(f"the SEG's frames do not lie on the source series' grid: {error}") from None
+            sources = series.datasets
+        else:
+            sources = _pseudo_sources(seg, volume)
+        pixels = volume.array
     descriptions = [seg.get_segment_description(n) for n in numbers]
     new = Segmentation(
         source_images=sources,
-        pixel_array=volume.array,
+        pixel_array=pixels,
         segmentation_type=segmentation_type,
         segment_descriptions=descriptions,
         series_instance_uid=UID(),
@@ -196,12 +355,25 @@ def convert_seg(
         content_creator_name=seg.get("ContentCreatorName"),
         transfer_syntax_uid=COMPRESSION[compress],
         workers=workers,
+        **options,
     )
     for keyword in _COPIED:
         if seg.get(keyword):
             new[keyword] = copy.deepcopy(seg[keyword])
     if source is None and "ReferencedSeriesSequence" in seg:
         new.ReferencedSeriesSequence = copy.deepcopy(seg.ReferencedSeriesSequence)
+    if "FrameOfReferenceUID" not in new and "PatientOrientation" not in new:
+        # General Image Module (PS3.3 C.7.6.1): Patient Orientation is Type 2C, required when the image has
+        # neither patient nor slide plane geometry (a SEG of CR/DX images); the source's, else empty.
+        known = [ds.get("PatientOrientation") for ds in [seg, *sources] if ds.get("PatientOrientation")]
+        new.PatientOrientation = copy.deepcopy(known[0]) if known else ""
+    if combine and str(seg.get("PhotometricInterpretation", "")) == "PALETTE COLOR" and seg.get("ICCProfile"):
+        # Same labels (segment numbers 1..N), so the input's palette still colours them (C.7.9). A SEG's
+        # PALETTE COLOR needs an ICC Profile (C.11.15, Type 1): without one in the input, MONOCHROME2 is kept.
+        new.PhotometricInterpretation = "PALETTE COLOR"
+        for keyword in _PALETTE:
+            if keyword in seg:
+                new[keyword] = copy.deepcopy(seg[keyword])
     new.save_as(Path(out), overwrite=overwrite)
     return {"segmentation_type": segmentation_type, "segments": len(descriptions),
             "frames": int(new.get("NumberOfFrames", 0))}
