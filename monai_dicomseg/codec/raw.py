@@ -211,11 +211,11 @@ def _text_value(value: object) -> str:
     )
 
 
-def _encode_element_value(data_element: object) -> tuple[str, bytes] | None:
+def _encode_element_value(data_element: object, encodings: "list[str] | None" = None) -> tuple[str, bytes] | None:
     """Encode the value of a plain pydicom DataElement, or ``None`` when unsupported here."""
     vr, value = data_element.VR, data_element.value  # type: ignore[attr-defined]
     if vr == "SQ":
-        return vr, b"".join(item(encode_dataset(dataset)) for dataset in value)
+        return vr, b"".join(item(encode_dataset(dataset, encodings)) for dataset in value)
     if vr in _TEXT_VRS:
         text = _text_value(value)
         if not text.isascii():
@@ -228,12 +228,15 @@ def _encode_element_value(data_element: object) -> tuple[str, bytes] | None:
     return None
 
 
-def encode_dataset(dataset: "Dataset") -> bytes:
+def encode_dataset(dataset: "Dataset", encodings: "list[str] | None" = None) -> bytes:
     """Encode a dataset's elements (Explicit VR Little Endian, defined-length sequences).
 
     Plain text, numeric and sequence elements are encoded here; anything else
     (person names, binary values, non-ASCII text) goes through pydicom's own
     element writer, so the result is always what pydicom would write.
+    ``encodings`` are the Python codecs of the enclosing data set's
+    SpecificCharacterSet (``pydicom.charset.convert_encodings``; PS3.5 6.1):
+    an item of a sequence has none of its own. None: pydicom's default.
     """
     from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_data_element
@@ -247,11 +250,11 @@ def encode_dataset(dataset: "Dataset") -> bytes:
             else:
                 parts.append(_raw_element_bytes(data_element))
                 continue
-        encoded = _encode_element_value(data_element)
+        encoded = _encode_element_value(data_element, encodings)
         if encoded is None:
             buffer = DicomBytesIO()
             buffer.is_little_endian, buffer.is_implicit_VR = True, False
-            write_data_element(buffer, data_element)
+            write_data_element(buffer, data_element, encodings)
             parts.append(buffer.getvalue())
             continue
         vr, value = encoded

@@ -418,7 +418,10 @@ def _set_segmentation_image(dataset: Dataset, options: EncodeOptions, pixels: Se
         check_dataset_values(description, path=f"SegmentSequence[{number}]",
                              character_set=dataset.get("SpecificCharacterSet", ""))
     # Encoded once as bytes: pydicom writes 100+ nested descriptions slowly.
-    set_raw(dataset, "SegmentSequence", "SQ", b"".join(raw.item(raw.encode_dataset(d)) for d in descriptions))
+    charset = dataset.get("SpecificCharacterSet")  # items are written in the SEG's character set (PS3.5 6.1)
+    encodings = pydicom.charset.convert_encodings(charset) if charset else None
+    set_raw(dataset, "SegmentSequence", "SQ",
+            b"".join(raw.item(raw.encode_dataset(d, encodings)) for d in descriptions))
 
 
 def _set_dimensions(dataset: Dataset, plan: FramePlan, labelmap: bool,
@@ -733,7 +736,9 @@ def _set_file_meta(dataset: Dataset, sop_class_uid: str, sop_instance_uid: str,
     dataset.preamble = b"\x00" * 128
     # Tell pydicom the dataset is already in its target encoding, so the raw
     # per-frame bytes are written as they are instead of being re-parsed.
-    dataset.set_original_encoding(False, True, dataset._character_set)
+    charset = dataset.get("SpecificCharacterSet")  # public equivalent of pydicom's Dataset._character_set
+    dataset.set_original_encoding(
+        False, True, pydicom.charset.convert_encodings(charset) if charset else pydicom.charset.default_encoding)
 
 
 def encode_segmentation(

@@ -48,7 +48,7 @@ _PATIENT_STUDY_OPTIONAL = (
 def set_raw(dataset: Dataset, keyword: str, vr: str, value: bytes) -> None:
     """Store an already encoded (Explicit VR Little Endian) element value unparsed."""
     tag = Tag(keyword)
-    dataset._dict[tag] = RawDataElement(tag, vr, len(value), value, 0, False, True)
+    dataset[tag] = RawDataElement(tag, vr, len(value), value, 0, False, True)  # public: kept unconverted
 
 
 def copy_patient_and_study(dataset: Dataset, source: Dataset) -> None:

@@ -99,3 +99,32 @@ def test_combining_overlapping_binary_segments(syntax):
     for number in (1, 2, 3):
         expected[stacked[..., number - 1] == 1] = number
     np.testing.assert_array_equal(combined, expected)
+
+
+@pytest.mark.parametrize("charset, encodings", [("ISO_IR 100", ["latin_1"]), ("ISO_IR 192", ["UTF8"]), (None, None)])
+def test_specific_character_set_is_the_original_encoding(charset, encodings):
+    """The encoder records the SEG's SpecificCharacterSet as pydicom's original encoding (public API only)."""
+    import pydicom
+
+    series = make_ct_series(shape=(2, 8, 8))
+    for ds in series:
+        if charset is None:
+            del ds.SpecificCharacterSet
+        else:
+            ds.SpecificCharacterSet = charset
+    description = _descriptions(1)[0]
+    description.SegmentLabel = "Läsion"
+    seg = hd.seg.Segmentation(
+        source_images=series, pixel_array=np.ones((2, 8, 8), np.uint8), segmentation_type="BINARY",
+        segment_descriptions=[description], series_instance_uid=hd.UID(), series_number=1,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="x", manufacturer_model_name="x",
+        software_versions="0", device_serial_number="0")
+    written = seg.get("SpecificCharacterSet")
+    expected = pydicom.charset.convert_encodings(written) if written else pydicom.charset.default_encoding
+    if encodings is not None:
+        assert expected == encodings
+    assert seg.original_character_set == expected
+    buffer = io.BytesIO()
+    seg.save_as(buffer)
+    buffer.seek(0)
+    assert pydicom.dcmread(buffer).SegmentSequence[0].SegmentLabel == "Läsion"
