@@ -68,7 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("seg", metavar="SEG", help="DICOM Segmentation file")
     parser.add_argument("output", metavar="OUT.dcm", help="SEG file to write")
     parser.add_argument("--source", metavar="SERIES_DIR",
-                        help="source series folder (default: rebuilt from the SEG's references)")
+                        help="folder of the source images: a series matched by geometry, or (slides, CR) the "
+                             "instances the SEG references, found by SOP Instance UID (default: rebuilt from "
+                             "the SEG's references)")
     add_options(parser)
 
 

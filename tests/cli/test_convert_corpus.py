@@ -178,3 +178,136 @@ def assert_same_content(original: Path, converted: Path, threshold: float | None
         for key in expected:
             assert actual[key].shape == expected[key].shape, key
             assert np.array_equal(actual[key], expected[key]), f"{read.__module__}: {key} differ"
+
+
+# ------------------------------------------------------------------ SEGs without a patient volume
+# Slides and CR: with --source (the referenced instance found in a folder by SOP
+# Instance UID), with compression, and a PALETTE COLOR label map that keeps its palette.
+
+FRAMEWISE = [name for name in SEG_NAMES if name.startswith(("seg_image_sm_", "seg_image_cr_"))]
+SLIDE_SOURCES = ["sm_image_numbers.dcm", "sm_image_control.dcm", "sm_image_dots.dcm"]
+
+
+def _source_folder(generated_corpus, folder):
+    """A folder holding the slide sources and the CR image the corpus SEGs reference (plus a non-DICOM file)."""
+    folder.mkdir()
+    for name in SLIDE_SOURCES:
+        (folder / name).write_bytes(generated_corpus.path(name).read_bytes())
+    generated_corpus.path("seg_image_cr_binary.dcm")  # makes the CR source it references
+    generated_corpus._source("cr_image").save_as(folder / "cr.dcm", enforce_file_format=True)
+    (folder / "notes.txt").write_text("not DICOM")
+    return folder
+
+
+@pytest.mark.parametrize("target", ["BINARY", "LABELMAP"])
+@pytest.mark.parametrize("name", FRAMEWISE)
+def test_convert_with_source(generated_corpus, cli, tmp_path, name, target):
+    folder = _source_folder(generated_corpus, tmp_path / "sources")
+    out = tmp_path / "converted.dcm"
+    original = generated_corpus.path(name)
+    status, output = _convert(cli, original, out, target, ("--source", folder))
+    if (name, target) in REFUSED:
+        _assert_refused(status, output, out, tmp_path, REFUSED[name, target])
+        return
+    assert status == 0, output
+    assert dciodvfy_errors(out) == []
+    assert_same_content(original, out)
+
+
+@pytest.mark.parametrize(("name", "target", "compress"), [
+    ("seg_image_sm_dots.dcm", "LABELMAP", "rle"),
+    ("seg_image_sm_dots_tiled_full.dcm", "LABELMAP", "jpegls"),
+    ("seg_image_sm_control_labelmap.dcm", "LABELMAP", "rle"),
+    ("seg_image_sm_control_labelmap_palette_color.dcm", "LABELMAP", "jpegls"),
+])
+def test_convert_recompress(generated_corpus, cli, tmp_path, name, target, compress):
+    import pydicom
+
+    from monai_dicomseg.cli._common import COMPRESSION
+
+    out = tmp_path / "converted.dcm"
+    original = generated_corpus.path(name)
+    status, output = _convert(cli, original, out, target, ("--compress", compress))
+    assert status == 0, output
+    assert str(pydicom.dcmread(out, stop_before_pixels=True).file_meta.TransferSyntaxUID) == COMPRESSION[compress]
+    assert dciodvfy_errors(out) == []
+    assert_same_content(original, out)
+
+
+@pytest.mark.parametrize("name", ["seg_image_sm_dots.dcm", "seg_image_cr_binary.dcm"])
+def test_convert_binary_jpeg2000_of_small_frames_refused(generated_corpus, cli, tmp_path, name):
+    """BINARY compresses only with JPEG 2000, which openjpeg cannot do below 32 x 32 frames (10 x 10 tiles,
+    a 16 x 16 CR): a one-line refusal naming the limit, no file."""
+    out = tmp_path / "converted.dcm"
+    status, output = _convert(cli, generated_corpus.path(name), out, "BINARY", ("--compress", "jpeg2000"))
+    _assert_refused(status, output, out, tmp_path, "needs at least 32 rows and columns")
+
+
+def test_convert_cr_sets_patient_orientation(generated_corpus, cli, tmp_path):
+    """A SEG without plane geometry needs Patient Orientation (PS3.3 C.7.6.1, Type 2C): the source's."""
+    import pydicom
+
+    folder = _source_folder(generated_corpus, tmp_path / "sources")
+    for extra, expected in [((), ""), (("--source", folder), ["L", "F"])]:
+        out = tmp_path / "converted.dcm"
+        status, output = _convert(cli, generated_corpus.path("seg_image_cr_binary.dcm"), out, "BINARY",
+                                  (*extra, "--overwrite"))
+        assert status == 0, output
+        value = pydicom.dcmread(out, stop_before_pixels=True).PatientOrientation
+        assert (list(value) if expected else value) == expected
+
+
+def test_convert_palette_color_kept_with_icc_profile(generated_corpus, cli, tmp_path):
+    """LABELMAP -> LABELMAP keeps a PALETTE COLOR LUT when the input has the ICC Profile it needs (C.11.15)."""
+    import pydicom
+
+    image_cms = pytest.importorskip("PIL.ImageCms")
+    dataset = pydicom.dcmread(generated_corpus.path("seg_image_sm_control_labelmap_palette_color.dcm"))
+    dataset.ICCProfile = image_cms.ImageCmsProfile(image_cms.createProfile("sRGB")).tobytes()
+    original = tmp_path / "palette_icc.dcm"
+    dataset.save_as(original)
+    out = tmp_path / "converted.dcm"
+    status, output = _convert(cli, original, out, "LABELMAP")
+    assert status == 0, output
+    written = pydicom.dcmread(out)
+    assert written.PhotometricInterpretation == "PALETTE COLOR"
+    for keyword in ("RedPaletteColorLookupTableData", "GreenPaletteColorLookupTableDescriptor", "ICCProfile"):
+        assert written[keyword].value == dataset[keyword].value
+    assert dciodvfy_errors(out) == []
+    assert_same_content(original, out)
+    # Without an ICC profile (the corpus file) the palette cannot be written validly: MONOCHROME2.
+    status, output = _convert(cli, generated_corpus.path("seg_image_sm_control_labelmap_palette_color.dcm"),
+                              out, "LABELMAP", ("--overwrite",))
+    assert status == 0, output
+    assert pydicom.dcmread(out, stop_before_pixels=True).PhotometricInterpretation == "MONOCHROME2"
+
+
+def test_convert_source_lacking_the_referenced_instance(generated_corpus, tmp_path):
+    from monai_dicomseg.cli.convert import convert_seg
+    from monai_dicomseg.errors import InputError
+
+    folder = tmp_path / "other"
+    folder.mkdir()
+    (folder / "sm_image_numbers.dcm").write_bytes(generated_corpus.path("sm_image_numbers.dcm").read_bytes())
+    out = tmp_path / "converted.dcm"
+    with pytest.raises(InputError, match=r"--source .* lacks 1 of the 1 instance\(s\) the SEG references"):
+        convert_seg(str(generated_corpus.path("seg_image_sm_dots.dcm")), str(out), segmentation_type="BINARY",
+                    source=str(folder))
+    with pytest.raises(InputError, match="--source .* must be a folder of DICOM files"):
+        convert_seg(str(generated_corpus.path("seg_image_sm_dots.dcm")), str(out), segmentation_type="BINARY",
+                    source=str(folder / "sm_image_numbers.dcm"))
+    assert not out.exists()
+
+
+def test_convert_tiled_seg_referencing_no_instance(generated_corpus, tmp_path):
+    import pydicom
+
+    from monai_dicomseg.cli.convert import convert_seg
+    from monai_dicomseg.errors import UnsupportedError
+
+    dataset = pydicom.dcmread(generated_corpus.path("seg_image_sm_dots.dcm"))
+    dataset.ReferencedSeriesSequence[0].ReferencedInstanceSequence = []
+    broken = tmp_path / "broken.dcm"
+    dataset.save_as(broken)
+    with pytest.raises(UnsupportedError, match="ReferencedSeriesSequence names no source instance"):
+        convert_seg(str(broken), str(tmp_path / "out.dcm"), segmentation_type="LABELMAP")
