@@ -170,7 +170,7 @@ def _segments(array: Any, stacked: bool, fractional: bool, metadata: Any, names:
     import numpy as np
 
     from monai_dicomseg.cli.dcmqi_meta import descriptions_from_names, read_dcmqi_metadata
-    from monai_dicomseg.io.prediction import _values_text, is_background_name, label_value_names
+    from monai_dicomseg.io.prediction import is_background_name, label_value_names, values_text
 
     if metadata is not None and names is not None:
         raise InputError("give either --metadata or --labels, not both")
@@ -216,8 +216,8 @@ def _segments(array: Any, stacked: bool, fractional: bool, metadata: Any, names:
         unknown = sorted(set(present) - set(keys) - {background})
         if unknown:
             raise InputError(
-                f"{str(path)!r} holds label values {_values_text(present)} but --labels names {len(keys)} "
-                f"(values {_values_text(keys) or 'none'}); values {_values_text(unknown)} have no name")
+                f"{str(path)!r} holds label values {values_text(present)} but --labels names {len(keys)} "
+                f"(values {values_text(keys) or 'none'}); values {values_text(unknown)} have no name")
         if not keys:
             raise InputError("--labels names only the background; at least one segment is needed")
         if keys != list(range(1, len(keys) + 1)):

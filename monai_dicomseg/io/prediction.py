@@ -49,7 +49,7 @@ from monai_dicomseg.seg.inputs import StackedSegmentSource
 
 __all__ = ["INPUT_KINDS", "DISCRETIZE", "INTERPOLATION", "BACKGROUND_NAMES", "SegmentPlan", "classify_input",
            "value_range", "check_probabilities", "is_background_name", "is_channel_partition", "label_value_names",
-           "plan_segments",
+           "plan_segments", "values_text",
            "to_source_grid"]
 
 INPUT_KINDS = ("auto", "labels", "onehot", "probabilities")
@@ -332,7 +332,8 @@ def label_value_names(labels: Any) -> "tuple[dict[int, str], int | None]":
     return {key: str(getattr(entry, "SegmentLabel", entry)) for key, entry in zip(keys, entries)}, background
 
 
-def _values_text(values: Sequence[int]) -> str:
+def values_text(values: Sequence[int]) -> str:
+    """Label values for an error message: ``"1..5"`` for a run, else up to 20 listed (``"1, 3, ..."``)."""
     values = sorted(values)
     if len(values) > 2 and values == list(range(values[0], values[-1] + 1)):
         return f"{values[0]}..{values[-1]}"
@@ -359,8 +360,8 @@ def _plan_label_values(given: "_Labels | None", present: Sequence[int],
     unknown = sorted(set(values) - known)
     if unknown:
         raise InputError(
-            f"the output has label values {_values_text(values)} but labels names {len(keys)} "
-            f"(values {_values_text(keys) or 'none'}); label values {_values_text(unknown)} have no entry in "
+            f"the output has label values {values_text(values)} but labels names {len(keys)} "
+            f"(values {values_text(keys) or 'none'}); label values {values_text(unknown)} have no entry in "
             "labels")
     return SegmentPlan("labels", keys, None, given.descriptions)
 
