@@ -227,8 +227,13 @@ def _interpolate_axis(values: np.ndarray, axis: int, low: np.ndarray, high: np.n
     shape = [1] * values.ndim
     shape[axis] = -1
     w = weight.reshape(shape)
-    a = np.take(values, low, axis=axis)
-    b = np.take(values, high, axis=axis)
+    if values.flags.c_contiguous:
+        a = np.take(values, low, axis=axis)
+        b = np.take(values, high, axis=axis)
+    else:  # np.take would first copy the whole (model-sized) strided view, once per slab
+        lead = (slice(None),) * axis
+        a = values[(*lead, low)]
+        b = values[(*lead, high)]
     b -= a
     b *= w
     a += b
