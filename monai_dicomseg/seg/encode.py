@@ -455,10 +455,10 @@ def _set_dimensions(dataset: Dataset, plan: FramePlan, labelmap: bool,
     if organization_type is DimensionOrganizationTypeValues.TILED_FULL:
         return np.zeros((plan.number_of_frames, 0), dtype=np.int64)
     if not indices:
-        raise UnsupportedError(
-            "LABELMAP segmentations of source images without plane positions "
-            "(ImagePositionPatient) are not supported"
-        )
+        # A LABELMAP of images without plane positions (CR, DX): no segment and no position to index
+        # the frames by, so each plane gets a Frame Label (C.7.6.16.2.2) and that is the dimension.
+        indices.append(("FrameLabel", "FrameContentSequence", "Frame Label"))
+        columns.append(plan.planes[:, np.newaxis] + 1)
     items = []
     for pointer, group, label in indices:
         item = Dataset()
@@ -554,12 +554,16 @@ def _set_functional_groups(dataset: Dataset, sources: SourceFrames, placement: P
             placement.position_values, placement.tile_positions.tolist())]  # type: ignore[arg-type]
     elif placement.position_values is not None:
         positions = [plane_position_group(position) for position in placement.position_values]
+    frame_labels = None
+    if labelmap and plan.position_indices is None:  # the Frame Label dimension of _set_dimensions
+        frame_labels = [f"Plane {plane + 1}" for plane in range(int(plan.planes.max(initial=-1)) + 1)]
     per_frame = per_frame_functional_groups(
         planes=plan.planes,
         segment_numbers=None if labelmap else plan.segment_numbers,
         dimension_index_values=dimension_values,
         derivation_groups=derivations,
         position_groups=positions,
+        frame_labels=frame_labels,
     )
     set_raw(dataset, "PerFrameFunctionalGroupsSequence", "SQ", per_frame)
 
@@ -699,9 +703,17 @@ def _encode_streamed_pixel_data(dataset: Dataset, options: EncodeOptions, pixels
         dataset.add_new("PixelData", "OB", data)
         dataset["PixelData"].is_undefined_length = True
         return
+    size = rows * columns
+    if seg_type is SegmentationTypeValues.FRACTIONAL or size % 8 == 0:
+        # frames are whole bytes: join them (frames + result), no third output-sized buffer
+        empty = np.zeros(size if seg_type is SegmentationTypeValues.FRACTIONAL else size // 8, dtype=np.uint8)
+        parts = [memoryview(np.ascontiguousarray(cache.frames.pop(key, empty))).cast("B") for key in keys]
+        data = b"".join(parts)
+        del parts
+        dataset.add_new("PixelData", "OB", data + b"\x00" if len(data) % 2 else data)
+        return
     if seg_type is SegmentationTypeValues.BINARY:
         out = np.zeros(packed_length(count, rows, columns), dtype=np.uint8)
-        size = rows * columns
         for index, key in enumerate(keys):
             packed = cache.frames.pop(key, None)
             if packed is None:
@@ -864,6 +876,10 @@ def encode_segmentation(
     if pyramid_label is not None:
         dataset.PyramidLabel = pyramid_label
     _set_functional_groups(dataset, sources, placement, plan, dimension_values, labelmap)
+    if "FrameOfReferenceUID" not in dataset and "PatientOrientation" not in dataset:
+        # General Image Module (PS3.3 C.7.6.1): Patient Orientation is Type 2C, required when the frames
+        # have neither patient nor slide plane geometry (CR, DX sources): the source's, else empty.
+        dataset.PatientOrientation = copy.deepcopy(first.get("PatientOrientation")) or ""
     set_common_instance_reference(dataset, sources)
     check_dataset_values(dataset)  # the one VR seam: every written value, before the costly pixel work
     _encode_pixel_data(dataset, options, pixels, plan, bits, cache)
