@@ -86,6 +86,7 @@ def per_frame_functional_groups(
     dimension_index_values: np.ndarray,
     derivation_groups: Sequence[bytes] | None,
     position_groups: Sequence[bytes] | None,
+    frame_labels: Sequence[str] | None = None,
 ) -> bytes:
     """Encode the value of PerFrameFunctionalGroupsSequence.
 
@@ -103,6 +104,10 @@ def per_frame_functional_groups(
         Encoded DerivationImageSequence per plane (``None``: empty sequence).
     position_groups
         Encoded PlanePositionSequence per plane (``None``: omitted).
+    frame_labels
+        Frame Label (LO, PS3.3 C.7.6.16.2.2) per plane, written in the Frame
+        Content item (``None``: omitted); the dimension of a LABELMAP whose
+        planes have no position.
 
     Returns
     -------
@@ -114,9 +119,10 @@ def per_frame_functional_groups(
     segment_groups: dict[int, bytes] = {}
     items = []
     for frame_index, plane in enumerate(planes.tolist()):
-        frame_content = raw.sequence("FrameContentSequence", [
-            raw.item(raw.element("DimensionIndexValues", dimension_values[frame_index].tobytes()))
-        ])
+        content = [raw.element("DimensionIndexValues", dimension_values[frame_index].tobytes())]
+        if frame_labels is not None:
+            content.append(raw.lo("FrameLabel", frame_labels[plane]))
+        frame_content = raw.sequence("FrameContentSequence", [raw.item(*content)])
         parts = [derivation_groups[plane] if derivation_groups is not None else empty_derivation,
                  frame_content]
         if position_groups is not None:

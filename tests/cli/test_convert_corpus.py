@@ -7,15 +7,11 @@ values longer than DS allows, and refused every SEG without a patient volume
 reader and with highdicom) with the input's segments and pixels: per
 referenced source instance, or for a tiled SEG its total pixel matrix, every
 source frame (tile) and its tiling (tile size, TILED_SPARSE/TILED_FULL, slide
-origin and orientation). The only refusals, one line each and no file left:
-
-* overlapping segments -> LABELMAP: a label map holds one segment per pixel
-  (PS3.3 C.8.20.2, Segments Overlap must be NO for LABELMAP);
-* the CR SEG -> LABELMAP: the standard allows it (a LABELMAP of images
-  without plane positions needs another dimension, e.g. a Frame Label), but
-  our writer (``seg/encode.py``) refuses LABELMAPs of sources without plane
-  positions; this test pins that refusal so it is revisited when the writer
-  gains it.
+origin and orientation). The only refusal, one line and no file left, is
+overlapping segments -> LABELMAP: a label map holds one segment per pixel
+(PS3.3 C.8.20.2, Segments Overlap must be NO for LABELMAP). (The CR SEG ->
+LABELMAP used to be refused by the writer: a LABELMAP of images without plane
+positions now indexes its frames by a Frame Label dimension.)
 """
 from __future__ import annotations
 
@@ -37,7 +33,6 @@ def _convert(cli, seg, out, target, extra=()):
 # (name, target) -> the refusal it must give; every other corpus case must convert.
 REFUSED = {
     ("seg_image_ct_binary_overlap.dcm", "LABELMAP"): "segments overlap",
-    ("seg_image_cr_binary.dcm", "LABELMAP"): "LABELMAP segmentations of source images without plane positions",
 }
 
 
@@ -255,6 +250,42 @@ def test_convert_cr_sets_patient_orientation(generated_corpus, cli, tmp_path):
         assert status == 0, output
         value = pydicom.dcmread(out, stop_before_pixels=True).PatientOrientation
         assert (list(value) if expected else value) == expected
+
+
+def test_labelmap_of_images_without_plane_positions(tmp_path):
+    """Several CR images as one LABELMAP: frames indexed by a Frame Label dimension (C.7.6.16.2.2), valid,
+    and read back per source instance by both readers (the writer refused this before)."""
+    import highdicom
+
+    import corpus_sources
+    import monai_dicomseg
+    from monai_dicomseg.seg.reader import segread
+
+    first = corpus_sources.cr_image(seed=0)
+    second = corpus_sources.cr_image(seed=1)
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID"):
+        second[keyword].value = first[keyword].value
+    labels = np.zeros((2, 16, 16), np.uint8)
+    labels[0, 2:6, 3:9], labels[1, 8:12, 1:4], labels[1, 0:2, 0:2] = 1, 2, 1
+    category = monai_dicomseg.sr.CodedConcept("91723000", "SCT", "Anatomical Structure")
+    kind = monai_dicomseg.sr.CodedConcept("39607008", "SCT", "Lung")
+    descriptions = [monai_dicomseg.seg.SegmentDescription(
+        segment_number=n, segment_label=f"Segment {n}", segmented_property_category=category,
+        segmented_property_type=kind, algorithm_type="MANUAL") for n in (1, 2)]
+    seg = monai_dicomseg.seg.Segmentation(
+        source_images=[first, second], pixel_array=labels, segmentation_type="LABELMAP",
+        segment_descriptions=descriptions, series_instance_uid=monai_dicomseg.UID(), series_number=1,
+        sop_instance_uid=monai_dicomseg.UID(), instance_number=1, manufacturer="x",
+        manufacturer_model_name="x", software_versions="1", device_serial_number="0")
+    out = tmp_path / "labelmap.dcm"
+    seg.save_as(out)
+    assert [item.DimensionDescriptionLabel for item in seg.DimensionIndexSequence] == ["Frame Label"]
+    frame_labels = [item.FrameContentSequence[0].FrameLabel for item in seg.PerFrameFunctionalGroupsSequence]
+    assert frame_labels == ["Plane 1", "Plane 2"]
+    assert dciodvfy_errors(out) == []
+    uids = [first.SOPInstanceUID, second.SOPInstanceUID]
+    for read in (segread, highdicom.seg.segread):
+        assert np.array_equal(read(str(out)).get_pixels_by_source_instance(uids, combine_segments=True), labels)
 
 
 def test_convert_palette_color_kept_with_icc_profile(generated_corpus, cli, tmp_path):
