@@ -129,3 +129,81 @@ def test_geometry_does_not_import_codec_even_inside_functions(tmp_path):
     assert {(3, "monai_dicomseg.codec.raw"), (5, "monai_dicomseg.codec.spatial_content")} <= set(_imports(probe))
     for path in (ROOT / "geometry").rglob("*.py"):
         assert not [m for _, m in _imports(path) if m.startswith("monai_dicomseg.codec")], path.name
+
+
+# third-party private attributes the package may rely on (none since pydicom's are replaced by public API)
+THIRD_PARTY_PRIVATE: set[str] = set()
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _group_private_names(group: str) -> set[str]:
+    """Underscore names a layer group defines itself (functions, classes, attributes, assignments)."""
+    names: set[str] = set()
+    folder = ROOT / group
+    paths = sorted(folder.rglob("*.py")) if folder.is_dir() else [ROOT / f"{group}.py"]
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                names.add(node.attr)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif isinstance(node, ast.arg):
+                names.add(node.arg)
+    return {name for name in names if _private(name)}
+
+
+def _private_uses(path: Path) -> list[str]:
+    """Underscore names of another layer (or of a third-party object) that ``path`` touches.
+
+    Imports: a private module or name of another group's module. Attribute
+    access: ``obj._name`` (``obj`` not ``self``/``cls``) where ``_name`` is not
+    defined in ``path``'s own group, i.e. it belongs to a lower layer or a
+    third-party package.
+    """
+    source = _source_group(path)
+    own = _group_private_names(source)
+    problems = []
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for line, module in _imports(path):
+        parts = module.split(".")
+        if parts[0] == "monai_dicomseg" and len(parts) > 2 and _group(module) != source:
+            if any(_private(part) for part in parts[2:]):
+                problems.append(f"line {line}: imports private module {module}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("monai_dicomseg."):
+            if _group(node.module) != source:
+                problems += [f"line {node.lineno}: imports {alias.name} from {node.module}"
+                             for alias in node.names if _private(alias.name)]
+        elif isinstance(node, ast.Attribute) and _private(node.attr) and node.attr not in own:
+            if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                continue
+            if node.attr not in THIRD_PARTY_PRIVATE:
+                problems.append(f"line {node.lineno}: touches .{node.attr} of another layer or package")
+    return problems
+
+
+@pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_layer_touches_a_private_name_of_another(path):
+    if _source_group(path) == "__init__":
+        return
+    problems = _private_uses(path)
+    assert not problems, f"{path.relative_to(ROOT)}:\n" + "\n".join(problems)
+
+
+def test_private_name_check_sees_imports_and_attributes(tmp_path):
+    """A guard for the check itself: a probe module in cli/ that reaches into seg/ is caught."""
+    probe = ROOT / "cli" / "_probe_private_access.py"
+    probe.write_text("from monai_dicomseg.seg._stacking import x\nfrom monai_dicomseg.io.prediction import _y\n"
+                     "def f(seg):\n    return seg._get_frame_index(), seg.public\n")
+    try:
+        problems = "\n".join(_private_uses(probe))
+    finally:
+        probe.unlink()
+    assert "private module monai_dicomseg.seg._stacking" in problems
+    assert "imports _y from monai_dicomseg.io.prediction" in problems
+    assert "._get_frame_index" in problems and ".public" not in problems

@@ -97,7 +97,7 @@ def _pseudo_sources(seg: Any, volume: Any) -> list[Any]:
     from pydicom.dataset import Dataset
     from pydicom.uid import generate_uid
 
-    index = seg._get_frame_index()
+    index = seg.get_frame_index()
     if index.image_positions is None:
         raise UnsupportedError("the SEG has no plane positions; pass --source")
     if len(index.ref_frame_number) and np.any(index.ref_frame_number > 0):

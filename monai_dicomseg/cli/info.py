@@ -39,7 +39,7 @@ def _geometry(seg: Any, index: Any) -> dict[str, Any] | None:
     """Plane count, spacing, orientation and origin of the SEG's frames (None if not a volume)."""
     import numpy as np
 
-    from monai_dicomseg.seg._stacking import volume_positions
+    from monai_dicomseg.seg.stacking import volume_positions
 
     if index.image_positions is None or index.image_orientation is None or index.pixel_spacing is None:
         return None
@@ -76,7 +76,7 @@ def describe_seg(path: str) -> dict[str, Any]:
     import numpy as np
 
     seg = read_seg(path)
-    index = seg._get_frame_index()
+    index = seg.get_frame_index()
     segmentation_type = seg.segmentation_type.value
     frame_counts = np.bincount(index.segment_numbers.astype(np.int64), minlength=1) \
         if index.number_of_frames else np.zeros(1, dtype=np.int64)

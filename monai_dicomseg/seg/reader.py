@@ -134,13 +134,13 @@ def _convert_header(dataset: Dataset) -> None:
         if holder is None:
             continue
         # plain values first (items may consult them, e.g. PixelRepresentation); no conversion here
-        tags = sorted(holder.keys(), key=lambda t: getattr(holder._dict.get(t), "VR", None) == "SQ")
+        tags = sorted(holder.keys(), key=lambda t: getattr(holder.get_item(t, keep_deferred=True), "VR", None) == "SQ")
         for tag in tags:
             keyword = keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
             if keyword in _LAZY_KEYWORDS:
                 continue
             try:
-                raw = holder._dict.get(tag)
+                raw = holder.get_item(tag, keep_deferred=True)  # as stored: no conversion, no deferred read
                 if (
                     isinstance(raw, RawDataElement) and raw.is_little_endian
                     and isinstance(raw.value, (bytes, bytearray, memoryview))
@@ -370,7 +370,14 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
 
     # -- cached state -----------------------------------------------------
 
-    def _get_frame_index(self) -> FrameIndex:
+    def get_frame_index(self) -> FrameIndex:
+        """The frame index of this SEG (built once, then cached; decodes no pixels).
+
+        One entry per frame: its segment number, plane position / dimension
+        index values and source references (PS3.3 C.7.6.16 per-frame
+        functional groups); see :class:`~monai_dicomseg.codec.frame_index.FrameIndex`.
+        Public seam for the command line and the MONAI layer.
+        """
         index = getattr(self, "_frame_index", None)
         if index is None:
             index = build_frame_index(self)  # type: ignore[arg-type]
@@ -554,7 +561,7 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
         assert_missing_frames_are_empty: bool,
     ) -> np.ndarray:
         """Validate indexing by source; return a mask over the frame references to use."""
-        index = self._get_frame_index()
+        index = self.get_frame_index()
         if index.is_tiled_full:
             raise FrameMismatchError(
                 "indexing by source frames is not possible: DimensionOrganizationType is TILED_FULL "
@@ -622,7 +629,7 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
         if not uids:
             raise InputError("source_sop_instance_uids may not be empty")
         wanted = self._check_source_indexing(uids, ignore_spatial_locations, assert_missing_frames_are_empty)
-        index = self._get_frame_index()
+        index = self.get_frame_index()
         if not ignore_spatial_locations:
             wanted &= index.ref_spatial_locations_preserved == "YES"
         rows, outs = _join(index.ref_sop_instance_uid[wanted], uids)
@@ -662,7 +669,7 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
             if min(numbers) < 1:
                 raise InputError(f"source_frame_numbers are 1-based and must be > 0; got {min(numbers)}")
         wanted = self._check_source_indexing([uid], ignore_spatial_locations, assert_missing_frames_are_empty)
-        index = self._get_frame_index()
+        index = self.get_frame_index()
         referenced = index.ref_frame_number[index.ref_sop_instance_uid == uid]
         max_frame = int(referenced.max()) if referenced.size and referenced.max() > 0 else None
         if source_frame_numbers is None:
@@ -710,7 +717,7 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
             Tags or keywords of the indexed dimensions (default: all but
             ReferencedSegmentNumber).
         """
-        index = self._get_frame_index()
+        index = self.get_frame_index()
         available = index.dimension_index_pointers
         if dimension_index_pointers is None:
             pointers = [p for p in available if p != "ReferencedSegmentNumber"]

@@ -58,7 +58,7 @@ class TiledReaderMixin:
                 "the segmentation is not a tiled image: TotalPixelMatrixRows/TotalPixelMatrixColumns "
                 "are missing (PS3.3 C.8.12.4), so it has no total pixel matrix"
             )
-        index = self._get_frame_index()
+        index = self.get_frame_index()
         if index.tile_positions is None:
             raise DecodeError(
                 "cannot place the frames in the total pixel matrix: some frames lack "
@@ -200,7 +200,7 @@ class TiledReaderMixin:
             columns=self._total_matrix_size()[1],
             as_indices=as_indices,
         )
-        index = self._get_frame_index()
+        index = self.get_frame_index()
         origin_items = self.get("TotalPixelMatrixOriginSequence")  # type: ignore[attr-defined]
         orientation = self.get("ImageOrientationSlide")  # type: ignore[attr-defined]
         if not origin_items or orientation is None or index.pixel_spacing is None:

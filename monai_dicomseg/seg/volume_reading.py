@@ -102,7 +102,7 @@ class VolumeReaderMixin:
             slice_start=slice_start, slice_end=slice_end, as_indices=as_indices, rtol=rtol, atol=atol,
             perpendicular_tol=perpendicular_tol, allow_missing_positions=allow_missing_positions,
         )
-        index = self._get_frame_index()
+        index = self.get_frame_index()
         if segment_numbers is None:
             segment_numbers = list(self.segment_numbers)
         array = self._assemble(
@@ -145,7 +145,7 @@ class VolumeReaderMixin:
 
         The geometry part of :meth:`get_volume` (no pixel is decoded).
         """
-        index = self._get_frame_index()
+        index = self.get_frame_index()
         if self._coordinate_system != CoordinateSystemNames.PATIENT:
             raise UnsupportedError(
                 "get_volume supports segmentations in the PATIENT coordinate system only; "
@@ -157,7 +157,7 @@ class VolumeReaderMixin:
             raise GeometryError(
                 "ImageOrientationPatient and PixelSpacing must be shared by all frames to form a volume"
             )
-        from monai_dicomseg.seg._stacking import volume_positions
+        from monai_dicomseg.seg.stacking import volume_positions
 
         spacing, positions = volume_positions(
             index.image_positions, index.image_orientation, spacing_hint=index.spacing_between_slices,
@@ -193,7 +193,7 @@ class VolumeReaderMixin:
         if self.is_tiled and self._coordinate_system == CoordinateSystemNames.SLIDE:
             return None
         placement, n_out, origin, spacing = self._volume_frames()
-        index = self._get_frame_index()
+        index = self.get_frame_index()
         layout = self._get_pixel_layout()
         geometry = VolumeGeometry.from_attributes(
             image_position=origin, image_orientation=index.image_orientation, rows=layout.rows,

@@ -137,7 +137,7 @@ def test_highdicom_test_files(name: str, highdicom_data_dir) -> None:
 def test_dimension_index_values_match_highdicom(highdicom_data_dir) -> None:
     path = highdicom_data_dir / "seg_image_sm_numbers.dcm"
     ours = segread(path)
-    index = ours._get_frame_index()
+    index = ours.get_frame_index()
     pointers = [p for p in index.dimension_index_pointers if p != "ReferencedSegmentNumber"][:2]
     columns = [index.dimension_index_pointers.index(p) for p in pointers]
     values = sorted({tuple(r) for r in index.dimension_index_values[:, columns].tolist()})[:4]
@@ -375,7 +375,7 @@ def test_undefined_length_and_raw_parse_agree() -> None:
     case = {**CASES[0], "syntax": pydicom.uid.ExplicitVRLittleEndian}
     data, _ = _write_highdicom_seg(case)
     ours = segread(io.BytesIO(data))
-    raw_index = ours._get_frame_index()
+    raw_index = ours.get_frame_index()
     parsed = pydicom.dcmread(io.BytesIO(data))
     parsed.PerFrameFunctionalGroupsSequence  # force parsing
     from monai_dicomseg.codec.frame_index import build_frame_index
