@@ -207,3 +207,29 @@ def test_private_name_check_sees_imports_and_attributes(tmp_path):
     assert "private module monai_dicomseg.seg._stacking" in problems
     assert "imports _y from monai_dicomseg.io.prediction" in problems
     assert "._get_frame_index" in problems and ".public" not in problems
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """Modules ``path`` imports outside ``if TYPE_CHECKING:`` blocks (absolute names)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    type_only = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.If)
+                 and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+                 for inner in ast.walk(node)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_reader_and_segmentation_do_not_import_each_other():
+    """seg/segmentation.py builds on seg/reader.py, never the other way round, and with no ImportError stand-in."""
+    reader, segmentation = ROOT / "seg" / "reader.py", ROOT / "seg" / "segmentation.py"
+    assert "monai_dicomseg.seg.segmentation" not in _runtime_imports(reader)
+    assert "monai_dicomseg.seg.reader" in _runtime_imports(segmentation)
+    handlers = [node for node in ast.walk(ast.parse(segmentation.read_text())) if isinstance(node, ast.ExceptHandler)]
+    assert not [h for h in handlers if isinstance(h.type, ast.Name) and h.type.id == "ImportError"]

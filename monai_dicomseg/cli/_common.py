@@ -149,7 +149,7 @@ def read_seg(path: str | os.PathLike[str]) -> Any:
     """
     from monai_dicomseg.errors import DecodeError
     from monai_dicomseg.io.series import SEG_SOP_CLASS_UIDS
-    from monai_dicomseg.seg.reader import segread
+    from monai_dicomseg.seg.segmentation import segread
 
     file = check_input_file(path, "SEG file")
     try:

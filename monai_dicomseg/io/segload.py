@@ -187,7 +187,7 @@ def read_segmentation(source: Any) -> Any:
         If the file or dataset is not a DICOM Segmentation.
     """
     from monai_dicomseg.errors import DecodeError
-    from monai_dicomseg.seg.reader import segread
+    from monai_dicomseg.seg.segmentation import segread
     from monai_dicomseg.dicomweb import local_paths
     from monai_dicomseg.seg.segmentation import Segmentation
 

@@ -1,4 +1,7 @@
-"""Reading Segmentation images: :func:`segread` and :class:`SegmentationReaderMixin`.
+"""Reading Segmentation images: :func:`read_segmentation_dataset` and :class:`SegmentationReaderMixin`.
+
+(:func:`~monai_dicomseg.seg.segmentation.segread` wraps the first in a
+``Segmentation``; this module never imports ``segmentation`` at run time.)
 
 The mixin gives :class:`~monai_dicomseg.seg.segmentation.Segmentation` the
 read-side API of highdicom 0.28 (segment metadata, source references and
@@ -52,7 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from monai_dicomseg.seg.content import SegmentDescription
     from monai_dicomseg.seg.segmentation import Segmentation
 
-__all__ = ["segread", "SegmentationReaderMixin", "SEGMENTATION_SOP_CLASS_UIDS"]
+__all__ = ["read_segmentation_dataset", "SegmentationReaderMixin", "SEGMENTATION_SOP_CLASS_UIDS"]
 
 SEGMENTATION_SOP_CLASS_UIDS = (
     "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation Storage
@@ -198,8 +201,8 @@ def _read_path(path: "str | os.PathLike[str]") -> Dataset:
     return _parse(path)
 
 
-def segread(fp: "str | os.PathLike[str] | BinaryIO") -> "Segmentation":
-    """Read a Segmentation image from a file.
+def read_segmentation_dataset(fp: "str | os.PathLike[str] | BinaryIO") -> Dataset:
+    """Parse a Segmentation file into a pydicom ``Dataset`` (what :func:`~monai_dicomseg.seg.segread` wraps).
 
     Parameters
     ----------
@@ -208,9 +211,10 @@ def segread(fp: "str | os.PathLike[str] | BinaryIO") -> "Segmentation":
 
     Returns
     -------
-    monai_dicomseg.seg.Segmentation
-        The segmentation; PerFrameFunctionalGroupsSequence stays undecoded
-        until accessed.
+    pydicom.Dataset
+        The data set, structure checked; PerFrameFunctionalGroupsSequence
+        stays undecoded until accessed. Pass it to
+        ``Segmentation.from_dataset(dataset, copy=False)``.
 
     Raises
     ------
@@ -219,8 +223,6 @@ def segread(fp: "str | os.PathLike[str] | BinaryIO") -> "Segmentation":
     UnsupportedError
         For transfer syntaxes that cannot be read.
     """
-    from monai_dicomseg.seg.segmentation import Segmentation
-
     if isinstance(fp, (str, os.PathLike)):
         dataset = _read_path(fp)
     else:
@@ -232,7 +234,7 @@ def segread(fp: "str | os.PathLike[str] | BinaryIO") -> "Segmentation":
             pass  # let pydicom report (or tolerate) the problem below
         dataset = _parse(io.BytesIO(buf))
         dataset.filename = None  # do not keep the whole buffer alive through the data set
-    return Segmentation.from_dataset(dataset, copy=False)
+    return dataset
 
 
 # ---------------------------------------------------------------------------

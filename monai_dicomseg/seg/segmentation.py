@@ -20,13 +20,7 @@ from monai_dicomseg.errors import InputTypeError, UnsupportedError
 from monai_dicomseg.seg.content import SegmentDescription
 from monai_dicomseg.seg.encode import encode_segmentation
 
-try:  # the reader lands separately; keep the writer importable meanwhile
-    from monai_dicomseg.seg.reader import SegmentationReaderMixin, segread
-except ImportError:  # pragma: no cover
-    class SegmentationReaderMixin:  # type: ignore[no-redef]
-        pass
-
-    segread = None  # type: ignore[assignment]
+from monai_dicomseg.seg.reader import SegmentationReaderMixin, read_segmentation_dataset
 
 __all__ = ["Segmentation", "segread"]
 
@@ -225,3 +219,27 @@ class Segmentation(SegmentationReaderMixin, Dataset):
         stream.write(value)
         if encapsulated:
             stream.write(SEQUENCE_DELIMITER)
+
+
+def segread(fp: "str | os.PathLike[str] | BinaryIO") -> Segmentation:
+    """Read a Segmentation image from a file.
+
+    Parameters
+    ----------
+    fp
+        Path or readable binary file object of a DICOM Part 10 file.
+
+    Returns
+    -------
+    monai_dicomseg.seg.Segmentation
+        The segmentation; PerFrameFunctionalGroupsSequence stays undecoded
+        until accessed.
+
+    Raises
+    ------
+    DecodeError
+        If the file is not a readable DICOM Segmentation.
+    UnsupportedError
+        For transfer syntaxes that cannot be read.
+    """
+    return Segmentation.from_dataset(read_segmentation_dataset(fp), copy=False)

@@ -160,7 +160,7 @@ def assert_same_content(original: Path, converted: Path, threshold: float | None
     """``converted`` holds the segments and pixels of ``original``, as both readers see them."""
     import highdicom
 
-    from monai_dicomseg.seg.reader import segread
+    from monai_dicomseg.seg.segmentation import segread
 
     for read in (segread, highdicom.seg.segread):
         before, after = read(str(original)), read(str(converted))
@@ -259,7 +259,7 @@ def test_labelmap_of_images_without_plane_positions(tmp_path):
 
     import corpus_sources
     import monai_dicomseg
-    from monai_dicomseg.seg.reader import segread
+    from monai_dicomseg.seg.segmentation import segread
 
     first = corpus_sources.cr_image(seed=0)
     second = corpus_sources.cr_image(seed=1)

@@ -116,7 +116,7 @@ def exercise(data: bytes, *, cli: bool = True) -> str:
         Any exception that is not a :class:`DicomSegError` (the bug the
         fuzz suite looks for); :class:`CaseTimeout` for a hang.
     """
-    from monai_dicomseg.seg.reader import segread
+    from monai_dicomseg.seg.segmentation import segread
 
     results: list[str] = []
     with time_guard(), max_decoded_bytes(BUDGET_BYTES):

@@ -30,7 +30,7 @@ from fuzz.hostile_files import (
 from monai_dicomseg.codec import decode as decode_module
 from monai_dicomseg.codec.decode import check_decoded_size, max_decoded_bytes
 from monai_dicomseg.errors import DecodeError, DicomSegError, InputError
-from monai_dicomseg.seg.reader import segread
+from monai_dicomseg.seg.segmentation import segread
 
 PRODUCERS = ["ours", pytest.param("highdicom", marks=pytest.mark.highdicom)]
 

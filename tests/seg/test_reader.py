@@ -22,7 +22,7 @@ import pytest
 import highdicom
 from corpus import SEG_NAMES
 from monai_dicomseg import synthetic
-from monai_dicomseg.seg.reader import segread
+from monai_dicomseg.seg.segmentation import segread
 from oracles import COMMON_SEG_ARGUMENTS, find_tool, one_hot
 
 pytestmark = pytest.mark.highdicom

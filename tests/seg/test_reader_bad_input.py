@@ -8,7 +8,7 @@ import pydicom
 import pytest
 
 from monai_dicomseg.errors import DecodeError, FrameMismatchError, InputError, UnsupportedError
-from monai_dicomseg.seg.reader import segread
+from monai_dicomseg.seg.segmentation import segread
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 import highdicom
 from corpus import TILED_SEG_NAMES
 from monai_dicomseg.errors import DicomSegError, FrameMismatchError, InputError, OverlapError, UnsupportedError
-from monai_dicomseg.seg.reader import segread
+from monai_dicomseg.seg.segmentation import segread
 
 pytestmark = pytest.mark.highdicom
 warnings.filterwarnings("ignore", module="highdicom")
