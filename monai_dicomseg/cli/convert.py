@@ -179,7 +179,8 @@ def _stand_in(seg: Any, series_uid: str, sop_class_uid: str, sop_instance_uid: s
     from pydicom.dataset import Dataset
 
     ds = Dataset()
-    for keyword in _PATIENT_STUDY + (_SLIDE if tiled else ()):
+    # Patient Orientation: what the SEG recorded of its source (the writer copies it, C.7.6.1 Type 2C).
+    for keyword in _PATIENT_STUDY + (_SLIDE if tiled else ("PatientOrientation",)):
         if keyword in seg:
             ds[keyword] = copy.deepcopy(seg[keyword])
     if not series_uid:
@@ -228,13 +229,38 @@ def _sources_from_folder(folder: str, wanted: list[str]) -> list[Any]:
     return [found[uid] for uid in wanted]
 
 
-def _framewise(seg: Any, combine: bool, source: str | None) -> tuple[list[Any], Any, dict[str, Any]]:
+def _thresholded(fractions: Any, threshold: float, combine: bool, numbers: list[int]) -> Any:
+    """``(..., S)`` rescaled fractions -> bool masks ``>= threshold``, or the ``(...)`` label map.
+
+    Raises
+    ------
+    InputError
+        ``combine`` and a pixel reaches the threshold in two segments.
+    """
+    import numpy as np
+
+    masks = np.asarray(fractions) >= np.float32(threshold)
+    if not combine:
+        return masks
+    if masks.shape[-1] > 1 and int(masks.sum(axis=-1, dtype=np.uint16).max(initial=0)) > 1:
+        raise InputError(
+            f"with --threshold {threshold} some pixels belong to more than one segment; a label map cannot hold "
+            "them (raise --threshold, or write one mask per segment)")
+    labels = np.zeros(masks.shape[:-1], dtype=np.uint8 if max(numbers, default=0) <= 255 else np.uint16)
+    for index, number in enumerate(numbers):
+        labels[masks[..., index]] = number
+    return labels
+
+
+def _framewise(seg: Any, combine: bool, source: str | None,
+               threshold: float | None = None) -> tuple[list[Any], Any, dict[str, Any]]:
     """Sources, pixel array and writer options for a SEG without a patient volume.
 
     Tiled SEG: ``(H, W)`` label map or ``(1, H, W, S)`` stacked total pixel
     matrix, written with ``tile_pixel_array=True`` in the SEG's tile size and
     dimension organisation type. Otherwise ``(N, R, C)`` / ``(N, R, C, S)``,
-    one frame per referenced single-frame instance.
+    one frame per referenced single-frame instance. A FRACTIONAL SEG is read
+    as rescaled fractions and thresholded (``threshold``).
     """
     from monai_dicomseg.errors import OverlapError
 
@@ -248,16 +274,21 @@ def _framewise(seg: Any, combine: bool, source: str | None) -> tuple[list[Any], 
         sources = _sources_from_folder(source, uids)
     else:
         sources = [_stand_in(seg, *instance, tiled=tiled) for instance in instances]
+    fractional = threshold is not None
+    read: dict[str, Any] = {"combine_segments": combine and not fractional}
+    if fractional:
+        read.update(rescale_fractional=True, dtype="float32")
     try:
         if tiled:
-            pixels = seg.get_total_pixel_matrix(combine_segments=combine)
-            if not combine:
-                pixels = pixels[None]
+            pixels = seg.get_total_pixel_matrix(**read)
         else:
-            pixels = seg.get_pixels_by_source_instance(uids, combine_segments=combine,
-                                                       assert_missing_frames_are_empty=True)
+            pixels = seg.get_pixels_by_source_instance(uids, assert_missing_frames_are_empty=True, **read)
     except OverlapError:
         raise InputError("segments overlap; a LABELMAP cannot hold them (keep BINARY)") from None
+    if fractional:
+        pixels = _thresholded(pixels, float(threshold), combine, [int(n) for n in seg.segment_numbers])
+    if tiled and not combine:
+        pixels = pixels[None]
     options: dict[str, Any] = {}
     if tiled:
         organization = str(seg.get("DimensionOrganizationType", "") or "TILED_SPARSE")
@@ -319,9 +350,9 @@ def convert_seg(
     if numbers != list(range(1, len(numbers) + 1)):
         raise UnsupportedError(f"segment numbers must be 1..N to be rewritten; got {numbers[:10]}")
     options: dict[str, Any] = {}
-    if not fractional and (seg.is_tiled or "FrameOfReferenceUID" not in seg):
+    if seg.is_tiled or "FrameOfReferenceUID" not in seg:
         # No patient volume (slides: SLIDE coordinates; CR/DX: none): keep the SEG's own frame structure.
-        sources, pixels, options = _framewise(seg, combine, source)
+        sources, pixels, options = _framewise(seg, combine, source, threshold if fractional else None)
     else:
         try:
             volume = thresholded_volume(seg, threshold, combine) if fractional else \
@@ -364,11 +395,6 @@ def convert_seg(
             new[keyword] = copy.deepcopy(seg[keyword])
     if source is None and "ReferencedSeriesSequence" in seg:
         new.ReferencedSeriesSequence = copy.deepcopy(seg.ReferencedSeriesSequence)
-    if "FrameOfReferenceUID" not in new and "PatientOrientation" not in new:
-        # General Image Module (PS3.3 C.7.6.1): Patient Orientation is Type 2C, required when the image has
-        # neither patient nor slide plane geometry (a SEG of CR/DX images); the source's, else empty.
-        known = [ds.get("PatientOrientation") for ds in [seg, *sources] if ds.get("PatientOrientation")]
-        new.PatientOrientation = copy.deepcopy(known[0]) if known else ""
     if combine and str(seg.get("PhotometricInterpretation", "")) == "PALETTE COLOR" and seg.get("ICCProfile"):
         # Same labels (segment numbers 1..N), so the input's palette still colours them (C.7.9). A SEG's
         # PALETTE COLOR needs an ICC Profile (C.11.15, Type 1): without one in the input, MONOCHROME2 is kept.
