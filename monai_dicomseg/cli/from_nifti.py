@@ -210,7 +210,7 @@ def _segments(array: Any, stacked: bool, fractional: bool, metadata: Any, names:
         return labels, (meta.descriptions, []), meta.series
     top = max(present, default=0)
     if names is not None:
-        # the writer's labels contract (monai_dicomseg.io.prediction.plan_segments) for label maps
+        # the writer's labels contract (monai_dicomseg.io.prediction.plan_output_segments) for label maps
         value_names, background = label_value_names(names)
         keys = sorted(value_names)
         unknown = sorted(set(present) - set(keys) - {background})
@@ -250,7 +250,7 @@ def nifti_to_seg(
     """Write ``output``, a SEG of the series in folder ``series``, from a NIfTI file.
 
     ``labels`` follows the writer's labels contract
-    (:func:`monai_dicomseg.io.prediction.plan_segments`): a list names label
+    (:func:`monai_dicomseg.io.prediction.plan_output_segments`): a list names label
     values 1, 2, ... (or 0, 1, ... when it starts with ``"background"``), a
     mapping (a bundle's ``channel_def``, keys int or digit strings) names
     them by key; the background is never written; a label value present

@@ -10,7 +10,7 @@ A model output is channel-first ``(C, X, Y, Z)`` on its own grid. It is one of
     C channels in [0, 1] (softmax with or without a background channel, or
     independent sigmoids).
 
-:func:`plan_segments` decides which label values / channels become which
+:func:`plan_output_segments` decides which label values / channels become which
 segment numbers (1-based, contiguous; PS3.3 C.8.20.2) and builds the
 segment descriptions; :func:`to_source_grid` produces the array the SEG
 encoder takes, already on the source grid (see :mod:`monai_dicomseg.io.grid`):
@@ -47,9 +47,9 @@ from monai_dicomseg.io.grid import GridPlan, argmax_on_grid, channel_argmax, ite
 from monai_dicomseg.seg.content import AlgorithmIdentificationSequence, SegmentDescription
 from monai_dicomseg.seg.inputs import StackedSegmentSource
 
-__all__ = ["INPUT_KINDS", "DISCRETIZE", "INTERPOLATION", "BACKGROUND_NAMES", "SegmentPlan", "classify_input",
+__all__ = ["INPUT_KINDS", "DISCRETIZE", "INTERPOLATION", "BACKGROUND_NAMES", "OutputSegmentPlan", "classify_input",
            "value_range", "check_probabilities", "is_background_name", "is_channel_partition", "label_value_names",
-           "plan_segments", "values_text",
+           "plan_output_segments", "values_text",
            "to_source_grid"]
 
 INPUT_KINDS = ("auto", "labels", "onehot", "probabilities")
@@ -59,7 +59,7 @@ _PROBABILITY_TOLERANCE = 1e-4
 
 
 @dataclass
-class SegmentPlan:
+class OutputSegmentPlan:
     """Which input values become which segments.
 
     Attributes
@@ -303,7 +303,7 @@ def _normalise_labels(labels: Any, algorithm: "AlgorithmIdentificationSequence |
 
 
 def _label_output_keys(listed: bool, positions: list[int], background: "int | None") -> "tuple[list[int], int | None]":
-    """``(label value of each named entry, background value)`` for a label output (see plan_segments)."""
+    """``(label value of each named entry, background value)`` for a label output (see plan_output_segments)."""
     if listed:
         if background not in (None, 0):
             raise InputError(
@@ -319,7 +319,7 @@ def _label_output_keys(listed: bool, positions: list[int], background: "int | No
 
 
 def label_value_names(labels: Any) -> "tuple[dict[int, str], int | None]":
-    """``({label value: name}, background value)`` for a label map, by the rule of :func:`plan_segments`.
+    """``({label value: name}, background value)`` for a label map, by the rule of :func:`plan_output_segments`.
 
     ``labels`` is a list of names or a ``{value: name}`` mapping (int or
     digit-string keys); the background entry is left out of the names (its
@@ -348,13 +348,13 @@ def _generic(count: int, algorithm: "AlgorithmIdentificationSequence | None",
 
 
 def _plan_label_values(given: "_Labels | None", present: Sequence[int],
-                       algorithm: "AlgorithmIdentificationSequence | None", algorithm_type: str) -> SegmentPlan:
+                       algorithm: "AlgorithmIdentificationSequence | None", algorithm_type: str) -> OutputSegmentPlan:
     values = sorted(int(v) for v in present if int(v) != 0)
     if given is None:
         keys = values
         descriptions = [describe_segment(i + 1, t, algorithm, algorithm_type)
                         for i, t in enumerate(terms_for_names([f"Segment {v}" for v in keys], warn=False))]
-        return SegmentPlan("labels", keys, None, descriptions)
+        return OutputSegmentPlan("labels", keys, None, descriptions)
     keys, background = _label_output_keys(given.listed, given.positions, given.background)
     known = set(keys) | ({background} if background is not None else set())
     unknown = sorted(set(values) - known)
@@ -363,7 +363,7 @@ def _plan_label_values(given: "_Labels | None", present: Sequence[int],
             f"the output has label values {values_text(values)} but labels names {len(keys)} "
             f"(values {values_text(keys) or 'none'}); label values {values_text(unknown)} have no entry in "
             "labels")
-    return SegmentPlan("labels", keys, None, given.descriptions)
+    return OutputSegmentPlan("labels", keys, None, given.descriptions)
 
 
 def _explicit_background(background: "bool | int | None") -> "int | None | bool":
@@ -375,7 +375,7 @@ def _explicit_background(background: "bool | int | None") -> "int | None | bool"
     return int(background)
 
 
-def plan_segments(
+def plan_output_segments(
     kind: str,
     n_channels: int,
     labels: Any,
@@ -386,7 +386,7 @@ def plan_segments(
     partition: "Callable[[], bool] | bool | None" = None,
     algorithm_identification: "AlgorithmIdentificationSequence | None" = None,
     algorithm_type: str = "AUTOMATIC",
-) -> SegmentPlan:
+) -> OutputSegmentPlan:
     """Decide the segments of an output: the ``labels`` contract.
 
     ``labels`` is a list of names (or SegmentDescriptions), a mapping
@@ -540,7 +540,7 @@ def plan_segments(
             f"the output has {n_channels} channels ({len(channels)} segment channel(s) {channels}"
             f"{'' if background_channel is None else f', background channel {background_channel}'}) "
             f"but labels names {len(descriptions)} segment(s); pass channels= or background=")
-    return SegmentPlan(kind, channels, background_channel, descriptions)
+    return OutputSegmentPlan(kind, channels, background_channel, descriptions)
 
 
 def is_channel_partition(array: np.ndarray, tolerance: float = 1e-3) -> bool:
@@ -572,7 +572,7 @@ def _label_dtype(count: int) -> type:
 
 def to_source_grid(
     array: np.ndarray,
-    plan: SegmentPlan,
+    plan: OutputSegmentPlan,
     grid: GridPlan,
     segmentation_type: str,
     *,
@@ -598,7 +598,7 @@ def to_source_grid(
     array
         ``(C, X, Y, Z)`` model output (numpy).
     plan
-        From :func:`plan_segments`.
+        From :func:`plan_output_segments`.
     grid
         From :func:`~monai_dicomseg.io.grid.plan_grid_mapping`.
     segmentation_type

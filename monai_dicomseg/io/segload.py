@@ -24,7 +24,7 @@ from monai_dicomseg.enums import SegmentationTypeValues
 from monai_dicomseg.errors import GeometryError, InputError, InputTypeError
 from monai_dicomseg.geometry.affine import LPS, RAS, check_space, lps_to_ras_affine, ras_to_lps_affine
 from monai_dicomseg.io.placement import destination_view, place_on_grid, plan_placement
-from monai_dicomseg.io.segments import SELECTION_OPTIONS, SegmentPlan, SegmentSelection, segment_table
+from monai_dicomseg.io.segments import SELECTION_OPTIONS, SegmentSelectionPlan, SegmentSelection, segment_table
 from monai_dicomseg.options import check_options
 from monai_dicomseg.io.series import SEG_SOP_CLASS_UIDS, monai_affine_from_lps
 
@@ -243,7 +243,7 @@ def _check_reference_identity(seg: Any, reference: ReferenceGrid) -> None:
             )
 
 
-def _decode(seg: Any, plan: SegmentPlan, mode: str, rescale_fractional: bool,
+def _decode(seg: Any, plan: SegmentSelectionPlan, mode: str, rescale_fractional: bool,
             skip_overlap_checks: bool) -> tuple[np.ndarray, Any]:
     """``(*lead, F, R, C)`` values and the LPS volume of the selected segments."""
     numbers = list(plan.segment_numbers) or [int(seg.segment_numbers[0])]
@@ -274,7 +274,7 @@ def _decode(seg: Any, plan: SegmentPlan, mode: str, rescale_fractional: bool,
     return stacked, volume
 
 
-def _apply_threshold(stacked: np.ndarray, plan: SegmentPlan, mode: str, threshold: float,
+def _apply_threshold(stacked: np.ndarray, plan: SegmentSelectionPlan, mode: str, threshold: float,
                      skip_overlap_checks: bool) -> np.ndarray:
     """FRACTIONAL ``(channels, F, R, C)`` fractions -> 0/1 channels or a ``(1, F, R, C)`` label map.
 
@@ -306,7 +306,7 @@ def _apply_threshold(stacked: np.ndarray, plan: SegmentPlan, mode: str, threshol
     return out
 
 
-def _scatter(seg: Any, plan: SegmentPlan, mode: str, layout: Any, placements: Any,
+def _scatter(seg: Any, plan: SegmentSelectionPlan, mode: str, layout: Any, placements: Any,
              target_shape: tuple[int, ...], dtype: Any, skip_overlap_checks: bool) -> np.ndarray:
     """BINARY / LABELMAP: decode the selected frames once, straight into the final array.
 
@@ -372,7 +372,7 @@ def load_seg_array(
         ``segment_numbers``, ``segment_labels``, ``segmented_property_types``,
         ``label_map`` by keyword instead of ``selection``
         (:data:`~monai_dicomseg.io.segments.SELECTION_OPTIONS`; see
-        :func:`~monai_dicomseg.io.segments.plan_segments`).
+        :func:`~monai_dicomseg.io.segments.plan_segment_selection`).
     rescale_fractional
         Map FRACTIONAL stored values to [0, 1] (PS3.3 C.8.20.2.3
         MaximumFractionalValue); False keeps stored integers.

@@ -17,8 +17,8 @@ from typing import Any
 from monai_dicomseg.errors import InputError, InputTypeError
 
 __all__ = [
-    "SegmentPlan", "SegmentSelection", "SELECTION_OPTIONS", "segment_table", "plan_segments", "code_key",
-    "segments_from_meta",
+    "SegmentSelection", "SegmentSelectionPlan", "SELECTION_OPTIONS", "segment_table", "plan_segment_selection",
+    "code_key", "segments_from_meta",
 ]
 
 SELECTION_OPTIONS = ("segment_numbers", "segment_labels", "segmented_property_types", "label_map")
@@ -92,7 +92,7 @@ def _matches(entry: dict[str, Any], key: Any) -> bool:
 
 
 @dataclass(frozen=True)
-class SegmentPlan:
+class SegmentSelectionPlan:
     """Which SEG segments feed which output.
 
     Attributes
@@ -133,7 +133,7 @@ class SegmentSelection:
         None keeps every segment).
     label_map
         ``{key: value}`` harmonisation; exclusive with the three selectors.
-        See :func:`plan_segments`.
+        See :func:`plan_segment_selection`.
     """
 
     segment_numbers: "Sequence[int] | None" = None
@@ -163,15 +163,15 @@ class SegmentSelection:
             raise InputError(f"selection= cannot be combined with {sorted(given)}; put them in the SegmentSelection")
         return selection
 
-    def plan(self, table: Sequence[dict[str, Any]], *, strict: bool = True) -> "SegmentPlan":
-        """:func:`plan_segments` of this selection against ``table``."""
-        return plan_segments(
+    def plan(self, table: Sequence[dict[str, Any]], *, strict: bool = True) -> "SegmentSelectionPlan":
+        """:func:`plan_segment_selection` of this selection against ``table``."""
+        return plan_segment_selection(
             table, segment_numbers=self.segment_numbers, segment_labels=self.segment_labels,
             segmented_property_types=self.segmented_property_types, label_map=self.label_map, strict=strict,
         )
 
 
-def plan_segments(
+def plan_segment_selection(
     table: Sequence[dict[str, Any]],
     *,
     segment_numbers: "Sequence[int] | None" = None,
@@ -179,7 +179,7 @@ def plan_segments(
     segmented_property_types: "Sequence[Any] | None" = None,
     label_map: "Mapping[Any, int] | None" = None,
     strict: bool = True,
-) -> SegmentPlan:
+) -> SegmentSelectionPlan:
     """Resolve a selection or ``label_map`` against a segment table.
 
     Parameters
@@ -229,11 +229,11 @@ def plan_segments(
                             f"keys with values {previous} and {value}"
                         )
         numbers = tuple(sorted(assigned))
-        return SegmentPlan(numbers, tuple(assigned[n] for n in numbers),
+        return SegmentSelectionPlan(numbers, tuple(assigned[n] for n in numbers),
                            tuple(sorted(set(label_map.values()))))
     if segment_numbers is None and segment_labels is None and segmented_property_types is None:
         numbers = tuple(available)
-        return SegmentPlan(numbers, numbers, numbers)
+        return SegmentSelectionPlan(numbers, numbers, numbers)
     chosen: set[int] = set()
     for number in segment_numbers or ():
         if int(number) not in available:
@@ -258,7 +258,7 @@ def plan_segments(
     if not chosen:
         raise InputError("the segment selection matches no segment of this SEG")
     numbers = tuple(sorted(chosen))
-    return SegmentPlan(numbers, numbers, numbers)
+    return SegmentSelectionPlan(numbers, numbers, numbers)
 
 
 def segments_from_meta(meta: Mapping[str, Any]) -> dict[str, Any]:

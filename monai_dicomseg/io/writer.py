@@ -39,7 +39,7 @@ from monai_dicomseg.codec.vr import check_value
 from monai_dicomseg.errors import DicomSegError, GeometryError, InputError, InputTypeError, OutputExistsError
 from monai_dicomseg.io.grid import GridPlan, plan_grid_mapping
 from monai_dicomseg.io.prediction import (
-    SegmentPlan, check_probabilities, classify_input, is_channel_partition, plan_segments, to_source_grid,
+    OutputSegmentPlan, check_probabilities, classify_input, is_channel_partition, plan_output_segments, to_source_grid,
     value_range,
 )
 from monai_dicomseg.io.segload import error_with_context
@@ -186,13 +186,13 @@ class DicomSegWriter(ImageWriter):
         background value/channel and is never written. The full rule, with
         one example per output kind (argmax labels, one-hot, softmax with
         background, sigmoid multi-label), is in
-        :func:`~monai_dicomseg.io.prediction.plan_segments`; any mismatch is an
+        :func:`~monai_dicomseg.io.prediction.plan_output_segments`; any mismatch is an
         InputError naming both counts, never a silent shift. Names get SNOMED
         CT codes and colours from :mod:`monai_dicomseg.anatomy`. None: generic
         ``Segment <n>``.
     channels, background
         Which channels are segments / the background channel (see
-        :func:`~monai_dicomseg.io.prediction.plan_segments`).
+        :func:`~monai_dicomseg.io.prediction.plan_output_segments`).
     input_kind
         ``"auto"``, ``"labels"``, ``"onehot"`` or ``"probabilities"``.
     discretize
@@ -307,7 +307,7 @@ class DicomSegWriter(ImageWriter):
         self.affine: "np.ndarray | None" = None
         self.space = "RAS"
         self.source: "SourceSeries | None" = None
-        self.segment_plan: "SegmentPlan | None" = None
+        self.segment_plan: "OutputSegmentPlan | None" = None
         self.grid_plan: "GridPlan | None" = None
         self.source_hint: Any = None
         self.output_path: "Path | None" = None
@@ -408,7 +408,7 @@ class DicomSegWriter(ImageWriter):
         if kind == "probabilities":
             check_probabilities(array, values)
         present = np.unique(array).tolist() if kind == "labels" else None
-        self.segment_plan = plan_segments(
+        self.segment_plan = plan_output_segments(
             kind, array.shape[0], self.labels, channels=self.channels, background=self.background,
             present=present, partition=lambda: is_channel_partition(array),
             algorithm_identification=self.algorithm, algorithm_type=self.algorithm_type)

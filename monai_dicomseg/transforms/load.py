@@ -187,7 +187,7 @@ class LoadDicomSeg(Transform):
     label_map
         ``{key: value}`` harmonisation, key = segment label or property type
         (meaning / code value / coded concept) or segment number; see
-        :func:`~monai_dicomseg.io.segments.plan_segments`.
+        :func:`~monai_dicomseg.io.segments.plan_segment_selection`.
     rescale_fractional
         FRACTIONAL values in [0, 1] (default) or stored integers.
     skip_overlap_checks

@@ -1,6 +1,6 @@
 """The writer's ``labels`` contract: every labels form x every output kind.
 
-Unit level on :func:`plan_segments` (which label value / channel becomes which
+Unit level on :func:`plan_output_segments` (which label value / channel becomes which
 segment, by name) plus end-to-end checks through ``SaveDicomSegd`` with a
 bundle's ``channel_def`` (string keys) read back by segment label.
 """
@@ -21,8 +21,8 @@ ALGORITHM = AlgorithmIdentificationSequence(name="test", family=CodedConcept("12
                                             version="1")
 
 
-def plan_segments(*args, **kwargs):
-    return prediction.plan_segments(*args, algorithm_identification=ALGORITHM, **kwargs)
+def plan_output_segments(*args, **kwargs):
+    return prediction.plan_output_segments(*args, algorithm_identification=ALGORITHM, **kwargs)
 
 CHANNEL_DEF = {"0": "background", "1": "liver", "2": "spleen"}
 
@@ -46,7 +46,7 @@ def named(plan) -> dict[int, str]:
     CHANNEL_DEF,
 ], ids=["list", "list_bg", "list_Bg", "list__bg_", "int_keys", "int_keys_bg", "str_keys", "channel_def"])
 def test_label_output_every_form_names_the_same_values(labels):
-    plan = plan_segments("labels", 1, labels, present=[0, 1, 2])
+    plan = plan_output_segments("labels", 1, labels, present=[0, 1, 2])
     assert named(plan) == {1: "liver", 2: "spleen"}
     assert plan.background is None
     assert [int(d.SegmentNumber) for d in plan.descriptions] == [1, 2]
@@ -54,13 +54,13 @@ def test_label_output_every_form_names_the_same_values(labels):
 
 def test_label_output_list_with_background_no_longer_shifts():
     """The old silent shift: liver voxels were saved as 'background', spleen as 'liver'."""
-    plan = plan_segments("labels", 1, ["background", "liver", "spleen"], present=[0, 1, 2])
+    plan = plan_output_segments("labels", 1, ["background", "liver", "spleen"], present=[0, 1, 2])
     assert "background" not in [label.lower() for label in plan.labels]
     assert named(plan)[1] == "liver"
 
 
 def test_label_output_without_labels_generic_names():
-    plan = plan_segments("labels", 1, None, present=[0, 2, 5])
+    plan = plan_output_segments("labels", 1, None, present=[0, 2, 5])
     assert plan.sources == [2, 5]
 
 
@@ -71,14 +71,14 @@ def test_label_output_without_labels_generic_names():
 ])
 def test_label_output_unnamed_value(labels, message):
     with pytest.raises(InputError, match=message):
-        plan_segments("labels", 1, labels, present=[0, 1, 2, 3])
+        plan_output_segments("labels", 1, labels, present=[0, 1, 2, 3])
 
 
 def test_label_output_value_zero_is_not_a_segment():
     with pytest.raises(InputError, match="label value 0"):
-        plan_segments("labels", 1, {0: "liver", 1: "spleen"}, present=[0, 1])
+        plan_output_segments("labels", 1, {0: "liver", 1: "spleen"}, present=[0, 1])
     with pytest.raises(InputError, match="first entry"):
-        plan_segments("labels", 1, ["liver", "background"], present=[0, 1])
+        plan_output_segments("labels", 1, ["liver", "background"], present=[0, 1])
 
 
 @pytest.mark.parametrize("labels, message", [
@@ -91,7 +91,7 @@ def test_label_output_value_zero_is_not_a_segment():
 ])
 def test_bad_label_forms(labels, message):
     with pytest.raises(InputError, match=message):
-        plan_segments("labels", 1, labels, present=[0, 1])
+        plan_output_segments("labels", 1, labels, present=[0, 1])
 
 
 # --------------------------------------------------------------------------- channel outputs
@@ -106,7 +106,7 @@ def test_bad_label_forms(labels, message):
 ], ids=["channel_def", "int_keys_bg", "int_keys", "list_bg", "list_short"])
 @pytest.mark.parametrize("kind", ["onehot", "probabilities"])
 def test_softmax_or_onehot_with_background(labels, kind):
-    plan = plan_segments(kind, 3, labels, partition=True)
+    plan = plan_output_segments(kind, 3, labels, partition=True)
     assert plan.background == 0
     assert named(plan) == {1: "liver", 2: "spleen"}
 
@@ -114,18 +114,18 @@ def test_softmax_or_onehot_with_background(labels, kind):
 def test_softmax_full_list_without_background_is_an_error():
     """The old silent shift: the background channel of a softmax was saved as 'liver'."""
     with pytest.raises(InputError, match="sum to 1.*names 3 channels without a 'background'"):
-        plan_segments("probabilities", 3, ["liver", "spleen", "kidney"], partition=True)
+        plan_output_segments("probabilities", 3, ["liver", "spleen", "kidney"], partition=True)
     # saying so explicitly makes every channel a segment
-    plan = plan_segments("probabilities", 3, ["liver", "spleen", "kidney"], partition=True, background=False)
+    plan = plan_output_segments("probabilities", 3, ["liver", "spleen", "kidney"], partition=True, background=False)
     assert plan.background is None and plan.sources == [0, 1, 2]
 
 
 def test_short_list_needs_known_background():
     with pytest.raises(InputError, match="3 channels but labels names 2.*background=0"):
-        plan_segments("probabilities", 3, ["liver", "spleen"], partition=False)
-    plan = plan_segments("probabilities", 3, ["liver", "spleen"], partition=False, background=0)
+        plan_output_segments("probabilities", 3, ["liver", "spleen"], partition=False)
+    plan = plan_output_segments("probabilities", 3, ["liver", "spleen"], partition=False, background=0)
     assert named(plan) == {1: "liver", 2: "spleen"} and plan.background == 0
-    plan = plan_segments("probabilities", 3, ["liver", "spleen"], partition=False, background=2)
+    plan = plan_output_segments("probabilities", 3, ["liver", "spleen"], partition=False, background=2)
     assert named(plan) == {0: "liver", 1: "spleen"} and plan.background == 2
 
 
@@ -136,14 +136,14 @@ def test_partition_is_only_computed_when_needed():
         calls.append(1)
         return True
 
-    plan_segments("probabilities", 3, CHANNEL_DEF, partition=partition)
-    plan_segments("probabilities", 3, None, partition=partition)
+    plan_output_segments("probabilities", 3, CHANNEL_DEF, partition=partition)
+    plan_output_segments("probabilities", 3, None, partition=partition)
     assert not calls
 
 
 @pytest.mark.parametrize("kind", ["onehot", "probabilities"])
 def test_sigmoid_multilabel_full_list(kind):
-    plan = plan_segments(kind, 3, ["liver", "tumor", "vessel"], partition=False)
+    plan = plan_output_segments(kind, 3, ["liver", "tumor", "vessel"], partition=False)
     assert plan.background is None
     assert named(plan) == {0: "liver", 1: "tumor", 2: "vessel"}
 
@@ -152,31 +152,31 @@ def test_sigmoid_multilabel_full_list(kind):
 def test_wrong_list_length_names_both_counts(count):
     names = ["liver", "spleen", "kidney", "lung", "heart"][:count]
     with pytest.raises(InputError, match=f"3 channel\\(s\\) but labels names {count}"):
-        plan_segments("probabilities", 3, names, partition=True)
+        plan_output_segments("probabilities", 3, names, partition=True)
 
 
 def test_background_list_must_name_every_channel():
     with pytest.raises(InputError, match=r"3 channel\(s\) but labels names 2 \(including 'background'"):
-        plan_segments("onehot", 3, ["background", "liver"], partition=True)
+        plan_output_segments("onehot", 3, ["background", "liver"], partition=True)
 
 
 def test_background_name_anywhere_marks_the_channel():
-    plan = plan_segments("probabilities", 3, ["liver", "spleen", "BG"], partition=True)
+    plan = plan_output_segments("probabilities", 3, ["liver", "spleen", "BG"], partition=True)
     assert plan.background == 2 and named(plan) == {0: "liver", 1: "spleen"}
-    plan = plan_segments("probabilities", 3, {"2": "background", "0": "liver", "1": "spleen"})
+    plan = plan_output_segments("probabilities", 3, {"2": "background", "0": "liver", "1": "spleen"})
     assert plan.background == 2 and named(plan) == {0: "liver", 1: "spleen"}
 
 
 def test_background_name_conflicts_with_background_option():
     with pytest.raises(InputError, match="background=1"):
-        plan_segments("probabilities", 3, CHANNEL_DEF, background=1)
+        plan_output_segments("probabilities", 3, CHANNEL_DEF, background=1)
     with pytest.raises(InputError, match="background=0"):
-        plan_segments("probabilities", 3, ["liver", "spleen", "kidney"], background=0)
+        plan_output_segments("probabilities", 3, ["liver", "spleen", "kidney"], background=0)
 
 
 def test_keys_out_of_range():
     with pytest.raises(InputError, match="out of range"):
-        plan_segments("probabilities", 2, CHANNEL_DEF)
+        plan_output_segments("probabilities", 2, CHANNEL_DEF)
 
 
 def test_background_names():
@@ -207,7 +207,7 @@ def test_label_output_forms_agree(n, with_background, dict_form, str_keys):
             labels["0" if str_keys else 0] = "background"
     else:
         labels = (["background"] if with_background else []) + organs
-    plan = plan_segments("labels", 1, labels, present=list(range(n + 1)))
+    plan = plan_output_segments("labels", 1, labels, present=list(range(n + 1)))
     assert named(plan) == {v: organs[v - 1] for v in range(1, n + 1)}
 
 
@@ -238,5 +238,5 @@ def test_softmax_forms_agree(c, form, background_at):
         labels = names
     else:
         labels = [names[ch] for ch in others]
-    plan = plan_segments("probabilities", c, labels, partition=True)
+    plan = plan_output_segments("probabilities", c, labels, partition=True)
     assert plan.background == b and named(plan) == names

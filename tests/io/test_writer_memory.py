@@ -116,12 +116,12 @@ def test_streamed_writer_equals_materialised(series, monkeypatch, name, kind, op
 
 def test_to_source_grid_lazy_is_a_source_for_stacked_types(series):
     from monai_dicomseg.io.grid import plan_grid_mapping
-    from monai_dicomseg.io.prediction import plan_segments
+    from monai_dicomseg.io.prediction import plan_output_segments
     from monai_dicomseg.seg.inputs import StackedSegmentSource
 
     folder, source = series
     output = model_output(source, 3, "softmax").numpy()
-    plan = plan_segments("probabilities", 3, None, algorithm_type="MANUAL")
+    plan = plan_output_segments("probabilities", 3, None, algorithm_type="MANUAL")
     grid = plan_grid_mapping(model_output(source, 3, "softmax").affine.numpy(), output.shape[1:],
                              source.geometry.affine, source.geometry.spatial_shape)
     lazy = prediction_module.to_source_grid(output, plan, grid, "FRACTIONAL")
