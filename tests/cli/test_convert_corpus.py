@@ -83,7 +83,7 @@ def _nifti(series, labels, folder):
     import nibabel
     import numpy as np
 
-    from monai_dicomseg.io.series import load_source_geometry, monai_affine_from_lps, to_monai_array
+    from monai_dicomseg.io.source_series import load_source_geometry, monai_affine_from_lps, to_monai_array
 
     ct = folder / "ct"
     source = load_source_geometry(ct)
@@ -398,3 +398,66 @@ def test_convert_fractional_without_patient_volume(generated_corpus, cli, tmp_pa
     else:
         assert status == 0, output
         assert_same_content(original, out, threshold=0.5)
+
+
+# ------------------------------------------------------------------ property: any tiling, any labels
+
+def _slide_masks(draw_data):
+    """``(slide, (H, W, S) bool masks, organization)`` of random shapes, tilings and sparse labels."""
+    from hypothesis import strategies as st
+
+    from monai_dicomseg import synthetic
+
+    tile = (draw_data.draw(st.integers(4, 9)), draw_data.draw(st.integers(4, 9)))
+    total = (draw_data.draw(st.integers(tile[0], 3 * tile[0] + 2)),
+             draw_data.draw(st.integers(tile[1], 3 * tile[1] + 2)))
+    segments = draw_data.draw(st.integers(1, 4))
+    seed = draw_data.draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, segments + 1, total) * (rng.random(total) < 0.15)
+    labels.flat[rng.integers(labels.size)] = 1  # never an empty SEG (no frames: refused, not converted)
+    masks = np.stack([labels == n for n in range(1, segments + 1)], axis=-1)
+    slide = synthetic.make_slide_image(total, tile, seed=seed % 7)
+    organization = draw_data.draw(st.sampled_from(["TILED_SPARSE", "TILED_FULL"]))
+    return slide, masks, organization
+
+
+def test_convert_tiled_property(tmp_path_factory):
+    """For random total/tile sizes, sparse labels and both tilings: BINARY -> LABELMAP -> BINARY keeps the
+    total pixel matrix, the tile size and the dimension organisation type (our writer makes the input)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    import monai_dicomseg
+    from monai_dicomseg.cli.convert import convert_seg
+    from monai_dicomseg.seg.segmentation import segread
+
+    category = monai_dicomseg.sr.CodedConcept("91723000", "SCT", "Anatomical Structure")
+    kind = monai_dicomseg.sr.CodedConcept("84640000", "SCT", "Nucleus")
+
+    @settings(max_examples=15, deadline=None)
+    @given(st.data())
+    def check(data):
+        slide, masks, organization = _slide_masks(data)
+        folder = tmp_path_factory.mktemp("tiled")
+        descriptions = [monai_dicomseg.seg.SegmentDescription(
+            segment_number=n, segment_label=f"Segment {n}", segmented_property_category=category,
+            segmented_property_type=kind, algorithm_type="MANUAL") for n in range(1, masks.shape[-1] + 1)]
+        original = folder / "binary.dcm"
+        monai_dicomseg.seg.Segmentation(
+            source_images=[slide], pixel_array=masks[None].astype(np.uint8), segmentation_type="BINARY",
+            segment_descriptions=descriptions, series_instance_uid=monai_dicomseg.UID(), series_number=1,
+            sop_instance_uid=monai_dicomseg.UID(), instance_number=1, manufacturer="x",
+            manufacturer_model_name="x", software_versions="1", device_serial_number="0",
+            tile_pixel_array=True, dimension_organization_type=organization,
+            omit_empty_frames=organization != "TILED_FULL").save_as(original)
+        labelmap, binary = folder / "labelmap.dcm", folder / "back.dcm"
+        convert_seg(str(original), str(labelmap), segmentation_type="LABELMAP")
+        convert_seg(str(labelmap), str(binary), segmentation_type="BINARY")
+        for path in (labelmap, binary):
+            converted = segread(str(path))
+            assert np.array_equal(converted.get_total_pixel_matrix() != 0, masks)
+            assert layout(converted) == layout(segread(str(original)))
+            assert converted.number_of_segments == masks.shape[-1]
+
+    check()
