@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CACHE, big_case, median_time, report  # noqa: E402
 
-from monai_dicomseg.io.series import load_source_geometry, monai_affine_from_lps, to_monai_array  # noqa: E402
+from monai_dicomseg.io.source_series import load_source_geometry, monai_affine_from_lps, to_monai_array  # noqa: E402
 
 
 def _tool(name: str) -> str:

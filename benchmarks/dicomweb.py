@@ -65,7 +65,7 @@ def main() -> None:
     from monai_dicomseg.dicomweb import create_datalist_from_server, store, unregister_server
     from monai_dicomseg.dicomweb.orthanc import start_orthanc
     from monai_dicomseg.transforms.load import LoadDicomSegd
-    from monai_dicomseg.transforms.series import LoadDicomSeriesd
+    from monai_dicomseg.transforms.load_series import LoadDicomSeriesd
 
     transform = Compose([LoadDicomSeriesd(keys="image"), LoadDicomSegd(keys="label", ref_key="image")])
     with tempfile.TemporaryDirectory() as tmp:

@@ -50,7 +50,7 @@ from pydicom.sr.codedict import codes  # noqa: E402
 
 import monai_dicomseg as hd  # noqa: E402
 from _common import big_case  # noqa: E402
-from monai_dicomseg.io.series import load_source_geometry, monai_affine_from_lps, to_monai_array  # noqa: E402
+from monai_dicomseg.io.source_series import load_source_geometry, monai_affine_from_lps, to_monai_array  # noqa: E402
 from monai_dicomseg.synthetic import make_ct_series, make_ellipsoid_labels  # noqa: E402
 
 ITEMS = 6

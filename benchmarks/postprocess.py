@@ -64,7 +64,7 @@ def model_output(shape, segments):
     import torch
     from monai.data import MetaTensor
 
-    from monai_dicomseg.io.series import load_source_geometry, to_monai_array
+    from monai_dicomseg.io.source_series import load_source_geometry, to_monai_array
 
     folder = _series_folder(shape, segments)
     _, labels = big_case(shape, segments)
@@ -137,7 +137,7 @@ def run_today(shape, segments, out) -> float:
     from monai.transforms import SpatialResample
     from pydicom.sr.codedict import codes
 
-    from monai_dicomseg.io.series import from_monai_array, load_source_geometry
+    from monai_dicomseg.io.source_series import from_monai_array, load_source_geometry
 
     probs, folder = model_output(shape, segments)
     reset_peak()

@@ -83,7 +83,7 @@ def model_output(shape, segments):
     import torch
     from monai.data import MetaTensor
 
-    from monai_dicomseg.io.series import load_source_geometry, to_monai_array
+    from monai_dicomseg.io.source_series import load_source_geometry, to_monai_array
 
     folder = series_folder(shape, segments)
     _, labels = big_case(shape, segments)
@@ -160,7 +160,7 @@ def run_today(probs, folder, segments, path) -> None:
     import torch
     from monai.transforms import SpatialResample
 
-    from monai_dicomseg.io.series import from_monai_array, load_source_geometry
+    from monai_dicomseg.io.source_series import from_monai_array, load_source_geometry
 
     files = sorted(folder.glob("*.dcm"))
     datasets = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]

@@ -53,7 +53,7 @@ def test_seg_nifti_and_sidecar_permissions(tmp_path, umask):
 
 def test_seg_file_permissions(tmp_path, umask):
     from monai_dicomseg import synthetic
-    from monai_dicomseg.io.series import load_source_series
+    from monai_dicomseg.io.source_series import load_source_series
     from monai_dicomseg.seg.segmentation import Segmentation
     from monai_dicomseg.uid import UID
 

@@ -165,7 +165,7 @@ def test_missing_dependency_error_is_an_import_error():
 def test_light_layer_imports_without_torch():
     """The command line and the torch-free io modules it uses import with torch/MONAI hidden."""
     code = HIDE_TORCH + (
-        "import monai_dicomseg.cli.main, monai_dicomseg.io.series, monai_dicomseg.io.grid, "
+        "import monai_dicomseg.cli.main, monai_dicomseg.io.source_series, monai_dicomseg.io.grid, "
         "monai_dicomseg.io.segload, monai_dicomseg.seg, monai_dicomseg.anatomy; print('ok')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -54,7 +54,7 @@ class Case:
     """A synthetic CT series on disk, its sorted datasets, label truth (F, R, C) and LPS affine."""
 
     def __init__(self, folder: Path) -> None:
-        from monai_dicomseg.io.series import load_source_geometry
+        from monai_dicomseg.io.source_series import load_source_geometry
 
         labels = synthetic.make_ellipsoid_labels(SHAPE, n_labels=2, seed=4)
         series = synthetic.make_ct_series(SHAPE, spacing=(2.5, 0.8, 0.7), labels=labels, seed=4)
@@ -94,7 +94,7 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> Case:
 
 def _load_with_ref_key(case: Case, tmp_path: Path, voxels: float) -> bool:
     from monai_dicomseg.transforms.load import LoadDicomSegd
-    from monai_dicomseg.transforms.series import LoadDicomSeries
+    from monai_dicomseg.transforms.load_series import LoadDicomSeries
 
     image = LoadDicomSeries()(str(case.folder))
     image.affine = image.affine.clone()
@@ -115,7 +115,7 @@ def _to_nifti_source(case: Case, tmp_path: Path, voxels: float, cli_run: Any) ->
     if status != 0:
         assert "do not lie on the source series' grid" in stderr, stderr
         raise GeometryError(stderr)
-    from monai_dicomseg.io.series import from_monai_array
+    from monai_dicomseg.io.source_series import from_monai_array
 
     written = np.asarray(nibabel.load(str(tmp_path / "out.nii.gz")).dataobj)
     np.testing.assert_array_equal(from_monai_array(written), case.truth)
@@ -128,7 +128,7 @@ def _save_dicom_segd(case: Case, tmp_path: Path, voxels: float, monkeypatch: pyt
 
     import monai_dicomseg.io.writer as writer_module
     from monai_dicomseg.geometry.affine import lps_to_ras_affine
-    from monai_dicomseg.io.series import monai_affine_from_lps, to_monai_array
+    from monai_dicomseg.io.source_series import monai_affine_from_lps, to_monai_array
     from monai_dicomseg.transforms.save import SaveDicomSegd
 
     plans: list[Any] = []
@@ -156,7 +156,7 @@ def _save_dicom_segd(case: Case, tmp_path: Path, voxels: float, monkeypatch: pyt
 def _from_nifti(case: Case, tmp_path: Path, voxels: float, cli_run: Any) -> bool:
     import nibabel
 
-    from monai_dicomseg.io.series import monai_affine_from_lps, to_monai_array
+    from monai_dicomseg.io.source_series import monai_affine_from_lps, to_monai_array
 
     lps = monai_affine_from_lps(case.affine, SHAPE[0], space="LPS")
     lps[:3, 3] += voxels * lps[:3, 0]

@@ -65,7 +65,7 @@ def test_tutorial_scripts_use_only_public_names(script):
 
 def test_private_use_check_catches_submodule_imports():
     """The check above is not vacuous."""
-    source = ("import monai_dicomseg as mds\nfrom monai_dicomseg.io.series import from_monai_array\n"
+    source = ("import monai_dicomseg as mds\nfrom monai_dicomseg.io.source_series import from_monai_array\n"
               "import monai_dicomseg.transforms.save\nfrom monai_dicomseg import synthetic\n"
               "mds.io.series\nmds.LoadDicomSeriesd\n")
     problems = _private_uses(source)

@@ -148,7 +148,7 @@ def read_seg(path: str | os.PathLike[str]) -> Any:
         A file that cannot be parsed as a Segmentation.
     """
     from monai_dicomseg.errors import DecodeError
-    from monai_dicomseg.io.series import SEG_SOP_CLASS_UIDS
+    from monai_dicomseg.io.source_series import SEG_SOP_CLASS_UIDS
     from monai_dicomseg.seg.segmentation import segread
 
     file = check_input_file(path, "SEG file")
@@ -221,7 +221,7 @@ def load_series(folder: str | os.PathLike[str], headers_only: bool = True) -> An
     ``headers_only`` skips the pixel data: the SEG writer and the geometry
     need only the headers.
     """
-    from monai_dicomseg.io.series import load_source_geometry, load_source_series
+    from monai_dicomseg.io.source_series import load_source_geometry, load_source_series
 
     path = Path(folder)
     if not path.exists():

@@ -74,7 +74,7 @@ def _files(folder: Path, recursive: bool) -> list[Path]:
 def _is_seg(path: Path) -> bool:
     import pydicom
 
-    from monai_dicomseg.io.series import SEG_SOP_CLASS_UIDS
+    from monai_dicomseg.io.source_series import SEG_SOP_CLASS_UIDS
 
     if not pydicom.misc.is_dicom(str(path)):
         return False

@@ -111,7 +111,7 @@ def _nifti(array: Any, affine: Any) -> Any:
     import nibabel
     import numpy as np
 
-    from monai_dicomseg.io.series import monai_affine_from_lps, to_monai_array
+    from monai_dicomseg.io.source_series import monai_affine_from_lps, to_monai_array
 
     data = np.asfortranarray(to_monai_array(array))
     ras = monai_affine_from_lps(affine, array.shape[0], space="RAS")

@@ -21,7 +21,7 @@ import numpy as np
 import pydicom
 
 from monai_dicomseg.errors import InputError
-from monai_dicomseg.io.series import SEG_SOP_CLASS_UIDS
+from monai_dicomseg.io.source_series import SEG_SOP_CLASS_UIDS
 from monai_dicomseg.options import check_options
 
 __all__ = ["create_datalist", "scan_dicom_tree", "SeriesEntry", "SegEntry"]

@@ -2,7 +2,7 @@
 
 A thin :class:`monai.data.Dataset` whose transform starts with the loading
 transforms of this package (:func:`load_transforms`): the image series sorted
-by position (:class:`~monai_dicomseg.transforms.series.LoadDicomSeriesd`) and
+by position (:class:`~monai_dicomseg.transforms.load_series.LoadDicomSeriesd`) and
 the SEG placed on the image's grid
 (:class:`~monai_dicomseg.transforms.load.LoadDicomSegd` with ``ref_key``).
 Everything is plain, picklable Python objects and deterministic, so the same
@@ -26,7 +26,7 @@ from monai_dicomseg.errors import InputError
 from monai_dicomseg.io.segload import DEFAULT_MODE
 from monai_dicomseg.options import check_options
 from monai_dicomseg.transforms.load import LOAD_OPTIONS, LoadDicomSegd
-from monai_dicomseg.transforms.series import LoadDicomSeriesd
+from monai_dicomseg.transforms.load_series import LoadDicomSeriesd
 
 __all__ = ["DicomSegDataset", "load_transforms", "collate_skip_none"]
 
@@ -48,7 +48,7 @@ def load_transforms(
     image_key, label_key
         Keys of the datalist entries (see :func:`~monai_dicomseg.data.datalist.create_datalist`).
     image_reader
-        ``"dicomseg"`` (:class:`~monai_dicomseg.transforms.series.LoadDicomSeriesd`,
+        ``"dicomseg"`` (:class:`~monai_dicomseg.transforms.load_series.LoadDicomSeriesd`,
         sorted by position) or a MONAI reader name such as ``"PydicomReader"``
         (``LoadImaged(..., ensure_channel_first=True)``).
     mode, label_map, on_error, **seg_kwargs

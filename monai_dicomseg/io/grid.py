@@ -28,7 +28,7 @@ planning, in ``geometry/``; re-exported here):
 Conventions: output arrays are channel-first ``(S, X, Y, Z)`` (any spatial
 axis order, described by the affine); results are in our ``(F, R, C)`` order
 aligned with the spatially sorted source instances (see
-:mod:`monai_dicomseg.io.series`). Out-of-field source voxels are 0.
+:mod:`monai_dicomseg.io.source_series`). Out-of-field source voxels are 0.
 
 :func:`argmax_on_grid` resamples probabilities *linearly* and then takes the
 argmax, exactly, at the cost of nearest-neighbour work almost everywhere: the

@@ -38,7 +38,7 @@ from monai_dicomseg.io.segload import (
 )
 from monai_dicomseg.io.segments import SELECTION_OPTIONS, SegmentSelection
 from monai_dicomseg.options import check_options
-from monai_dicomseg.io.series import SEG_SOP_CLASS_UIDS
+from monai_dicomseg.io.source_series import SEG_SOP_CLASS_UIDS
 
 __all__ = ["DicomSegReader", "is_segmentation_file", "READER_OPTIONS"]
 

@@ -5,10 +5,10 @@ and :class:`~monai_dicomseg.transforms.load.LoadDicomSeg`: it reads the SEG
 (:func:`~monai_dicomseg.seg.segread`), resolves the segment selection
 (:mod:`monai_dicomseg.io.segments`), builds the LPS volume by plane position
 (``Segmentation.get_volume``: omitted frames and any frame order are fine), and
-places it exactly on the target grid (:mod:`monai_dicomseg.io.placement`).
+places it exactly on the target grid (:mod:`monai_dicomseg.geometry.grid_placement`).
 The target grid is either a reference image's (its MONAI affine and spatial
 shape) or the SEG's own geometry in MONAI order (see
-:mod:`monai_dicomseg.io.series`). numpy only; no torch.
+:mod:`monai_dicomseg.io.source_series`). numpy only; no torch.
 """
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ from pydicom.dataset import Dataset
 from monai_dicomseg.enums import SegmentationTypeValues
 from monai_dicomseg.errors import GeometryError, InputError, InputTypeError
 from monai_dicomseg.geometry.affine import LPS, RAS, check_space, lps_to_ras_affine, ras_to_lps_affine
-from monai_dicomseg.io.placement import destination_view, place_on_grid, plan_placement
+from monai_dicomseg.geometry.grid_placement import destination_view, place_on_grid, plan_placement
 from monai_dicomseg.io.segments import SELECTION_OPTIONS, SegmentSelectionPlan, SegmentSelection, segment_table
 from monai_dicomseg.options import check_options
-from monai_dicomseg.io.series import SEG_SOP_CLASS_UIDS, monai_affine_from_lps
+from monai_dicomseg.io.source_series import SEG_SOP_CLASS_UIDS, monai_affine_from_lps
 
 __all__ = [
     "MetaKey",
@@ -312,7 +312,7 @@ def _scatter(seg: Any, plan: SegmentSelectionPlan, mode: str, layout: Any, place
 
     The output is allocated in its final channel-first layout and dtype and
     the frames are scattered into a view of it that is indexed like the SEG
-    volume (:func:`~monai_dicomseg.io.placement.destination_view`): no
+    volume (:func:`~monai_dicomseg.geometry.grid_placement.destination_view`): no
     ``(F, R, C, S)`` volume, no transposed copy, no dtype conversion.
     """
     from monai_dicomseg.codec.assemble import output_dtype
@@ -382,7 +382,7 @@ def load_seg_array(
     reference
         Target grid (an image loaded by MONAI or :mod:`monai_dicomseg`);
         None uses the SEG's own geometry in MONAI order (axes (C, R, S), see
-        :mod:`monai_dicomseg.io.series`) spanning the frames it contains.
+        :mod:`monai_dicomseg.io.source_series`) spanning the frames it contains.
     space
         ``"RAS"`` or ``"LPS"`` for the output affine without ``reference``
         (with one, the reference's space is used).

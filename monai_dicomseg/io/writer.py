@@ -43,7 +43,7 @@ from monai_dicomseg.io.prediction import (
     value_range,
 )
 from monai_dicomseg.io.segload import error_with_context
-from monai_dicomseg.io.series import SourceSeries, check_spatial_affine, load_source_geometry, read_series_datasets
+from monai_dicomseg.io.source_series import SourceSeries, check_spatial_affine, load_source_geometry, read_series_datasets
 from monai_dicomseg.options import check_options
 from monai_dicomseg.seg.content import AlgorithmIdentificationSequence
 from monai_dicomseg.sr.coding import CodedConcept

@@ -4,7 +4,7 @@ The array transform does the work (through :func:`~monai_dicomseg.io.segload.loa
 the dictionary transform wraps it by composition and adds ``ref_key``: the
 label is placed on the grid of an image loaded earlier in the same dict
 (MONAI's ``LoadImaged`` with ``PydicomReader``/``ITKReader``, or
-:class:`~monai_dicomseg.transforms.series.LoadDicomSeriesd`), so label and
+:class:`~monai_dicomseg.transforms.load_series.LoadDicomSeriesd`), so label and
 image share spatial shape and affine and every voxel sits on its image voxel.
 Prefer ``LoadDicomSeriesd`` for the image: MONAI's ``PydicomReader`` orders
 slices by InstanceNumber, and a GeometryError from such an image says so.
@@ -39,7 +39,7 @@ from monai_dicomseg.io.segload import (
     load_seg_array,
 )
 from monai_dicomseg.io.segments import SELECTION_OPTIONS, SegmentSelection
-from monai_dicomseg.io.series import SEG_SOP_CLASS_UIDS, check_spatial_affine
+from monai_dicomseg.io.source_series import SEG_SOP_CLASS_UIDS, check_spatial_affine
 from monai_dicomseg.options import check_options
 
 __all__ = [
@@ -348,7 +348,7 @@ class LoadDicomSegd(MapTransform):
         Keys holding SEG paths.
     ref_key
         Key of an image already loaded in the same dict (e.g. by
-        :class:`~monai_dicomseg.transforms.series.LoadDicomSeriesd`, or
+        :class:`~monai_dicomseg.transforms.load_series.LoadDicomSeriesd`, or
         ``LoadImaged(reader="PydicomReader")``): the label gets its spatial
         shape and affine, voxel for voxel. None uses the SEG's own geometry.
     allow_missing_keys

@@ -5,7 +5,7 @@ discretisation, encoding, atomic write) is done by
 :class:`~monai_dicomseg.io.writer.DicomSegWriter`. The dictionary transform
 wraps the array one by composition and adds ``ref_key``: the source image
 loaded in the same dict (``LoadImaged`` of a series folder, or
-:class:`~monai_dicomseg.transforms.series.LoadDicomSeriesd`), whose
+:class:`~monai_dicomseg.transforms.load_series.LoadDicomSeriesd`), whose
 ``filename_or_obj`` leads to the source DICOM series.
 
 File naming: ``<output_dir>/<name><output_postfix><output_ext>`` where

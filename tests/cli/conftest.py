@@ -10,7 +10,7 @@ import pydicom
 import pytest
 
 from monai_dicomseg import synthetic
-from monai_dicomseg.io.series import load_source_geometry, monai_affine_from_lps, to_monai_array
+from monai_dicomseg.io.source_series import load_source_geometry, monai_affine_from_lps, to_monai_array
 
 
 @dataclass

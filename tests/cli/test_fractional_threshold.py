@@ -6,7 +6,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from monai_dicomseg.io.series import from_monai_array, to_monai_array
+from monai_dicomseg.io.source_series import from_monai_array, to_monai_array
 
 
 @pytest.fixture
@@ -15,7 +15,7 @@ def fractional_seg(axial_case, cli, tmp_path):
     volumes = [np.asfortranarray(to_monai_array((axial_case.truth == k) * 0.7 + 0.1)).astype(np.float32)
                for k in (1, 2, 3)]
     path = tmp_path / "probs.nii.gz"
-    from monai_dicomseg.io.series import monai_affine_from_lps
+    from monai_dicomseg.io.source_series import monai_affine_from_lps
 
     nibabel.save(nibabel.Nifti1Image(np.stack(volumes, axis=-1),
                                      monai_affine_from_lps(axial_case.affine, axial_case.truth.shape[0])), str(path))

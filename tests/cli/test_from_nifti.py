@@ -122,7 +122,7 @@ def test_fractional_round_trip(axial_case, cli, tmp_path):
     probabilities = rng.random(axial_case.truth.shape).astype(np.float32) * (axial_case.truth > 0)
     case = axial_case
     labels_path = tmp_path / "prob.nii.gz"
-    from monai_dicomseg.io.series import monai_affine_from_lps, to_monai_array
+    from monai_dicomseg.io.source_series import monai_affine_from_lps, to_monai_array
 
     nibabel.save(nibabel.Nifti1Image(np.asfortranarray(to_monai_array(probabilities)),
                                      monai_affine_from_lps(case.affine, probabilities.shape[0])), str(labels_path))
@@ -135,7 +135,7 @@ def test_fractional_round_trip(axial_case, cli, tmp_path):
     assert status == 0, stderr
     image = nibabel.load(str(back))
     assert image.get_data_dtype() == np.float32
-    from monai_dicomseg.io.series import from_monai_array
+    from monai_dicomseg.io.source_series import from_monai_array
 
     np.testing.assert_allclose(from_monai_array(np.asarray(image.dataobj)), probabilities, atol=0.5 / 255 + 1e-6)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from monai_dicomseg.io.series import monai_affine_from_lps, to_monai_array
+from monai_dicomseg.io.source_series import monai_affine_from_lps, to_monai_array
 
 CHANNEL_DEF = {"0": "background", "1": "liver", "2": "spleen", "3": "kidney"}
 

@@ -7,7 +7,7 @@ import nibabel
 import numpy as np
 import pytest
 
-from monai_dicomseg.io.series import from_monai_array, monai_affine_from_lps
+from monai_dicomseg.io.source_series import from_monai_array, monai_affine_from_lps
 from oracles import dcmqi_labels_on_source_grid, dcmqi_segimage2itkimage, one_hot, source_grid
 
 

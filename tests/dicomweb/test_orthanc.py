@@ -116,7 +116,7 @@ def _training_transforms():
     from monai.transforms import Compose
 
     from monai_dicomseg.transforms.load import LoadDicomSegd
-    from monai_dicomseg.transforms.series import LoadDicomSeriesd
+    from monai_dicomseg.transforms.load_series import LoadDicomSeriesd
 
     return Compose([LoadDicomSeriesd(keys="image"), LoadDicomSegd(keys="label", ref_key="image", mode="labelmap")])
 
@@ -151,7 +151,7 @@ def test_training_from_server_with_workers_and_second_epoch_without_requests(ort
 
 def test_loaded_from_server_equals_loaded_from_files(orthanc, study, tmp_path):
     from monai_dicomseg.transforms.load import LoadDicomSeg
-    from monai_dicomseg.transforms.series import LoadDicomSeries
+    from monai_dicomseg.transforms.load_series import LoadDicomSeries
 
     server = orthanc.server(cache_dir=str(tmp_path / "cache"))
     register_server(server)
@@ -180,7 +180,7 @@ def test_loaded_from_server_equals_loaded_from_files(orthanc, study, tmp_path):
 def test_inference_result_stored_back_and_read_voxel_for_voxel(orthanc, study, tmp_path, caplog):
     from monai_dicomseg.transforms.load import LoadDicomSeg
     from monai_dicomseg.transforms.save import SaveDicomSeg
-    from monai_dicomseg.transforms.series import LoadDicomSeries
+    from monai_dicomseg.transforms.load_series import LoadDicomSeries
 
     server = orthanc.server(cache_dir=str(tmp_path / "cache"))
     register_server(server)
@@ -297,7 +297,7 @@ def test_retries_are_bounded_on_server_errors_and_absent_on_4xx(orthanc, study, 
 
 
 def test_connection_error_through_loader_names_uri(study, tmp_path):
-    from monai_dicomseg.transforms.series import LoadDicomSeries
+    from monai_dicomseg.transforms.load_series import LoadDicomSeries
 
     url = "http://127.0.0.1:9/dicom-web"  # discard port: nothing listens
     register_server(DicomWebServer(url, retries=0, timeout=(1, 1), cache_dir=str(tmp_path)))

@@ -26,7 +26,7 @@ def test_check_space_rejects(bad):
 
 def test_every_loader_uses_the_checker():
     from monai_dicomseg.transforms.load import LoadDicomSeg
-    from monai_dicomseg.transforms.series import LoadDicomSeries
+    from monai_dicomseg.transforms.load_series import LoadDicomSeries
 
     for make in (LoadDicomSeg, LoadDicomSeries):
         with pytest.raises(InputError, match=r"space must be 'RAS' or 'LPS'; got 'RAI'"):

@@ -9,7 +9,7 @@ from monai.transforms import LoadImage
 
 from monai_dicomseg import synthetic
 from monai_dicomseg.errors import GeometryError, InputError
-from monai_dicomseg.io.series import (
+from monai_dicomseg.io.source_series import (
     from_monai_array,
     lps_affine_from_monai,
     load_source_geometry,

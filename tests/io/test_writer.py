@@ -100,7 +100,7 @@ def test_no_overlap_is_a_geometry_error():
 @pytest.fixture
 def series(tmp_path):
     from monai_dicomseg import synthetic
-    from monai_dicomseg.io.series import load_source_series
+    from monai_dicomseg.io.source_series import load_source_series
 
     labels = synthetic.make_ellipsoid_labels((6, 24, 24), n_labels=2, seed=2)
     datasets = synthetic.make_ct_series((6, 24, 24), labels=labels, seed=2)
@@ -110,7 +110,7 @@ def series(tmp_path):
 
 
 def _prediction(source, folder, labels):
-    from monai_dicomseg.io.series import to_monai_array
+    from monai_dicomseg.io.source_series import to_monai_array
 
     array = np.ascontiguousarray(to_monai_array(labels))[None]
     return MetaTensor(torch.from_numpy(array), affine=torch.as_tensor(source.monai_affine()),

@@ -66,7 +66,7 @@ def test_savedicomseg_softmax_omits_quantised_empty_frames(tmp_path):
     import torch
     from monai.data import MetaTensor
 
-    from monai_dicomseg.io.series import load_source_geometry, to_monai_array
+    from monai_dicomseg.io.source_series import load_source_geometry, to_monai_array
     from monai_dicomseg.transforms.save import SaveDicomSeg
 
     synthetic.write_series(synthetic.make_ct_series(SHAPE, seed=1), tmp_path / "ct")

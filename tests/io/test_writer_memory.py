@@ -42,7 +42,7 @@ def file_bytes(seg) -> bytes:
 
 @pytest.fixture(scope="module")
 def series(tmp_path_factory):
-    from monai_dicomseg.io.series import load_source_geometry
+    from monai_dicomseg.io.source_series import load_source_geometry
 
     folder = tmp_path_factory.mktemp("ct")
     synthetic.write_series(synthetic.make_ct_series(SOURCE_SHAPE, seed=4), folder)
@@ -180,7 +180,7 @@ _MEMORY_SCRIPT = textwrap.dedent("""
     import numpy as np, torch
     from monai.data import MetaTensor
     from monai_dicomseg import synthetic
-    from monai_dicomseg.io.series import load_source_geometry
+    from monai_dicomseg.io.source_series import load_source_geometry
     from monai_dicomseg.io.writer import DicomSegWriter
 
     folder, segmentation_type = sys.argv[1], sys.argv[2]

@@ -12,7 +12,7 @@ from monai.transforms import Compose, LoadImage, LoadImaged
 
 from monai_dicomseg import LoadDicomSeg, LoadDicomSegd
 from monai_dicomseg.io.segments import segments_from_meta
-from monai_dicomseg.transforms.series import LoadDicomSeriesd
+from monai_dicomseg.transforms.load_series import LoadDicomSeriesd
 from monai_cases import make_case, truth_on_grid, write_dcmqi_seg
 
 CASES = {

@@ -11,7 +11,7 @@ from pydicom.sr.codedict import codes
 from monai_dicomseg import DicomSegReader, LoadDicomSeg, LoadDicomSegd
 from monai_dicomseg.errors import DecodeError, GeometryError, InputError
 from monai_dicomseg.io.segments import segments_from_meta
-from monai_dicomseg.transforms.series import LoadDicomSeries
+from monai_dicomseg.transforms.load_series import LoadDicomSeries
 from monai_cases import make_case, truth_on_grid
 
 

@@ -19,7 +19,7 @@ from monai.transforms import Orientation, Spacing
 from monai_dicomseg import synthetic
 from monai_dicomseg.errors import GeometryError, InputError
 from monai_dicomseg.geometry.sorting import get_dataset_sort_index
-from monai_dicomseg.io.series import load_source_geometry, to_monai_array
+from monai_dicomseg.io.source_series import load_source_geometry, to_monai_array
 from monai_dicomseg.errors import OutputExistsError
 from monai_dicomseg.transforms.save import SaveDicomSeg, SaveDicomSegd
 from oracles import dciodvfy_errors
@@ -100,7 +100,7 @@ def test_nearest_matches_monai_inverse(tmp_path, geometry):
     """Labels written from a Spacingd grid equal MONAI's own nearest resampling back to the source grid."""
     from monai.transforms import SpatialResample
 
-    from monai_dicomseg.io.series import from_monai_array
+    from monai_dicomseg.io.source_series import from_monai_array
 
     folder, truth, source = make_case(tmp_path / "ct", geometry)
     original = labels_tensor(truth, source, folder)
@@ -154,7 +154,7 @@ def test_empty_prediction_is_valid(tmp_path):
 
 
 def test_dict_transform_with_ref_key(tmp_path):
-    from monai_dicomseg.transforms.series import LoadDicomSeriesd
+    from monai_dicomseg.transforms.load_series import LoadDicomSeriesd
 
     folder, truth, source = make_case(tmp_path / "ct", "reversed")
     data = LoadDicomSeriesd(keys="image")({"image": str(folder)})
@@ -247,7 +247,7 @@ def test_untrusted_uid_cannot_escape(tmp_path):
         ds.SeriesInstanceUID = "../../evil/../x"
     out = tmp_path / "o"
     truth = labels[get_dataset_sort_index(datasets)]
-    from monai_dicomseg.io.series import load_source_series
+    from monai_dicomseg.io.source_series import load_source_series
 
     source = load_source_series(datasets)
     label = labels_tensor(truth, source, tmp_path)

@@ -36,7 +36,7 @@ Note
 ``PydicomReader`` sorts by Instance Number only: a series whose Instance
 Numbers are not spatially monotonic loads with its slices scrambled while its
 affine is computed from the first and last instance. :func:`load_source_series`
-(and :class:`~monai_dicomseg.transforms.series.LoadDicomSeries`) sort by
+(and :class:`~monai_dicomseg.transforms.load_series.LoadDicomSeries`) sort by
 position and do not have that problem.
 """
 from __future__ import annotations

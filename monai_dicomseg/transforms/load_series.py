@@ -3,10 +3,10 @@
 MONAI's ``PydicomReader`` orders a series by InstanceNumber, so a series whose
 Instance Numbers are not spatially monotonic loads with its slices scrambled
 (and an affine computed from the first and last instance). These transforms
-load the series through :func:`~monai_dicomseg.io.series.load_source_series`
+load the series through :func:`~monai_dicomseg.io.source_series.load_source_series`
 (sorted by Image Position (Patient) along the normal; PS3.3 C.7.6.2) and return
 the array/affine in MONAI order (``(1, C, R, S)``, RAS by default; see
-:mod:`monai_dicomseg.io.series`), i.e. identical to ``PydicomReader`` whenever
+:mod:`monai_dicomseg.io.source_series`), i.e. identical to ``PydicomReader`` whenever
 that one orders correctly. The metadata names the SeriesInstanceUID and
 FrameOfReferenceUID, which :class:`~monai_dicomseg.transforms.load.LoadDicomSegd`
 checks against the SEG.
@@ -27,7 +27,7 @@ from monai.transforms import MapTransform, Transform
 from monai_dicomseg.errors import DicomSegError, InputError
 from monai_dicomseg.geometry.affine import check_space
 from monai_dicomseg.io.segload import MetaKey, error_with_context
-from monai_dicomseg.io.series import SeriesSource, load_source_series
+from monai_dicomseg.io.source_series import SeriesSource, load_source_series
 from monai_dicomseg.options import check_options
 
 __all__ = ["LoadDicomSeries", "LoadDicomSeriesd", "SERIES_OPTIONS"]
