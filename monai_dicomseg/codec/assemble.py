@@ -1,6 +1,6 @@
 """Build output masks from stored SEG frames (PS3.3 C.8.20.2).
 
-A :class:`Placement` says which stored frame goes to which output slice. The
+A :class:`FramePlacement` says which stored frame goes to which output slice. The
 functions here decode only those frames and write them into the output in
 one of the two forms highdicom's reading methods return:
 
@@ -25,11 +25,11 @@ from monai_dicomseg.codec.decode import PixelLayout, check_decoded_size, decode_
 from monai_dicomseg.enums import SegmentationTypeValues
 from monai_dicomseg.errors import DecodeError, FrameMismatchError, InputError, InputTypeError, OverlapError
 
-__all__ = ["Placement", "assemble_frames", "output_dtype", "labelmap_lut"]
+__all__ = ["FramePlacement", "assemble_frames", "output_dtype", "labelmap_lut"]
 
 
 @dataclass(frozen=True)
-class Placement:
+class FramePlacement:
     """Stored frames to copy and where they go.
 
     Attributes
@@ -46,8 +46,8 @@ class Placement:
     position: np.ndarray
     segment: np.ndarray
 
-    def select(self, mask: np.ndarray) -> "Placement":
-        return Placement(self.frame[mask], self.position[mask], self.segment[mask])
+    def select(self, mask: np.ndarray) -> "FramePlacement":
+        return FramePlacement(self.frame[mask], self.position[mask], self.segment[mask])
 
 
 def _smallest_unsigned(value: int) -> np.dtype:
@@ -103,7 +103,7 @@ def labelmap_lut(
     return lut
 
 
-def check_unique(placement: Placement, by_segment: bool) -> None:
+def check_unique(placement: FramePlacement, by_segment: bool) -> None:
     """Raise :class:`FrameMismatchError` if two frames land on the same output frame/channel."""
     if placement.frame.size < 2:
         return
@@ -148,7 +148,7 @@ def _foreground(
 
 
 def _combine_decoded(
-    dataset: Dataset, layout: PixelLayout, placement: Placement, value: np.ndarray, n_out: int,
+    dataset: Dataset, layout: PixelLayout, placement: FramePlacement, value: np.ndarray, n_out: int,
     out_dtype: np.dtype, skip_overlap_checks: bool,
 ) -> np.ndarray:
     """Label map from compressed binary frames, decoded chunk by chunk and painted in place.
@@ -184,7 +184,7 @@ def _combine_decoded(
 def assemble_frames(
     dataset: Dataset,
     layout: PixelLayout,
-    placement: Placement,
+    placement: FramePlacement,
     n_out: int,
     *,
     segmentation_type: SegmentationTypeValues,
@@ -360,7 +360,7 @@ _DECODE_CHUNK_VALUES = 1 << 22
 """Stored values decoded at a time when filling a FRACTIONAL output (4 M: 16 MB as float32)."""
 
 
-def _fractional_stacked(dataset: Dataset, layout: PixelLayout, placement: Placement, channel: np.ndarray,
+def _fractional_stacked(dataset: Dataset, layout: PixelLayout, placement: FramePlacement, channel: np.ndarray,
                         n_out: int, n_segments: int, out_dtype: np.dtype, rescale: bool,
                         maximum_fractional_value: "int | None") -> np.ndarray:
     """``(n_out, R, C, S)`` FRACTIONAL output filled chunk by chunk of decoded frames.
@@ -398,7 +398,7 @@ def _fractional_stacked(dataset: Dataset, layout: PixelLayout, placement: Placem
     return out
 
 
-def _fractional_into(dataset: Dataset, layout: PixelLayout, placement: Placement, out: np.ndarray,
+def _fractional_into(dataset: Dataset, layout: PixelLayout, placement: FramePlacement, out: np.ndarray,
                      segs: np.ndarray, target: np.ndarray, rescale: bool,
                      maximum_fractional_value: "int | None") -> "np.ndarray | None":
     """FRACTIONAL frames straight into ``out[..., target]``, chunk by chunk (no full-size temporary).
@@ -444,7 +444,7 @@ def _default_targets(segs: np.ndarray, combine_segments: bool, relabel: bool) ->
 def _assemble_into(
     dataset: Dataset,
     layout: PixelLayout,
-    placement: Placement,
+    placement: FramePlacement,
     out: np.ndarray,
     *,
     segmentation_type: SegmentationTypeValues,

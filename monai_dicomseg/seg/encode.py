@@ -69,7 +69,7 @@ from monai_dicomseg.seg.modules import (
     set_series_and_equipment,
 )
 from monai_dicomseg.seg.placement import (
-    Placement,
+    PlanePlacement,
     aligned_placement,
     explicit_placement,
     tiled_placement,
@@ -263,7 +263,7 @@ def _explicit_planes(sources: SourceFrames, number_of_planes: int, plane_positio
 
 
 def _tile_total_pixel_matrix(sources: SourceFrames, pixel_array: Any, tile_size: Any,
-                             plane_positions: Any, pixel_measures: Any) -> tuple[np.ndarray, Placement]:
+                             plane_positions: Any, pixel_measures: Any) -> tuple[np.ndarray, PlanePlacement]:
     """Cut a total pixel matrix into tiles (guide, "Constructing SEG Images from a Total Pixel Matrix")."""
     from monai_dicomseg.geometry.volume import Volume
 
@@ -328,7 +328,7 @@ class _FirstPlane:
 
 def _resolve_placement(sources: SourceFrames, pixel_array: Any, plane_positions: Any,
                        plane_orientation: Any, pixel_measures: Any, tile_pixel_array: bool = False,
-                       tile_size: Any = None) -> tuple[np.ndarray, Placement]:
+                       tile_size: Any = None) -> tuple[np.ndarray, PlanePlacement]:
     """The array to encode and where its planes sit (aligned with the sources, explicit or tiled)."""
     from monai_dicomseg.geometry.volume import Volume
 
@@ -472,7 +472,7 @@ def _set_dimensions(dataset: Dataset, plan: FramePlan, labelmap: bool,
 
 
 def _organization_type(requested: DimensionOrganizationTypeValues | str | None, plan: FramePlan,
-                       placement: Placement, omit_empty_frames: bool,
+                       placement: PlanePlacement, omit_empty_frames: bool,
                        ) -> DimensionOrganizationTypeValues | None:
     """The Dimension Organization Type to record, checking a requested one (C.7.6.17.1)."""
     if requested is None:
@@ -500,7 +500,7 @@ def _organization_type(requested: DimensionOrganizationTypeValues | str | None, 
     return wanted
 
 
-def _set_slide_attributes(dataset: Dataset, placement: Placement) -> None:
+def _set_slide_attributes(dataset: Dataset, placement: PlanePlacement) -> None:
     """Total pixel matrix attributes of a tiled segmentation (PS3.3 C.8.12.4, C.8.20.2)."""
     slide = placement.slide
     assert slide is not None and placement.total_pixel_matrix is not None
@@ -510,7 +510,7 @@ def _set_slide_attributes(dataset: Dataset, placement: Placement) -> None:
     dataset.TotalPixelMatrixOriginSequence = [copy.deepcopy(slide.origin_item)]
 
 
-def _set_functional_groups(dataset: Dataset, sources: SourceFrames, placement: Placement,
+def _set_functional_groups(dataset: Dataset, sources: SourceFrames, placement: PlanePlacement,
                            plan: FramePlan, dimension_values: np.ndarray, labelmap: bool) -> None:
     """Shared (pixel measures, plane orientation) and per-frame functional groups (C.8.20.3)."""
     shared = Dataset()

@@ -30,10 +30,10 @@ from monai_dicomseg.geometry.tolerances import (
 from monai_dicomseg.seg.sources import SourceFrames
 from monai_dicomseg.seg.tiling import SlideGeometry, slide_offsets, tile_grid
 
-__all__ = ["Placement", "aligned_placement", "explicit_placement", "tiled_placement"]
+__all__ = ["PlanePlacement", "aligned_placement", "explicit_placement", "tiled_placement"]
 
 @dataclass(frozen=True)
-class Placement:
+class PlanePlacement:
     """Plane geometry of the segmentation and its derivation references.
 
     Attributes
@@ -91,10 +91,10 @@ def regular_spacing(positions: np.ndarray | None, orientation: object) -> float 
         return None
 
 
-def aligned_placement(sources: SourceFrames) -> Placement:
-    """Placement for ``pixel_array[i]`` ↔ source frame ``i`` (geometry copied from the sources)."""
+def aligned_placement(sources: SourceFrames) -> PlanePlacement:
+    """PlanePlacement for ``pixel_array[i]`` ↔ source frame ``i`` (geometry copied from the sources)."""
     spacing = None if sources.slide is not None else regular_spacing(sources.positions, sources.orientation)
-    return Placement(
+    return PlanePlacement(
         positions=sources.positions,
         position_values=sources.position_strings,
         orientation=sources.orientation,
@@ -117,8 +117,8 @@ def tiled_placement(
     tile_size: tuple[int, int],
     pixel_spacing: tuple[float, float] | None,
     slice_thickness: object,
-) -> tuple[Placement, np.ndarray]:
-    """Placement of the tiles cut from a total pixel matrix (guide, "Constructing SEG
+) -> tuple[PlanePlacement, np.ndarray]:
+    """PlanePlacement of the tiles cut from a total pixel matrix (guide, "Constructing SEG
     Images from a Total Pixel Matrix").
 
     Parameters
@@ -160,7 +160,7 @@ def tiled_placement(
         for index, (row, column) in enumerate(np.asarray(sources.tile_positions).tolist()):
             by_position.setdefault((row, column), []).append(index)
         derivations = [by_position.get((int(r), int(c)), []) for r, c in tiles.tolist()]
-    placement = Placement(
+    placement = PlanePlacement(
         positions=positions,
         position_values=list(map(tuple, positions.tolist())),
         orientation=sources.orientation,
@@ -193,8 +193,8 @@ def explicit_placement(
     spacing_between_slices: object,
     frame_shape: tuple[int, int],
     positions_given: bool = True,
-) -> Placement:
-    """Placement for planes given explicitly (plane positions or a Volume).
+) -> PlanePlacement:
+    """PlanePlacement for planes given explicitly (plane positions or a Volume).
 
     Parameters
     ----------
@@ -221,7 +221,7 @@ def explicit_placement(
     derivations = None
     preserved = "NO"
     if sources.positions is None or sources.orientation is None:
-        return Placement(positions, values, tuple(orientation), tuple(pixel_spacing),
+        return PlanePlacement(positions, values, tuple(orientation), tuple(pixel_spacing),
                          slice_thickness, spacing_between_slices, None, preserved)
     source_cosines = np.asarray(sources.orientation, dtype=np.float64)
     orientation_equal = bool(np.allclose(cosines, source_cosines, atol=ORIENTATION_MATCH_TOLERANCE))
@@ -244,5 +244,5 @@ def explicit_placement(
                 positions = sources.positions[[matches[0] for matches in derivations]]
         if derivations is None and positions_given:
             derivations = _match_all(np.abs(offsets @ normal))
-    return Placement(positions, values, tuple(orientation), tuple(pixel_spacing),
+    return PlanePlacement(positions, values, tuple(orientation), tuple(pixel_spacing),
                      slice_thickness, spacing_between_slices, derivations, preserved)

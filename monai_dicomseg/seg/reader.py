@@ -26,7 +26,7 @@ from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from monai_dicomseg.codec.assemble import Placement, assemble_frames
+from monai_dicomseg.codec.assemble import FramePlacement, assemble_frames
 from monai_dicomseg.codec.decode import PixelLayout, pixel_layout
 from monai_dicomseg.codec.element_scan import check_structure, locate_top_level_element, read_file_meta
 from monai_dicomseg.codec.frame_index import FrameIndex, build_frame_index
@@ -540,7 +540,7 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
 
     # -- reconstruction -----------------------------------------------------
 
-    def _assemble(self, placement: Placement, n_out: int, segment_numbers: Sequence[int] | None, **options: Any) -> np.ndarray:
+    def _assemble(self, placement: FramePlacement, n_out: int, segment_numbers: Sequence[int] | None, **options: Any) -> np.ndarray:
         if segment_numbers is None:
             segment_numbers = list(self.segment_numbers)
         requested = check_segment_request(segment_numbers, list(self.segment_numbers))
@@ -636,7 +636,7 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
             wanted &= index.ref_spatial_locations_preserved == "YES"
         rows, outs = _join(index.ref_sop_instance_uid[wanted], uids)
         frames = index.ref_frame[wanted][rows]
-        placement = Placement(frames, outs, index.segment_numbers[frames])
+        placement = FramePlacement(frames, outs, index.segment_numbers[frames])
         return self._assemble(
             placement, len(uids), segment_numbers, combine_segments=combine_segments, relabel=relabel,
             rescale_fractional=rescale_fractional, skip_overlap_checks=skip_overlap_checks, dtype=dtype,
@@ -690,7 +690,7 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
             wanted &= index.ref_spatial_locations_preserved == "YES"
         rows, outs = _join(index.ref_frame_number[wanted], numbers)
         frames = index.ref_frame[wanted][rows]
-        placement = Placement(frames, outs, index.segment_numbers[frames])
+        placement = FramePlacement(frames, outs, index.segment_numbers[frames])
         return self._assemble(
             placement, len(numbers), segment_numbers, combine_segments=combine_segments, relabel=relabel,
             rescale_fractional=rescale_fractional, skip_overlap_checks=skip_overlap_checks, dtype=dtype,
@@ -750,7 +750,7 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
                     "assert_missing_frames_are_empty=True to return empty frames"
                 )
         frames, outs = _join(keys, queries)
-        placement = Placement(frames, outs, index.segment_numbers[frames])
+        placement = FramePlacement(frames, outs, index.segment_numbers[frames])
         return self._assemble(
             placement, len(queries), segment_numbers, combine_segments=combine_segments, relabel=relabel,
             rescale_fractional=rescale_fractional, skip_overlap_checks=skip_overlap_checks, dtype=dtype,

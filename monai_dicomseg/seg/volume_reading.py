@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from monai_dicomseg.codec.assemble import Placement, assemble_frames
+from monai_dicomseg.codec.assemble import FramePlacement, assemble_frames
 from monai_dicomseg.enums import (
     CoordinateSystemNames,
 )
@@ -140,7 +140,7 @@ class VolumeReaderMixin:
         atol: float | None = None,
         perpendicular_tol: float | None = None,
         allow_missing_positions: bool = True,
-    ) -> tuple[Placement, int, np.ndarray, float]:
+    ) -> tuple[FramePlacement, int, np.ndarray, float]:
         """Frames of a PATIENT volume: ``(placement, N, LPS origin of the first slice, slice spacing)``.
 
         The geometry part of :meth:`get_volume` (no pixel is decoded).
@@ -169,12 +169,12 @@ class VolumeReaderMixin:
         origin = index.image_positions[int(np.flatnonzero(positions == 0)[0])]
         keep = (positions >= start) & (positions < end)
         frames = np.flatnonzero(keep)
-        placement = Placement(frames, positions[frames] - start, index.segment_numbers[frames])
+        placement = FramePlacement(frames, positions[frames] - start, index.segment_numbers[frames])
         normal = np.cross(index.image_orientation[3:], index.image_orientation[:3])
         normal /= np.linalg.norm(normal)
         return placement, end - start, origin + normal * spacing * start, spacing
 
-    def volume_layout(self) -> "tuple[VolumeGeometry, Placement] | None":
+    def volume_layout(self) -> "tuple[VolumeGeometry, FramePlacement] | None":
         """Geometry of :meth:`get_volume` (default arguments) and where each frame goes, decoding nothing.
 
         Public seam for the MONAI layer (``io/segload.py``), which allocates
@@ -184,7 +184,7 @@ class VolumeReaderMixin:
         Returns
         -------
         tuple or None
-            ``(VolumeGeometry, Placement)`` (LPS affine, spatial shape
+            ``(VolumeGeometry, FramePlacement)`` (LPS affine, spatial shape
             ``(N, R, C)``), or None for a tiled segmentation in the SLIDE
             coordinate system (use :meth:`get_volume`).
         """
@@ -207,7 +207,7 @@ class VolumeReaderMixin:
     def assemble_volume_into(
         self,
         out: np.ndarray,
-        placement: Placement,
+        placement: FramePlacement,
         segment_numbers: Sequence[int],
         *,
         combine_segments: bool,
