@@ -4,11 +4,12 @@ Map of this folder (``*`` = imports torch + MONAI; the others import only
 numpy/pydicom, torch at most lazily on the MONAI writer's paths, and the
 command line uses them):
 
-* ``series.py``     source-series loading; MONAI's axis/affine convention for DICOM volumes
+* ``source_series.py`` source-series loading; MONAI's axis/affine convention for DICOM volumes
 * ``segload.py``    decode a SEG into a channel-first array on its own or a reference grid
-* ``segments.py``   segment tables, segment selection, ``label_map`` harmonisation
-* ``placement.py``  place a volume voxel-for-voxel onto a reference grid
+  (``load_seg_array``; metadata keys ``MetaKey`` / ``META_KEYS``)
+* ``segments.py``   segment tables, ``SegmentSelection`` (shared by every loader), ``label_map`` harmonisation
 * ``grid.py``       map a model-output grid back onto the source series grid
+  (voxel-for-voxel placement itself: :mod:`monai_dicomseg.geometry.grid_placement`)
 * ``prediction.py`` model outputs (probabilities, one-hot, labels) to SEG pixel arrays
 * ``reader.py`` *   ``DicomSegReader``, a MONAI ``ImageReader``
 * ``writer.py`` *   ``DicomSegWriter``, a MONAI ``ImageWriter``

@@ -4,7 +4,7 @@ Map of this folder:
 
 * ``load.py``   ``LoadDicomSeg`` / ``LoadDicomSegd``: SEG files to channel-first ``MetaTensor`` labels
 * ``save.py``   ``SaveDicomSeg`` / ``SaveDicomSegd``: model outputs to SEG files (bundle post-processing)
-* ``series.py`` ``LoadDicomSeries`` / ``LoadDicomSeriesd``: a source series sorted by position
+* ``load_series.py`` ``LoadDicomSeries`` / ``LoadDicomSeriesd``: a source series sorted by position
 
 Import the classes from the top level (``monai_dicomseg.LoadDicomSegd``).
 Without torch or MONAI, importing this package raises
