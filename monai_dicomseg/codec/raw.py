@@ -31,7 +31,6 @@ __all__ = [
     "cs",
     "lo",
     "us",
-    "ul",
     "sl",
     "ds",
     "is_",
@@ -113,12 +112,6 @@ def us(keyword: str, values: int | Sequence[int]) -> bytes:
     """US element (one or more unsigned 16-bit values)."""
     values = [values] if isinstance(values, int) else list(values)
     return element(keyword, struct.pack(f"<{len(values)}H", *values))
-
-
-def ul(keyword: str, values: int | Sequence[int]) -> bytes:
-    """UL element (one or more unsigned 32-bit values)."""
-    values = [values] if isinstance(values, int) else list(values)
-    return element(keyword, struct.pack(f"<{len(values)}I", *values))
 
 
 def sl(keyword: str, values: int | Sequence[int]) -> bytes:
