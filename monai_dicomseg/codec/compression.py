@@ -194,7 +194,8 @@ _FORKED_FRAME_SOURCE: Callable[[int], np.ndarray] | None = None
 
 def _encode_range(bounds: tuple[int, int], transfer_syntax_uid: str, bits_allocated: int) -> list[bytes]:
     get_frame = _FORKED_FRAME_SOURCE
-    assert get_frame is not None, "worker started without a frame source"
+    if get_frame is None:  # a check, not an assert: asserts vanish under python -O
+        raise EncodeError("compression worker started without a frame source (_FORKED_FRAME_SOURCE is None)")
     return [encode_frame(get_frame(i), transfer_syntax_uid, bits_allocated) for i in range(*bounds)]
 
 

@@ -372,7 +372,8 @@ def _build_frame_index(dataset: Dataset) -> FrameIndex:
         dim_values = _implied_dimension_indices(pointers, segments, tile_positions, positions)
         items = None
     else:
-        assert items is not None
+        if items is None:  # excluded above; a check, not an assert (python -O)
+            raise DecodeError("PerFrameFunctionalGroupsSequence is missing (required unless TILED_FULL)")
         segments = np.zeros(number_of_frames, np.int64)
         dim_values = np.zeros((number_of_frames, len(pointers)), np.int64)
         raw_positions: list[Any] = []

@@ -94,9 +94,15 @@ def _check_kind(ref: DicomWebSeries, manifest: dict[str, Any], wanted: Sequence[
                 f"(expected one of {sorted(SEG_SOP_CLASSES)})")
 
 
+def _server(ref: DicomWebSeries) -> Any:
+    """The server of ``ref`` (a check, not an assert: asserts vanish under python -O)."""
+    if ref.server is None:
+        raise InputError(f"the DICOMweb reference {ref.series_url!r} has no server; pass server=")
+    return ref.server
+
+
 def _fetch_manifest(ref: DicomWebSeries) -> dict[str, Any]:
-    server = ref.server
-    assert server is not None
+    server = _server(ref)
     url = f"{ref.series_url}/metadata"
     with translate_errors(server, url, ref.series_uid, "retrieve series metadata"):
         items = server.client().retrieve_series_metadata(ref.study_uid, ref.series_uid)
@@ -164,8 +170,7 @@ def _check_complete(dataset: Any, where: str, uid: str, expected: "dict[str, Any
 
 def _retrieve(ref: DicomWebSeries, cache: InstanceCache, missing: list[str], whole_series: bool,
               expected: dict[str, Any]) -> None:
-    server = ref.server
-    assert server is not None
+    server = _server(ref)
     client = server.client()
     if whole_series:
         url = ref.series_url
@@ -234,8 +239,7 @@ def materialize(
         Named after the URL (redacted) and the UID.
     """
     ref = as_reference(source, server)
-    assert ref.server is not None
-    cache = cache if cache is not None else cache_for(ref.server)
+    cache = cache if cache is not None else cache_for(_server(ref))
     wanted = [ref.instance_uid] if ref.instance_uid else None
     manifest = None if refresh else cache.manifest(ref.series_uid)
     paths = _cached_paths(cache, manifest, wanted)

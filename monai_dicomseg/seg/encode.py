@@ -40,6 +40,7 @@ from monai_dicomseg.enums import (
     to_enum,
 )
 from monai_dicomseg.errors import (
+    EncodeError,
     GeometryError,
     InputError,
     InputTypeError,
@@ -503,7 +504,8 @@ def _organization_type(requested: DimensionOrganizationTypeValues | str | None, 
 def _set_slide_attributes(dataset: Dataset, placement: PlanePlacement) -> None:
     """Total pixel matrix attributes of a tiled segmentation (PS3.3 C.8.12.4, C.8.20.2)."""
     slide = placement.slide
-    assert slide is not None and placement.total_pixel_matrix is not None
+    if slide is None or placement.total_pixel_matrix is None:  # a check, not an assert (python -O)
+        raise EncodeError("a tiled segmentation needs slide geometry and a total pixel matrix; the placement has none")
     dataset.ImageOrientationSlide = [raw.format_ds(v) for v in slide.orientation]
     dataset.TotalPixelMatrixRows, dataset.TotalPixelMatrixColumns = placement.total_pixel_matrix
     dataset.TotalPixelMatrixFocalPlanes = 1
