@@ -41,7 +41,7 @@ back to interpolating every channel.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -55,6 +55,7 @@ __all__ = [
     "map_exact",
     "map_nearest",
     "iter_linear_slabs",
+    "iter_support_slabs",
     "argmax_on_grid",
     "channel_argmax",
     "DRIFT_TOLERANCE",
@@ -274,6 +275,160 @@ def iter_linear_slabs(array: np.ndarray, plan: GridPlan) -> Iterator[tuple[int, 
         if not inside.all():
             values *= inside[None]
         yield start, stop, values
+
+
+# --------------------------------------------------------------------------- support-limited (sparse) sources
+
+_SUPPORT_MARGIN = 1e-3
+"""Relative margin below a cut: float32 interpolation (a few ulps, ~1e-6 relative) cannot cross it."""
+
+_FRACTION_CUT = 0.5 / 255
+"""A stored fraction ``rint(p * max)`` is 0 iff ``p * max <= 0.5``; ``max <= 255`` (8-bit FRACTIONAL, PS3.3
+C.8.20.2.3), so ``p <= 0.5 / 255`` is stored as 0 whatever MaximumFractionalValue is."""
+
+
+def _support_box(channel: np.ndarray, cut: float) -> "list[tuple[int, int]] | None | str":
+    """Inclusive model-grid bounding box ``[(lo, hi)] * 3`` of ``channel >= cut``.
+
+    ``None`` when no voxel reaches ``cut``; ``"nonfinite"`` when the channel
+    holds NaN/inf (the caller then keeps the full path, whose errors it must
+    reproduce). One model-sized bool temporary.
+    """
+    values = np.asarray(channel)
+    if values.dtype.kind == "f":
+        low, high = values.min(), values.max()
+        if not (np.isfinite(low) and np.isfinite(high)):
+            return "nonfinite"
+    mask = values >= cut
+    box = []
+    for axis in range(3):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        if hit.size == 0:
+            return None
+        box.append((int(hit[0]), int(hit[-1])))
+    return box
+
+
+def _axis_maps(grid: GridPlan) -> "list[tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]]":
+    """Per source axis ``(low, high, weight, valid)`` model indices (exact plans: ``high = low``, no weight)."""
+    if grid.kind == "separable":
+        return [_linear_index(grid, axis) for axis in range(3)]
+    maps = []
+    for axis, target in enumerate(grid.axes):  # type: ignore[arg-type]
+        n_src, n_out = grid.source_shape[axis], grid.output_shape[target]
+        step = 1 if grid.mapping[target, axis] > 0 or n_src == 1 else -1
+        index = step * np.arange(n_src) + int(round(grid.mapping[target, 3]))
+        valid = (index >= 0) & (index < n_out)
+        index = np.clip(index, 0, n_out - 1).astype(np.intp)
+        maps.append((index, index, None, valid))
+    return maps
+
+
+def _source_range(axis_map: tuple, lo: int, hi: int) -> "tuple[int, int] | None":
+    """Source indices ``[start, stop)`` whose interpolation footprint touches model indices ``lo..hi``."""
+    low, high, _, valid = axis_map
+    need = valid & (((low >= lo) & (low <= hi)) | ((high >= lo) & (high <= hi)))
+    hit = np.flatnonzero(need)
+    return None if hit.size == 0 else (int(hit[0]), int(hit[-1]) + 1)
+
+
+def _box_values(channel: np.ndarray, maps: list, ranges: "list[tuple[int, int]]") -> np.ndarray:
+    """Values of one moved channel ``(X', Y', Z')`` (source-axis order) on the source box ``ranges``.
+
+    Voxel for voxel the same float32 arithmetic as :func:`iter_linear_slabs`
+    (interpolate frames, rows, columns; zero out of field), or the same copy
+    as :func:`map_exact`, restricted to the box and the model voxels it reads.
+    """
+    lows, highs, weights, valids = [], [], [], []
+    window = []
+    for (low, high, weight, valid), (start, stop) in zip(maps, ranges):
+        low, high, valid = low[start:stop], high[start:stop], valid[start:stop]
+        first = int(low.min())
+        window.append(slice(first, int(high.max()) + 1))
+        lows.append(low - first)
+        highs.append(high - first)
+        weights.append(None if weight is None else weight[start:stop])
+        valids.append(valid)
+    values = channel[tuple(window)].astype(np.float32, copy=False)
+    if weights[0] is None:  # exact: a gather (a copy)
+        values = values[lows[0]][:, lows[1]][:, :, lows[2]]
+    else:
+        for axis in range(3):
+            values = _interpolate_axis(values, axis, lows[axis], highs[axis], weights[axis])
+    inside = valids[0][:, None, None] & valids[1][None, :, None] & valids[2][None, None, :]
+    if not inside.all():
+        values *= inside
+    return values
+
+
+def iter_support_slabs(array: np.ndarray, plan: GridPlan, cut: float, slab_values: int = _SLAB_VALUES
+                       ) -> "Callable[[], Iterator[tuple[int, int, int, slice, slice, np.ndarray]]] | None":
+    """Source-grid values of each channel of ``array`` ``(S, X, Y, Z)`` only where they can reach ``cut``.
+
+    A linearly interpolated value is a convex combination of its (up to 8)
+    model-grid neighbours, so a source voxel none of whose neighbours
+    reaches ``cut * (1 - 1e-3)`` stays below ``cut`` (float32 rounding is
+    ~1e-6 relative); an exact plan copies one voxel. Per channel, the
+    bounding box of ``array[s] >= cut * (1 - 1e-3)`` on the model grid is
+    mapped to the source indices whose footprint touches it; only that box
+    is computed, voxel for voxel with the same arithmetic as
+    :func:`iter_linear_slabs` / :func:`map_exact` (same float32 values).
+    Everything outside is below ``cut`` in the full computation too.
+
+    Parameters
+    ----------
+    array
+        ``(S, X, Y, Z)`` channels (finite values; see Returns).
+    plan
+        An ``exact`` or ``separable`` plan.
+    cut
+        Values ``< cut`` are of no interest to the caller (for FRACTIONAL,
+        ``0.5 / max``: stored as 0).
+    slab_values
+        Frames per yielded slab: at most ``slab_values // (R * C)`` (at least 1).
+
+    Returns
+    -------
+    callable or None
+        ``None`` when the plan is not axis-aligned or a channel holds NaN/inf
+        (the caller keeps the full computation, whose errors depend on every
+        voxel). Else a zero-argument callable returning a fresh iterator
+        (the supports are found once, here) of ``(channel, first_frame, stop_frame,
+        rows, columns, values)``: ``values`` ``(stop - first, rows, columns)
+        float32`` on the source box ``rows``/``columns`` (slices); source
+        voxels never yielded are below ``cut`` (out-of-field ones are 0).
+    """
+    if array.ndim != 4:
+        raise InputError(f"array must be (S, X, Y, Z); got shape {array.shape}")
+    if plan.kind not in ("exact", "separable"):
+        return None
+    _require_axes(plan)
+    bound = float(cut) * (1.0 - _SUPPORT_MARGIN)
+    boxes = []
+    for channel in array:  # class by class: one model-sized bool temporary at a time
+        box = _support_box(channel, bound)
+        if isinstance(box, str):
+            return None
+        boxes.append(box)
+    maps = _axis_maps(plan)
+    moved = np.transpose(array, (0, *(1 + a for a in plan.axes)))  # type: ignore[union-attr]
+    _, rows, columns = plan.source_shape
+    step = max(1, int(slab_values) // max(1, rows * columns))
+
+    def slabs() -> "Iterator[tuple[int, int, int, slice, slice, np.ndarray]]":
+        for index, box in enumerate(boxes):
+            if box is None:
+                continue
+            ranges = [_source_range(m, *box[plan.axes[axis]]) for axis, m in enumerate(maps)]  # type: ignore[index]
+            if any(r is None for r in ranges):
+                continue
+            (first, stop), row_range, column_range = ranges  # type: ignore[misc]
+            for start in range(first, stop, step):
+                end = min(start + step, stop)
+                values = _box_values(moved[index], maps, [(start, end), row_range, column_range])  # type: ignore[list-item]
+                yield index, start, end, slice(*row_range), slice(*column_range), values  # type: ignore[misc]
+
+    return slabs
 
 
 # --------------------------------------------------------------------------- argmax

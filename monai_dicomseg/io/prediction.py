@@ -43,7 +43,9 @@ from monai_dicomseg.anatomy import (
     describe_segment, segment_descriptions_from_dcmqi, segment_descriptions_from_names, terms_for_names,
 )
 from monai_dicomseg.errors import InputError, InputTypeError
-from monai_dicomseg.io.grid import GridPlan, argmax_on_grid, channel_argmax, iter_linear_slabs, map_nearest
+from monai_dicomseg.io.grid import (
+    GridPlan, argmax_on_grid, channel_argmax, iter_linear_slabs, iter_support_slabs, map_nearest,
+)
 from monai_dicomseg.seg.content import AlgorithmIdentificationSequence, SegmentDescription
 from monai_dicomseg.seg.inputs import StackedSegmentSource
 
@@ -589,8 +591,14 @@ def to_source_grid(
     interpolation: a few planes of every segment) or single segments
     (nearest) from it, twice, so peak memory is the model output plus one
     slab / one segment on the source grid whatever the number of classes,
-    never the full ``(F, R, C, S)`` array. The encoded bytes are the same as
-    with ``lazy=False`` (the materialised array). Label maps ``(F, R, C)``
+    never the full ``(F, R, C, S)`` array. With linear interpolation only
+    where a segment can be non-zero is computed: a value is a convex
+    combination of its model-grid neighbours, so where none of them reaches
+    ``0.5 / 255`` (FRACTIONAL: stored as ``rint(p * max) = 0``) or
+    ``threshold`` the result is known to be 0 (see
+    :func:`~monai_dicomseg.io.grid.iter_support_slabs`); softmax classes of
+    organs are small regions, so most of the work vanishes. The encoded
+    bytes are the same as with ``lazy=False`` (the materialised array). Label maps ``(F, R, C)``
     are always arrays (they are the size of the output itself).
 
     Parameters
@@ -628,7 +636,7 @@ def to_source_grid(
         segment_channels = _select_channels(array, plan.sources)
         if interpolation == "nearest":
             return _nearest_source(segment_channels, grid, lambda v: np.clip(v.astype(np.float32), 0.0, 1.0))
-        return _linear_source(segment_channels, grid, _clip_unit)
+        return _support_source(segment_channels, grid, _FRACTION_CUT, _clip_unit, fractional=True)
     if segmentation_type == "FRACTIONAL":
         segment_channels = _select_channels(array, plan.sources)
         if interpolation == "nearest":
@@ -657,7 +665,8 @@ def to_source_grid(
     if lazy:
         if interpolation == "nearest":
             return _nearest_source(segment_channels >= threshold, grid, None)
-        return _linear_source(segment_channels, grid, lambda v: v >= threshold)
+        return _support_source(segment_channels, grid, float(threshold), lambda v: v >= threshold,
+                               fractional=False)
     if interpolation == "nearest":
         return np.ascontiguousarray(np.moveaxis(map_nearest(segment_channels >= threshold, grid), 0, -1)
                                     ).astype(np.uint8)
@@ -720,3 +729,56 @@ def _labels_source(labels: np.ndarray, count: int) -> StackedSegmentSource:
             yield start, stop, 0, count, labels[None, start:stop] == numbers
 
     return StackedSegmentSource((frames, rows, columns, count), np.bool_, blocks)
+
+
+_FRACTION_CUT = 0.5 / 255
+"""A stored fraction ``rint(p * max)`` is 0 iff ``p * max <= 0.5`` (half to even); MaximumFractionalValue is
+at most 255 (8 bits, PS3.3 C.8.20.2.3), so source values below ``0.5 / 255`` are stored as 0 for any maximum."""
+
+
+def _has_fraction(values: np.ndarray) -> bool:
+    """Whether a finished (clipped) block holds a value other than 0 and 1 (plane by plane: no big temporary)."""
+    return any(bool(((plane != 0) & (plane != 1)).any()) for plane in values.reshape(-1, *values.shape[-2:]))
+
+
+def _support_source(channels: np.ndarray, grid: GridPlan, cut: float,
+                    finish: "Callable[[np.ndarray], np.ndarray]", fractional: bool) -> StackedSegmentSource:
+    """Like :func:`_linear_source`, computing each segment only on its support (byte-identical encoding).
+
+    Blocks are one segment by a few planes; planes where a segment is known
+    to stay below ``cut`` (stored as 0 / below the threshold) are not
+    served at all (the encoder's scan starts from "empty"). The scan also
+    decides whether the input holds fractions (Segments Overlap
+    ``UNDEFINED``): if no served value is a fraction but the model output
+    has values strictly between 0 and 1, the full computation is run until
+    a block with a fraction is found and that block is served again, exactly
+    as :func:`_linear_source` serves it (re-serving identical values changes
+    nothing else).
+    """
+    slabs = iter_support_slabs(channels, grid, cut, _BLOCK_VALUES)
+    if slabs is None:
+        return _linear_source(channels, grid, finish)
+    frames, rows, columns = grid.source_shape
+    count = channels.shape[0]
+    dtype = finish(np.zeros((1, 1, 1, 1), dtype=np.float32)).dtype
+
+    def model_has_fraction() -> bool:
+        return any(bool(((channel > 0) & (channel < 1)).any()) for channel in channels)
+
+    def blocks() -> "Iterator[tuple[int, int, int, int, np.ndarray]]":
+        seen = not fractional
+        for index, start, stop, row_slice, column_slice, values in slabs():
+            values = finish(values)
+            seen = seen or _has_fraction(values)
+            block = np.zeros((1, stop - start, rows, columns), dtype=dtype)
+            block[0, :, row_slice, column_slice] = values
+            yield start, stop, index, index + 1, block
+        if seen or not model_has_fraction():
+            return
+        for start, stop, values in iter_linear_slabs(channels, grid):
+            values = finish(values)
+            if _has_fraction(values):
+                yield start, stop, 0, count, values
+                return
+
+    return StackedSegmentSource((frames, rows, columns, count), dtype, blocks)

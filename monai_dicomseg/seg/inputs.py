@@ -314,7 +314,10 @@ class StackedSegmentSource:
         ``(plane_start, plane_stop, segment_start, segment_stop, values)``
         with ``values`` ``(segment_stop - segment_start, plane_stop -
         plane_start, R, C)`` (segments first: each frame is contiguous).
-        The blocks of one iteration must cover every (plane, segment) once.
+        The blocks of one iteration must cover every (plane, segment) that
+        holds a non-zero value (the scan starts from "all zero": blocks known
+        to be all zero may be left out); a block served again must hold the
+        same values.
 
     Examples
     --------
