@@ -21,6 +21,7 @@ import pytest
 
 import highdicom
 from corpus import SEG_NAMES
+from monai_dicomseg.errors import InputError
 from monai_dicomseg import synthetic
 from monai_dicomseg.seg.segmentation import segread
 from oracles import COMMON_SEG_ARGUMENTS, find_tool, one_hot
@@ -37,6 +38,11 @@ def _call(seg: Any, method: str, args: tuple, kwargs: dict) -> tuple[Any, BaseEx
         return getattr(seg, method)(*args, **kwargs), None
     except Exception as exc:  # noqa: BLE001 - compared below
         return None, exc
+
+
+def _builtin_type(error: BaseException) -> type:
+    """The nearest built-in exception class of ``error`` (ours derive from the same built-ins)."""
+    return next(cls for cls in type(error).__mro__ if cls.__module__ == "builtins")
 
 
 class _Reader:
@@ -70,6 +76,10 @@ def compare(ours: Any, reread_hd: Callable[[], Any], method: str, *args: Any, **
     got, our_error = _call(ours, method, args, kwargs)
     if hd_error is not None:
         assert our_error is not None, f"highdicom raised {hd_error!r}, we returned {type(got)}"
+        expected_type = _builtin_type(hd_error)
+        assert isinstance(our_error, expected_type), (
+            f"highdicom raised {type(hd_error).__name__} ({expected_type.__name__}), "
+            f"we raised {type(our_error).__name__}: {our_error}")
         return
     assert our_error is None, f"we raised {our_error!r}, highdicom did not"
     if method == "get_volume":
@@ -387,3 +397,17 @@ def test_undefined_length_and_raw_parse_agree() -> None:
     assert raw_index.ref_sop_instance_uid.tolist() == parsed_index.ref_sop_instance_uid.tolist()
 
 
+
+
+def test_compare_checks_the_error_types():
+    """Both raising is not enough: the error types must agree (built-in base of highdicom's)."""
+    class Raises:
+        def __init__(self, error: Exception) -> None:
+            self.error = error
+
+        def get_pixels_by_source_instance(self, *args: Any, **kwargs: Any) -> Any:
+            raise self.error
+
+    compare(Raises(InputError("bad")), lambda: Raises(ValueError("bad")), "get_pixels_by_source_instance")
+    with pytest.raises(AssertionError, match="highdicom raised KeyError"):
+        compare(Raises(InputError("bad")), lambda: Raises(KeyError("bad")), "get_pixels_by_source_instance")
