@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -79,7 +79,10 @@ from monai_dicomseg.seg.sources import SourceFrames, collect_source_frames
 from monai_dicomseg.seg.tiling import TileView, cut_tiles
 from monai_dicomseg.uid import UID
 
-__all__ = ["encode_segmentation", "SEGMENTATION_SOP_CLASS_UID", "LABELMAP_SOP_CLASS_UID"]
+__all__ = [
+    "encode_segmentation", "EncodeOptions", "ENCODE_OPTION_NAMES", "SEGMENTATION_SOP_CLASS_UID",
+    "LABELMAP_SOP_CLASS_UID",
+]
 
 SEGMENTATION_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.66.4"
 LABELMAP_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.66.7"
@@ -88,37 +91,73 @@ _IMPLEMENTATION_VERSION = "MONAI_DICOMSEG01"
 
 @dataclass(frozen=True)
 class EncodeOptions:
-    """Normalised scalar options of one encode call."""
+    """Every option of one encode call, declared once.
 
-    segmentation_type: SegmentationTypeValues
-    fractional_type: SegmentationFractionalTypeValues
+    :class:`~monai_dicomseg.seg.Segmentation` keeps highdicom's explicit
+    constructor signature (the only place the defaults are written) and builds
+    one ``EncodeOptions`` from its arguments; :func:`encode_segmentation`
+    takes it, and :meth:`normalised` checks and converts the values once.
+    Meanings: as the :class:`~monai_dicomseg.seg.Segmentation` parameters of
+    the same names.
+    """
+
+    segmentation_type: SegmentationTypeValues | str
+    series_instance_uid: str
+    series_number: int
+    sop_instance_uid: str
+    instance_number: int
+    manufacturer: str
+    manufacturer_model_name: str
+    software_versions: str | Sequence[str]
+    device_serial_number: str
+    fractional_type: SegmentationFractionalTypeValues | str | None
     max_fractional_value: int
+    content_description: str | None
+    content_creator_name: str | None
+    transfer_syntax_uid: str
     omit_empty_frames: bool
-    transfer_syntax_uid: PydicomUID
+    content_label: str | None
     workers: int
     use_extended_offset_table: bool
+    dimension_organization_type: DimensionOrganizationTypeValues | str | None
+    tile_pixel_array: bool
+    tile_size: Sequence[int] | None
+    pyramid_uid: str | None
+    pyramid_label: str | None
+    plane_positions: Sequence[Any] | None
+    plane_orientation: Any | None
+    pixel_measures: Any | None
 
+    def normalised(self) -> "EncodeOptions":
+        """A copy with enums, ints and bools checked and converted (the transfer syntax checked).
 
-def _check_options(
-    segmentation_type: SegmentationTypeValues | str,
-    fractional_type: SegmentationFractionalTypeValues | str,
-    max_fractional_value: int,
-    omit_empty_frames: bool,
-    transfer_syntax_uid: str,
-    workers: int,
-    use_extended_offset_table: bool,
-) -> EncodeOptions:
-    seg_type = to_enum(SegmentationTypeValues, segmentation_type, "segmentation_type")
-    frac_type = to_enum(SegmentationFractionalTypeValues, fractional_type, "fractional_type")
-    if isinstance(max_fractional_value, bool) or not isinstance(max_fractional_value, (int, np.integer)):
-        raise InputTypeError(
-            f"max_fractional_value must be an int; got {type(max_fractional_value).__name__}"
+        Raises
+        ------
+        InputError, InputTypeError
+            An unknown enum value, ``max_fractional_value`` outside [1, 255]
+            or not an int, an unsupported transfer syntax.
+        """
+        seg_type = to_enum(SegmentationTypeValues, self.segmentation_type, "segmentation_type")
+        frac_type = to_enum(SegmentationFractionalTypeValues,
+                            self.fractional_type or SegmentationFractionalTypeValues.PROBABILITY, "fractional_type")
+        max_fractional_value = self.max_fractional_value
+        if isinstance(max_fractional_value, bool) or not isinstance(max_fractional_value, (int, np.integer)):
+            raise InputTypeError(
+                f"max_fractional_value must be an int; got {type(max_fractional_value).__name__}"
+            )
+        if not 1 <= int(max_fractional_value) <= 255:
+            raise InputError(f"max_fractional_value must be in [1, 255]; got {max_fractional_value}")
+        syntax = check_transfer_syntax(self.transfer_syntax_uid, seg_type.value)
+        return replace(
+            self, segmentation_type=seg_type, fractional_type=frac_type,
+            max_fractional_value=int(max_fractional_value), omit_empty_frames=bool(self.omit_empty_frames),
+            transfer_syntax_uid=syntax, workers=resolve_workers(self.workers),
+            use_extended_offset_table=bool(self.use_extended_offset_table),
         )
-    if not 1 <= int(max_fractional_value) <= 255:
-        raise InputError(f"max_fractional_value must be in [1, 255]; got {max_fractional_value}")
-    syntax = check_transfer_syntax(transfer_syntax_uid, seg_type.value)
-    return EncodeOptions(seg_type, frac_type, int(max_fractional_value), bool(omit_empty_frames),
-                         syntax, resolve_workers(workers), bool(use_extended_offset_table))
+
+
+ENCODE_OPTION_NAMES = tuple(f.name for f in fields(EncodeOptions))
+"""Names of the :class:`EncodeOptions` fields (the ``Segmentation`` parameters that are options)."""
 
 
 def check_segment_descriptions(segment_descriptions: Sequence[SegmentDescription]) -> list[SegmentDescription]:
@@ -760,33 +799,8 @@ def encode_segmentation(
     *,
     source_images: Sequence[Dataset],
     pixel_array: np.ndarray,
-    segmentation_type: SegmentationTypeValues | str,
     segment_descriptions: Sequence[SegmentDescription],
-    series_instance_uid: str,
-    series_number: int,
-    sop_instance_uid: str,
-    instance_number: int,
-    manufacturer: str,
-    manufacturer_model_name: str,
-    software_versions: str | Sequence[str],
-    device_serial_number: str,
-    fractional_type: SegmentationFractionalTypeValues | str = SegmentationFractionalTypeValues.PROBABILITY,
-    max_fractional_value: int = 255,
-    content_description: str | None = None,
-    content_creator_name: str | None = None,
-    transfer_syntax_uid: str = ExplicitVRLittleEndian,
-    omit_empty_frames: bool = True,
-    content_label: str | None = None,
-    workers: int = 0,
-    use_extended_offset_table: bool = False,
-    dimension_organization_type: DimensionOrganizationTypeValues | str | None = None,
-    tile_pixel_array: bool = False,
-    tile_size: Sequence[int] | None = None,
-    pyramid_uid: str | None = None,
-    pyramid_label: str | None = None,
-    plane_positions: Sequence[Any] | None = None,
-    plane_orientation: Any | None = None,
-    pixel_measures: Any | None = None,
+    options: EncodeOptions,
 ) -> None:
     """Fill ``dataset`` with a complete SEG instance.
 
@@ -801,29 +815,20 @@ def encode_segmentation(
         ``(R, C)``, ``(F, R, C)`` label map / one fractional segment, or
         ``(F, R, C, S)`` stacked segments; or a ``Volume`` (PATIENT
         coordinates) whose affine places each plane.
-    dimension_organization_type
-        ``3D``, ``TILED_SPARSE`` or ``TILED_FULL`` (default: inferred).
-    tile_pixel_array, tile_size
-        Treat ``pixel_array`` as a total pixel matrix and cut it into tiles
-        of ``tile_size`` (default: the source's tile size).
-    pyramid_uid, pyramid_label
-        Multi-resolution pyramid identification (PS3.3 C.8.12.x).
-    workers
-        Processes compressing frames: 0 in process, N > 0, negative = all cores.
-    use_extended_offset_table
-        Encapsulate with an Extended Offset Table (used anyway past 4 GiB).
-    plane_positions, plane_orientation, pixel_measures
-        Explicit plane geometry when ``pixel_array`` is not aligned with the
-        sources (guide, "Segmentations with Arbitrary Geometries").
-    Other parameters
-        As :class:`~monai_dicomseg.seg.Segmentation`.
+    segment_descriptions
+        One per segment, numbered 1, 2, 3, ...
+    options
+        Every other parameter of :class:`~monai_dicomseg.seg.Segmentation`
+        (:class:`EncodeOptions`; checked here by :meth:`EncodeOptions.normalised`).
     """
-    options = _check_options(segmentation_type, fractional_type, max_fractional_value,
-                             omit_empty_frames, transfer_syntax_uid, workers, use_extended_offset_table)
+    # Over 60 lines on purpose: one linear pipeline (check -> place -> plan -> header -> pixels) whose
+    # order matters (shapes before value scans, the VR seam before the costly pixel work); each step
+    # is a helper of this module, so the sequence reads top to bottom in one place.
+    options = options.normalised()
     descriptions = check_segment_descriptions(segment_descriptions)
     sources = collect_source_frames(source_images)
-    array, placement = _resolve_placement(sources, pixel_array, plane_positions,
-                                          plane_orientation, pixel_measures, tile_pixel_array, tile_size)
+    array, placement = _resolve_placement(sources, pixel_array, options.plane_positions, options.plane_orientation,
+                                          options.pixel_measures, options.tile_pixel_array, options.tile_size)
     shape = _frame_shape(array)
     if placement.aligned and shape is not None:
         _check_shape_against_sources(shape, sources)  # shapes first: values are scanned below
@@ -845,38 +850,38 @@ def encode_segmentation(
         presence = pixels.presence()
     plan = plan_frames(presence, placement.positions, orientation, labelmap,
                        options.omit_empty_frames, placement.tile_positions)
-    organization_type = _organization_type(dimension_organization_type, plan, placement,
+    organization_type = _organization_type(options.dimension_organization_type, plan, placement,
                                            options.omit_empty_frames)
 
     sop_class_uid = LABELMAP_SOP_CLASS_UID if labelmap else SEGMENTATION_SOP_CLASS_UID
     dataset.SOPClassUID = sop_class_uid
-    dataset.SOPInstanceUID = sop_instance_uid
+    dataset.SOPInstanceUID = options.sop_instance_uid
     first = sources.first
     copy_patient_and_study(dataset, first)
     set_series_and_equipment(
         dataset,
-        series_instance_uid=series_instance_uid,
-        series_number=series_number,
-        manufacturer=manufacturer,
-        manufacturer_model_name=manufacturer_model_name,
-        software_versions=software_versions,
-        device_serial_number=device_serial_number,
+        series_instance_uid=options.series_instance_uid,
+        series_number=options.series_number,
+        manufacturer=options.manufacturer,
+        manufacturer_model_name=options.manufacturer_model_name,
+        software_versions=options.software_versions,
+        device_serial_number=options.device_serial_number,
         frame_of_reference_uid=sources.frame_of_reference_uid,
         position_reference_indicator=first.get("PositionReferenceIndicator"),
     )
     set_instance_dates(dataset)
-    dataset.InstanceNumber = instance_number
+    dataset.InstanceNumber = options.instance_number
     _, rows, columns = pixels.shape
     bits = _set_image_pixel(dataset, options, rows, columns, len(descriptions))
-    _set_segmentation_image(dataset, options, pixels, descriptions, content_label,
-                            content_description, content_creator_name)
+    _set_segmentation_image(dataset, options, pixels, descriptions, options.content_label,
+                            options.content_description, options.content_creator_name)
     dimension_values = _set_dimensions(dataset, plan, labelmap, organization_type)
     if placement.slide is not None:
         _set_slide_attributes(dataset, placement)
-    if pyramid_uid is not None:
-        dataset.PyramidUID = pyramid_uid
-    if pyramid_label is not None:
-        dataset.PyramidLabel = pyramid_label
+    if options.pyramid_uid is not None:
+        dataset.PyramidUID = options.pyramid_uid
+    if options.pyramid_label is not None:
+        dataset.PyramidLabel = options.pyramid_label
     _set_functional_groups(dataset, sources, placement, plan, dimension_values, labelmap)
     if "FrameOfReferenceUID" not in dataset and "PatientOrientation" not in dataset:
         # General Image Module (PS3.3 C.7.6.1): Patient Orientation is Type 2C, required when the frames
@@ -885,4 +890,4 @@ def encode_segmentation(
     set_common_instance_reference(dataset, sources)
     check_dataset_values(dataset)  # the one VR seam: every written value, before the costly pixel work
     _encode_pixel_data(dataset, options, pixels, plan, bits, cache)
-    _set_file_meta(dataset, sop_class_uid, sop_instance_uid, options.transfer_syntax_uid)
+    _set_file_meta(dataset, sop_class_uid, options.sop_instance_uid, options.transfer_syntax_uid)

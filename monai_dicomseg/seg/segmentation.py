@@ -13,12 +13,13 @@ from pydicom.uid import ExplicitVRLittleEndian
 from monai_dicomseg.atomic import atomic_write
 from monai_dicomseg.codec.raw import SEQUENCE_DELIMITER, pixel_data_header
 from monai_dicomseg.enums import (
+    DimensionOrganizationTypeValues,
     SegmentationFractionalTypeValues,
     SegmentationTypeValues,
 )
 from monai_dicomseg.errors import InputTypeError, UnsupportedError
 from monai_dicomseg.seg.content import SegmentDescription
-from monai_dicomseg.seg.encode import encode_segmentation
+from monai_dicomseg.seg.encode import ENCODE_OPTION_NAMES, EncodeOptions, encode_segmentation
 
 from monai_dicomseg.seg.reader import SegmentationReaderMixin, read_segmentation_dataset
 
@@ -138,7 +139,7 @@ class Segmentation(SegmentationReaderMixin, Dataset):
         content_label: str | None = None,
         workers: int = 0,
         use_extended_offset_table: bool = False,
-        dimension_organization_type: Any = None,
+        dimension_organization_type: "DimensionOrganizationTypeValues | str | None" = None,
         tile_pixel_array: bool = False,
         tile_size: Sequence[int] | None = None,
         pyramid_uid: str | None = None,
@@ -150,38 +151,10 @@ class Segmentation(SegmentationReaderMixin, Dataset):
     ) -> None:
         super().__init__()
         _check_extra_arguments(kwargs)
-        encode_segmentation(
-            self,
-            source_images=source_images,
-            pixel_array=pixel_array,
-            segmentation_type=segmentation_type,
-            segment_descriptions=segment_descriptions,
-            series_instance_uid=series_instance_uid,
-            series_number=series_number,
-            sop_instance_uid=sop_instance_uid,
-            instance_number=instance_number,
-            manufacturer=manufacturer,
-            manufacturer_model_name=manufacturer_model_name,
-            software_versions=software_versions,
-            device_serial_number=device_serial_number,
-            fractional_type=fractional_type or SegmentationFractionalTypeValues.PROBABILITY,
-            max_fractional_value=max_fractional_value,
-            content_description=content_description,
-            content_creator_name=content_creator_name,
-            transfer_syntax_uid=transfer_syntax_uid,
-            omit_empty_frames=omit_empty_frames,
-            content_label=content_label,
-            workers=workers,
-            use_extended_offset_table=use_extended_offset_table,
-            dimension_organization_type=dimension_organization_type,
-            tile_pixel_array=tile_pixel_array,
-            tile_size=tile_size,
-            pyramid_uid=pyramid_uid,
-            pyramid_label=pyramid_label,
-            plane_positions=plane_positions,
-            plane_orientation=plane_orientation,
-            pixel_measures=pixel_measures,
-        )
+        arguments = locals()  # the options are this signature's parameters: gathered, not listed again
+        options = EncodeOptions(**{name: arguments[name] for name in ENCODE_OPTION_NAMES})
+        encode_segmentation(self, source_images=source_images, pixel_array=pixel_array,
+                            segment_descriptions=segment_descriptions, options=options)
 
     def save_as(self, filename: Any, /, *args: Any, overwrite: bool = True, **kwargs: Any) -> None:
         """Save like :meth:`pydicom.dataset.Dataset.save_as`, atomically for paths.
