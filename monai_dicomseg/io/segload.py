@@ -31,7 +31,7 @@ from monai_dicomseg.io.source_series import SEG_SOP_CLASS_UIDS, monai_affine_fro
 __all__ = [
     "MetaKey",
     "ReferenceGrid", "LoadedSeg", "read_segmentation", "load_seg_array", "MODES", "DEFAULT_MODE",
-    "META_KEYS", "SERIES_META_KEYS", "error_with_context", "check_threshold",
+    "META_KEYS", "SERIES_META_KEYS", "error_with_context", "source_name", "check_threshold",
 ]
 
 class MetaKey:
@@ -111,6 +111,18 @@ SERIES_META_KEYS: dict[str, str] = {
     MetaKey.FILENAME_OR_OBJ: "the series folder (or first file) as given",
 }
 """Keys that ``LoadDicomSeries(d)`` puts in ``MetaTensor.meta``, one-line description each."""
+
+
+def source_name(value: Any) -> str:
+    """A SEG or series source as errors name it: a quoted path (first file ``+N files``), a URI or ``<Type>``."""
+    if isinstance(value, (str, os.PathLike)):
+        return repr(str(value))
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], (str, os.PathLike)):
+        return repr(str(value[0])) + (f" (+{len(value) - 1} files)" if len(value) > 1 else "")
+    uri = getattr(value, "uri", None)  # a DicomWebSeries
+    if isinstance(uri, str) and uri:
+        return repr(uri)
+    return f"<{type(value).__name__}>"
 
 
 def error_with_context(error: BaseException, context: str, suffix: str = "") -> BaseException:

@@ -204,24 +204,9 @@ def _read_path(path: "str | os.PathLike[str]") -> Dataset:
 def read_segmentation_dataset(fp: "str | os.PathLike[str] | BinaryIO") -> Dataset:
     """Parse a Segmentation file into a pydicom ``Dataset`` (what :func:`~monai_dicomseg.seg.segread` wraps).
 
-    Parameters
-    ----------
-    fp
-        Path or readable binary file object of a DICOM Part 10 file.
-
-    Returns
-    -------
-    pydicom.Dataset
-        The data set, structure checked; PerFrameFunctionalGroupsSequence
-        stays undecoded until accessed. Pass it to
-        ``Segmentation.from_dataset(dataset, copy=False)``.
-
-    Raises
-    ------
-    DecodeError
-        If the file is not a readable DICOM Segmentation.
-    UnsupportedError
-        For transfer syntaxes that cannot be read.
+    ``fp`` and the errors are those of :func:`~monai_dicomseg.seg.segread`.
+    The data set is structure checked; PerFrameFunctionalGroupsSequence stays
+    undecoded until accessed. Pass it to ``Segmentation.from_dataset(dataset, copy=False)``.
     """
     if isinstance(fp, (str, os.PathLike)):
         dataset = _read_path(fp)

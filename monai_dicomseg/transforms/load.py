@@ -37,6 +37,7 @@ from monai_dicomseg.io.segload import (
     check_threshold,
     error_with_context,
     load_seg_array,
+    source_name,
 )
 from monai_dicomseg.io.segments import SELECTION_OPTIONS, SegmentSelection
 from monai_dicomseg.io.source_series import SEG_SOP_CLASS_UIDS, check_spatial_affine
@@ -296,17 +297,6 @@ class LoadDicomSeg(Transform):
         return MetaTensor(torch.from_numpy(loaded.array), affine=affine, meta=meta)
 
 
-def _name(value: Any) -> str:
-    if isinstance(value, (str, os.PathLike)):
-        return repr(str(value))
-    if isinstance(value, (list, tuple)) and value and isinstance(value[0], (str, os.PathLike)):
-        return repr(str(value[0])) + (f" (+{len(value) - 1} files)" if len(value) > 1 else "")
-    uri = getattr(value, "uri", None)  # a DicomWebSeries
-    if isinstance(uri, str) and uri:
-        return repr(uri)
-    return f"<{type(value).__name__}>"
-
-
 def _reference_meta(reference: Any) -> "Mapping[str, Any] | None":
     if isinstance(reference, MetaTensor):
         return reference.meta
@@ -317,11 +307,11 @@ def _reference_meta(reference: Any) -> "Mapping[str, Any] | None":
 
 def _context(where: str, key: "Hashable | None", filename: Any, reference: Any) -> str:
     """``LoadDicomSegd[key 'label'] SEG '/a/seg.dcm' (source series '/a/ct')``."""
-    text = where + (f"[key {key!r}]" if key is not None else "") + f" SEG {_name(filename)}"
+    text = where + (f"[key {key!r}]" if key is not None else "") + f" SEG {source_name(filename)}"
     meta = _reference_meta(reference)
     source = None if meta is None else meta.get(MetaKey.FILENAME_OR_OBJ)
     if source:
-        text += f" (source series {_name(source)})"
+        text += f" (source series {source_name(source)})"
     return text
 
 

@@ -26,7 +26,7 @@ from monai.transforms import MapTransform, Transform
 
 from monai_dicomseg.errors import DicomSegError, InputError
 from monai_dicomseg.geometry.affine import check_space
-from monai_dicomseg.io.segload import MetaKey, error_with_context
+from monai_dicomseg.io.segload import MetaKey, error_with_context, source_name
 from monai_dicomseg.io.source_series import SeriesSource, load_source_series
 from monai_dicomseg.options import check_options
 
@@ -34,17 +34,6 @@ __all__ = ["LoadDicomSeries", "LoadDicomSeriesd", "SERIES_OPTIONS"]
 
 SERIES_OPTIONS = ("dtype", "space", "ensure_channel_first", "series_instance_uid", "on_error")
 """Keyword options of :class:`LoadDicomSeries` (also accepted by ``LoadDicomSeriesd``)."""
-
-
-def _name(source: Any) -> str:
-    if isinstance(source, (str, os.PathLike)):
-        return repr(str(source))
-    if isinstance(source, (list, tuple)) and source and isinstance(source[0], (str, os.PathLike)):
-        return repr(str(source[0])) + (f" (+{len(source) - 1} files)" if len(source) > 1 else "")
-    uri = getattr(source, "uri", None)  # a DicomWebSeries
-    if isinstance(uri, str) and uri:
-        return repr(uri)
-    return f"<{type(source).__name__}>"
 
 
 class LoadDicomSeries(Transform):
@@ -108,7 +97,7 @@ class LoadDicomSeries(Transform):
         try:
             series = load_source_series(source, series_instance_uid=self.series_instance_uid, dtype=self.dtype)
         except (DicomSegError, OSError) as error:
-            context = where + (f"[key {key!r}]" if key is not None else "") + f" series {_name(source)}"
+            context = where + (f"[key {key!r}]" if key is not None else "") + f" series {source_name(source)}"
             if self.on_error == "raise" or isinstance(error, TypeError):
                 raise error_with_context(error, context) from error
             warnings.warn(f"{context}: skipped: {error}", stacklevel=3)
