@@ -440,6 +440,9 @@ def load_seg_array(
         Reference grid incompatible (FrameOfReference, series, orientation,
         spacing, sub-voxel offset, SEG frames outside the grid).
     """
+    # Over 60 lines on purpose: the one decode path of every loader (select -> read -> decode straight
+    # into the output when the layout allows, else decode + place -> metadata); the steps are helpers
+    # (_decode, _scatter, _apply_threshold, plan_placement) and what remains is the branching between them.
     if mode not in MODES:
         raise InputError(f"mode must be one of {MODES}; got {mode!r}")
     check_options(selection_options, SELECTION_OPTIONS, "load_seg_array")
