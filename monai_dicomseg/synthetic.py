@@ -649,6 +649,8 @@ def make_slide_image(
     pydicom.dataset.Dataset
         The multi-frame dataset with ``file_meta`` (Explicit VR Little Endian).
     """
+    # long because: a test fixture written as one straight-line recipe (pixels, tiling, then the WSI modules of
+    #   PS3.3 A.32.8) so the dataset it builds can be read top to bottom
     rows, columns = int(total_shape[0]), int(total_shape[1])
     tile_rows, tile_columns = int(tile_shape[0]), int(tile_shape[1])
     if photometric not in ("RGB", "MONOCHROME2"):

@@ -308,6 +308,47 @@ def _slice_thickness(seg: Any) -> float | None:
     return None
 
 
+def _volume_pixels(seg: Any, combine: bool, source: str | None, threshold: float | None) -> tuple[list[Any], Any]:
+    """Source datasets and pixel array of a SEG with a patient volume (``threshold`` set for FRACTIONAL input).
+
+    With ``source`` the volume is matched onto that series' grid and its datasets are the sources;
+    without it, stand-in sources are built from the SEG's own references.
+    """
+    from monai_dicomseg.errors import OverlapError
+
+    try:
+        volume = thresholded_volume(seg, threshold, combine) if threshold is not None else \
+            seg.get_volume(combine_segments=combine)
+    except OverlapError:
+        raise InputError("segments overlap; a LABELMAP cannot hold them (keep BINARY)") from None
+    if source is not None:
+        series = load_series(source)
+        try:
+            volume = volume.match_geometry(series.geometry)
+        except GeometryError as error:
+            raise GeometryError(f"the SEG's frames do not lie on the source series' grid: {error}") from None
+        sources = series.datasets
+    else:
+        sources = _pseudo_sources(seg, volume)
+    return sources, volume.array
+
+
+def _copy_attributes(seg: Any, new: Any, combine: bool, copy_references: bool) -> None:
+    """Copy onto ``new`` the attributes of ``seg`` that a conversion keeps (``_COPIED``, references, palette)."""
+    for keyword in _COPIED:
+        if seg.get(keyword):
+            new[keyword] = copy.deepcopy(seg[keyword])
+    if copy_references and "ReferencedSeriesSequence" in seg:
+        new.ReferencedSeriesSequence = copy.deepcopy(seg.ReferencedSeriesSequence)
+    if combine and str(seg.get("PhotometricInterpretation", "")) == "PALETTE COLOR" and seg.get("ICCProfile"):
+        # Same labels (segment numbers 1..N), so the input's palette still colours them (C.7.9). A SEG's
+        # PALETTE COLOR needs an ICC Profile (C.11.15, Type 1): without one in the input, MONOCHROME2 is kept.
+        new.PhotometricInterpretation = "PALETTE COLOR"
+        for keyword in _PALETTE:
+            if keyword in seg:
+                new[keyword] = copy.deepcopy(seg[keyword])
+
+
 @strict_keywords
 def convert_seg(
     seg_path: str,
@@ -328,7 +369,6 @@ def convert_seg(
     would lose information silently, so it is refused.
     """
     from monai_dicomseg import __version__
-    from monai_dicomseg.errors import OverlapError
     from monai_dicomseg.seg.segmentation import Segmentation
     from monai_dicomseg.uid import UID
 
@@ -354,21 +394,7 @@ def convert_seg(
         # No patient volume (slides: SLIDE coordinates; CR/DX: none): keep the SEG's own frame structure.
         sources, pixels, options = _framewise(seg, combine, source, threshold if fractional else None)
     else:
-        try:
-            volume = thresholded_volume(seg, threshold, combine) if fractional else \
-                seg.get_volume(combine_segments=combine)
-        except OverlapError:
-            raise InputError("segments overlap; a LABELMAP cannot hold them (keep BINARY)") from None
-        if source is not None:
-            series = load_series(source)
-            try:
-                volume = volume.match_geometry(series.geometry)
-            except GeometryError as error:
-                raise GeometryError(f"the SEG's frames do not lie on the source series' grid: {error}") from None
-            sources = series.datasets
-        else:
-            sources = _pseudo_sources(seg, volume)
-        pixels = volume.array
+        sources, pixels = _volume_pixels(seg, combine, source, threshold if fractional else None)
     descriptions = [seg.get_segment_description(n) for n in numbers]
     new = Segmentation(
         source_images=sources,
@@ -390,18 +416,7 @@ def convert_seg(
         workers=workers,
         **options,
     )
-    for keyword in _COPIED:
-        if seg.get(keyword):
-            new[keyword] = copy.deepcopy(seg[keyword])
-    if source is None and "ReferencedSeriesSequence" in seg:
-        new.ReferencedSeriesSequence = copy.deepcopy(seg.ReferencedSeriesSequence)
-    if combine and str(seg.get("PhotometricInterpretation", "")) == "PALETTE COLOR" and seg.get("ICCProfile"):
-        # Same labels (segment numbers 1..N), so the input's palette still colours them (C.7.9). A SEG's
-        # PALETTE COLOR needs an ICC Profile (C.11.15, Type 1): without one in the input, MONOCHROME2 is kept.
-        new.PhotometricInterpretation = "PALETTE COLOR"
-        for keyword in _PALETTE:
-            if keyword in seg:
-                new[keyword] = copy.deepcopy(seg[keyword])
+    _copy_attributes(seg, new, combine, copy_references=source is None)
     new.save_as(Path(out), overwrite=overwrite)
     return {"segmentation_type": segmentation_type, "segments": len(descriptions),
             "frames": int(new.get("NumberOfFrames", 0))}

@@ -164,13 +164,39 @@ def _present_labels(labels: Any) -> list[int]:
     return [int(v) for v in np.flatnonzero(counts) if v > 0]
 
 
+def _volume_segments(array: Any, stacked: bool, meta: Any, names: Any, path: str,
+                     algorithm_name: str) -> tuple[Any, tuple[list[Any], list[str]], dict[str, Any]]:
+    """:func:`_segments` for one volume per segment (``stacked``: the 4th axis) or one fractional volume."""
+    from monai_dicomseg.cli.dcmqi_meta import descriptions_from_names
+    from monai_dicomseg.io.prediction import is_background_name
+
+    count = array.shape[3] if stacked else 1
+    if meta is not None:
+        if len(meta.descriptions) != count:
+            raise InputError(f"{str(path)!r} has {count} segment volume(s) but the metadata "
+                             f"describes {len(meta.descriptions)} segment(s)")
+        return array, (meta.descriptions, []), meta.series
+    if isinstance(names, Mapping):
+        raise InputError(f"{str(path)!r} has {count} segment volume(s): give --labels as a list, one name "
+                         "per volume ('background' for a volume that is not a segment)")
+    names = names or [f"Segment {n}" for n in range(1, count + 1)]
+    if len(names) != count:
+        raise InputError(f"{str(path)!r} has {count} segment volume(s) but --labels names {len(names)}")
+    keep = [index for index, name in enumerate(names) if not is_background_name(name)]
+    if not keep:
+        raise InputError(f"--labels names only the background; {str(path)!r} needs at least one segment")
+    if len(keep) != count:
+        array = array[..., keep]
+    return array, descriptions_from_names([names[i] for i in keep], algorithm_name), {}
+
+
 def _segments(array: Any, stacked: bool, fractional: bool, metadata: Any, names: Any,
               path: str, algorithm_name: str) -> tuple[Any, tuple[list[Any], list[str]], dict[str, Any]]:
     """``(pixel array, (descriptions, warnings), series attributes)`` ready for the writer."""
     import numpy as np
 
     from monai_dicomseg.cli.dcmqi_meta import descriptions_from_names, read_dcmqi_metadata
-    from monai_dicomseg.io.prediction import is_background_name, label_value_names, values_text
+    from monai_dicomseg.io.prediction import label_value_names, values_text
 
     if metadata is not None and names is not None:
         raise InputError("give either --metadata or --labels, not both")
@@ -178,24 +204,7 @@ def _segments(array: Any, stacked: bool, fractional: bool, metadata: Any, names:
     if metadata is not None:
         meta = read_dcmqi_metadata(load_json(metadata, "metadata JSON"), where=str(metadata))
     if stacked or fractional:
-        count = array.shape[3] if stacked else 1
-        if meta is not None:
-            if len(meta.descriptions) != count:
-                raise InputError(f"{str(path)!r} has {count} segment volume(s) but the metadata "
-                                 f"describes {len(meta.descriptions)} segment(s)")
-            return array, (meta.descriptions, []), meta.series
-        if isinstance(names, Mapping):
-            raise InputError(f"{str(path)!r} has {count} segment volume(s): give --labels as a list, one name "
-                             "per volume ('background' for a volume that is not a segment)")
-        names = names or [f"Segment {n}" for n in range(1, count + 1)]
-        if len(names) != count:
-            raise InputError(f"{str(path)!r} has {count} segment volume(s) but --labels names {len(names)}")
-        keep = [index for index, name in enumerate(names) if not is_background_name(name)]
-        if not keep:
-            raise InputError(f"--labels names only the background; {str(path)!r} needs at least one segment")
-        if len(keep) != count:
-            array = array[..., keep]
-        return array, descriptions_from_names([names[i] for i in keep], algorithm_name), {}
+        return _volume_segments(array, stacked, meta, names, path, algorithm_name)
     labels = _as_labels(array, path)
     present = _present_labels(labels)
     if meta is not None:

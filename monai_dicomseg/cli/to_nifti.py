@@ -128,6 +128,27 @@ def _label_dtype(seg: Any) -> Any:
     return np.uint8 if max(seg.segment_numbers, default=0) <= 255 else np.uint16
 
 
+def _check_layout(seg: Any, seg_path: str, *, label_map: bool | None, split: bool, threshold: float | None) -> None:
+    """Refuse ``label_map`` with a per-segment/stacked layout (``split``), and a threshold that does not apply.
+
+    Raises
+    ------
+    InputError
+        ``label_map`` with ``split``; a label map of a FRACTIONAL SEG without ``threshold``; ``threshold``
+        for a SEG that is not FRACTIONAL.
+    """
+    fractional = seg.segmentation_type.value == "FRACTIONAL"
+    if label_map and split:
+        raise InputError("label_map cannot be combined with per_segment or stack")
+    if fractional and label_map and threshold is None:
+        raise InputError(
+            f"{str(seg_path)!r} is a FRACTIONAL SEG: a label map of it needs --threshold (threshold=), the "
+            "fraction at or above which a voxel belongs to a segment")
+    if threshold is not None and not fractional:
+        raise InputError(f"--threshold applies to FRACTIONAL SEGs only; {str(seg_path)!r} is "
+                         f"{seg.segmentation_type.value}")
+
+
 @strict_keywords
 def seg_to_nifti(
     seg_path: str,
@@ -172,15 +193,7 @@ def seg_to_nifti(
     threshold = check_threshold(threshold)
     seg = read_seg(seg_path)
     is_fractional = seg.segmentation_type.value == "FRACTIONAL"
-    if label_map and (per_segment or stack):
-        raise InputError("label_map cannot be combined with per_segment or stack")
-    if is_fractional and label_map and threshold is None:
-        raise InputError(
-            f"{str(seg_path)!r} is a FRACTIONAL SEG: a label map of it needs --threshold (threshold=), the "
-            "fraction at or above which a voxel belongs to a segment")
-    if threshold is not None and not is_fractional:
-        raise InputError(f"--threshold applies to FRACTIONAL SEGs only; {str(seg_path)!r} is "
-                         f"{seg.segmentation_type.value}")
+    _check_layout(seg, seg_path, label_map=label_map, split=per_segment or stack, threshold=threshold)
     raw = fractional == "raw"
     numbers = [int(n) for n in seg.segment_numbers]
     if is_fractional and threshold is not None:

@@ -245,6 +245,9 @@ def assemble_frames(
     FrameMismatchError
         Two stored frames map to one output frame and channel.
     """
+    # long because: one dispatch over SEG type x combine/stack x stored layout (LABELMAP, packed BINARY,
+    #   encapsulated, FRACTIONAL); each leaf already calls a helper and the branches share the checked dtype/LUT set
+    #   up at the top
     segs = np.asarray(list(segment_numbers), dtype=np.int64)
     n_segments = segs.size
     R, C = layout.rows, layout.columns
@@ -458,6 +461,8 @@ def _assemble_into(
     targets: "Sequence[int] | None",
 ) -> np.ndarray:
     """:func:`assemble_frames` writing into the zero-filled ``out`` (see there)."""
+    # long because: the zero-copy twin of assemble_frames: shape/target checks, then one chunked scatter loop per
+    #   SEG type whose index arrays must stay local to bound peak memory
     R, C = layout.rows, layout.columns
     n_out = out.shape[0]
     if out.shape[1:3] != (R, C) or out.ndim != (3 if combine_segments else 4):

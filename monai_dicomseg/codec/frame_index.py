@@ -335,6 +335,9 @@ def build_frame_index(dataset: Dataset) -> FrameIndex:
 
 
 def _build_frame_index(dataset: Dataset) -> FrameIndex:
+    # long because: one linear pass over the Shared/Per-Frame Functional Groups (C.7.6.16) that fills every
+    #   FrameIndex field; the per-macro lookups are helpers and what remains is the order-dependent TILED_FULL vs
+    #   per-frame branching
     number_of_frames = int(dataset.get("NumberOfFrames", 1) or 1)
     is_labelmap = (
         dataset.get("SOPClassUID") == LABELMAP_SOP_CLASS_UID

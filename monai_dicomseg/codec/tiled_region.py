@@ -243,6 +243,8 @@ def assemble_region(
     OverlapError
         Combining overlapping segments without ``skip_overlap_checks``.
     """
+    # long because: the TILED_FULL twin of assemble_frames: the same SEG-type x combine/stack dispatch, cropped
+    #   per tile to the requested region
     segs = np.asarray(list(segment_numbers), dtype=np.int64)
     n_segments = segs.size
     h, w = region.shape

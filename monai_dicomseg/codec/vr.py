@@ -157,6 +157,8 @@ def check_value(keyword: str, vr: str, value: Any, *, where: str, codec: str | N
     InputError
         Naming ``where`` and the rule.
     """
+    # long because: a flat list of independent PS3.5 6.2 checks (multiplicity, Type 1 emptiness, integer ranges,
+    #   DS formatting, length, character repertoire); splitting it would scatter one VR table over several functions
     values = _text_values(value)
     if len(values) > 1 and _single_valued(keyword):
         raise _fail(where, vr, "must be a single value (VM 1); a backslash would separate values",

@@ -96,6 +96,8 @@ def create_datalist_from_server(
     DicomWebError
         (and subclasses) when the server cannot be queried.
     """
+    # long because: the QIDO-RS walk (SEG series -> referenced image series -> pairing) uses two closures over one
+    #   per-call cache; the searches and reference parsing are helpers
     if isinstance(server, str):
         server = server_for(server)
     if not isinstance(server, DicomWebServer):

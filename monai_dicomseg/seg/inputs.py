@@ -216,6 +216,8 @@ def prepare_pixels(
         Wrong rank, empty axes, values that the type cannot store, labels
         without a description, channel count ≠ number of descriptions.
     """
+    # long because: one validation ladder over every accepted pixel_array form (2D/3D/4D, label map vs stacked,
+    #   float vs integer, lazy source) with an error per rejected form
     if isinstance(pixel_array, StackedSegmentSource) or (
             (is_array_like(pixel_array) or isinstance(pixel_array, np.memmap)) and len(pixel_array.shape) == 4):
         return _prepare_stream(pixel_array, number_of_segments, segmentation_type, max_fractional_value, visit)
@@ -443,6 +445,8 @@ def scan_stream(source: StackedSegmentSource, segmentation_type: SegmentationTyp
     OverlapError
         Overlapping segments for LABELMAP.
     """
+    # long because: one pass over the blocks that validates values, records presence and overlap, and builds the
+    #   label map together, so a lazy source is read once
     frames, rows, columns, segments = source.shape
     is_float = source.dtype.kind == "f"
     labelmap = segmentation_type is SegmentationTypeValues.LABELMAP

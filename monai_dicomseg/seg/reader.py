@@ -267,6 +267,8 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
         UnsupportedError
             Big-endian or otherwise unsupported transfer syntax.
         """
+        # long because: the ordered list of checks that make a Dataset a readable SEG (SOP class, endianness,
+        #   pixel layout, Segment Sequence, type, functional groups, FRACTIONAL attributes), each with its own error
         from monai_dicomseg.seg.content import SegmentDescription
 
         if not isinstance(dataset, Dataset):

@@ -184,6 +184,8 @@ def _require_same(datasets: Sequence[Dataset], keyword: str, error: type[Excepti
 
 
 def _collect_single_frames(datasets: tuple[Dataset, ...]) -> SourceFrames:
+    # long because: gathers every per-source attribute the writer needs (size, frame of reference,
+    #   positions/orientation or their absence, spacing) with one consistency error each, into one SourceFrames
     rows = int(_require_same(datasets, "Rows", InputError))  # type: ignore[arg-type]
     columns = int(_require_same(datasets, "Columns", InputError))  # type: ignore[arg-type]
     _require_same(datasets, "StudyInstanceUID", InputError)
