@@ -8,7 +8,7 @@ Per-frame data are encoded as bytes (see :mod:`monai_dicomseg.codec.raw`).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -16,7 +16,6 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID as PydicomUID
-from pydicom.uid import ExplicitVRLittleEndian
 
 from monai_dicomseg.codec import raw
 from monai_dicomseg.codec.compression import (

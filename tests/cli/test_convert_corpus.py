@@ -15,6 +15,8 @@ positions now indexes its frames by a Frame Label dimension.)
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 

@@ -238,7 +238,7 @@ def test_image_series_is_not_a_seg(orthanc, study, tmp_path):
 
     server = orthanc.server(cache_dir=str(tmp_path))
     ref = DicomWebSeries(orthanc.url, study["study_uid"], study["series_uid"], server=server)
-    with pytest.raises(DicomWebResponseError, match=rf"is not a Segmentation.*Modality 'CT'") as info:
+    with pytest.raises(DicomWebResponseError, match=r"is not a Segmentation.*Modality 'CT'") as info:
         LoadDicomSeg()(ref)
     assert study["series_uid"] in str(info.value)
     assert not list((tmp_path / "instances").rglob("*.dcm")), "pixels were downloaded before the check"

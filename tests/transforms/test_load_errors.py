@@ -125,7 +125,7 @@ def test_bad_reference_names_seg(cases):
 
 def test_series_loader_names_key_and_folder(cases):
     missing = cases["root"] / "no_series"
-    with pytest.raises(InputError, match=rf"LoadDicomSeriesd\[key 'image'\] series '.*no_series'"):
+    with pytest.raises(InputError, match=r"LoadDicomSeriesd\[key 'image'\] series '.*no_series'"):
         mds.LoadDicomSeriesd("image")({"image": str(missing)})
     with pytest.raises(InputError, match=r"LoadDicomSeries series '.*no_series'"):
         mds.LoadDicomSeries()(str(missing))
