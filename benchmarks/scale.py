@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -320,7 +319,6 @@ def main() -> None:
     CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE) as out:  # git-ignored, on the disk the inputs are on
         for case in cases:
-            spec = specs[case]
             # build the cached inputs outside the timings, in a child (this process stays small)
             subprocess.run([sys.executable, __file__, "--child", str(case), "prepare", out] + forwarded,
                            check=True)

@@ -17,8 +17,7 @@ MAX_BODY_LINES = 60
 REASON_PHRASES = ("long because", "over 60 lines on purpose")
 #: how many lines after the first statement of the body (docstring excluded) the reason may appear in
 REASON_WINDOW = 6
-# TODO(lead): remove these exemptions once io/prediction.py and io/grid.py (helper K) are done.
-EXEMPT_FILES = {"io/prediction.py", "io/grid.py"}
+EXEMPT_FILES: set[str] = set()
 
 
 def _body_span(node: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[int, int]:

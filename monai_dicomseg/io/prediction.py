@@ -459,6 +459,8 @@ def plan_output_segments(
         values without a name, channel indices out of range, a background
         named twice or contradicting ``background``.
     """
+    # long because: the labels contract is one decision table (labels form x background x channel count);
+    # split across functions its cases would no longer read side by side with the docstring above.
     given = None if labels is None else _normalise_labels(labels, algorithm_identification, algorithm_type)
     if kind == "labels":
         return _plan_label_values(given, present or [], algorithm_identification, algorithm_type)
@@ -612,6 +614,8 @@ def to_source_grid(
     segmentation_type
         ``"BINARY"``, ``"FRACTIONAL"`` or ``"LABELMAP"``.
     """
+    # long because: one dispatch over output kind x segmentation type x interpolation x lazy, each
+    # branch a few lines; the branches share the channel selection and the label lookup.
     discretize = _choice(discretize, DISCRETIZE, "discretize")
     interpolation = _choice(interpolation, INTERPOLATION, "interpolation")
     if not 0.0 < float(threshold) <= 1.0:
