@@ -383,3 +383,26 @@ def build_segmentation(
 def one_hot(labels: np.ndarray, n_segments: int) -> np.ndarray:
     """``(..., S) bool`` stacked form of a label map with labels ``1..S``."""
     return labels[..., None] == np.arange(1, n_segments + 1, dtype=labels.dtype)
+
+
+def deterministic_bytes(seg, fix_uids: bool = False) -> bytes:
+    """A SEG's file bytes with creation dates/times and the dimension organisation UID fixed.
+
+    With ``fix_uids`` the SOP/Series Instance UIDs are fixed too, so two SEGs
+    built from the same inputs on different code paths compare byte for byte.
+    """
+    import io
+
+    if fix_uids:
+        seg.SOPInstanceUID = seg.file_meta.MediaStorageSOPInstanceUID = "1.2.3.5"
+        seg.SeriesInstanceUID = "1.2.3.4"
+    for keyword in ("ContentDate", "ContentTime", "InstanceCreationDate", "InstanceCreationTime",
+                    "SeriesDate", "SeriesTime"):
+        if keyword in seg:
+            setattr(seg, keyword, "20000101" if keyword.endswith("Date") else "000000")
+    for keyword in ("DimensionOrganizationSequence", "DimensionIndexSequence"):
+        for item in seg.get(keyword, []):
+            item.DimensionOrganizationUID = "1.2.3"
+    buffer = io.BytesIO()
+    seg.save_as(buffer)
+    return buffer.getvalue()

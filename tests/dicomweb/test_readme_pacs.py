@@ -10,7 +10,7 @@ from monai_dicomseg.dicomweb import store, unregister_server
 from oracles import build_segmentation
 from test_readme import pacs_blocks
 
-pytest.importorskip("torch")
+pytestmark = pytest.mark.monai  # the README block uses DicomSegDataset / SaveDicomSegd
 
 
 def test_readme_pacs_block_runs(orthanc, tmp_path, monkeypatch):

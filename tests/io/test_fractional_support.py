@@ -10,7 +10,6 @@ flips, permutations, exact and oblique grids.
 from __future__ import annotations
 
 import functools
-import io
 
 import numpy as np
 import pytest
@@ -18,18 +17,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monai_dicomseg import synthetic
+from monai_dicomseg.enums import SegmentationTypeValues
 from monai_dicomseg.errors import InputError
 from monai_dicomseg.io import prediction as prediction_module
 from monai_dicomseg.io.grid import iter_linear_slabs, iter_support_slabs, plan_grid_mapping
 from monai_dicomseg.io.prediction import plan_output_segments, to_source_grid
-from monai_dicomseg.enums import SegmentationTypeValues
 from monai_dicomseg.seg.inputs import StackedSegmentSource, scan_stream
+from oracles import deterministic_bytes
 
 SOURCE_SHAPE = (9, 22, 26)
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def file_bytes(seg) -> bytes:
+    return deterministic_bytes(seg, fix_uids=True)
 
 
 def model_transform(source_shape, zoom=2.0, perm=(0, 1, 2), flips=(False, False, False), angle=0.0,
@@ -237,21 +241,6 @@ def series(tmp_path_factory):
     synthetic.write_series(synthetic.make_ct_series(SOURCE_SHAPE, seed=7), folder)
     return folder, load_source_geometry(folder)
 
-
-def file_bytes(seg) -> bytes:
-    """The file with creation dates/times and random UIDs fixed."""
-    seg.SOPInstanceUID = seg.file_meta.MediaStorageSOPInstanceUID = "1.2.3.5"
-    seg.SeriesInstanceUID = "1.2.3.4"
-    for keyword in ("ContentDate", "ContentTime", "InstanceCreationDate", "InstanceCreationTime",
-                    "SeriesDate", "SeriesTime"):
-        if keyword in seg:
-            setattr(seg, keyword, "20000101" if keyword.endswith("Date") else "000000")
-    for keyword in ("DimensionOrganizationSequence", "DimensionIndexSequence"):
-        for item in seg.get(keyword, []):
-            item.DimensionOrganizationUID = "1.2.3"
-    buffer = io.BytesIO()
-    seg.save_as(buffer)
-    return buffer.getvalue()
 
 
 def write(folder, output, lazy, monkeypatch, **options) -> bytes:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import io
 import json
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 from monai.data import MetaTensor  # noqa: E402
+from oracles import deterministic_bytes
 
 from monai_dicomseg import synthetic  # noqa: E402
 from monai_dicomseg.errors import DicomSegError, InputError  # noqa: E402
@@ -24,21 +24,10 @@ from monai_dicomseg.io.writer import DicomSegWriter  # noqa: E402
 SOURCE_SHAPE = (10, 24, 28)
 
 
-def file_bytes(seg) -> bytes:
-    """The file with creation dates/times and random UIDs fixed."""
-    seg.SOPInstanceUID = seg.file_meta.MediaStorageSOPInstanceUID = "1.2.3.5"
-    seg.SeriesInstanceUID = "1.2.3.4"
-    for keyword in ("ContentDate", "ContentTime", "InstanceCreationDate", "InstanceCreationTime",
-                    "SeriesDate", "SeriesTime"):
-        if keyword in seg:
-            setattr(seg, keyword, "20000101" if keyword.endswith("Date") else "000000")
-    for keyword in ("DimensionOrganizationSequence", "DimensionIndexSequence"):
-        for item in seg.get(keyword, []):
-            item.DimensionOrganizationUID = "1.2.3"
-    buffer = io.BytesIO()
-    seg.save_as(buffer)
-    return buffer.getvalue()
 
+
+def file_bytes(seg) -> bytes:
+    return deterministic_bytes(seg, fix_uids=True)
 
 @pytest.fixture(scope="module")
 def series(tmp_path_factory):

@@ -11,17 +11,21 @@ import io
 
 import numpy as np
 import pytest
+from oracles import build_segmentation, deterministic_bytes
 
 import monai_dicomseg
 from monai_dicomseg import synthetic
 from monai_dicomseg.errors import InputError, InputTypeError, OverlapError
 from monai_dicomseg.seg.inputs import StackedSegmentSource
-from oracles import build_segmentation
 
 SHAPE = (6, 20, 24)
 SEGMENTS = 3
 UIDS = {"series_instance_uid": "1.2.3.4", "sop_instance_uid": "1.2.3.5"}
 
+
+
+def file_bytes(seg) -> bytes:
+    return deterministic_bytes(seg, fix_uids=False)
 
 class SliceOnly:
     """A minimal array-like: shape, dtype and slicing only (like a zarr or dask array)."""
@@ -36,19 +40,6 @@ class SliceOnly:
         self.reads.append(key)
         return np.array(self._array[key])
 
-
-def file_bytes(seg) -> bytes:
-    """The file, with the creation date/time and dimension organisation UID fixed (the rest is deterministic for fixed UIDs)."""
-    for keyword in ("ContentDate", "ContentTime", "InstanceCreationDate", "InstanceCreationTime",
-                    "SeriesDate", "SeriesTime"):
-        if keyword in seg:
-            setattr(seg, keyword, "20000101" if keyword.endswith("Date") else "000000")
-    for keyword in ("DimensionOrganizationSequence", "DimensionIndexSequence"):
-        for item in seg.get(keyword, []):
-            item.DimensionOrganizationUID = "1.2.3"
-    buffer = io.BytesIO()
-    seg.save_as(buffer)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
