@@ -59,3 +59,9 @@ def report(name: str, ours: float, theirs: float, other: str = "highdicom") -> N
     """Print one line: our time, the other time and the speed-up ratio."""
     print(f"{name:<38} ours {ours * 1000:8.1f} ms   {other} {theirs * 1000:8.1f} ms   "
           f"speed-up x{theirs / ours:5.2f}")
+
+
+def series_folder(shape: tuple[int, int, int] = SHAPE, segments: int = SEGMENTS, seed: int = 0) -> Path:
+    """The cached source series folder of :func:`big_case` (built on first use)."""
+    big_case(shape, segments, seed)
+    return CACHE / f"{shape[0]}x{shape[1]}x{shape[2]}_{segments}_{seed}" / "series"

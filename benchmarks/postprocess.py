@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from _common import CACHE, big_case  # noqa: E402
+from _common import big_case, series_folder  # noqa: E402
 
 VARIANTS = {
     "today": "argmax+MONAI inverse+highdicom BINARY",
@@ -55,10 +55,6 @@ VARIANTS = {
 FACTORS = (4, 4, 2)  # source voxels per model voxel along MONAI (C, R, S)
 
 
-def _series_folder(shape, segments) -> Path:
-    big_case(shape, segments)
-    return CACHE / f"{shape[0]}x{shape[1]}x{shape[2]}_{segments}_0" / "series"
-
 
 def model_output(shape, segments):
     """(probabilities (S+1, X, Y, Z) float32 MetaTensor on the model grid, source folder)."""
@@ -67,7 +63,7 @@ def model_output(shape, segments):
 
     from monai_dicomseg.io.source_series import load_source_geometry, to_monai_array
 
-    folder = _series_folder(shape, segments)
+    folder = series_folder(shape, segments)
     _, labels = big_case(shape, segments)
     source = load_source_geometry(folder)
     # labels are in generation order == sorted order for the benchmark series (axial, increasing)
@@ -192,7 +188,7 @@ def main() -> None:
     if args.child:
         child(args.child[0], shape, segments, args.child[1])
         return
-    _series_folder(shape, segments)  # build the cache outside the timings
+    series_folder(shape, segments)  # build the cache outside the timings
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as out:
         for variant in VARIANTS:

@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from _common import CACHE, big_case  # noqa: E402
+from _common import CACHE, big_case, series_folder  # noqa: E402
 
 FACTORS = (2, 2, 1)  # source voxels per model voxel along MONAI (C, R, S)
 LOGIT_SCALE = [6.0]
@@ -83,10 +83,6 @@ def peak_mb() -> float:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-
-def series_folder(shape, segments) -> Path:
-    big_case(shape, segments)
-    return CACHE / f"{shape[0]}x{shape[1]}x{shape[2]}_{segments}_0" / "series"
 
 
 def model_output(shape, segments):

@@ -15,15 +15,27 @@ so the cost follows the number of foreground pixels rather than
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset
 
-from monai_dicomseg.codec.decode import PixelLayout, check_decoded_size, decode_frames, packed_frames
+from monai_dicomseg.codec.decode import (
+    PixelLayout,
+    check_decoded_size,
+    decode_frames,
+    packed_frames,
+)
 from monai_dicomseg.enums import SegmentationTypeValues
-from monai_dicomseg.errors import DecodeError, FrameMismatchError, InputError, InputTypeError, OverlapError
+from monai_dicomseg.errors import (
+    DecodeError,
+    FrameMismatchError,
+    InputError,
+    InputTypeError,
+    OverlapError,
+)
 
 __all__ = ["FramePlacement", "assemble_frames", "output_dtype", "labelmap_lut"]
 
@@ -379,26 +391,48 @@ def _fractional_stacked(dataset: Dataset, layout: PixelLayout, placement: FrameP
     DecodeError
         A stored value above MaximumFractionalValue.
     """
-    R, C = layout.rows, layout.columns
+    chunks = _fractional_chunks(dataset, layout, placement.frame, np.dtype(out_dtype), rescale,
+                                maximum_fractional_value)
+    out = np.zeros((n_out, layout.rows, layout.columns, n_segments), out_dtype)
+    for begin, end, values in chunks:
+        out[placement.position[begin:end], :, :, channel[begin:end]] = values
+    return out
+
+
+def _fractional_chunks(dataset: Dataset, layout: PixelLayout, frame_numbers: np.ndarray, dtype: np.dtype,
+                       rescale: bool, maximum_fractional_value: "int | None"
+                       ) -> "Iterator[tuple[int, int, np.ndarray]]":
+    """Decode FRACTIONAL frames a chunk at a time: yields ``(begin, end, values)`` of ``frame_numbers``.
+
+    ``values`` is ``(end - begin, R, C)`` of ``dtype``, divided by
+    MaximumFractionalValue when ``rescale`` (PS3.3 C.8.20.2.3). The argument
+    check runs before the first decode; the stored-maximum check after the
+    last chunk.
+
+    Raises
+    ------
+    InputError
+        ``rescale`` with a non-positive MaximumFractionalValue.
+    DecodeError
+        A stored value above MaximumFractionalValue.
+    """
     maximum = int(maximum_fractional_value or 0)
     if rescale and maximum <= 0:
         raise InputError(f"MaximumFractionalValue must be positive to rescale; got {maximum_fractional_value!r}")
-    out = np.zeros((n_out, R, C, n_segments), out_dtype)
-    step = max(1, _DECODE_CHUNK_VALUES // max(1, R * C))
+    step = max(1, _DECODE_CHUNK_VALUES // max(1, layout.rows * layout.columns))
     largest = 0
-    for begin in range(0, placement.frame.size, step):
-        end = min(begin + step, placement.frame.size)
-        frames = decode_frames(dataset, placement.frame[begin:end], layout)
+    for begin in range(0, frame_numbers.size, step):
+        end = min(begin + step, frame_numbers.size)
+        frames = decode_frames(dataset, frame_numbers[begin:end], layout)
         if rescale and frames.size:
             largest = max(largest, int(frames.max()))
-            values = frames.astype(out_dtype)
-            values /= out_dtype.type(maximum)
+            values = frames.astype(dtype)
+            values /= dtype.type(maximum)
         else:
-            values = frames
-        out[placement.position[begin:end], :, :, channel[begin:end]] = values
+            values = frames.astype(dtype, copy=False)
+        yield begin, end, values
     if rescale and largest > maximum:
         raise DecodeError(f"PixelData holds values up to {largest}, above MaximumFractionalValue = {maximum}")
-    return out
 
 
 def _fractional_into(dataset: Dataset, layout: PixelLayout, placement: FramePlacement, out: np.ndarray,
@@ -417,24 +451,10 @@ def _fractional_into(dataset: Dataset, layout: PixelLayout, placement: FramePlac
     placement = placement.select(channel_of[placement.segment] >= 0)
     check_unique(placement, by_segment=True)
     channel = target[channel_of[placement.segment]]
-    maximum = int(maximum_fractional_value or 0)
-    if rescale and maximum <= 0:
-        raise InputError(f"MaximumFractionalValue must be positive to rescale; got {maximum_fractional_value!r}")
-    step = max(1, _DECODE_CHUNK_VALUES // max(1, layout.rows * layout.columns))
-    largest = 0
-    for begin in range(0, placement.frame.size, step):
-        end = min(begin + step, placement.frame.size)
-        frames = decode_frames(dataset, placement.frame[begin:end], layout)
-        if rescale and frames.size:
-            largest = max(largest, int(frames.max()))
-            values = frames.astype(values_dtype)
-            values /= values_dtype.type(maximum)
-        else:
-            values = frames.astype(values_dtype, copy=False)
+    for begin, end, values in _fractional_chunks(dataset, layout, placement.frame, np.dtype(values_dtype),
+                                                 rescale, maximum_fractional_value):
         index = (placement.position[begin:end], slice(None), slice(None), channel[begin:end])
         out[index] = np.maximum(out[index], values)
-    if rescale and largest > maximum:
-        raise DecodeError(f"PixelData holds values up to {largest}, above MaximumFractionalValue = {maximum}")
     return out
 
 

@@ -10,6 +10,7 @@ import monai_dicomseg
 from monai_dicomseg import synthetic
 from monai_dicomseg.errors import InputError, InputTypeError
 from monai_dicomseg.seg.tiling import TileView, cut_tiles
+from oracles import deterministic_bytes
 
 TOTAL = (50, 70)
 TILE = (16, 16)
@@ -49,16 +50,7 @@ def write(slide, matrix, segmentation_type, count=3, **options) -> bytes:
         segment_descriptions=descriptions(count), series_instance_uid="1.2.3.4", series_number=1,
         sop_instance_uid="1.2.3.5", instance_number=1, manufacturer="x", manufacturer_model_name="x",
         software_versions="1", device_serial_number="1", tile_pixel_array=True, **options)
-    for keyword in ("ContentDate", "ContentTime", "InstanceCreationDate", "InstanceCreationTime",
-                    "SeriesDate", "SeriesTime"):
-        if keyword in seg:
-            setattr(seg, keyword, "20000101" if keyword.endswith("Date") else "000000")
-    for keyword in ("DimensionOrganizationSequence", "DimensionIndexSequence"):
-        for item in seg.get(keyword, []):
-            item.DimensionOrganizationUID = "1.2.3"
-    buffer = io.BytesIO()
-    seg.save_as(buffer)
-    return buffer.getvalue()
+    return deterministic_bytes(seg)
 
 
 def labels() -> np.ndarray:
