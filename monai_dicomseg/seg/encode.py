@@ -52,7 +52,7 @@ from monai_dicomseg.geometry.affine import (
     slice_spacing_from_affine,
 )
 from monai_dicomseg.seg.content import SegmentDescription
-from monai_dicomseg.seg.frames import FramePlan, fractional_presence, plan_frames
+from monai_dicomseg.seg.frames import FramePlan, plan_frames
 from monai_dicomseg.codec.vr import check_dataset_values
 from monai_dicomseg.seg.inputs import (
     SegmentPixels,
@@ -842,9 +842,6 @@ def encode_segmentation(
     orientation = None if placement.orientation is None else np.array(placement.orientation, dtype=float)
     if labelmap:
         presence = pixels.nonempty_planes()[:, np.newaxis]
-    elif (options.segmentation_type is SegmentationTypeValues.FRACTIONAL and pixels.is_fractional_input
-          and pixels.stream is None):
-        presence = fractional_presence(np.asarray(pixels.stacked), options.max_fractional_value)
     else:
         presence = pixels.presence()
     plan = plan_frames(presence, placement.positions, orientation, labelmap,

@@ -23,6 +23,7 @@ import numpy as np
 
 from monai_dicomseg.enums import SegmentationTypeValues
 from monai_dicomseg.errors import InputError, InputTypeError, OverlapError
+from monai_dicomseg.seg.mapped import release_leading_range
 
 __all__ = ["SegmentPixels", "StackedSegmentSource", "StreamScan", "prepare_pixels", "labelmap_dtype", "scan_stream",
            "is_array_like"]
@@ -37,20 +38,26 @@ def labelmap_dtype(number_of_segments: int) -> np.dtype:
 
 @dataclass
 class SegmentPixels:
-    """A validated segmentation array in label-map or stacked form.
+    """A validated segmentation array: a label map, or stacked segments served in blocks.
+
+    Stacked ``(F, R, C, S)`` input (in memory, memory-mapped or any
+    array-like) is never held here as a whole: it is validated and encoded
+    block by block (:func:`scan_stream`), so ``stream`` and ``scan`` describe it.
 
     Attributes
     ----------
     labelmap
-        ``(F, R, C)`` unsigned integer label map, or ``None``.
-    stacked
-        ``(F, R, C, S)`` bool (binary) or float64 (fractional) array, or ``None``.
+        ``(F, R, C)`` unsigned integer label map (an ndarray, or an on-disk /
+        chunked array-like when ``label_presence`` is set), or ``None``.
     number_of_segments
         S, the number of segment descriptions.
+    stream, scan
+        The stacked input and what its validation pass found, or ``None``.
+    label_presence
+        ``(F, S)`` bool presence of a lazy label map, found while validating it.
     """
 
     labelmap: np.ndarray | None
-    stacked: np.ndarray | None
     number_of_segments: int
     stream: "StackedSegmentSource | None" = None
     scan: "StreamScan | None" = None
@@ -66,15 +73,12 @@ class SegmentPixels:
         """tuple[int, int, int]: (F, R, C)."""
         if self.stream is not None:
             return self.stream.shape[:3]  # type: ignore[return-value]
-        array = self.labelmap if self.labelmap is not None else self.stacked
-        return tuple(array.shape[:3])  # type: ignore[union-attr,return-value]
+        return tuple(self.labelmap.shape[:3])  # type: ignore[union-attr,return-value]
 
     @property
     def is_fractional_input(self) -> bool:
         """bool: whether the input holds non-binary fractions."""
-        if self.scan is not None:
-            return self.scan.fractional
-        return self.stacked is not None and self.stacked.dtype.kind == "f"
+        return self.scan is not None and self.scan.fractional
 
     def presence(self) -> np.ndarray:
         """Which segments are non-empty in which plane.
@@ -85,88 +89,52 @@ class SegmentPixels:
             ``(F, S)`` bool; entry ``[f, s - 1]`` is True when segment ``s``
             has a non-zero pixel in plane ``f``.
         """
-        frames, segments = self.shape[0], self.number_of_segments
         if self.scan is not None:
             return self.scan.presence
         if self.label_presence is not None:
             return self.label_presence
-        if self.labelmap is not None:
-            counts = np.zeros((frames, segments + 1), dtype=np.int64)
-            for index in range(frames):
-                plane_counts = np.bincount(self.labelmap[index].ravel(), minlength=segments + 1)
-                counts[index] = plane_counts[: segments + 1]
-            return counts[:, 1:] > 0
-        return np.asarray(self.stacked).any(axis=(1, 2))
+        frames, segments = self.shape[0], self.number_of_segments
+        counts = np.zeros((frames, segments + 1), dtype=np.int64)
+        for index in range(frames):
+            plane_counts = np.bincount(self.labelmap[index].ravel(), minlength=segments + 1)  # type: ignore[index]
+            counts[index] = plane_counts[: segments + 1]
+        return counts[:, 1:] > 0
 
     def nonempty_planes(self) -> np.ndarray:
         """``(F,) bool``: planes holding any non-zero pixel (cheaper than :meth:`presence`)."""
         if self.label_presence is not None:
             return self.label_presence.any(axis=1)
-        array = self.labelmap if self.labelmap is not None else self.stacked
+        array = self.labelmap
         planes = np.ascontiguousarray(array).reshape(array.shape[0], -1)  # type: ignore[union-attr]
         if planes.dtype.kind in "ub" and (planes.shape[1] * planes.itemsize) % 8 == 0:
             planes = planes.view(np.uint64)  # 8 bytes at a time: same answer, fewer comparisons
         return planes.any(axis=1)
 
     def overlaps(self) -> bool:
-        """bool: whether any pixel belongs to more than one segment."""
-        if self.labelmap is not None or self.number_of_segments == 1:
-            return False
-        if self.scan is not None:
-            return self.scan.overlaps
-        stacked = np.asarray(self.stacked)
-        return any(
-            int(np.count_nonzero(stacked[index], axis=-1).max(initial=0)) > 1
-            for index in range(stacked.shape[0])
-        )
+        """bool: whether any pixel belongs to more than one segment (never for a label map)."""
+        return self.scan is not None and self.scan.overlaps and self.number_of_segments > 1
 
     def binary_frame(self, plane: int, segment_number: int) -> np.ndarray:
-        """``(R, C)`` bool mask of one segment in one plane."""
-        if self.labelmap is not None:
-            return np.asarray(self.labelmap[plane]) == segment_number
-        return np.asarray(self.stacked)[plane, :, :, segment_number - 1] != 0
+        """``(R, C)`` bool mask of one segment in one plane of the label map."""
+        return np.asarray(self.labelmap[plane]) == segment_number  # type: ignore[index]
 
     def fractional_frame(self, plane: int, segment_number: int, max_fractional_value: int) -> np.ndarray:
-        """``(R, C)`` uint8 quantised fractions of one segment: ``round(x * max)`` (PS3.3 C.8.20.2.3)."""
-        if self.labelmap is not None:
-            return (np.asarray(self.labelmap[plane]) == segment_number).astype(np.uint8) * np.uint8(max_fractional_value)
-        values = np.asarray(self.stacked)[plane, :, :, segment_number - 1]
-        if values.dtype.kind == "f":
-            return np.rint(values * max_fractional_value).astype(np.uint8)
-        return values.astype(np.uint8) * np.uint8(max_fractional_value)
+        """``(R, C)`` uint8 frame of one segment of the label map: 0 or ``max`` (PS3.3 C.8.20.2.3)."""
+        return self.binary_frame(plane, segment_number).astype(np.uint8) * np.uint8(max_fractional_value)
 
     def labelmap_frame(self, plane: int) -> np.ndarray:
         """``(R, C)`` label-map frame of one plane in the smallest LABELMAP dtype (read on demand)."""
-        if self.labelmap is None:
-            return self.labelmap_frames(np.array([plane]))[0]
-        return np.asarray(self.labelmap[int(plane)]).astype(labelmap_dtype(self.number_of_segments), copy=False)
+        return self.labelmap_frames(np.array([plane]))[0]
 
     def labelmap_frames(self, planes: np.ndarray) -> np.ndarray:
-        """``(n, R, C)`` label-map frames in the smallest LABELMAP dtype.
-
-        Raises
-        ------
-        OverlapError
-            If the input is stacked and segments overlap.
-        """
+        """``(n, R, C)`` label-map frames in the smallest LABELMAP dtype."""
         dtype = labelmap_dtype(self.number_of_segments)
         if self.lazy_labelmap:
-            return np.stack([np.asarray(self.labelmap[int(p)]) for p in planes]).astype(dtype, copy=False)
-        if self.labelmap is not None:
-            return self.labelmap[planes].astype(dtype, copy=False)
-        stacked = np.asarray(self.stacked)
-        out = np.zeros((len(planes),) + stacked.shape[1:3], dtype=dtype)
-        for out_index, plane in enumerate(planes):
-            frame = stacked[plane] != 0
-            if self.number_of_segments > 1 and int(np.count_nonzero(frame, axis=-1).max(initial=0)) > 1:
-                raise OverlapError(
-                    "segments overlap in pixel_array (plane index "
-                    f"{int(plane)}); LABELMAP cannot store overlapping segments: "
-                    "use segmentation_type BINARY"
-                )
-            for segment_index in range(self.number_of_segments):
-                out[out_index][frame[:, :, segment_index]] = segment_index + 1
-        return out
+            frames = np.stack([np.asarray(self.labelmap[int(p)]) for p in planes]).astype(dtype, copy=False)
+            for plane in planes:  # copied: a shared memmap's pages may leave the resident set
+                release_leading_range(self.labelmap, int(plane), int(plane) + 1)
+            return frames
+        return self.labelmap[planes].astype(dtype, copy=False)  # type: ignore[index]
 
 
 def _check_dtype(array: np.ndarray) -> None:
@@ -259,36 +227,10 @@ def prepare_pixels(
             )
         if labels.dtype.kind != "u":
             labels = labels.astype(labelmap_dtype(number_of_segments))
-        return SegmentPixels(labelmap=labels, stacked=None, number_of_segments=number_of_segments)
-    channels = pixel_array.shape[3]
-    if channels != number_of_segments:
-        raise InputError(
-            f"pixel_array has {channels} segment channels (axis 3) but segment_descriptions "
-            f"has {number_of_segments} items"
-        )
-    if pixel_array.dtype.kind == "f":
-        if np.isnan(pixel_array).any():
-            raise InputError("pixel_array contains NaN values")
-        low, high = float(pixel_array.min()), float(pixel_array.max())
-        if low < 0.0 or high > 1.0:
-            raise InputError(
-                f"pixel_array values must lie in [0, 1]; got range [{low}, {high}]"
-            )
-        binary = bool(np.all((pixel_array == 0) | (pixel_array == 1)))
-        if not binary and not is_fractional_type:
-            raise InputError(
-                f"pixel_array holds fractional values but segmentation_type is "
-                f"{segmentation_type.value}; {segmentation_type.value} needs only the values 0 and 1"
-            )
-        stacked = pixel_array if not binary else pixel_array != 0
-        return SegmentPixels(labelmap=None, stacked=stacked, number_of_segments=number_of_segments)
-    values = _integral(pixel_array, "pixel_array")
-    if int(values.max(initial=0)) > 1:
-        raise InputError(
-            "pixel_array in stacked-segment form (F, R, C, S) must hold only 0 and 1; "
-            f"got maximum {int(values.max())}"
-        )
-    return SegmentPixels(labelmap=None, stacked=values, number_of_segments=number_of_segments)
+        return SegmentPixels(labelmap=labels, number_of_segments=number_of_segments)
+    # (F, R, C, S) in memory: validated and encoded block by block like an on-disk array (no full-size
+    # boolean/float temporaries: the input is the only full-size array, issue 15)
+    return _prepare_stream(pixel_array, number_of_segments, segmentation_type, max_fractional_value, visit)
 
 
 # --------------------------------------------------------------------------- lazy (streamed) stacked input
@@ -356,6 +298,7 @@ class StackedSegmentSource:
                 stop = min(start + step, frames)
                 slab = np.asarray(array[start:stop])
                 yield start, stop, 0, segments, np.moveaxis(slab, -1, 0)
+                release_leading_range(array, start, stop)  # consumed: a shared memmap's pages may go
 
         return cls((frames, rows, columns, segments), array.dtype, blocks)
 
@@ -388,7 +331,9 @@ def _lazy_labels(array: Any, number_of_segments: int) -> SegmentPixels:
                 f"only segments 1..{number_of_segments}")
         for offset, plane in enumerate(slab):
             presence[start + offset] = np.bincount(plane.ravel(), minlength=number_of_segments + 1)[1:] > 0
-    return SegmentPixels(labelmap=view, stacked=None, number_of_segments=number_of_segments,
+        del slab
+        release_leading_range(view, start, stop)  # read once per pass: out of the resident set
+    return SegmentPixels(labelmap=view, number_of_segments=number_of_segments,
                          label_presence=presence)
 
 
@@ -527,6 +472,6 @@ def _prepare_stream(pixel_array: Any, number_of_segments: int, segmentation_type
             f"has {number_of_segments} items")
     scan = scan_stream(source, segmentation_type, max_fractional_value, visit)
     if scan.labelmap is not None:
-        return SegmentPixels(labelmap=scan.labelmap, stacked=None, number_of_segments=number_of_segments)
-    return SegmentPixels(labelmap=None, stacked=None, number_of_segments=number_of_segments, stream=source,
+        return SegmentPixels(labelmap=scan.labelmap, number_of_segments=number_of_segments)
+    return SegmentPixels(labelmap=None, number_of_segments=number_of_segments, stream=source,
                          scan=scan)

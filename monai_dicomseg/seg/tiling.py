@@ -19,6 +19,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from monai_dicomseg.errors import DecodeError, InputError, InputTypeError
+from monai_dicomseg.seg.mapped import release_leading_range
 
 __all__ = [
     "TileView",
@@ -203,7 +204,9 @@ class TileView:
     by row, the last row/column of tiles padded with zeros, as
     :func:`cut_tiles`) whose items are read from ``matrix`` only when asked:
     a gigapixel memory-mapped label map is encoded reading one tile (or one
-    validation slab of tiles) at a time.
+    validation slab of tiles) at a time, and each band of tiles of a shared
+    ``numpy.memmap`` leaves the resident set once it has been read
+    (:func:`~monai_dicomseg.seg.mapped.release_leading_range`).
 
     Parameters
     ----------
@@ -224,6 +227,7 @@ class TileView:
         self.channels = tuple(int(n) for n in matrix.shape[2:])
         self.shape = (len(self.positions), self.tile_rows, self.tile_columns, *self.channels)
         self.dtype = np.dtype(matrix.dtype)
+        self._band = -1  # first matrix row of the band of tiles read last
 
     @property
     def ndim(self) -> int:
@@ -236,6 +240,10 @@ class TileView:
     def tile(self, index: int) -> np.ndarray:
         """``(tile_rows, tile_columns[, S])`` tile ``index`` (0-based, row by row), zero-padded."""
         row, column = (int(v) - 1 for v in self.positions[index])
+        if row != self._band:  # a new band of tiles: the last one is done (each pass reads row by row)
+            if self._band >= 0:
+                release_leading_range(self.matrix, self._band, self._band + self.tile_rows)
+            self._band = row
         block = np.asarray(self.matrix[row:row + self.tile_rows, column:column + self.tile_columns])
         if block.shape[:2] == (self.tile_rows, self.tile_columns):
             return block
