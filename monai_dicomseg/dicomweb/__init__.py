@@ -8,6 +8,7 @@ the writer transform and the command line call it through one hook each.
 * :class:`DicomWebServer` — auth, TLS, timeouts, retries, cache and spool settings;
   :func:`register_server` makes them the default for a URL prefix;
 * :func:`materialize` — WADO-RS into the local :class:`InstanceCache`, returns file paths;
+  :func:`~monai_dicomseg.dicomweb.frames.materialize_segments` — only the frames of selected SEG segments;
 * :func:`create_datalist_from_server` — QIDO-RS SEG series paired with their image series;
 * :func:`store` — STOW-RS with a spool folder for failures.
 
@@ -29,7 +30,7 @@ __all__ = [
 ]
 
 
-def local_paths(source: object, *, expect_seg: "bool | None" = None) -> object:
+def local_paths(source: object, *, expect_seg: "bool | None" = None, segments: object = None) -> object:
     """The hook the file-based loaders call: a DICOMweb reference becomes local file paths.
 
     Returns ``source`` unchanged unless it is a :class:`DicomWebSeries` or a
@@ -37,9 +38,20 @@ def local_paths(source: object, *, expect_seg: "bool | None" = None) -> object:
     the one path when the reference names an instance or ``expect_seg`` is
     True (a SEG is one file; a SEG series of several instances needs an
     ``/instances/<uid>`` reference).
+
+    ``segments`` (with ``expect_seg``): a callable ``header Dataset -> segment
+    numbers or None`` (the loader's selection); the path may then be a partial
+    SEG holding only the frames of those segments
+    (:func:`~monai_dicomseg.dicomweb.frames.materialize_segments`).
     """
     if not isinstance(source, DicomWebSeries) and not is_dicomweb_uri(source):
         return source
+    if segments is not None and expect_seg:
+        from monai_dicomseg.dicomweb.frames import materialize_segments
+
+        path = materialize_segments(source, segments)  # type: ignore[arg-type]
+        if path is not None:
+            return path
     paths = materialize(source, expect_seg=expect_seg)
     if expect_seg:
         if len(paths) != 1:

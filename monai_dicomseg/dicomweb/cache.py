@@ -4,6 +4,10 @@ Layout under ``root``::
 
     instances/<2 hex>/<SOPInstanceUID>.dcm     the instance as retrieved (Part 10 file)
     instances/<2 hex>/<SOPInstanceUID>.json    {"size": n, "sha256": "..."}   (written after the .dcm)
+    instances/<2 hex>/<SOPInstanceUID>.<variant>.dcm   a derived instance, e.g. ``segments-<digest>``:
+                                               a SEG holding only the frames of some segments
+    instances/<2 hex>/<SOPInstanceUID>.metadata.djson  the instance's WADO-RS metadata (DICOM JSON)
+                                               (each with its own ``.json`` sidecar)
     series/<SeriesInstanceUID>.json            manifest: study, series, SOP Instance UIDs, SOP classes
     locks/<name>.lock                          fcntl file locks
 
@@ -18,6 +22,9 @@ Safety with several DataLoader workers and processes at once:
 
 Verified on read: an entry counts only when its ``.json`` sidecar exists and
 the file's size and SHA-256 match it; anything else is deleted and fetched again.
+Variants and metadata entries are verified, counted and evicted like instances;
+their file names can never be taken for the whole instance (a UID holds only
+digits and dots, a variant name starts with a letter).
 
 Limit: ``max_bytes`` bounds the cache between series; it must exceed what the
 concurrent workers hold at once (a series can be evicted right after another
@@ -43,6 +50,10 @@ __all__ = ["InstanceCache", "default_cache_dir", "DEFAULT_MAX_BYTES"]
 
 DEFAULT_MAX_BYTES = 10 * 1024**3
 _SAFE_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_SAFE_VARIANT = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
+METADATA = "metadata"
+"""The variant name of an instance's WADO-RS metadata entry (stored as ``<uid>.metadata.djson``)."""
+_SUFFIXES = (".dcm", ".djson")
 
 
 def default_cache_dir() -> str:
@@ -82,6 +93,38 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _verified(path: Path) -> "str | None":
+    """``path`` when its sidecar matches its size and SHA-256 (the LRU time is refreshed), else None."""
+    sidecar = path.with_suffix(".json")
+    try:
+        record = json.loads(sidecar.read_text())
+        if os.path.getsize(path) != int(record["size"]) or _sha256(str(path)) != record["sha256"]:
+            raise ValueError("size or checksum mismatch")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        _discard_path(path)
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(path)  # LRU: a hit is a use
+    return str(path)
+
+
+def _discard_path(path: Path) -> None:
+    for victim in (path.with_suffix(".json"), path):
+        with contextlib.suppress(FileNotFoundError):
+            victim.unlink()
+
+
+def _owner(path: Path) -> str:
+    """The SOP Instance UID an entry file belongs to (its name up to the variant or suffix)."""
+    name = path.name
+    for suffix in _SUFFIXES:
+        name = name[: -len(suffix)] if name.endswith(suffix) else name
+    parts = name.split(".")
+    return ".".join(p for p in parts if p.isdigit())
+
+
 class InstanceCache:
     """Instances keyed by SOP Instance UID, plus per-series manifests.
 
@@ -116,43 +159,57 @@ class InstanceCache:
 
     # ------------------------------------------------------------------ instances
 
-    def path(self, sop_instance_uid: str) -> Path:
-        """Where the instance file lives (whether or not it is cached)."""
+    def path(self, sop_instance_uid: str, variant: "str | None" = None) -> Path:
+        """Where the instance (or its ``variant``) lives, whether or not it is cached.
+
+        Parameters
+        ----------
+        sop_instance_uid
+            SOP Instance UID.
+        variant
+            None: the instance as retrieved; :data:`METADATA`: its WADO-RS
+            metadata (DICOM JSON); another lowercase name (``[a-z][a-z0-9-]*``):
+            a derived instance (e.g. ``"segments-<digest>"``).
+        """
         uid = _uid(sop_instance_uid, "SOPInstanceUID")
-        folder = hashlib.sha1(uid.encode()).hexdigest()[:2]
-        return self.root / "instances" / folder / f"{uid}.dcm"
+        folder = self.root / "instances" / hashlib.sha1(uid.encode()).hexdigest()[:2]
+        if variant is None:
+            return folder / f"{uid}.dcm"
+        if not isinstance(variant, str) or not _SAFE_VARIANT.match(variant):
+            raise InputError(f"cache variant must match {_SAFE_VARIANT.pattern}; got {variant!r}")
+        return folder / (f"{uid}.{variant}.djson" if variant == METADATA else f"{uid}.{variant}.dcm")
 
-    def get(self, sop_instance_uid: str) -> "str | None":
-        """The verified path of a cached instance, or None (a corrupt entry is deleted)."""
-        path = self.path(sop_instance_uid)
-        sidecar = path.with_suffix(".json")
-        try:
-            record = json.loads(sidecar.read_text())
-            if os.path.getsize(path) != int(record["size"]) or _sha256(str(path)) != record["sha256"]:
-                raise ValueError("size or checksum mismatch")
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError):
-            self.discard(sop_instance_uid)
-            return None
-        with contextlib.suppress(OSError):
-            os.utime(path)  # LRU: a hit is a use
-        return str(path)
+    def get(self, sop_instance_uid: str, variant: "str | None" = None) -> "str | None":
+        """The verified path of a cached instance (or ``variant``), or None (a corrupt entry is deleted)."""
+        return _verified(self.path(sop_instance_uid, variant))
 
-    def put(self, sop_instance_uid: str, data: bytes) -> str:
-        """Store ``data`` (a Part 10 file) atomically; returns its path."""
-        path = self.path(sop_instance_uid)
+    def put(self, sop_instance_uid: str, data: bytes, variant: "str | None" = None) -> str:
+        """Store ``data`` (a Part 10 file, or JSON for :data:`METADATA`) atomically; returns its path."""
+        path = self.path(sop_instance_uid, variant)
         _atomic_write(path, data)
         record = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         _atomic_write(path.with_suffix(".json"), json.dumps(record).encode())
         return str(path)
 
-    def discard(self, sop_instance_uid: str) -> None:
-        """Remove an instance (no error when absent)."""
-        path = self.path(sop_instance_uid)
-        for victim in (path.with_suffix(".json"), path):
-            with contextlib.suppress(FileNotFoundError):
-                victim.unlink()
+    def discard(self, sop_instance_uid: str, variant: "str | None" = None) -> None:
+        """Remove an instance or one ``variant`` of it (no error when absent)."""
+        _discard_path(self.path(sop_instance_uid, variant))
+
+    def metadata(self, sop_instance_uid: str) -> "dict[str, Any] | None":
+        """The verified cached WADO-RS metadata (one DICOM JSON object) of an instance, or None."""
+        path = self.get(sop_instance_uid, METADATA)
+        if path is None:
+            return None
+        try:
+            item = json.loads(Path(path).read_text())
+        except (OSError, ValueError):
+            self.discard(sop_instance_uid, METADATA)
+            return None
+        return item if isinstance(item, dict) else None
+
+    def put_metadata(self, sop_instance_uid: str, item: dict[str, Any]) -> str:
+        """Store the WADO-RS metadata (one DICOM JSON object) of an instance."""
+        return self.put(sop_instance_uid, json.dumps(item, sort_keys=True).encode(), METADATA)
 
     # ------------------------------------------------------------------ manifests
 
@@ -181,26 +238,30 @@ class InstanceCache:
 
     def _entries(self) -> list[tuple[Path, int, float]]:
         entries = []
-        for path in (self.root / "instances").glob("*/*.dcm"):
+        paths = [p for suffix in _SUFFIXES for p in (self.root / "instances").glob(f"*/*{suffix}")]
+        for path in paths:
+            if path.name.startswith(".tmp-"):
+                continue
             with contextlib.suppress(FileNotFoundError):
                 stat = path.stat()
                 entries.append((path, stat.st_size, stat.st_mtime))
         return entries
 
     def evict(self, keep: Sequence[str] = ()) -> int:
-        """Remove least recently used instances until the total is within ``max_bytes``.
+        """Remove least recently used entries until the total is within ``max_bytes``.
 
         Parameters
         ----------
         keep
-            SOP Instance UIDs never removed (the series being inserted).
+            SOP Instance UIDs never removed (the series being inserted), with
+            their variants and metadata.
 
         Returns
         -------
         int
-            Number of instances removed.
+            Number of entries removed.
         """
-        protected = {self.path(uid) for uid in keep}
+        protected = {_uid(uid, "SOPInstanceUID") for uid in keep}
         removed = 0
         with self.lock("evict"):
             entries = self._entries()
@@ -208,9 +269,9 @@ class InstanceCache:
             for path, size, _ in sorted(entries, key=lambda e: e[2]):
                 if total <= self.max_bytes:
                     break
-                if path in protected:
+                if _owner(path) in protected:
                     continue
-                self.discard(path.stem)
+                _discard_path(path)
                 total -= size
                 removed += 1
         return removed

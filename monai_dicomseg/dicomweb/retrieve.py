@@ -14,9 +14,13 @@
    asked for; native Pixel Data not shorter than Rows x Columns x Frames
    needs: a truncated body is an error, not a short volume) and stored.
 
-Frame-level retrieval of selected segments (``.../frames/<list>``) is not
-used: the SEG is retrieved whole, and segment selection happens when it is
-decoded.
+This is the whole-instance path. A SEG loaded with a segment selection goes
+through :func:`~monai_dicomseg.dicomweb.frames.materialize_segments` first: for a
+BINARY or FRACTIONAL SEG it retrieves only the frames of the selected segments
+(``.../instances/<uid>/frames/<list>``, PS3.18 10.4.1.1.3) into a partial SEG
+cached beside the instance, and comes back here for the whole instance when
+that is cached, needed (LABELMAP, every segment selected) or when the server
+does not serve frames.
 """
 from __future__ import annotations
 
@@ -31,7 +35,8 @@ from monai_dicomseg.dicomweb.reference import DicomWebSeries
 from monai_dicomseg.dicomweb.session import DicomWebServer, server_for, translate_errors
 from monai_dicomseg.errors import DicomWebNotFoundError, DicomWebResponseError, InputError, InputTypeError
 
-__all__ = ["materialize", "cache_for", "as_reference", "manifest_from_metadata", "SEG_SOP_CLASSES", "json_value"]
+__all__ = ["materialize", "cache_for", "as_reference", "manifest_from_metadata", "series_metadata", "SEG_SOP_CLASSES",
+           "json_value"]
 
 SEG_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"})
 """Segmentation Storage and Label Map Segmentation Storage (PS3.4 B.5)."""
@@ -101,7 +106,14 @@ def _server(ref: DicomWebSeries) -> Any:
     return ref.server
 
 
-def _fetch_manifest(ref: DicomWebSeries) -> dict[str, Any]:
+def series_metadata(ref: DicomWebSeries) -> list[dict[str, Any]]:
+    """``GET .../series/<uid>/metadata``: one DICOM JSON object per instance (PS3.18 10.4, F.2).
+
+    Raises
+    ------
+    DicomWebNotFoundError
+        No instance in the series.
+    """
     server = _server(ref)
     url = f"{ref.series_url}/metadata"
     with translate_errors(server, url, ref.series_uid, "retrieve series metadata"):
@@ -109,7 +121,11 @@ def _fetch_manifest(ref: DicomWebSeries) -> dict[str, Any]:
     if not items:
         raise DicomWebNotFoundError(
             f"the DICOMweb server has no instance in series {ref.series_url} (SeriesInstanceUID {ref.series_uid})")
-    return manifest_from_metadata(ref, items)
+    return items
+
+
+def _fetch_manifest(ref: DicomWebSeries) -> dict[str, Any]:
+    return manifest_from_metadata(ref, series_metadata(ref))
 
 
 def manifest_from_metadata(ref: DicomWebSeries, items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from monai_dicomseg.io.segload import (
     error_with_context,
     load_seg_array,
     read_segmentation,
+    segment_resolver,
 )
 from monai_dicomseg.io.segments import SELECTION_OPTIONS, SegmentSelection
 from monai_dicomseg.options import check_options
@@ -123,7 +124,7 @@ class DicomSegReader(ImageReader):
         segs = []
         for name in names:
             try:
-                segs.append((read_segmentation(name), str(name)))
+                segs.append((read_segmentation(name, segments=segment_resolver(self.selection)), str(name)))
             except (DicomSegError, OSError) as error:
                 raise error_with_context(error, f"DicomSegReader SEG {str(name)!r}") from error
         return segs[0] if len(segs) == 1 else segs

@@ -30,7 +30,7 @@ from monai_dicomseg.io.source_series import SEG_SOP_CLASS_UIDS, monai_affine_fro
 
 __all__ = [
     "MetaKey",
-    "ReferenceGrid", "LoadedSeg", "read_segmentation", "load_seg_array", "MODES", "DEFAULT_MODE",
+    "ReferenceGrid", "LoadedSeg", "read_segmentation", "segment_resolver", "load_seg_array", "MODES", "DEFAULT_MODE",
     "META_KEYS", "SERIES_META_KEYS", "error_with_context", "source_name", "check_threshold",
 ]
 
@@ -188,8 +188,42 @@ class LoadedSeg:
     meta: dict[str, Any]
 
 
-def read_segmentation(source: Any) -> Any:
+def segment_resolver(selection: "SegmentSelection | None") -> "Any | None":
+    """The ``segments=`` callable of :func:`read_segmentation` for ``selection`` (None: keep every segment).
+
+    It maps a header-only SEG ``Dataset`` (no Pixel Data, e.g. built from
+    DICOMweb metadata) to the segment numbers ``selection.plan(segment_table(...))``
+    keeps: the loader's own selection code, run before any pixel is fetched.
+    """
+    if selection is None or selection == SegmentSelection():
+        return None
+
+    def resolve(header: Dataset) -> list[int]:
+        import copy
+
+        from monai_dicomseg.seg.segmentation import Segmentation
+
+        view = copy.copy(header)
+        view.__class__ = Segmentation  # the segment accessors only; Pixel Data is absent by design
+        return [int(n) for n in selection.plan(segment_table(view)).segment_numbers]
+
+    return resolve
+
+
+def read_segmentation(source: Any, segments: "Any | None" = None) -> Any:
     """Return a :class:`~monai_dicomseg.seg.Segmentation` from a path, file object or dataset.
+
+    Parameters
+    ----------
+    source
+        Path, file object, pydicom Dataset, Segmentation, or a DICOMweb
+        reference (:class:`~monai_dicomseg.dicomweb.DicomWebSeries` / ``dicomweb+`` URI).
+    segments
+        DICOMweb sources only (ignored otherwise): a callable ``header Dataset
+        -> segment numbers or None`` (:func:`segment_resolver`). With it, a
+        BINARY/FRACTIONAL SEG may be retrieved as a partial SEG holding only the
+        frames of those segments (same header, fewer frames): decode only those
+        segments from the result.
 
     Raises
     ------
@@ -203,7 +237,7 @@ def read_segmentation(source: Any) -> Any:
     from monai_dicomseg.dicomweb import local_paths
     from monai_dicomseg.seg.segmentation import Segmentation
 
-    source = local_paths(source, expect_seg=True)  # a DicomWebSeries / 'dicomweb+' URI -> cached file
+    source = local_paths(source, expect_seg=True, segments=segments)  # DICOMweb reference -> cached file
     if isinstance(source, Segmentation):
         return source
     if isinstance(source, Dataset):
@@ -449,7 +483,7 @@ def load_seg_array(
     selection = SegmentSelection.from_options(selection_options, selection)
     label_map = selection.label_map
     threshold = check_threshold(threshold)
-    seg = read_segmentation(source)
+    seg = read_segmentation(source, segments=segment_resolver(selection))
     table = segment_table(seg)
     plan = selection.plan(table)
     seg_type = seg.segmentation_type
