@@ -11,6 +11,8 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from oracles import build_segmentation, deterministic_bytes
 
 import monai_dicomseg
@@ -270,3 +272,18 @@ def test_streamed_presence_equals_quantised_presence_at_the_rounding_edge(maximu
     stacked[0, 0, 0, 0] = 0.75  # fractional, so quantised presence applies
     scan = scan_stream(StackedSegmentSource.from_array(stacked), SegmentationTypeValues.FRACTIONAL, maximum)
     np.testing.assert_array_equal(scan.presence, fractional_presence(stacked, maximum))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**16), segments=st.integers(1, 5), fill=st.floats(0.0, 0.9),
+       segmentation_type=st.sampled_from(["BINARY", "FRACTIONAL", "LABELMAP"]),
+       form=st.sampled_from(["bool", "uint8", "float32"]))
+def test_stacked_one_hot_encodes_like_its_label_map(sources, seed, segments, fill, segmentation_type, form):
+    """Two independent writer paths: the (F, R, C, S) one-hot of a label map goes through the block-by-block
+    scan, the label map itself through the per-frame label path; the files must be the same bytes."""
+    rng = np.random.default_rng(seed)
+    labels = np.where(rng.random(SHAPE) < fill, rng.integers(1, segments + 1, SHAPE), 0).astype(np.uint8)
+    one_hot = (labels[..., None] == np.arange(1, segments + 1)).astype(form)
+    expected = file_bytes(build_segmentation(monai_dicomseg, sources, labels, segmentation_type, segments, **UIDS))
+    assert file_bytes(build_segmentation(monai_dicomseg, sources, one_hot, segmentation_type, segments,
+                                         **UIDS)) == expected
