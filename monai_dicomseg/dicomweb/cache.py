@@ -22,6 +22,9 @@ Safety with several DataLoader workers and processes at once:
 
 Verified on read: an entry counts only when its ``.json`` sidecar exists and
 the file's size and SHA-256 match it; anything else is deleted and fetched again.
+A writer replaces file and sidecar under an entry lock, and a reader that finds
+them disagreeing decides under that lock, so an entry being rewritten by another
+process is never taken for a corrupt one.
 Variants and metadata entries are verified, counted and evicted like instances;
 their file names can never be taken for the whole instance (a UID holds only
 digits and dots, a variant name starts with a letter).
@@ -93,8 +96,9 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def _verified(path: Path) -> "str | None":
-    """``path`` when its sidecar matches its size and SHA-256 (the LRU time is refreshed), else None."""
+def _verified(path: Path, discard: bool) -> "str | bool | None":
+    """``path`` when its sidecar matches its size and SHA-256 (the LRU time is refreshed); None when
+    absent; False on a mismatch (the pair is removed first when ``discard``)."""
     sidecar = path.with_suffix(".json")
     try:
         record = json.loads(sidecar.read_text())
@@ -103,11 +107,17 @@ def _verified(path: Path) -> "str | None":
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError):
-        _discard_path(path)
-        return None
+        if discard:
+            _discard_path(path)
+        return False
     with contextlib.suppress(OSError):
         os.utime(path)  # LRU: a hit is a use
     return str(path)
+
+
+def _entry_lock(path: Path) -> str:
+    """Lock name guarding the file + sidecar pair of ``path`` (256 stripes: few lock files)."""
+    return "entry-" + hashlib.sha1(path.name.encode()).hexdigest()[:2]
 
 
 def _discard_path(path: Path) -> None:
@@ -181,14 +191,20 @@ class InstanceCache:
 
     def get(self, sop_instance_uid: str, variant: "str | None" = None) -> "str | None":
         """The verified path of a cached instance (or ``variant``), or None (a corrupt entry is deleted)."""
-        return _verified(self.path(sop_instance_uid, variant))
+        path = self.path(sop_instance_uid, variant)
+        found = _verified(path, discard=False)
+        if found is False:  # corrupt, or a writer is between the file and its sidecar: decide under its lock
+            with self.lock(_entry_lock(path)):
+                found = _verified(path, discard=True)
+        return found or None
 
     def put(self, sop_instance_uid: str, data: bytes, variant: "str | None" = None) -> str:
         """Store ``data`` (a Part 10 file, or JSON for :data:`METADATA`) atomically; returns its path."""
         path = self.path(sop_instance_uid, variant)
-        _atomic_write(path, data)
         record = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-        _atomic_write(path.with_suffix(".json"), json.dumps(record).encode())
+        with self.lock(_entry_lock(path)):  # a reader never takes a half-replaced pair for corruption
+            _atomic_write(path, data)
+            _atomic_write(path.with_suffix(".json"), json.dumps(record).encode())
         return str(path)
 
     def discard(self, sop_instance_uid: str, variant: "str | None" = None) -> None:

@@ -71,8 +71,8 @@ from monai_dicomseg.dicomweb.retrieve import (
 from monai_dicomseg.dicomweb.session import translate_errors
 from monai_dicomseg.errors import DicomWebResponseError
 
-__all__ = ["materialize_segments", "header_from_metadata", "plan_frames", "FramePlan", "SegmentsCallable",
-           "FRAME_MEDIA_TYPES", "frames_refused"]
+__all__ = ["materialize_segments", "header_from_metadata", "plan_frames", "variant_name", "FramePlan",
+           "SegmentsCallable", "FRAME_MEDIA_TYPES", "frames_refused", "partial_instance"]
 
 SegmentsCallable = Callable[[Dataset], "Sequence[int] | None"]
 """Header-only SEG ``Dataset`` -> the segment numbers a loader keeps (None: all of them)."""
@@ -104,14 +104,26 @@ def _drop_bulk(item: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def header_from_metadata(item: dict[str, Any]) -> Dataset:
+_PER_FRAME_TAG = "52009230"  # PerFrameFunctionalGroupsSequence
+
+
+def header_from_metadata(item: dict[str, Any], per_frame: bool = True) -> Dataset:
     """A header-only ``Dataset`` from one instance's WADO-RS metadata (DICOM JSON, PS3.18 F.2).
 
     Elements given by ``BulkDataURI`` (Pixel Data; any other binary element,
     e.g. an ICC profile) are dropped, never fetched: the loader reads none of
     them and the partial instance is a cache artefact, not a copy to share.
+    ``per_frame=False`` also leaves out the Per-frame Functional Groups (the
+    bulk of a large SEG's header): enough to resolve a segment selection.
     """
+    item = item if per_frame else {tag: value for tag, value in item.items() if tag.upper() != _PER_FRAME_TAG}
     return Dataset.from_json(_drop_bulk(item))
+
+
+def variant_name(segment_numbers: Sequence[int]) -> str:
+    """Cache variant of the partial SEG of ``segment_numbers``: ``segments-<digest>``."""
+    text = f"{_FORMAT}:" + ",".join(str(n) for n in sorted({int(n) for n in segment_numbers}))
+    return "segments-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -138,9 +150,8 @@ class FramePlan:
 
     @property
     def variant(self) -> str:
-        """Cache variant name: ``segments-<digest>`` of the segment numbers."""
-        text = f"{_FORMAT}:" + ",".join(str(n) for n in self.segment_numbers)
-        return "segments-" + hashlib.sha256(text.encode()).hexdigest()[:16]
+        """Cache variant name (:func:`variant_name` of the segment numbers)."""
+        return variant_name(self.segment_numbers)
 
 
 def _position(item: Any, shared: Any) -> "tuple[str, ...] | None":
@@ -185,14 +196,14 @@ def plan_frames(header: Dataset, segment_numbers: "Sequence[int] | None") -> "Fr
         return None
     selected = tuple(sorted({int(n) for n in segment_numbers}))
     chosen = set(selected)
-    if all(segment in chosen for segment, _ in frames):
+    if not selected or all(segment in chosen for segment, _ in frames):
         return None
     covered = {position for segment, position in frames if segment in chosen}
     entries: list[tuple[int, "int | None"]] = []
     for number, (segment, position) in enumerate(frames, start=1):
         if segment in chosen:
             entries.append((number, None))
-        elif position not in covered and selected:
+        elif position not in covered:
             entries.append((number, selected[0]))
             covered.add(position)
     return FramePlan(selected, tuple(entries))
@@ -461,7 +472,14 @@ def materialize_segments(
     whole = cache.get(uid)
     if whole is not None:
         return whole
-    header = header_from_metadata(item) if item is not None else None
-    plan = plan_frames(header, segments(header)) if header is not None else None
+    if item is None:  # pragma: no cover - evicted between storing and reading
+        return _whole(ref, uid, cache)
+    numbers = segments(header_from_metadata(item, per_frame=False))  # the loader's own selection code
+    if numbers is not None and str(json_value(item, "00620001", "")) in ("BINARY", "FRACTIONAL"):
+        path = cache.get(uid, variant_name(numbers))  # later epochs: no full header, no request
+        if path is not None:
+            return path
+    header = header_from_metadata(item)
+    plan = plan_frames(header, numbers)
     path = _partial(ref, uid, cache, header, plan) if plan is not None else None
     return path if path is not None else _whole(ref, uid, cache)

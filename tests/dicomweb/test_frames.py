@@ -7,7 +7,9 @@ as a server that supports them answers) in front of the same Orthanc.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,7 @@ from monai_dicomseg.dicomweb.frames import header_from_metadata, partial_instanc
 from monai_dicomseg.errors import DicomWebResponseError, InputError
 from monai_dicomseg.io.segload import load_seg_array
 from oracles import build_segmentation
-from dicomweb.test_orthanc import CountingSession, count  # tests/ is on the path (pyproject)
+from dicomweb.test_orthanc import CountingSession, TruncatingAdapter, count  # tests/ is on the path (pyproject)
 
 torch = pytest.importorskip("torch")
 SHAPE = (4, 16, 20)
@@ -268,10 +270,12 @@ class RefusingSession(CountingSession):
             handle.write(f"{method} {url}\n")
         response = requests.Response()
         response.status_code, response.url, response._content = self.status, url, b"no frames here"
+        if self.status == 200:  # an answer, but not multipart/related
+            response.headers["Content-Type"] = "application/dicom"
         return response
 
 
-@pytest.mark.parametrize("status", [501, 400, 406])
+@pytest.mark.parametrize("status", [501, 400, 406, 200], ids=["501", "400", "406", "200-not-multipart"])
 def test_server_refusing_frames_gives_the_same_result_from_the_whole_instance(orthanc, segs, tmp_path, status):
     log = tmp_path / "requests.log"
     session = RefusingSession(str(log))
@@ -297,6 +301,16 @@ def test_truncated_frames_answer_is_an_error_and_caches_nothing(orthanc, segs, t
     expected = rf"truncated.*127[.]0[.]0[.]1.*/frames/1,2 [(]SOPInstanceUID {uid}[)] returned 1 of 2"
     with pytest.raises(DicomWebResponseError, match=expected):
         load_seg_array(ref, segment_numbers=[1])
+    assert not list((tmp_path / "cache" / "instances").rglob("*.dcm"))
+
+
+def test_frames_body_cut_in_half_by_the_connection_is_an_error(orthanc, segs, tmp_path):
+    session = requests.Session()
+    session.mount("http://", TruncatingAdapter())  # cuts every instance-level body, /frames/ included
+    server = orthanc.server(cache_dir=str(tmp_path / "cache"), session=session)
+    ref = _ref(orthanc, segs["paths"]["fractional"], server)
+    with pytest.raises(DicomWebResponseError, match=rf"truncated.*/frames/.*{ref.instance_uid.replace('.', '[.]')}"):
+        load_seg_array(ref, mode="stacked", segment_numbers=[2])
     assert not list((tmp_path / "cache" / "instances").rglob("*.dcm"))
 
 
@@ -357,6 +371,7 @@ def test_plan_frames_decides_when_the_whole_instance_is_the_answer(local_segs):
     binary = _header(local_segs["BINARY"])
     assert "PixelData" not in binary
     assert plan_frames(binary, None) is None  # no selection
+    assert plan_frames(binary, []) is None  # nothing to hold
     assert plan_frames(binary, [1, 2, 3]) is None  # every frame selected
     assert plan_frames(_header(local_segs["LABELMAP"]), [1]) is None  # a frame holds every segment
     del binary.PerFrameFunctionalGroupsSequence[0].SegmentIdentificationSequence
@@ -366,6 +381,9 @@ def test_plan_frames_decides_when_the_whole_instance_is_the_answer(local_segs):
     assert len(plan.entries) == ODD_SHAPE[0]  # one frame per position: slice 2 is an empty frame of segment 1
     other = plan_frames(_header(local_segs["FRACTIONAL"]), [2])
     assert plan.variant.startswith("segments-") and plan.variant != other.variant
+    assert frames.variant_name([3, 1, 3]) == frames.variant_name([1, 3]) != frames.variant_name([1])
+    light = header_from_metadata(pydicom.dcmread(local_segs["FRACTIONAL"]).to_json_dict(), per_frame=False)
+    assert "PerFrameFunctionalGroupsSequence" not in light and len(light.SegmentSequence) == 3
 
 
 @pytest.mark.parametrize("kind", ["BINARY", "FRACTIONAL"])
@@ -414,3 +432,23 @@ def test_cache_variants_are_separate_verified_and_evictable(tmp_path):
         cache.path("1.2.3", "../x")
     cache.put("1.2.4", b"n" * 100)
     assert cache.evict(keep=["1.2.4"]) >= 1 and cache.get("1.2.3") is None and cache.get("1.2.4") is not None
+
+
+def test_reader_never_discards_an_entry_a_writer_is_replacing(tmp_path):
+    """A reader that finds a new file beside the old sidecar waits for the writer (entry lock) instead of
+    deleting the entry as corrupt (several DataLoader workers rewriting and reading one entry)."""
+    from monai_dicomseg.dicomweb import cache as cache_module
+
+    cache = InstanceCache(tmp_path)
+    cache.put("1.2.5", b"a" * 10)
+    path = cache.path("1.2.5")
+    result = {}
+    reader = threading.Thread(target=lambda: result.setdefault("path", cache.get("1.2.5")))
+    with cache.lock(cache_module._entry_lock(path)):  # a writer between the file and its sidecar
+        path.write_bytes(b"b" * 12)
+        reader.start()
+        reader.join(0.2)
+        record = {"size": 12, "sha256": hashlib.sha256(b"b" * 12).hexdigest()}
+        path.with_suffix(".json").write_text(json.dumps(record))
+    reader.join(30)
+    assert result["path"] == str(path) and path.read_bytes() == b"b" * 12
