@@ -159,6 +159,27 @@ def test_selected_fractional_frames_only_then_cache_then_other_selection_then_wh
     assert count(log) == before
 
 
+def test_dataloader_workers_fetch_the_frames_once_and_the_second_epoch_makes_no_request(orthanc, segs, tmp_path):
+    from monai.data import DataLoader, Dataset
+    from monai.transforms import Compose
+
+    from monai_dicomseg.transforms.load import LoadDicomSegd
+    from monai_dicomseg.transforms.load_series import LoadDicomSeriesd
+
+    log = tmp_path / "requests.log"
+    server = orthanc.server(cache_dir=str(tmp_path / "cache"), session=CountingSession(str(log)))
+    path = segs["paths"]["fractional"]
+    items = [{"image": segs["ct_folder"], "label": _ref(orthanc, path, server)} for _ in range(4)]
+    transform = Compose([LoadDicomSeriesd(keys="image"),
+                         LoadDicomSegd(keys="label", ref_key="image", mode="stacked", segment_numbers=[2])])
+    loader = DataLoader(Dataset(items, transform=transform), batch_size=2, num_workers=2)
+    first = [batch["label"] for batch in loader]
+    assert [line.rsplit("/", 1)[1] for line in _lines(log)] == ["metadata", ",".join(map(str, _frames_of(path, {2})))]
+    after_first = count(log)
+    second = [batch["label"] for batch in loader]
+    assert count(log) == after_first and all(torch.equal(a, b) for a, b in zip(first, second))
+
+
 def test_partial_seg_is_a_valid_seg_on_its_own_grid(orthanc, segs, tmp_path):
     """The SEG's own grid (no reference) spans the positions of every segment, not only the selected ones."""
     from monai.transforms import LoadImage
