@@ -40,8 +40,8 @@ frames, when frames cannot be addressed by segment (TILED_FULL, a frame without
 its own segment identification or plane position), and when the server does
 not serve frames: a 4xx other than 401/403, a 501, or an answer that is not
 ``multipart/related``. That is remembered per server and pixel encoding
-(BitsAllocated, transfer syntax) for the life of the process, so the refused
-request is made once. Orthanc 1.x, for one, refuses 1-bit frames (HTTP 400)
+(BitsAllocated, and AvailableTransferSyntaxUID when the metadata lists it) for
+the life of the process, so the refused request is made once. Orthanc 1.x, for one, refuses 1-bit frames (HTTP 400)
 and serves 8-bit ones, native or transcoded from RLE / JPEG-LS.
 
 A frames answer with fewer parts than frames asked for, or a part of the wrong
