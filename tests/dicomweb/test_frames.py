@@ -52,6 +52,17 @@ def _frames_of(path, segments):
             if int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber) in segments]
 
 
+@pytest.fixture(scope="module")
+def orthanc(orthanc, tmp_path_factory):
+    """This module's own Orthanc, without the session server's LABELMAP filter: the SEGs uploaded here stay
+    out of the session server, whose whole content other tests list (the README example). Requesting the
+    session fixture keeps its rules: skip without Orthanc, fail with CI=true."""
+    from monai_dicomseg.dicomweb.orthanc import start_orthanc
+
+    with start_orthanc(tmp_path_factory.mktemp("frames-orthanc"), password="frames-Pa55word") as server:
+        yield server
+
+
 @pytest.fixture(autouse=True)
 def _forget_refusals(monkeypatch):
     """Every test starts with no server remembered as refusing frames (the set is per process)."""
@@ -348,25 +359,14 @@ def test_wrong_frame_length_is_an_error(orthanc, segs, tmp_path):
         load_seg_array(ref, segment_numbers=[1])
 
 
-@pytest.fixture(scope="module")
-def plain_orthanc(tmp_path_factory):
-    """A second Orthanc without the LABELMAP filter (the session one refuses that SOP class)."""
-    from monai_dicomseg.dicomweb.orthanc import orthanc_available, start_orthanc
-
-    if not orthanc_available():
-        pytest.skip("Orthanc not installed")
-    with start_orthanc(tmp_path_factory.mktemp("plain-orthanc"), password="plain-Pa55word") as server:
-        yield server
-
-
-def test_labelmap_is_retrieved_whole(plain_orthanc, segs, tmp_path):
+def test_labelmap_is_retrieved_whole(orthanc, segs, tmp_path):
     labels = _labels(SHAPE)
     ct = synthetic.make_ct_series(SHAPE, labels=labels, seed=3)
     path = _write(tmp_path, "labelmap", build_segmentation(mds, ct, labels, "LABELMAP"))
-    store([path], plain_orthanc.server(cache_dir=str(tmp_path / "admin")))
+    store([path], orthanc.server(cache_dir=str(tmp_path / "admin")))
     log = tmp_path / "requests.log"
-    server = plain_orthanc.server(cache_dir=str(tmp_path / "cache"), session=CountingSession(str(log)))
-    remote = load_seg_array(_ref(plain_orthanc, path, server), segment_numbers=[2])
+    server = orthanc.server(cache_dir=str(tmp_path / "cache"), session=CountingSession(str(log)))
+    remote = load_seg_array(_ref(orthanc, path, server), segment_numbers=[2])
     assert np.array_equal(remote.array, load_seg_array(str(path), segment_numbers=[2]).array)
     assert not _frames_asked(log) and len(_whole_instance_gets(log)) == 1
 
