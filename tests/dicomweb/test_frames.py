@@ -3,7 +3,9 @@
 Orthanc serves 8-bit (FRACTIONAL) frames, native or transcoded from RLE, and
 refuses 1-bit (BINARY) ones with HTTP 400; 1-bit frames are therefore also
 served by :class:`FrameServingAdapter` from the local file (byte-aligned frames,
-as a server that supports them answers) in front of the same Orthanc.
+as a server that supports them answers) in front of the same Orthanc. The module
+runs its own Orthanc (the ``orthanc`` fixture below), so its SEGs never show up in
+the session server's listings. The last tests need no server.
 """
 from __future__ import annotations
 
