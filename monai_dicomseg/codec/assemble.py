@@ -159,40 +159,6 @@ def _foreground(
     return np.concatenate(rows), np.concatenate(pixels)
 
 
-def _combine_decoded(
-    dataset: Dataset, layout: PixelLayout, placement: FramePlacement, value: np.ndarray, n_out: int,
-    out_dtype: np.dtype, skip_overlap_checks: bool,
-) -> np.ndarray:
-    """Label map from compressed binary frames, decoded chunk by chunk and painted in place.
-
-    Frames arrive sorted by ascending output value, so with
-    ``skip_overlap_checks`` the highest value wins, as highdicom does. Cost
-    follows the frame area, not the foreground: no index arrays are built.
-    """
-    out = np.zeros((n_out, layout.rows, layout.columns), out_dtype)
-    value = np.asarray(value).astype(out_dtype)
-    chunk = max(1, (64 << 20) // max(1, layout.rows * layout.columns))
-    overlapping = 0
-    for start in range(0, len(placement.frame), chunk):
-        decoded = decode_frames(dataset, placement.frame[start:start + chunk], layout)
-        for offset, frame in enumerate(decoded):
-            mask = frame.view(bool) if frame.dtype == np.uint8 else frame != 0
-            target = out[placement.position[start + offset]]
-            if not skip_overlap_checks:
-                before = np.count_nonzero(target)
-                np.copyto(target, value[start + offset], where=mask)
-                overlapping += before + np.count_nonzero(mask) - np.count_nonzero(target)
-            else:
-                np.copyto(target, value[start + offset], where=mask)
-    if overlapping:
-        raise OverlapError(
-            "cannot combine segments because they overlap: "
-            f"{overlapping} pixel(s) belong to more than one requested segment "
-            "(pass skip_overlap_checks=True to keep the highest segment)"
-        )
-    return out
-
-
 def assemble_frames(
     dataset: Dataset,
     layout: PixelLayout,
@@ -277,35 +243,32 @@ def assemble_frames(
     check_decoded_size((n_out, R, C) if combine_segments else (n_out, R, C, n_segments), out_dtype, "output array")
     lut_size = int(max(segs.max(), placement.segment.max(initial=0))) + 1
 
-    if segmentation_type == SegmentationTypeValues.LABELMAP:
-        check_unique(placement, by_segment=False)
-        lut = labelmap_lut(layout, segs, combine_segments=combine_segments, relabel=relabel)
-        stored = decode_frames(dataset, placement.frame, layout)
-        if combine_segments:
-            out = np.zeros((n_out, R, C), out_dtype)
-            if not relabel and set(segs.tolist()) >= set(all_segment_numbers or ()):
-                # every segment requested, values kept: the stored frames are the answer
-                out[placement.position] = stored
-            else:
-                out[placement.position] = lut.astype(out_dtype)[stored]
-            return out
-        labels = lut.astype(_smallest_unsigned(n_segments))[stored]
-        k, r, c = np.nonzero(labels)
-        out = np.zeros((n_out, R, C, n_segments), out_dtype)
-        out[placement.position[k], r, c, labels[k, r, c].astype(np.int64) - 1] = 1
-        return out
+    packed_layout = not layout.encapsulated and layout.bits_allocated == 1 and layout.pixels_per_frame % 8 == 0
+    if not is_fractional and not (combine_segments and not skip_overlap_checks and packed_layout):
+        # BINARY / LABELMAP: scattered chunk by chunk into the output (index arrays of one chunk at a time)
+        out = np.zeros((n_out, R, C) if combine_segments else (n_out, R, C, n_segments), out_dtype)
+        return _assemble_into(
+            dataset, layout, placement, out, segmentation_type=segmentation_type, segs=segs,
+            combine_segments=combine_segments, relabel=relabel, rescale_fractional=rescale_fractional,
+            skip_overlap_checks=skip_overlap_checks, maximum_fractional_value=maximum_fractional_value,
+            all_segment_numbers=all_segment_numbers, targets=None,
+        )
 
-    # BINARY / FRACTIONAL: frames carry one segment each
+    # BINARY (combined with overlap checks, native byte-aligned bits) / FRACTIONAL: one segment per frame
     channel_of = np.full(lut_size, -1, dtype=np.int64)
     channel_of[segs] = np.arange(n_segments)
     placement = placement.select(channel_of[placement.segment] >= 0)
     check_unique(placement, by_segment=True)
     channel = channel_of[placement.segment]
-
-    if is_fractional and not combine_segments and (not rescale_fractional or out_dtype.kind == "f"):
+    if not is_fractional:  # a byte (8 pixels) at a time, frames in ascending output value
+        order = np.argsort(channel if relabel else placement.segment, kind="stable")
+        placement, channel = placement.select(order), channel[order]
+        value = (channel + 1) if relabel else placement.segment
+        return _combine_packed(dataset, layout, placement, value, n_out, out_dtype)
+    if not combine_segments and (not rescale_fractional or out_dtype.kind == "f"):
         return _fractional_stacked(dataset, layout, placement, channel, n_out, n_segments, out_dtype,
                                    rescale_fractional, maximum_fractional_value)
-    if is_fractional and not combine_segments:
+    if not combine_segments:
         frames = decode_frames(dataset, placement.frame, layout)
         raw = np.zeros((n_out, R, C, n_segments), dtype=frames.dtype)
         raw[placement.position, :, :, channel] = frames
@@ -320,45 +283,23 @@ def assemble_frames(
                 )
             return raw.astype(out_dtype) / out_dtype.type(maximum)
         return raw.astype(out_dtype, copy=False)
-
-    if is_fractional:  # combine: only possible when frames are 0 / MaximumFractionalValue
-        if not rescale_fractional:
-            raise InputError(
-                "combine_segments of a FRACTIONAL segmentation requires rescale_fractional=True"
-            )
-        maximum = int(maximum_fractional_value or 0)
-        frames = decode_frames(dataset, placement.frame, layout)
-        if np.any((frames != 0) & (frames != maximum)):
-            raise InputError(
-                "combine_segments of a FRACTIONAL segmentation is only possible when every pixel "
-                f"is 0 or MaximumFractionalValue = {maximum}"
-            )
-        k, r, c = np.nonzero(frames)
-        pixel = r * C + c
-    else:
-        order = np.argsort(channel if relabel else placement.segment, kind="stable")
-        placement = placement.select(order)
-        channel = channel[order]
-        if combine_segments and not skip_overlap_checks:
-            packed = packed_frames(dataset, placement.frame, layout)
-            if packed is not None:
-                value = (channel + 1) if relabel else placement.segment
-                return _combine_packed(packed, placement.position, value, n_out, R, C, out_dtype)
-        if combine_segments and layout.encapsulated:
-            value = (channel + 1) if relabel else placement.segment
-            return _combine_decoded(dataset, layout, placement, value, n_out, out_dtype,
-                                    skip_overlap_checks)
-        k, pixel = _foreground(dataset, layout, placement.frame)
-
-    if not combine_segments:
-        out = np.zeros(n_out * R * C * n_segments, out_dtype)
-        out[(placement.position[k] * (R * C) + pixel) * n_segments + channel[k]] = 1
-        return out.reshape(n_out, R, C, n_segments)
-
+    # FRACTIONAL combined: only possible when frames are 0 / MaximumFractionalValue
+    if not rescale_fractional:
+        raise InputError(
+            "combine_segments of a FRACTIONAL segmentation requires rescale_fractional=True"
+        )
+    maximum = int(maximum_fractional_value or 0)
+    frames = decode_frames(dataset, placement.frame, layout)
+    if np.any((frames != 0) & (frames != maximum)):
+        raise InputError(
+            "combine_segments of a FRACTIONAL segmentation is only possible when every pixel "
+            f"is 0 or MaximumFractionalValue = {maximum}"
+        )
+    k, r, c = np.nonzero(frames)
+    pixel = r * C + c
     value = (channel + 1) if relabel else placement.segment
-    if is_fractional:
-        order = np.argsort(value[k], kind="stable")
-        k, pixel = k[order], pixel[order]
+    order = np.argsort(value[k], kind="stable")
+    k, pixel = k[order], pixel[order]
     out = np.zeros(n_out * R * C, out_dtype)
     flat = placement.position[k] * (R * C) + pixel
     out[flat] = value[k].astype(out_dtype)
@@ -525,6 +466,12 @@ def _assemble_into(
         stored_max = (1 << layout.bits_allocated) if layout.bits_allocated <= 16 else 0
         lut = np.full(max(stored_max, lut_size), -1 if not combine_segments else 0, dtype=np.int64)
         lut[segs] = target
+        if combine_segments and stored_max:  # every stored value has a LUT entry: map whole frames
+            values_of = lut.astype(out.dtype)
+            for first in range(0, placement.frame.size, chunk):
+                part = slice(first, first + chunk)
+                out[placement.position[part]] = values_of[decode_frames(dataset, placement.frame[part], layout)]
+            return out
         for first in range(0, placement.frame.size, chunk):
             part = slice(first, first + chunk)
             stored = decode_frames(dataset, placement.frame[part], layout)
@@ -596,29 +543,51 @@ def _nonzero_bytes(flat: np.ndarray) -> np.ndarray:
 
 
 def _combine_packed(
-    packed: np.ndarray, position: np.ndarray, value: np.ndarray, n_out: int, R: int, C: int,
+    dataset: Dataset, layout: PixelLayout, placement: FramePlacement, value: np.ndarray, n_out: int,
     out_dtype: np.dtype,
 ) -> np.ndarray:
-    """Label map from byte-aligned packed binary frames, working a byte (8 pixels) at a time.
+    """Label map from byte-aligned native 1-bit frames, a byte (8 pixels) at a time, frames in chunks.
 
     Bytes with all 8 bits set are written as whole rows of 8 pixels; other
     non-zero bytes are expanded bit by bit. Overlap is detected by comparing
-    the number of labelled pixels with the total number of set bits.
+    the number of labelled pixels with the total number of set bits. The
+    index arrays live for one chunk of frames (about ``_CHUNK_PIXELS``
+    pixels), so the output is the only volume-sized array.
 
     Parameters
     ----------
-    packed
-        ``(m, R * C / 8) uint8`` frames, bits little-endian within a byte.
-    position, value
-        ``(m,)`` output slice and label of each frame.
+    placement, value
+        Frames sorted by ascending output value, and ``(m,)`` the value of each.
     """
-    per_frame = packed.shape[1]
+    R, C = layout.rows, layout.columns
+    per_frame = layout.pixels_per_frame // 8
     out8 = np.zeros((n_out * per_frame, 8), out_dtype)
+    labels_of = np.asarray(value).astype(out_dtype)
+    chunk = max(1, _CHUNK_PIXELS // max(1, R * C))
+    expected = 0
+    for first in range(0, placement.frame.size, chunk):
+        part = slice(first, first + chunk)
+        packed = packed_frames(dataset, placement.frame[part], layout)
+        expected += int(np.bitwise_count(packed).sum(dtype=np.int64))
+        _paint_bytes(out8, packed, placement.position[part], labels_of[part])
+    found = int(np.count_nonzero(out8))
+    if found != expected:
+        raise OverlapError(
+            "cannot combine segments because they overlap: "
+            f"{expected - found} pixel(s) belong to more than one requested segment "
+            "(pass skip_overlap_checks=True to keep the highest segment)"
+        )
+    return out8.reshape(n_out, R, C)
+
+
+def _paint_bytes(out8: np.ndarray, packed: np.ndarray, position: np.ndarray, labels_of: np.ndarray) -> None:
+    """Paint ``(m, R * C / 8)`` packed frames into ``out8`` ``(N * R * C / 8, 8)`` at output slices ``position``."""
+    per_frame = packed.shape[1]
     flat = packed.reshape(-1)
     nz = _nonzero_bytes(flat)
     frame = nz // per_frame
     rows = position[frame] * per_frame + (nz - frame * per_frame)
-    labels = value[frame].astype(out_dtype)
+    labels = labels_of[frame]
     byte_values = flat[nz]
     full = byte_values == 0xFF
     out8[rows[full]] = labels[full][:, None]
@@ -633,12 +602,3 @@ def _combine_packed(
         keep = np.ones(rows_p.size, bool)
         keep[first] = False
         rows_p, labels_p, bits = rows_p[keep], labels_p[keep], bits[keep]
-    expected = int(np.bitwise_count(packed).sum(dtype=np.int64))
-    found = int(np.count_nonzero(out8))
-    if found != expected:
-        raise OverlapError(
-            "cannot combine segments because they overlap: "
-            f"{expected - found} pixel(s) belong to more than one requested segment "
-            "(pass skip_overlap_checks=True to keep the highest segment)"
-        )
-    return out8.reshape(n_out, R, C)
