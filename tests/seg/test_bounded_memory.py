@@ -122,3 +122,37 @@ def test_tiled_write_from_a_memmap_does_not_keep_the_matrix_resident(tmp_path):
     assert result["frames"] == 3
     grown = result["after"] - result["before"]
     assert grown < 0.25 * rows * columns / 2**20, result  # without the release: + the whole 192 MB matrix
+
+
+@pytest.mark.parametrize("segmentation_type", ["BINARY", "LABELMAP"])
+@pytest.mark.parametrize("combine", [False, True])
+def test_volume_reads_have_no_full_size_temporaries(monkeypatch, segmentation_type, combine):
+    """get_volume of dense BINARY / LABELMAP frames: the output is the only volume-sized array.
+
+    Before, the stacked read built index arrays of every foreground pixel (8x
+    the output) and the combined BINARY read unpacked every partial byte of
+    every frame at once (40x)."""
+    import io
+
+    from monai_dicomseg.codec import assemble
+
+    shape = (24, 128, 128)
+    series = synthetic.make_ct_series(shape, seed=5)
+    labels = np.random.default_rng(0).integers(0, 7, shape).astype(np.uint8)  # dense, worst case
+    buffer = io.BytesIO()
+    build_segmentation(monai_dicomseg, series, labels, segmentation_type, 6).save_as(buffer)
+    seg = monai_dicomseg.seg.segread(io.BytesIO(buffer.getvalue()))
+    expected = seg.get_volume(combine_segments=combine).array  # default chunks; parse and index outside
+    combined = expected if combine else seg.get_volume(combine_segments=True).array
+    assert sorted(np.unique(combined).tolist()) == list(range(7))
+    if not combine:  # stacked = one-hot of the combined read
+        np.testing.assert_array_equal(expected, (combined[..., None] == np.arange(1, 7)).astype(np.uint8))
+    monkeypatch.setattr(assemble, "_CHUNK_PIXELS", 64 * 64 * 4)  # chunks well below the volume
+    tracemalloc.start()
+    try:
+        volume = seg.get_volume(combine_segments=combine)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(volume.array, expected)
+    assert peak < 1.6 * volume.array.nbytes, (peak, volume.array.nbytes)
