@@ -134,6 +134,8 @@ class SegmentPixels:
             for plane in planes:  # copied: a shared memmap's pages may leave the resident set
                 release_leading_range(self.labelmap, int(plane), int(plane) + 1)
             return frames
+        if len(planes) == self.shape[0] and np.array_equal(planes, np.arange(len(planes))):
+            return self.labelmap.astype(dtype, copy=False)  # type: ignore[union-attr]  (every plane in order)
         return self.labelmap[planes].astype(dtype, copy=False)  # type: ignore[index]
 
 

@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
 from monai_dicomseg.codec import raw
-from monai_dicomseg.seg.sources import SourceFrames
+from monai_dicomseg.seg.sources import SourceFrames, stored_uid
 
 __all__ = [
     "copy_patient_and_study",
@@ -111,9 +111,9 @@ def set_common_instance_reference(dataset: Dataset, sources: SourceFrames) -> No
     by_series: dict[str, list[bytes]] = {}
     source_items = []
     for source in sources.datasets:
-        reference = (raw.ui("ReferencedSOPClassUID", str(source.SOPClassUID)),
-                     raw.ui("ReferencedSOPInstanceUID", str(source.SOPInstanceUID)))
-        series_uid = str(source.get("SeriesInstanceUID", ""))
+        reference = (raw.ui("ReferencedSOPClassUID", stored_uid(source, "SOPClassUID")),
+                     raw.ui("ReferencedSOPInstanceUID", stored_uid(source, "SOPInstanceUID")))
+        series_uid = stored_uid(source, "SeriesInstanceUID")
         by_series.setdefault(series_uid, []).append(raw.item(*reference))
         source_items.append(raw.item(*reference))
     series_items = [

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from monai_dicomseg.enums import CoordinateSystemNames
@@ -30,7 +32,7 @@ from monai_dicomseg.seg.tiling import (
     source_tile_positions,
 )
 
-__all__ = ["SourceFrames", "collect_source_frames"]
+__all__ = ["SourceFrames", "collect_source_frames", "stored_uid"]
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,43 @@ def _ds_strings(element_value: object, count: int, attribute: str) -> tuple[str,
     return strings
 
 
+def _raw_strings(dataset: Dataset, keyword: str) -> "tuple[str, ...] | None":
+    """The stored strings of a not yet converted text element (DS, IS, UI, CS), else None.
+
+    The values pydicom would give (``original_string`` of a DS, the str of
+    a UI) without building its value objects: a 1,000-slice series is read
+    in milliseconds instead of a second. None when the element is absent,
+    already converted, or not plain ASCII (the caller then asks pydicom).
+    """
+    element = dataset.get_item(tag_for_keyword(keyword))  # type: ignore[arg-type]
+    if not isinstance(element, RawDataElement) or element.value is None:
+        return None
+    try:
+        text = element.value.decode("ascii")
+    except (UnicodeDecodeError, AttributeError):
+        return None
+    return tuple(part.strip(" \x00") for part in text.strip(" \x00").split("\\"))
+
+
+def _ds_strings_of(dataset: Dataset, keyword: str, count: int) -> tuple[str, ...]:
+    """The ``count`` DS strings of ``keyword`` as stored (verbatim, for copying into the SEG)."""
+    strings = _raw_strings(dataset, keyword)
+    if strings is not None and len(strings) == count:
+        try:
+            for value in strings:
+                float(value)
+            return strings
+        except ValueError:
+            pass  # pydicom's conversion decides what a malformed value means
+    return _ds_strings(dataset.get(keyword), count, keyword)
+
+
+def stored_uid(dataset: Dataset, keyword: str) -> str:
+    """A UI element's value as stored (``""`` when absent), read without pydicom's conversion when possible."""
+    strings = _raw_strings(dataset, keyword)
+    return strings[0] if strings is not None and len(strings) == 1 else str(dataset.get(keyword, ""))
+
+
 def _check_dataset(dataset: object, index: int) -> Dataset:
     if not isinstance(dataset, Dataset):
         raise InputTypeError(
@@ -172,6 +211,13 @@ def collect_source_frames(source_images: Sequence[Dataset]) -> SourceFrames:
 
 
 def _require_same(datasets: Sequence[Dataset], keyword: str, error: type[Exception]) -> object:
+    tag = tag_for_keyword(keyword)
+    stored = datasets[0].get_item(tag)  # type: ignore[arg-type]
+    if isinstance(stored, RawDataElement) and all(
+            isinstance(other := ds.get_item(tag), RawDataElement)  # type: ignore[arg-type]
+            and other.value == stored.value and other.is_little_endian == stored.is_little_endian
+            and other.VR == stored.VR for ds in datasets[1:]):
+        return datasets[0].get(keyword)  # the same stored bytes everywhere: one conversion
     first = datasets[0].get(keyword)
     for index, ds in enumerate(datasets[1:], start=1):
         value = ds.get(keyword)
@@ -195,16 +241,12 @@ def _collect_single_frames(datasets: tuple[Dataset, ...]) -> SourceFrames:
     coordinate_system = None
     if all(has_geometry) and frame_of_reference is not None:
         coordinate_system = CoordinateSystemNames.PATIENT
-        orientations = [_ds_strings(ds.ImageOrientationPatient, 6, "ImageOrientationPatient")
-                        for ds in datasets]
+        orientations = [_ds_strings_of(ds, "ImageOrientationPatient", 6) for ds in datasets]
         check_image_orientation(np.array(orientations[0], dtype=float),
                                 "ImageOrientationPatient of source_images[0]")
         _check_same_orientation(np.array(orientations, dtype=float))
         orientation = orientations[0]
-        position_strings = [
-            _ds_strings(ds.ImagePositionPatient, 3, "ImagePositionPatient")  # type: ignore[misc]
-            for ds in datasets
-        ]
+        position_strings = [_ds_strings_of(ds, "ImagePositionPatient", 3) for ds in datasets]
         positions = np.array(position_strings, dtype=np.float64)
     elif any(has_geometry) and not all(has_geometry):
         missing = has_geometry.index(False)
@@ -224,7 +266,7 @@ def _collect_single_frames(datasets: tuple[Dataset, ...]) -> SourceFrames:
         )
     spacing = None
     if all("PixelSpacing" in ds for ds in datasets):
-        spacings = [_ds_strings(ds.PixelSpacing, 2, "PixelSpacing") for ds in datasets]
+        spacings = [_ds_strings_of(ds, "PixelSpacing", 2) for ds in datasets]
         values = np.array(spacings, dtype=float)
         differs = ~np.all(np.isclose(values, values[0], rtol=PIXEL_SPACING_MATCH_RTOL, atol=PIXEL_SPACING_MATCH_ATOL_MM), axis=1)
         if differs.any():
@@ -241,8 +283,8 @@ def _collect_single_frames(datasets: tuple[Dataset, ...]) -> SourceFrames:
         columns=columns,
         coordinate_system=coordinate_system,
         frame_of_reference_uid=str(frame_of_reference) if frame_of_reference else None,
-        sop_class_uids=[str(ds.SOPClassUID) for ds in datasets],
-        sop_instance_uids=[str(ds.SOPInstanceUID) for ds in datasets],
+        sop_class_uids=[stored_uid(ds, "SOPClassUID") for ds in datasets],
+        sop_instance_uids=[stored_uid(ds, "SOPInstanceUID") for ds in datasets],
         frame_numbers=[None] * len(datasets),
         position_strings=position_strings,
         positions=positions,
