@@ -395,7 +395,7 @@ def _fractional_into(dataset: Dataset, layout: PixelLayout, placement: FramePlac
     for begin, end, values in _fractional_chunks(dataset, layout, placement.frame, np.dtype(values_dtype),
                                                  rescale, maximum_fractional_value):
         index = (placement.position[begin:end], slice(None), slice(None), channel[begin:end])
-        out[index] = np.maximum(out[index], values)
+        out[index] = values  # one frame per (position, channel) (checked above): nothing to merge with
     return out
 
 

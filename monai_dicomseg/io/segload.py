@@ -353,8 +353,9 @@ def _apply_threshold(stacked: np.ndarray, plan: SegmentSelectionPlan, mode: str,
 
 
 def _scatter(seg: Any, plan: SegmentSelectionPlan, mode: str, layout: Any, placements: Any,
-             target_shape: tuple[int, ...], dtype: Any, skip_overlap_checks: bool) -> np.ndarray:
-    """BINARY / LABELMAP: decode the selected frames once, straight into the final array.
+             target_shape: tuple[int, ...], dtype: Any, skip_overlap_checks: bool,
+             rescale_fractional: bool = True) -> np.ndarray:
+    """BINARY / LABELMAP, FRACTIONAL stacked: decode the selected frames once, straight into the final array.
 
     The output is allocated in its final channel-first layout and dtype and
     the frames are scattered into a view of it that is indexed like the SEG
@@ -370,7 +371,9 @@ def _scatter(seg: Any, plan: SegmentSelectionPlan, mode: str, layout: Any, place
         channels = 1
         targets = list(plan.values)
     else:
-        natural = np.dtype(np.uint8)
+        fractional = SegmentationTypeValues(getattr(seg.segmentation_type, "value", seg.segmentation_type)) \
+            == SegmentationTypeValues.FRACTIONAL
+        natural = output_dtype(None, max_value=1, rescaled=fractional and rescale_fractional)
         channels = len(plan.channel_values)
         targets = [plan.channel_values.index(v) for v in plan.values]
     out = np.zeros((channels, *target_shape), dtype=natural if dtype is None else dtype)
@@ -379,7 +382,7 @@ def _scatter(seg: Any, plan: SegmentSelectionPlan, mode: str, layout: Any, place
         view = view[0] if mode == "labelmap" else np.moveaxis(view, 0, -1)  # (F, R, C[, channels])
         seg.assemble_volume_into(
             view, frames, list(plan.segment_numbers), combine_segments=(mode == "labelmap"),
-            targets=targets, skip_overlap_checks=skip_overlap_checks,
+            targets=targets, skip_overlap_checks=skip_overlap_checks, rescale_fractional=rescale_fractional,
         )
     return out
 
@@ -498,7 +501,7 @@ def load_seg_array(
     if reference is not None:
         _check_reference_identity(seg, reference)
     layout = None
-    if seg_type != SegmentationTypeValues.FRACTIONAL:
+    if not fractional or (mode == "stacked" and threshold is None):
         layout = seg.volume_layout()  # None for a tiled SLIDE segmentation
     if layout is not None:
         volume_affine, volume_shape = layout[0].affine, layout[0].spatial_shape
@@ -522,7 +525,8 @@ def load_seg_array(
         out_space = reference.space
     placements = plan_placement(volume_affine, volume_shape, target_lps, target_shape)
     if layout is not None:
-        array = _scatter(seg, plan, mode, layout, placements, target_shape, dtype, skip_overlap_checks)
+        array = _scatter(seg, plan, mode, layout, placements, target_shape, dtype, skip_overlap_checks,
+                         rescale_fractional)
     else:
         out_dtype = dtype
         if out_dtype is None and values.dtype == bool:

@@ -213,22 +213,27 @@ class VolumeReaderMixin:
         combine_segments: bool,
         targets: "Sequence[int] | None" = None,
         skip_overlap_checks: bool = False,
+        rescale_fractional: bool = False,
     ) -> np.ndarray:
-        """Write the frames of :meth:`volume_layout` into ``out`` (BINARY / LABELMAP).
+        """Write the frames of :meth:`volume_layout` into ``out``.
 
         ``out`` is a zero-filled ``(N, R, C, channels)`` (stacked) or
         ``(N, R, C)`` (combined) array of any strides and dtype, typically a
         view of the caller's final array; ``targets`` gives each requested
         segment's output channel (stacked) or value (combined). Only the
-        selected frames are decoded, once.
+        selected frames are decoded, once. FRACTIONAL frames (stacked) are
+        written chunk by chunk, divided by MaximumFractionalValue when
+        ``rescale_fractional`` (``out`` then float32 to avoid a conversion).
         """
         requested = check_segment_request(segment_numbers, list(self.segment_numbers))
+        maximum = self.get("MaximumFractionalValue")  # type: ignore[attr-defined]
         return assemble_frames(
             self,  # type: ignore[arg-type]
             self._get_pixel_layout(), placement, out.shape[0],
             segmentation_type=self.segmentation_type, segment_numbers=requested,
-            combine_segments=combine_segments, relabel=False, rescale_fractional=False,
+            combine_segments=combine_segments, relabel=False, rescale_fractional=rescale_fractional,
             skip_overlap_checks=skip_overlap_checks, dtype=None,
+            maximum_fractional_value=None if maximum is None else int(maximum),
             all_segment_numbers=list(self.segment_numbers), out=out, targets=targets,
         )
 

@@ -156,3 +156,30 @@ def test_volume_reads_have_no_full_size_temporaries(monkeypatch, segmentation_ty
         tracemalloc.stop()
     np.testing.assert_array_equal(volume.array, expected)
     assert peak < 1.6 * volume.array.nbytes, (peak, volume.array.nbytes)
+
+
+def test_fractional_stacked_load_writes_straight_into_the_monai_array(monkeypatch, tmp_path):
+    """load_seg_array(mode="stacked") of a FRACTIONAL SEG: fractions go chunk by chunk into the final
+    channel-first array (before: a (F, R, C, S) volume, then its transposed copy: 2.25x the output)."""
+    from monai_dicomseg.codec import assemble
+    from monai_dicomseg.io.segload import load_seg_array
+
+    shape = (24, 96, 80)
+    series = synthetic.make_ct_series(shape, seed=4)
+    values = np.random.default_rng(3).random((*shape, 5)).astype(np.float32)
+    path = tmp_path / "fractional.dcm"
+    build_segmentation(monai_dicomseg, series, values, "FRACTIONAL", 5).save_as(path)
+    seg = monai_dicomseg.seg.segread(path)  # the stored frames are the input, not a temporary
+    expected = load_seg_array(seg, mode="stacked").array  # default chunks; frame index built once
+    np.testing.assert_allclose(np.sort(expected.reshape(-1)), np.sort(np.rint(values * 255).reshape(-1) / 255),
+                               atol=1e-6)
+    monkeypatch.setattr(assemble, "_DECODE_CHUNK_VALUES", 96 * 80 * 4)
+    tracemalloc.start()
+    try:
+        loaded = load_seg_array(seg, mode="stacked")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(loaded.array, expected)
+    assert loaded.array.dtype == np.float32
+    assert peak < 1.3 * loaded.array.nbytes, (peak, loaded.array.nbytes)
