@@ -468,9 +468,13 @@ def _assemble_into(
         lut[segs] = target
         if combine_segments and stored_max:  # every stored value has a LUT entry: map whole frames
             values_of = lut.astype(out.dtype)
+            # every segment requested with its own number: the stored frames are the answer
+            identity = bool(np.array_equal(target, segs)) and all_segment_numbers is not None \
+                and set(segs.tolist()) >= set(all_segment_numbers)
             for first in range(0, placement.frame.size, chunk):
                 part = slice(first, first + chunk)
-                out[placement.position[part]] = values_of[decode_frames(dataset, placement.frame[part], layout)]
+                stored = decode_frames(dataset, placement.frame[part], layout)
+                out[placement.position[part]] = stored if identity else values_of[stored]
             return out
         for first in range(0, placement.frame.size, chunk):
             part = slice(first, first + chunk)
