@@ -30,7 +30,7 @@ from monai_dicomseg.codec.functional_groups import (
     plane_position_group,
     slide_position_group,
 )
-from monai_dicomseg.codec.pixel_data import encode_binary_frames, encode_byte_frames
+from monai_dicomseg.codec.pixel_data import encode_binary_frames, encode_byte_frames, join_frames
 from monai_dicomseg.enums import (
     CoordinateSystemNames,
     DimensionOrganizationTypeValues,
@@ -623,12 +623,8 @@ def _encode_pixel_data(dataset: Dataset, options: EncodeOptions, pixels: Segment
     elif seg_type is SegmentationTypeValues.FRACTIONAL:
         maximum = options.max_fractional_value
         get_frame = lambda i: pixels.fractional_frame(int(planes[i]), int(segments[i]), maximum)  # noqa: E731
-    elif pixels.lazy_labelmap:  # on disk / chunked: one frame read at a time
-        labelmap_frames = None
+    else:  # LABELMAP: one frame at a time (read on demand when on disk / chunked), in the stored dtype
         get_frame = lambda i: pixels.labelmap_frame(int(planes[i]))  # noqa: E731
-    else:
-        labelmap_frames = pixels.labelmap_frames(planes)
-        get_frame = labelmap_frames.__getitem__
     dataset.NumberOfFrames = plan.number_of_frames
     if options.transfer_syntax_uid.is_encapsulated:
         frames = encode_frames(plan.number_of_frames, get_frame, options.transfer_syntax_uid,
@@ -643,12 +639,9 @@ def _encode_pixel_data(dataset: Dataset, options: EncodeOptions, pixels: Segment
         data = encode_binary_frames(plan.number_of_frames, rows, columns, get_frame)
     elif seg_type is SegmentationTypeValues.FRACTIONAL:
         data = encode_byte_frames(plan.number_of_frames, rows, columns, np.dtype(np.uint8), get_frame)
-    elif labelmap_frames is None:
+    else:
         data = encode_byte_frames(plan.number_of_frames, rows, columns, labelmap_dtype(pixels.number_of_segments),
                                   get_frame)
-    else:
-        data = labelmap_frames.astype(labelmap_frames.dtype.newbyteorder("<"), copy=False).tobytes()
-        data = data + b"\x00" if len(data) % 2 else data
     dataset.add_new("PixelData", "OB" if bits <= 8 else "OW", data)
 
 
@@ -745,33 +738,18 @@ def _encode_streamed_pixel_data(dataset: Dataset, options: EncodeOptions, pixels
         return
     size = rows * columns
     if seg_type is SegmentationTypeValues.FRACTIONAL or size % 8 == 0:
-        # frames are whole bytes: join them (frames + result), no third output-sized buffer
-        empty = np.zeros(size if seg_type is SegmentationTypeValues.FRACTIONAL else size // 8, dtype=np.uint8)
-        parts = [memoryview(np.ascontiguousarray(cache.frames.pop(key, empty))).cast("B") for key in keys]
-        data = b"".join(parts)
-        del parts
-        dataset.add_new("PixelData", "OB", data + b"\x00" if len(data) % 2 else data)
+        # frames are whole bytes: each is released once written (frames + output, never two outputs)
+        frame_bytes = size if seg_type is SegmentationTypeValues.FRACTIONAL else size // 8
+        empty = np.zeros(frame_bytes, dtype=np.uint8)
+        frames = (np.ascontiguousarray(cache.frames.pop(key, empty)) for key in keys)
+        dataset.add_new("PixelData", "OB", join_frames(frames, count * frame_bytes))
         return
-    if seg_type is SegmentationTypeValues.BINARY:
-        out = np.zeros(packed_length(count, rows, columns), dtype=np.uint8)
-        for index, key in enumerate(keys):
-            packed = cache.frames.pop(key, None)
-            if packed is None:
-                continue
-            if size % 8 == 0:
-                out[index * size // 8:(index + 1) * size // 8] = packed
-            else:
-                _place_bits(out, index, np.unpackbits(packed, count=size, bitorder="little").astype(bool))
-        dataset.add_new("PixelData", "OB", out.tobytes())
-        return
-    out = np.zeros((count, rows, columns), dtype=np.uint8)
+    out = np.zeros(packed_length(count, rows, columns), dtype=np.uint8)  # BINARY, frames not byte aligned
     for index, key in enumerate(keys):
-        frame = cache.frames.pop(key, None)
-        if frame is not None:
-            out[index] = frame
-    data = out.tobytes()
-    del out
-    dataset.add_new("PixelData", "OB", data + b"\x00" if len(data) % 2 else data)
+        packed = cache.frames.pop(key, None)
+        if packed is not None:
+            _place_bits(out, index, np.unpackbits(packed, count=size, bitorder="little").astype(bool))
+    dataset.add_new("PixelData", "OB", out.tobytes())
 
 
 def _set_file_meta(dataset: Dataset, sop_class_uid: str, sop_instance_uid: str,

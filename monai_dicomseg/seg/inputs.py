@@ -124,19 +124,12 @@ class SegmentPixels:
 
     def labelmap_frame(self, plane: int) -> np.ndarray:
         """``(R, C)`` label-map frame of one plane in the smallest LABELMAP dtype (read on demand)."""
-        return self.labelmap_frames(np.array([plane]))[0]
-
-    def labelmap_frames(self, planes: np.ndarray) -> np.ndarray:
-        """``(n, R, C)`` label-map frames in the smallest LABELMAP dtype."""
-        dtype = labelmap_dtype(self.number_of_segments)
-        if self.lazy_labelmap:
-            frames = np.stack([np.asarray(self.labelmap[int(p)]) for p in planes]).astype(dtype, copy=False)
-            for plane in planes:  # copied: a shared memmap's pages may leave the resident set
-                release_leading_range(self.labelmap, int(plane), int(plane) + 1)
-            return frames
-        if len(planes) == self.shape[0] and np.array_equal(planes, np.arange(len(planes))):
-            return self.labelmap.astype(dtype, copy=False)  # type: ignore[union-attr]  (every plane in order)
-        return self.labelmap[planes].astype(dtype, copy=False)  # type: ignore[index]
+        frame = np.asarray(self.labelmap[int(plane)]).astype(labelmap_dtype(self.number_of_segments),  # type: ignore[index]
+                                                             copy=False)
+        if self.lazy_labelmap:  # a copy, so a shared memmap's pages may leave the resident set
+            frame = np.array(frame, copy=True) if frame.base is not None else frame
+            release_leading_range(self.labelmap, int(plane), int(plane) + 1)
+        return frame
 
 
 def _check_dtype(array: np.ndarray) -> None:
