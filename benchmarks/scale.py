@@ -15,21 +15,29 @@ Cases (full size / ``--small``):
    combined) BINARY and LABELMAP, ours vs highdicom. Full: 512x512x1000, 117
    segments; small: 256x256x100, 117 segments.
 3. 300 segments, 16-bit LABELMAP, write and read. Full: 512x512x200; small: 128x128x40.
-4. tiled LABELMAP from a memory-mapped total pixel matrix (written tile by tile),
-   then region reads. Full: 30720x30720 (~10^9 pixels), 512 tiles, 2048x2048
-   regions (highdicom skipped: it needs the whole matrix and more in memory);
-   small: 4096x4096, 256 tiles, 1024x1024 regions (highdicom from the in-memory array).
+4. tiled LABELMAP from a memory-mapped total pixel matrix (read tile by tile), native, RLE and JPEG-LS,
+   then three 2048x2048 region reads. Full: 32768x32768 (1.07x10^9 pixels), 512 tiles; small: 4096x4096,
+   256 tiles, 1024x1024 regions. highdicom is given the matrix as an in-memory array (it needs it whole).
 
-Measured (2-core, 24 GB, shared machine; FRACTIONAL computed only on each class's support, issue 15):
-mid size (``--case 1 --shape 200 512 512 --classes 20``) with ``--logit-scale 12``: FRACTIONAL native
-2.2 s (was 31.8 s; 163.6 MB), JPEG-LS 5.4 s (was 39.9 s; 0.7 MB), BINARY 2.1-2.9 s, highdicom path 15.5 s;
-with the default scale 6 every off-class value is stored as 1 (1.05 GB, every frame non-empty): 39 s.
-Full case 1 (117 classes, 12.4 GB model output; highdicom skipped: it needs more than that again):
-FRACTIONAL native 19.9 s / 14.3 GB peak / 1061 MB, JPEG-LS (2 workers) 146 s / 13.6 GB / 3.6 MB,
-BINARY 11.0 s / 13.6 GB / 134 MB, LABELMAP 8.7 s / 13.6 GB / 84 MB.
+Measured (2-core, 24 GB, shared machine, highdicom 0.28.2; one run each, so read the ratios):
 
-Every figure comes from its own child process: wall time of the call, peak RSS
-(VmHWM of the child, inputs included; ``ru_maxrss`` where /proc is missing) and the file size. Figures are printed as a
+* case 1, mid size (``--case 1 --shape 200 512 512 --classes 20 --logit-scale 12``): FRACTIONAL native 2.2 s,
+  JPEG-LS 5.4 s, BINARY 2.1-2.9 s, highdicom path 15.5 s; with the default scale 6 every off-class value is
+  stored as 1 (1.05 GB, every frame non-empty): 39 s.
+* case 2, full (512x512x1000, 117 segments): write BINARY 2.4 s vs 26.9 s (x11.3, 0.46 of its peak RSS),
+  LABELMAP 1.1 s vs 4.4 s (x3.9, 0.51); read BINARY 2.5 s vs 11.3 s (x4.5, 0.71), LABELMAP 0.53 s vs
+  1.97 s (x3.7, 0.76).
+* case 3, full (512x512x200, 300 segments, 16-bit): write 0.43 s vs 2.34 s (x5.4, 0.59), read 0.20 s vs
+  1.95 s (x9.9, 0.79).
+* case 4, full (32768x32768 = 1.07e9 pixels, memory-mapped): JPEG-LS write 4.7 s at 131 MB peak RSS vs
+  highdicom 13.3 s at 3.3 GB (x2.8, 0.04), region reads 0.70 s / 110 MB vs 3.4 s / 194 MB; RLE 40 s / 163 MB
+  vs 56 s / 3.3 GB; native 13 s / 2.1 GB vs 13 s / 5.3 GB (a native file of the matrix is itself 1 GB).
+
+Every figure comes from its own child process: wall time of the call, peak RSS (VmHWM of the child,
+reset to the current RSS just before the call, so the inputs it holds are included but the set-up's
+transient peaks are not; ``ru_maxrss`` where /proc is missing), what the call added above the RSS it
+started with, and the file size. Both sides get the same inputs (source headers without their pixels,
+the label array) and import everything before the clock starts. Figures are printed as a
 table, with each of ours against highdicom's measured in the same run.
 """
 from __future__ import annotations
@@ -57,7 +65,7 @@ LOGIT_SCALE = [6.0]
 ``1 / (e**6 + K)`` (> 0.5/255 for K < 108: stored as 1, so every FRACTIONAL frame is non-empty); a trained
 network is far more confident away from an organ (``--logit-scale 12``: ~6e-6, stored as 0)."""
 FULL = {1: ((400, 512, 512), 117), 2: ((1000, 512, 512), 117), 3: ((200, 512, 512), 300),
-        4: ((30720, 30720), 512, 2048)}
+        4: ((32768, 32768), 512, 2048)}
 SMALL = {1: ((64, 128, 128), 20), 2: ((100, 256, 256), 117), 3: ((40, 128, 128), 300),
          4: ((4096, 4096), 256, 1024)}
 COMPRESSION = {"native": None, "rle": "rle", "jpegls": "jpegls", "jpeg2000": "jpeg2000"}
@@ -67,8 +75,40 @@ VARIANTS = {
     2: ["write-BINARY", "write-LABELMAP", "hd-write-BINARY", "hd-write-LABELMAP",
         "read-BINARY", "read-LABELMAP", "hd-read-BINARY", "hd-read-LABELMAP"],
     3: ["write-LABELMAP", "hd-write-LABELMAP", "read-LABELMAP", "hd-read-LABELMAP"],
-    4: ["write-LABELMAP", "hd-write-LABELMAP", "read-regions", "hd-read-regions"],
+    4: ["write-LABELMAP", "hd-write-LABELMAP", "read-regions", "hd-read-regions",
+        "write-LABELMAP-rle", "hd-write-LABELMAP-rle", "read-regions-rle", "hd-read-regions-rle",
+        "write-LABELMAP-jpegls", "hd-write-LABELMAP-jpegls", "read-regions-jpegls", "hd-read-regions-jpegls"],
 }
+
+
+BASE_MB = [0.0]
+
+
+def rss_mb() -> float:
+    """Current RSS of this process in MB (VmRSS), 0 where /proc is missing."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def start_clock() -> float:
+    """Reset the peak-RSS mark to the current RSS (Linux ``clear_refs`` 5), note that base, start the clock.
+
+    The set-up (reading inputs, building the file a read variant reads) is then
+    outside both the time and the peak, and ``peak - base`` is what the call itself
+    added on top of the inputs it was given."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+    BASE_MB[0] = rss_mb()
+    return time.perf_counter()
 
 
 def peak_mb() -> float:
@@ -142,14 +182,17 @@ def ours_descriptions(count: int):
 def case1(variant: str, shape, segments, out: Path) -> dict:
     probs, folder = model_output(shape, segments)
     path = out / "case1.dcm"
-    start = time.perf_counter()
+    import highdicom  # noqa: F401  (imports are not what is measured)
+    from monai.transforms import SpatialResample  # noqa: F401
+
+    from monai_dicomseg.io.writer import DicomSegWriter
+
+    start = start_clock()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if variant == "hd-BINARY":
             run_today(probs, folder, segments, path)
         else:
-            from monai_dicomseg.io.writer import DicomSegWriter
-
             kind, _, compression = variant.partition("-")
             options = {} if compression in ("", "native") else {"compression": compression, "workers": 2}
             writer = DicomSegWriter(segmentation_type=kind, labels=["background", *names(segments)],
@@ -185,23 +228,49 @@ def run_today(probs, folder, segments, path) -> None:
 
 
 def _module(variant: str):
+    """The package a variant runs, fully imported before any timing (imports are not what is measured)."""
+    from pydicom.sr.codedict import codes  # noqa: F401  (both sides build their descriptions from it)
+
     if variant.startswith("hd-"):
         import highdicom
 
+        hd_descriptions(highdicom, 1)
         return highdicom, variant[3:]
+    import importlib
+    import pkgutil
+
     import monai_dicomseg
 
+    for package in ("seg", "codec", "geometry", "sr"):  # monai_dicomseg imports its modules lazily, on first use
+        module = importlib.import_module(f"monai_dicomseg.{package}")
+        for info in pkgutil.iter_modules(module.__path__, f"monai_dicomseg.{package}."):
+            importlib.import_module(info.name)
+    hd_descriptions(monai_dicomseg, 1)
     return monai_dicomseg, variant
+
+
+def series_headers(shape, segments, labels: bool = True):
+    """``(source headers without Pixel Data, label map)`` of :func:`big_case`: what both writers need.
+
+    Neither writer reads the source pixels, so leaving them out keeps ~0.5 GB
+    of CT pixels (at 512x512x1000) out of both peaks and the memory ratios
+    about the writers themselves."""
+    import pydicom
+
+    folder = series_folder(shape, segments)
+    headers = [pydicom.dcmread(path, stop_before_pixels=True) for path in sorted(folder.glob("*.dcm"))]
+    headers.sort(key=lambda ds: int(ds.InstanceNumber))
+    return headers, np.load(folder.parent / "labels.npy") if labels else None
 
 
 def case_series(variant: str, shape, segments, out: Path) -> dict:
     """Cases 2 and 3: write or read a label map of ``segments`` segments on a long series."""
     module, action = _module(variant)
     operation, _, kind = action.partition("-")
-    sources, labels = big_case(shape, segments)
     path = out / f"case-{kind}-{'hd' if variant.startswith('hd-') else 'ours'}.dcm"
+    sources, labels = series_headers(shape, segments, labels=operation == "write" or not path.exists())
     if operation == "write":
-        start = time.perf_counter()
+        start = start_clock()
         pixels = labels if segments < 256 else labels.astype(np.uint16)
         segmentation(module, sources, pixels, kind, segments).save_as(path)
         return {"seconds": time.perf_counter() - start, "size": path.stat().st_size}
@@ -210,9 +279,9 @@ def case_series(variant: str, shape, segments, out: Path) -> dict:
 
         pixels = labels if segments < 256 else labels.astype(np.uint16)
         segmentation(monai_dicomseg, sources, pixels, kind, segments).save_as(path)
-    del labels
     uids = [str(ds.SOPInstanceUID) for ds in sources]
-    start = time.perf_counter()
+    del labels, sources  # a reader needs neither
+    start = start_clock()
     seg = module.seg.segread(str(path))
     array = seg.get_pixels_by_source_instance(uids, combine_segments=True, skip_overlap_checks=True)
     return {"seconds": time.perf_counter() - start, "size": path.stat().st_size, "voxels": int(array.size)}
@@ -228,23 +297,41 @@ def slide_source(total, tile, out: Path):
     return image
 
 
+SLIDE_SYNTAXES = {"": None, "rle": "1.2.840.10008.1.2.5", "jpegls": "1.2.840.10008.1.2.4.80"}
+"""Case 4's transfer syntaxes by variant suffix: native, RLE Lossless, JPEG-LS Lossless."""
+
+
+def _slide_options(compression: str) -> dict:
+    syntax = SLIDE_SYNTAXES[compression]
+    return {} if syntax is None else {"transfer_syntax_uid": syntax}
+
+
 def case4(variant: str, total, tile, region, out: Path) -> dict:
+    """Tiled LABELMAP ``write-LABELMAP[-rle|-jpegls]`` or 2048^2 ``read-regions[-rle|-jpegls]``."""
     module, action = _module(variant)
+    compression = action.split("-")[2] if action.startswith("write") and action.count("-") == 2 else (
+        action.split("-")[2] if action.startswith("read") and action.count("-") == 2 else "")
     matrix_path = CACHE / f"matrix_{total[0]}x{total[1]}.u8"
-    path = out / f"case4-{'hd' if variant.startswith('hd-') else 'ours'}.dcm"
+    path = out / f"case4{'-' + compression if compression else ''}-{'hd' if variant.startswith('hd-') else 'ours'}.dcm"
     source = slide_source(total, tile, out)
     matrix = np.memmap(matrix_path, dtype=np.uint8, mode="r", shape=total)
+    options = _slide_options(compression)
+    if compression == "jpegls" and not variant.startswith("hd-"):
+        options["workers"] = 2
     if action.startswith("write"):
         pixels = np.array(matrix) if variant.startswith("hd-") else matrix  # highdicom: whole array in memory
-        start = time.perf_counter()
+        start = start_clock()
         segmentation(module, [source], pixels[None], "LABELMAP", 3, tile_pixel_array=True,
-                     omit_empty_frames=True).save_as(path)
+                     omit_empty_frames=True, **options).save_as(path)
         return {"seconds": time.perf_counter() - start, "size": path.stat().st_size}
     if not path.exists():
         import monai_dicomseg
 
-        segmentation(monai_dicomseg, [source], matrix[None], "LABELMAP", 3, tile_pixel_array=True).save_as(path)
-    start = time.perf_counter()
+        options.pop("workers", None)
+        segmentation(monai_dicomseg, [source], matrix[None], "LABELMAP", 3, tile_pixel_array=True,
+                     **options).save_as(path)
+    del matrix
+    start = start_clock()
     seg = module.seg.segread(str(path))
     corners = [(1, 1), (total[0] // 2, total[1] // 3), (total[0] - region, total[1] - region)]
     for row, column in corners:
@@ -283,6 +370,7 @@ def child(case: int, variant: str, small: bool, out: str) -> None:
     else:
         result = case4(variant, spec[0], spec[1], spec[2], out_path)
     result["peak_mb"] = peak_mb()
+    result["base_mb"] = BASE_MB[0]
     print(json.dumps(result))
 
 
@@ -311,7 +399,8 @@ def main() -> None:
     cases = args.case or sorted(FULL)
     forwarded = (["--small"] if args.small else []) + (["--shape", *map(str, args.shape)] if args.shape else []) \
         + (["--classes", str(args.classes)] if args.classes else []) + ["--logit-scale", str(args.logit_scale)]
-    print(f"{'case':<6}{'variant':<24}{'seconds':>10}{'peak RSS MB':>13}{'size MB':>10}{'  vs highdicom'}")
+    print(f"{'case':<6}{'variant':<24}{'seconds':>10}{'peak RSS MB':>13}{'above inputs':>14}{'size MB':>10}"
+          f"{'  vs highdicom'}")
     CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE) as out:  # git-ignored, on the disk the inputs are on
         for case in cases:
@@ -323,8 +412,6 @@ def main() -> None:
                 if (args.skip_highdicom and variant.startswith("hd")) or (args.variants
                                                                           and variant not in args.variants):
                     continue
-                if case == 4 and variant.startswith("hd-") and not args.small:
-                    continue  # highdicom needs the whole 10^9-pixel matrix (and several copies) in memory
                 command = [sys.executable, __file__, "--child", str(case), variant, out] + forwarded
                 done = subprocess.run(command, capture_output=True, text=True)
                 if done.returncode != 0:
@@ -337,15 +424,21 @@ def main() -> None:
                     versus = (f"  x{theirs['seconds'] / result['seconds']:.2f} speed, "
                               f"{result['peak_mb'] / theirs['peak_mb']:.2f} of its peak")
                 print(f"{case:<6}{variant:<24}{result['seconds']:10.2f}{result['peak_mb']:13.0f}"
-                      f"{result['size'] / 1e6:10.1f}{versus}", flush=True)
+                      f"{_extra(result):14.0f}{result['size'] / 1e6:10.1f}{versus}", flush=True)
             if case in (2, 3, 4):  # print ours-vs-highdicom once both are known
                 for variant, result in results.items():
                     theirs = results.get(_highdicom_twin(case, variant))
                     if theirs and not variant.startswith("hd-"):
                         print(f"{'':<6}{variant:<24} vs highdicom: x{theirs['seconds'] / result['seconds']:.2f} "
-                              f"speed, {result['peak_mb'] / theirs['peak_mb']:.2f} of its peak RSS")
+                              f"speed, {result['peak_mb'] / theirs['peak_mb']:.2f} of its peak RSS, "
+                              f"{_extra(result) / max(_extra(theirs), 1.0):.2f} of what it adds to its inputs")
             for stale in Path(out).glob("*.dcm"):
                 stale.unlink()
+
+
+def _extra(result: dict) -> float:
+    """MB the call added on top of the RSS it started with (its inputs and the imports)."""
+    return max(0.0, result["peak_mb"] - result.get("base_mb", 0.0))
 
 
 def _highdicom_twin(case: int, variant: str) -> str:
