@@ -67,8 +67,10 @@ def orthanc(orthanc, tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _forget_refusals(monkeypatch):
-    """Every test starts with no server remembered as refusing frames (the set is per process)."""
+    """Every test starts with no server remembered as refusing frames (the set is per process), and with
+    frames retrieved whatever the SEG's size (the test SEGs are far below FRAMES_MIN_PIXEL_BYTES)."""
     monkeypatch.setattr(frames, "_REFUSED", set())
+    monkeypatch.setattr(frames, "FRAMES_MIN_PIXEL_BYTES", 0)
 
 
 def _write(root, name, seg):
@@ -137,6 +139,19 @@ def _assert_same(remote, local):
     for key in ("segments", "channel_segments", "channel_values", "segmentation_type", "SOPInstanceUID",
                 "SeriesInstanceUID", "FrameOfReferenceUID", "source_series_instance_uid", "threshold"):
         assert remote.meta[key] == local.meta[key], key
+
+
+def test_small_seg_comes_whole_even_with_a_selection(orthanc, segs, tmp_path, monkeypatch):
+    """Below FRAMES_MIN_PIXEL_BYTES one whole-instance request is cheaper than planning frames."""
+    monkeypatch.setattr(frames, "FRAMES_MIN_PIXEL_BYTES", 8 * 1024**2)  # the default
+    log = tmp_path / "requests.log"
+    server = orthanc.server(cache_dir=str(tmp_path / "cache"), session=CountingSession(str(log)))
+    path = segs["paths"]["fractional"]
+    assert pydicom.dcmread(path).PixelData.__len__() < frames.FRAMES_MIN_PIXEL_BYTES
+    remote, local = _load_pair({"mode": "stacked", "segment_numbers": [1, 3]}, _ref(orthanc, path, server), path,
+                               segs["ct_folder"])
+    _assert_same(remote, local)
+    assert not _frames_asked(log) and len(_whole_instance_gets(log)) == 1
 
 
 # --------------------------------------------------------------------------- live: FRACTIONAL, Orthanc serves frames
