@@ -39,6 +39,30 @@ def big_case(shape: tuple[int, int, int] = SHAPE, segments: int = SEGMENTS, seed
     return series, labels
 
 
+def status_mb(key: str) -> "float | None":
+    """A memory line of ``/proc/self/status`` (``"VmRSS"``, ``"VmHWM"``) in MB; None where /proc is missing."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Set the peak RSS mark (VmHWM) to the current RSS (Linux >= 4.0, ``clear_refs`` 5); False if not allowed.
+
+    The next VmHWM is then the peak of what runs from here, not of the set-up before."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def median_time(function: Callable[[], Any], repeats: int = 3) -> tuple[float, Any]:
     """Run ``function`` once to warm up, then ``repeats`` times; return (median seconds, last result).
 

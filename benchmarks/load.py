@@ -49,7 +49,7 @@ from monai.transforms import LoadImage  # noqa: E402
 from pydicom.sr.codedict import codes  # noqa: E402
 
 import monai_dicomseg as hd  # noqa: E402
-from _common import big_case  # noqa: E402
+from _common import big_case, reset_peak_rss, status_mb  # noqa: E402
 from monai_dicomseg.io.source_series import load_source_geometry, monai_affine_from_lps, to_monai_array  # noqa: E402
 from monai_dicomseg.synthetic import make_ct_series, make_ellipsoid_labels  # noqa: E402
 
@@ -123,14 +123,6 @@ def make_loader(name: str):
     raise ValueError(name)
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as handle:
-        for row in handle:
-            if row.startswith(field + ":"):
-                return int(row.split()[1])
-    raise KeyError(field)
-
-
 def _peak_child(name: str, path: str) -> None:
     """In a fresh process: print the peak RSS rise (KiB) of one warmed-up load."""
     warnings.simplefilter("ignore")
@@ -138,15 +130,10 @@ def _peak_child(name: str, path: str) -> None:
     result = loader(path)  # warm-up: lazy imports, codec plugins
     del result
     gc.collect()
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")  # reset VmHWM to the current RSS (Linux >= 4.0)
-        reset = True
-    except OSError:
-        reset = False
-    base = _status_kib("VmRSS")
+    reset = reset_peak_rss()
+    base = (status_mb("VmRSS") or 0.0) * 1024
     result = loader(path)
-    peak = _status_kib("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = status_mb("VmHWM") * 1024 if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     del result
     print(json.dumps(peak - base))
 

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from _common import big_case, series_folder  # noqa: E402
+from _common import big_case, reset_peak_rss, series_folder, status_mb  # noqa: E402
 
 VARIANTS = {
     "today": "argmax+MONAI inverse+highdicom BINARY",
@@ -92,23 +92,12 @@ def reset_peak() -> None:
     # as part of whichever single call comes next (it swung one-call timings by ~0.2 s).
     gc.collect()
     gc.freeze()
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-    except OSError:
-        pass
+    reset_peak_rss()
 
 
 def peak_since_reset_mb() -> "float | None":
     """VmHWM in MB (the peak since :func:`reset_peak`), or None where /proc is unavailable."""
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
+    return status_mb("VmHWM")
 
 
 def names(count: int) -> list[str]:

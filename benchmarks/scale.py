@@ -57,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from _common import CACHE, big_case, series_folder  # noqa: E402
+from _common import CACHE, big_case, reset_peak_rss, series_folder, status_mb  # noqa: E402
 
 FACTORS = (2, 2, 1)  # source voxels per model voxel along MONAI (C, R, S)
 LOGIT_SCALE = [6.0]
@@ -84,45 +84,22 @@ VARIANTS = {
 BASE_MB = [0.0]
 
 
-def rss_mb() -> float:
-    """Current RSS of this process in MB (VmRSS), 0 where /proc is missing."""
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def start_clock() -> float:
-    """Reset the peak-RSS mark to the current RSS (Linux ``clear_refs`` 5), note that base, start the clock.
+    """Reset the peak-RSS mark to the current RSS, note that base, start the clock.
 
     The set-up (reading inputs, building the file a read variant reads) is then
     outside both the time and the peak, and ``peak - base`` is what the call itself
     added on top of the inputs it was given."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-    except OSError:
-        pass
-    BASE_MB[0] = rss_mb()
+    reset_peak_rss()
+    BASE_MB[0] = status_mb("VmRSS") or 0.0
     return time.perf_counter()
 
 
 def peak_mb() -> float:
-    """Peak RSS of this process in MB: VmHWM (reset by exec, unlike ``ru_maxrss``, which Linux carries over
-    from the forking parent), else ``ru_maxrss``."""
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
+    """Peak RSS of this process in MB since :func:`start_clock`: VmHWM (reset by exec, unlike ``ru_maxrss``,
+    which Linux carries over from the forking parent), else ``ru_maxrss``."""
+    peak = status_mb("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def model_output(shape, segments):
