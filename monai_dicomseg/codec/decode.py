@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -30,8 +30,14 @@ from pydicom.uid import (
 
 from monai_dicomseg.errors import DecodeError, DicomSegError, MissingDependencyError, UnsupportedError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from monai_dicomseg.codec.pixel_source import PixelSource
+
 __all__ = [
     "PixelLayout",
+    "pixel_bytes",
+    "pixel_data_length",
+    "deferred_pixel_source",
     "pixel_layout",
     "decode_frames",
     "packed_frames",
@@ -41,6 +47,7 @@ __all__ = [
 ]
 
 _NATIVE = (ImplicitVRLittleEndian, ExplicitVRLittleEndian)
+_PIXEL_DATA_TAG = 0x7FE00010
 
 MAX_DECODED_BYTES: int = 16 << 30
 """Decoded-size budget: the largest array (in bytes) a read may allocate (default 16 GiB).
@@ -173,6 +180,65 @@ def _int_attribute(dataset: Dataset, keyword: str, default: int | None = None) -
         raise DecodeError(f"{keyword} must be an integer; got {value!r}") from None
 
 
+def deferred_pixel_source(dataset: Dataset) -> "PixelSource | None":
+    """The file-backed source of a data set whose Pixel Data has not been loaded, else ``None``.
+
+    See :mod:`monai_dicomseg.codec.pixel_source`: a deferred Pixel Data
+    element is a ``RawDataElement`` with value ``None`` and the data set's
+    ``buffer`` is a :class:`~monai_dicomseg.codec.pixel_source.PixelSource`.
+    Once anything loads the whole value, this returns ``None``.
+    """
+    from pydicom.dataelem import RawDataElement
+
+    from monai_dicomseg.codec.pixel_source import PixelSource
+
+    source = getattr(dataset, "buffer", None)
+    if not isinstance(source, PixelSource):
+        return None
+    element = dataset.get_item(_PIXEL_DATA_TAG, keep_deferred=True)
+    if isinstance(element, RawDataElement) and element.value is None:
+        return source
+    return None
+
+
+def pixel_data_length(dataset: Dataset) -> int:
+    """Byte length of the Pixel Data value, without loading a deferred one."""
+    source = deferred_pixel_source(dataset)
+    if source is not None:
+        return source.length
+    return len(dataset.PixelData or b"")
+
+
+def pixel_bytes(dataset: Dataset, start: int, stop: int) -> "memoryview | bytearray":
+    """Bytes ``[start, stop)`` of the Pixel Data value: the one way the decoder reads native Pixel Data.
+
+    Parameters
+    ----------
+    dataset
+        A SEG data set (Pixel Data in memory or deferred, see :func:`deferred_pixel_source`).
+    start, stop
+        Byte offsets into the value (``0 <= start <= stop <= length``).
+
+    Returns
+    -------
+    memoryview | bytearray
+        A read-only view of in-memory Pixel Data (no copy), or the bytes read
+        from the file (one read; a new, writable buffer).
+
+    Raises
+    ------
+    DecodeError
+        If the range is outside the value or the file no longer holds it.
+    """
+    source = deferred_pixel_source(dataset)
+    if source is not None:
+        return source.read_range(start, stop)
+    view = memoryview(dataset.PixelData or b"").cast("B")
+    if not 0 <= start <= stop <= len(view):
+        raise DecodeError(f"Pixel Data byte range {start}..{stop} is outside its value of {len(view)} bytes")
+    return view[start:stop]
+
+
 def pixel_layout(dataset: Dataset) -> PixelLayout:
     """Validate the image pixel attributes against the Pixel Data.
 
@@ -220,7 +286,7 @@ def pixel_layout(dataset: Dataset) -> PixelLayout:
     if "PixelData" not in dataset:
         raise DecodeError("PixelData is missing; expected the encoded frames, found no element")
     layout = PixelLayout(rows, columns, frames, bits, syntax, encapsulated)
-    data_length = len(dataset.PixelData or b"")
+    data_length = pixel_data_length(dataset)
     if not encapsulated:
         expected = -(-rows * columns * frames * bits // 8)
         if data_length < expected:
@@ -252,47 +318,115 @@ def _frame_indices(frame_indices: Sequence[int] | np.ndarray, layout: PixelLayou
     return idx
 
 
+def _runs(frames: np.ndarray) -> list[tuple[int, int]]:
+    """``[(first, stop), ...]`` half-open runs of consecutive values of a sorted, unique ``frames``."""
+    if frames.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(frames) != 1) + 1
+    firsts = frames[np.concatenate(([0], breaks))]
+    lasts = frames[np.concatenate((breaks - 1, [frames.size - 1]))]
+    return list(zip(firsts.tolist(), (lasts + 1).tolist()))
+
+
+def _frame_rows(dataset: Dataset, unique: np.ndarray, frame_bytes: int) -> np.ndarray:
+    """``(n, frame_bytes) uint8`` stored bytes of byte-aligned frames ``unique`` (sorted, no repeats).
+
+    One :func:`pixel_bytes` read per run of adjacent frames; a single run is
+    returned without a copy (read-only when the Pixel Data is in memory).
+    """
+    runs = _runs(unique)
+    if len(runs) == 1:
+        first, stop = runs[0]
+        data = pixel_bytes(dataset, first * frame_bytes, stop * frame_bytes)
+        return np.frombuffer(data, dtype=np.uint8).reshape(stop - first, frame_bytes)
+    rows = np.empty((unique.size, frame_bytes), np.uint8)
+    position = 0
+    for first, stop in runs:
+        data = pixel_bytes(dataset, first * frame_bytes, stop * frame_bytes)
+        rows[position:position + stop - first] = np.frombuffer(data, dtype=np.uint8).reshape(-1, frame_bytes)
+        position += stop - first
+    return rows
+
+
+def _selected_rows(dataset: Dataset, idx: np.ndarray, frame_bytes: int) -> tuple[np.ndarray, bool]:
+    """Stored bytes of frames ``idx`` (any order, repeats) as ``(len(idx), frame_bytes)``; whether a copy."""
+    unique, inverse = np.unique(idx, return_inverse=True)
+    rows = _frame_rows(dataset, unique, frame_bytes)
+    if unique.size == idx.size and np.array_equal(unique, idx):  # already sorted, no repeats
+        return rows, rows.flags.writeable
+    return rows[inverse.reshape(-1)], True
+
+
 def packed_frames(
     dataset: Dataset, frame_indices: Sequence[int] | np.ndarray, layout: PixelLayout | None = None
 ) -> np.ndarray | None:
     """Bit-packed bytes of native 1-bit frames when frames are byte aligned.
 
+    Only the byte ranges of the selected frames are read (one read per run
+    of adjacent frames, :func:`pixel_bytes`).
+
     Returns
     -------
     numpy.ndarray | None
-        ``(n, R * C / 8) uint8`` (the selected rows; a read-only view when all
-        frames are selected in order), or ``None``
+        ``(n, R * C / 8) uint8`` (the selected rows; may be a read-only view
+        of in-memory Pixel Data), or ``None``
         when the frames are not native 1-bit with ``R * C % 8 == 0``.
     """
     layout = layout or pixel_layout(dataset)
     if layout.encapsulated or layout.bits_allocated != 1 or layout.pixels_per_frame % 8:
         return None
     idx = _frame_indices(frame_indices, layout)
-    per_frame = layout.pixels_per_frame // 8
-    buffer = np.frombuffer(dataset.PixelData, dtype=np.uint8, count=per_frame * layout.number_of_frames)
-    frames = buffer.reshape(layout.number_of_frames, per_frame)
-    if idx.size == layout.number_of_frames and np.array_equal(idx, np.arange(idx.size)):
-        return frames  # every frame in stored order: a read-only view, no copy
-    return frames[idx]
+    if idx.size == 0:
+        return np.zeros((0, layout.pixels_per_frame // 8), np.uint8)
+    return _selected_rows(dataset, idx, layout.pixels_per_frame // 8)[0]
 
 
-def _native_bits(buffer: bytes, idx: np.ndarray, layout: PixelLayout) -> np.ndarray:
+def _unaligned_bits(dataset: Dataset, idx: np.ndarray, layout: PixelLayout) -> np.ndarray:
+    """``(n, R * C) uint8`` bits of 1-bit frames that straddle byte boundaries (``R * C % 8 != 0``).
+
+    Each run of adjacent frames reads the bytes covering its bits; frame
+    ``i`` holds bits ``[i * R * C, (i + 1) * R * C)`` of the value (PS3.5 8.1.1).
+    """
     n_pixels = layout.pixels_per_frame
-    data = np.frombuffer(buffer, dtype=np.uint8)
+    unique, inverse = np.unique(idx, return_inverse=True)
+    parts: list[np.ndarray] = []
+    start_bit = np.empty(unique.size, np.int64)
+    position, compact = 0, 0
+    for first, stop in _runs(unique):
+        byte0, byte1 = first * n_pixels // 8, -(-stop * n_pixels // 8)
+        parts.append(np.frombuffer(pixel_bytes(dataset, byte0, byte1), dtype=np.uint8))
+        count = stop - first
+        start_bit[position:position + count] = compact * 8 + np.arange(first, stop) * n_pixels - byte0 * 8
+        position += count
+        compact += byte1 - byte0
+    data = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    span = (n_pixels + 7) // 8 + 1
+    gather = np.minimum((start_bit // 8)[:, None] + np.arange(span), data.size - 1)
+    bits = np.unpackbits(data[gather], axis=1, bitorder="little")
+    shift = (start_bit % 8)[:, None] + np.arange(n_pixels)
+    bits = np.take_along_axis(bits, shift, axis=1)
+    return bits if np.array_equal(unique, idx) else bits[inverse.reshape(-1)]
+
+
+def _native_bits(dataset: Dataset, idx: np.ndarray, layout: PixelLayout) -> np.ndarray:
+    """``(n, R, C) uint8`` 0/1 values of native 1-bit frames ``idx``."""
+    n_pixels = layout.pixels_per_frame
     if n_pixels % 8 == 0:
-        per_frame = n_pixels // 8
-        packed = data[: per_frame * layout.number_of_frames].reshape(-1, per_frame)[idx]
+        packed, _ = _selected_rows(dataset, idx, n_pixels // 8)
         bits = np.unpackbits(packed, axis=1, bitorder="little")
     else:
-        # frames straddle byte boundaries: gather the covering bytes, then shift
-        start_bit = idx * n_pixels
-        first_byte = start_bit // 8
-        span = (n_pixels + 7) // 8 + 1
-        gather = np.minimum(first_byte[:, None] + np.arange(span), data.size - 1)
-        bits = np.unpackbits(data[gather], axis=1, bitorder="little")
-        shift = (start_bit % 8)[:, None] + np.arange(n_pixels)
-        bits = np.take_along_axis(bits, shift, axis=1)
+        bits = _unaligned_bits(dataset, idx, layout)
     return bits.reshape(idx.size, layout.rows, layout.columns)
+
+
+def _native_values(dataset: Dataset, idx: np.ndarray, layout: PixelLayout) -> np.ndarray:
+    """``(n, R, C)`` 8- or 16-bit stored values of native frames ``idx`` (a new, writable array)."""
+    frame_bytes = layout.pixels_per_frame * layout.dtype.itemsize
+    rows, copied = _selected_rows(dataset, idx, frame_bytes)
+    values = rows.view(layout.dtype.newbyteorder("<")).reshape(idx.size, layout.rows, layout.columns)
+    if not copied:
+        return values.astype(layout.dtype, copy=True)
+    return values.astype(layout.dtype, copy=False)
 
 
 def decode_frames(
@@ -331,12 +465,8 @@ def decode_frames(
         return np.zeros((0, layout.rows, layout.columns), layout.dtype)
     if not layout.encapsulated:
         if layout.bits_allocated == 1:
-            return _native_bits(dataset.PixelData, idx, layout)
-        count = layout.pixels_per_frame * layout.number_of_frames
-        data = np.frombuffer(dataset.PixelData, dtype=layout.dtype.newbyteorder("<"), count=count)
-        return data.reshape(layout.number_of_frames, layout.rows, layout.columns)[idx].astype(
-            layout.dtype, copy=False
-        )
+            return _native_bits(dataset, idx, layout)
+        return _native_values(dataset, idx, layout)
     return _decode_encapsulated(dataset, idx, layout)
 
 

@@ -27,7 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from monai_dicomseg.codec.assemble import FramePlacement, assemble_frames
-from monai_dicomseg.codec.decode import PixelLayout, pixel_layout
+from monai_dicomseg.codec.decode import PixelLayout, deferred_pixel_source, pixel_layout
 from monai_dicomseg.codec.element_scan import check_structure, locate_top_level_element, read_file_meta
 from monai_dicomseg.codec.frame_index import FrameIndex, build_frame_index
 from monai_dicomseg.enums import (
@@ -55,7 +55,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from monai_dicomseg.seg.content import SegmentDescription
     from monai_dicomseg.seg.segmentation import Segmentation
 
-__all__ = ["read_segmentation_dataset", "SegmentationReaderMixin", "SEGMENTATION_SOP_CLASS_UIDS"]
+__all__ = [
+    "read_segmentation_dataset", "SegmentationReaderMixin", "SEGMENTATION_SOP_CLASS_UIDS", "DEFER_PIXEL_DATA_BYTES",
+]
 
 SEGMENTATION_SOP_CLASS_UIDS = (
     "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation Storage
@@ -144,6 +146,8 @@ def _convert_header(dataset: Dataset) -> None:
                 continue
             try:
                 raw = holder.get_item(tag, keep_deferred=True)  # as stored: no conversion, no deferred read
+                if keyword == "PixelData" and deferred_pixel_source(holder) is not None:
+                    continue  # left in the file (read_segmentation_dataset): checked by pixel_layout
                 if (
                     isinstance(raw, RawDataElement) and raw.is_little_endian
                     and isinstance(raw.value, (bytes, bytearray, memoryview))
@@ -173,11 +177,75 @@ def _parse(source: Any) -> Dataset:
     return dataset
 
 
+DEFER_PIXEL_DATA_BYTES: int = 64 << 20
+"""Files at least this large (bytes) with native Pixel Data are read without loading it (default 64 MiB).
+
+The Pixel Data of such a file stays in the file, read by byte range through
+an open descriptor (:mod:`monai_dicomseg.codec.pixel_source`); encapsulated
+(compressed) Pixel Data is always loaded.
+"""
+
+
+def _native_pixel_data(buf: "bytes | mmap.mmap") -> tuple[int, int, int, bool] | None:
+    """``(element_start, value_start, value_end, implicit)`` of native top-level Pixel Data, else ``None``.
+
+    ``None`` also for anything unusual (no DICM preamble, an encapsulated or
+    malformed element): such files are read whole, as before.
+    """
+    meta = read_file_meta(buf)
+    if meta is None or meta[1] not in (ImplicitVRLittleEndian, ExplicitVRLittleEndian):
+        return None
+    start, syntax = meta
+    implicit = syntax == ImplicitVRLittleEndian
+    try:
+        found = locate_top_level_element(buf, start, "PixelData", implicit=implicit)
+    except DecodeError:
+        return None
+    if found is None or found[3]:
+        return None
+    return found[0], found[1], found[2], implicit
+
+
+def _read_deferred(path: "str | os.PathLike[str]", handle: BinaryIO, mapped: Any,
+                   where: tuple[int, int, int, bool]) -> Dataset:
+    """Parse everything but the Pixel Data value; leave a deferred element served by a ``FilePixelData``.
+
+    pydicom parses the bytes before (and any after) the Pixel Data element;
+    the element itself is a ``RawDataElement`` with value ``None`` whose bytes
+    are read from a duplicate of ``handle``'s descriptor, which the data set
+    owns (as its ``buffer``, where pydicom's deferred read looks).
+    """
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    from monai_dicomseg.codec.pixel_source import FilePixelData
+
+    element_start, value_start, value_end, implicit = where
+    header = bytes(mapped[:element_start]) + bytes(mapped[value_end:])
+    try:
+        header = _defer_per_frame_groups(header)
+    except DecodeError:
+        pass  # let pydicom report (or tolerate) the problem below
+    dataset = _parse(io.BytesIO(header))
+    vr = None if implicit else bytes(mapped[element_start + 4:element_start + 6]).decode("ascii", "replace")
+    name = repr(os.fspath(path))
+    source = FilePixelData(os.dup(handle.fileno()), element_start, value_start, value_end - value_start, name)
+    dataset._dict[Tag("PixelData")] = RawDataElement(
+        Tag("PixelData"), vr, value_end - value_start, None, value_start, implicit, True,
+    )
+    dataset.buffer = source
+    dataset.filename = os.fspath(path)
+    return dataset
+
+
 def _read_path(path: "str | os.PathLike[str]") -> Dataset:
     """Parse a file, letting pydicom read it directly unless the per-frame groups need a rewrite.
 
-    The file is memory-mapped for the check, so a file that needs no rewrite
-    (ours: defined-length sequences) is copied into memory only once.
+    The file is memory-mapped for the structure check (header pages only),
+    so a file that needs no rewrite (ours: defined-length sequences) is
+    copied into memory only once. A file of at least
+    :data:`DEFER_PIXEL_DATA_BYTES` with native Pixel Data is parsed without
+    its Pixel Data value (:func:`_read_deferred`).
     """
     import mmap
 
@@ -186,10 +254,14 @@ def _read_path(path: "str | os.PathLike[str]") -> Dataset:
     except OSError as exc:
         raise DecodeError(f"cannot read {os.fspath(path)!r}: {exc}") from exc
     with handle:
-        if os.fstat(handle.fileno()).st_size == 0:
+        size = os.fstat(handle.fileno()).st_size
+        if size == 0:
             raise DecodeError(f"{os.fspath(path)!r} is empty: not a DICOM file")
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
             check_structure(mapped, repr(os.fspath(path)))
+            where = _native_pixel_data(mapped) if size >= DEFER_PIXEL_DATA_BYTES else None
+            if where is not None:
+                return _read_deferred(path, handle, mapped, where)
             try:
                 rewritten = _defer_per_frame_groups(mapped)
             except DecodeError:
@@ -206,7 +278,12 @@ def read_segmentation_dataset(fp: "str | os.PathLike[str] | BinaryIO") -> Datase
 
     ``fp`` and the errors are those of :func:`~monai_dicomseg.seg.segread`.
     The data set is structure checked; PerFrameFunctionalGroupsSequence stays
-    undecoded until accessed. Pass it to ``Segmentation.from_dataset(dataset, copy=False)``.
+    undecoded until accessed. A path to a file of at least
+    :data:`DEFER_PIXEL_DATA_BYTES` with native Pixel Data leaves the Pixel
+    Data value in the file: the data set holds an open descriptor to it
+    (:class:`~monai_dicomseg.codec.pixel_source.FilePixelData`), frames are
+    read by byte range, and ``dataset.PixelData`` loads the value on first
+    access. Pass it to ``Segmentation.from_dataset(dataset, copy=False)``.
     """
     if isinstance(fp, (str, os.PathLike)):
         dataset = _read_path(fp)

@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from monai_dicomseg.atomic import atomic_write
+from monai_dicomseg.codec.decode import deferred_pixel_source
 from monai_dicomseg.codec.raw import SEQUENCE_DELIMITER, pixel_data_header
 from monai_dicomseg.enums import (
     DimensionOrganizationTypeValues,
@@ -24,6 +26,8 @@ from monai_dicomseg.seg.encode import ENCODE_OPTION_NAMES, EncodeOptions, encode
 from monai_dicomseg.seg.reader import SegmentationReaderMixin, read_segmentation_dataset
 
 __all__ = ["Segmentation", "segread"]
+
+_COPY_CHUNK = 16 << 20  # bytes of file-backed Pixel Data copied per write by save_as
 
 
 # highdicom constructor arguments accepted for compatibility: harmless when left
@@ -175,21 +179,38 @@ class Segmentation(SegmentationReaderMixin, Dataset):
             write(filename)
 
     def _write_streaming_pixel_data(self, stream: BinaryIO) -> None:
-        """Write the dataset, appending Pixel Data (the last element) ourselves."""
+        """Write the dataset, appending Pixel Data (the last element) ourselves.
+
+        Pixel Data left in its file (a large native SEG read by path, see
+        :mod:`monai_dicomseg.codec.pixel_source`) is copied from the file in
+        chunks of :data:`_COPY_CHUNK` bytes, never loaded whole.
+        """
         pixel_tag = Tag("PixelData")
         element = self._dict.get(pixel_tag)
         if element is None or any(tag > pixel_tag for tag in self._dict):
             Dataset.save_as(self, stream)
             return
+        source = deferred_pixel_source(self)
+        if source is None:
+            element = self[pixel_tag]  # converted (VR resolved), as pydicom would write it
         del self._dict[pixel_tag]
         try:
             Dataset.save_as(self, stream)
         finally:
             self._dict[pixel_tag] = element
-        value = element.value
         encapsulated = self.file_meta.TransferSyntaxUID.is_encapsulated
-        stream.write(pixel_data_header(element.VR, None if encapsulated else len(value)))
-        stream.write(value)
+        implicit = self.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+        length = source.length if source is not None else len(element.value)
+        if implicit:
+            stream.write(struct.pack("<HHI", 0x7FE0, 0x0010, length))
+        else:
+            vr = element.VR or ("OW" if self.get("BitsAllocated", 8) > 8 else "OB")
+            stream.write(pixel_data_header(vr, None if encapsulated else length))
+        if source is None:
+            stream.write(element.value)
+        else:
+            for start in range(0, length, _COPY_CHUNK):
+                stream.write(source.read_range(start, min(start + _COPY_CHUNK, length)))
         if encapsulated:
             stream.write(SEQUENCE_DELIMITER)
 
