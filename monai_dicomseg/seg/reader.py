@@ -230,7 +230,7 @@ def _read_deferred(path: "str | os.PathLike[str]", handle: BinaryIO, mapped: Any
     vr = None if implicit else bytes(mapped[element_start + 4:element_start + 6]).decode("ascii", "replace")
     name = repr(os.fspath(path))
     source = FilePixelData(os.dup(handle.fileno()), element_start, value_start, value_end - value_start, name)
-    dataset._dict[Tag("PixelData")] = RawDataElement(
+    dataset[Tag("PixelData")] = RawDataElement(
         Tag("PixelData"), vr, value_end - value_start, None, value_start, implicit, True,
     )
     dataset.buffer = source
