@@ -212,7 +212,8 @@ def map_nearest(array: np.ndarray, plan: GridPlan) -> np.ndarray:
     result = np.zeros((flat.shape[0], *plan.source_shape), dtype=array.dtype)
     for start, stop in _slabs(plan, flat.shape[0]):
         frames = np.arange(start, stop)
-        result[:, start:stop] = np.rint(_grid_sample(flat, plan, frames, "nearest")).astype(array.dtype)
+        values = _grid_sample(flat, plan, frames, "nearest")  # each value is one model voxel's
+        result[:, start:stop] = values if array.dtype.kind == "f" else np.rint(values).astype(array.dtype)
     return result.reshape((*lead, *plan.source_shape))
 
 
@@ -309,8 +310,12 @@ def _support_box(channel: np.ndarray, cut: float) -> "list[tuple[int, int]] | No
     return box
 
 
-def _axis_maps(grid: GridPlan) -> "list[tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]]":
-    """Per source axis ``(low, high, weight, valid)`` model indices (exact plans: ``high = low``, no weight)."""
+def _axis_maps(grid: GridPlan, mode: str = "linear"
+               ) -> "list[tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]]":
+    """Per source axis ``(low, high, weight, valid)`` model indices (exact plans and ``mode="nearest"``:
+    ``high = low``, no weight: a gather)."""
+    if grid.kind == "separable" and mode == "nearest":
+        return [(index, index, None, valid) for index, valid in (_nearest_index(grid, axis) for axis in range(3))]
     if grid.kind == "separable":
         return [_linear_index(grid, axis) for axis in range(3)]
     maps = []
@@ -361,14 +366,16 @@ def _box_values(channel: np.ndarray, maps: list, ranges: "list[tuple[int, int]]"
     return values
 
 
-def iter_support_slabs(array: np.ndarray, plan: GridPlan, cut: float, slab_values: int = _SLAB_VALUES
+def iter_support_slabs(array: np.ndarray, plan: GridPlan, cut: float, slab_values: int = _SLAB_VALUES,
+                       mode: str = "linear",
                        ) -> "Callable[[], Iterator[tuple[int, int, int, slice, slice, np.ndarray]]] | None":
     """Source-grid values of each channel of ``array`` ``(S, X, Y, Z)`` only where they can reach ``cut``.
 
     A linearly interpolated value is a convex combination of its (up to 8)
     model-grid neighbours, so a source voxel none of whose neighbours
     reaches ``cut * (1 - 1e-3)`` stays below ``cut`` (float32 rounding is
-    ~1e-6 relative); an exact plan copies one voxel. Per channel, the
+    ~1e-6 relative); an exact plan, and ``mode="nearest"``, copy one voxel
+    (the same values as :func:`map_nearest`). Per channel, the
     bounding box of ``array[s] >= cut * (1 - 1e-3)`` on the model grid is
     mapped to the source indices whose footprint touches it; only that box
     is computed, voxel for voxel with the same arithmetic as
@@ -410,7 +417,7 @@ def iter_support_slabs(array: np.ndarray, plan: GridPlan, cut: float, slab_value
         if isinstance(box, str):
             return None
         boxes.append(box)
-    maps = _axis_maps(plan)
+    maps = _axis_maps(plan, mode)
     moved = np.transpose(array, (0, *(1 + a for a in plan.axes)))  # type: ignore[union-attr]
     _, rows, columns = plan.source_shape
     step = max(1, int(slab_values) // max(1, rows * columns))

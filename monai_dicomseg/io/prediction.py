@@ -639,7 +639,9 @@ def to_source_grid(
     if segmentation_type == "FRACTIONAL" and lazy:
         segment_channels = _select_channels(array, plan.sources)
         if interpolation == "nearest":
-            return _nearest_source(segment_channels, grid, lambda v: np.clip(v.astype(np.float32), 0.0, 1.0))
+            return _support_source(segment_channels, grid, _FRACTION_CUT,
+                                   lambda v: np.clip(v.astype(np.float32), 0.0, 1.0), fractional=True,
+                                   mode="nearest")
         return _support_source(segment_channels, grid, _FRACTION_CUT, _clip_unit, fractional=True)
     if segmentation_type == "FRACTIONAL":
         segment_channels = _select_channels(array, plan.sources)
@@ -667,10 +669,8 @@ def to_source_grid(
     # threshold: stacked, possibly overlapping masks
     segment_channels = _select_channels(array, plan.sources)
     if lazy:
-        if interpolation == "nearest":
-            return _nearest_source(segment_channels >= threshold, grid, None)
         return _support_source(segment_channels, grid, float(threshold), lambda v: v >= threshold,
-                               fractional=False)
+                               fractional=False, mode=interpolation)
     if interpolation == "nearest":
         return np.ascontiguousarray(np.moveaxis(map_nearest(segment_channels >= threshold, grid), 0, -1)
                                     ).astype(np.uint8)
@@ -746,8 +746,10 @@ def _has_fraction(values: np.ndarray) -> bool:
 
 
 def _support_source(channels: np.ndarray, grid: GridPlan, cut: float,
-                    finish: "Callable[[np.ndarray], np.ndarray]", fractional: bool) -> StackedSegmentSource:
-    """Like :func:`_linear_source`, computing each segment only on its support (byte-identical encoding).
+                    finish: "Callable[[np.ndarray], np.ndarray]", fractional: bool,
+                    mode: str = "linear") -> StackedSegmentSource:
+    """Like :func:`_linear_source` (``mode="nearest"``: :func:`_nearest_source`), computing each segment only
+    on its support (byte-identical encoding).
 
     Blocks are one segment by a few planes; planes where a segment is known
     to stay below ``cut`` (stored as 0 / below the threshold) are not
@@ -759,9 +761,10 @@ def _support_source(channels: np.ndarray, grid: GridPlan, cut: float,
     as :func:`_linear_source` serves it (re-serving identical values changes
     nothing else).
     """
-    slabs = iter_support_slabs(channels, grid, cut, _BLOCK_VALUES)
+    full = _nearest_source(channels, grid, finish) if mode == "nearest" else _linear_source(channels, grid, finish)
+    slabs = iter_support_slabs(channels, grid, cut, _BLOCK_VALUES, mode=mode)
     if slabs is None:
-        return _linear_source(channels, grid, finish)
+        return full
     frames, rows, columns = grid.source_shape
     count = channels.shape[0]
     dtype = finish(np.zeros((1, 1, 1, 1), dtype=np.float32)).dtype
@@ -779,10 +782,9 @@ def _support_source(channels: np.ndarray, grid: GridPlan, cut: float,
             yield start, stop, index, index + 1, block
         if seen or not model_has_fraction():
             return
-        for start, stop, values in iter_linear_slabs(channels, grid):
-            values = finish(values)
-            if _has_fraction(values):
-                yield start, stop, 0, count, values
+        for block in full.blocks():  # the first block of the full computation that holds a fraction
+            if _has_fraction(block[4]):
+                yield block
                 return
 
     return StackedSegmentSource((frames, rows, columns, count), dtype, blocks)

@@ -137,12 +137,46 @@ def test_support_source_quantises_like_materialised(name, sparse):
         assert served_pairs(lazy) < SOURCE_SHAPE[0] * array.shape[0]
 
 
+@pytest.mark.parametrize("sparse", [True, False], ids=["organs", "dense"])
+@pytest.mark.parametrize("name", list(GRIDS))
+def test_nearest_support_source_quantises_like_materialised(name, sparse):
+    """interpolation="nearest" (a one-hot's default): each class copied only on its support."""
+    transform, shape = model_transform(SOURCE_SHAPE, **GRIDS[name])
+    grid = plan_for(transform, shape)
+    array = organ_softmax(shape, 5, seed=len(name) + 7, sparse=sparse)
+    lazy, eager = sources(array, grid, interpolation="nearest")
+    np.testing.assert_array_equal(quantised(rebuilt(lazy)), quantised(eager))
+    assert_same_scan(lazy, eager)
+    if sparse and grid.kind != "general":
+        assert served_pairs(lazy) < SOURCE_SHAPE[0] * array.shape[0]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(zoom=st.floats(0.5, 3.0), perm=st.permutations([0, 1, 2]), flips=st.tuples(*[st.booleans()] * 3),
+       shift=st.tuples(*[st.floats(-1.5, 1.5)] * 3), seed=st.integers(0, 2**16), one_hot=st.booleans())
+def test_property_nearest_support_source_is_exact(zoom, perm, flips, shift, seed, one_hot):
+    source_shape = (5, 11, 13)
+    transform, shape = model_transform(source_shape, zoom, tuple(perm), flips, shift=shift)
+    grid = plan_for(transform, shape, source_shape)
+    array = organ_softmax(shape, 3, seed)
+    if one_hot:
+        array = (array == array.max(axis=0, keepdims=True)).astype(np.float32)
+    lazy, eager = sources(array, grid, interpolation="nearest")
+    np.testing.assert_array_equal(np.rint(rebuilt(lazy) * 255), np.rint(eager * 255))
+    a = scan_stream(lazy, SegmentationTypeValues.FRACTIONAL)
+    b = scan_stream(StackedSegmentSource.from_array(eager), SegmentationTypeValues.FRACTIONAL)
+    np.testing.assert_array_equal(a.presence, b.presence)
+    assert a.fractional == b.fractional
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "nearest"])
 @pytest.mark.parametrize("name", ["zoom1.7-shift", "flips-perm", "exact-flip", "oblique"])
-def test_threshold_source_equals_materialised(name):
+def test_threshold_source_equals_materialised(name, interpolation):
     transform, shape = model_transform(SOURCE_SHAPE, **GRIDS[name])
     grid = plan_for(transform, shape)
     array = organ_softmax(shape, 4, seed=3)[1:]  # independent "sigmoid" channels, no background
-    lazy, eager = sources(array, grid, "BINARY", background=False, discretize="threshold", threshold=0.4)
+    lazy, eager = sources(array, grid, "BINARY", background=False, discretize="threshold", threshold=0.4,
+                          interpolation=interpolation)
     np.testing.assert_array_equal(rebuilt(lazy).astype(np.uint8), eager)
     assert_same_scan(lazy, eager, SegmentationTypeValues.BINARY)
 
@@ -261,6 +295,11 @@ FILE_CASES = [
     ("fractional-oblique", "oblique", True, {"segmentation_type": "FRACTIONAL"}),
     ("binary-threshold", "flips-perm", True, {"segmentation_type": "BINARY", "discretize": "threshold",
                                               "threshold": 0.3}),
+    ("fractional-nearest", "zoom1.7-shift", True, {"segmentation_type": "FRACTIONAL",
+                                                   "interpolation": "nearest"}),
+    ("binary-threshold-nearest", "upsampled-perm", True, {"segmentation_type": "BINARY",
+                                                          "discretize": "threshold", "threshold": 0.3,
+                                                          "interpolation": "nearest"}),
 ]
 
 
@@ -275,3 +314,18 @@ def test_streamed_file_equals_materialised(series, monkeypatch, name, grid_name,
                         affine=torch.as_tensor(affine))
     eager = write(folder, output, False, monkeypatch, **options)
     assert write(folder, output, True, monkeypatch, **options) == eager
+
+
+def test_nearest_on_an_oblique_grid_keeps_fractions():
+    """map_nearest on a general (oblique) plan copies a model voxel's value: probabilities stay fractions
+    (it used to round them to 0/1, as for labels)."""
+    from monai_dicomseg.io.grid import map_nearest
+
+    transform, shape = model_transform(SOURCE_SHAPE, **GRIDS["oblique"])
+    grid = plan_for(transform, shape)
+    array = np.full((1, *shape), 0.3, dtype=np.float32)
+    mapped = map_nearest(array, grid)
+    inside = mapped[mapped != 0]
+    assert inside.size and np.allclose(inside, 0.3)
+    labels = np.full(shape, 2, dtype=np.uint8)
+    assert set(np.unique(map_nearest(labels, grid)).tolist()) <= {0, 2}
