@@ -348,12 +348,23 @@ def _frame_rows(dataset: Dataset, unique: np.ndarray, frame_bytes: int) -> np.nd
     return rows
 
 
-def _selected_rows(dataset: Dataset, idx: np.ndarray, frame_bytes: int) -> tuple[np.ndarray, bool]:
-    """Stored bytes of frames ``idx`` (any order, repeats) as ``(len(idx), frame_bytes)``; whether a copy."""
+def _selected_rows(dataset: Dataset, idx: np.ndarray, frame_bytes: int, number_of_frames: int
+                   ) -> tuple[np.ndarray, bool]:
+    """Stored bytes of frames ``idx`` (any order, repeats) as ``(len(idx), frame_bytes)``; whether a copy.
+
+    In-memory Pixel Data is viewed whole and indexed (a view when ``idx`` is
+    every frame in order); Pixel Data left in its file is read run by run.
+    """
+    if deferred_pixel_source(dataset) is None:
+        whole = np.frombuffer(pixel_bytes(dataset, 0, frame_bytes * number_of_frames), dtype=np.uint8)
+        rows = whole.reshape(number_of_frames, frame_bytes)
+        if idx.size == number_of_frames and np.array_equal(idx, np.arange(idx.size)):
+            return rows, False
+        return rows[idx], True
     unique, inverse = np.unique(idx, return_inverse=True)
     rows = _frame_rows(dataset, unique, frame_bytes)
     if unique.size == idx.size and np.array_equal(unique, idx):  # already sorted, no repeats
-        return rows, rows.flags.writeable
+        return rows, True
     return rows[inverse.reshape(-1)], True
 
 
@@ -378,16 +389,20 @@ def packed_frames(
     idx = _frame_indices(frame_indices, layout)
     if idx.size == 0:
         return np.zeros((0, layout.pixels_per_frame // 8), np.uint8)
-    return _selected_rows(dataset, idx, layout.pixels_per_frame // 8)[0]
+    return _selected_rows(dataset, idx, layout.pixels_per_frame // 8, layout.number_of_frames)[0]
 
 
-def _unaligned_bits(dataset: Dataset, idx: np.ndarray, layout: PixelLayout) -> np.ndarray:
-    """``(n, R * C) uint8`` bits of 1-bit frames that straddle byte boundaries (``R * C % 8 != 0``).
+def _covering_bytes(dataset: Dataset, idx: np.ndarray, layout: PixelLayout) -> tuple[np.ndarray, np.ndarray]:
+    """Bytes holding the bits of 1-bit frames ``idx`` and, per frame, the bit where it starts in them.
 
-    Each run of adjacent frames reads the bytes covering its bits; frame
-    ``i`` holds bits ``[i * R * C, (i + 1) * R * C)`` of the value (PS3.5 8.1.1).
+    In-memory Pixel Data is used whole; Pixel Data left in its file is read
+    run by run of adjacent frames, each run from the byte holding its first
+    bit to the byte holding its last.
     """
     n_pixels = layout.pixels_per_frame
+    if deferred_pixel_source(dataset) is None:
+        size = -(-layout.number_of_frames * n_pixels // 8)
+        return np.frombuffer(pixel_bytes(dataset, 0, size), dtype=np.uint8), idx * n_pixels
     unique, inverse = np.unique(idx, return_inverse=True)
     parts: list[np.ndarray] = []
     start_bit = np.empty(unique.size, np.int64)
@@ -395,24 +410,33 @@ def _unaligned_bits(dataset: Dataset, idx: np.ndarray, layout: PixelLayout) -> n
     for first, stop in _runs(unique):
         byte0, byte1 = first * n_pixels // 8, -(-stop * n_pixels // 8)
         parts.append(np.frombuffer(pixel_bytes(dataset, byte0, byte1), dtype=np.uint8))
-        count = stop - first
-        start_bit[position:position + count] = compact * 8 + np.arange(first, stop) * n_pixels - byte0 * 8
-        position += count
+        start_bit[position:position + stop - first] = compact * 8 + np.arange(first, stop) * n_pixels - byte0 * 8
+        position += stop - first
         compact += byte1 - byte0
     data = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return data, start_bit[inverse.reshape(-1)]
+
+
+def _unaligned_bits(dataset: Dataset, idx: np.ndarray, layout: PixelLayout) -> np.ndarray:
+    """``(n, R * C) uint8`` bits of 1-bit frames that straddle byte boundaries (``R * C % 8 != 0``).
+
+    Frame ``i`` holds bits ``[i * R * C, (i + 1) * R * C)`` of the value
+    (PS3.5 8.1.1): gather the covering bytes, unpack, then shift.
+    """
+    n_pixels = layout.pixels_per_frame
+    data, start_bit = _covering_bytes(dataset, idx, layout)
     span = (n_pixels + 7) // 8 + 1
     gather = np.minimum((start_bit // 8)[:, None] + np.arange(span), data.size - 1)
     bits = np.unpackbits(data[gather], axis=1, bitorder="little")
     shift = (start_bit % 8)[:, None] + np.arange(n_pixels)
-    bits = np.take_along_axis(bits, shift, axis=1)
-    return bits if np.array_equal(unique, idx) else bits[inverse.reshape(-1)]
+    return np.take_along_axis(bits, shift, axis=1)
 
 
 def _native_bits(dataset: Dataset, idx: np.ndarray, layout: PixelLayout) -> np.ndarray:
     """``(n, R, C) uint8`` 0/1 values of native 1-bit frames ``idx``."""
     n_pixels = layout.pixels_per_frame
     if n_pixels % 8 == 0:
-        packed, _ = _selected_rows(dataset, idx, n_pixels // 8)
+        packed, _ = _selected_rows(dataset, idx, n_pixels // 8, layout.number_of_frames)
         bits = np.unpackbits(packed, axis=1, bitorder="little")
     else:
         bits = _unaligned_bits(dataset, idx, layout)
@@ -422,7 +446,7 @@ def _native_bits(dataset: Dataset, idx: np.ndarray, layout: PixelLayout) -> np.n
 def _native_values(dataset: Dataset, idx: np.ndarray, layout: PixelLayout) -> np.ndarray:
     """``(n, R, C)`` 8- or 16-bit stored values of native frames ``idx`` (a new, writable array)."""
     frame_bytes = layout.pixels_per_frame * layout.dtype.itemsize
-    rows, copied = _selected_rows(dataset, idx, frame_bytes)
+    rows, copied = _selected_rows(dataset, idx, frame_bytes, layout.number_of_frames)
     values = rows.view(layout.dtype.newbyteorder("<")).reshape(idx.size, layout.rows, layout.columns)
     if not copied:
         return values.astype(layout.dtype, copy=True)

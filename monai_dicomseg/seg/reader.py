@@ -203,6 +203,8 @@ def _native_pixel_data(buf: "bytes | mmap.mmap") -> tuple[int, int, int, bool] |
         return None
     if found is None or found[3]:
         return None
+    if not implicit and bytes(buf[found[0] + 4:found[0] + 6]) not in (b"OB", b"OW"):
+        return None  # an odd VR: read whole, so that pydicom's conversion reports it as before
     return found[0], found[1], found[2], implicit
 
 
