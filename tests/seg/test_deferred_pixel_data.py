@@ -334,3 +334,22 @@ def test_reading_a_chunk_of_a_large_file_keeps_memory_small(tmp_path):
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["sum"] == 4 * 100 * 200
     assert result["after"] - result["before"] < 0.25 * path.stat().st_size / 2**20, result
+
+
+@pytest.mark.parametrize("deferred", [False, True], ids=["loaded", "deferred"])
+def test_implicit_vr_files_read_and_save(tmp_path, files, deferred):
+    """Implicit VR Little Endian: the Pixel Data VR comes from the data dictionary; save_as writes an
+    implicit header (the streaming writer wrote an explicit one into implicit files before)."""
+    import pydicom
+
+    original = pydicom.dcmread(files["labelmap-16"])
+    original.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    path = tmp_path / "implicit.dcm"
+    original.save_as(path, implicit_vr=True, little_endian=True)
+    expected = _read(files["labelmap-16"], False).get_volume(combine_segments=True).array
+    seg = _read(path, deferred)
+    np.testing.assert_array_equal(seg.get_volume(combine_segments=True).array, expected)
+    out = tmp_path / "saved.dcm"
+    seg.save_as(out)
+    assert out.read_bytes() == path.read_bytes()
+    np.testing.assert_array_equal(segread(out).get_volume(combine_segments=True).array, expected)
