@@ -645,6 +645,10 @@ def _encode_pixel_data(dataset: Dataset, options: EncodeOptions, pixels: Segment
     dataset.add_new("PixelData", "OB" if bits <= 8 else "OW", data)
 
 
+_PENDING_BYTES = 64 << 20
+"""Uncompressed frames collected across blocks before one compression call (see ``_StreamedFrames.flush``)."""
+
+
 class _StreamedFrames:
     """Frames of a streamed stacked input, encoded while the input is validated (one pass).
 
@@ -663,6 +667,24 @@ class _StreamedFrames:
         self.bits = bits
         self.fractional = options.segmentation_type is SegmentationTypeValues.FRACTIONAL
         self.frames: dict[tuple[int, int], Any] = {}
+        self._pending: list[tuple[tuple[int, int], np.ndarray]] = []
+        self._pending_bytes = 0
+
+    def flush(self) -> None:
+        """Compress the frames waiting for compression, in one :func:`encode_frames` call.
+
+        Frames to compress are batched across blocks (up to ``_PENDING_BYTES``):
+        with ``workers``, each call starts a process pool (forked from a
+        process that may hold a 12 GB model output), so one pool per block,
+        hundreds of times for a 117-class support-limited FRACTIONAL output,
+        cost more than the compression itself."""
+        if not self._pending:
+            return
+        keys, frames = zip(*self._pending)
+        encoded = encode_frames(len(frames), frames.__getitem__, self.options.transfer_syntax_uid, self.bits,
+                                self.options.workers)
+        self.frames.update(zip(keys, encoded))
+        self._pending, self._pending_bytes = [], 0
 
     def __call__(self, f0: int, f1: int, s0: int, s1: int, values: np.ndarray) -> None:
         maximum = self.options.max_fractional_value
@@ -684,9 +706,12 @@ class _StreamedFrames:
         if not selected:
             return
         if self.options.transfer_syntax_uid.is_encapsulated:
-            stored_frames = encode_frames(len(selected), selected.__getitem__, self.options.transfer_syntax_uid,
-                                          self.bits, self.options.workers)
-        elif self.fractional:
+            self._pending.extend(zip(keys, selected))
+            self._pending_bytes += sum(frame.nbytes for frame in selected)
+            if self._pending_bytes >= _PENDING_BYTES:
+                self.flush()
+            return
+        if self.fractional:
             stored_frames = selected
         else:
             stored_frames = [np.packbits(frame.reshape(-1), bitorder="little") for frame in selected]
@@ -714,6 +739,7 @@ def _encode_streamed_pixel_data(dataset: Dataset, options: EncodeOptions, pixels
     """
     from monai_dicomseg.codec.bitpack import packed_length
 
+    cache.flush()
     _, rows, columns = pixels.shape
     count = plan.number_of_frames
     dataset.NumberOfFrames = count

@@ -287,3 +287,23 @@ def test_stacked_one_hot_encodes_like_its_label_map(sources, seed, segments, fil
     expected = file_bytes(build_segmentation(monai_dicomseg, sources, labels, segmentation_type, segments, **UIDS))
     assert file_bytes(build_segmentation(monai_dicomseg, sources, one_hot, segmentation_type, segments,
                                          **UIDS)) == expected
+
+
+@pytest.mark.parametrize("pending_bytes", [1, 64 << 20], ids=["flush-every-block", "one-batch"])
+def test_streamed_compression_is_batched_across_blocks(monkeypatch, sources, pending_bytes):
+    """Frames to compress are collected across blocks (one encode_frames call, so one process pool with
+    workers, not one per block); the bytes do not depend on where the batches are cut."""
+    from monai_dicomseg.seg import encode as encode_module
+
+    array = fractions()
+    options = {"transfer_syntax_uid": "1.2.840.10008.1.2.5"}
+    expected = file_bytes(build_segmentation(monai_dicomseg, sources, array, "FRACTIONAL", SEGMENTS, **UIDS,
+                                             **options))
+    calls = []
+    original = encode_module.encode_frames
+    monkeypatch.setattr(encode_module, "encode_frames", lambda n, *a, **k: calls.append(n) or original(n, *a, **k))
+    monkeypatch.setattr(encode_module, "_PENDING_BYTES", pending_bytes)
+    seg = build_segmentation(monai_dicomseg, sources, as_source(array), "FRACTIONAL", SEGMENTS, **UIDS, **options)
+    assert file_bytes(seg) == expected
+    blocks_with_frames = sum(1 for s in range(SEGMENTS) if np.rint(array[..., s] * 255).any())
+    assert len(calls) == (blocks_with_frames if pending_bytes == 1 else 1)
