@@ -21,17 +21,22 @@ Cases (full size / ``--small``):
 
 Measured (2-core, 24 GB, shared machine, highdicom 0.28.2; one run each, so read the ratios):
 
-* case 1, mid size (``--case 1 --shape 200 512 512 --classes 20 --logit-scale 12``): FRACTIONAL native 2.2 s,
-  JPEG-LS 5.4 s, BINARY 2.1-2.9 s, highdicom path 15.5 s; with the default scale 6 every off-class value is
-  stored as 1 (1.05 GB, every frame non-empty): 39 s.
-* case 2, full (512x512x1000, 117 segments): write BINARY 2.4 s vs 26.9 s (x11.3, 0.46 of its peak RSS),
-  LABELMAP 1.1 s vs 4.4 s (x3.9, 0.51); read BINARY 2.5 s vs 11.3 s (x4.5, 0.71), LABELMAP 0.53 s vs
-  1.97 s (x3.7, 0.76).
-* case 3, full (512x512x200, 300 segments, 16-bit): write 0.43 s vs 2.34 s (x5.4, 0.59), read 0.20 s vs
-  1.95 s (x9.9, 0.79).
+* case 1, full (117 classes, 12.4 GB model output -> 512x512x400, ``--logit-scale 12``): FRACTIONAL native
+  15.2 s (1,976 MB above the model output, 1,062 MB file), FRACTIONAL JPEG-LS (2 workers) 18.9 s (124 MB above,
+  3.6 MB file), BINARY 17.8 s (946 MB above), LABELMAP 13.1 s; argmax + MONAI inverse + highdicom BINARY
+  57.2 s (5,825 MB above): x3.2 (BINARY) and x4.4 (LABELMAP) at 0.16 of what it adds (0.73 of its peak,
+  which both share the 12.4 GB input). Mid size (``--shape 200 512 512 --classes 20``): FRACTIONAL 2.2 s,
+  JPEG-LS 5.4 s, BINARY 2.1-2.9 s, highdicom path 15.5 s; with the default logit scale 6 every off-class
+  value is stored as 1 (1.05 GB, every frame non-empty): 39 s.
+* case 2, full (512x512x1000, 117 segments): write BINARY 1.6 s vs 20.6 s (x12.7; 0.46 of its peak RSS, 0.32
+  of what it adds above its inputs), LABELMAP 0.57 s vs 4.0 s (x7.1; 0.51, 0.33); read BINARY 1.9 s vs 10.3 s
+  (x5.4; 0.35, 0.32), LABELMAP 0.25 s vs 1.6 s (x6.5; 0.46, 0.45).
+* case 3, full (512x512x200, 300 segments, 16-bit): write 0.31 s vs 1.39 s (x4.5; 0.59, 0.43), read 0.11 s vs
+  1.18 s (x10.7; 0.53, 0.38).
 * case 4, full (32768x32768 = 1.07e9 pixels, memory-mapped): JPEG-LS write 4.7 s at 131 MB peak RSS vs
   highdicom 13.3 s at 3.3 GB (x2.8, 0.04), region reads 0.70 s / 110 MB vs 3.4 s / 194 MB; RLE 40 s / 163 MB
-  vs 56 s / 3.3 GB; native 13 s / 2.1 GB vs 13 s / 5.3 GB (a native file of the matrix is itself 1 GB).
+  vs 56 s / 3.3 GB; native 13 s / 2.1 GB vs 13 s / 5.3 GB (a native file of the matrix is itself 1 GB), native
+  region reads 0.46 s / 111 MB (5 MB above the inputs; the file's Pixel Data stays on disk) vs 6.2 s / 1.2 GB.
 
 Every figure comes from its own child process: wall time of the call, peak RSS (VmHWM of the child,
 reset to the current RSS just before the call, so the inputs it holds are included but the set-up's
