@@ -424,6 +424,25 @@ def test_plan_frames_decides_when_the_whole_instance_is_the_answer(local_segs):
     assert "PerFrameFunctionalGroupsSequence" not in light and len(light.SegmentSequence) == 3
 
 
+@pytest.mark.parametrize("kind", ["BINARY", "FRACTIONAL", "LABELMAP"])
+def test_plan_from_json_equals_plan_from_the_parsed_header(local_segs, tmp_path, kind):
+    """The loader plans from the DICOM JSON (no Dataset of every per-frame item) and builds only the
+    items the partial SEG holds; plan and partial SEG bytes equal those from the fully parsed header."""
+    item = pydicom.dcmread(local_segs[kind]).to_json_dict(bulk_data_threshold=1,
+                                                          bulk_data_element_handler=lambda e: "bulk")
+    full, light = header_from_metadata(item), header_from_metadata(item, per_frame=False)
+    per_frame = item["52009230"]["Value"]
+    for selection in ([1], [3], [2, 3], [1, 2, 3], None):
+        plan = plan_frames(full, selection)
+        assert plan_frames(light, selection, frames.frame_segments_from_json(item)) == plan
+        if plan is not None:
+            got = [bytes(frames._frame_bytes(full))] * len(plan.retrieved)
+            built = partial_instance(light, plan, got, lambda number: pydicom.Dataset.from_json(per_frame[number - 1]))
+            assert built == partial_instance(full, plan, got)
+    per_frame[0].pop("0062000A", None)  # a frame without its segment: not addressable, whole instance
+    assert frames.frame_segments_from_json(item) is None
+
+
 @pytest.mark.parametrize("kind", ["BINARY", "FRACTIONAL"])
 def test_partial_instance_decodes_like_the_whole_one(local_segs, tmp_path, kind):
     path = local_segs[kind]
