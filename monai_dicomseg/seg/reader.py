@@ -16,6 +16,7 @@ Functional Groups (C.7.6.16), Multi-frame Dimension (C.7.6.17).
 from __future__ import annotations
 
 import io
+import mmap
 import os
 from copy import deepcopy
 from typing import TYPE_CHECKING, Any, BinaryIO, Sequence
@@ -249,8 +250,6 @@ def _read_path(path: "str | os.PathLike[str]") -> Dataset:
     :data:`DEFER_PIXEL_DATA_BYTES` with native Pixel Data is parsed without
     its Pixel Data value (:func:`_read_deferred`).
     """
-    import mmap
-
     try:
         handle = open(path, "rb")
     except OSError as exc:
