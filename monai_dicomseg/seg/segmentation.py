@@ -160,6 +160,27 @@ class Segmentation(SegmentationReaderMixin, Dataset):
         encode_segmentation(self, source_images=source_images, pixel_array=pixel_array,
                             segment_descriptions=segment_descriptions, options=options)
 
+    def close(self) -> None:
+        """Release the open file a large native SEG read by path keeps its Pixel Data in.
+
+        Such a SEG (``segread`` of a file of at least
+        :data:`~monai_dicomseg.seg.reader.DEFER_PIXEL_DATA_BYTES`) reads frames
+        from its file on demand and holds one file descriptor until it is
+        garbage-collected. After ``close()`` its pixels can no longer be read
+        (:class:`~monai_dicomseg.errors.DecodeError`); the header stays usable.
+        No-op for a SEG held in memory. ``with segread(path) as seg:`` closes
+        on exit.
+        """
+        from monai_dicomseg.codec.pixel_source import PixelSource
+
+        source = getattr(self, "buffer", None)  # also after the Pixel Data was loaded: the fd is still open
+        if isinstance(source, PixelSource):
+            source.close()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        """Leaving ``with segread(path) as seg:`` releases the file (see :meth:`close`)."""
+        self.close()
+
     def save_as(self, filename: Any, /, *args: Any, overwrite: bool = True, **kwargs: Any) -> None:
         """Save like :meth:`pydicom.dataset.Dataset.save_as`, atomically for paths.
 

@@ -353,3 +353,23 @@ def test_implicit_vr_files_read_and_save(tmp_path, files, deferred):
     seg.save_as(out)
     assert out.read_bytes() == path.read_bytes()
     np.testing.assert_array_equal(segread(out).get_volume(combine_segments=True).array, expected)
+
+
+def test_close_and_with_release_the_file(files):
+    """Segmentation.close() / ``with segread(path) as seg:`` release the descriptor a deferred SEG holds; its
+    header stays usable, its pixels no longer readable; a SEG held in memory is unaffected."""
+    path = files["labelmap-8"]
+    deferred = _read(path, True)
+    with deferred as seg:
+        assert seg is deferred
+        expected = seg.get_volume(combine_segments=True).array
+    assert int(deferred.NumberOfFrames) > 0  # the header is still there
+    with pytest.raises(DecodeError, match="source was closed"):
+        deferred.get_volume(combine_segments=True)
+    loaded = _read(path, False)
+    loaded.close()  # nothing to release
+    np.testing.assert_array_equal(loaded.get_volume(combine_segments=True).array, expected)
+    again = _read(path, True)
+    assert again.PixelData == loaded.PixelData  # loaded whole, once
+    again.close()  # the descriptor goes; the loaded value stays
+    np.testing.assert_array_equal(again.get_volume(combine_segments=True).array, expected)
