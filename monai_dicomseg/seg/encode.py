@@ -629,11 +629,7 @@ def _encode_pixel_data(dataset: Dataset, options: EncodeOptions, pixels: Segment
     if options.transfer_syntax_uid.is_encapsulated:
         frames = encode_frames(plan.number_of_frames, get_frame, options.transfer_syntax_uid,
                                bits, options.workers)
-        data, extended = encapsulate_frames(frames, options.use_extended_offset_table)
-        if extended is not None:
-            dataset.ExtendedOffsetTable, dataset.ExtendedOffsetTableLengths = extended
-        dataset.add_new("PixelData", "OB", data)
-        dataset["PixelData"].is_undefined_length = True
+        _set_encapsulated_pixel_data(dataset, options, frames)
         return
     if seg_type is SegmentationTypeValues.BINARY:
         data = encode_binary_frames(plan.number_of_frames, rows, columns, get_frame)
@@ -643,6 +639,15 @@ def _encode_pixel_data(dataset: Dataset, options: EncodeOptions, pixels: Segment
         data = encode_byte_frames(plan.number_of_frames, rows, columns, labelmap_dtype(pixels.number_of_segments),
                                   get_frame)
     dataset.add_new("PixelData", "OB" if bits <= 8 else "OW", data)
+
+
+def _set_encapsulated_pixel_data(dataset: Dataset, options: EncodeOptions, frames: list[bytes]) -> None:
+    """Encapsulated Pixel Data (PS3.5 A.4) of compressed ``frames``, with the Extended Offset Table when asked."""
+    data, extended = encapsulate_frames(frames, options.use_extended_offset_table)
+    if extended is not None:
+        dataset.ExtendedOffsetTable, dataset.ExtendedOffsetTableLengths = extended
+    dataset.add_new("PixelData", "OB", data)
+    dataset["PixelData"].is_undefined_length = True
 
 
 _PENDING_BYTES = 64 << 20
@@ -756,11 +761,7 @@ def _encode_streamed_pixel_data(dataset: Dataset, options: EncodeOptions, pixels
                     empty = encode_frames(1, lambda _: zero, options.transfer_syntax_uid, bits, 0)[0]
                 data = empty
             encoded.append(data)
-        data, extended = encapsulate_frames(encoded, options.use_extended_offset_table)
-        if extended is not None:
-            dataset.ExtendedOffsetTable, dataset.ExtendedOffsetTableLengths = extended
-        dataset.add_new("PixelData", "OB", data)
-        dataset["PixelData"].is_undefined_length = True
+        _set_encapsulated_pixel_data(dataset, options, encoded)
         return
     size = rows * columns
     if seg_type is SegmentationTypeValues.FRACTIONAL or size % 8 == 0:
