@@ -90,7 +90,8 @@ def test_python_blocks_without_monai(workdir: Path):
 
 @pytest.mark.monai
 def test_all_python_blocks(workdir: Path):
-    namespace = _run(_python_blocks(with_monai=True))
+    _run(_python_blocks(with_monai=True))
+    namespace = _run(_python_blocks(with_monai=True))  # a user runs the examples twice in the same folder
     assert tuple(namespace["sample"]["label"].shape) == (1, 64, 64, 16)
     assert tuple(namespace["batch"]["label"].shape) == (6, 1, 64, 64, 16)
     saved = Path(namespace["saved"])
@@ -172,3 +173,26 @@ def test_readme_uses_data_dir_files_that_exist():
     for relative in sorted(set(re.findall(r"\bdata/[\w./-]+", README))):
         relative = relative.rstrip(".")
         assert (ROOT / relative).exists(), relative
+
+
+def _inline_cli_examples() -> list[list[str]]:
+    """``monai-dicomseg ...`` examples quoted inline (single backticks) in the README prose."""
+    spans = re.findall(r"(?<!`)`(monai-dicomseg [^`]+)`(?!`)", README.replace("\n  ", " "))
+    return [shlex.split(span)[1:] for span in spans]
+
+
+def test_inline_cli_examples_parse_with_their_arguments_in_order():
+    """The prose examples (not run: they need a server) parse, each argument in its role (push: URL first)."""
+    from monai_dicomseg.cli.main import build_parser
+
+    examples = [argv for argv in _inline_cli_examples() if argv[0] in ("pull", "push")]
+    assert {argv[0] for argv in examples} == {"pull", "push"}, examples
+    parser = build_parser()
+    for argv in examples:
+        parsed = parser.parse_args(argv)
+        if argv[0] == "push":
+            assert re.match(r"https?://", parsed.url), argv
+            assert all(f.endswith((".dcm", ".nii.gz", ".nii")) for f in parsed.files), argv
+            assert parsed.series is None or parsed.series.startswith("dicomweb+"), argv
+        elif argv[0] == "pull":
+            assert parsed.seg.startswith("dicomweb+") and parsed.output.endswith((".nii.gz", ".nii")), argv
