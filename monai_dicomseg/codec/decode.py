@@ -16,6 +16,7 @@ array is allocated, so a corrupt header cannot request gigabytes of memory.
 from __future__ import annotations
 
 import struct
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
@@ -44,6 +45,7 @@ __all__ = [
     "MAX_DECODED_BYTES",
     "check_decoded_size",
     "max_decoded_bytes",
+    "decoded_size_budget",
 ]
 
 _NATIVE = (ImplicitVRLittleEndian, ExplicitVRLittleEndian)
@@ -56,12 +58,33 @@ A hostile or corrupt header (``TotalPixelMatrixColumns = 2**31``,
 ``NumberOfFrames = 2**31 - 1``) is refused with a :class:`DecodeError` before
 anything is allocated. Raise it for genuinely larger outputs, for the whole
 process (``monai_dicomseg.codec.decode.MAX_DECODED_BYTES = 64 << 30``) or for a
-block of code (``with max_decoded_bytes(64 << 30): ...``).
+block of code (``with max_decoded_bytes(64 << 30): ...``). The block's budget
+is a :class:`contextvars.ContextVar`: it applies to the thread (or asyncio
+task) that entered the block only, and this module constant stays the default
+every other thread sees.
 """
+
+_BUDGET: ContextVar["int | None"] = ContextVar("monai_dicomseg_max_decoded_bytes", default=None)
+
+
+def decoded_size_budget() -> int:
+    """The decoded-size budget in force: the innermost :class:`max_decoded_bytes` block's, else the default.
+
+    Returns
+    -------
+    int
+        Bytes; :data:`MAX_DECODED_BYTES` (read at call time) outside any block.
+    """
+    limit = _BUDGET.get()
+    return MAX_DECODED_BYTES if limit is None else limit
 
 
 class max_decoded_bytes:
-    """Context manager that sets :data:`MAX_DECODED_BYTES` for the enclosed block.
+    """Context manager that sets the decoded-size budget for the enclosed block.
+
+    The budget lives in a :class:`contextvars.ContextVar`, so two threads (or
+    asyncio tasks) may hold different budgets at the same time; neither sees
+    the other's, and :data:`MAX_DECODED_BYTES` is not changed. Blocks nest.
 
     Parameters
     ----------
@@ -80,21 +103,21 @@ class max_decoded_bytes:
 
             raise InputError(f"limit must be a positive number of bytes; got {limit!r}")
         self.limit = int(limit)
-        self._previous: list[int] = []
+        self._tokens: list[Token["int | None"]] = []
 
     def __enter__(self) -> "max_decoded_bytes":
-        global MAX_DECODED_BYTES
-        self._previous.append(MAX_DECODED_BYTES)
-        MAX_DECODED_BYTES = self.limit
+        self._tokens.append(_BUDGET.set(self.limit))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        global MAX_DECODED_BYTES
-        MAX_DECODED_BYTES = self._previous.pop()
+        _BUDGET.reset(self._tokens.pop())
 
 
 def check_decoded_size(shape: Sequence[int], dtype: "np.dtype | type | str", what: str) -> None:
-    """Refuse an output array larger than :data:`MAX_DECODED_BYTES` before allocating it.
+    """Refuse an output array larger than the decoded-size budget before allocating it.
+
+    The budget is :func:`decoded_size_budget` (:data:`MAX_DECODED_BYTES` outside a
+    :class:`max_decoded_bytes` block).
 
     Parameters
     ----------
@@ -111,10 +134,11 @@ def check_decoded_size(shape: Sequence[int], dtype: "np.dtype | type | str", wha
     needed = np.dtype(dtype).itemsize
     for n in shape:
         needed *= max(int(n), 0)
-    if needed > MAX_DECODED_BYTES:
+    budget = decoded_size_budget()
+    if needed > budget:
         raise DecodeError(
             f"the {what} of shape {tuple(int(n) for n in shape)} ({np.dtype(dtype).name}) would need "
-            f"{needed} bytes, more than the decoded-size budget of {MAX_DECODED_BYTES} bytes "
+            f"{needed} bytes, more than the decoded-size budget of {budget} bytes "
             "(monai_dicomseg.codec.decode.MAX_DECODED_BYTES; raise it with max_decoded_bytes(...) if "
             "the header is genuine)"
         )
