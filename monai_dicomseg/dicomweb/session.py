@@ -183,34 +183,43 @@ class DicomWebServer:
         return client
 
 
+#: Guards both process-wide tables below: the client cache and the credential registry
+#: (threads of one process - e.g. DataLoader threads, a web app - register and look up at once).
 _LOCK = threading.Lock()
 _CLIENTS: dict[Any, Any] = {}
 _REGISTRY: dict[str, DicomWebServer] = {}
 
 
 def register_server(server: DicomWebServer) -> None:
-    """Use ``server``'s settings for every reference whose URL starts with ``server.url``."""
+    """Use ``server``'s settings for every reference whose URL starts with ``server.url`` (thread-safe)."""
     if not isinstance(server, DicomWebServer):
         from monai_dicomseg.errors import InputTypeError
 
         raise InputTypeError(f"register_server needs a DicomWebServer; got {type(server).__name__}")
-    _REGISTRY[server.url] = server
+    with _LOCK:
+        _REGISTRY[server.url] = server
 
 
 def unregister_server(url: str) -> None:
-    """Forget the settings registered for ``url`` (no error when none)."""
-    _REGISTRY.pop(str(url).rstrip("/"), None)
+    """Forget the settings registered for ``url`` (no error when none; thread-safe)."""
+    with _LOCK:
+        _REGISTRY.pop(str(url).rstrip("/"), None)
 
 
 def server_for(url: str, server: "DicomWebServer | None" = None) -> DicomWebServer:
-    """The settings for ``url``: ``server`` if given, else the registered one, else from the environment."""
+    """The settings for ``url``: ``server`` if given, else the registered one, else from the environment.
+
+    The longest registered prefix is chosen from one consistent view of the
+    registry (taken under its lock), never from a table another thread is
+    changing.
+    """
     if server is not None:
         return server
     url = str(url).rstrip("/")
-    matches = [root for root in _REGISTRY if url == root or url.startswith(root + "/")]
-    if matches:
-        return _REGISTRY[max(matches, key=len)]
-    return DicomWebServer.from_env(url)
+    with _LOCK:
+        matches = [root for root in _REGISTRY if url == root or url.startswith(root + "/")]
+        registered = _REGISTRY[max(matches, key=len)] if matches else None
+    return registered if registered is not None else DicomWebServer.from_env(url)
 
 
 def _status_error(status: int, where: str, uid: str, reason: str = "") -> DicomWebError:
