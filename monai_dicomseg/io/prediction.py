@@ -368,6 +368,24 @@ def _plan_label_values(given: "_Labels | None", present: Sequence[int],
     return OutputSegmentPlan("labels", keys, None, given.descriptions)
 
 
+def _check_every_channel_named(given: _Labels, n_channels: int, background: "int | None") -> None:
+    """Raise unless a mapping / dcmqi ``labels`` names every channel that is not the background.
+
+    The same count rule as for a list: an output channel without an entry
+    would otherwise be dropped without a word (a 3-entry ``channel_def`` on a
+    4-channel softmax wrote channel 3's voxels as background).
+    """
+    named = set(given.positions) | ({given.background} if given.background is not None else set())
+    unnamed = [c for c in range(n_channels) if c not in named and c != background]
+    if unnamed:
+        keys = sorted(named)
+        raise InputError(
+            f"the output has {n_channels} channel(s) but labels names {len(keys)} (keys {values_text(keys)}"
+            f"{'' if background is None else f', background channel {background}'}); channel(s) "
+            f"{values_text(unnamed)} have no entry in labels; name every channel (e.g. add "
+            f"{{\"{unnamed[0]}\": \"<name>\"}} to the channel_def) or pass channels= to write only some")
+
+
 def _explicit_background(background: "bool | int | None") -> "int | None | bool":
     """Channel index of an explicit ``background``, None for ``False``, ``...`` (Ellipsis) when not given."""
     if background is None:
@@ -421,7 +439,10 @@ def plan_output_segments(
     become the first name) unless ``background=False`` says every channel is a
     segment. A mapping names channels by key; channel 0 is the background when
     it is not named (as before). Any other length is an error naming both
-    counts. Examples::
+    counts. A mapping (or dcmqi JSON) must name every channel that is not
+    the background, like a list of length C or C - 1: a channel without an
+    entry is an InputError naming both counts, never dropped silently
+    (explicit ``channels=`` still selects the channels to write). Examples::
 
         # one-hot (B, liver, spleen) from AsDiscrete(to_onehot=3)
         labels={"0": "background", "1": "liver", "2": "spleen"}  # or ["background", "liver", "spleen"]
@@ -462,6 +483,7 @@ def plan_output_segments(
     # long because: the labels contract is one decision table (labels form x background x channel count);
     # split across functions its cases would no longer read side by side with the docstring above.
     given = None if labels is None else _normalise_labels(labels, algorithm_identification, algorithm_type)
+    channels_given = channels is not None
     if kind == "labels":
         return _plan_label_values(given, present or [], algorithm_identification, algorithm_type)
     explicit = _explicit_background(background)
@@ -537,6 +559,8 @@ def plan_output_segments(
         raise InputError(f"channel indices {bad} are out of range for an output with {n_channels} channels")
     if background_channel in channels:
         raise InputError(f"channel {background_channel} cannot be both background and a segment")
+    if given is not None and not given.listed and not channels_given:
+        _check_every_channel_named(given, n_channels, background_channel)
     if descriptions is None:
         descriptions = _generic(len(channels), algorithm_identification, algorithm_type)
     if len(descriptions) != len(channels):
