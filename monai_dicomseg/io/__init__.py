@@ -21,10 +21,15 @@ modules raises :class:`~monai_dicomseg.errors.MissingDependencyError` (an
 ``ImportError``) whose one-line message says what to install, instead of a bare
 ``No module named 'torch'``. The unstarred modules stay importable, because the
 light install's command line uses them.
+
+Each MONAI-layer module says so itself, with no import hook: ``transforms/`` and
+``data/`` call :func:`require_monai` before anything else, and ``reader.py`` /
+``writer.py`` import MONAI inside ``try: ... except ImportError:
+require_monai(__name__); raise``. Importing this package changes nothing
+outside it (``sys.meta_path`` included).
 """
 from __future__ import annotations
 
-import importlib.abc
 import importlib.util
 import sys
 from collections.abc import Sequence
@@ -66,7 +71,9 @@ def require_monai(module: str) -> None:
     Parameters
     ----------
     module
-        Name of the module being imported, used in the message.
+        Name of the module being imported, used in the message. Call it
+        before importing torch/MONAI, or in the ``except ImportError`` of that
+        import (the original error is then not chained into the traceback).
 
     Raises
     ------
@@ -75,8 +82,8 @@ def require_monai(module: str) -> None:
         command.
     """
     missing = missing_monai_packages()
-    if missing:
-        raise MissingDependencyError(_message(module, missing))
+    if missing:  # from None: called inside ``except ImportError``, the bare ImportError is not shown too
+        raise MissingDependencyError(_message(module, missing)) from None
 
 
 def _message(module: str, missing: Sequence[str]) -> str:
@@ -84,21 +91,3 @@ def _message(module: str, missing: Sequence[str]) -> str:
     return (f"{module} is the MONAI layer and needs {names}, which {'is' if len(missing) == 1 else 'are'} "
             f"not installed: {MONAI_EXTRA} (the SEG API and the monai-dicomseg command line work "
             "without them)")
-
-
-class _MonaiLayerGuard(importlib.abc.MetaPathFinder):
-    """Turns the import of a MONAI-layer module into a one-line MissingDependencyError."""
-
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
-        if fullname in ("monai_dicomseg.io.reader", "monai_dicomseg.io.writer"):
-            require_monai(fullname)
-        return None
-
-
-def _install_guard() -> None:
-    """Add the guard to ``sys.meta_path`` once, only where torch or MONAI is missing."""
-    if missing_monai_packages() and not any(isinstance(f, _MonaiLayerGuard) for f in sys.meta_path):
-        sys.meta_path.insert(0, _MonaiLayerGuard())
-
-
-_install_guard()

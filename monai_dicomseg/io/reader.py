@@ -23,8 +23,15 @@ from typing import Any
 
 import numpy as np
 import pydicom
-from monai.data import ImageReader
-from monai.utils import ensure_tuple
+
+from monai_dicomseg.io import require_monai
+
+try:  # explicit, no import hook: without torch/MONAI, a one-line MissingDependencyError
+    from monai.data import ImageReader
+    from monai.utils import ensure_tuple
+except ImportError:
+    require_monai(__name__)
+    raise
 
 from monai_dicomseg.errors import DicomSegError, InputError
 from monai_dicomseg.io.segload import (

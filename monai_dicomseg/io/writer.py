@@ -31,8 +31,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from monai.data.image_writer import ImageWriter
 from pydicom.uid import ExplicitVRLittleEndian
+
+from monai_dicomseg.io import require_monai
+
+try:  # explicit, no import hook: without torch/MONAI, a one-line MissingDependencyError
+    from monai.data.image_writer import ImageWriter
+except ImportError:
+    require_monai(__name__)
+    raise
 
 from monai_dicomseg.codec.compression import check_transfer_syntax, compression_transfer_syntax
 from monai_dicomseg.codec.vr import check_value
