@@ -10,10 +10,12 @@ construction) and checks each value against the rules of PS3.5 6.2
   ST 1024, LT 10240 characters;
 * repertoire: no backslash inside one value of a VR whose values it separates,
   no control characters in LO/SH/PN/CS (ESC allowed where character sets
-  switch), CS only upper-case letters, digits, space and underscore, text
+  switch; the C1 controls U+0080-U+009F are in no DICOM repertoire, PS3.5
+  6.1), CS only upper-case letters, digits, space and underscore, text
   encodable in the declared Specific Character Set;
 * UI: dot-separated numbers without leading zeros (PS3.5 9.1);
-* IS/US/UL/SS/SL: integers in range;
+* IS/US/UL/SS/SL: integers in range; SeriesNumber and InstanceNumber at least 1
+  (the rule highdicom applies to ``series_number`` / ``instance_number``);
 * DS: derived numbers are *formatted to fit* 16 characters (never an error
   unless not finite);
 * Type 1 values that must not be empty (SeriesInstanceUID, SegmentLabel, ...).
@@ -27,14 +29,15 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
+import numpy as np
 from pydicom.dataelem import DataElement
-from pydicom.datadict import dictionary_VM
+from pydicom.datadict import dictionary_VM, dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from monai_dicomseg.errors import InputError
+from monai_dicomseg.errors import InputError, InputTypeError
 
-__all__ = ["check_dataset_values", "check_value", "ARGUMENT_NAMES", "MAX_LENGTHS"]
+__all__ = ["check_dataset_values", "check_value", "check_uid", "check_argument", "ARGUMENT_NAMES", "MAX_LENGTHS"]
 
 MAX_LENGTHS: dict[str, int] = {
     "AE": 16, "CS": 16, "SH": 16, "DS": 16, "IS": 12, "LO": 64, "UI": 64, "PN": 64,
@@ -51,8 +54,11 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
 }
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _CS = re.compile(r"^[A-Z0-9 _]*$")
-_CONTROL = re.compile(r"[\x00-\x1a\x1c-\x1f\x7f]")  # ESC (0x1b) may switch character sets
-_TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f\x7f]")  # ST/LT/UT keep TAB, LF, FF, CR
+# ESC (0x1b) may switch character sets; C1 controls (0x80-0x9f) belong to no DICOM repertoire (PS3.5 6.1)
+_CONTROL = re.compile(r"[\x00-\x1a\x1c-\x1f\x7f-\x9f]")
+_TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f\x7f-\x9f]")  # ST/LT/UT keep TAB, LF, FF, CR
+_MINIMA: dict[str, int] = {"SeriesNumber": 1, "InstanceNumber": 1}
+"""Smallest value accepted for these IS attributes (highdicom refuses ``series_number`` / ``instance_number`` < 1)."""
 _SEPARATED = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "PN", "SH", "TM", "UI", "UC"})
 
 ARGUMENT_NAMES: dict[str, str] = {
@@ -176,6 +182,9 @@ def check_value(keyword: str, vr: str, value: Any, *, where: str, codec: str | N
                 raise _fail(where, vr, "must be an integer", v) from None
             if not low <= number <= high:
                 raise _fail(where, vr, f"must be an integer in [{low}, {high}]", v)
+            if number < _MINIMA.get(keyword, low):
+                raise _fail(where, vr, f"must be at least {_MINIMA[keyword]} (numbers identifying a series or an "
+                            "instance start at 1, as highdicom requires)", v)
             if vr == "IS" and len(str(number)) > 12:
                 raise _fail(where, vr, "must have at most 12 characters", v)
         return value
@@ -220,14 +229,7 @@ def check_value(keyword: str, vr: str, value: Any, *, where: str, codec: str | N
         elif limit is not None and len(text.rstrip(" ") if vr != "UI" else text) > limit:
             raise _fail(where, vr, f"must have at most {limit} characters, not {len(text)}", text)
         if vr == "UI" and text:
-            if not _UID.match(text):
-                raise _fail(where, vr, "must be digits separated by dots, without leading zeros (PS3.5 9.1)", text)
-            parts = text.split(".")
-            if len(parts) < 2 or parts[0] not in ("0", "1", "2") or (parts[0] != "2" and int(parts[1]) > 39):
-                raise _fail(where, vr, "must start with a registered root arc: 0, 1 or 2, then (under 0 and 1) "
-                            "a number up to 39, and have at least 2 components (PS3.5 9.1, ISO 8824)", text)
-            if all(part == "0" for part in parts):
-                raise _fail(where, vr, "must not consist of zero components only (PS3.5 9.1)", text)
+            _check_uid_form(text, where)
         if vr == "CS" and not _CS.match(text):
             raise _fail(where, vr, "may hold only upper-case letters, digits, space and underscore", text)
         if codec is not None and vr not in ("UI", "CS", "DA", "TM", "DT", "AS", "AE", "IS", "DS"):
@@ -236,6 +238,72 @@ def check_value(keyword: str, vr: str, value: Any, *, where: str, codec: str | N
             except UnicodeEncodeError:
                 raise _fail(where, vr, f"holds characters that SpecificCharacterSet ({codec}) cannot encode; "
                             "use SpecificCharacterSet ISO_IR 192 (UTF-8) sources or plain text", text) from None
+    return value
+
+
+def _check_uid_form(text: str, where: str) -> None:
+    """The form of a non-empty UID of at most 64 characters (PS3.5 9.1)."""
+    if not _UID.match(text):
+        raise _fail(where, "UI", "must be digits separated by dots, without leading zeros (PS3.5 9.1)", text)
+    parts = text.split(".")
+    if len(parts) < 2 or parts[0] not in ("0", "1", "2") or (parts[0] != "2" and int(parts[1]) > 39):
+        raise _fail(where, "UI", "must start with a registered root arc: 0, 1 or 2, then (under 0 and 1) "
+                    "a number up to 39, and have at least 2 components (PS3.5 9.1, ISO 8824)", text)
+    if all(part == "0" for part in parts):
+        raise _fail(where, "UI", "must not consist of zero components only (PS3.5 9.1)", text)
+
+
+def check_uid(value: Any, where: str) -> str:
+    """Check one UID about to be written (also one copied from an input file); return it as ``str``.
+
+    The checks of :func:`check_value` for VR UI (PS3.5 9.1, Table 6.2-1):
+    not empty, at most 64 characters, dot-separated numbers without leading
+    zeros under a root arc 0, 1 or 2. Cheap enough to run on every source
+    image of a large series (one regular expression in the common case).
+
+    Parameters
+    ----------
+    value
+        The UID (``str`` or pydicom ``UID``).
+    where
+        What the value is, for messages: ``"source_images[3].SOPInstanceUID"``.
+
+    Raises
+    ------
+    InputError
+        Naming ``where``, the rule and the value.
+    """
+    text = str(value)
+    if not text:
+        raise _fail(where, "UI", "must not be empty (Type 1)", value)
+    if len(text) > MAX_LENGTHS["UI"]:
+        raise _fail(where, "UI", f"must have at most 64 characters, not {len(text)}", text)
+    _check_uid_form(text, where)
+    return text
+
+
+def check_argument(argument: str, keyword: str, value: Any) -> Any:
+    """Check a writer argument stored as ``keyword`` before any costly work; return it unchanged.
+
+    Integer VRs (IS, US, UL, SS, SL) take an ``int`` (or numpy integer), not a
+    ``bool``, ``float`` or ``str``; UI takes a ``str``; the value is then
+    checked by :func:`check_value` (``SeriesNumber`` / ``InstanceNumber``
+    at least 1, UIDs well formed, ...).
+
+    Raises
+    ------
+    InputTypeError
+        Wrong type, naming ``argument``.
+    InputError
+        A value its VR does not allow, naming ``argument`` and ``keyword``.
+    """
+    vr = dictionary_VR(keyword)
+    where = f"{argument} ({keyword})"
+    if vr in _INT_RANGES and (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer))):
+        raise InputTypeError(f"{where} must be an int; got {type(value).__name__} {value!r}")
+    if vr == "UI" and not isinstance(value, str):
+        raise InputTypeError(f"{where} must be a str; got {type(value).__name__} {value!r}")
+    check_value(keyword, vr, int(value) if vr in _INT_RANGES else value, where=where, codec=None)
     return value
 
 

@@ -53,7 +53,7 @@ from monai_dicomseg.geometry.affine import (
 )
 from monai_dicomseg.seg.content import SegmentDescription
 from monai_dicomseg.seg.frames import FramePlan, plan_frames
-from monai_dicomseg.codec.vr import check_dataset_values
+from monai_dicomseg.codec.vr import ARGUMENT_NAMES, check_argument, check_dataset_values
 from monai_dicomseg.seg.inputs import (
     SegmentPixels,
     StackedSegmentSource,
@@ -74,7 +74,7 @@ from monai_dicomseg.seg.placement import (
     explicit_placement,
     tiled_placement,
 )
-from monai_dicomseg.seg.sources import SourceFrames, collect_source_frames
+from monai_dicomseg.seg.sources import SourceFrames, collect_source_frames, require_pixel_spacing
 from monai_dicomseg.seg.tiling import TileView, cut_tiles
 from monai_dicomseg.uid import UID
 
@@ -133,10 +133,17 @@ class EncodeOptions:
         Raises
         ------
         InputError, InputTypeError
-            An unknown enum value, ``max_fractional_value`` outside [1, 255]
-            or not an int, an unsupported transfer syntax.
+            An unknown enum value (no ``fractional_type`` for FRACTIONAL),
+            ``max_fractional_value`` outside [1, 255] or not an int, an
+            unsupported transfer syntax, a malformed UID or a series/instance
+            number that is not an int of at least 1 (before any pixel is read).
         """
         seg_type = to_enum(SegmentationTypeValues, self.segmentation_type, "segmentation_type")
+        for keyword in ("SeriesInstanceUID", "SeriesNumber", "SOPInstanceUID", "InstanceNumber"):
+            check_argument(ARGUMENT_NAMES[keyword], keyword, getattr(self, ARGUMENT_NAMES[keyword]))  # before any pixel
+        if self.fractional_type in (None, "") and seg_type is SegmentationTypeValues.FRACTIONAL:
+            raise InputError("fractional_type must be 'PROBABILITY' or 'OCCUPANCY' for a FRACTIONAL segmentation "
+                             f"(SegmentationFractionalType, Type 1C, PS3.3 C.8.20.2); got {self.fractional_type!r}")
         frac_type = to_enum(SegmentationFractionalTypeValues,
                             self.fractional_type or SegmentationFractionalTypeValues.PROBABILITY, "fractional_type")
         max_fractional_value = self.max_fractional_value
@@ -833,6 +840,8 @@ def encode_segmentation(
     sources = collect_source_frames(source_images)
     array, placement = _resolve_placement(sources, pixel_array, options.plane_positions, options.plane_orientation,
                                           options.pixel_measures, options.tile_pixel_array, options.tile_size)
+    if placement.aligned:
+        require_pixel_spacing(sources)  # geometry copied from the sources: Pixel Measures too
     shape = _frame_shape(array)
     if placement.aligned and shape is not None:
         _check_shape_against_sources(shape, sources)  # shapes first: values are scanned below

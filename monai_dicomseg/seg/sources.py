@@ -17,6 +17,7 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
+from monai_dicomseg.codec.vr import check_uid
 from monai_dicomseg.enums import CoordinateSystemNames
 from monai_dicomseg.errors import GeometryError, InputError, InputTypeError
 from monai_dicomseg.geometry.affine import check_image_orientation
@@ -32,7 +33,7 @@ from monai_dicomseg.seg.tiling import (
     source_tile_positions,
 )
 
-__all__ = ["SourceFrames", "collect_source_frames", "stored_uid"]
+__all__ = ["SourceFrames", "collect_source_frames", "stored_uid", "require_pixel_spacing"]
 
 
 @dataclass(frozen=True)
@@ -152,17 +153,36 @@ def _ds_strings_of(dataset: Dataset, keyword: str, count: int) -> tuple[str, ...
 def stored_uid(dataset: Dataset, keyword: str) -> str:
     """A UI element's value as stored (``""`` when absent), read without pydicom's conversion when possible."""
     strings = _raw_strings(dataset, keyword)
-    return strings[0] if strings is not None and len(strings) == 1 else str(dataset.get(keyword, ""))
+    if strings is not None and len(strings) == 1:
+        return strings[0]
+    value = dataset.get(keyword)
+    return "" if value is None else str(value)  # an empty element is "", never "None"
+
+
+_REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+"""UIDs of a source image that the SEG writes (references, study): Type 1 there (PS3.3 C.12.2, C.7.6.16.2.6)."""
 
 
 def _check_dataset(dataset: object, index: int) -> Dataset:
+    """A source image with what the SEG copies from it; every UID it copies well formed (PS3.5 9.1).
+
+    The UIDs are written into the SEG (Study Instance UID, Frame of Reference
+    UID, Referenced Series / SOP Class / SOP Instance UIDs), so a damaged
+    source (or a SEG read back by ``convert``) is refused here, naming the
+    attribute, instead of being copied into an invalid file.
+    """
     if not isinstance(dataset, Dataset):
         raise InputTypeError(
             f"source_images[{index}] must be a pydicom Dataset; got {type(dataset).__name__}"
         )
-    for keyword in ("SOPClassUID", "SOPInstanceUID", "Rows", "Columns", "StudyInstanceUID"):
+    for keyword in ("Rows", "Columns") + _REQUIRED_UIDS:
         if keyword not in dataset:
             raise InputError(f"source_images[{index}] lacks {keyword}")
+    for keyword in _REQUIRED_UIDS:
+        check_uid(stored_uid(dataset, keyword), f"source_images[{index}].{keyword}")
+    frame_of_reference = stored_uid(dataset, "FrameOfReferenceUID")
+    if frame_of_reference:
+        check_uid(frame_of_reference, f"source_images[{index}].FrameOfReferenceUID")
     return dataset
 
 
@@ -235,6 +255,9 @@ def _collect_single_frames(datasets: tuple[Dataset, ...]) -> SourceFrames:
     rows = int(_require_same(datasets, "Rows", InputError))  # type: ignore[arg-type]
     columns = int(_require_same(datasets, "Columns", InputError))  # type: ignore[arg-type]
     _require_same(datasets, "StudyInstanceUID", InputError)
+    _require_one_series(datasets)
+    sop_instance_uids = [stored_uid(ds, "SOPInstanceUID") for ds in datasets]
+    _require_distinct_instances(sop_instance_uids)
     frame_of_reference = _require_same(datasets, "FrameOfReferenceUID", GeometryError)
     has_geometry = [("ImagePositionPatient" in ds and "ImageOrientationPatient" in ds) for ds in datasets]
     position_strings = positions = orientation = None
@@ -265,6 +288,7 @@ def _collect_single_frames(datasets: tuple[Dataset, ...]) -> SourceFrames:
             "plane (PS3.3 C.7.6.2) needs both ImagePositionPatient and ImageOrientationPatient"
         )
     spacing = None
+    _require_all_or_none(datasets, "PixelSpacing")
     if all("PixelSpacing" in ds for ds in datasets):
         spacings = [_ds_strings_of(ds, "PixelSpacing", 2) for ds in datasets]
         values = np.array(spacings, dtype=float)
@@ -284,7 +308,7 @@ def _collect_single_frames(datasets: tuple[Dataset, ...]) -> SourceFrames:
         coordinate_system=coordinate_system,
         frame_of_reference_uid=str(frame_of_reference) if frame_of_reference else None,
         sop_class_uids=[stored_uid(ds, "SOPClassUID") for ds in datasets],
-        sop_instance_uids=[stored_uid(ds, "SOPInstanceUID") for ds in datasets],
+        sop_instance_uids=sop_instance_uids,
         frame_numbers=[None] * len(datasets),
         position_strings=position_strings,
         positions=positions,
@@ -292,6 +316,85 @@ def _collect_single_frames(datasets: tuple[Dataset, ...]) -> SourceFrames:
         pixel_spacing=spacing,  # type: ignore[arg-type]
         slice_thickness=_optional_ds(first, "SliceThickness"),
         spacing_between_slices=_optional_ds(first, "SpacingBetweenSlices"),
+    )
+
+
+def _require_one_series(datasets: Sequence[Dataset]) -> None:
+    """Single-frame sources must belong to one series (highdicom refuses others too).
+
+    A SEG references its source images in its Common Instance Reference
+    module (PS3.3 C.12.2) and is derived from one image series (the guide:
+    ``source_images`` is *a* series, or one multi-frame image); images of two
+    series are not the planes of one volume.
+
+    Raises
+    ------
+    InputError
+        Naming the first source image whose SeriesInstanceUID differs.
+    """
+    first = stored_uid(datasets[0], "SeriesInstanceUID")
+    for index, dataset in enumerate(datasets[1:], start=1):
+        other = stored_uid(dataset, "SeriesInstanceUID")
+        if other != first:
+            raise InputError(
+                f"all source_images must belong to one series: source_images[0] has SeriesInstanceUID "
+                f"{first!r}, source_images[{index}] has {other!r} (a SEG is derived from the images of one "
+                "series, or from one multi-frame image)"
+            )
+
+
+def _require_distinct_instances(sop_instance_uids: Sequence[str]) -> None:
+    """Each single-frame source is another instance: SOP Instance UIDs are unique (PS3.3 C.12.1.1.1).
+
+    Raises
+    ------
+    InputError
+        Naming the two source images that share a SOPInstanceUID.
+    """
+    seen: dict[str, int] = {}
+    for index, uid in enumerate(sop_instance_uids):
+        first = seen.setdefault(uid, index)
+        if first != index:
+            raise InputError(
+                f"source_images[{first}] and source_images[{index}] have the same SOPInstanceUID {uid!r}; "
+                "each source image must be a distinct instance (a duplicated image would be referenced, and "
+                "its frame segmented, twice)"
+            )
+
+
+def _require_all_or_none(datasets: Sequence[Dataset], keyword: str) -> None:
+    """``keyword`` is present in every source image or in none (else it would be silently dropped)."""
+    present = [keyword in ds for ds in datasets]
+    if any(present) and not all(present):
+        raise GeometryError(
+            f"source_images[{present.index(False)}] lacks {keyword} while source_images[{present.index(True)}] "
+            "has it; the source images must all have it or all lack it"
+        )
+
+
+def require_pixel_spacing(sources: SourceFrames) -> None:
+    """Refuse sources with patient plane geometry but no pixel spacing.
+
+    A SEG whose frames have plane positions and an orientation (PATIENT
+    coordinates) records their Pixel Measures (PS3.3 C.7.6.16.2.1, in the
+    Shared Functional Groups, C.8.20.3); the writer takes them from the
+    sources when ``pixel_array`` is aligned with them (highdicom does the same
+    and fails on a source without PixelSpacing). Explicit ``pixel_measures``
+    or a ``Volume`` supply them otherwise.
+
+    Raises
+    ------
+    GeometryError
+        Naming the attribute the sources lack.
+    """
+    if sources.coordinate_system is not CoordinateSystemNames.PATIENT or sources.pixel_spacing is not None:
+        return
+    where = ("PixelSpacing in PixelMeasuresSequence of its Shared or Per-Frame Functional Groups"
+             if sources.is_multiframe else "PixelSpacing")
+    raise GeometryError(
+        f"source_images[0] lacks {where}: the SEG's planes have patient positions and an orientation, so it "
+        "needs their Pixel Measures (PS3.3 C.7.6.16.2.1); expected two positive numbers (mm), got none. "
+        "Pass pixel_measures, or sources that have PixelSpacing"
     )
 
 
