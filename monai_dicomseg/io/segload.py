@@ -104,7 +104,8 @@ SERIES_META_KEYS: dict[str, str] = {
     MetaKey.ORIGINAL_AFFINE: "(4, 4) float64 copy of `affine` as loaded",
     MetaKey.SPATIAL_SHAPE: "(3,) int spatial shape (X, Y, Z)",
     MetaKey.SPACE: "'RAS' (default, as MONAI) or 'LPS'",
-    MetaKey.ORIGINAL_CHANNEL_DIM: "'no_channel' (MONAI's convention for a channel added on load)",
+    MetaKey.ORIGINAL_CHANNEL_DIM: "0: the channel axis added on load is first (EnsureChannelFirstd is a no-op); "
+                                  "'no_channel' with ensure_channel_first=False",
     MetaKey.SERIES_INSTANCE_UID: "SeriesInstanceUID of the series",
     MetaKey.FRAME_OF_REFERENCE_UID: "FrameOfReferenceUID of the series ('' if absent)",
     MetaKey.SLICE_ORDER: f"{MetaKey.SLICE_ORDER_BY_POSITION!r}: slices sorted along the normal (not by InstanceNumber)",

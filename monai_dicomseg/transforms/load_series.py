@@ -46,8 +46,19 @@ class LoadDicomSeries(Transform):
     space
         ``"RAS"`` (default, as MONAI) or ``"LPS"``.
     ensure_channel_first
-        Add the leading channel axis (default True): ``(1, C, R, S)``; else
-        ``(C, R, S)``.
+        Add the leading channel axis (default True): ``(1, C, R, S)`` with
+        ``meta["original_channel_dim"] = 0``, so that MONAI's
+        ``EnsureChannelFirst(d)``, which every MONAI tutorial runs after
+        loading, is a no-op. False: ``(C, R, S)`` with
+        ``meta["original_channel_dim"] = "no_channel"``, so that
+        ``EnsureChannelFirst(d)`` adds the axis (as after ``LoadImaged``).
+        The default differs from ``LoadImaged`` (False) on purpose:
+        ``LoadDicomSegd(ref_key=...)``, ``DicomSegDataset`` and the label
+        loaders are channel-first, and both tutorial orders (with or without
+        ``EnsureChannelFirstd``) give the same 4D tensor. ``LoadImaged(...,
+        ensure_channel_first=True)`` itself (MONAI 1.6) leaves
+        ``"no_channel"`` in the metadata, so an ``EnsureChannelFirstd`` after
+        it adds a second axis; this loader records the axis it added instead.
     series_instance_uid
         Choose one series when a folder holds several.
     on_error
@@ -77,7 +88,7 @@ class LoadDicomSeries(Transform):
         self.on_error = on_error
         self.dtype = dtype
         self.space = check_space(space)
-        self.ensure_channel_first = ensure_channel_first
+        self.ensure_channel_first = bool(ensure_channel_first)
         self.series_instance_uid = series_instance_uid
 
     def __call__(self, source: SeriesSource) -> "MetaTensor | None":
@@ -114,7 +125,8 @@ class LoadDicomSeries(Transform):
             MetaKey.ORIGINAL_AFFINE: affine.copy(),
             MetaKey.SPATIAL_SHAPE: np.asarray(array.shape),
             MetaKey.SPACE: self.space,
-            MetaKey.ORIGINAL_CHANNEL_DIM: "no_channel",
+            # the axis added below is already first: EnsureChannelFirst(d) after this is a no-op
+            MetaKey.ORIGINAL_CHANNEL_DIM: 0 if self.ensure_channel_first else "no_channel",
             MetaKey.SERIES_INSTANCE_UID: series.series_instance_uid,
             MetaKey.FRAME_OF_REFERENCE_UID: series.frame_of_reference_uid or "",
             MetaKey.SLICE_ORDER: MetaKey.SLICE_ORDER_BY_POSITION,
