@@ -369,6 +369,7 @@ def convert_seg(
     would lose information silently, so it is refused.
     """
     from monai_dicomseg import __version__
+    from monai_dicomseg.codec.vr import check_dataset_values
     from monai_dicomseg.seg.segmentation import Segmentation
     from monai_dicomseg.uid import UID
 
@@ -417,6 +418,7 @@ def convert_seg(
         **options,
     )
     _copy_attributes(seg, new, combine, copy_references=source is None)
+    check_dataset_values(new)  # what was copied from the input is checked like every written value
     new.save_as(Path(out), overwrite=overwrite)
     return {"segmentation_type": segmentation_type, "segments": len(descriptions),
             "frames": int(new.get("NumberOfFrames", 0))}
