@@ -206,7 +206,7 @@ def segment_resolver(selection: "SegmentSelection | None") -> "Any | None":
 
         view = copy.copy(header)
         view.__class__ = Segmentation  # the segment accessors only; Pixel Data is absent by design
-        return [int(n) for n in selection.plan(segment_table(view)).segment_numbers]
+        return [int(n) for n in selection.plan(segment_table(view), warn=False).segment_numbers]
 
     return resolve
 
@@ -489,7 +489,7 @@ def load_seg_array(
     threshold = check_threshold(threshold)
     seg = read_segmentation(source, segments=segment_resolver(selection))
     table = segment_table(seg)
-    plan = selection.plan(table)
+    plan = selection.plan(table, where=source_name(source if isinstance(source, str) else seg.get("filename") or source))
     seg_type = seg.segmentation_type
     seg_type = SegmentationTypeValues(getattr(seg_type, "value", seg_type))
     fractional = seg_type == SegmentationTypeValues.FRACTIONAL

@@ -41,7 +41,8 @@ def test_selection(case, image):
     table = segments_from_meta(by_code.meta)["segments"]
     assert table[0] == {"number": 1, "label": "liver", "category": {
         "value": "91772007", "scheme_designator": "SCT", "meaning": "Organ"}, "type": {
-        "value": "10200004", "scheme_designator": "SCT", "meaning": "Liver"}, "color": None, "tracking_id": None}
+        "value": "10200004", "scheme_designator": "SCT", "meaning": "Liver"}, "modifier": None, "color": None,
+        "tracking_id": None}
     assert by_code.meta["source_series_instance_uid"] == case.datasets[0].SeriesInstanceUID
     assert by_code.meta["filename_or_obj"] == str(case.seg_path)
 
