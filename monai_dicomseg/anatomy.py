@@ -42,6 +42,7 @@ __all__ = [
     "lookup_term",
     "terms_for_names",
     "segment_descriptions_from_names",
+    "default_algorithm_identification",
     "segment_descriptions_from_dcmqi",
     "describe_segment",
     "UnknownSegmentNameWarning",
@@ -230,6 +231,27 @@ def describe_segment(
     return description
 
 
+DEFAULT_ALGORITHM_NAME = "MONAI"
+"""Algorithm Name (0066,0036) of :func:`default_algorithm_identification` (the writer's default too)."""
+
+ARTIFICIAL_INTELLIGENCE = CodedConcept("123110", "DCM", "Artificial Intelligence")
+"""Algorithm Family (CID 7162) of :func:`default_algorithm_identification`."""
+
+
+def default_algorithm_identification() -> AlgorithmIdentificationSequence:
+    """The Algorithm Identification used when an AUTOMATIC segment names none.
+
+    PS3.3 C.8.20.2 requires Algorithm Identification (Type 1C) for AUTOMATIC
+    and SEMIAUTOMATIC segments. Without one given, the segments are attributed
+    to :data:`DEFAULT_ALGORITHM_NAME` (``"MONAI"``), family DCM 123110
+    "Artificial Intelligence", version ``"unknown"``: the model that produced
+    them is not known here. Pass your own
+    :class:`~monai_dicomseg.seg.AlgorithmIdentificationSequence` to record it.
+    """
+    return AlgorithmIdentificationSequence(name=DEFAULT_ALGORITHM_NAME, family=ARTIFICIAL_INTELLIGENCE,
+                                           version="unknown")
+
+
 def segment_descriptions_from_names(
     names: Sequence[str],
     algorithm_identification: "AlgorithmIdentificationSequence | None" = None,
@@ -243,10 +265,18 @@ def segment_descriptions_from_names(
     names
         Segment labels in segment-number order.
     algorithm_identification
-        Required by DICOM for AUTOMATIC / SEMIAUTOMATIC segments (PS3.3 C.8.20.2).
+        Algorithm Identification of AUTOMATIC / SEMIAUTOMATIC segments (PS3.3
+        C.8.20.2, required there). Default:
+        :func:`default_algorithm_identification` (``"MONAI"``, Artificial
+        Intelligence, version ``"unknown"``), so that the defaults of this
+        function make valid descriptions. Ignored for MANUAL segments.
     algorithm_type
-        ``"AUTOMATIC"``, ``"SEMIAUTOMATIC"`` or ``"MANUAL"``.
+        ``"AUTOMATIC"`` (default), ``"SEMIAUTOMATIC"`` or ``"MANUAL"``.
+    first_segment_number
+        Segment number of ``names[0]`` (1-based, PS3.3 C.8.20.2).
     """
+    if algorithm_identification is None and str(algorithm_type).upper() != "MANUAL":
+        algorithm_identification = default_algorithm_identification()
     terms = terms_for_names(names)
     return [describe_segment(first_segment_number + i, term, algorithm_identification, algorithm_type)
             for i, term in enumerate(terms)]

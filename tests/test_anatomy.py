@@ -97,3 +97,68 @@ def test_dcmqi_bad_input(tmp_path):
         segment_descriptions_from_dcmqi({"foo": 1})
     with pytest.raises(InputError, match="does not exist"):
         segment_descriptions_from_dcmqi(str(tmp_path / "nope.json"))
+
+
+# --------------------------------------------------------------------------- defaults (issue 21)
+
+
+def test_segment_descriptions_from_names_with_its_own_defaults():
+    """Regression: the defaults (AUTOMATIC, no algorithm identification) raised InputTypeError."""
+    (spleen,) = segment_descriptions_from_names(["spleen"])
+    assert spleen.SegmentAlgorithmType == "AUTOMATIC"
+    assert spleen.SegmentedPropertyTypeCodeSequence[0].CodeValue == "78961009"
+    item = spleen.SegmentationAlgorithmIdentificationSequence[0]
+    assert (item.AlgorithmName, item.AlgorithmVersion) == ("MONAI", "unknown")
+    family = item.AlgorithmFamilyCodeSequence[0]
+    assert (family.CodeValue, family.CodingSchemeDesignator) == ("123110", "DCM")
+    assert spleen.SegmentAlgorithmName == "MONAI"
+
+
+def test_semiautomatic_gets_the_default_identification():
+    (liver,) = segment_descriptions_from_names(["liver"], algorithm_type="SEMIAUTOMATIC")
+    assert liver.SegmentAlgorithmType == "SEMIAUTOMATIC"
+    assert liver.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName == "MONAI"
+
+
+def test_unknown_algorithm_type_is_refused():
+    with pytest.raises(InputError, match="algorithm_type must be one of .*got 'automatc'"):
+        segment_descriptions_from_names(["liver"], algorithm_type="automatc")
+
+
+def test_manual_segments_get_no_identification():
+    (liver,) = segment_descriptions_from_names(["liver"], algorithm_type="MANUAL")
+    assert liver.SegmentAlgorithmType == "MANUAL"
+    assert "SegmentationAlgorithmIdentificationSequence" not in liver
+
+
+def test_a_given_identification_is_kept():
+    from monai_dicomseg.seg.content import AlgorithmIdentificationSequence
+    from monai_dicomseg.sr.coding import CodedConcept
+
+    algorithm = AlgorithmIdentificationSequence(name="spleen-net", version="2.1",
+                                                family=CodedConcept("123110", "DCM", "Artificial Intelligence"))
+    descriptions = segment_descriptions_from_names(["spleen", "liver"], algorithm, first_segment_number=3)
+    assert [int(d.SegmentNumber) for d in descriptions] == [3, 4]
+    assert {d.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName for d in descriptions} == {"spleen-net"}
+
+
+@pytest.mark.highdicom
+def test_default_descriptions_write_a_seg_highdicom_reads(tmp_path):
+    """The default-built description is a valid Segment Sequence item: a SEG written with it reads back."""
+    import highdicom
+
+    from monai_dicomseg import synthetic
+    from monai_dicomseg.seg import Segmentation
+
+    labels = synthetic.make_ellipsoid_labels((4, 16, 16), n_labels=1, seed=0)
+    series = synthetic.make_ct_series((4, 16, 16), labels=labels, seed=0)
+    seg = Segmentation(series, labels, "BINARY", segment_descriptions_from_names(["spleen"]),
+                       series_instance_uid=highdicom.UID(), series_number=5, sop_instance_uid=highdicom.UID(),
+                       instance_number=1, manufacturer="test", manufacturer_model_name="test",
+                       software_versions="0", device_serial_number="0")
+    seg.save_as(tmp_path / "seg.dcm")
+    read = highdicom.seg.segread(str(tmp_path / "seg.dcm"))
+    description = read.get_segment_description(1)
+    assert description.algorithm_type.value == "AUTOMATIC"
+    assert description.algorithm_identification[0].AlgorithmName == "MONAI"
+    assert int(read.get_volume(combine_segments=True).array.astype(bool).sum()) == int((labels > 0).sum()) > 0
