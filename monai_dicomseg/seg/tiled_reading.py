@@ -177,6 +177,36 @@ class TiledReaderMixin:
             all_segment_numbers=list(self.segment_numbers),
         )
 
+    def _slide_plane(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """``(origin, ImageOrientationSlide, PixelSpacing, slice spacing)`` of the total pixel matrix.
+
+        Origin from TotalPixelMatrixOriginSequence (Z 0 when absent), slice
+        spacing SpacingBetweenSlices or 1.0 (as highdicom 0.28); PS3.3
+        C.8.12.2.1, C.8.12.4. Shared by ``get_volume`` and ``get_volume_geometry``.
+        """
+        index = self.get_frame_index()  # type: ignore[attr-defined]
+        origin_items = self.get("TotalPixelMatrixOriginSequence")  # type: ignore[attr-defined]
+        orientation = self.get("ImageOrientationSlide")  # type: ignore[attr-defined]
+        if not origin_items or orientation is None or index.pixel_spacing is None:
+            raise GeometryError(
+                "a tiled segmentation needs TotalPixelMatrixOriginSequence, ImageOrientationSlide and a "
+                "shared PixelSpacing to form a volume (PS3.3 C.8.12.4, C.8.12.6.1)"
+            )
+        origin = origin_items[0]
+        try:
+            position = np.array([
+                float(origin.XOffsetInSlideCoordinateSystem),
+                float(origin.YOffsetInSlideCoordinateSystem),
+                float(origin.get("ZOffsetInSlideCoordinateSystem", 0.0) or 0.0),
+            ])
+            cosines = np.asarray(orientation, dtype=np.float64).reshape(6)
+        except (AttributeError, TypeError, ValueError, OverflowError) as exc:
+            raise GeometryError(
+                "TotalPixelMatrixOriginSequence needs numeric X/YOffsetInSlideCoordinateSystem and "
+                f"ImageOrientationSlide six numbers (PS3.3 C.8.12.2.1); {exc}"
+            ) from None
+        return position, cosines, index.pixel_spacing, index.spacing_between_slices or 1.0
+
     def _get_tiled_volume(
         self,
         *,
@@ -200,28 +230,7 @@ class TiledReaderMixin:
             columns=self._total_matrix_size()[1],
             as_indices=as_indices,
         )
-        index = self.get_frame_index()
-        origin_items = self.get("TotalPixelMatrixOriginSequence")  # type: ignore[attr-defined]
-        orientation = self.get("ImageOrientationSlide")  # type: ignore[attr-defined]
-        if not origin_items or orientation is None or index.pixel_spacing is None:
-            raise GeometryError(
-                "a tiled segmentation needs TotalPixelMatrixOriginSequence, ImageOrientationSlide and a "
-                "shared PixelSpacing to form a volume (PS3.3 C.8.12.4, C.8.12.6.1)"
-            )
-        origin = origin_items[0]
-        try:
-            position = np.array([
-                float(origin.XOffsetInSlideCoordinateSystem),
-                float(origin.YOffsetInSlideCoordinateSystem),
-                float(origin.get("ZOffsetInSlideCoordinateSystem", 0.0) or 0.0),
-            ])
-            cosines = np.asarray(orientation, dtype=np.float64).reshape(6)
-        except (AttributeError, TypeError, ValueError, OverflowError) as exc:
-            raise GeometryError(
-                "TotalPixelMatrixOriginSequence needs numeric X/YOffsetInSlideCoordinateSystem and "
-                f"ImageOrientationSlide six numbers (PS3.3 C.8.12.2.1); {exc}"
-            ) from None
-        spacing = index.pixel_spacing
+        position, cosines, spacing, slice_spacing = self._slide_plane()
         position = position + cosines[3:] * spacing[0] * box.row_start + cosines[:3] * spacing[1] * box.column_start
         array = self.get_total_pixel_matrix(
             box.row_start, box.row_end, box.column_start, box.column_end, as_indices=True, **options
@@ -234,7 +243,7 @@ class TiledReaderMixin:
         }
         return Volume.from_attributes(
             array=array, image_position=position, image_orientation=cosines, pixel_spacing=spacing,
-            spacing_between_slices=index.spacing_between_slices or 1.0,
+            spacing_between_slices=slice_spacing,
             coordinate_system=CoordinateSystemNames.SLIDE,
             frame_of_reference_uid=self.get("FrameOfReferenceUID"),  # type: ignore[attr-defined]
             channels=channels,
