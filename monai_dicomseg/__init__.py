@@ -9,7 +9,7 @@ imported on first use.
 from __future__ import annotations
 
 
-from monai_dicomseg._lazy import lazy_getattr
+from monai_dicomseg._lazy import lazy_getattr, provide
 from monai_dicomseg.enums import (
     CoordinateSystemNames,
     DimensionOrganizationTypeValues,
@@ -72,6 +72,10 @@ _LAZY = {
 }
 
 __getattr__ = lazy_getattr(__name__, _LAZY)
+
+# Late bindings (docs/architecture.md): a lower layer's role, played by a higher layer's object.
+# geometry/ is numpy-only; Volume.get_plane_positions() & co. get their pydicom sequences from codec/.
+provide("volume_functional_groups", "monai_dicomseg.codec.spatial_content:VOLUME_FUNCTIONAL_GROUPS")
 
 
 def __dir__() -> list[str]:

@@ -1,4 +1,4 @@
-"""DESIGN.md's one-way layering: the SEG system works without torch or MONAI loaded."""
+"""The one-way layering of docs/architecture.md: the SEG system works without torch or MONAI loaded."""
 from __future__ import annotations
 
 import ast
@@ -37,8 +37,10 @@ def test_seg_system_loads_without_torch_or_monai():
     assert result.stdout.strip() == "", f"imported heavy/optional packages: {result.stdout.strip()}"
 
 
-# DESIGN.md section 2, lowest first: a module may import its own group, any
-# group of a lower rank, and the package root (the lazy public facade).
+# docs/architecture.md ("Layer map"), lowest first: a module may import its own group and any group of a
+# lower rank, directly or through the package root's facade (a name of the root resolves to the module
+# that defines it: monai_dicomseg/__init__.py's _LAZY table or its eager imports).
+# tests/test_architecture_map.py checks that the map in docs/architecture.md agrees with this list.
 LAYERS: list[set[str]] = [
     {"errors", "enums", "_lazy", "options", "uid", "atomic", "color", "synthetic", "image"},  # shared vocabulary
     {"geometry", "sr", "dicomweb"},  # numpy geometry; coded concepts; DICOMweb transport (stdlib)
@@ -98,15 +100,83 @@ def _source_group(path: Path) -> str:
 
 def test_every_module_belongs_to_a_layer():
     missing = sorted({_source_group(p) for p in _sources()} - set(RANK) - {"__init__"})
-    assert not missing, f"add these to LAYERS (and to DESIGN.md): {missing}"
+    assert not missing, f"add these to LAYERS (and to docs/architecture.md): {missing}"
 
 
-@pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(ROOT)))
-def test_imports_flow_one_way(path):
-    source = _source_group(path)
-    if source == "__init__":
-        return  # the package root is the lazy facade over every layer
+def _root_facade() -> dict[str, str]:
+    """Each name the package root offers -> the module that defines it (``_LAZY`` and eager imports)."""
+    tree = ast.parse((ROOT / "__init__.py").read_text())
+    table: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "_LAZY" for t in node.targets):
+            lazy = ast.literal_eval(node.value)
+            table.update({name: target.partition(":")[0] for name, target in lazy.items()})
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith(PACKAGE + "."):
+            table.update({alias.asname or alias.name: node.module for alias in node.names})
+    return table
+
+
+PACKAGE = "monai_dicomseg"
+FACADE = _root_facade()
+
+
+def _facade_target(name: str) -> "str | None":
+    """The module behind ``monai_dicomseg.<name>``: a facade name, a subpackage/module, or None (root's own)."""
+    if name in FACADE:
+        return FACADE[name]
+    if (ROOT / name).is_dir() or (ROOT / f"{name}.py").is_file():
+        return f"{PACKAGE}.{name}"
+    return None
+
+
+def _root_aliases(tree: ast.AST) -> set[str]:
+    """Local names bound to the package root (``import monai_dicomseg [as hd]``, ``import monai_dicomseg.x``)."""
+    aliases = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == PACKAGE:
+                    aliases.add(alias.asname or PACKAGE)
+                elif alias.name.startswith(PACKAGE + ".") and alias.asname is None:
+                    aliases.add(PACKAGE)
+    return aliases
+
+
+def _facade_imports(path: Path) -> list[tuple[int, str]]:
+    """What ``path`` reaches through the package root, as ``(line, module)``; ``"?"`` for a dynamic lookup.
+
+    ``from monai_dicomseg import X``, ``monai_dicomseg.X`` / ``hd.X`` after
+    ``import monai_dicomseg as hd``, and ``getattr(hd, name)`` (a non-constant
+    name cannot be resolved, so it is reported as ``"?"``).
+    """
+    tree = ast.parse(path.read_text(), filename=str(path))
+    aliases = _root_aliases(tree)
+    found: list[tuple[int, "str | None"]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == PACKAGE:
+            found += [(node.lineno, _facade_target(alias.name)) for alias in node.names]
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+            found.append((node.lineno, _facade_target(node.attr)))
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr"
+              and node.args and isinstance(node.args[0], ast.Name) and node.args[0].id in aliases):
+            name = node.args[1] if len(node.args) > 1 else None
+            constant = isinstance(name, ast.Constant) and isinstance(name.value, str)
+            found.append((node.lineno, _facade_target(name.value) if constant else "?"))  # type: ignore[union-attr]
+    return [(line, module) for line, module in found if module is not None]
+
+
+def _layer_problems(path: Path, source: str) -> list[str]:
+    """Imports of ``path`` (direct and through the root facade) that do not flow one way."""
     problems = []
+    for line, module in _facade_imports(path):
+        if module == "?":
+            problems.append(f"line {line}: getattr on the package root with a computed name (unresolvable)")
+            continue
+        target = _group(module)
+        if target is not None and target != source and not (source in SHARED and target in SHARED):
+            if RANK.get(target, len(LAYERS)) >= RANK[source]:
+                problems.append(f"line {line}: {source} reaches {module} through the package root "
+                                f"(layer {target!r} is not below {source!r})")
     for line, module in _imports(path):
         if module.split(".")[0] != "monai_dicomseg":
             top = module.split(".")[0]
@@ -118,7 +188,56 @@ def test_imports_flow_one_way(path):
             continue
         if RANK.get(target, len(LAYERS)) >= RANK[source]:
             problems.append(f"line {line}: {source} imports {module} (layer {target!r} is not below {source!r})")
+    return problems
+
+
+@pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_imports_flow_one_way(path):
+    """Direct imports and names reached through the package root (``hd.X``, ``from monai_dicomseg import X``)."""
+    source = _source_group(path)
+    if source == "__init__":
+        return  # the package root is the lazy facade over every layer
+    problems = _layer_problems(path, source)
     assert not problems, f"{path.relative_to(ROOT)}:\n" + "\n".join(problems)
+
+
+def test_root_facade_imports_are_checked(tmp_path):
+    """A guard for the check itself: geometry reaching codec through the root's lazy names fails."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("import monai_dicomseg\nimport monai_dicomseg as hd\nfrom monai_dicomseg import Volume, "
+                     "InputError, __version__\nfrom monai_dicomseg import PlanePositionSequence\n"
+                     "def f(name):\n    return (monai_dicomseg.PixelMeasuresSequence, hd.Segmentation, hd.seg,\n"
+                     "            getattr(hd, 'PlaneOrientationSequence'), getattr(monai_dicomseg, name), hd.Volume)\n")
+    problems = "\n".join(_layer_problems(probe, "geometry"))
+    assert "line 4: geometry reaches monai_dicomseg.codec.spatial_content" in problems
+    assert "line 6: geometry reaches monai_dicomseg.codec.spatial_content" in problems  # hd.PixelMeasures...
+    assert "line 6: geometry reaches monai_dicomseg.seg.segmentation" in problems
+    assert "line 6: geometry reaches monai_dicomseg.seg " in problems
+    assert "line 7: geometry reaches monai_dicomseg.codec.spatial_content" in problems  # constant getattr
+    assert "line 7: getattr on the package root with a computed name" in problems
+    assert "geometry.volume" not in problems and "errors" not in problems and "__version__" not in problems
+    assert _layer_problems(probe, "cli") == ["line 7: getattr on the package root with a computed name "
+                                             "(unresolvable)"]
+    assert FACADE["PlanePositionSequence"] == "monai_dicomseg.codec.spatial_content"
+    assert FACADE["InputError"] == "monai_dicomseg.errors"
+
+
+def test_late_bindings_are_declared_by_the_root_and_point_up():
+    """``_lazy.provide`` (dependency inversion) is called by the package root only; each binding resolves,
+    to a module above the shared vocabulary, and satisfies the role's protocol."""
+    callers = [path.relative_to(ROOT) for path in _sources()
+               if any(isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "provide"
+                      for node in ast.walk(ast.parse(path.read_text())))]
+    assert [str(c) for c in callers] == ["__init__.py"]
+    import monai_dicomseg  # noqa: F401 - declares the bindings
+    from monai_dicomseg._lazy import PROVIDERS, provider
+    from monai_dicomseg.geometry.volume_base import FUNCTIONAL_GROUPS_ROLE, FunctionalGroupBuilder
+
+    assert set(PROVIDERS) == {FUNCTIONAL_GROUPS_ROLE}
+    for role, target in PROVIDERS.items():
+        assert _group(target.partition(":")[0]) not in SHARED, role
+        provider(role)
+    assert isinstance(provider(FUNCTIONAL_GROUPS_ROLE), FunctionalGroupBuilder)
 
 
 def test_geometry_does_not_import_codec_even_inside_functions(tmp_path):

@@ -5,6 +5,11 @@ functional group (PS3.3 C.7.6.16.2.1 Pixel Measures, C.7.6.16.2.3 Plane
 Position (Patient), C.7.6.16.2.4 Plane Orientation (Patient), C.8.12.6.1
 Plane Position (Slide), C.8.12.6.2 Plane Orientation (Slide)). Decimal
 String values are formatted to at most 16 characters (PS3.5 6.2 DS).
+
+:data:`VOLUME_FUNCTIONAL_GROUPS` builds them for ``Volume.get_plane_positions()``
+and its two siblings: ``geometry/`` (numpy only) declares what it needs
+(:class:`~monai_dicomseg.geometry.volume_base.FunctionalGroupBuilder`) and the
+package root binds this object to it.
 """
 from __future__ import annotations
 
@@ -25,6 +30,8 @@ __all__ = [
     "PixelMeasuresSequence",
     "PlanePositionSequence",
     "PlaneOrientationSequence",
+    "VolumeFunctionalGroups",
+    "VOLUME_FUNCTIONAL_GROUPS",
 ]
 
 _SLIDE_OFFSETS = (
@@ -249,3 +256,33 @@ class PlaneOrientationSequence(DicomSequence):
         return self.coordinate_system == other.coordinate_system and self.cosines == other.cosines
 
     __hash__ = None  # type: ignore[assignment]
+
+
+class VolumeFunctionalGroups:
+    """The functional-group sequences of a volume's planes (implements ``FunctionalGroupBuilder``).
+
+    Slide volumes place every plane at (column, row) = (1, 1) of the total
+    pixel matrix (PS3.3 C.8.12.6.1), as a volume has no tiles.
+    """
+
+    def plane_positions(self, coordinate_system: CoordinateSystemNames,
+                        positions: np.ndarray) -> list[PlanePositionSequence]:
+        """One :class:`PlanePositionSequence` per row of ``positions`` ``(F, 3)`` float (mm)."""
+        matrix_position = (1, 1) if coordinate_system == CoordinateSystemNames.SLIDE else None
+        return [PlanePositionSequence(coordinate_system, p, pixel_matrix_position=matrix_position)
+                for p in positions]
+
+    def plane_orientation(self, coordinate_system: CoordinateSystemNames,
+                          direction_cosines: Sequence[float]) -> PlaneOrientationSequence:
+        """The :class:`PlaneOrientationSequence` of six direction cosines (row then column)."""
+        return PlaneOrientationSequence(coordinate_system, direction_cosines)
+
+    def pixel_measures(self, pixel_spacing: Sequence[float],
+                       spacing_between_slices: float) -> PixelMeasuresSequence:
+        """The :class:`PixelMeasuresSequence`; SliceThickness = SpacingBetweenSlices (contiguous slabs)."""
+        return PixelMeasuresSequence(pixel_spacing=pixel_spacing, slice_thickness=spacing_between_slices,
+                                     spacing_between_slices=spacing_between_slices)
+
+
+#: The object the package root binds to ``geometry.volume_base.FUNCTIONAL_GROUPS_ROLE``.
+VOLUME_FUNCTIONAL_GROUPS = VolumeFunctionalGroups()

@@ -12,10 +12,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from monai_dicomseg._lazy import provider
 from monai_dicomseg.enums import CoordinateSystemNames, to_enum
 from monai_dicomseg.errors import GeometryError, InputError, InputTypeError
 from monai_dicomseg.geometry import affine as affine_ops
@@ -35,23 +36,41 @@ from monai_dicomseg.geometry.tolerances import AFFINE_EQUALITY_TOLERANCE
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Self
 
-__all__ = ["VolumeBase"]
+__all__ = ["VolumeBase", "FunctionalGroupBuilder", "FUNCTIONAL_GROUPS_ROLE"]
 
 ArrayOperation = Callable[[np.ndarray], np.ndarray]
 
 
-def _functional_group_class(name: str) -> Any:
-    """The pydicom functional-group ``Sequence`` class published as ``monai_dicomseg.<name>``.
+#: The late-bound role that builds DICOM functional-group sequences (see :class:`FunctionalGroupBuilder`).
+FUNCTIONAL_GROUPS_ROLE = "volume_functional_groups"
 
-    ``geometry/`` is numpy only and imports nothing from ``codec/`` (DESIGN.md
-    layering, enforced by ``tests/test_layering.py``); the three DICOM-attribute
-    methods below therefore find their classes through the package's public,
-    lazily loaded names (``hd.PlanePositionSequence`` ...), so that pydicom is
-    loaded only when one of them is called.
+
+@runtime_checkable
+class FunctionalGroupBuilder(Protocol):
+    """What the DICOM-attribute methods of a volume need from the layer that knows pydicom.
+
+    ``geometry/`` is numpy only and imports nothing from a higher layer
+    (``docs/architecture.md``; ``tests/test_layering.py``). The three sequences
+    it hands out are pydicom objects built in ``codec/``
+    (:mod:`monai_dicomseg.codec.spatial_content`); the package root binds that
+    builder to :data:`FUNCTIONAL_GROUPS_ROLE` (``monai_dicomseg._lazy.provide``),
+    and pydicom is imported only when one of the methods is called.
     """
-    import monai_dicomseg
 
-    return getattr(monai_dicomseg, name)
+    def plane_positions(self, coordinate_system: CoordinateSystemNames, positions: np.ndarray) -> list[Any]:
+        """One Plane Position Sequence per row of ``positions`` ``(F, 3)`` (mm)."""
+
+    def plane_orientation(self, coordinate_system: CoordinateSystemNames,
+                          direction_cosines: Sequence[float]) -> Any:
+        """The Plane Orientation Sequence of six direction cosines."""
+
+    def pixel_measures(self, pixel_spacing: Sequence[float], spacing_between_slices: float) -> Any:
+        """The Pixel Measures Sequence (slice thickness = spacing between slices)."""
+
+
+def _functional_groups() -> FunctionalGroupBuilder:
+    """The builder bound to :data:`FUNCTIONAL_GROUPS_ROLE` by the package root."""
+    return provider(FUNCTIONAL_GROUPS_ROLE)  # type: ignore[no-any-return]  # reason: typed by the Protocol
 
 
 def _spatial_slices(index: Any, spatial_shape: tuple[int, int, int]) -> tuple[slice, slice, slice]:
@@ -266,14 +285,8 @@ class VolumeBase(ABC):
     # ------------------------------------------------------------ DICOM attributes
     def get_plane_positions(self) -> list[Any]:
         """``PlanePositionSequence`` of each frame along axis 0 (PS3.3 C.7.6.16.2.3)."""
-        PlanePositionSequence = _functional_group_class("PlanePositionSequence")
-
         positions = affine_ops.plane_positions_from_affine(self._affine, self.spatial_shape[0])
-        matrix_position = (1, 1) if self._coordinate_system == CoordinateSystemNames.SLIDE else None
-        return [
-            PlanePositionSequence(self._coordinate_system, p, pixel_matrix_position=matrix_position)
-            for p in positions
-        ]
+        return _functional_groups().plane_positions(self._coordinate_system, positions)
 
     def get_plane_position(self, plane_index: int) -> Any:
         """``PlanePositionSequence`` of frame ``plane_index`` (zero-based)."""
@@ -285,15 +298,11 @@ class VolumeBase(ABC):
 
     def get_plane_orientation(self) -> Any:
         """``PlaneOrientationSequence`` of the frames (PS3.3 C.7.6.16.2.4)."""
-        return _functional_group_class("PlaneOrientationSequence")(self._coordinate_system, self.direction_cosines)
+        return _functional_groups().plane_orientation(self._coordinate_system, self.direction_cosines)
 
     def get_pixel_measures(self) -> Any:
         """``PixelMeasuresSequence`` of the frames (PS3.3 C.7.6.16.2.1); thickness = slice spacing."""
-        return _functional_group_class("PixelMeasuresSequence")(
-            pixel_spacing=self.pixel_spacing,
-            slice_thickness=self.spacing_between_slices,
-            spacing_between_slices=self.spacing_between_slices,
-        )
+        return _functional_groups().pixel_measures(self.pixel_spacing, self.spacing_between_slices)
 
     # ------------------------------------------------------------ spatial operations
     def __getitem__(self, index: Any) -> "Self":
