@@ -1,4 +1,4 @@
-"""Rewrite a DICOM SEG with another type (BINARY <-> LABELMAP) or compression, losslessly.
+"""Rewrite a DICOM SEG with another type (BINARY <-> LABELMAP, FRACTIONAL -> BINARY/LABELMAP) or compression.
 
 The segments, their descriptions and every labelled voxel are kept; the new
 instance gets new Series and SOP Instance UIDs. Three kinds of SEG are handled:
@@ -37,6 +37,7 @@ from typing import Any
 
 from monai_dicomseg.cli._common import (
     COMPRESSION,
+    SEGMENTATION_TYPES,
     add_compress_option,
     add_overwrite_option,
     add_threshold_option,
@@ -57,8 +58,10 @@ _COPIED = ("SeriesDescription", "ContentCreatorName", "BodyPartExamined", "Clini
 
 def add_options(parser: argparse.ArgumentParser, batch: bool = False) -> None:
     """The options (no positionals), shared with ``batch convert``."""
-    parser.add_argument("--type", dest="segmentation_type", choices=("BINARY", "LABELMAP"), required=True,
-                        type=str.upper, help="segmentation type of the output")
+    parser.add_argument("--type", dest="segmentation_type", choices=SEGMENTATION_TYPES, default=None,
+                        type=str.upper,
+                        help="segmentation type of the output (default: the input's, e.g. to recompress). "
+                             "FRACTIONAL only from a FRACTIONAL SEG (fractions kept as stored)")
     add_threshold_option(parser)
     add_compress_option(parser, workers=not batch)
     add_overwrite_option(parser)
@@ -252,15 +255,16 @@ def _thresholded(fractions: Any, threshold: float, combine: bool, numbers: list[
     return labels
 
 
-def _framewise(seg: Any, combine: bool, source: str | None,
-               threshold: float | None = None) -> tuple[list[Any], Any, dict[str, Any]]:
+def _framewise(seg: Any, combine: bool, source: str | None, threshold: float | None = None,
+               keep_fractions: bool = False) -> tuple[list[Any], Any, dict[str, Any]]:
     """Sources, pixel array and writer options for a SEG without a patient volume.
 
     Tiled SEG: ``(H, W)`` label map or ``(1, H, W, S)`` stacked total pixel
     matrix, written with ``tile_pixel_array=True`` in the SEG's tile size and
     dimension organisation type. Otherwise ``(N, R, C)`` / ``(N, R, C, S)``,
     one frame per referenced single-frame instance. A FRACTIONAL SEG is read
-    as rescaled fractions and thresholded (``threshold``).
+    as rescaled fractions and thresholded (``threshold``), or kept as
+    fractions (``keep_fractions``: FRACTIONAL output).
     """
     from monai_dicomseg.errors import OverlapError
 
@@ -274,7 +278,7 @@ def _framewise(seg: Any, combine: bool, source: str | None,
         sources = _sources_from_folder(source, uids)
     else:
         sources = [_stand_in(seg, *instance, tiled=tiled) for instance in instances]
-    fractional = threshold is not None
+    fractional = threshold is not None or keep_fractions
     read: dict[str, Any] = {"combine_segments": combine and not fractional}
     if fractional:
         read.update(rescale_fractional=True, dtype="float32")
@@ -285,7 +289,7 @@ def _framewise(seg: Any, combine: bool, source: str | None,
             pixels = seg.get_pixels_by_source_instance(uids, assert_missing_frames_are_empty=True, **read)
     except OverlapError:
         raise InputError("segments overlap; a LABELMAP cannot hold them (keep BINARY)") from None
-    if fractional:
+    if threshold is not None:
         pixels = _thresholded(pixels, float(threshold), combine, [int(n) for n in seg.segment_numbers])
     if tiled and not combine:
         pixels = pixels[None]
@@ -308,17 +312,24 @@ def _slice_thickness(seg: Any) -> float | None:
     return None
 
 
-def _volume_pixels(seg: Any, combine: bool, source: str | None, threshold: float | None) -> tuple[list[Any], Any]:
+def _volume_pixels(seg: Any, combine: bool, source: str | None, threshold: float | None,
+                   keep_fractions: bool = False) -> tuple[list[Any], Any]:
     """Source datasets and pixel array of a SEG with a patient volume (``threshold`` set for FRACTIONAL input).
 
     With ``source`` the volume is matched onto that series' grid and its datasets are the sources;
-    without it, stand-in sources are built from the SEG's own references.
+    without it, stand-in sources are built from the SEG's own references. ``keep_fractions``
+    (FRACTIONAL output): the ``(F, R, C, S)`` float32 fractions rescaled to [0, 1], which the
+    writer stores back as ``round(fraction * MaximumFractionalValue)``, the stored values.
     """
     from monai_dicomseg.errors import OverlapError
 
     try:
-        volume = thresholded_volume(seg, threshold, combine) if threshold is not None else \
-            seg.get_volume(combine_segments=combine)
+        if keep_fractions:
+            volume = seg.get_volume(combine_segments=False, rescale_fractional=True, dtype="float32")
+        elif threshold is not None:
+            volume = thresholded_volume(seg, threshold, combine)
+        else:
+            volume = seg.get_volume(combine_segments=combine)
     except OverlapError:
         raise InputError("segments overlap; a LABELMAP cannot hold them (keep BINARY)") from None
     if source is not None:
@@ -349,12 +360,50 @@ def _copy_attributes(seg: Any, new: Any, combine: bool, copy_references: bool) -
                 new[keyword] = copy.deepcopy(seg[keyword])
 
 
+def _check_type(segmentation_type: "str | None") -> "str | None":
+    """``--type`` upper-cased, or None (keep the input's); InputError for another value."""
+    if segmentation_type is None:
+        return None
+    requested = str(segmentation_type).upper()
+    if requested not in SEGMENTATION_TYPES:
+        raise InputError(f"--type must be one of {', '.join(SEGMENTATION_TYPES)} (or omitted: the input's type); "
+                         f"got {segmentation_type!r}")
+    return requested
+
+
+def _output_type(requested: "str | None", seg: Any, threshold: "float | None", seg_path: str) -> str:
+    """The output SegmentationType: ``requested``, or the input's when None.
+
+    Raises
+    ------
+    UnsupportedError
+        FRACTIONAL from a BINARY/LABELMAP SEG (there are no fractions to keep);
+        a FRACTIONAL SEG to BINARY/LABELMAP without ``threshold``.
+    InputError
+        ``threshold`` with a FRACTIONAL output (it would be ignored).
+    """
+    kind = seg.segmentation_type.value
+    target = requested or kind
+    if target == "FRACTIONAL":
+        if kind != "FRACTIONAL":
+            raise UnsupportedError(f"{str(seg_path)!r} is a {kind} SEG: --type FRACTIONAL rewrites FRACTIONAL SEGs "
+                                   "only (to recompress them); keep BINARY or LABELMAP")
+        if threshold is not None:
+            raise InputError(f"--threshold {threshold} makes masks, but the output is FRACTIONAL (the input's type "
+                             "when --type is omitted): pass --type BINARY or LABELMAP, or drop --threshold")
+    elif kind == "FRACTIONAL" and threshold is None:
+        raise UnsupportedError(
+            f"{str(seg_path)!r} is a FRACTIONAL SEG: converting it to {target} needs --threshold "
+            "(threshold=): the fraction at or above which a voxel belongs to a segment")
+    return target
+
+
 @strict_keywords
 def convert_seg(
     seg_path: str,
     output: str,
     *,
-    segmentation_type: str,
+    segmentation_type: "str | None" = None,
     source: str | None = None,
     compress: str = "none",
     workers: int = 0,
@@ -363,10 +412,14 @@ def convert_seg(
 ) -> dict[str, Any]:
     """Write ``output``: the SEG at ``seg_path`` with another type and/or compression.
 
-    A FRACTIONAL SEG becomes BINARY/LABELMAP only with ``threshold`` (a voxel
-    belongs to a segment when its fraction, rescaled to [0, 1] by
-    MaximumFractionalValue, is >= ``threshold``); without it the conversion
-    would lose information silently, so it is refused.
+    ``segmentation_type`` None (``--type`` omitted) keeps the input's type: a
+    recompression. A FRACTIONAL SEG rewritten as FRACTIONAL keeps its stored
+    values, MaximumFractionalValue and SegmentationFractionalType; FRACTIONAL
+    output from a BINARY/LABELMAP SEG is refused. A FRACTIONAL SEG becomes
+    BINARY/LABELMAP only with ``threshold`` (a voxel belongs to a segment when
+    its fraction, rescaled to [0, 1] by MaximumFractionalValue, is >=
+    ``threshold``); without it the conversion would lose information
+    silently, so it is refused, as is ``threshold`` with a FRACTIONAL output.
     """
     from monai_dicomseg import __version__
     from monai_dicomseg.codec.vr import check_dataset_values
@@ -374,16 +427,12 @@ def convert_seg(
     from monai_dicomseg.uid import UID
 
     out = check_output(output, overwrite)
-    segmentation_type = segmentation_type.upper()
-    if segmentation_type not in ("BINARY", "LABELMAP"):
-        raise InputError(f"--type must be BINARY or LABELMAP; got {segmentation_type!r}")
+    requested = _check_type(segmentation_type)
     threshold = check_threshold(threshold)
     seg = read_seg(seg_path)
+    segmentation_type = _output_type(requested, seg, threshold, seg_path)
     fractional = seg.segmentation_type.value == "FRACTIONAL"
-    if fractional and threshold is None:
-        raise UnsupportedError(
-            f"{str(seg_path)!r} is a FRACTIONAL SEG: converting it to {segmentation_type} needs --threshold "
-            "(threshold=): the fraction at or above which a voxel belongs to a segment")
+    keep_fractions = segmentation_type == "FRACTIONAL"
     if int(seg.get("NumberOfFrames", 0) or 0) == 0:
         raise InputError("the SEG holds no frames")
     combine = segmentation_type == "LABELMAP"
@@ -391,11 +440,15 @@ def convert_seg(
     if numbers != list(range(1, len(numbers) + 1)):
         raise UnsupportedError(f"segment numbers must be 1..N to be rewritten; got {numbers[:10]}")
     options: dict[str, Any] = {}
+    cut = threshold if fractional and not keep_fractions else None
     if seg.is_tiled or "FrameOfReferenceUID" not in seg:
         # No patient volume (slides: SLIDE coordinates; CR/DX: none): keep the SEG's own frame structure.
-        sources, pixels, options = _framewise(seg, combine, source, threshold if fractional else None)
+        sources, pixels, options = _framewise(seg, combine, source, cut, keep_fractions)
     else:
-        sources, pixels = _volume_pixels(seg, combine, source, threshold if fractional else None)
+        sources, pixels = _volume_pixels(seg, combine, source, cut, keep_fractions)
+    if keep_fractions:  # the stored values are round(fraction * MaximumFractionalValue): keep both as read
+        options.update(max_fractional_value=int(seg.MaximumFractionalValue),
+                       fractional_type=str(seg.SegmentationFractionalType))
     descriptions = [seg.get_segment_description(n) for n in numbers]
     new = Segmentation(
         source_images=sources,
