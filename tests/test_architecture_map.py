@@ -10,7 +10,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from test_layering import LAYERS
 
 REPO = Path(__file__).resolve().parents[1]
