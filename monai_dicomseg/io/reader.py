@@ -10,14 +10,28 @@ MONAI's reader selection picks it for SEG files only.
 
 The array returned by ``get_data`` is already channel-first
 ``(channels, X, Y, Z)`` in MONAI order (``meta["original_channel_dim"] = 0``),
-so ``ensure_channel_first=True`` is a no-op. A reader has no access to a
-reference image: the grid is the SEG's own; use
-:class:`~monai_dicomseg.transforms.load.LoadDicomSegd` with ``ref_key`` to land
-on the source image's grid.
+so ``ensure_channel_first=True`` is a no-op.
+
+The grid rule
+-------------
+A SEG stores only the frames it segments, so its own grid usually covers a
+part of the image. The reader returns the label on the **full grid of the
+referenced series** (the spatial shape and affine ``LoadDicomSeries`` gives the
+image) whenever it finds that series' headers
+(:mod:`monai_dicomseg.io.series_lookup`): through ``series_resolver``, under
+``source_root``, or beside the SEG (its folder and sub-folders, the layout
+``create_datalist`` pairs; for a DICOMweb SEG, the same server).
+``meta["grid"]`` says ``"source_series"``. When the series is not found, the
+label covers the SEG's stored extent only (``meta["grid"] == "seg"``) and the
+reader warns once per file, saying so and how to fix it; ``find_series=False``
+asks for the SEG's own grid without a search or a warning. For training, the
+safest pattern loads the image too and places the label on it:
+``LoadDicomSegd(keys="label", ref_key="image")``.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,17 +47,23 @@ except ImportError:
     require_monai(__name__)
     raise
 
-from monai_dicomseg.errors import DicomSegError, InputError
+from monai_dicomseg.errors import DicomSegError, InputError, InputTypeError
+from monai_dicomseg.geometry.affine import RAS, check_space
 from monai_dicomseg.io.segload import (
     DEFAULT_MODE,
+    GRID_SEG,
+    GRID_SOURCE_SERIES,
     MODES,
     LoadedSeg,
     MetaKey,
+    ReferenceGrid,
     error_with_context,
     load_seg_array,
     read_segmentation,
+    referenced_series_uids,
     segment_resolver,
 )
+from monai_dicomseg.io.series_lookup import SeriesResolver, find_source_series
 from monai_dicomseg.io.segments import SELECTION_OPTIONS, SegmentSelection
 from monai_dicomseg.options import check_options
 from monai_dicomseg.io.source_series import SEG_SOP_CLASS_UIDS
@@ -51,7 +71,7 @@ from monai_dicomseg.io.source_series import SEG_SOP_CLASS_UIDS
 __all__ = ["DicomSegReader", "is_segmentation_file", "READER_OPTIONS"]
 
 READER_OPTIONS = (*SELECTION_OPTIONS, "selection", "rescale_fractional", "skip_overlap_checks", "space", "dtype",
-                  "threshold")
+                  "threshold", "allow_other_series", "source_root", "series_resolver", "find_series")
 """Keyword options of :class:`DicomSegReader` besides ``mode``."""
 
 
@@ -74,7 +94,7 @@ def is_segmentation_file(path: "str | os.PathLike[str]") -> bool:
 
 
 class DicomSegReader(ImageReader):
-    """MONAI image reader for DICOM SEG (BINARY, FRACTIONAL, LABELMAP).
+    """MONAI image reader for DICOM SEG (BINARY, FRACTIONAL, LABELMAP), on the source series' grid.
 
     Parameters
     ----------
@@ -82,6 +102,17 @@ class DicomSegReader(ImageReader):
         ``"labelmap"`` (default: one channel of segment numbers, so that
         batches of different SEGs collate; MONAI's label convention) or
         ``"stacked"`` (one channel per segment).
+    source_root
+        A folder searched (recursively, headers only, cached per process) for
+        the series the SEG references; see the module docstring.
+    series_resolver
+        A callable ``SEG header Dataset -> series source or None`` (a folder, a
+        list of files, a :class:`~monai_dicomseg.dicomweb.DicomWebSeries` or a
+        ``dicomweb+`` URI), asked first; None: keep searching.
+    find_series
+        True (default): look for the source series (resolver, ``source_root``,
+        beside the SEG) and put the label on its full grid, else warn once per
+        file; False: the SEG's own grid, no search, no warning.
     **kwargs
         Selection and decoding options of
         :func:`~monai_dicomseg.io.segload.load_seg_array` (:data:`READER_OPTIONS`:
@@ -89,28 +120,47 @@ class DicomSegReader(ImageReader):
         ``label_map`` or one ``selection`` (a
         :class:`~monai_dicomseg.io.segments.SegmentSelection`),
         ``rescale_fractional``, ``skip_overlap_checks``, ``space``,
-        ``dtype``, ``threshold``).
+        ``dtype``, ``threshold``, ``allow_other_series`` (accept a resolved
+        series that is not the referenced one but shares its Frame of
+        Reference)).
 
     Raises
     ------
     TypeError
         (:class:`~monai_dicomseg.errors.InputTypeError`) for an unknown
-        keyword option, naming the closest valid one.
+        keyword option, naming the closest valid one, or a ``series_resolver``
+        that is not callable.
 
     Notes
     -----
-    Metadata keys: :data:`~monai_dicomseg.io.segload.META_KEYS`. Errors are
-    re-raised with the same class and a message that starts with the file name.
+    Metadata keys: :data:`~monai_dicomseg.io.segload.META_KEYS`; ``meta["grid"]``
+    is ``"source_series"`` or ``"seg"``. Errors are re-raised with the same
+    class and a message that starts with the file name: a series given by
+    ``series_resolver`` that cannot be read, is of another Frame of Reference,
+    or is another series without ``allow_other_series=True``, is an error; a
+    series found beside the SEG or under ``source_root`` that cannot be read is
+    a warning (the SEG's own grid is used).
     """
 
-    def __init__(self, mode: str = DEFAULT_MODE, **kwargs: Any) -> None:
+    def __init__(self, mode: str = DEFAULT_MODE, *, source_root: "str | os.PathLike[str] | None" = None,
+                 series_resolver: "SeriesResolver | None" = None, find_series: bool = True, **kwargs: Any) -> None:
         super().__init__()
         check_options(kwargs, READER_OPTIONS, "DicomSegReader")
         if mode not in MODES:
             raise InputError(f"DicomSegReader: mode must be one of {MODES}; got {mode!r}")
+        if series_resolver is not None and not callable(series_resolver):
+            raise InputTypeError(f"DicomSegReader: series_resolver must be a callable (SEG header Dataset -> "
+                                 f"series source or None); got {type(series_resolver).__name__}")
+        if source_root is not None and not os.path.isdir(source_root):
+            raise InputError(f"DicomSegReader: source_root must be an existing folder; got {str(source_root)!r}")
         self.mode = mode
+        self.source_root = source_root
+        self.series_resolver = series_resolver
+        self.find_series = bool(find_series)
         self.selection = SegmentSelection.from_options(kwargs, kwargs.pop("selection", None))
+        self.space = check_space(kwargs.get("space", RAS))
         self.kwargs = kwargs
+        self._warned: set[str] = set()
 
     def verify_suffix(self, filename: "Sequence[str | os.PathLike[str]] | str | os.PathLike[str]") -> bool:
         """True if every file is a DICOM Segmentation (by SOP Class UID, not by suffix)."""
@@ -136,20 +186,66 @@ class DicomSegReader(ImageReader):
                 raise error_with_context(error, f"DicomSegReader SEG {str(name)!r}") from error
         return segs[0] if len(segs) == 1 else segs
 
+    def source_grid(self, seg: Any, name: str) -> "tuple[ReferenceGrid | None, tuple[str, ...]]":
+        """The grid of the series ``seg`` references, or None; and the places searched.
+
+        Returns
+        -------
+        tuple
+            ``(ReferenceGrid on the series' full grid in this reader's space,
+            or None, descriptions of the places searched)``.
+        """
+        if not self.find_series:
+            return None, ()
+        lookup = find_source_series(seg, name, source_root=self.source_root, series_resolver=self.series_resolver)
+        if lookup.found is None:
+            return None, lookup.searched
+        series = lookup.found.series
+        grid = ReferenceGrid(
+            affine=series.monai_affine(self.space),
+            spatial_shape=tuple(int(n) for n in series.geometry.spatial_shape[::-1]),  # type: ignore[arg-type]
+            space=self.space,
+            frame_of_reference_uid=series.frame_of_reference_uid,
+            series_instance_uid=series.series_instance_uid,
+        )
+        return grid, lookup.searched
+
+    def _warn_seg_grid(self, name: str, seg: Any, searched: tuple[str, ...], shape: tuple[int, ...]) -> None:
+        """Warn once per SEG file (per reader) that the label is on the SEG's stored extent only."""
+        if name in self._warned:
+            return
+        self._warned.add(name)
+        where = "; ".join(searched) if searched else "no folder to search (the SEG is not a file path)"
+        warnings.warn(
+            f"DicomSegReader SEG {name!r}: its source series (SeriesInstanceUID {referenced_series_uids(seg)}) "
+            f"was not found ({where}); the label covers the SEG's stored extent only (spatial shape "
+            f"{tuple(shape)}, meta['grid'] == 'seg'), not the image's full grid: pass "
+            "DicomSegReader(source_root=<folder holding the series>) or series_resolver=..., or, for training, load "
+            "the image and place the label on it with LoadDicomSegd(keys='label', ref_key='image') "
+            "(find_series=False silences this)",
+            UserWarning, stacklevel=3,
+        )
+
+    def _load_one(self, seg: Any, name: str) -> LoadedSeg:
+        try:
+            reference, searched = self.source_grid(seg, name)
+            result = load_seg_array(seg, mode=self.mode, selection=self.selection, reference=reference,
+                                    **self.kwargs)
+        except (DicomSegError, OSError) as error:
+            raise error_with_context(error, f"DicomSegReader SEG {name!r}") from error
+        result.meta[MetaKey.GRID] = GRID_SEG if reference is None else GRID_SOURCE_SERIES
+        result.meta[MetaKey.FILENAME_OR_OBJ] = name
+        if reference is None and self.find_series:
+            self._warn_seg_grid(name, seg, searched, result.array.shape[1:])
+        return result
+
     def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
         """``(array (channels, X, Y, Z), meta)`` of one SEG (several: stacked on channels).
 
         Several SEGs must share their grid (the channel axes are concatenated).
         """
         items = img if isinstance(img, list) else [img]
-        loaded: list[LoadedSeg] = []
-        for seg, name in items:
-            try:
-                result = load_seg_array(seg, mode=self.mode, selection=self.selection, **self.kwargs)
-            except (DicomSegError, OSError) as error:
-                raise error_with_context(error, f"DicomSegReader SEG {name!r}") from error
-            result.meta[MetaKey.FILENAME_OR_OBJ] = name
-            loaded.append(result)
+        loaded = [self._load_one(seg, name) for seg, name in items]
         meta = loaded[0].meta
         for other in loaded[1:]:
             if other.array.shape[1:] != loaded[0].array.shape[1:] or not np.allclose(

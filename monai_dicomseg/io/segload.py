@@ -32,6 +32,7 @@ __all__ = [
     "MetaKey",
     "ReferenceGrid", "LoadedSeg", "read_segmentation", "segment_resolver", "load_seg_array", "MODES", "DEFAULT_MODE",
     "META_KEYS", "SERIES_META_KEYS", "error_with_context", "source_name", "check_threshold",
+    "GRID_SOURCE_SERIES", "GRID_REFERENCE", "GRID_SEG", "GRIDS", "OTHER_SERIES_OPTION",
 ]
 
 class MetaKey:
@@ -58,6 +59,16 @@ class MetaKey:
     SOURCE_SERIES_INSTANCE_UID = "source_series_instance_uid"
     SLICE_ORDER = "slice_order"
     SLICE_ORDER_BY_POSITION = "ImagePositionPatient"  # value of SLICE_ORDER: sorted along the normal
+    GRID = "grid"
+
+
+GRID_SOURCE_SERIES = "source_series"
+"""``meta["grid"]``: the label is on the full grid of the SEG's source series, found by ``DicomSegReader``."""
+GRID_REFERENCE = "reference"
+"""``meta["grid"]``: the label is on a reference image's grid (``LoadDicomSegd(ref_key=...)``, ``reference=``)."""
+GRID_SEG = "seg"
+"""``meta["grid"]``: the label is on the SEG's own grid, spanning only the frames it stores."""
+GRIDS = (GRID_SOURCE_SERIES, GRID_REFERENCE, GRID_SEG)
 
 
 MODES = ("stacked", "labelmap")
@@ -94,6 +105,9 @@ META_KEYS: dict[str, str] = {
     MetaKey.FRAME_OF_REFERENCE_UID: "FrameOfReferenceUID of the SEG ('' if absent)",
     MetaKey.SOURCE_SERIES_INSTANCE_UID: "comma-separated SeriesInstanceUIDs the SEG references "
                                         "(ReferencedSeriesSequence)",
+    MetaKey.GRID: "grid the label is on: 'source_series' (the referenced series' full grid, found by "
+                  "DicomSegReader), 'reference' (a reference image's: LoadDicomSegd(ref_key=...)) or 'seg' (the "
+                  "SEG's own grid: only the frames it stores)",
     MetaKey.FILENAME_OR_OBJ: "path of the SEG file ('' for a file object or dataset)",
 }
 """Keys that :func:`load_seg_array`, ``LoadDicomSeg(d)`` and ``DicomSegReader`` put in
@@ -274,20 +288,43 @@ def referenced_series_uids(seg: Any) -> list[str]:
     return list(dict.fromkeys(str(item.SeriesInstanceUID) for item in items if "SeriesInstanceUID" in item))
 
 
-def _check_reference_identity(seg: Any, reference: ReferenceGrid) -> None:
-    seg_for = getattr(seg, "FrameOfReferenceUID", None)
-    if reference.frame_of_reference_uid and seg_for and str(seg_for) != reference.frame_of_reference_uid:
+OTHER_SERIES_OPTION = "allow_other_series"
+"""Name of the option that lets a SEG land on another series of its Frame of Reference."""
+
+
+def _check_reference_identity(seg: Any, reference: ReferenceGrid, allow_other_series: bool = False) -> None:
+    """Refuse a reference image of another Frame of Reference, or of another series unless allowed.
+
+    A SEG's positions are only comparable with an image of the same Frame of
+    Reference (PS3.3 C.7.4.1): another FrameOfReferenceUID is always an error.
+    An image that is not among the SEG's ReferencedSeriesSequence (PS3.3
+    C.10.4) but shares its Frame of Reference (another kernel, another phase)
+    is accepted only with ``allow_other_series=True``, and only when both
+    FrameOfReferenceUIDs are known; the placement is still exact or a
+    GeometryError.
+    """
+    seg_for = str(getattr(seg, "FrameOfReferenceUID", "") or "")
+    if reference.frame_of_reference_uid and seg_for and seg_for != reference.frame_of_reference_uid:
         raise GeometryError(
-            f"FrameOfReferenceUID of the SEG is {str(seg_for)!r} but the reference image's is "
+            f"FrameOfReferenceUID of the SEG is {seg_for!r} but the reference image's is "
             f"{reference.frame_of_reference_uid!r}; positions are not comparable"
         )
-    if reference.series_instance_uid:
-        series = referenced_series_uids(seg)
-        if series and reference.series_instance_uid not in series:
-            raise GeometryError(
-                f"the SEG references SeriesInstanceUID {series} but the reference image is series "
-                f"{reference.series_instance_uid!r} (ReferencedSeriesSequence)"
-            )
+    series = referenced_series_uids(seg)
+    if not reference.series_instance_uid or not series or reference.series_instance_uid in series:
+        return
+    if not allow_other_series:
+        raise GeometryError(
+            f"the SEG references SeriesInstanceUID {series} (ReferencedSeriesSequence) but the reference image is "
+            f"series {reference.series_instance_uid!r}; if that image is another series of the same Frame of "
+            f"Reference (another kernel or phase), pass {OTHER_SERIES_OPTION}=True (the placement is still "
+            "checked voxel by voxel)"
+        )
+    if not (seg_for and reference.frame_of_reference_uid):
+        raise GeometryError(
+            f"{OTHER_SERIES_OPTION}=True needs the FrameOfReferenceUID of both the SEG ({seg_for or 'absent'!r}) "
+            f"and the reference image ({reference.frame_of_reference_uid or 'absent'!r}) to confirm that the "
+            f"reference series {reference.series_instance_uid!r} shares the SEG's Frame of Reference"
+        )
 
 
 def _decode(seg: Any, plan: SegmentSelectionPlan, mode: str, rescale_fractional: bool,
@@ -399,6 +436,7 @@ def load_seg_array(
     space: str = "RAS",
     dtype: "np.dtype | type | str | None" = None,
     threshold: "float | None" = None,
+    allow_other_series: bool = False,
     **selection_options: Any,
 ) -> LoadedSeg:
     """Decode a SEG into a channel-first array on the MONAI grid.
@@ -445,6 +483,12 @@ def load_seg_array(
         ``"labelmap"`` mode; in ``"stacked"`` mode it turns the channels into
         uint8 0/1. Where several segments pass, the highest output value wins
         with ``skip_overlap_checks``, else an OverlapError is raised.
+    allow_other_series
+        Accept a ``reference`` image that is not among the series the SEG
+        references (ReferencedSeriesSequence, PS3.3 C.10.4) when it shares the
+        SEG's FrameOfReferenceUID (another kernel, another phase of the same
+        acquisition); the placement is still exact or a GeometryError. Another
+        Frame of Reference is refused whatever this option.
 
     Returns
     -------
@@ -458,7 +502,8 @@ def load_seg_array(
         channel), ``channel_values`` (JSON list of int), ``labels`` (label_map
         as JSON, or ""), ``threshold``, ``segmentation_type``,
         ``SeriesInstanceUID`` and ``SOPInstanceUID`` of the SEG,
-        ``FrameOfReferenceUID``, ``source_series_instance_uid``,
+        ``FrameOfReferenceUID``, ``source_series_instance_uid``, ``grid``
+        (``"reference"`` with a reference, else ``"seg"``),
         ``filename_or_obj``: exactly the keys of :data:`META_KEYS`, each a
         str, a number or a fixed-shape array so that ``list_data_collate``
         batches any mix of SEGs.
@@ -475,7 +520,8 @@ def load_seg_array(
     DecodeError
         Not a SEG.
     GeometryError
-        Reference grid incompatible (FrameOfReference, series, orientation,
+        Reference grid incompatible (FrameOfReference, series (see
+        ``allow_other_series``), orientation,
         spacing, sub-voxel offset, SEG frames outside the grid).
     """
     # Over 60 lines on purpose: the one decode path of every loader (select -> read -> decode straight
@@ -500,7 +546,7 @@ def load_seg_array(
             "threshold= (a float in (0, 1], e.g. threshold=0.5), or use mode='stacked' for the fractions"
         )
     if reference is not None:
-        _check_reference_identity(seg, reference)
+        _check_reference_identity(seg, reference, allow_other_series)
     layout = None
     if not fractional or (mode == "stacked" and threshold is None):
         layout = seg.volume_layout()  # None for a tiled SLIDE segmentation
@@ -556,6 +602,7 @@ def load_seg_array(
         MetaKey.SOP_INSTANCE_UID: str(getattr(seg, "SOPInstanceUID", "")),
         MetaKey.FRAME_OF_REFERENCE_UID: str(getattr(seg, "FrameOfReferenceUID", "") or ""),
         MetaKey.SOURCE_SERIES_INSTANCE_UID: ",".join(referenced_series_uids(seg)),
+        MetaKey.GRID: GRID_SEG if reference is None else GRID_REFERENCE,
         MetaKey.FILENAME_OR_OBJ: str(source) if isinstance(source, (str, os.PathLike)) else "",
     }
     return LoadedSeg(array, meta)

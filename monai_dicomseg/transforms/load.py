@@ -52,7 +52,7 @@ ON_ERROR = ("raise", "skip")
 
 LOAD_OPTIONS = (
     "mode", *SELECTION_OPTIONS, "selection", "rescale_fractional", "skip_overlap_checks", "space", "dtype",
-    "threshold", "on_error",
+    "threshold", "on_error", "allow_other_series",
 )
 """Keyword options of :class:`LoadDicomSeg` (also accepted by ``LoadDicomSegd``,
 ``DicomSegDataset`` and ``load_transforms``)."""
@@ -207,6 +207,11 @@ class LoadDicomSeg(Transform):
         ``"raise"`` or ``"skip"`` (warn and return None; the dictionary
         transform returns ``[]``) for a missing or unreadable SEG, a SEG of
         another series / frame of reference, or an incompatible reference grid.
+    allow_other_series
+        Accept a reference image that is another series of the SEG's Frame of
+        Reference (not in its ReferencedSeriesSequence: another kernel, another
+        phase); the placement is still checked voxel by voxel (exact or a
+        GeometryError). Another FrameOfReferenceUID is refused whatever this option.
 
     Raises
     ------
@@ -217,7 +222,8 @@ class LoadDicomSeg(Transform):
     Notes
     -----
     Without a reference the grid spans only the frames the SEG contains (its
-    own geometry): use a reference to get the source image's full grid.
+    own geometry, ``meta["grid"] == "seg"``): use a reference to get the source
+    image's full grid (``meta["grid"] == "reference"``).
     Call with ``reference=`` an image loaded by MONAI (``MetaTensor``).
     Errors are re-raised with the same class and a message that starts with
     the SEG path and the source series (the reference image's
@@ -236,6 +242,7 @@ class LoadDicomSeg(Transform):
         dtype: Any = None,
         threshold: "float | None" = None,
         on_error: str = "raise",
+        allow_other_series: bool = False,
         **options: Any,
     ) -> None:
         check_options(options, LOAD_OPTIONS, "LoadDicomSeg")
@@ -251,6 +258,7 @@ class LoadDicomSeg(Transform):
         self.dtype = dtype
         self.threshold = check_threshold(threshold)
         self.on_error = on_error
+        self.allow_other_series = bool(allow_other_series)
 
     def _numpy_dtype(self) -> Any:
         if self.dtype is None or not isinstance(self.dtype, torch.dtype):
@@ -285,6 +293,7 @@ class LoadDicomSeg(Transform):
                 filename, mode=self.mode, rescale_fractional=self.rescale_fractional,
                 skip_overlap_checks=self.skip_overlap_checks, reference=grid, space=self.space,
                 dtype=self._numpy_dtype(), threshold=self.threshold, selection=self.selection,
+                allow_other_series=self.allow_other_series,
             )
         except (DicomSegError, OSError) as error:
             hint = _SERIES_HINT if isinstance(error, GeometryError) and _needs_series_hint(reference) else ""
