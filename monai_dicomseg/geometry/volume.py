@@ -5,6 +5,10 @@ The guide's ``hd.Volume`` / ``hd.VolumeGeometry``. Axes are ``(F, R, C)``
 multi-frame image, PS3.3 C.7.6.16) followed by optional channel axes; the
 affine maps a voxel index to an LPS patient (or slide) position. Geometry
 operations live in :class:`~monai_dicomseg.geometry.volume_base.VolumeBase`.
+
+MONAI conversion (:meth:`Volume.to_monai` / :meth:`Volume.from_monai`) is the
+numpy side here (axis order, metadata, channel axis); ``torch`` and ``monai``
+are imported inside those two methods only, so this module never loads them.
 """
 from __future__ import annotations
 
@@ -24,7 +28,10 @@ from monai_dicomseg.geometry.volume_base import ArrayOperation, VolumeBase
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Self
 
-__all__ = ["Volume", "VolumeGeometry", "ChannelDescriptor", "PadModes"]
+__all__ = [
+    "Volume", "VolumeGeometry", "ChannelDescriptor", "PadModes", "MonaiAxisOrder", "monai_metadata",
+    "MONAI_FRAME_OF_REFERENCE_KEY",
+]
 
 ChannelsArgument = dict[ChannelDescriptor | int | str, Sequence[int | str | float | Enum]] | None
 
@@ -57,6 +64,112 @@ def _check_array(array: Any, argument: str = "array") -> np.ndarray:
         raise InputTypeError(
             f"{argument} must have an integer, floating point or boolean dtype; got {array.dtype}"
         )
+    return array
+
+
+class MonaiAxisOrder(str, Enum):
+    """Spatial axis order of the tensor of :meth:`Volume.to_monai` (and expected by :meth:`Volume.from_monai`).
+
+    Either order is exact: the affine always maps the tensor's own indices,
+    so MONAI's spatial transforms (``Orientation``, ``Spacing``) and
+    ``SaveDicomSeg`` treat both alike; they differ in which voxel sits at
+    which index.
+    """
+
+    VOLUME = "volume"
+    """The volume's own ``(F, R, C)`` axes, untouched (highdicom pull request #454)."""
+    MONAI = "monai"
+    """MONAI's order for a DICOM series: ``(C, R, S)``, slice axis along ``cross(row, column cosines)``,
+    what ``LoadDicomSeries``, ``ITKReader`` and (usually) ``PydicomReader`` return:
+    ``monai[c, r, s] == volume[F - 1 - s, r, c]`` (see :mod:`monai_dicomseg.io.source_series`)."""
+
+
+MONAI_FRAME_OF_REFERENCE_KEY = "FrameOfReferenceUID"
+"""``MetaTensor.meta`` key of the FrameOfReferenceUID (the DICOM keyword; also set by ``LoadDicomSeries``)."""
+
+
+def _in_monai_axis_order(volume: "Volume", axis_order: "MonaiAxisOrder | str") -> "Volume":
+    """``volume`` re-indexed into ``axis_order`` (a flip and a transpose; voxel positions unchanged)."""
+    if to_enum(MonaiAxisOrder, axis_order, "axis_order") is MonaiAxisOrder.VOLUME:
+        return volume
+    return volume.flip_spatial(0).permute_spatial_axes((2, 1, 0))
+
+
+def _from_monai_axis_order(volume: "Volume", axis_order: "MonaiAxisOrder | str") -> "Volume":
+    """Inverse of :func:`_in_monai_axis_order`: back to the volume's ``(F, R, C)`` axes."""
+    if to_enum(MonaiAxisOrder, axis_order, "axis_order") is MonaiAxisOrder.VOLUME:
+        return volume
+    restored = volume.permute_spatial_axes((2, 1, 0)).flip_spatial(0)
+    return restored.with_array(np.ascontiguousarray(restored.array))
+
+
+def _monai_space(space: Any, convert_to_ras: "bool | None") -> str:
+    """``"RAS"`` or ``"LPS"`` from ``space`` or its alias ``convert_to_ras`` (not both)."""
+    if isinstance(space, bool):
+        raise InputError(f"space must be 'RAS' or 'LPS'; got {space!r} (did you mean convert_to_ras={space}?)")
+    if convert_to_ras is None:
+        return affine_ops.check_space(space)
+    if affine_ops.check_space(space) != affine_ops.RAS:
+        raise InputError(f"give space or convert_to_ras, not both; got space={space!r}, "
+                         f"convert_to_ras={convert_to_ras!r}")
+    return affine_ops.RAS if convert_to_ras else affine_ops.LPS
+
+
+def monai_metadata(volume: "Volume", space: str = "RAS") -> dict[str, Any]:
+    """``MetaTensor.meta`` of a volume (keys: MONAI's ``MetaKeys`` values, plus the frame of reference).
+
+    Parameters
+    ----------
+    volume
+        A PATIENT volume, already in the axis order of the tensor.
+    space
+        ``"RAS"`` or ``"LPS"``.
+
+    Returns
+    -------
+    dict
+        ``affine`` and ``original_affine`` (``(4, 4) float64`` in ``space``),
+        ``space``, ``spacing`` (per array axis, mm), ``spatial_shape``
+        (tuple), ``original_channel_dim`` (-1 with one channel axis, else
+        NaN: no channel), and ``FrameOfReferenceUID`` when known.
+    """
+    affine = volume.get_affine(affine_ops.check_space(space))
+    meta: dict[str, Any] = {
+        "affine": affine.copy(),
+        "original_affine": affine.copy(),
+        "space": affine_ops.check_space(space),
+        "spacing": volume.spacing,
+        "spatial_shape": volume.spatial_shape,
+        "original_channel_dim": -1 if volume.number_of_channel_dimensions else float("nan"),
+    }
+    if volume.frame_of_reference_uid is not None:
+        meta[MONAI_FRAME_OF_REFERENCE_KEY] = volume.frame_of_reference_uid
+    return meta
+
+
+def _channels_last(array: np.ndarray, channel_dim: int, channels: Any) -> np.ndarray:
+    """A MetaTensor's array with its one channel axis moved last (dropped if 1 long and undescribed).
+
+    3D arrays are returned as they are (``channel_dim`` ignored, as in
+    highdicom's pull request).
+    """
+    if array.ndim < 3 or array.ndim > 4:
+        raise InputError(
+            f"from_monai supports 3 spatial axes and at most one channel axis; got shape {array.shape}"
+        )
+    if array.ndim == 3:
+        return array
+    if isinstance(channel_dim, bool) or not isinstance(channel_dim, (int, np.integer)) or not -4 <= channel_dim < 4:
+        raise InputError(f"channel_dim must be an int in [-4, 3] for a 4D tensor; got {channel_dim!r}")
+    array = np.moveaxis(array, int(channel_dim), -1)
+    if channels is None:
+        if array.shape[-1] != 1:
+            raise InputError(
+                f"the tensor has {array.shape[-1]} channels (axis {channel_dim} of shape "
+                f"{tuple(np.moveaxis(array, -1, int(channel_dim)).shape)}); describe them with channels="
+                "{descriptor: values} or pass the right channel_dim"
+            )
+        array = array[..., 0]
     return array
 
 
@@ -422,6 +535,143 @@ class Volume(VolumeBase):
             raise InputError("from_nibabel needs the PATIENT coordinate system (NIfTI is RAS)")
         return cls(array, affine_ops.ras_to_lps_affine(np.asarray(nibabel_image.affine)),
                    system, frame_of_reference_uid)
+
+    # ------------------------------------------------------------ MONAI
+    def to_monai(
+        self,
+        space: str = "RAS",
+        ensure_channel_first: bool = False,
+        *,
+        convert_to_ras: "bool | None" = None,
+        axis_order: "MonaiAxisOrder | str" = MonaiAxisOrder.VOLUME,
+    ) -> Any:
+        """``monai.data.MetaTensor`` of this volume (needs ``monai`` and ``torch``).
+
+        The signature and behaviour follow highdicom's pull request #454
+        ("Add to_monai and from_monai methods", head 1c2ecb0 of 2026-08-06,
+        open): the array keeps the volume's axes unless ``axis_order`` says
+        otherwise, the affine is converted to ``space``, one channel axis at
+        most. Verified against that code; not yet in a highdicom release.
+
+        Parameters
+        ----------
+        space
+            ``"RAS"`` (default, MONAI's convention) or ``"LPS"`` (DICOM's):
+            the convention of the affine, recorded in ``meta["space"]``.
+        ensure_channel_first
+            Apply MONAI's ``EnsureChannelFirst``: ``(1, *spatial)`` without
+            a channel axis, the channel axis moved first otherwise.
+        convert_to_ras
+            Alias of ``space`` discussed in the PR's review
+            (True: ``"RAS"``, False: ``"LPS"``); give one of the two.
+        axis_order
+            ``"volume"`` (default, as highdicom: ``(F, R, C)``) or
+            ``"monai"``: ``(C, R, S)`` exactly as
+            :class:`~monai_dicomseg.transforms.load_series.LoadDicomSeries`
+            (our extension, see :class:`MonaiAxisOrder`).
+
+        Returns
+        -------
+        monai.data.MetaTensor
+            A copy of the array (its dtype) with the metadata of
+            :func:`monai_metadata`.
+
+        Raises
+        ------
+        GeometryError
+            For a SLIDE volume (MONAI's space is RAS or LPS; highdicom would
+            label slide coordinates as such).
+        InputError
+            More than one channel axis; a bad ``space``/``axis_order``.
+        MissingDependencyError
+            Without ``monai``/``torch``.
+        """
+        try:
+            import torch
+            from monai.data import MetaTensor
+            from monai.transforms import EnsureChannelFirst
+        except ImportError:
+            raise MissingDependencyError("Volume.to_monai needs the 'monai' package (and 'torch')") from None
+        self._require_patient("to_monai")
+        if self.number_of_channel_dimensions > 1:
+            raise InputError(
+                f"to_monai supports at most one channel axis; this volume has {self.number_of_channel_dimensions} "
+                f"(shape {self.shape})"
+            )
+        meta_space = _monai_space(space, convert_to_ras)
+        volume = _in_monai_axis_order(self, axis_order)
+        array = np.array(volume.array, order="C", copy=True)  # torch needs positive strides; never shares memory
+        tensor = MetaTensor(torch.from_numpy(array), meta=monai_metadata(volume, meta_space))
+        return EnsureChannelFirst()(tensor) if ensure_channel_first else tensor
+
+    @classmethod
+    def from_monai(
+        cls,
+        metatensor: Any,
+        coordinate_system: "CoordinateSystemNames | str" = CoordinateSystemNames.PATIENT,
+        frame_of_reference_uid: "str | None" = None,
+        channels: ChannelsArgument = None,
+        channel_dim: int = 0,
+        *,
+        axis_order: "MonaiAxisOrder | str" = MonaiAxisOrder.VOLUME,
+    ) -> "Self":
+        """Volume from a ``monai.data.MetaTensor`` (needs ``monai``).
+
+        Signature and behaviour of highdicom's pull request #454 (see
+        :meth:`to_monai`): the affine is read in the convention of
+        ``meta["space"]`` (RAS when absent) and stored as LPS; a 4D tensor's
+        channel axis ``channel_dim`` becomes the last axis (dropped when it
+        is 1 long and ``channels`` is None).
+
+        Parameters
+        ----------
+        metatensor
+            One image (not a batch): ``(*spatial)`` or with one channel axis.
+        coordinate_system
+            ``"PATIENT"`` (the only one MONAI's RAS/LPS spaces describe).
+        frame_of_reference_uid
+            FrameOfReferenceUID; default ``meta["FrameOfReferenceUID"]``
+            when present (our extension: what ``to_monai`` and
+            ``LoadDicomSeries`` record), else None.
+        channels
+            Descriptor -> values of the channel axis, as in :class:`Volume`.
+        channel_dim
+            Axis of the channel in a 4D tensor (default 0, channel first).
+        axis_order
+            ``"volume"`` (default): the tensor's spatial axes become the
+            volume's; ``"monai"``: they are ``(C, R, S)`` (``LoadDicomSeries``,
+            ``to_monai(axis_order="monai")``) and are put back into
+            ``(F, R, C)``, the volume highdicom makes of the series.
+
+        Raises
+        ------
+        InputTypeError
+            If ``metatensor`` is not a MetaTensor.
+        InputError
+            A batch, not 3D/4D, several channels without ``channels``, a
+            bad ``channel_dim``, ``space`` or ``coordinate_system``.
+        MissingDependencyError
+            Without ``monai``.
+        """
+        try:
+            from monai.data import MetaTensor
+        except ImportError:
+            raise MissingDependencyError("Volume.from_monai needs the 'monai' package (and 'torch')") from None
+        if not isinstance(metatensor, MetaTensor):
+            raise InputTypeError(f"metatensor must be a monai.data.MetaTensor; got {type(metatensor).__name__}")
+        if metatensor.is_batch:
+            raise InputError("metatensor is a batch; pass one image (monai.data.decollate_batch)")
+        system = to_enum(CoordinateSystemNames, coordinate_system, "coordinate_system")
+        if system != CoordinateSystemNames.PATIENT:
+            raise InputError(f"from_monai needs the PATIENT coordinate system (MONAI's space is RAS or LPS); "
+                             f"got {system.value}")
+        space = affine_ops.check_space(metatensor.meta.get("space", affine_ops.RAS), 'metatensor.meta["space"]')
+        if frame_of_reference_uid is None:
+            frame_of_reference_uid = str(metatensor.meta.get(MONAI_FRAME_OF_REFERENCE_KEY) or "") or None
+        array = _channels_last(np.array(metatensor.detach().cpu().numpy(), copy=True), channel_dim, channels)
+        affine = np.array(metatensor.affine.detach().cpu().numpy(), dtype=np.float64)
+        volume = cls(array, affine, system, frame_of_reference_uid, channels, from_reference_convention=space)
+        return _from_monai_axis_order(volume, axis_order)
 
     def __repr__(self) -> str:
         return (f"Volume(shape={self.shape}, dtype={self.dtype}, "
