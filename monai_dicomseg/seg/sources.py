@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag, Tag
 
 from monai_dicomseg.codec.vr import check_uid
 from monai_dicomseg.enums import CoordinateSystemNames
@@ -119,6 +121,12 @@ def _ds_strings(element_value: object, count: int, attribute: str) -> tuple[str,
     return strings
 
 
+@lru_cache(maxsize=None)
+def _tag(keyword: str) -> BaseTag:
+    """The tag of ``keyword``, built once (pydicom's keyword lookups dominate a 1,000-image series)."""
+    return Tag(keyword)
+
+
 def _raw_strings(dataset: Dataset, keyword: str) -> "tuple[str, ...] | None":
     """The stored strings of a not yet converted text element (DS, IS, UI, CS), else None.
 
@@ -127,7 +135,7 @@ def _raw_strings(dataset: Dataset, keyword: str) -> "tuple[str, ...] | None":
     in milliseconds instead of a second. None when the element is absent,
     already converted, or not plain ASCII (the caller then asks pydicom).
     """
-    element = dataset.get_item(tag_for_keyword(keyword))  # type: ignore[arg-type]
+    element = dataset.get_item(_tag(keyword))
     if not isinstance(element, RawDataElement) or element.value is None:
         return None
     try:
@@ -176,7 +184,7 @@ def _check_dataset(dataset: object, index: int) -> Dataset:
             f"source_images[{index}] must be a pydicom Dataset; got {type(dataset).__name__}"
         )
     for keyword in ("Rows", "Columns") + _REQUIRED_UIDS:
-        if keyword not in dataset:
+        if dataset.get_item(_tag(keyword)) is None:
             raise InputError(f"source_images[{index}] lacks {keyword}")
     for keyword in _REQUIRED_UIDS:
         check_uid(stored_uid(dataset, keyword), f"source_images[{index}].{keyword}")

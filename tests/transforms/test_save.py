@@ -21,7 +21,7 @@ from monai_dicomseg.errors import GeometryError, InputError
 from monai_dicomseg.geometry.sorting import get_dataset_sort_index
 from monai_dicomseg.io.source_series import load_source_geometry, to_monai_array
 from monai_dicomseg.errors import OutputExistsError
-from monai_dicomseg.transforms.save import SaveDicomSeg, SaveDicomSegd
+from monai_dicomseg.transforms.save import SaveDicomSeg, SaveDicomSegd, safe_file_stem
 from oracles import dciodvfy_errors
 
 hd = pytest.importorskip("highdicom")
@@ -251,12 +251,17 @@ def test_untrusted_uid_cannot_escape(tmp_path):
 
     source = load_source_series(datasets)
     label = labels_tensor(truth, source, tmp_path)
+    before = set(tmp_path.rglob("*"))
+    # The writer refuses the malformed UID (it would be copied into the SEG's references, issue 22): nothing
+    # is written, inside output_dir or outside it; the file stem made of it is sanitised all the same.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        SaveDicomSeg(output_dir=out, labels=NAMES)(label, source=datasets)
-    path = Path(label.meta["saved_to"])
-    assert path.parent == out.resolve() and ".." not in path.name
-    assert [p.name for p in tmp_path.iterdir()] == ["o"]
+        with pytest.raises(InputError, match=r"SeriesInstanceUID: must be digits separated by dots"):
+            SaveDicomSeg(output_dir=out, labels=NAMES)(label, source=datasets)
+    assert not [p for p in tmp_path.rglob("*") if p not in before and p.is_file()]
+    assert "saved_to" not in label.meta
+    stem = safe_file_stem("../../evil/../x")
+    assert "/" not in stem and ".." not in stem and not stem.startswith(".")
 
 
 def test_unknown_label_value(tmp_path, case):
