@@ -63,6 +63,40 @@ FORBIDDEN_THIRD_PARTY = {
     "seg": ("torch", "monai", "highdicom", "nibabel"),
     "sr": ("torch", "monai"),
 }
+# the only functions that may import a package FORBIDDEN_THIRD_PARTY names for their group, and which:
+# Volume.to_monai / Volume.from_monai convert to and from MONAI's MetaTensor (highdicom pull request #454's
+# API on hd.Volume). They import monai/torch when called, so geometry/ still loads without them
+# (test_seg_system_loads_without_torch_or_monai); the numpy side (axis order, metadata) stays outside them.
+THIRD_PARTY_EXEMPTIONS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("geometry/volume.py", "Volume.to_monai"): ("torch", "monai"),
+    ("geometry/volume.py", "Volume.from_monai"): ("torch", "monai"),
+}
+
+
+def _exempt_lines(path: Path) -> dict[int, tuple[str, ...]]:
+    """Line number -> third-party packages allowed there (the lines of the functions exempted in ``path``)."""
+    try:
+        relative = path.relative_to(ROOT).as_posix()
+    except ValueError:
+        return {}
+    wanted = {name: packages for (file, name), packages in THIRD_PARTY_EXEMPTIONS.items() if file == relative}
+    lines: dict[int, tuple[str, ...]] = {}
+    for name, function in _functions(ast.parse(path.read_text(), filename=str(path))):
+        if name in wanted:
+            lines.update({line: wanted[name] for line in range(function.lineno, (function.end_lineno or 0) + 1)})
+    return lines
+
+
+def _functions(tree: ast.Module) -> list[tuple[str, ast.AST]]:
+    """``(qualified name, node)`` of the module's functions and of its classes' methods."""
+    found: list[tuple[str, ast.AST]] = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            found.append((node.name, node))
+        elif isinstance(node, ast.ClassDef):
+            found += [(f"{node.name}.{item.name}", item) for item in node.body
+                      if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    return found
 
 
 def _group(module: str) -> "str | None":
@@ -177,10 +211,11 @@ def _layer_problems(path: Path, source: str) -> list[str]:
             if RANK.get(target, len(LAYERS)) >= RANK[source]:
                 problems.append(f"line {line}: {source} reaches {module} through the package root "
                                 f"(layer {target!r} is not below {source!r})")
+    exempt = _exempt_lines(path)
     for line, module in _imports(path):
         if module.split(".")[0] != "monai_dicomseg":
             top = module.split(".")[0]
-            if top in FORBIDDEN_THIRD_PARTY.get(source, ()):
+            if top in FORBIDDEN_THIRD_PARTY.get(source, ()) and top not in exempt.get(line, ()):
                 problems.append(f"line {line}: imports {module} ({source} must not)")
             continue
         target = _group(module)
@@ -238,6 +273,20 @@ def test_late_bindings_are_declared_by_the_root_and_point_up():
         assert _group(target.partition(":")[0]) not in SHARED, role
         provider(role)
     assert isinstance(provider(FUNCTIONAL_GROUPS_ROLE), FunctionalGroupBuilder)
+
+
+def test_third_party_exemptions_are_narrow():
+    """Each exemption names an existing function; outside those functions the packages stay forbidden."""
+    for (file, name), packages in THIRD_PARTY_EXEMPTIONS.items():
+        path = ROOT / file
+        names = {qualified for qualified, _ in _functions(ast.parse(path.read_text()))}
+        assert name in names, f"{file}: exempted function {name} does not exist"
+        imported = {module.split(".")[0] for line, module in _imports(path) if line in _exempt_lines(path)}
+        assert imported & set(packages), f"{file}: {name} no longer imports {packages}: drop the exemption"
+    probe = ROOT / "geometry" / "volume.py"
+    outside = [line for line, module in _imports(probe) if module.split(".")[0] in ("torch", "monai")
+               and line not in _exempt_lines(probe)]
+    assert not outside, f"geometry/volume.py imports torch/monai outside the exempted methods: lines {outside}"
 
 
 def test_geometry_does_not_import_codec_even_inside_functions(tmp_path):
