@@ -215,14 +215,16 @@ def load_json(path: str | os.PathLike[str], what: str) -> Any:
         raise InputError(f"{what} {str(path)!r} is not valid JSON: {error}") from None
 
 
-def load_series(folder: str | os.PathLike[str], headers_only: bool = True) -> Any:
-    """Load a source series folder (sorted spatially) as a ``SourceSeries``.
+def load_series(folder: "str | os.PathLike[str] | list[str]", headers_only: bool = True) -> Any:
+    """Load a source series folder, or the list of its files, (sorted spatially) as a ``SourceSeries``.
 
     ``headers_only`` skips the pixel data: the SEG writer and the geometry
     need only the headers.
     """
     from monai_dicomseg.io.source_series import load_source_geometry, load_source_series
 
+    if isinstance(folder, (list, tuple)):  # the files of one series (batch --source-root: a shared folder)
+        return load_source_geometry(list(folder)) if headers_only else load_source_series(list(folder))
     path = Path(folder)
     if not path.exists():
         raise InputError(f"source series {str(folder)!r} does not exist")

@@ -3,19 +3,33 @@
 Inputs are the DICOM Segmentations (``info``, ``to-nifti``, ``convert``) or
 the NIfTI files (``from-nifti``) directly in INPUT_DIR (``--recursive``: in
 its sub-folders too); outputs keep their relative paths under OUTPUT_DIR.
-The source series of ``INPUT_DIR/a/case.*`` is the folder
-``SERIES_ROOT/a/case/``; ``from-nifti`` uses ``INPUT_DIR/a/case.json`` as
-metadata when it exists and no ``--metadata`` is given. Files are processed
-by ``--workers`` processes with a progress bar; each failure is reported on
-one line, a summary follows, and the exit status is 1 if any file failed.
+
+``to-nifti`` and ``convert`` with ``--source-root SERIES_ROOT`` find each SEG's
+source series as :func:`~monai_dicomseg.data.datalist.create_datalist` pairs
+them (one header-only scan of SERIES_ROOT, recursive): the series named by the
+SEG's ReferencedSeriesSequence (PS3.3 C.10.4) wherever it lies under
+SERIES_ROOT; else the mirrored folder ``SERIES_ROOT/a/case/`` of
+``INPUT_DIR/a/case.dcm``; else, for a SEG without ReferencedSeriesSequence,
+the only series under SERIES_ROOT sharing its FrameOfReferenceUID. A SEG
+none of these finds fails on its own line. ``from-nifti`` (NIfTI files name
+no series) uses the mirrored folder ``SERIES_ROOT/a/case/``, and
+``INPUT_DIR/a/case.json`` as metadata when it exists and no ``--metadata``
+is given.
+
+Files are processed by ``--workers`` processes with a progress bar; each
+failure is reported on one line, a summary follows, and the exit status is 1
+if any file failed.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from monai_dicomseg.errors import InputError
@@ -45,7 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = commands.add_parser("to-nifti", help="SEG files -> NIfTI")
     common(sub)
     sub.add_argument("--source-root", metavar="SERIES_ROOT",
-                     help="write on the source grid; series of INPUT_DIR/a/case.dcm is SERIES_ROOT/a/case/")
+                     help="write on the source grid: each SEG's series is found under SERIES_ROOT by its "
+                          "ReferencedSeriesSequence (as create_datalist pairs), else SERIES_ROOT/a/case/ for "
+                          "INPUT_DIR/a/case.dcm")
     to_nifti.add_options(sub, batch=True)
     sub = commands.add_parser("from-nifti", help="NIfTI files -> SEG")
     sub.add_argument("input_dir", metavar="INPUT_DIR", help="folder of NIfTI files")
@@ -59,7 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = commands.add_parser("convert", help="SEG files -> SEG files of another type/compression")
     common(sub)
     sub.add_argument("--source-root", metavar="SERIES_ROOT",
-                     help="series of INPUT_DIR/a/case.dcm is SERIES_ROOT/a/case/ (default: from references)")
+                     help="each SEG's series is found under SERIES_ROOT by its ReferencedSeriesSequence (as "
+                          "create_datalist pairs), else SERIES_ROOT/a/case/ for INPUT_DIR/a/case.dcm (default: "
+                          "rebuilt from the SEG's references)")
     convert.add_options(sub, batch=True)
 
 
@@ -103,6 +121,124 @@ def _stem(path: Path) -> str:
     return path.name
 
 
+# --------------------------------------------------------------------------- source series
+
+
+def _datalist() -> ModuleType:
+    """:mod:`monai_dicomseg.data.datalist`, loaded without running ``monai_dicomseg.data``'s ``__init__``.
+
+    That package is the MONAI layer (its ``__init__`` needs torch and MONAI);
+    ``datalist.py`` itself imports numpy and pydicom only, so the light
+    install's ``batch`` pairs SEGs with series by the very code of
+    ``create_datalist`` (:func:`scan_dicom_tree`), without importing torch.
+    """
+    loaded = sys.modules.get("monai_dicomseg.data.datalist")
+    if loaded is not None:
+        return loaded
+    name = "monai_dicomseg.cli._datalist"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "data" / "datalist.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {path} (monai_dicomseg installed incompletely?)")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # before exec: its dataclasses look their module up
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _seg_references(path: Path) -> tuple[list[str], str]:
+    """``(referenced SeriesInstanceUIDs, FrameOfReferenceUID)`` of a SEG file (header only; empty when unreadable)."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True,
+                            specific_tags=["ReferencedSeriesSequence", "FrameOfReferenceUID"])
+    except Exception:  # noqa: BLE001 - the command itself reports an unreadable SEG
+        return [], ""
+    referenced = [str(item.SeriesInstanceUID) for item in ds.get("ReferencedSeriesSequence", [])
+                  if "SeriesInstanceUID" in item]
+    return referenced, str(ds.get("FrameOfReferenceUID", "") or "")
+
+
+@dataclass
+class SeriesFinder:
+    """The image series under ``--source-root`` (one header-only scan), and the source each SEG gets.
+
+    Attributes
+    ----------
+    root
+        SERIES_ROOT.
+    series
+        ``SeriesInstanceUID -> SeriesEntry`` (files of each image series), from
+        :func:`~monai_dicomseg.data.datalist.scan_dicom_tree`.
+    images_per_folder
+        Number of image instances (SEGs left out) in each folder.
+    """
+
+    root: Path
+    series: dict[str, Any]
+    images_per_folder: dict[str, int]
+
+    @classmethod
+    def scan(cls, root: "str | os.PathLike[str]") -> "SeriesFinder":
+        path = Path(root)
+        if not path.is_dir():
+            raise InputError(f"--source-root {str(root)!r} must be an existing folder")
+        series, _, _ = _datalist().scan_dicom_tree(path, recursive=True)
+        per_folder: dict[str, int] = {}
+        for entry in series.values():
+            for file in entry.files:
+                per_folder[os.path.dirname(file)] = per_folder.get(os.path.dirname(file), 0) + 1
+        return cls(path, series, per_folder)
+
+    def _value(self, entry: Any) -> "str | list[str]":
+        """The series' folder when it holds that series' images only (SEGs may lie beside), else its files."""
+        folders = {os.path.dirname(f) for f in entry.files}
+        if len(folders) == 1:
+            folder = folders.pop()
+            if self.images_per_folder.get(folder, 0) == len(entry.files):
+                return folder
+        return sorted(entry.files)
+
+    def source(self, seg: Path, mirrored: Path) -> "str | list[str]":
+        """The source series of ``seg``: referenced series, else ``mirrored`` folder, else the only series of
+        its Frame of Reference (SEGs without references).
+
+        Raises
+        ------
+        InputError
+            None of them found; the message names the referenced series / Frame of Reference and SERIES_ROOT.
+        """
+        referenced, frame_of_reference = _seg_references(seg)
+        found = [uid for uid in referenced if uid in self.series]
+        if found:
+            return self._value(self.series[found[0]])
+        if mirrored.is_dir():
+            return str(mirrored)
+        if referenced:
+            raise InputError(f"the series the SEG references ({', '.join(referenced)}) is not under --source-root "
+                             f"{str(self.root)!r}, and there is no folder {str(mirrored)!r}")
+        same = [entry for entry in self.series.values()
+                if frame_of_reference and entry.frame_of_reference_uid == frame_of_reference]
+        if len(same) == 1:
+            return self._value(same[0])
+        raise InputError(f"the SEG has no ReferencedSeriesSequence and {len(same)} series under --source-root "
+                         f"{str(self.root)!r} share its FrameOfReferenceUID {frame_of_reference!r}; there is no "
+                         f"folder {str(mirrored)!r} either")
+
+
+def _source_option(finder: "SeriesFinder | None", path: Path, mirrored: Path, options: dict[str, Any]) -> None:
+    """Set ``options["source"]`` (None without ``--source-root``), or ``options["source_error"]``."""
+    options["source"] = None
+    if finder is None:
+        return
+    try:
+        options["source"] = finder.source(path, mirrored)
+    except InputError as error:
+        options["source_error"] = str(error)
+
+
 # --------------------------------------------------------------------------- one item
 
 
@@ -113,6 +249,8 @@ def _item(job: tuple[str, str, str | None, dict[str, Any]]) -> tuple[str, str | 
     command, source, output, options = job
     try:
         text = None
+        if options.get("source_error"):
+            raise InputError(options["source_error"])
         if command == "info":
             from monai_dicomseg.cli.info import describe_seg
 
@@ -146,6 +284,8 @@ def _jobs(args: argparse.Namespace, inputs: list[Path]) -> list[tuple[str, str, 
     command = args.batch_command
     root = Path(args.input_dir)
     out_root = None if command == "info" else Path(args.output_dir)
+    source_root = getattr(args, "source_root", None) if command in ("to-nifti", "convert") else None
+    finder = SeriesFinder.scan(source_root) if source_root else None
     jobs = []
     for path in inputs:
         relative = path.relative_to(root)
@@ -157,8 +297,7 @@ def _jobs(args: argparse.Namespace, inputs: list[Path]) -> list[tuple[str, str, 
             from monai_dicomseg.cli.to_nifti import options_from_args
 
             options = options_from_args(args)
-            options["source"] = (str(Path(args.source_root) / relative.parent / _stem(path))
-                                 if args.source_root else None)
+            _source_option(finder, path, Path(source_root or ".") / relative.parent / _stem(path), options)
             output = str(out_root / relative.parent / f"{_stem(path)}.nii.gz")
         elif command == "from-nifti":
             from monai_dicomseg.cli.from_nifti import options_from_args
@@ -172,9 +311,8 @@ def _jobs(args: argparse.Namespace, inputs: list[Path]) -> list[tuple[str, str, 
             output = str(out_root / relative.parent / f"{_stem(path)}.dcm")
         else:
             options = {"segmentation_type": args.segmentation_type, "compress": args.compress,
-                       "overwrite": args.overwrite, "workers": 0, "threshold": args.threshold,
-                       "source": (str(Path(args.source_root) / relative.parent / _stem(path))
-                                  if args.source_root else None)}
+                       "overwrite": args.overwrite, "workers": 0, "threshold": args.threshold}
+            _source_option(finder, path, Path(source_root or ".") / relative.parent / _stem(path), options)
             output = str(out_root / relative.parent / f"{_stem(path)}.dcm")
         if output is not None:
             Path(output).parent.mkdir(parents=True, exist_ok=True)

@@ -208,16 +208,19 @@ def _stand_in(seg: Any, series_uid: str, sop_class_uid: str, sop_instance_uid: s
     return ds
 
 
-def _sources_from_folder(folder: str, wanted: list[str]) -> list[Any]:
-    """The datasets (headers) of ``folder`` whose SOP Instance UIDs are ``wanted``, in that order."""
+def _sources_from_folder(folder: "str | list[str]", wanted: list[str]) -> list[Any]:
+    """The datasets (headers) of ``folder`` (or of a list of files) whose SOP Instance UIDs are ``wanted``, in order."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    path = Path(folder)
-    if not path.is_dir():
+    if isinstance(folder, (list, tuple)):  # the files of one series (batch --source-root)
+        files = sorted(Path(p) for p in folder)
+    elif Path(folder).is_dir():
+        files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
+    else:
         raise InputError(f"--source {str(folder)!r} must be a folder of DICOM files")
     found: dict[str, Any] = {}
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+    for file in files:
         try:
             ds = pydicom.dcmread(file, stop_before_pixels=True)
         except (InvalidDicomError, OSError, ValueError, EOFError):
