@@ -7,7 +7,11 @@ names, codes and colours come from a dcmqi metadata JSON (``--metadata``,
 1, 2, ... in ``labelID`` order) or from ``--labels`` names (label ``i`` is the
 ``i``-th name), looked up in the shipped anatomy table. The NIfTI is placed on
 the series grid through both affines (exactly when the grids align, by
-nearest neighbour otherwise).
+nearest neighbour otherwise). A label map whose grid lies mostly outside the
+series (less than half of its world box inside the series' box, unless it
+covers the whole series and is at most 8 times its size: made for another
+series?) is refused unless ``--allow-grid-mismatch`` is given; the rule is
+:mod:`monai_dicomseg.geometry.correspondence`'s, shared with the MONAI writer.
 """
 from __future__ import annotations
 
@@ -49,6 +53,10 @@ def add_options(parser: argparse.ArgumentParser, batch: bool = False) -> None:
     parser.add_argument("--series-description", help="SeriesDescription of the SEG")
     parser.add_argument("--algorithm-name", default="monai-dicomseg",
                         help="algorithm name recorded with --labels or default names")
+    parser.add_argument("--allow-grid-mismatch", action="store_true",
+                        help="resample a label map whose grid lies mostly outside the series (less than half of "
+                             "its world box inside the series' box, and not a padded grid of the series) instead "
+                             "of refusing it")
     add_compress_option(parser, workers=not batch)
     add_overwrite_option(parser)
 
@@ -80,6 +88,7 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "compress": args.compress,
         "workers": getattr(args, "workers", 0) if not getattr(args, "batch", False) else 0,
         "overwrite": args.overwrite,
+        "allow_grid_mismatch": bool(getattr(args, "allow_grid_mismatch", False)),
     }
 
 
@@ -255,6 +264,7 @@ def nifti_to_seg(
     compress: str = "none",
     workers: int = 0,
     overwrite: bool = False,
+    allow_grid_mismatch: bool = False,
 ) -> dict[str, Any]:
     """Write ``output``, a SEG of the series in folder ``series``, from a NIfTI file.
 
@@ -265,6 +275,12 @@ def nifti_to_seg(
     them by key; the background is never written; a label value present
     without a name is an InputError naming both counts.
 
+    The NIfTI grid must correspond to the series
+    (:func:`monai_dicomseg.geometry.correspondence.check_grid_correspondence`):
+    less than half of its world box inside the series' box (unless it covers
+    the whole series and is at most 8 times its size) is a GeometryError
+    unless ``allow_grid_mismatch`` (``--allow-grid-mismatch``).
+
     Returns
     -------
     dict
@@ -273,6 +289,7 @@ def nifti_to_seg(
     import numpy as np
 
     from monai_dicomseg import __version__
+    from monai_dicomseg.geometry.correspondence import check_grid_correspondence
     from monai_dicomseg.seg.segmentation import Segmentation
     from monai_dicomseg.uid import UID
 
@@ -282,6 +299,8 @@ def nifti_to_seg(
         raise InputError(f"--type must be one of {SEGMENTATION_TYPES}; got {segmentation_type!r}")
     array, affine = _load_nifti(labels_path)
     source = load_series(series)
+    check_grid_correspondence(affine, array.shape[:3], source.geometry.affine, source.geometry.spatial_shape,
+                              space="RAS", allow_grid_mismatch=allow_grid_mismatch)
     fractional = segmentation_type == "FRACTIONAL" and array.dtype.kind == "f"
     stacked = array.ndim == 4
     if fractional and not np.all(np.isfinite(array)):

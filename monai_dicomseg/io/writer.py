@@ -44,6 +44,7 @@ except ImportError:
 from monai_dicomseg.codec.compression import check_transfer_syntax, compression_transfer_syntax
 from monai_dicomseg.codec.vr import check_value
 from monai_dicomseg.errors import DicomSegError, GeometryError, InputError, InputTypeError, OutputExistsError
+from monai_dicomseg.geometry.correspondence import GridCorrespondence, check_grid_correspondence, check_same_subject
 from monai_dicomseg.io.grid import GridPlan, plan_grid_mapping
 from monai_dicomseg.io.prediction import (
     OutputSegmentPlan, check_probabilities, classify_input, is_channel_partition, plan_output_segments, to_source_grid,
@@ -64,6 +65,7 @@ ARTIFICIAL_INTELLIGENCE = CodedConcept("123110", "DCM", "Artificial Intelligence
 
 _FOR_KEYS = ("FrameOfReferenceUID", "00200052", "0020|0052")
 _SERIES_KEYS = ("SeriesInstanceUID", "0020000E", "0020|000e", "0020|000E")
+_PATIENT_KEYS = ("PatientID", "00100020", "0010|0020")
 _SEGMENTATION_TYPES = ("BINARY", "FRACTIONAL", "LABELMAP")
 
 
@@ -227,6 +229,15 @@ class DicomSegWriter(ImageWriter):
         ``transfer_syntax_uid``; giving both with different values is an
         InputError. For FRACTIONAL, ``"jpegls"`` with ``workers`` is the
         recommended choice (softmax outputs leave almost no frame empty).
+    allow_grid_mismatch
+        Resample an output whose grid lies mostly outside the source series
+        anyway (default False: GeometryError). The correspondence rule (less
+        than half of the model grid's world box inside the series' box is
+        refused, unless the grid covers the whole series and is at most 8
+        times its size: a padded grid; another Frame of Reference or
+        PatientID in the metadata is always refused) is
+        :mod:`monai_dicomseg.geometry.correspondence`'s, shared with
+        ``monai-dicomseg from-nifti``.
     overwrite
         Replace an existing file (default False: raise OutputExistsError).
     output_dtype, scale
@@ -266,6 +277,7 @@ class DicomSegWriter(ImageWriter):
         omit_empty_frames: bool = True,
         workers: int = 0,
         compression: "str | None" = None,
+        allow_grid_mismatch: bool = False,
         overwrite: bool = False,
         output_dtype: Any = None,
         scale: Any = None,
@@ -311,6 +323,8 @@ class DicomSegWriter(ImageWriter):
         self.series_description = check_value("SeriesDescription", "LO", str(series_description),
                                               where="series_description")
         self.overwrite = bool(overwrite)
+        self.allow_grid_mismatch = bool(allow_grid_mismatch)
+        self.correspondence: "GridCorrespondence | None" = None
         self.affine: "np.ndarray | None" = None
         self.space = "RAS"
         self.source: "SourceSeries | None" = None
@@ -370,7 +384,9 @@ class DicomSegWriter(ImageWriter):
         Raises
         ------
         GeometryError
-            No affine, or a Frame of Reference other than the source's.
+            No affine, or a FrameOfReferenceUID / PatientID in ``meta_dict`` or
+            ``reference_meta`` other than the source's
+            (:func:`~monai_dicomseg.geometry.correspondence.check_same_subject`).
         InputError
             Unreachable source series.
         """
@@ -388,13 +404,13 @@ class DicomSegWriter(ImageWriter):
         self.affine = check_spatial_affine(meta["affine"], "output affine")
         self.space = str(getattr(meta.get("space", "RAS"), "value", meta.get("space", "RAS"))).upper()
         self.source = resolve_source_series(source, lookup)
-        expected = self.source.frame_of_reference_uid
-        for name, candidate in (("output", meta), ("reference", reference_meta)):
-            found = meta_uid(candidate, _FOR_KEYS)
-            if expected and found and found != expected:
-                raise GeometryError(
-                    f"the {name} grid is in another Frame of Reference: FrameOfReferenceUID {found!r}, "
-                    f"source series {self.source.series_instance_uid} has {expected!r}")
+        patient = self.source.datasets[0].get("PatientID") if self.source.datasets else None
+        for name, candidate in (("output", meta), ("reference image", reference_meta)):
+            check_same_subject(
+                model_frame_of_reference=meta_uid(candidate, _FOR_KEYS),
+                source_frame_of_reference=self.source.frame_of_reference_uid,
+                model_patient_id=meta_uid(candidate, _PATIENT_KEYS), source_patient_id=patient,
+                what=f"{name} (source series {self.source.series_instance_uid})")
 
     def build(self) -> Any:
         """Validate, map onto the source grid and encode; returns the ``Segmentation`` (nothing written).
@@ -410,6 +426,10 @@ class DicomSegWriter(ImageWriter):
         if self.data_obj is None or self.source is None or self.affine is None:
             raise InputError("call set_data_array() and set_metadata() before build()/write()")
         array = self.data_obj
+        geometry = self.source.geometry
+        self.correspondence = check_grid_correspondence(  # before any work on the array
+            self.affine, array.shape[1:], geometry.affine, geometry.spatial_shape, space=self.space,
+            allow_grid_mismatch=self.allow_grid_mismatch)
         values = None if array.dtype == bool or np.issubdtype(array.dtype, np.integer) else value_range(array)
         kind = classify_input(array, self.input_kind, values)
         if kind == "probabilities":
@@ -419,7 +439,6 @@ class DicomSegWriter(ImageWriter):
             kind, array.shape[0], self.labels, channels=self.channels, background=self.background,
             present=present, partition=lambda: is_channel_partition(array),
             algorithm_identification=self.algorithm, algorithm_type=self.algorithm_type)
-        geometry = self.source.geometry
         self.grid_plan = plan_grid_mapping(self.affine, array.shape[1:], geometry.affine,
                                            geometry.spatial_shape, space=self.space)
         pixels = to_source_grid(array, self.segment_plan, self.grid_plan, self.segmentation_type, **self.options)

@@ -8,7 +8,9 @@ loaded in the same dict (``LoadImaged`` of a series folder, or
 :class:`~monai_dicomseg.transforms.load_series.LoadDicomSeriesd`), whose
 ``filename_or_obj`` leads to the source DICOM series.
 
-File naming: ``<output_dir>/<name><output_postfix><output_ext>`` where
+File naming follows MONAI's ``SaveImage``: ``<output_dir>/<name>_<output_postfix><output_ext>``
+(default ``<SeriesInstanceUID>_seg.dcm``; an empty postfix gives ``<name><output_ext>``;
+a postfix given with its own leading ``"_"``, as in ``"_ai"``, is not doubled) where
 ``name`` is the source's SeriesInstanceUID (``output_name="series_uid"``,
 default) or the source folder/file stem (``"source"``). Names come from
 untrusted attributes, so they are sanitised to ``[A-Za-z0-9._-]`` and the
@@ -47,6 +49,12 @@ def safe_file_stem(text: str, fallback: str = "segmentation") -> str:
     return stem[:128]
 
 
+def _postfix(postfix: "str | None") -> str:
+    """``"_" + postfix`` (MONAI's ``<name>_<postfix>``), sanitised; ``""`` for none; a leading ``"_"`` kept once."""
+    text = _UNSAFE.sub("_", str(postfix or ""))[:64]
+    return "" if not text else (text if text.startswith("_") else "_" + text)
+
+
 def _writer_options() -> tuple[str, ...]:
     """Options SaveDicomSeg passes on to DicomSegWriter (``overwrite`` is its own)."""
     return tuple(name for name in parameter_names(DicomSegWriter.__init__) if name != "overwrite")
@@ -60,7 +68,10 @@ class SaveDicomSeg(Transform):
     output_dir
         Folder of the SEG files (created if missing; must be writable).
     output_postfix
-        Appended to the name (default ``"_seg"``).
+        Appended to the name after ``"_"``, as MONAI's ``SaveImage`` does
+        (default ``"seg"``: ``<name>_seg.dcm``); ``""`` appends nothing; a
+        leading ``"_"`` is not doubled (``"_ai"`` and ``"ai"`` both give
+        ``<name>_ai.dcm``).
     output_ext
         File extension (default ``".dcm"``).
     output_name
@@ -83,9 +94,12 @@ class SaveDicomSeg(Transform):
         ``segmentation_type``, ``labels``, ``channels``, ``background``,
         ``input_kind``, ``discretize``, ``threshold``, ``interpolation``,
         ``algorithm_name``/``_version``/``_family``, ``series_description``,
-        ``series_number``, ``compression`` (``None``, ``"rle"``, ``"jpegls"``,
+        ``series_number``, ``compression`` (``None``, ``"deflate"``, ``"rle"``, ``"jpegls"``,
         ``"jpeg2000"``: lossless frame compression, the CLI's ``--compress``
-        names), ``workers`` (processes compressing frames), ... Every writer
+        names), ``workers`` (processes compressing frames),
+        ``allow_grid_mismatch`` (write an output whose grid lies mostly
+        outside the source series: refused by default, see
+        :mod:`monai_dicomseg.geometry.correspondence`), ... Every writer
         path streams: peak memory is the model output plus a few source-grid
         slabs (or one segment), whatever the number of classes. An unknown name is an
         :class:`~monai_dicomseg.errors.InputTypeError` (a ``TypeError``)
@@ -102,7 +116,7 @@ class SaveDicomSeg(Transform):
     def __init__(
         self,
         output_dir: "str | os.PathLike[str]" = "./",
-        output_postfix: str = "_seg",
+        output_postfix: str = "seg",
         output_ext: str = ".dcm",
         output_name: str = "series_uid",
         overwrite: bool = False,
@@ -115,7 +129,7 @@ class SaveDicomSeg(Transform):
         if output_name not in OUTPUT_NAMES:
             raise InputError(f"output_name must be one of {list(OUTPUT_NAMES)}; got {output_name!r}")
         self.output_dir = Path(output_dir)
-        self.output_postfix = _UNSAFE.sub("_", str(output_postfix or ""))[:64]
+        self.output_postfix = _postfix(output_postfix)
         ext = str(output_ext or "")
         self.output_ext = "" if not ext else "." + safe_file_stem(ext.lstrip("."), "dcm")
         self.output_name = output_name
