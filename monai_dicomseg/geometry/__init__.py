@@ -9,6 +9,7 @@ typing; ``tests/test_layering.py`` enforces it). Modules:
 * ``grid_mapping`` — the primitive: how one voxel grid re-indexes onto another;
 * ``grid_placement`` (SEG onto a reference grid), ``grid_plan`` (model output onto
   the source series), ``matching`` (``Volume.match_geometry``) — planners on it;
+* ``correspondence`` — the writers' rule: does a model grid belong on the source series?
 * ``volume_base``, ``volume`` — ``Volume`` / ``VolumeGeometry``;
 * ``series`` — ``get_volume_from_series`` and common-attribute checks.
 """
