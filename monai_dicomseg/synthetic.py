@@ -25,12 +25,12 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import (
     CTImageStorage,
     EnhancedCTImageStorage,
-    ExplicitVRLittleEndian,
     PYDICOM_IMPLEMENTATION_UID,
     VLWholeSlideMicroscopyImageStorage,
     generate_uid,
 )
 
+from monai_dicomseg.codec.transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN
 from monai_dicomseg.errors import InputError
 
 __all__ = [
@@ -241,7 +241,7 @@ def _file_meta(sop_class_uid: str, sop_instance_uid: str) -> FileMetaDataset:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class_uid
     meta.MediaStorageSOPInstanceUID = sop_instance_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = EXPLICIT_VR_LITTLE_ENDIAN
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     return meta
 

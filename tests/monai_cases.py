@@ -139,7 +139,8 @@ def read_headers(folder: Path) -> list:
     return [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(folder.glob("*.dcm"))]
 
 
-def write_dcmqi_seg(case_folder: Path, series_folder: Path, labels: np.ndarray, datasets: list) -> Path:
+def write_dcmqi_seg(case_folder: Path, series_folder: Path, labels: np.ndarray, datasets: list,
+                    extra_args: tuple = ()) -> Path:
     """Write a SEG of ``labels`` (generation order) with dcmqi's ``itkimage2segimage``.
 
     The label map is written as NIfTI on the series' grid (nibabel affine from
@@ -181,7 +182,7 @@ def write_dcmqi_seg(case_folder: Path, series_folder: Path, labels: np.ndarray, 
     out = case_folder / "dcmqi_seg.dcm"
     result = subprocess.run(
         [str(tool), "--inputImageList", str(nifti), "--inputDICOMDirectory", str(series_folder),
-         "--outputDICOM", str(out), "--inputMetadata", str(meta_path), "--skip"],
+         "--outputDICOM", str(out), "--inputMetadata", str(meta_path), *extra_args, "--skip"],
         capture_output=True, text=True, timeout=120)
     if result.returncode != 0 or not out.exists():
         raise RuntimeError(f"itkimage2segimage failed: {result.stdout[-2000:]} {result.stderr[-2000:]}")

@@ -14,15 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from monai_dicomseg.codec.transfer_syntax import by_name, compression_names, writable_syntaxes
 from monai_dicomseg.errors import InputError
 
-#: ``--compress`` name -> transfer syntax UID (all lossless).
-COMPRESSION: dict[str, str] = {
-    "none": "1.2.840.10008.1.2.1",      # Explicit VR Little Endian
-    "rle": "1.2.840.10008.1.2.5",       # RLE Lossless
-    "jpeg2000": "1.2.840.10008.1.2.4.90",  # JPEG 2000 Image Compression (Lossless Only)
-    "jpegls": "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
-}
+#: ``--compress`` name -> transfer syntax UID (all lossless): the written rows of the one table.
+COMPRESSION: dict[str, str] = {name: by_name(name).uid for name in compression_names()}
 
 SEGMENTATION_TYPES = ("BINARY", "LABELMAP", "FRACTIONAL")
 
@@ -53,9 +49,10 @@ def strict_keywords(function: _F) -> _F:
 
 
 def add_compress_option(parser: argparse.ArgumentParser, workers: bool = True) -> None:
-    parser.add_argument("--compress", choices=sorted(COMPRESSION), default="none",
-                        help="lossless compression of the frames (default: none). BINARY supports "
-                             "jpeg2000 only; LABELMAP and FRACTIONAL all of them")
+    kinds = {kind: "/".join(row.name for row in writable_syntaxes(kind)) for kind in SEGMENTATION_TYPES}
+    parser.add_argument("--compress", choices=list(COMPRESSION), default="none",
+                        help="lossless compression (default: none; deflate: the whole data set, PS3.5 A.5). "
+                             + "; ".join(f"{kind}: {names}" for kind, names in kinds.items()))
     if workers:
         parser.add_argument("--workers", type=int, default=0, metavar="N",
                             help="processes compressing frames (0: in process, -1: all cores)")

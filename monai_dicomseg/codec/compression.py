@@ -1,12 +1,11 @@
 """Lossless frame compression for SEG Pixel Data (PS3.5 8.2, A.4).
 
-Which transfer syntaxes a segmentation type may use (PS3.3 C.8.20.2):
+Which transfer syntaxes a segmentation type may use, their names and their
+encoder packages come from the one table,
+:mod:`~monai_dicomseg.codec.transfer_syntax` (native and Deflate for every
+type; JPEG 2000 Lossless for BINARY too; RLE and JPEG-LS for 8/16 bit).
 
-* BINARY (1 bit): Explicit VR Little Endian or JPEG 2000 Lossless;
-* FRACTIONAL / LABELMAP (8/16 bit): Explicit VR Little Endian, RLE Lossless,
-  JPEG 2000 Lossless or JPEG-LS Lossless.
-
-Codecs are pydicom's encoders with the pylibjpeg / pyjpegls plugins (the fast
+Codecs are pydicom's encoders with the plugins the table names (the fast
 pylibjpeg-rle plugin for RLE where installed); 1-bit JPEG 2000, which pydicom
 does not encode, goes to pylibjpeg-openjpeg directly. Frames may be encoded
 in worker processes; the bytes are the same as serial encoding because each
@@ -14,7 +13,6 @@ frame is encoded independently and results are kept in frame order.
 """
 from __future__ import annotations
 
-import importlib.util
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator
@@ -23,15 +21,16 @@ from functools import partial
 
 import numpy as np
 from pydicom.encaps import encapsulate, encapsulate_extended
-from pydicom.uid import (
-    UID,
-    ExplicitVRLittleEndian,
-    JPEG2000Lossless,
-    JPEGLSLossless,
-    RLELossless,
-)
+from pydicom.uid import UID
 
-from monai_dicomseg.errors import EncodeError, InputError, InputTypeError, MissingDependencyError
+from monai_dicomseg.codec.transfer_syntax import (
+    TRANSFER_SYNTAXES,
+    by_name,
+    check_writable,
+    compression_names,
+    writable_syntaxes,
+)
+from monai_dicomseg.errors import EncodeError, InputTypeError
 
 __all__ = [
     "COMPRESSION_NAMES",
@@ -43,14 +42,6 @@ __all__ = [
     "resolve_workers",
 ]
 
-_BYTE_SYNTAXES = (ExplicitVRLittleEndian, RLELossless, JPEG2000Lossless, JPEGLSLossless)
-_BINARY_SYNTAXES = (ExplicitVRLittleEndian, JPEG2000Lossless)
-# (import name, PyPI package) needed by each compressed syntax.
-_REQUIREMENTS = {
-    RLELossless: None,  # pydicom has a native RLE encoder; pylibjpeg-rle is used when present
-    JPEG2000Lossless: ("openjpeg", "pylibjpeg-openjpeg"),
-    JPEGLSLossless: ("jpeg_ls", "pyjpegls"),
-}
 # openjpeg refuses to encode smaller images.
 _MIN_JPEG2000_SIZE = 32
 # Basic Offset Table offsets are 32-bit (PS3.5 A.4): beyond that the
@@ -58,39 +49,28 @@ _MIN_JPEG2000_SIZE = 32
 _BASIC_OFFSET_LIMIT = 2 ** 32
 
 
-COMPRESSION_NAMES: dict[str, UID] = {
-    "none": ExplicitVRLittleEndian,
-    "rle": RLELossless,
-    "jpeg2000": JPEG2000Lossless,
-    "jpegls": JPEGLSLossless,
-}
-"""Short names of the lossless frame compressions (the CLI's ``--compress`` vocabulary) -> transfer syntax."""
+COMPRESSION_NAMES: dict[str, UID] = {name: UID(by_name(name).uid) for name in compression_names()}
+"""Short names of the lossless frame compressions (the CLI's ``--compress`` vocabulary) -> transfer syntax
+(from :mod:`~monai_dicomseg.codec.transfer_syntax`)."""
 
 
 def compression_transfer_syntax(compression: "str | None") -> UID:
-    """Transfer syntax of a compression name: ``None``/``"none"``, ``"rle"``, ``"jpeg2000"``, ``"jpegls"``.
+    """Transfer syntax of a compression name: ``None``/``"none"``, ``"deflate"``, ``"rle"``, ``"jpeg2000"``, ...
+
+    The names (and aliases) are those of the written rows of
+    :data:`~monai_dicomseg.codec.transfer_syntax.TRANSFER_SYNTAXES`.
 
     Raises
     ------
     InputError
         An unknown name (the valid names are listed).
     """
-    if compression is None:
-        return ExplicitVRLittleEndian
-    name = str(getattr(compression, "value", compression)).strip().lower().replace("-", "").replace("_", "")
-    name = {"jpeg2k": "jpeg2000", "j2k": "jpeg2000", "native": "none"}.get(name, name)
-    if name not in COMPRESSION_NAMES:
-        raise InputError(f"compression must be one of {[None, *COMPRESSION_NAMES]}; got {compression!r}")
-    return COMPRESSION_NAMES[name]
+    return UID(by_name(compression).uid)
 
 
 def allowed_transfer_syntaxes(binary: bool) -> tuple[UID, ...]:
-    """Transfer syntaxes allowed for BINARY (1-bit) or 8/16-bit segmentations."""
-    return _BINARY_SYNTAXES if binary else _BYTE_SYNTAXES
-
-
-def _module_available(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
+    """Transfer syntaxes written for BINARY (1-bit) or 8/16-bit (LABELMAP) segmentations."""
+    return tuple(UID(row.uid) for row in writable_syntaxes("BINARY" if binary else "LABELMAP"))
 
 
 def check_transfer_syntax(transfer_syntax_uid: str, segmentation_type: str) -> UID:
@@ -103,22 +83,7 @@ def check_transfer_syntax(transfer_syntax_uid: str, segmentation_type: str) -> U
     MissingDependencyError
         The codec's package is not installed; the message names it.
     """
-    syntax = UID(str(transfer_syntax_uid))
-    allowed = allowed_transfer_syntaxes(segmentation_type == "BINARY")
-    if syntax not in allowed:
-        names = ", ".join(f"{uid.name} ({uid})" for uid in allowed)
-        known = syntax.is_transfer_syntax and syntax.name != str(syntax)
-        raise InputError(
-            f"transfer_syntax_uid {syntax} ({syntax.name if known else 'unknown'}) is not allowed for "
-            f"{segmentation_type} segmentations; expected one of: {names}"
-        )
-    requirement = _REQUIREMENTS.get(syntax)
-    if requirement is not None and not _module_available(requirement[0]):
-        raise MissingDependencyError(
-            f"transfer_syntax_uid {syntax.name} needs the package {requirement[1]!r}: "
-            f"pip install {requirement[1]}"
-        )
-    return syntax
+    return UID(check_writable(str(transfer_syntax_uid), str(segmentation_type)).uid)
 
 
 def resolve_workers(workers: int) -> int:
@@ -128,10 +93,6 @@ def resolve_workers(workers: int) -> int:
     if workers < 0:
         return os.cpu_count() or 1
     return int(workers)
-
-
-def _rle_plugin() -> str:
-    return "pylibjpeg" if _module_available("rle") else "pydicom"
 
 
 def encode_frame(frame: np.ndarray, transfer_syntax_uid: str, bits_allocated: int) -> bytes:
@@ -147,8 +108,8 @@ def encode_frame(frame: np.ndarray, transfer_syntax_uid: str, bits_allocated: in
         1, 8 or 16.
     """
     rows, columns = frame.shape
-    syntax = UID(transfer_syntax_uid)
-    if syntax == JPEG2000Lossless and min(rows, columns) < _MIN_JPEG2000_SIZE:
+    row = TRANSFER_SYNTAXES[str(transfer_syntax_uid)]
+    if "openjpeg" in row.encoder_modules and min(rows, columns) < _MIN_JPEG2000_SIZE:
         raise EncodeError(
             f"JPEG 2000 Lossless cannot encode {rows}x{columns} frames (openjpeg needs at least "
             f"{_MIN_JPEG2000_SIZE} rows and columns); use another transfer_syntax_uid"
@@ -158,20 +119,11 @@ def encode_frame(frame: np.ndarray, transfer_syntax_uid: str, bits_allocated: in
 
         return bytes(encode_array(np.ascontiguousarray(frame, dtype=bool), bits_stored=1,
                                   photometric_interpretation=2, use_mct=False))
-    from pydicom.pixels.encoders import (
-        JPEG2000LosslessEncoder,
-        JPEGLSLosslessEncoder,
-        RLELosslessEncoder,
-    )
+    from pydicom.pixels import get_encoder
 
-    encoder, plugin = {
-        RLELossless: (RLELosslessEncoder, _rle_plugin()),
-        JPEG2000Lossless: (JPEG2000LosslessEncoder, "pylibjpeg"),
-        JPEGLSLossless: (JPEGLSLosslessEncoder, "pyjpegls"),
-    }[syntax]
-    return bytes(encoder.encode(
+    return bytes(get_encoder(row.uid).encode(
         np.ascontiguousarray(frame),
-        encoding_plugin=plugin,
+        encoding_plugin=row.encoding_plugin(),
         rows=rows,
         columns=columns,
         samples_per_pixel=1,

@@ -18,17 +18,19 @@ from __future__ import annotations
 import struct
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.uid import (
-    UID,
-    ExplicitVRBigEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-)
+from pydicom.uid import UID
 
+from monai_dicomseg.codec.transfer_syntax import (
+    EXPLICIT_VR_BIG_ENDIAN,
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+    TransferSyntax,
+    readable_syntax,
+)
 from monai_dicomseg.errors import DecodeError, DicomSegError, MissingDependencyError, UnsupportedError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,7 +50,6 @@ __all__ = [
     "decoded_size_budget",
 ]
 
-_NATIVE = (ImplicitVRLittleEndian, ExplicitVRLittleEndian)
 _PIXEL_DATA_TAG = 0x7FE00010
 
 MAX_DECODED_BYTES: int = 16 << 30
@@ -186,8 +187,8 @@ def _transfer_syntax(dataset: Dataset) -> UID:
         implicit = getattr(dataset, "is_implicit_VR", None)
         little = getattr(dataset, "is_little_endian", None)
         if little is False:
-            return ExplicitVRBigEndian
-        return ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+            return UID(EXPLICIT_VR_BIG_ENDIAN)
+        return UID(IMPLICIT_VR_LITTLE_ENDIAN if implicit else EXPLICIT_VR_LITTLE_ENDIAN)
     return UID(uid)
 
 
@@ -278,23 +279,19 @@ def pixel_layout(dataset: Dataset) -> PixelLayout:
     Raises
     ------
     UnsupportedError
-        For big-endian, deflated or otherwise unsupported transfer syntaxes.
+        For transfer syntaxes the table (:mod:`~monai_dicomseg.codec.transfer_syntax`) does not
+        read (big endian, unknown).
     DecodeError
         If Rows, Columns, BitsAllocated or NumberOfFrames are missing or
         invalid, or if native Pixel Data is shorter than
         ``ceil(Rows * Columns * NumberOfFrames * BitsAllocated / 8)`` bytes.
     """
     syntax = _transfer_syntax(dataset)
-    if not syntax.is_transfer_syntax:
-        raise UnsupportedError(f"TransferSyntaxUID {syntax!s} is not a known transfer syntax")
-    if not syntax.is_little_endian:
-        raise UnsupportedError(
-            f"TransferSyntaxUID {syntax} ({syntax.name}) is not supported for reading "
-            "segmentations; expected a little-endian transfer syntax"
-        )
-    if syntax.is_deflated:
-        raise UnsupportedError(f"TransferSyntaxUID {syntax} ({syntax.name}) (deflated) is not supported")
-    encapsulated = syntax not in _NATIVE
+    row = readable_syntax(syntax)
+    if row.lossy:
+        warnings.warn(f"TransferSyntaxUID {syntax} ({row.title}) allows lossy compression: the stored "
+                      "segmentation values may differ from what the producer segmented", UserWarning, stacklevel=2)
+    encapsulated = row.encapsulated  # deflated: inflated on read, its Pixel Data native
     rows = _int_attribute(dataset, "Rows")
     columns = _int_attribute(dataset, "Columns")
     frames = _int_attribute(dataset, "NumberOfFrames", 1)
@@ -518,42 +515,65 @@ def decode_frames(
     return _decode_encapsulated(dataset, idx, layout)
 
 
-#: PyPI package(s) that give pydicom a decoder for each compressed transfer syntax
-#: (syntaxes absent here: pylibjpeg + pylibjpeg-libjpeg, pydicom's plugin for the JPEG family).
-_DECODER_PACKAGES = {
-    "1.2.840.10008.1.2.4.80": "pyjpegls",                          # JPEG-LS Lossless
-    "1.2.840.10008.1.2.4.81": "pyjpegls",                          # JPEG-LS Near-Lossless
-    "1.2.840.10008.1.2.4.90": "pylibjpeg pylibjpeg-openjpeg",      # JPEG 2000 Lossless
-    "1.2.840.10008.1.2.4.91": "pylibjpeg pylibjpeg-openjpeg",      # JPEG 2000
-    "1.2.840.10008.1.2.5": "pylibjpeg pylibjpeg-rle",              # RLE Lossless
-}
-
-
-def _decode_encapsulated(dataset: Dataset, idx: np.ndarray, layout: PixelLayout) -> np.ndarray:
+def _pydicom_decoder(row: TransferSyntax) -> Any:
+    """pydicom's decoder of ``row``'s syntax; the packages to install are named from the table when missing."""
     from pydicom.pixels import get_decoder
 
     try:
-        decoder = get_decoder(layout.transfer_syntax)
+        decoder = get_decoder(row.uid)
     except NotImplementedError:
-        raise UnsupportedError(
-            f"no pixel data decoder for TransferSyntaxUID {layout.transfer_syntax} "
-            f"({layout.transfer_syntax.name})"
-        ) from None
+        raise UnsupportedError(f"no pixel data decoder for TransferSyntaxUID {row.uid} ({row.title})") from None
     if not decoder.is_available:
-        package = _DECODER_PACKAGES.get(str(layout.transfer_syntax), "pylibjpeg pylibjpeg-libjpeg")
+        package = " ".join(row.decoder) or "pylibjpeg"
         raise MissingDependencyError(
-            f"reading TransferSyntaxUID {layout.transfer_syntax} ({layout.transfer_syntax.name}) "
-            f"needs a pydicom decoding plugin that is not installed: pip install {package}"
+            f"reading TransferSyntaxUID {row.uid} ({row.title}) needs a pydicom decoding plugin that is not "
+            f"installed: pip install {package}"
         )
+    return decoder
+
+
+def _fragment_frames(dataset: Dataset, unique: np.ndarray, layout: PixelLayout) -> Iterator[np.ndarray]:
+    """Frames ``unique`` of uncompressed frames in fragments (Encapsulated Uncompressed, PS3.5 A.4.11).
+
+    Each frame is the native encoding of that frame alone (a 1-bit frame
+    starts at a byte boundary), at least ``ceil(R * C * bits / 8)`` bytes
+    (padding to even length after it).
+    """
+    from pydicom.encaps import generate_frames
+
+    n_pixels = layout.pixels_per_frame
+    size = -(-n_pixels * layout.bits_allocated // 8)
+    wanted = {int(i) for i in unique}
+    for index, data in enumerate(generate_frames(dataset.PixelData, number_of_frames=layout.number_of_frames)):
+        if index not in wanted:
+            continue
+        if len(data) < size:
+            raise DecodeError(f"encapsulated uncompressed frame {index} has {len(data)} bytes; Rows x Columns x "
+                              f"BitsAllocated = {layout.rows} x {layout.columns} x {layout.bits_allocated} needs {size}")
+        raw = np.frombuffer(data, np.uint8, size)
+        if layout.bits_allocated == 1:
+            yield np.unpackbits(raw, count=n_pixels, bitorder="little")
+        else:
+            yield raw.view(layout.dtype.newbyteorder("<")).astype(layout.dtype)
+
+
+def _decode_encapsulated(dataset: Dataset, idx: np.ndarray, layout: PixelLayout) -> np.ndarray:
+    row = readable_syntax(layout.transfer_syntax)
+    if row.pixel_codec == "fragments":
+        frames: Iterator[Any] = _fragment_frames(dataset, np.unique(idx), layout)
+    else:
+        decoder = _pydicom_decoder(row)
+        frames = (frame for frame, _ in decoder.iter_array(dataset, indices=np.unique(idx).tolist(), raw=True))
     unique, inverse = np.unique(idx, return_inverse=True)
     out = np.empty((unique.size, layout.rows, layout.columns), layout.dtype)
+    decoded = 0
     try:
-        frames = decoder.iter_array(dataset, indices=unique.tolist(), raw=True)
-        for n, (frame, _) in enumerate(frames):
+        for n, frame in enumerate(frames):
             frame = np.asarray(frame).reshape(layout.rows, layout.columns)
             if layout.bits_allocated == 1 and frame.max(initial=0) > 1:
                 frame = frame != 0
             out[n] = frame
+            decoded = n + 1
     except (ValueError, EOFError, RuntimeError, IndexError, KeyError, AttributeError, TypeError,
             OverflowError, struct.error) as exc:  # pydicom's decoders: missing/odd attributes, bad bytes
         if isinstance(exc, DicomSegError):
@@ -561,6 +581,9 @@ def _decode_encapsulated(dataset: Dataset, idx: np.ndarray, layout: PixelLayout)
         raise DecodeError(
             f"cannot decode encapsulated PixelData ({layout.transfer_syntax.name}): {exc}"
         ) from exc
+    if decoded != unique.size:
+        raise DecodeError(f"encapsulated PixelData ({layout.transfer_syntax.name}) holds fewer frames than "
+                          f"NumberOfFrames = {layout.number_of_frames}: {decoded} of {unique.size} requested found")
     if unique.size == idx.size and np.array_equal(unique, idx):
         return out  # already unique and in order: no second copy
     return out[inverse.reshape(-1)]

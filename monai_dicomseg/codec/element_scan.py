@@ -402,10 +402,10 @@ def check_structure(buf: bytes | memoryview, what: str = "file") -> None:
             f"{what}: the data set after the File Meta Information begins with ({group:04X},{element:04X}); "
             "expected an element of group 0004 or above (PS3.5 7.1)"
         )
-    if syntax == "1.2.840.10008.1.2":
-        implicit = True
-    elif syntax.startswith("1.2.840.10008.1.2.") and syntax not in ("1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"):
-        implicit = False
-    else:
-        return  # big endian / deflated: reported later with the transfer syntax
+    from monai_dicomseg.codec.transfer_syntax import lookup
+
+    row = lookup(syntax)
+    if row is None or not row.little_endian or row.deflated:
+        return  # unknown / big endian: reported later with the transfer syntax; deflated: checked once inflated
+    implicit = row.implicit_vr
     locate_top_level_element(buf, start, "PerFrameFunctionalGroupsSequence", implicit=implicit)

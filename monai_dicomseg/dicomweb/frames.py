@@ -61,8 +61,8 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import Tag
-from pydicom.uid import ExplicitVRLittleEndian
 
+from monai_dicomseg.codec.transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN, NATIVE_FRAME_MEDIA_TYPES
 from monai_dicomseg.dicomweb.cache import InstanceCache
 from monai_dicomseg.dicomweb.reference import DicomWebSeries
 from monai_dicomseg.dicomweb.retrieve import (
@@ -78,7 +78,7 @@ __all__ = ["materialize_segments", "header_from_metadata", "plan_frames", "varia
 SegmentsCallable = Callable[[Dataset], "Sequence[int] | None"]
 """Header-only SEG ``Dataset`` -> the segment numbers a loader keeps (None: all of them)."""
 
-FRAME_MEDIA_TYPES = (("application/octet-stream", str(ExplicitVRLittleEndian)),)
+FRAME_MEDIA_TYPES = NATIVE_FRAME_MEDIA_TYPES
 """What the frames are asked for as: native, Explicit VR Little Endian (PS3.18 8.7.3.5.2)."""
 
 _MAX_LIST_CHARS = 1500  # frame list characters per request: URLs stay well below common 8 KiB limits
@@ -399,7 +399,7 @@ def partial_instance(header: Dataset, plan: FramePlan, frames: list[bytes],
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = header.SOPClassUID
     meta.MediaStorageSOPInstanceUID = header.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = EXPLICIT_VR_LITTLE_ENDIAN
     dataset.file_meta = meta
     buffer = io.BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)

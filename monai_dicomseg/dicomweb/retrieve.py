@@ -30,6 +30,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from monai_dicomseg.codec.transfer_syntax import Storage, lookup
 from monai_dicomseg.dicomweb.cache import InstanceCache
 from monai_dicomseg.dicomweb.reference import DicomWebSeries
 from monai_dicomseg.dicomweb.session import DicomWebServer, server_for, translate_errors
@@ -169,8 +170,9 @@ def _check_complete(dataset: Any, where: str, uid: str, expected: "dict[str, Any
                 f"{missing[0]} is missing")
     if "PixelData" not in dataset or getattr(dataset.file_meta, "TransferSyntaxUID", None) is None:
         return
-    if dataset.file_meta.TransferSyntaxUID.is_compressed:
-        return
+    row = lookup(dataset.file_meta.TransferSyntaxUID)
+    if row is None or row.storage is Storage.ENCAPSULATED:
+        return  # frames in fragments: their length is the decoder's to check (native and deflated: checked here)
     try:
         samples = int(dataset.Rows) * int(dataset.Columns) * int(dataset.get("SamplesPerPixel", 1)) \
             * int(dataset.get("NumberOfFrames", 1) or 1)

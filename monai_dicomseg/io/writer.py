@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydicom.uid import ExplicitVRLittleEndian
 
 from monai_dicomseg.io import require_monai
 
@@ -42,6 +41,7 @@ except ImportError:
     raise
 
 from monai_dicomseg.codec.compression import check_transfer_syntax, compression_transfer_syntax
+from monai_dicomseg.codec.transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN
 from monai_dicomseg.codec.vr import check_value
 from monai_dicomseg.errors import DicomSegError, GeometryError, InputError, InputTypeError, OutputExistsError
 from monai_dicomseg.geometry.correspondence import GridCorrespondence, check_grid_correspondence, check_same_subject
@@ -224,8 +224,10 @@ class DicomSegWriter(ImageWriter):
         Passed to :class:`~monai_dicomseg.seg.Segmentation`.
     compression
         Lossless frame compression by name, the CLI's ``--compress``
-        vocabulary: ``None``/``"none"`` (native), ``"rle"``, ``"jpegls"``,
-        ``"jpeg2000"`` (BINARY: ``"jpeg2000"`` only). Sets
+        vocabulary: ``None``/``"none"`` (native), ``"deflate"`` (the whole
+        data set deflated, every type), ``"rle"``, ``"jpegls"``, ``"jpeg2000"``
+        (BINARY: ``"deflate"`` or ``"jpeg2000"``); the names come from
+        :mod:`monai_dicomseg.codec.transfer_syntax`. Sets
         ``transfer_syntax_uid``; giving both with different values is an
         InputError. For FRACTIONAL, ``"jpegls"`` with ``workers`` is the
         recommended choice (softmax outputs leave almost no frame empty).
@@ -273,7 +275,7 @@ class DicomSegWriter(ImageWriter):
         device_serial_number: str = "0",
         fractional_type: str = "PROBABILITY",
         max_fractional_value: int = 255,
-        transfer_syntax_uid: str = ExplicitVRLittleEndian,
+        transfer_syntax_uid: str = EXPLICIT_VR_LITTLE_ENDIAN,
         omit_empty_frames: bool = True,
         workers: int = 0,
         compression: "str | None" = None,
@@ -294,7 +296,7 @@ class DicomSegWriter(ImageWriter):
 
         if compression is not None:
             chosen = compression_transfer_syntax(compression)
-            if str(transfer_syntax_uid) not in (str(ExplicitVRLittleEndian), str(chosen)):
+            if str(transfer_syntax_uid) not in (EXPLICIT_VR_LITTLE_ENDIAN, str(chosen)):
                 raise InputError(
                     f"compression={compression!r} means transfer_syntax_uid {chosen} but transfer_syntax_uid="
                     f"{str(transfer_syntax_uid)!r} was also given; pass one of them")

@@ -25,11 +25,12 @@ import numpy as np
 import pydicom
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from monai_dicomseg.codec.assemble import FramePlacement, assemble_frames
 from monai_dicomseg.codec.decode import PixelLayout, deferred_pixel_source, pixel_layout
+from monai_dicomseg.codec.deflate import inflate_if_deflated
 from monai_dicomseg.codec.element_scan import check_structure, locate_top_level_element, read_file_meta
+from monai_dicomseg.codec.transfer_syntax import Storage, lookup
 from monai_dicomseg.codec.frame_index import FrameIndex, build_frame_index
 from monai_dicomseg.enums import (
     CoordinateSystemNames,
@@ -91,14 +92,10 @@ def _defer_per_frame_groups(buf: bytes) -> bytes:
     if meta is None:
         return buf
     start, syntax = meta
-    if syntax == ImplicitVRLittleEndian:
-        implicit = True
-    elif syntax == ExplicitVRLittleEndian or (
-        pydicom.uid.UID(syntax).is_transfer_syntax and pydicom.uid.UID(syntax).is_compressed
-    ):
-        implicit = False
-    else:
+    row = lookup(syntax)
+    if row is None or not row.little_endian or row.deflated:
         return buf
+    implicit = row.implicit_vr
     found = locate_top_level_element(buf, start, "PerFrameFunctionalGroupsSequence", implicit=implicit)
     if found is None or not found[3]:
         return buf
@@ -194,10 +191,11 @@ def _native_pixel_data(buf: "bytes | mmap.mmap") -> tuple[int, int, int, bool] |
     malformed element): such files are read whole, as before.
     """
     meta = read_file_meta(buf)
-    if meta is None or meta[1] not in (ImplicitVRLittleEndian, ExplicitVRLittleEndian):
+    row = lookup(meta[1]) if meta is not None else None
+    if meta is None or row is None or row.storage is not Storage.NATIVE or not row.little_endian:
         return None
-    start, syntax = meta
-    implicit = syntax == ImplicitVRLittleEndian
+    start = meta[0]
+    implicit = row.implicit_vr
     try:
         found = locate_top_level_element(buf, start, "PixelData", implicit=implicit)
     except DecodeError:
@@ -241,6 +239,44 @@ def _read_deferred(path: "str | os.PathLike[str]", handle: BinaryIO, mapped: Any
     return dataset
 
 
+def _read_mapped(path: "str | os.PathLike[str]", handle: BinaryIO, mapped: Any, size: int) -> "Dataset | None":
+    """Parse the mapped file (see :func:`_read_path`); ``None``: let pydicom read ``handle`` as it is."""
+    check_structure(mapped, repr(os.fspath(path)))
+    where = _native_pixel_data(mapped) if size >= DEFER_PIXEL_DATA_BYTES else None
+    if where is not None:
+        return _read_deferred(path, handle, mapped, where)
+    try:
+        rewritten = _defer_per_frame_groups(mapped)
+    except DecodeError:
+        rewritten = mapped
+    if rewritten is not mapped:
+        dataset = _parse(io.BytesIO(rewritten))
+        dataset.filename = os.fspath(path)
+        return dataset
+    return None
+
+
+def _read_inflated(path: "str | os.PathLike[str]", inflated: "bytes | BinaryIO", syntax: str) -> Dataset:
+    """Parse the inflated image of a deflated file (PS3.5 A.5); the data set keeps its Transfer Syntax UID.
+
+    In memory it is read like a file object; spilled to a temporary file, like
+    a file on disk (a large one keeps its Pixel Data there, read by byte range).
+    """
+    if isinstance(inflated, bytes):
+        dataset = _read_buffer(inflated, repr(os.fspath(path)))
+    else:
+        with inflated:
+            size = os.fstat(inflated.fileno()).st_size
+            with mmap.mmap(inflated.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                dataset = _read_mapped(path, inflated, mapped, size)
+            if dataset is None:
+                inflated.seek(0)
+                dataset = _parse(inflated)
+    dataset.filename = os.fspath(path)
+    dataset.file_meta.TransferSyntaxUID = syntax
+    return dataset
+
+
 def _read_path(path: "str | os.PathLike[str]") -> Dataset:
     """Parse a file, letting pydicom read it directly unless the per-frame groups need a rewrite.
 
@@ -248,7 +284,8 @@ def _read_path(path: "str | os.PathLike[str]") -> Dataset:
     so a file that needs no rewrite (ours: defined-length sequences) is
     copied into memory only once. A file of at least
     :data:`DEFER_PIXEL_DATA_BYTES` with native Pixel Data is parsed without
-    its Pixel Data value (:func:`_read_deferred`).
+    its Pixel Data value (:func:`_read_deferred`). A deflated file is
+    inflated first (:func:`~monai_dicomseg.codec.deflate.inflate_if_deflated`).
     """
     try:
         handle = open(path, "rb")
@@ -259,19 +296,26 @@ def _read_path(path: "str | os.PathLike[str]") -> Dataset:
         if size == 0:
             raise DecodeError(f"{os.fspath(path)!r} is empty: not a DICOM file")
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            check_structure(mapped, repr(os.fspath(path)))
-            where = _native_pixel_data(mapped) if size >= DEFER_PIXEL_DATA_BYTES else None
-            if where is not None:
-                return _read_deferred(path, handle, mapped, where)
-            try:
-                rewritten = _defer_per_frame_groups(mapped)
-            except DecodeError:
-                rewritten = mapped
-            if rewritten is not mapped:
-                dataset = _parse(io.BytesIO(rewritten))
-                dataset.filename = os.fspath(path)
-                return dataset
+            inflated = inflate_if_deflated(mapped, repr(os.fspath(path)), DEFER_PIXEL_DATA_BYTES)
+            if inflated is None:
+                dataset = _read_mapped(path, handle, mapped, size)
+                if dataset is not None:
+                    return dataset
+    if inflated is not None:
+        return _read_inflated(path, *inflated)
     return _parse(path)
+
+
+def _read_buffer(buf: bytes, what: str) -> Dataset:
+    """Parse a whole file held in memory (a file object's bytes, an inflated file)."""
+    check_structure(buf, what)
+    try:
+        buf = _defer_per_frame_groups(buf)
+    except DecodeError:
+        pass  # let pydicom report (or tolerate) the problem below
+    dataset = _parse(io.BytesIO(buf))
+    dataset.filename = None  # do not keep the whole buffer alive through the data set
+    return dataset
 
 
 def read_segmentation_dataset(fp: "str | os.PathLike[str] | BinaryIO") -> Dataset:
@@ -287,16 +331,13 @@ def read_segmentation_dataset(fp: "str | os.PathLike[str] | BinaryIO") -> Datase
     access. Pass it to ``Segmentation.from_dataset(dataset, copy=False)``.
     """
     if isinstance(fp, (str, os.PathLike)):
-        dataset = _read_path(fp)
-    else:
-        buf = _read_bytes(fp)
-        check_structure(buf, "the file object")
-        try:
-            buf = _defer_per_frame_groups(buf)
-        except DecodeError:
-            pass  # let pydicom report (or tolerate) the problem below
-        dataset = _parse(io.BytesIO(buf))
-        dataset.filename = None  # do not keep the whole buffer alive through the data set
+        return _read_path(fp)
+    buf = _read_bytes(fp)
+    inflated = inflate_if_deflated(buf, "the file object", spill_bytes=len(buf) + (1 << 62))
+    if inflated is None:
+        return _read_buffer(buf, "the file object")
+    dataset = _read_buffer(inflated[0], "the file object")  # type: ignore[arg-type]
+    dataset.file_meta.TransferSyntaxUID = inflated[1]
     return dataset
 
 

@@ -3,17 +3,18 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO
 
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from monai_dicomseg.atomic import atomic_write
 from monai_dicomseg.codec.decode import deferred_pixel_source
+from monai_dicomseg.codec.deflate import write_deflated
 from monai_dicomseg.codec.raw import SEQUENCE_DELIMITER, pixel_data_header
+from monai_dicomseg.codec.transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN, lookup
 from monai_dicomseg.enums import (
     DimensionOrganizationTypeValues,
     SegmentationFractionalTypeValues,
@@ -139,7 +140,7 @@ class Segmentation(SegmentationReaderMixin, SegmentAccessorsMixin, Dataset):
         max_fractional_value: int = 255,
         content_description: str | None = None,
         content_creator_name: str | None = None,
-        transfer_syntax_uid: str = ExplicitVRLittleEndian,
+        transfer_syntax_uid: str = EXPLICIT_VR_LITTLE_ENDIAN,
         omit_empty_frames: bool = True,
         content_label: str | None = None,
         workers: int = 0,
@@ -215,26 +216,39 @@ class Segmentation(SegmentationReaderMixin, SegmentAccessorsMixin, Dataset):
         source = deferred_pixel_source(self)
         if source is None:
             element = self[pixel_tag]  # converted (VR resolved), as pydicom would write it
+        meta = getattr(self, "file_meta", None)
+        row = lookup(meta.get("TransferSyntaxUID") if meta is not None else None)
+        tail = self._pixel_data_chunks(element, source, row)
         del self._dict[pixel_tag]
         try:
+            if row is not None and row.deflated:  # PS3.5 A.5: Pixel Data goes through the one deflate bitstream
+                write_deflated(stream, self, tail)
+                return
             Dataset.save_as(self, stream)
         finally:
             self._dict[pixel_tag] = element
-        encapsulated = self.file_meta.TransferSyntaxUID.is_encapsulated
-        implicit = self.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+        for chunk in tail:
+            stream.write(chunk)
+
+    def _pixel_data_chunks(self, element: Any, source: Any, row: Any) -> Iterator[Any]:
+        """The encoded Pixel Data element: header, then its value in chunks of at most :data:`_COPY_CHUNK` bytes."""
+        encapsulated = row is not None and row.encapsulated
+        implicit = row is not None and row.implicit_vr
         length = source.length if source is not None else len(element.value)
         if implicit:
-            stream.write(struct.pack("<HHI", 0x7FE0, 0x0010, length))
+            yield struct.pack("<HHI", 0x7FE0, 0x0010, length)
         else:
             vr = element.VR or ("OW" if self.get("BitsAllocated", 8) > 8 else "OB")
-            stream.write(pixel_data_header(vr, None if encapsulated else length))
+            yield pixel_data_header(vr, None if encapsulated else length)
         if source is None:
-            stream.write(element.value)
+            value = memoryview(element.value)
+            for start in range(0, length, _COPY_CHUNK):
+                yield value[start:start + _COPY_CHUNK]
         else:
             for start in range(0, length, _COPY_CHUNK):
-                stream.write(source.read_range(start, min(start + _COPY_CHUNK, length)))
+                yield source.read_range(start, min(start + _COPY_CHUNK, length))
         if encapsulated:
-            stream.write(SEQUENCE_DELIMITER)
+            yield SEQUENCE_DELIMITER
 
 
 def segread(fp: "str | os.PathLike[str] | BinaryIO") -> Segmentation:

@@ -109,9 +109,10 @@ def allowed_cases() -> list[Any]:
 
 
 def test_allowed_transfer_syntaxes() -> None:
-    assert set(allowed_transfer_syntaxes(binary=True)) == {ExplicitVRLittleEndian, JPEG2000Lossless}
+    assert set(allowed_transfer_syntaxes(binary=True)) == {
+        ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, JPEG2000Lossless}
     assert set(allowed_transfer_syntaxes(binary=False)) == {
-        ExplicitVRLittleEndian, RLELossless, JPEG2000Lossless, JPEGLSLossless}
+        ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, RLELossless, JPEG2000Lossless, JPEGLSLossless}
 
 
 @pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, *CODECS.values()],
@@ -138,7 +139,6 @@ BAD_SYNTAXES = [
     pytest.param("LABELMAP", ExplicitVRBigEndian, "Big Endian", id="labelmap-big-endian"),
     pytest.param("LABELMAP", JPEGBaseline8Bit, "JPEG Baseline", id="labelmap-lossy-jpeg"),
     pytest.param("FRACTIONAL", JPEG2000, "JPEG 2000", id="fractional-lossy-jpeg2000"),
-    pytest.param("LABELMAP", DeflatedExplicitVRLittleEndian, "Deflated", id="labelmap-deflated"),
     pytest.param("LABELMAP", "1.2.3.4.5", "unknown", id="labelmap-unknown-uid"),
     pytest.param("BINARY", "1.2.3.4.5", "unknown", id="binary-unknown-uid"),
 ]
@@ -196,8 +196,11 @@ def test_missing_codec_package_is_named(monkeypatch: pytest.MonkeyPatch, segment
 
 def test_requirements_table_names_pypi_packages() -> None:
     """The table the check reads names the import module and the PyPI package."""
-    assert compression._REQUIREMENTS[JPEG2000Lossless] == PACKAGES["jpeg2000"]
-    assert compression._REQUIREMENTS[JPEGLSLossless] == PACKAGES["jpegls"]
+    from monai_dicomseg.codec.transfer_syntax import TRANSFER_SYNTAXES
+
+    for syntax, codec in ((JPEG2000Lossless, "jpeg2000"), (JPEGLSLossless, "jpegls")):
+        row = TRANSFER_SYNTAXES[str(syntax)]
+        assert (row.encoder_modules[0], row.encoder[0]) == PACKAGES[codec]
     for import_name, _ in PACKAGES.values():
         assert importlib.util.find_spec(import_name) is not None, import_name
 
@@ -210,7 +213,9 @@ def test_rle_falls_back_to_pydicom_without_the_rle_plugin(monkeypatch: pytest.Mo
     with_plugin = encode_frame(frame, RLELossless, 8)
     HIDERS[how](monkeypatch, "rle")
     assert check_transfer_syntax(RLELossless, "LABELMAP") == RLELossless
-    assert compression._rle_plugin() == "pydicom"
+    from monai_dicomseg.codec.transfer_syntax import TRANSFER_SYNTAXES
+
+    assert TRANSFER_SYNTAXES[str(RLELossless)].encoding_plugin() == "pydicom"
     without_plugin = encode_frame(frame, RLELossless, 8)
     monkeypatch.undo()
     np.testing.assert_array_equal(decode(without_plugin, RLELossless, frame.shape, 8), frame)
