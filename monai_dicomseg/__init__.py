@@ -60,6 +60,9 @@ _LAZY = {
     "load_transforms": "monai_dicomseg.data.dataset",
     "collate_skip_none": "monai_dicomseg.data.dataset",
     "segments_from_meta": "monai_dicomseg.io.segments",
+    "check_label_map": "monai_dicomseg.data.vocabulary",
+    "build_vocabulary": "monai_dicomseg.data.vocabulary",
+    "describe_labels": "monai_dicomseg.data.vocabulary",
     # naming segments (no torch)
     "segment_descriptions_from_names": "monai_dicomseg.anatomy",
     "segment_descriptions_from_dcmqi": "monai_dicomseg.anatomy",
