@@ -210,11 +210,14 @@ def collect_source_frames(source_images: Sequence[Dataset]) -> SourceFrames:
     Raises
     ------
     InputError
-        Empty list, several multi-frame images, differing Rows/Columns or
-        StudyInstanceUID.
+        Empty list, several multi-frame images, differing Rows/Columns,
+        StudyInstanceUID or SeriesInstanceUID (one series per SEG), duplicated
+        SOPInstanceUIDs, a missing or malformed UID (PS3.5 9.1: the UIDs are
+        copied into the SEG), named as ``source_images[i].Keyword``.
     GeometryError
         Differing Frame of Reference UIDs, mixed orientations or pixel
-        spacings, or incomplete plane geometry.
+        spacings, PixelSpacing on some images only, or incomplete plane
+        geometry.
     """
     if isinstance(source_images, Dataset) or not isinstance(source_images, Sequence):
         raise InputTypeError(
