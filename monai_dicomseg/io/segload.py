@@ -93,7 +93,7 @@ META_KEYS: dict[str, str] = {
     MetaKey.SEGMENTATION_TYPE: "SegmentationType of the SEG: 'BINARY', 'FRACTIONAL' or 'LABELMAP'",
     MetaKey.MODE: "'labelmap' (1 channel of values) or 'stacked' (one channel per segment/value)",
     MetaKey.THRESHOLD: "FRACTIONAL threshold applied (float in (0, 1]); 0.0 when none",
-    MetaKey.SEGMENTS: "JSON list, one object per segment of the SEG (number, label, category, type, color, "
+    MetaKey.SEGMENTS: "JSON list, one object per segment of the SEG (number, label, category, type, modifier, color, "
                         "tracking_id); segment 0 / background is never listed; read with segments_from_meta",
     MetaKey.CHANNEL_SEGMENTS: "JSON list per output channel of the SEG segment numbers feeding it",
     MetaKey.CHANNEL_VALUES: "JSON list: stacked mode, the value of each channel (segment number or label_map "
