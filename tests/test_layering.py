@@ -46,7 +46,8 @@ LAYERS: list[set[str]] = [
     {"geometry", "sr", "dicomweb"},  # numpy geometry; coded concepts; DICOMweb transport (stdlib)
     {"codec"},  # pydicom + numpy encoder/decoder
     {"seg"},  # the public SEG API
-    {"anatomy", "spatial"},  # guide-vocabulary facades over seg/ and geometry/ (hd.spatial, names -> segments)
+    {"anatomy", "spatial", "slides"},  # facades over seg/ and geometry/ (hd.spatial, names -> segments;
+    #   slides/: slide images and tiled SEGs as patches, torch-free; its MONAI datasets are in data/slides.py)
     {"io"},  # MONAI layer, lowest part: readers/writers
     {"transforms"},
     {"data"},
@@ -65,6 +66,7 @@ FORBIDDEN_THIRD_PARTY = {
     "codec": ("torch", "monai", "highdicom", "nibabel"),
     "seg": ("torch", "monai", "highdicom", "nibabel"),
     "sr": ("torch", "monai"),
+    "slides": ("torch", "monai", "highdicom"),
 }
 # the only functions that may import a package FORBIDDEN_THIRD_PARTY names for their group, and which:
 # Volume.to_monai / Volume.from_monai convert to and from MONAI's MetaTensor (highdicom pull request #454's
