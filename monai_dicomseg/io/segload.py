@@ -547,7 +547,9 @@ def load_seg_array(
         )
     if reference is not None:
         _check_reference_identity(seg, reference, allow_other_series)
-    layout = seg.volume_layout()  # None for a tiled SLIDE segmentation
+    layout = None
+    if not fractional or (mode == "stacked" and threshold is None):
+        layout = seg.volume_layout()  # None for a tiled SLIDE segmentation
     if layout is not None:
         volume_affine, volume_shape = layout[0].affine, layout[0].spatial_shape
     elif fractional and threshold is not None:
@@ -569,12 +571,7 @@ def load_seg_array(
         affine = np.array(reference.affine, dtype=np.float64)
         out_space = reference.space
     placements = plan_placement(volume_affine, volume_shape, target_lps, target_shape)
-    if layout is not None and fractional and threshold is not None:  # stored frames -> masks: no float stack
-        from monai_dicomseg.io.fractional_labels import threshold_to_grid
-
-        array = threshold_to_grid(seg, plan, mode, layout, placements, target_shape, dtype, threshold,
-                                  skip_overlap_checks)
-    elif layout is not None:
+    if layout is not None:
         array = _scatter(seg, plan, mode, layout, placements, target_shape, dtype, skip_overlap_checks,
                          rescale_fractional)
     else:
