@@ -1,0 +1,235 @@
+"""FRACTIONAL SEG -> masks or a label map, frame by frame, never the float stack.
+
+The threshold rule of every door (``load_seg_array(threshold=...)``,
+``LoadDicomSegd``, CLI ``to-nifti``/``convert --threshold``): a voxel belongs
+to a segment where its fraction, ``stored / MaximumFractionalValue`` in
+float32 (PS3.3 C.8.20.2.3), is ``>= threshold``
+(:func:`monai_dicomseg.io.segload.threshold_masks` states it on a float array).
+
+Here the rule is applied to the stored integers through a lookup table
+computed with exactly that float32 arithmetic (:func:`passing_table`), so no
+fraction is ever materialised: stored frames are decoded a chunk at a time
+(uint8, one byte per voxel) and painted straight into the caller's output
+(typically a view of the final MONAI-grid array). Peak memory is the output
+plus one chunk of stored frames (:data:`CHUNK_VALUES` values), whatever the
+number of segments: a 117-segment FRACTIONAL SEG read as a label map no
+longer builds its ``(117, F, R, C)`` float32 stack.
+
+Overlaps (label map): a voxel passing in channels of different values is an
+:class:`~monai_dicomseg.errors.OverlapError` (counted exactly, as the float
+path counts them) unless ``skip_overlap_checks``, where the highest value
+wins. Channels sharing a value (a ``label_map`` naming several segments) are
+OR-ed, not overlaps.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from monai_dicomseg.codec.assemble import FramePlacement, check_unique
+from monai_dicomseg.codec.decode import decode_frames
+from monai_dicomseg.errors import DecodeError, InputError, OverlapError
+
+__all__ = ["passing_table", "paint_thresholded", "threshold_to_grid", "CHUNK_VALUES"]
+
+CHUNK_VALUES = 1 << 22
+"""Stored values decoded at a time (4 M: 4 MB of uint8 frames, plus as many bytes of masks)."""
+
+
+def passing_table(threshold: float, maximum: int, size: int = 256) -> np.ndarray:
+    """``table[v]`` is True where stored value ``v`` passes: ``float32(v) / float32(maximum) >= float32(threshold)``.
+
+    Parameters
+    ----------
+    threshold
+        In (0, 1] (checked by :func:`~monai_dicomseg.io.segload.check_threshold`).
+    maximum
+        MaximumFractionalValue (PS3.3 C.8.20.2.3), >= 1.
+    size
+        Number of stored values covered (256 for 8-bit frames).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(size,)`` bool; the same decision as rescaling to float32 then comparing.
+
+    Raises
+    ------
+    InputError
+        ``maximum`` is not positive.
+    """
+    if int(maximum) <= 0:
+        raise InputError(f"MaximumFractionalValue must be positive to rescale; got {maximum!r}")
+    values = np.arange(size, dtype=np.float32)
+    values /= np.float32(int(maximum))
+    return values >= np.float32(threshold)
+
+
+def _selected(placement: FramePlacement, segment_numbers: Sequence[int], targets: Sequence[int]
+              ) -> tuple[FramePlacement, np.ndarray]:
+    """The frames of the requested segments and each frame's target (channel or value)."""
+    segs = np.asarray(list(segment_numbers), dtype=np.int64)
+    size = int(max(segs.max(initial=0), placement.segment.max(initial=0))) + 1
+    target_of = np.full(size, -1, dtype=np.int64)
+    target_of[segs] = np.asarray(list(targets), dtype=np.int64)
+    placement = placement.select(target_of[placement.segment] >= 0)
+    check_unique(placement, by_segment=True)
+    return placement, target_of[placement.segment]
+
+
+def _chunks(seg: Any, layout: Any, frames: np.ndarray, maximum: int):
+    """Decode ``frames`` a chunk at a time: yields ``(begin, stored)``; checks stored <= maximum at the end.
+
+    Raises
+    ------
+    DecodeError
+        A stored value above MaximumFractionalValue (after the last chunk, as the float path).
+    """
+    step = max(1, CHUNK_VALUES // max(1, layout.rows * layout.columns))
+    largest = 0
+    for begin in range(0, frames.size, step):
+        stored = decode_frames(seg, frames[begin:begin + step], layout)
+        if stored.size:
+            largest = max(largest, int(stored.max()))
+        yield begin, stored
+    if largest > maximum:
+        raise DecodeError(f"PixelData holds values up to {largest}, above MaximumFractionalValue = {maximum}")
+
+
+def paint_thresholded(seg: Any, placement: FramePlacement, out: np.ndarray, segment_numbers: Sequence[int],
+                      targets: Sequence[int], *, threshold: float, combine: bool,
+                      skip_overlap_checks: bool = False) -> np.ndarray:
+    """Threshold the FRACTIONAL frames of ``placement`` into ``out``, one chunk of stored frames at a time.
+
+    Parameters
+    ----------
+    seg
+        A FRACTIONAL :class:`~monai_dicomseg.seg.Segmentation`.
+    placement
+        Stored frames and their output positions (``seg.volume_layout()[1]``).
+    out
+        Zero-filled, any strides/dtype: ``(N, R, C)`` when ``combine`` (the
+        label map), else ``(N, R, C, channels)`` (0/1 masks).
+    segment_numbers, targets
+        Requested segments and, per segment, its output value (``combine``,
+        >= 1) or channel (stacked; segments may share one: OR-ed).
+    threshold
+        In (0, 1]: a voxel passes where ``fraction >= threshold``.
+    combine
+        Paint values into one label map instead of 0/1 channels.
+    skip_overlap_checks
+        ``combine``: the highest value wins where different values pass, instead of an OverlapError.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``out``.
+
+    Raises
+    ------
+    OverlapError
+        ``combine``, not ``skip_overlap_checks``, and a voxel passes for two different values.
+    DecodeError
+        A stored value above MaximumFractionalValue.
+    FrameMismatchError
+        Two stored frames of one segment at one position.
+    """
+    layout = seg._get_pixel_layout()
+    maximum = int(seg.get("MaximumFractionalValue") or 0)
+    placement, target = _selected(placement, segment_numbers, targets)
+    table = passing_table(threshold, maximum, 1 << (8 * decode_dtype_size(layout)))
+    if combine:  # position major, value ascending: the highest value is painted last
+        order = np.lexsort((target, placement.position))
+    else:
+        order = np.argsort(placement.frame, kind="stable")  # file order: adjacent reads
+    placement, target = placement.select(order), target[order]
+    if combine:
+        overlapping = _paint_labels(seg, layout, placement, target, out, table, maximum, skip_overlap_checks)
+        if overlapping:
+            raise OverlapError(
+                f"cannot combine FRACTIONAL segments at threshold {threshold}: {overlapping} voxel(s) "
+                "are >= threshold in more than one segment (pass skip_overlap_checks=True to keep the "
+                "highest value, or raise the threshold)"
+            )
+        return out
+    for begin, stored in _chunks(seg, layout, placement.frame, maximum):
+        masks = table[stored]
+        for offset in range(masks.shape[0]):
+            mask = masks[offset]
+            if mask.any():
+                plane = out[placement.position[begin + offset], :, :, target[begin + offset]]
+                plane[mask] = 1
+    return out
+
+
+def decode_dtype_size(layout: Any) -> int:
+    """Bytes per stored FRACTIONAL value (1 for BitsAllocated 8, 2 for 16)."""
+    return 2 if int(getattr(layout, "bits_allocated", 8)) > 8 else 1
+
+
+def _paint_labels(seg: Any, layout: Any, placement: FramePlacement, value: np.ndarray, out: np.ndarray,
+                  table: np.ndarray, maximum: int, skip_overlap_checks: bool) -> int:
+    """Paint each passing frame's value (frames sorted by position, then value); returns overlapping voxels."""
+    overlapping = 0
+    over = np.zeros((layout.rows, layout.columns), dtype=bool)
+    current = -1
+    for begin, stored in _chunks(seg, layout, placement.frame, maximum):
+        masks = table[stored]
+        for offset in range(masks.shape[0]):
+            position, label = int(placement.position[begin + offset]), value[begin + offset]
+            if position != current:
+                overlapping += int(np.count_nonzero(over))
+                over[:] = False
+                current = position
+            mask = masks[offset]
+            if not mask.any():
+                continue
+            plane = out[position]
+            if not skip_overlap_checks:
+                over |= mask & (plane != 0) & (plane != label)
+            plane[mask] = label
+    return overlapping + int(np.count_nonzero(over))
+
+
+def threshold_to_grid(seg: Any, plan: Any, mode: str, layout: Any, placements: Any, target_shape: Sequence[int],
+                      dtype: Any, threshold: float, skip_overlap_checks: bool) -> np.ndarray:
+    """``load_seg_array``'s FRACTIONAL + ``threshold`` output, painted straight onto the MONAI grid.
+
+    Parameters
+    ----------
+    seg, plan, mode
+        The SEG, its :class:`~monai_dicomseg.io.segments.SegmentSelectionPlan` and ``"labelmap"``/``"stacked"``.
+    layout
+        ``seg.volume_layout()``: ``(VolumeGeometry, FramePlacement)``.
+    placements, target_shape
+        :func:`~monai_dicomseg.geometry.grid_placement.plan_placement` of the SEG volume onto the target grid.
+    dtype
+        Output dtype, or None: uint8 masks (stacked), uint8 label map (uint16 above 255).
+    threshold, skip_overlap_checks
+        As :func:`paint_thresholded`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(1, X, Y, Z)`` label map or ``(channels, X, Y, Z)`` masks: equal to thresholding the float32
+        fractions (:func:`~monai_dicomseg.io.segload.threshold_masks`) and placing them on the grid.
+    """
+    from monai_dicomseg.geometry.grid_placement import destination_view
+
+    geometry, frames = layout
+    combine = mode == "labelmap"
+    if combine:
+        targets = [int(v) for v in plan.values]
+        natural = np.uint8 if max(targets, default=0) <= 255 else np.uint16
+        out = np.zeros((1, *target_shape), dtype=natural if dtype is None else dtype)
+    else:
+        targets = [plan.channel_values.index(v) for v in plan.values]
+        out = np.zeros((len(plan.channel_values), *target_shape), dtype=np.uint8 if dtype is None else dtype)
+    if plan.segment_numbers:
+        view = destination_view(out, placements, geometry.spatial_shape)
+        view = view[0] if combine else np.moveaxis(view, 0, -1)  # (F, R, C[, channels])
+        paint_thresholded(seg, frames, view, list(plan.segment_numbers), targets, threshold=threshold,
+                          combine=combine, skip_overlap_checks=skip_overlap_checks)
+    return out
