@@ -116,7 +116,7 @@ def test_overlap_count_matches_float_rule(series):
     seg = _fractional(series, fractions)
     with pytest.raises(OverlapError, match=r": 11 voxel\(s\) are >= threshold in more than one segment"):
         load_seg_array(seg, mode="labelmap", threshold=0.5)
-    with pytest.raises(OverlapError, match=r": 11 voxel\(s\)"):
+    with pytest.raises(OverlapError, match=r"11 voxel\(s\)"):
         threshold_masks(load_seg_array(seg, mode="stacked").array, 0.5, [1, 2, 3], combine=True)
 
 
