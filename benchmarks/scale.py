@@ -15,6 +15,12 @@ Cases (full size / ``--small``):
    combined) BINARY and LABELMAP, ours vs highdicom. Full: 512x512x1000, 117
    segments; small: 256x256x100, 117 segments.
 3. 300 segments, 16-bit LABELMAP, write and read. Full: 512x512x200; small: 128x128x40.
+5. FRACTIONAL read as labels (issue 25): a 117-segment FRACTIONAL SEG (0.8 inside each organ, 0.25 in its
+   neighbour organs', so thresholds matter) read with ``load_seg_array(mode="labelmap", threshold=0.5)`` (what
+   ``LoadDicomSegd(mode="labelmap", threshold=0.5)`` and ``to-nifti --threshold`` run: stored frames ->
+   label map a chunk at a time) against the stacked float read (``mode="stacked"``, float32 ``(117, ...)``)
+   and the float-stack threshold it replaced (``labels-via-float``); printed as ratios to the float read.
+   Full: 256x256x100, 117 segments; small: 128x128x40, 117 segments.
 4. tiled LABELMAP from a memory-mapped total pixel matrix (read tile by tile), native, RLE and JPEG-LS,
    then three 2048x2048 region reads. Full: 32768x32768 (1.07x10^9 pixels), 512 tiles; small: 4096x4096,
    256 tiles, 1024x1024 regions. highdicom is given the matrix as an in-memory array (it needs it whole).
@@ -70,9 +76,9 @@ LOGIT_SCALE = [6.0]
 ``1 / (e**6 + K)`` (> 0.5/255 for K < 108: stored as 1, so every FRACTIONAL frame is non-empty); a trained
 network is far more confident away from an organ (``--logit-scale 12``: ~6e-6, stored as 0)."""
 FULL = {1: ((400, 512, 512), 117), 2: ((1000, 512, 512), 117), 3: ((200, 512, 512), 300),
-        4: ((32768, 32768), 512, 2048)}
+        4: ((32768, 32768), 512, 2048), 5: ((100, 256, 256), 117)}
 SMALL = {1: ((64, 128, 128), 20), 2: ((100, 256, 256), 117), 3: ((40, 128, 128), 300),
-         4: ((4096, 4096), 256, 1024)}
+         4: ((4096, 4096), 256, 1024), 5: ((40, 128, 128), 117)}
 COMPRESSION = {"native": None, "rle": "rle", "jpegls": "jpegls", "jpeg2000": "jpeg2000"}
 VARIANTS = {
     1: ["FRACTIONAL-native", "FRACTIONAL-rle", "FRACTIONAL-jpegls", "FRACTIONAL-jpeg2000", "BINARY", "LABELMAP",
@@ -83,6 +89,7 @@ VARIANTS = {
     4: ["write-LABELMAP", "hd-write-LABELMAP", "read-regions", "hd-read-regions",
         "write-LABELMAP-rle", "hd-write-LABELMAP-rle", "read-regions-rle", "hd-read-regions-rle",
         "write-LABELMAP-jpegls", "hd-write-LABELMAP-jpegls", "read-regions-jpegls", "hd-read-regions-jpegls"],
+    5: ["read-float", "read-labels", "labels-via-float"],
 }
 
 
@@ -340,16 +347,65 @@ def make_matrix(total) -> None:
     matrix.flush()
 
 
+def fractional_seg(shape, segments, out: Path) -> Path:
+    """Case 5's FRACTIONAL SEG (written once, outside any timing), streamed in 4-plane blocks of all segments."""
+    import monai_dicomseg
+    from monai_dicomseg.seg.inputs import StackedSegmentSource
+
+    path = out / "case5-fractional.dcm"
+    if path.exists():
+        return path
+    sources, labels = series_headers(shape, segments)
+    numbers = np.arange(1, segments + 1, dtype=labels.dtype)[:, None, None, None]
+
+    def blocks():
+        for start in range(0, shape[0], 4):
+            block = labels[start:start + 4][None]
+            inside = block == numbers
+            near = (np.abs(block.astype(np.int16) - numbers) == 1) & (block > 0)
+            values = np.where(inside, np.float32(0.8), np.where(near, np.float32(0.25), np.float32(0)))
+            yield start, min(start + 4, shape[0]), 0, segments, values
+
+    source = StackedSegmentSource((*shape, segments), np.float32, blocks)
+    segmentation(monai_dicomseg, sources, source, "FRACTIONAL", segments).save_as(path)
+    return path
+
+
+def case5(variant: str, shape, segments, out: Path) -> dict:
+    """Case 5: FRACTIONAL -> label map at threshold 0.5 vs the stacked float read."""
+    _module(variant)
+    from monai_dicomseg.io import segload
+
+    path = fractional_seg(shape, segments, out)
+    start = start_clock()
+    if variant == "read-float":
+        array = segload.load_seg_array(str(path), mode="stacked").array
+    elif variant == "read-labels":
+        array = segload.load_seg_array(str(path), mode="labelmap", threshold=0.5).array
+    else:  # the float-stack threshold of before: decode (S, F, R, C) float32, then compare and paint
+        from monai_dicomseg.io.segments import SegmentSelection, segment_table
+
+        seg = segload.read_segmentation(str(path))
+        plan = SegmentSelection.from_options({}, None).plan(segment_table(seg), where=str(path))
+        values, _ = segload._decode(seg, plan, "stacked", True, False)
+        array = segload._apply_threshold(values, plan, "labelmap", 0.5, False)
+    return {"seconds": time.perf_counter() - start, "size": path.stat().st_size, "voxels": int(array.size)}
+
+
 def child(case: int, variant: str, small: bool, out: str) -> None:
     spec = (SMALL if small else FULL)[case]
     out_path = Path(out)
     if variant == "prepare":
         make_matrix(spec[0]) if case == 4 else series_folder(spec[0], spec[1])
+        if case == 5:
+            fractional_seg(spec[0], spec[1], out_path)
         return
     if case == 1:
         result = case1(variant, spec[0], spec[1], out_path)
     elif case in (2, 3):
         result = case_series(variant, spec[0], spec[1], out_path)
+    elif case == 5:
+        result = case5(variant, spec[0], spec[1], out_path)
     else:
         result = case4(variant, spec[0], spec[1], spec[2], out_path)
     result["peak_mb"] = peak_mb()
@@ -373,7 +429,7 @@ def main() -> None:
     args = parser.parse_args()
     specs = SMALL if args.small else FULL
     if args.shape or args.classes:
-        for case in (1, 2, 3):
+        for case in (1, 2, 3, 5):
             specs[case] = (tuple(args.shape or specs[case][0]), args.classes or specs[case][1])
     LOGIT_SCALE[0] = args.logit_scale
     if args.child:
@@ -408,6 +464,14 @@ def main() -> None:
                               f"{result['peak_mb'] / theirs['peak_mb']:.2f} of its peak")
                 print(f"{case:<6}{variant:<24}{result['seconds']:10.2f}{result['peak_mb']:13.0f}"
                       f"{_extra(result):14.0f}{result['size'] / 1e6:10.1f}{versus}", flush=True)
+            if case == 5 and "read-float" in results:  # FRACTIONAL as labels: ratios to the float read
+                base = results["read-float"]
+                for variant in ("read-labels", "labels-via-float"):
+                    if variant in results:
+                        result = results[variant]
+                        print(f"{'':<6}{variant:<24} vs read-float: x{result['seconds'] / base['seconds']:.2f} time, "
+                              f"x{result['peak_mb'] / base['peak_mb']:.2f} peak RSS, "
+                              f"{_extra(result):.0f} MB vs {_extra(base):.0f} MB added")
             if case in (2, 3, 4):  # print ours-vs-highdicom once both are known
                 for variant, result in results.items():
                     theirs = results.get(_highdicom_twin(case, variant))
