@@ -40,7 +40,7 @@ _NIFTI = (".nii.gz", ".nii")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from monai_dicomseg.cli import convert, from_nifti, info, to_nifti
+    from monai_dicomseg.cli import convert, from_nifti, info, jobs, to_nifti
 
     commands = parser.add_subparsers(dest="batch_command", metavar="COMMAND")
     commands.required = True
@@ -52,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         sub.add_argument("-r", "--recursive", action="store_true", help="also search sub-folders")
         sub.add_argument("--workers", type=int, default=1, metavar="N",
                          help="files processed in parallel (default 1; 0 or -1: all cores)")
+        jobs.add_job_options(sub)
 
     sub = commands.add_parser("info", help="one line per SEG")
     common(sub, output=False)
@@ -71,6 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.add_argument("-r", "--recursive", action="store_true", help="also search sub-folders")
     sub.add_argument("--workers", type=int, default=1, metavar="N",
                      help="files processed in parallel (default 1; 0 or -1: all cores)")
+    jobs.add_job_options(sub)
     from_nifti.add_options(sub, batch=True)
     sub = commands.add_parser("convert", help="SEG files -> SEG files of another type/compression")
     common(sub)
@@ -347,6 +349,10 @@ def run(args: argparse.Namespace) -> int:
         kind = "NIfTI" if command == "from-nifti" else "DICOM SEG"
         raise InputError(f"no {kind} files found in {args.input_dir!r}"
                          f"{'' if args.recursive else ' (use --recursive for sub-folders)'}")
+    from monai_dicomseg.cli import jobs as sharded
+
+    if sharded.wanted(args):  # --shard / --manifest / --retry-failed: cli/jobs.py runs it
+        return sharded.run_jobs(args, inputs, _jobs)
     jobs = _jobs(args, inputs)
 
     def progress(iterable: Iterable[Any], total: int) -> Iterable[Any]:
