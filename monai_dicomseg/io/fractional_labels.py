@@ -32,7 +32,7 @@ from monai_dicomseg.codec.assemble import FramePlacement, check_unique
 from monai_dicomseg.codec.decode import decode_frames
 from monai_dicomseg.errors import DecodeError, InputError, OverlapError
 
-__all__ = ["passing_table", "paint_thresholded", "threshold_to_grid", "CHUNK_VALUES"]
+__all__ = ["passing_table", "paint_thresholded", "threshold_to_grid", "threshold_volume", "CHUNK_VALUES"]
 
 CHUNK_VALUES = 1 << 22
 """Stored values decoded at a time (4 M: 4 MB of uint8 frames, plus as many bytes of masks)."""
@@ -233,3 +233,41 @@ def threshold_to_grid(seg: Any, plan: Any, mode: str, layout: Any, placements: A
         paint_thresholded(seg, frames, view, list(plan.segment_numbers), targets, threshold=threshold,
                           combine=combine, skip_overlap_checks=skip_overlap_checks)
     return out
+
+
+def threshold_volume(seg: Any, threshold: float, *, combine: bool, skip_overlap_checks: bool = False) -> Any:
+    """``seg.get_volume()`` of a FRACTIONAL SEG thresholded, built without the float volume (CLI ``convert``).
+
+    Parameters
+    ----------
+    seg
+        A FRACTIONAL :class:`~monai_dicomseg.seg.Segmentation` in the PATIENT coordinate system.
+    threshold
+        In (0, 1]: a voxel belongs to a segment where its fraction is ``>= threshold``.
+    combine
+        True: ``(F, R, C)`` label map of segment numbers (uint8, uint16 above 255). False: ``(F, R, C, S)``
+        bool masks, one channel per segment in ``seg.segment_numbers`` order.
+    skip_overlap_checks
+        ``combine``: the highest segment number wins where several pass, instead of an OverlapError.
+
+    Returns
+    -------
+    Volume
+        The geometry of ``seg.get_volume()`` (LPS), with the masks or label map as its array.
+    """
+    from monai_dicomseg.geometry.volume import Volume
+
+    geometry, placement = seg.volume_layout()
+    numbers = [int(n) for n in seg.segment_numbers]
+    shape = tuple(int(n) for n in geometry.spatial_shape)
+    if combine:
+        out = np.zeros(shape, dtype=np.uint8 if max(numbers, default=0) <= 255 else np.uint16)
+        targets = numbers
+    else:
+        out = np.zeros((*shape, len(numbers)), dtype=bool)
+        targets = list(range(len(numbers)))
+    paint_thresholded(seg, placement, out, numbers, targets, threshold=threshold, combine=combine,
+                      skip_overlap_checks=skip_overlap_checks)
+    channels = None if combine else {"SegmentNumber": numbers}
+    return Volume(out, geometry.affine, coordinate_system=geometry.coordinate_system,
+                  frame_of_reference_uid=geometry.frame_of_reference_uid, channels=channels)

@@ -164,3 +164,23 @@ def test_peak_is_output_plus_one_chunk(tmp_path):
     assert label.shape == (1, 128, 128, 24)
     assert peak < output + 4 * CHUNK_VALUES, (peak, float_stack)
     assert peak < float_stack / 3
+
+
+@pytest.mark.parametrize("combine", [True, False])
+def test_threshold_volume_equals_get_volume_rule(series, combine):
+    from monai_dicomseg.io.fractional_labels import threshold_volume
+
+    rng = np.random.default_rng(5)
+    fractions = (rng.integers(0, 256, (*SHAPE, 3)) / 255).astype(np.float32)
+    fractions[rng.random(fractions.shape) < 0.5] = 0
+    seg = _fractional(series, fractions)
+    volume = seg.get_volume(rescale_fractional=True, dtype="float32")
+    got = threshold_volume(seg, 0.6, combine=combine, skip_overlap_checks=True)
+    expected = threshold_masks(np.moveaxis(volume.array, -1, 0), 0.6, [1, 2, 3], combine=combine,
+                               skip_overlap_checks=True)
+    np.testing.assert_array_equal(got.array, expected if combine else np.moveaxis(expected, 0, -1))
+    np.testing.assert_allclose(got.affine, volume.affine)
+    assert got.frame_of_reference_uid == volume.frame_of_reference_uid
+    if combine:
+        with pytest.raises(OverlapError, match="more than one segment"):
+            threshold_volume(seg, 0.01, combine=True)
