@@ -228,3 +228,35 @@ def load_series(folder: "str | os.PathLike[str] | list[str]", headers_only: bool
     if not path.is_dir():
         raise InputError(f"source series {str(folder)!r} must be a folder of DICOM files")
     return load_source_geometry(path) if headers_only else load_source_series(path)
+
+
+def add_profile_option(parser: argparse.ArgumentParser) -> None:
+    """``--profile NAME``: the consumer the SEG is for (:mod:`monai_dicomseg.seg.profiles`)."""
+    from monai_dicomseg.seg.profiles import profile_names
+
+    parser.add_argument("--profile", choices=profile_names(), default=None,
+                        help="the consumer the SEG is for: it chooses --type and --compress (those left at their "
+                             "defaults); an explicit value it does not read is an error")
+
+
+def profile_cli_choice(profile: "str | None", segmentation_type: str, compress: str) -> tuple[str, str]:
+    """``(type, compress)`` after ``--profile``: ``--type BINARY`` / ``--compress none`` (the defaults) are chosen
+    by the profile; other values are kept when the consumer reads them, else InputError naming both."""
+    if profile is None:
+        return segmentation_type, compress
+    from monai_dicomseg.seg.profiles import resolve_profile
+
+    resolved = resolve_profile(profile, None if segmentation_type == "BINARY" else segmentation_type,
+                               None if compress in (None, "none") else compress)
+    return resolved.segmentation_type, resolved.compression
+
+
+def profile_notes(profile: "str | None", segmentation_type: str, transfer_syntax_uid: str, rows: int,
+                  columns: int) -> list[str]:
+    """What ``--profile``'s consumer may still misread in a SEG just built (e.g. OHIF: BINARY frames of odd size)."""
+    if profile is None:
+        return []
+    from monai_dicomseg.seg.profiles import consumer_problems
+
+    return [f"profile {profile!r}: {problem}" for problem in consumer_problems(
+        profile, segmentation_type, transfer_syntax_uid, int(rows), int(columns))]

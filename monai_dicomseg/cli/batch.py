@@ -313,7 +313,8 @@ def _jobs(args: argparse.Namespace, inputs: list[Path]) -> list[tuple[str, str, 
             output = str(out_root / relative.parent / f"{_stem(path)}.dcm")
         else:
             options = {"segmentation_type": args.segmentation_type, "compress": args.compress,
-                       "overwrite": args.overwrite, "workers": 0, "threshold": args.threshold}
+                       "overwrite": args.overwrite, "workers": 0, "threshold": args.threshold,
+                       **({"profile": args.profile} if getattr(args, "profile", None) else {})}
             _source_option(finder, path, Path(source_root or ".") / relative.parent / _stem(path), options)
             output = str(out_root / relative.parent / f"{_stem(path)}.dcm")
         if output is not None:

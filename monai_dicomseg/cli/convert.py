@@ -39,6 +39,7 @@ from monai_dicomseg.cli._common import (
     COMPRESSION,
     SEGMENTATION_TYPES,
     add_compress_option,
+    add_profile_option,
     add_overwrite_option,
     add_threshold_option,
     check_output,
@@ -64,6 +65,7 @@ def add_options(parser: argparse.ArgumentParser, batch: bool = False) -> None:
                              "FRACTIONAL only from a FRACTIONAL SEG (fractions kept as stored)")
     add_threshold_option(parser)
     add_compress_option(parser, workers=not batch)
+    add_profile_option(parser)
     add_overwrite_option(parser)
 
 
@@ -80,7 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     info = convert_seg(args.seg, args.output, segmentation_type=args.segmentation_type,
                        source=args.source, compress=args.compress, workers=args.workers,
-                       overwrite=args.overwrite, threshold=args.threshold)
+                       overwrite=args.overwrite, threshold=args.threshold,
+                       **({"profile": args.profile} if getattr(args, "profile", None) else {}))
     print(f"wrote {args.output}: {info['segmentation_type']} SEG, {info['segments']} segment(s), "
           f"{info['frames']} frame(s)")
     return 0
@@ -412,6 +415,7 @@ def convert_seg(
     workers: int = 0,
     overwrite: bool = False,
     threshold: float | None = None,
+    profile: "str | None" = None,
 ) -> dict[str, Any]:
     """Write ``output``: the SEG at ``seg_path`` with another type and/or compression.
 
@@ -434,6 +438,11 @@ def convert_seg(
     threshold = check_threshold(threshold)
     seg = read_seg(seg_path)
     segmentation_type = _output_type(requested, seg, threshold, seg_path)
+    if profile is not None:  # the kept/requested type must be one the consumer reads; it picks the compression
+        from monai_dicomseg.seg.profiles import resolve_profile
+
+        resolved = resolve_profile(profile, segmentation_type, None if compress in (None, "none") else compress)
+        compress = resolved.compression
     fractional = seg.segmentation_type.value == "FRACTIONAL"
     keep_fractions = segmentation_type == "FRACTIONAL"
     if int(seg.get("NumberOfFrames", 0) or 0) == 0:

@@ -27,10 +27,13 @@ from monai_dicomseg.cli._common import (
     SEGMENTATION_TYPES,
     add_compress_option,
     add_overwrite_option,
+    add_profile_option,
     check_input_file,
     check_output,
     load_json,
     load_series,
+    profile_cli_choice,
+    profile_notes,
     strict_keywords,
 )
 from monai_dicomseg.errors import InputError
@@ -58,6 +61,7 @@ def add_options(parser: argparse.ArgumentParser, batch: bool = False) -> None:
                              "its world box inside the series' box, and not a padded grid of the series) instead "
                              "of refusing it")
     add_compress_option(parser, workers=not batch)
+    add_profile_option(parser)
     add_overwrite_option(parser)
 
 
@@ -89,6 +93,7 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "workers": getattr(args, "workers", 0) if not getattr(args, "batch", False) else 0,
         "overwrite": args.overwrite,
         "allow_grid_mismatch": bool(getattr(args, "allow_grid_mismatch", False)),
+        "profile": getattr(args, "profile", None),
     }
 
 
@@ -265,6 +270,7 @@ def nifti_to_seg(
     workers: int = 0,
     overwrite: bool = False,
     allow_grid_mismatch: bool = False,
+    profile: "str | None" = None,
 ) -> dict[str, Any]:
     """Write ``output``, a SEG of the series in folder ``series``, from a NIfTI file.
 
@@ -294,7 +300,7 @@ def nifti_to_seg(
     from monai_dicomseg.uid import UID
 
     out = check_output(output, overwrite)
-    segmentation_type = segmentation_type.upper()
+    segmentation_type, compress = profile_cli_choice(profile, segmentation_type.upper(), compress)
     if segmentation_type not in SEGMENTATION_TYPES:
         raise InputError(f"--type must be one of {SEGMENTATION_TYPES}; got {segmentation_type!r}")
     array, affine = _load_nifti(labels_path)
@@ -341,6 +347,7 @@ def nifti_to_seg(
         seg.SeriesDescription = series_description
     elif "SeriesDescription" not in seg:
         seg.SeriesDescription = "Segmentation"
+    notes = [*notes, *profile_notes(profile, segmentation_type, COMPRESSION[compress], seg.Rows, seg.Columns)]
     seg.save_as(Path(out), overwrite=overwrite)
     return {"segmentation_type": segmentation_type, "segments": len(descriptions),
             "frames": int(seg.get("NumberOfFrames", 0)), "resampled": resampled, "warnings": notes}

@@ -14,6 +14,10 @@ imports numpy, pydicom, nibabel or torch):
     Change segmentation type or compression losslessly.
 ``batch COMMAND INPUT_DIR OUTPUT_DIR``
     One of the above over every file of a folder.
+``check FILE...``
+    Validity (structure, IOD, Pixel Data, VR rules) and which consumer
+    profiles (ohif, slicer, highdicom, archive) read each file; exit 1 when
+    one is invalid, 3 when a consumer named by ``--profile`` cannot read one.
 
 Errors print one line on stderr and exit with status 1 (argparse usage errors
 exit with 2); ``--debug`` prints the traceback instead.
@@ -38,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "batch": ("monai_dicomseg.cli.batch", "run info/to-nifti/from-nifti/convert over a folder"),
     "pull": ("monai_dicomseg.cli.pull", "retrieve a SEG from a DICOMweb server (WADO-RS) as NIfTI"),
     "push": ("monai_dicomseg.cli.push", "store SEG (or NIfTI -> SEG) files on a DICOMweb server (STOW-RS)"),
+    "check": ("monai_dicomseg.cli.check", "validate SEG files and say which viewers/consumers can read them"),
 }
 
 

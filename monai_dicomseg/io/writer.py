@@ -54,6 +54,7 @@ from monai_dicomseg.io.segload import error_with_context
 from monai_dicomseg.io.source_series import SourceSeries, check_spatial_affine, load_source_geometry, read_series_datasets
 from monai_dicomseg.options import check_options
 from monai_dicomseg.seg.content import AlgorithmIdentificationSequence
+from monai_dicomseg.seg.profiles import apply_profile, warn_consumer_problems
 from monai_dicomseg.sr.coding import CodedConcept
 from monai_dicomseg.uid import UID
 
@@ -185,7 +186,8 @@ class DicomSegWriter(ImageWriter):
     Parameters
     ----------
     segmentation_type
-        ``"BINARY"``, ``"FRACTIONAL"`` or ``"LABELMAP"`` (PS3.3 C.8.20.2).
+        ``"BINARY"``, ``"FRACTIONAL"`` or ``"LABELMAP"`` (PS3.3 C.8.20.2);
+        default: the ``profile``'s type, else ``"BINARY"``.
     labels
         Segment names / descriptions: a list, ``{value_or_channel: name |
         SegmentDescription}`` with int or digit-string keys (a bundle's
@@ -231,6 +233,15 @@ class DicomSegWriter(ImageWriter):
         ``transfer_syntax_uid``; giving both with different values is an
         InputError. For FRACTIONAL, ``"jpegls"`` with ``workers`` is the
         recommended choice (softmax outputs leave almost no frame empty).
+    profile
+        A consumer the SEG is for (``"ohif"``, ``"slicer"``, ``"highdicom"``,
+        ``"archive"``; :mod:`monai_dicomseg.seg.profiles`): chooses
+        ``segmentation_type`` and the compression that consumer displays.
+        An explicit ``segmentation_type`` / ``compression`` /
+        ``transfer_syntax_uid`` it does not read is an InputError naming both;
+        a SEG the consumer may still misread (BINARY frames whose Rows x
+        Columns is not a multiple of 8 for OHIF) gives a
+        :class:`~monai_dicomseg.seg.profiles.ConsumerWarning` when built.
     allow_grid_mismatch
         Resample an output whose grid lies mostly outside the source series
         anyway (default False: GeometryError). The correspondence rule (less
@@ -253,7 +264,7 @@ class DicomSegWriter(ImageWriter):
 
     def __init__(
         self,
-        segmentation_type: str = "BINARY",
+        segmentation_type: "str | None" = None,
         labels: Any = None,
         channels: "Sequence[int] | None" = None,
         background: "bool | int | None" = None,
@@ -275,10 +286,11 @@ class DicomSegWriter(ImageWriter):
         device_serial_number: str = "0",
         fractional_type: str = "PROBABILITY",
         max_fractional_value: int = 255,
-        transfer_syntax_uid: str = EXPLICIT_VR_LITTLE_ENDIAN,
+        transfer_syntax_uid: "str | None" = None,
         omit_empty_frames: bool = True,
         workers: int = 0,
         compression: "str | None" = None,
+        profile: "str | None" = None,
         allow_grid_mismatch: bool = False,
         overwrite: bool = False,
         output_dtype: Any = None,
@@ -287,6 +299,10 @@ class DicomSegWriter(ImageWriter):
     ) -> None:
         check_options(kwargs, parameter_names(DicomSegWriter.__init__), "DicomSegWriter")
         super().__init__()
+        segmentation_type, transfer_syntax_uid = apply_profile(profile, segmentation_type, compression,
+                                                               transfer_syntax_uid)
+        if profile is not None:
+            compression = None  # resolved into transfer_syntax_uid
         kind = str(getattr(segmentation_type, "value", segmentation_type)).upper()
         if kind not in _SEGMENTATION_TYPES:
             raise InputError(f"segmentation_type must be one of {list(_SEGMENTATION_TYPES)}; got {segmentation_type!r}")
@@ -303,6 +319,7 @@ class DicomSegWriter(ImageWriter):
             transfer_syntax_uid = chosen
         check_transfer_syntax(transfer_syntax_uid, kind)
         self.segmentation_type = kind
+        self.profile = profile
         self.labels = labels
         self.channels = channels
         self.background = background
@@ -420,7 +437,10 @@ class DicomSegWriter(ImageWriter):
         Errors name the source series and (when known) the output path.
         """
         with error_context(self.context):
-            return self._build()
+            seg = self._build()
+        warn_consumer_problems(self.profile, self.segmentation_type, seg.file_meta.TransferSyntaxUID, seg.Rows,
+                               seg.Columns)
+        return seg
 
     def _build(self) -> Any:
         from monai_dicomseg.seg.segmentation import Segmentation
