@@ -170,9 +170,13 @@ def test_loaded_from_server_equals_loaded_from_files(orthanc, study, tmp_path):
 
         from monai_dicomseg.io.reader import DicomSegReader
 
+        # the reader finds the referenced series on the SEG's own server (series metadata, no pixels) and
+        # returns the label on that series' full grid, as LoadDicomSeg does with the image as reference
         through_monai = LoadImage(reader=DicomSegReader(mode="labelmap"), image_only=True)(item["label"])
-        own_grid = LoadDicomSeg(mode="labelmap")(str(study["seg_uids"][sop]))
-        assert torch.equal(through_monai, own_grid)
+        assert through_monai.meta["grid"] == "source_series"
+        assert tuple(through_monai.shape) == tuple(local.shape)
+        assert torch.equal(through_monai.to(local.dtype), local.as_tensor())
+        assert np.allclose(through_monai.affine, local.affine)
     finally:
         unregister_server(orthanc.url)
 
