@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 import pydicom
 
-from monai_dicomseg.errors import InputError
+from monai_dicomseg.errors import DicomSegError, InputError
 from monai_dicomseg.io.source_series import SEG_SOP_CLASS_UIDS
+from monai_dicomseg.io.source_volumes import VOLUME_ITEM_KEY, selector_for_seg
 from monai_dicomseg.options import check_options
 
 __all__ = ["create_datalist", "scan_dicom_tree", "SeriesEntry", "SegEntry"]
@@ -121,6 +122,19 @@ def _sorted_files(entry: SeriesEntry) -> list[str]:
     return [entry.files[i] for i in order]
 
 
+def _volume_of(seg_path: str, entry: SeriesEntry) -> str:
+    """Selector JSON of the volume a SEG references when its series may hold several, else ''.
+
+    A series may hold several volumes when some instance has no top-level
+    ImagePositionPatient (multi-frame) or two instances share a position
+    (stacks, phases, echoes); only then are the full headers read.
+    """
+    if any(p is None for p in entry.positions) or len(
+            {tuple(round(float(v), 3) for v in p) for p in entry.positions}) < len(entry.positions):
+        return selector_for_seg(seg_path, entry.files)
+    return ""
+
+
 def _image_value(entry: SeriesEntry, dicom_files_per_folder: dict[str, int], image_as: str) -> Any:
     folders = {os.path.dirname(f) for f in entry.files}
     if image_as == "folder" and len(folders) == 1:
@@ -167,7 +181,11 @@ def create_datalist(
         ``series_instance_uid`` (source), ``seg_series_instance_uid``,
         ``frame_of_reference_uid``, ``study_instance_uid``, ``patient_id`` and
         ``paired_by`` (``"ReferencedSeriesSequence"`` or
-        ``"FrameOfReferenceUID"``). With ``return_unpaired``, also a list of
+        ``"FrameOfReferenceUID"``) and ``volume``: for a series holding
+        several volumes (stacks, phases, echoes; multi-frame instances), the
+        JSON selector of the volume the SEG references (read by
+        ``LoadDicomSeriesd``), else ''. A SEG whose references pick no single
+        volume is reported unpaired. With ``return_unpaired``, also a list of
         ``{"path", "kind", "reason"}`` with kind ``"seg"`` (no source found),
         ``"series"`` (image series no SEG refers to) or ``"unreadable"``.
 
@@ -211,6 +229,11 @@ def create_datalist(
                     f"no ReferencedSeriesSequence and {len(same)} series share FrameOfReferenceUID "
                     f"{seg.frame_of_reference_uid!r}")})
                 continue
+        try:  # the volume the SEG references, where the series may hold several (io/source_volumes.py)
+            volume = _volume_of(seg.path, source)
+        except DicomSegError as error:
+            unpaired.append({"path": seg.path, "kind": "seg", "reason": str(error)})
+            continue
         used.add(source.series_instance_uid)
         datalist.append({
             image_key: _image_value(source, per_folder, image_as),
@@ -221,6 +244,7 @@ def create_datalist(
             "study_instance_uid": source.study_instance_uid,
             "patient_id": source.patient_id,
             "paired_by": how,
+            VOLUME_ITEM_KEY: volume,
         })
     problems = [u for u in unpaired if u["kind"] != "series"]
     for uid in sorted(set(series) - used):

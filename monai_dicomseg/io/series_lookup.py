@@ -39,6 +39,7 @@ from pydicom.dataset import Dataset
 
 from monai_dicomseg.errors import DicomWebNotFoundError, GeometryError, InputError, InputTypeError
 from monai_dicomseg.io.source_series import SEG_SOP_CLASS_UIDS, SourceSeries, load_source_geometry
+from monai_dicomseg.io.source_volumes import VolumeSelector, seg_frame_references
 
 __all__ = [
     "BESIDE_MAX_FILES", "BESIDE_MAX_DEPTH", "SeriesResolver", "SeriesIndex", "FoundSeries", "SeriesLookup",
@@ -215,13 +216,20 @@ def match_series(index: SeriesIndex, seg: Any) -> "str | None":
     return same[0] if len(same) == 1 else None
 
 
-def _dicomweb_geometry(reference: Any) -> SourceSeries:
+def _volume_key(volume: VolumeSelector) -> Any:
+    """Hashable cache key of a volume selector."""
+    if isinstance(volume, dict):
+        return tuple(sorted((k, str(v)) for k, v in volume.items()))
+    return volume
+
+
+def _dicomweb_geometry(reference: Any, volume: VolumeSelector = None) -> SourceSeries:
     """Header-only geometry of a DICOMweb series: one WADO-RS metadata request (PS3.18 10.4), no pixels."""
     from monai_dicomseg.dicomweb.frames import header_from_metadata
     from monai_dicomseg.dicomweb.retrieve import as_reference, series_metadata
 
     items = series_metadata(as_reference(reference.series()))
-    return load_source_geometry([header_from_metadata(item, per_frame=False) for item in items])
+    return load_source_geometry([header_from_metadata(item, per_frame=False) for item in items], volume=volume)
 
 
 def _source_key(source: Any) -> Any:
@@ -237,7 +245,8 @@ def _source_key(source: Any) -> Any:
     return None  # datasets: not cached
 
 
-def series_geometry(source: Any, prefer: "list[str] | tuple[str, ...]" = ()) -> SourceSeries:
+def series_geometry(source: Any, prefer: "list[str] | tuple[str, ...]" = (),
+                    volume: VolumeSelector = None) -> SourceSeries:
     """Header-only geometry (:func:`~monai_dicomseg.io.source_series.load_source_geometry`) of a series source.
 
     Parameters
@@ -248,6 +257,11 @@ def series_geometry(source: Any, prefer: "list[str] | tuple[str, ...]" = ()) -> 
         inside it) gives the first of ``prefer`` that it holds.
     prefer
         SeriesInstanceUIDs to choose from a folder holding several series.
+    volume
+        Which volume of a series holding several (stacks, phases, echoes):
+        the lookups pass the SEG's
+        :func:`~monai_dicomseg.io.source_volumes.seg_frame_references`, so a
+        SEG lands on the volume whose frames it references.
 
     Raises
     ------
@@ -259,21 +273,21 @@ def series_geometry(source: Any, prefer: "list[str] | tuple[str, ...]" = ()) -> 
 
     key = _source_key(source)
     with _LOCK:
-        cached = None if key is None else _GEOMETRIES.get((key, tuple(prefer)))
+        cached = None if key is None else _GEOMETRIES.get((key, tuple(prefer), _volume_key(volume)))
     if cached is not None:
         return cached
     web = parse_dicomweb(source)
     if web is not None:
-        series = _dicomweb_geometry(web)
+        series = _dicomweb_geometry(web, volume)
     elif isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
         index = scan_series(source, max_depth=0)
         chosen = next((uid for uid in prefer if uid in index.files), None)
-        series = load_source_geometry(list(index.files[chosen]) if chosen else source)
+        series = load_source_geometry(list(index.files[chosen]) if chosen else source, volume=volume)
     else:
-        series = load_source_geometry(source)
+        series = load_source_geometry(source, volume=volume)
     if key is not None:
         with _LOCK:
-            _GEOMETRIES[(key, tuple(prefer))] = series
+            _GEOMETRIES[(key, tuple(prefer), _volume_key(volume))] = series
     return series
 
 
@@ -284,7 +298,8 @@ def _from_resolver(seg: Any, resolver: SeriesResolver, prefer: list[str]) -> "Fo
     source = resolver(seg)
     if source is None:
         return None
-    return FoundSeries(series_geometry(source, prefer), f"series_resolver -> {_describe(source)}")
+    return FoundSeries(series_geometry(source, prefer, seg_frame_references(seg)),
+                       f"series_resolver -> {_describe(source)}")
 
 
 def _from_folder(seg: Any, folder: Path, *, bounded: bool) -> "tuple[FoundSeries | None, str]":
@@ -298,7 +313,7 @@ def _from_folder(seg: Any, folder: Path, *, bounded: bool) -> "tuple[FoundSeries
     if uid is None:
         return None, what
     try:
-        return FoundSeries(series_geometry(list(index.files[uid])), what), what
+        return FoundSeries(series_geometry(list(index.files[uid]), volume=seg_frame_references(seg)), what), what
     except (InputError, GeometryError) as error:  # found but not one regular volume: say so, do not guess
         return None, f"{what}: series {uid!r} found but its geometry is unusable ({error})"
 
@@ -323,7 +338,8 @@ def _from_dicomweb(seg: Any, seg_source: Any) -> "tuple[FoundSeries | None, str]
             break
         candidate = DicomWebSeries(web.url, study or web.study_uid, series, server=web.server)
         try:
-            return FoundSeries(series_geometry(candidate), f"{what} ({candidate.series_url})"), what
+            return FoundSeries(series_geometry(candidate, volume=seg_frame_references(seg)),
+                               f"{what} ({candidate.series_url})"), what
         except DicomWebNotFoundError:
             continue
     return None, what
