@@ -21,14 +21,14 @@ slide's SEG at full resolution:
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from monai_dicomseg.errors import InputError
 from monai_dicomseg.slides.labels import SlideLabels
 
-__all__ = ["foreground_locations", "FOREGROUND_METHODS"]
+__all__ = ["foreground_locations", "grid_locations", "FOREGROUND_METHODS"]
 
 FOREGROUND_METHODS = ("auto", "tiles", "level")
 
@@ -137,3 +137,22 @@ def foreground_locations(
                 for loc in locations]
         locations = locations[np.asarray(keep, bool)] if keep else locations
     return locations.reshape(-1, 2)
+
+
+def grid_locations(slide: Any, patch_size: int | Sequence[int], level: int = 0,
+                   stride: int | Sequence[int] | None = None) -> np.ndarray:
+    """``(N, 2)`` level-0 ``(top, left)`` locations of every grid patch of ``level`` (sliding-window inference).
+
+    ``slide`` is a :class:`~monai_dicomseg.slides.geometry.SlideImage`; patches
+    start every ``stride`` level pixels (default: the patch size) and the last
+    row/column of patches may reach past the edge.
+    """
+    size = (patch_size, patch_size) if isinstance(patch_size, (int, np.integer)) else tuple(patch_size)
+    step = size if stride is None else ((stride, stride) if isinstance(stride, (int, np.integer)) else tuple(stride))
+    if len(size) != 2 or len(step) != 2 or min(size) < 1 or min(step) < 1:
+        raise InputError(f"patch_size and stride must be positive (height, width); got {patch_size!r}, {stride!r}")
+    plane, downsample = slide.level(level), slide.downsample(level)
+    rows = np.arange(0, max(plane.rows - size[0], 0) + step[0], step[0])
+    columns = np.arange(0, max(plane.columns - size[1], 0) + step[1], step[1])
+    grid = np.stack(np.meshgrid(rows, columns, indexing="ij"), axis=-1).reshape(-1, 2).astype(np.float64)
+    return np.rint(grid * np.asarray(downsample)).astype(np.int64)
