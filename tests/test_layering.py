@@ -56,8 +56,9 @@ LAYERS: list[set[str]] = [
 ]
 SHARED = LAYERS[0]
 # modules any layer may import: vocabulary kept in a higher folder (stdlib + shared errors only, tested
-# in tests/codec/test_transfer_syntax_table.py): the one transfer-syntax table
-SHARED_MODULES = {"monai_dicomseg.codec.transfer_syntax"}
+# in tests/codec/test_transfer_syntax_table.py): the one transfer-syntax table; the one 1-bit packing
+# module (numpy only, tested in tests/codec/test_bitpack.py)
+SHARED_MODULES = {"monai_dicomseg.codec.transfer_syntax", "monai_dicomseg.codec.bitpack"}
 RANK = {group: rank for rank, groups in enumerate(LAYERS) for group in groups}
 ROOT = Path(__file__).resolve().parents[1] / "monai_dicomseg"
 # third-party packages a group must never import (also inside functions)

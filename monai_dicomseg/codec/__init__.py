@@ -6,7 +6,7 @@ Map of this folder:
 * ``vr.py``                every value that leaves the package is valid for its VR
 * ``functional_groups.py`` per-frame functional groups, encoded directly as bytes
 * ``spatial_content.py``   Plane Position / Plane Orientation / Pixel Measures sequences
-* ``bitpack.py``           length of 1-bit Pixel Data (BINARY frames)
+* ``bitpack.py``           1-bit packing of BINARY frames (the one caller of np.packbits/unpackbits)
 * ``pixel_data.py``        native Pixel Data of SEG frames
 * ``compression.py``       lossless frame compression (RLE, JPEG-LS, JPEG 2000)
 * ``element_scan.py``      bounded scanner of little-endian element streams (hostile-input checks)

@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 from pydicom.dataset import Dataset
 
+from monai_dicomseg.codec.bitpack import unpack_bits
 from monai_dicomseg.codec.decode import (
     PixelLayout,
     check_decoded_size,
@@ -139,7 +140,7 @@ def _foreground(
     if packed is not None:
         flat = packed.reshape(-1)
         nz = _nonzero_bytes(flat)
-        bits = np.unpackbits(flat[nz][:, None], axis=1, bitorder="little")
+        bits = unpack_bits(flat[nz][:, None], axis=1)
         j, b = np.nonzero(bits)
         byte = nz[j]
         per_frame = packed.shape[1]
@@ -597,7 +598,7 @@ def _paint_bytes(out8: np.ndarray, packed: np.ndarray, position: np.ndarray, lab
     out8[rows[full]] = labels[full][:, None]
     partial = ~full
     rows_p, labels_p = rows[partial], labels[partial]
-    bits = np.unpackbits(byte_values[partial][:, None], axis=1, bitorder="little").astype(bool)
+    bits = unpack_bits(byte_values[partial][:, None], axis=1).astype(bool)
     while rows_p.size:
         # bytes shared by several frames (segment borders) are applied in rounds
         _, first = np.unique(rows_p, return_index=True)

@@ -24,6 +24,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
+from monai_dicomseg.codec.bitpack import unpack_bits
 from monai_dicomseg.codec.transfer_syntax import (
     EXPLICIT_VR_BIG_ENDIAN,
     EXPLICIT_VR_LITTLE_ENDIAN,
@@ -448,7 +449,7 @@ def _unaligned_bits(dataset: Dataset, idx: np.ndarray, layout: PixelLayout) -> n
     data, start_bit = _covering_bytes(dataset, idx, layout)
     span = (n_pixels + 7) // 8 + 1
     gather = np.minimum((start_bit // 8)[:, None] + np.arange(span), data.size - 1)
-    bits = np.unpackbits(data[gather], axis=1, bitorder="little")
+    bits = unpack_bits(data[gather], axis=1)
     shift = (start_bit % 8)[:, None] + np.arange(n_pixels)
     return np.take_along_axis(bits, shift, axis=1)
 
@@ -458,7 +459,7 @@ def _native_bits(dataset: Dataset, idx: np.ndarray, layout: PixelLayout) -> np.n
     n_pixels = layout.pixels_per_frame
     if n_pixels % 8 == 0:
         packed, _ = _selected_rows(dataset, idx, n_pixels // 8, layout.number_of_frames)
-        bits = np.unpackbits(packed, axis=1, bitorder="little")
+        bits = unpack_bits(packed, axis=1)
     else:
         bits = _unaligned_bits(dataset, idx, layout)
     return bits.reshape(idx.size, layout.rows, layout.columns)
@@ -552,7 +553,7 @@ def _fragment_frames(dataset: Dataset, unique: np.ndarray, layout: PixelLayout) 
                               f"BitsAllocated = {layout.rows} x {layout.columns} x {layout.bits_allocated} needs {size}")
         raw = np.frombuffer(data, np.uint8, size)
         if layout.bits_allocated == 1:
-            yield np.unpackbits(raw, count=n_pixels, bitorder="little")
+            yield unpack_bits(raw, count=n_pixels)
         else:
             yield raw.view(layout.dtype.newbyteorder("<")).astype(layout.dtype)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from monai_dicomseg.codec.bitpack import packed_length
+from monai_dicomseg.codec.bitpack import pack_bits, packed_length
 
 __all__ = ["encode_binary_frames", "encode_byte_frames", "join_frames"]
 
@@ -37,7 +37,7 @@ def encode_binary_frames(number_of_frames: int, rows: int, columns: int,
         count = min(_GROUP, number_of_frames - start)
         for offset in range(count):
             group[offset] = get_frame(start + offset)
-        out.write(np.packbits(group[:count].reshape(-1), bitorder="little"))  # 8 frames end on a byte
+        out.write(pack_bits(group[:count]))  # 8 frames end on a byte
     return _even(out, packed_length(number_of_frames, rows, columns))
 
 

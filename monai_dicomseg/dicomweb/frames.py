@@ -62,6 +62,7 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import Tag
 
+from monai_dicomseg.codec.bitpack import repack_frames
 from monai_dicomseg.codec.transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN, NATIVE_FRAME_MEDIA_TYPES
 from monai_dicomseg.dicomweb.cache import InstanceCache
 from monai_dicomseg.dicomweb.reference import DicomWebSeries
@@ -345,8 +346,7 @@ def _pixel_data(header: Dataset, plan: FramePlan, frames: list[bytes]) -> bytes:
     ordered = [next(source) if made is None else bytes(size) for _, made in plan.entries]
     if int(header.BitsAllocated) == 1:
         pixels = int(header.Rows) * int(header.Columns) * int(header.get("SamplesPerPixel", 1) or 1)
-        bits = [np.unpackbits(np.frombuffer(f, dtype=np.uint8), bitorder="little")[:pixels] for f in ordered]
-        data = np.packbits(np.concatenate(bits) if bits else np.zeros(0, np.uint8), bitorder="little").tobytes()
+        data = repack_frames(ordered, pixels)
     else:
         data = b"".join(ordered)
     return data + b"\0" if len(data) % 2 else data

@@ -18,6 +18,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID as PydicomUID
 
 from monai_dicomseg.codec import raw
+from monai_dicomseg.codec.bitpack import pack_bits, packed_length, place_frame_bits, unpack_bits
 from monai_dicomseg.codec.compression import (
     check_transfer_syntax,
     encapsulate_frames,
@@ -726,19 +727,8 @@ class _StreamedFrames:
         if self.fractional:
             stored_frames = selected
         else:
-            stored_frames = [np.packbits(frame.reshape(-1), bitorder="little") for frame in selected]
+            stored_frames = [pack_bits(frame) for frame in selected]
         self.frames.update(zip(keys, stored_frames))
-
-
-def _place_bits(out: np.ndarray, index: int, bits: np.ndarray) -> None:
-    """OR the 1-bit frame ``bits`` (flat bool) into ``out`` at frame ``index`` (little bit order, PS3.5 8.1.1)."""
-    first_bit = index * bits.size
-    offset = first_bit % 8
-    if offset:
-        bits = np.concatenate([np.zeros(offset, dtype=bool), bits])
-    packed = np.packbits(bits, bitorder="little")
-    start = first_bit // 8
-    out[start:start + packed.size] |= packed
 
 
 def _encode_streamed_pixel_data(dataset: Dataset, options: EncodeOptions, pixels: SegmentPixels,
@@ -749,8 +739,6 @@ def _encode_streamed_pixel_data(dataset: Dataset, options: EncodeOptions, pixels
     or the one frame kept when everything is empty) are encoded once and
     repeated. The bytes equal those of the in-memory path.
     """
-    from monai_dicomseg.codec.bitpack import packed_length
-
     cache.flush()
     _, rows, columns = pixels.shape
     count = plan.number_of_frames
@@ -782,7 +770,7 @@ def _encode_streamed_pixel_data(dataset: Dataset, options: EncodeOptions, pixels
     for index, key in enumerate(keys):
         packed = cache.frames.pop(key, None)
         if packed is not None:
-            _place_bits(out, index, np.unpackbits(packed, count=size, bitorder="little").astype(bool))
+            place_frame_bits(out, index, unpack_bits(packed, count=size).astype(bool))
     dataset.add_new("PixelData", "OB", out.tobytes())
 
 
