@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from monai_dicomseg.codec.assemble import FramePlacement, check_unique
-from monai_dicomseg.codec.decode import decode_frames
+from monai_dicomseg.codec.decode import decode_frames, pixel_layout
 from monai_dicomseg.errors import DecodeError, InputError, OverlapError
 
 __all__ = ["passing_table", "paint_thresholded", "threshold_to_grid", "threshold_volume", "CHUNK_VALUES"]
@@ -136,7 +136,7 @@ def paint_thresholded(seg: Any, placement: FramePlacement, out: np.ndarray, segm
     FrameMismatchError
         Two stored frames of one segment at one position.
     """
-    layout = seg._get_pixel_layout()
+    layout = pixel_layout(seg)  # validated once per read (cheap: header attributes only)
     maximum = int(seg.get("MaximumFractionalValue") or 0)
     placement, target = _selected(placement, segment_numbers, targets)
     table = passing_table(threshold, maximum, 1 << (8 * decode_dtype_size(layout)))
