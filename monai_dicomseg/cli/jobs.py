@@ -217,6 +217,12 @@ def _shard_argument(text: str) -> "Shard | str":
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _stem(path: Path) -> str:
+    from monai_dicomseg.cli.batch import _stem as stem
+
+    return stem(path)
+
+
 def _key(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
@@ -372,8 +378,8 @@ def _run_task(task: dict[str, Any]) -> dict[str, Any]:
     try:
         if record["error"]:
             raise InputError(record["error"])
-        for stale in task.get("stale", ()):
-            _remove_temporaries(stale)
+        if task.get("stale"):
+            _remove_temporaries(**task["stale"])
         written, text = _execute(command, source, output, dict(options))
         record["outputs"] = _outputs(written, out_root)
         record["status"] = "done"
@@ -385,19 +391,29 @@ def _run_task(task: dict[str, Any]) -> dict[str, Any]:
     return {**record, "text": text, "path": source}
 
 
-def _remove_temporaries(destination: str) -> None:
-    """Remove the temporaries a killed atomic write to ``destination`` left (``.NAME.XXXXXXXX.part``)."""
+def _owner(name: str, stems: Sequence[str]) -> "str | None":
+    """The stem (longest first) an output file name belongs to: ``case1.nii.gz``, ``case1.json``, ``case1_2.nii.gz``."""
+    for stem in sorted(stems, key=len, reverse=True):
+        if name.startswith(stem) and name[len(stem):len(stem) + 1] in (".", "_"):
+            return stem
+    return None
+
+
+def _remove_temporaries(folder: str, stem: str, stems: Sequence[str]) -> None:
+    """Remove the temporaries (``.NAME.XXXXXXXX.part``, :mod:`monai_dicomseg.atomic`) that a killed write of
+    an output of input ``stem`` left in ``folder``; ``stems``: every input stem writing into ``folder``
+    (a temporary belongs to the longest stem its name starts with)."""
     from monai_dicomseg.atomic import TEMPORARY_PATTERN
 
-    target = Path(destination)
-    prefix = f".{target.name}."
     try:
-        entries = list(os.scandir(target.parent))
+        entries = list(os.scandir(folder))
     except OSError:
         return
     for entry in entries:
-        rest = entry.name[len(prefix):]
-        if entry.name.startswith(prefix) and len(rest) == 13 and TEMPORARY_PATTERN.match(entry.name):
+        if not TEMPORARY_PATTERN.match(entry.name):
+            continue
+        destination = entry.name[1:-len(".XXXXXXXX.part")]
+        if _owner(destination, stems) == stem:
             try:
                 os.unlink(entry.path)
             except OSError:
@@ -432,7 +448,7 @@ class Plan:
 
 
 def _plan(jobs: Sequence[tuple], keys: Sequence[str], shard: "Shard | None", manifest: "Manifest | None",
-          out_root: "Path | None", retry_failed: bool) -> Plan:
+          out_root: "Path | None", retry_failed: bool, stems: Mapping[str, list[str]]) -> Plan:
     """Decide per item: run, skip (verified), or count as failed earlier (see the module docstring)."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -452,11 +468,12 @@ def _plan(jobs: Sequence[tuple], keys: Sequence[str], shard: "Shard | None", man
             plan.failed_before.append(record)
             continue
         command, source, output, options = job
-        stale: list[str] = []
+        stale = None
         if status is not None:  # our own outputs from an earlier attempt: replace them
             options = {**options, "overwrite": True} if "overwrite" in options else options
-            stale = [output] if output else []
-            stale += [str(out_root / o["path"]) for o in (record.get("outputs") or []) if out_root is not None]
+            if output:
+                folder = str(Path(output).parent)
+                stale = {"folder": folder, "stem": _stem(Path(source)), "stems": stems.get(folder, [])}
         plan.tasks.append({"job": (command, source, output, options), "key": key, "stale": stale,
                            "shard": str(shard) if shard else None,
                            "manifest": str(manifest.path) if manifest else None,
@@ -537,7 +554,11 @@ def run_jobs(args: argparse.Namespace, inputs: Sequence[Path],
     mine = select_shard(inputs, root, shard)
     jobs = make_jobs(args, mine) if mine else []
     out_root = Path(args.output_dir) if getattr(args, "output_dir", None) else None
-    plan = _plan(jobs, [_key(p, root) for p in mine], shard, manifest, out_root, args.retry_failed)
+    stems: dict[str, list[str]] = {}  # output folder -> stems of every input (all shards) writing there
+    for path in inputs if out_root is not None else []:
+        folder = str(out_root / Path(path).relative_to(root).parent)
+        stems.setdefault(folder, []).append(_stem(Path(path)))
+    plan = _plan(jobs, [_key(p, root) for p in mine], shard, manifest, out_root, args.retry_failed, stems)
 
     def progress(iterable: Iterable[Any], total: int) -> Iterable[Any]:
         return tqdm(iterable, total=total, unit="file", desc=f"batch {command}", file=sys.stderr,

@@ -9,7 +9,8 @@ the writer transform and the command line call it through one hook each.
   :func:`register_server` makes them the default for a URL prefix;
 * :func:`materialize` — WADO-RS into the local :class:`InstanceCache`, returns file paths;
   :func:`~monai_dicomseg.dicomweb.frames.materialize_segments` — only the frames of selected SEG segments;
-* :func:`create_datalist_from_server` — QIDO-RS SEG series paired with their image series;
+* :func:`create_datalist_from_server` — QIDO-RS SEG series paired with their image series
+  (``max_workers`` requests in flight); :func:`prefetch` — many series into the cache, bounded;
 * :func:`store` — STOW-RS with a spool folder for failures.
 
 See ``monai_dicomseg/dicomweb/README.md``.
@@ -19,14 +20,14 @@ from __future__ import annotations
 from monai_dicomseg.dicomweb.cache import InstanceCache, default_cache_dir
 from monai_dicomseg.dicomweb.query import create_datalist_from_server
 from monai_dicomseg.dicomweb.reference import DicomWebSeries, is_dicomweb_uri, parse_dicomweb, redact_url
-from monai_dicomseg.dicomweb.retrieve import materialize
+from monai_dicomseg.dicomweb.retrieve import materialize, prefetch
 from monai_dicomseg.dicomweb.session import DicomWebServer, register_server, server_for, unregister_server
 from monai_dicomseg.dicomweb.store import store
 
 __all__ = [
     "DicomWebSeries", "DicomWebServer", "InstanceCache", "create_datalist_from_server", "default_cache_dir",
     "is_dicomweb_uri", "materialize", "parse_dicomweb", "redact_url", "register_server", "server_for", "store",
-    "unregister_server", "local_paths",
+    "unregister_server", "local_paths", "prefetch",
 ]
 
 

@@ -14,13 +14,18 @@ version has paths:
    series its ReferencedSeriesSequence names, or, without one, with the only
    image series of its study sharing its FrameOfReferenceUID (PS3.3 C.7.4.1).
 
-One dict per SEG instance; nothing but metadata is downloaded.
+One dict per SEG instance; nothing but metadata is downloaded. The requests
+of steps 2 and 3 run ``max_workers`` at a time
+(:func:`~monai_dicomseg.dicomweb.concurrency.bounded_map`, each with the
+server's retries and backoff); the datalist, the unpaired list and the set of
+requests made are those of the sequential walk (``max_workers=1``).
 """
 from __future__ import annotations
 
 import warnings
 from typing import Any
 
+from monai_dicomseg.dicomweb.concurrency import DEFAULT_MAX_WORKERS, bounded_map, check_max_workers
 from monai_dicomseg.dicomweb.reference import DicomWebSeries
 from monai_dicomseg.dicomweb.retrieve import SEG_SOP_CLASSES, cache_for, json_value, manifest_from_metadata
 from monai_dicomseg.dicomweb.session import DicomWebServer, register_server, server_for, translate_errors
@@ -45,6 +50,12 @@ def _metadata(server: DicomWebServer, study_uid: str, series_uid: str) -> list[d
         return list(server.client().retrieve_series_metadata(study_uid, series_uid) or [])
 
 
+def _image_series(found: list[dict]) -> dict[str, dict]:
+    """``SeriesInstanceUID -> QIDO item`` of the non-SEG series of a study."""
+    return {str(json_value(s, _SERIES)): s for s in found
+            if str(json_value(s, _MODALITY, "")) != "SEG" and json_value(s, _SERIES)}
+
+
 def _referenced_series(item: dict) -> list[str]:
     sequence = (item.get(_REFERENCED) or {}).get("Value") or []
     return [str(json_value(entry, _SERIES)) for entry in sequence if json_value(entry, _SERIES)]
@@ -61,6 +72,7 @@ def create_datalist_from_server(
     register: bool = True,
     return_unpaired: bool = False,
     warn_unpaired: bool = True,
+    max_workers: int = DEFAULT_MAX_WORKERS,
 ) -> "list[dict[str, Any]] | tuple[list[dict[str, Any]], list[dict[str, str]]]":
     """Pair every SEG on a DICOMweb server with its image series.
 
@@ -80,6 +92,10 @@ def create_datalist_from_server(
         so the URIs resolve with its credentials in this process and in forked workers.
     return_unpaired, warn_unpaired
         As in :func:`~monai_dicomseg.data.datalist.create_datalist`.
+    max_workers
+        QIDO-RS/WADO-RS metadata requests in flight at once (default
+        :data:`~monai_dicomseg.dicomweb.concurrency.DEFAULT_MAX_WORKERS`; 1:
+        one at a time). The result does not depend on it.
 
     Returns
     -------
@@ -95,6 +111,8 @@ def create_datalist_from_server(
     ------
     DicomWebError
         (and subclasses) when the server cannot be queried.
+    InputError, InputTypeError
+        ``max_workers`` not an int >= 1.
     """
     # long because: the QIDO-RS walk (SEG series -> referenced image series -> pairing) uses two closures over one
     #   per-call cache; the searches and reference parsing are helpers
@@ -102,6 +120,7 @@ def create_datalist_from_server(
         server = server_for(server)
     if not isinstance(server, DicomWebServer):
         raise InputTypeError(f"server must be a DicomWebServer or a service root URL; got {type(server).__name__}")
+    check_max_workers(max_workers)
     if register:
         register_server(server)
     filters: dict[str, Any] = {"Modality": "SEG"}
@@ -113,24 +132,26 @@ def create_datalist_from_server(
         item = DicomWebSeries(server.url, study, series, instance, server=None if as_uri else server)
         return item.uri if as_uri else item
 
-    studies: dict[str, dict[str, dict]] = {}  # study -> image series uid -> QIDO item
+    seg_series = sorted({(str(json_value(s, _STUDY)), str(json_value(s, _SERIES)))
+                         for s in _search_series(server, study_uid, filters)})
+    metadata = bounded_map(lambda key: _metadata(server, *key), seg_series, max_workers)
+    study_uids = sorted({study for study, _ in seg_series})
+    studies = {study: _image_series(found) for study, found in zip(
+        study_uids, bounded_map(lambda study: _search_series(server, study, {}), study_uids, max_workers))}
+    frames_of_reference: dict[tuple[str, str], str] = {}
 
-    def image_series(study: str) -> dict[str, dict]:
-        if study not in studies:
-            found = _search_series(server, study, {})
-            studies[study] = {str(json_value(s, _SERIES)): s for s in found
-                              if str(json_value(s, _MODALITY, "")) != "SEG" and json_value(s, _SERIES)}
-        return studies[study]
+    def frame_of_reference_of(study: str, uid: str) -> str:
+        if (study, uid) not in frames_of_reference:
+            frames_of_reference[study, uid] = str(json_value(
+                (_metadata(server, study, uid) or [{}])[0], _FOR, "") or "")
+        return frames_of_reference[study, uid]
 
     datalist: list[dict[str, Any]] = []
     unpaired: list[dict[str, str]] = []
     used: set[tuple[str, str]] = set()
-    for seg_series in sorted(_search_series(server, study_uid, filters),
-                             key=lambda s: (str(json_value(s, _STUDY)), str(json_value(s, _SERIES)))):
-        study, series = str(json_value(seg_series, _STUDY)), str(json_value(seg_series, _SERIES))
-        items = _metadata(server, study, series)
+    for (study, series), items in zip(seg_series, metadata):
         cache.put_manifest(series, manifest_from_metadata(DicomWebSeries(server.url, study, series), items))
-        candidates = image_series(study)
+        candidates = studies[study]
         for item in sorted(items, key=lambda i: str(json_value(i, _SOP))):
             if str(json_value(item, _CLASS, "")) not in SEG_SOP_CLASSES:
                 continue
@@ -146,8 +167,8 @@ def create_datalist_from_server(
                                  "reason": f"referenced series {referenced} not found on the server in study {study}"})
                 continue
             else:
-                same = [uid for uid in candidates if frame_of_reference and str(json_value(
-                    (_metadata(server, study, uid) or [{}])[0], _FOR, "")) == frame_of_reference]
+                same = [uid for uid in candidates
+                        if frame_of_reference and frame_of_reference_of(study, uid) == frame_of_reference]
                 if len(same) != 1:
                     unpaired.append({"path": str(label), "kind": "seg", "reason": (
                         f"no ReferencedSeriesSequence and {len(same)} series share FrameOfReferenceUID "

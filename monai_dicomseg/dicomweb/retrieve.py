@@ -10,7 +10,8 @@
    asked for and the series holds none → :class:`~monai_dicomseg.errors.DicomWebResponseError`
    before any pixel is downloaded;
 3. the missing instances are retrieved (the whole series in one request when
-   none is cached, else one request per missing instance), checked (the UID
+   none is cached, else one request per missing instance, ``max_workers`` at
+   a time), checked (the UID
    asked for; native Pixel Data not shorter than Rows x Columns x Frames
    needs: a truncated body is an error, not a short volume) and stored.
 
@@ -21,6 +22,10 @@ BINARY or FRACTIONAL SEG it retrieves only the frames of the selected segments
 cached beside the instance, and comes back here for the whole instance when
 that is cached, needed (LABELMAP, every segment selected) or when the server
 does not serve frames.
+
+:func:`prefetch` materializes many series (a datalist, before training) with at
+most ``max_workers`` requests in flight (issue 27); its result equals the
+sequential ``[materialize(s) for s in sources]``.
 """
 from __future__ import annotations
 
@@ -32,14 +37,16 @@ from typing import Any
 
 from monai_dicomseg.codec.transfer_syntax import Storage, lookup
 from monai_dicomseg.dicomweb.cache import InstanceCache
+from monai_dicomseg.dicomweb.concurrency import DEFAULT_MAX_WORKERS, bounded_map, check_max_workers
 from monai_dicomseg.dicomweb.reference import DicomWebSeries
 from monai_dicomseg.dicomweb.session import DicomWebServer, server_for, translate_errors
+from monai_dicomseg.enums import SEG_SOP_CLASS_UIDS
 from monai_dicomseg.errors import DicomWebNotFoundError, DicomWebResponseError, InputError, InputTypeError
 
-__all__ = ["materialize", "cache_for", "as_reference", "manifest_from_metadata", "series_metadata", "SEG_SOP_CLASSES",
+__all__ = ["materialize", "prefetch", "cache_for", "as_reference", "manifest_from_metadata", "series_metadata", "SEG_SOP_CLASSES",
            "json_value"]
 
-SEG_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"})
+SEG_SOP_CLASSES = SEG_SOP_CLASS_UIDS  # declared once in enums.SegSOPClass
 """Segmentation Storage and Label Map Segmentation Storage (PS3.4 B.5)."""
 
 _CACHES: dict[Any, InstanceCache] = {}
@@ -187,20 +194,20 @@ def _check_complete(dataset: Any, where: str, uid: str, expected: "dict[str, Any
 
 
 def _retrieve(ref: DicomWebSeries, cache: InstanceCache, missing: list[str], whole_series: bool,
-              expected: dict[str, Any]) -> None:
+              expected: dict[str, Any], max_workers: int = 1) -> None:
     server = _server(ref)
-    client = server.client()
     if whole_series:
         url = ref.series_url
         with translate_errors(server, url, ref.series_uid, "retrieve series"):
-            datasets = client.retrieve_series(ref.study_uid, ref.series_uid)
+            datasets = server.client().retrieve_series(ref.study_uid, ref.series_uid)
         batches = [(url, ref.series_uid, datasets)]
     else:
-        batches = []
-        for uid in missing:
+        def instance(uid: str) -> tuple[str, str, list[Any]]:
             url = f"{ref.series_url}/instances/{uid}"
             with translate_errors(server, url, uid, "retrieve instance"):
-                batches.append((url, uid, [client.retrieve_instance(ref.study_uid, ref.series_uid, uid)]))
+                return url, uid, [server.client().retrieve_instance(ref.study_uid, ref.series_uid, uid)]
+
+        batches = bounded_map(instance, missing, max_workers)
     wanted = set(missing)
     got: set[str] = set()
     for url, uid, datasets in batches:
@@ -228,6 +235,7 @@ def materialize(
     cache: "InstanceCache | None" = None,
     expect_seg: "bool | None" = None,
     refresh: bool = False,
+    max_workers: int = 1,
 ) -> list[str]:
     """Local, verified Part 10 paths of a DICOMweb series (or of its one named instance).
 
@@ -245,6 +253,9 @@ def materialize(
         retrieved). None: no check.
     refresh
         Ask the server again even when the manifest is cached.
+    max_workers
+        Instance requests in flight at once when instances are retrieved one
+        by one (some of the series already cached); 1 (default): one at a time.
 
     Returns
     -------
@@ -256,6 +267,7 @@ def materialize(
     DicomWebConnectionError, DicomWebAuthError, DicomWebNotFoundError, DicomWebResponseError, DicomWebError
         Named after the URL (redacted) and the UID.
     """
+    check_max_workers(max_workers)
     ref = as_reference(source, server)
     cache = cache if cache is not None else cache_for(_server(ref))
     wanted = [ref.instance_uid] if ref.instance_uid else None
@@ -281,7 +293,7 @@ def materialize(
         missing = [uid for uid in selected if cache.get(uid) is None]
         if missing:
             _retrieve(ref, cache, missing, whole_series=len(missing) == len(uids) and len(uids) > 1,
-                      expected={item["uid"]: item for item in manifest["instances"]})
+                      expected={item["uid"]: item for item in manifest["instances"]}, max_workers=max_workers)
         cache.put_manifest(ref.series_uid, manifest)
         paths = []
         for uid in selected:
@@ -292,3 +304,43 @@ def materialize(
             paths.append(path)
     cache.evict(keep=selected)
     return paths
+
+
+def prefetch(
+    sources: Sequence[Any],
+    *,
+    server: "DicomWebServer | None" = None,
+    expect_seg: "bool | None" = None,
+    max_workers: int = DEFAULT_MAX_WORKERS,
+) -> list[list[str]]:
+    """Materialize many series into the cache with at most ``max_workers`` requests in flight.
+
+    Parameters
+    ----------
+    sources
+        :class:`DicomWebSeries` or ``dicomweb+`` URIs (e.g. every ``image`` and
+        ``label`` of a datalist). The same series or instance given twice is
+        retrieved once.
+    server, expect_seg
+        As in :func:`materialize`.
+    max_workers
+        Series materialized at once; each makes its requests one after another,
+        so this bounds the requests in flight.
+
+    Returns
+    -------
+    list of list of str
+        ``[materialize(s) for s in sources]``: the same paths, in the order of ``sources``.
+
+    Raises
+    ------
+    DicomWebError
+        (and subclasses) of the first source, in order, that fails.
+    """
+    check_max_workers(max_workers)
+    references = [as_reference(source, server) for source in sources]
+    unique = list(dict.fromkeys(ref.uri for ref in references))
+    by_uri = {ref.uri: ref for ref in references}
+    paths = dict(zip(unique, bounded_map(
+        lambda uri: materialize(by_uri[uri], expect_seg=expect_seg), unique, max_workers)))
+    return [list(paths[ref.uri]) for ref in references]

@@ -155,17 +155,19 @@ class DicomWebServer:
         return session
 
     def client(self) -> Any:
-        """A ``dicomweb_client.DICOMwebClient`` for this server, one per process and settings.
+        """A ``dicomweb_client.DICOMwebClient`` for this server, one per process, thread and settings.
 
         A new process (DataLoader worker) makes its own session: sockets are
-        never shared across ``fork``.
+        never shared across ``fork``; each thread (the bounded request pools of
+        :mod:`~monai_dicomseg.dicomweb.concurrency`) has its own client too.
         """
         key = (os.getpid(), id(self.session), self)
-        with _LOCK:
-            client = _CLIENTS.get(key)
-            if client is None:
-                client = self._new_client()
-                _CLIENTS[key] = client
+        clients = getattr(_THREAD, "clients", None)
+        if clients is None:
+            clients = _THREAD.clients = {}
+        client = clients.get(key)
+        if client is None:
+            client = clients[key] = self._new_client()
         return client
 
     def _new_client(self) -> Any:
@@ -183,10 +185,10 @@ class DicomWebServer:
         return client
 
 
-#: Guards both process-wide tables below: the client cache and the credential registry
-#: (threads of one process - e.g. DataLoader threads, a web app - register and look up at once).
+#: Guards the process-wide credential registry (threads of one process - e.g. DataLoader threads, a web
+#: app - register and look up at once). Clients are per thread (``_THREAD``), so they need no lock.
 _LOCK = threading.Lock()
-_CLIENTS: dict[Any, Any] = {}
+_THREAD = threading.local()
 _REGISTRY: dict[str, DicomWebServer] = {}
 
 

@@ -279,3 +279,102 @@ def test_three_shards_one_killed_and_rerun(seg_tree, tmp_path):
     # one item was done before the kill (skipped now, verified); the interrupted one and the rest run
     assert f"{sizes[victim] - 1} done, 1 skipped (done and verified earlier), 0 failed" in rerun.stdout
     _check_union(root, out, [manifest], keys)
+
+
+# --------------------------------------------------------------------------- the recipes of examples/
+
+
+def _nifti_outputs(keys: list[str]) -> list[str]:
+    return sorted([k.replace(".dcm", ".nii.gz") for k in keys] + [k.replace(".dcm", ".json") for k in keys])
+
+
+def _check_nifti_union(out: Path, manifests: list[Path], keys: list[str]) -> None:
+    import nibabel
+
+    done = [r["input"] for m in manifests for r in _records(m) if r["status"] == "done"]
+    assert sorted(done) == keys, "every input done exactly once"
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.suffix != ".jsonl")
+    assert files == _nifti_outputs(keys), "the outputs of every input, no partial or temporary file"
+    for key in keys:
+        assert nibabel.load(out / key.replace(".dcm", ".nii.gz")).get_fdata().max() > 0
+        json.loads((out / key.replace(".dcm", ".json")).read_text())
+
+
+def test_slurm_recipe_three_tasks_one_killed_and_requeued(seg_tree, tmp_path):
+    root, keys = seg_tree
+    out = tmp_path / "out"
+    killer = tmp_path / "killing_main.py"
+    killer.write_text(_KILL_ON_SECOND_RENAME)
+    sizes = Counter(shard_of(k, 3) for k in keys)
+    victim = max(range(3), key=lambda k: sizes[k])
+
+    def task(index: int, command: str) -> subprocess.Popen:
+        env = {**_env(), "INPUT_DIR": str(root), "OUTPUT_DIR": str(out), "MONAI_DICOMSEG": command,
+               "SLURM_ARRAY_TASK_ID": str(index + 1), "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "3",
+               "SLURM_ARRAY_TASK_STEP": "1", "SLURM_CPUS_PER_TASK": "1"}
+        return subprocess.Popen(["bash", str(REPO / "examples" / "slurm_array.sh")], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    normal = f"{sys.executable} -m monai_dicomseg"
+    processes = [task(k, f"{sys.executable} {killer}" if k == victim else normal) for k in range(3)]
+    outputs = [p.communicate(timeout=600) for p in processes]
+    assert [p.returncode for p in processes] == [-9 if k == victim else 0 for k in range(3)], outputs
+    requeued = task(victim, normal)
+    stdout, stderr = requeued.communicate(timeout=600)
+    assert requeued.returncode == 0, stderr
+    assert f"shard {victim}/3 (SLURM_ARRAY_TASK_ID)" in stdout
+    _check_nifti_union(out, sorted((out / "manifests").glob("task-*.jsonl")), keys)
+
+
+def _yaml_command(name: str) -> list[str]:
+    """The container command of an example manifest (one JSON-style flow sequence line; no YAML parser needed)."""
+    for line in (REPO / "examples" / name).read_text().splitlines():
+        if line.strip().startswith("command: ["):
+            return json.loads(line.split("command:", 1)[1])
+    raise AssertionError(f"no command line in {name}")
+
+
+@pytest.mark.parametrize("recipe", ["k8s_indexed_job.yaml", "argo_workflow.yaml"])
+def test_kubernetes_and_argo_recipes(seg_tree, tmp_path, recipe):
+    root, keys = seg_tree
+    out = tmp_path / "out"
+    out.mkdir()
+    command = _yaml_command(recipe)
+    assert command[:2] == ["monai-dicomseg", "batch"]
+    processes = []
+    for index in range(3):
+        argv = [a.replace("/data/in", str(root)).replace("/data/out", str(out))
+                .replace("$(JOB_COMPLETION_INDEX)", str(index))
+                .replace("{{inputs.parameters.index}}/8", f"{index}/3")
+                .replace("{{inputs.parameters.index}}", str(index)) for a in command[1:]]
+        env = {**_env(), "JOB_COMPLETION_INDEX": str(index), COUNT_ENV: "3"} if recipe.startswith("k8s") else _env()
+        processes.append(subprocess.Popen([sys.executable, "-m", "monai_dicomseg", *argv], env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=600) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], outputs
+    _check_nifti_union(out, sorted(out.glob("manifest-*.jsonl")), keys)
+
+
+def test_torchrun_recipe(seg_tree, tmp_path):
+    root, keys = seg_tree
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun not installed (pip install torch)")
+    out = tmp_path / "out"
+    env = {**_env(), "INPUT_DIR": str(root), "OUTPUT_DIR": str(out), "NPROC": "2", "TORCHRUN": str(torchrun),
+           "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(["bash", str(REPO / "examples" / "torchrun_batch.sh")], env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "shard 0/2 (RANK)" in result.stdout and "shard 1/2 (RANK)" in result.stdout
+    _check_nifti_union(out, [out / "manifest.jsonl"], keys)
+
+
+@pytest.mark.parametrize("name, owner", [
+    ("case1.nii.gz", "case1"), ("case1.json", "case1"), ("case1_2.nii.gz", "case1_2"), ("case1_3.nii.gz", "case1"),
+    ("case10.json", "case10"), ("case100.json", None), ("other.json", None),
+])
+def test_temporary_owner_is_the_longest_stem(name, owner):
+    from monai_dicomseg.cli.jobs import _owner
+
+    assert _owner(name, ["case1", "case10", "case1_2"]) == owner
