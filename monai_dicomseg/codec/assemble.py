@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Protocol, Sequence, TypeVar
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -38,7 +38,7 @@ from monai_dicomseg.errors import (
     OverlapError,
 )
 
-__all__ = ["FramePlacement", "assemble_frames", "output_dtype", "labelmap_lut"]
+__all__ = ["AssemblyRequest", "FramePlacement", "assemble_frames", "labelmap_lut", "output_dtype", "overlap_error"]
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,126 @@ def _foreground(
     return np.concatenate(rows), np.concatenate(pixels)
 
 
+class _Placed(Protocol):
+    """Placed stored frames: :class:`FramePlacement` or a tiled placement."""
+
+    @property
+    def segment(self) -> np.ndarray: ...
+
+    def select(self: _P, mask: np.ndarray) -> _P: ...
+
+
+_P = TypeVar("_P", bound=_Placed)
+
+
+@dataclass(frozen=True)
+class AssemblyRequest:
+    """What a reading call asks for: which segments, in which form (highdicom's reading options).
+
+    The one description of a request shared by :func:`assemble_frames` (frames
+    placed on output slices) and :func:`~monai_dicomseg.codec.tiled_region.assemble_region`
+    (tiles placed in a total pixel matrix): output dtype, the segment-to-channel
+    mapping, FRACTIONAL rescaling and the overlap rule are decided here once.
+
+    Attributes
+    ----------
+    segmentation_type
+        BINARY, FRACTIONAL or LABELMAP.
+    segments
+        ``(S,) int64`` requested segment numbers, in output channel order.
+    combine_segments, relabel, rescale_fractional, skip_overlap_checks
+        As for :meth:`Segmentation.get_pixels_by_source_instance`.
+    maximum_fractional_value
+        MaximumFractionalValue (FRACTIONAL only).
+    all_segment_numbers
+        Every non-background segment of the SEG (LABELMAP: when all are
+        requested without relabelling, stored values are copied unmapped).
+    """
+
+    segmentation_type: SegmentationTypeValues
+    segments: np.ndarray
+    combine_segments: bool
+    relabel: bool
+    rescale_fractional: bool
+    skip_overlap_checks: bool
+    maximum_fractional_value: "int | None" = None
+    all_segment_numbers: "Sequence[int] | None" = None
+
+    @classmethod
+    def of(cls, *, segmentation_type: SegmentationTypeValues, segment_numbers: Sequence[int],
+           combine_segments: bool, relabel: bool, rescale_fractional: bool, skip_overlap_checks: bool,
+           maximum_fractional_value: "int | None" = None,
+           all_segment_numbers: "Sequence[int] | None" = None) -> "AssemblyRequest":
+        """The request of the keyword arguments of :func:`assemble_frames`."""
+        return cls(segmentation_type, np.asarray(list(segment_numbers), dtype=np.int64), combine_segments,
+                   relabel, rescale_fractional, skip_overlap_checks, maximum_fractional_value,
+                   all_segment_numbers)
+
+    @property
+    def is_fractional(self) -> bool:
+        return self.segmentation_type == SegmentationTypeValues.FRACTIONAL
+
+    def output_dtype(self, dtype: "type | str | np.dtype | None") -> np.dtype:
+        """The output dtype (highdicom's rule, :func:`output_dtype`) for this request."""
+        segs = self.segments
+        max_out = (segs.size if self.relabel else int(segs.max())) if self.combine_segments else 1
+        rescaled = self.rescale_fractional and self.is_fractional and not self.combine_segments
+        return output_dtype(dtype, max_value=max_out, rescaled=rescaled)
+
+    def select(self, placement: _P) -> "tuple[_P, np.ndarray]":
+        """The placed frames of requested segments and the 0-based output channel of each."""
+        segs = self.segments
+        channel_of = np.full(int(max(segs.max(initial=0), placement.segment.max(initial=0))) + 1, -1, np.int64)
+        channel_of[segs] = np.arange(segs.size)
+        placement = placement.select(channel_of[placement.segment] >= 0)
+        return placement, channel_of[placement.segment]
+
+    def output_values(self, placement: "_Placed", channel: np.ndarray) -> np.ndarray:
+        """Combined-output value of each placed frame: its segment number, or ``channel + 1`` with ``relabel``."""
+        return (channel + 1) if self.relabel else placement.segment
+
+    def maximum(self) -> int:
+        """MaximumFractionalValue, checked positive (needed to rescale, PS3.3 C.8.20.2.3)."""
+        maximum = int(self.maximum_fractional_value or 0)
+        if maximum <= 0:
+            raise InputError(
+                f"MaximumFractionalValue must be positive to rescale; got {self.maximum_fractional_value!r}"
+            )
+        return maximum
+
+    def rescaled(self, raw: np.ndarray, out_dtype: np.dtype) -> np.ndarray:
+        """Stored FRACTIONAL values as ``out_dtype``, divided by MaximumFractionalValue when rescaling."""
+        if not self.rescale_fractional:
+            return raw.astype(out_dtype, copy=False)
+        maximum = self.maximum()
+        if raw.size and raw.max() > maximum:
+            raise DecodeError(f"PixelData holds values up to {int(raw.max())}, above MaximumFractionalValue = {maximum}")
+        return raw.astype(out_dtype) / out_dtype.type(maximum)
+
+    def require_rescale(self) -> None:
+        """FRACTIONAL frames can be combined only when rescaled."""
+        if not self.rescale_fractional:
+            raise InputError("combine_segments of a FRACTIONAL segmentation requires rescale_fractional=True")
+
+    @staticmethod
+    def check_combinable(frames: np.ndarray, maximum: int) -> None:
+        """FRACTIONAL frames can be combined only when every pixel is 0 or ``maximum``."""
+        if np.any((frames != 0) & (frames != maximum)):
+            raise InputError(
+                "combine_segments of a FRACTIONAL segmentation is only possible when every pixel "
+                f"is 0 or MaximumFractionalValue = {maximum}"
+            )
+
+
+def overlap_error(count: "int | None") -> OverlapError:
+    """The error of combining overlapping segments (``count`` pixels in more than one, when known)."""
+    which = f"{count} pixel(s) belong" if count is not None else "a pixel belongs"
+    return OverlapError(
+        f"cannot combine segments because they overlap: {which} to more than one requested segment "
+        "(pass skip_overlap_checks=True to keep the highest segment)"
+    )
+
+
 def assemble_frames(
     dataset: Dataset,
     layout: PixelLayout,
@@ -188,17 +308,11 @@ def assemble_frames(
         Frames to copy (already restricted to valid output positions).
     n_out
         ``N``, the number of output slices.
-    segmentation_type
-        BINARY, FRACTIONAL or LABELMAP.
-    segment_numbers
-        Requested segments, in output channel order.
-    combine_segments, relabel, rescale_fractional, skip_overlap_checks, dtype
-        As for :meth:`Segmentation.get_pixels_by_source_instance`.
-    maximum_fractional_value
-        MaximumFractionalValue (FRACTIONAL only).
-    all_segment_numbers
-        Every non-background segment of the SEG (LABELMAP: when all are
-        requested without relabelling, stored values are copied unmapped).
+    segmentation_type, segment_numbers, combine_segments, relabel, rescale_fractional, skip_overlap_checks,
+    maximum_fractional_value, all_segment_numbers
+        The request (see :class:`AssemblyRequest`).
+    dtype
+        Output dtype (default: highdicom's rule, :func:`output_dtype`).
     out
         Zero-filled destination, ``(N, R, C)`` (combined) or ``(N, R, C, T)``
         (stacked), of any strides and dtype (``dtype`` is then ignored):
@@ -224,92 +338,71 @@ def assemble_frames(
     FrameMismatchError
         Two stored frames map to one output frame and channel.
     """
-    # long because: one dispatch over SEG type x combine/stack x stored layout (LABELMAP, packed BINARY,
-    #   encapsulated, FRACTIONAL); each leaf already calls a helper and the branches share the checked dtype/LUT set
-    #   up at the top
-    segs = np.asarray(list(segment_numbers), dtype=np.int64)
-    n_segments = segs.size
-    R, C = layout.rows, layout.columns
-    if out is not None:
-        return _assemble_into(
-            dataset, layout, placement, out, segmentation_type=segmentation_type, segs=segs,
-            combine_segments=combine_segments, relabel=relabel, rescale_fractional=rescale_fractional,
-            skip_overlap_checks=skip_overlap_checks, maximum_fractional_value=maximum_fractional_value,
-            all_segment_numbers=all_segment_numbers, targets=targets,
-        )
-    max_out = (n_segments if relabel else int(segs.max())) if combine_segments else 1
-    is_fractional = segmentation_type == SegmentationTypeValues.FRACTIONAL
-    rescaled = rescale_fractional and is_fractional and not combine_segments
-    out_dtype = output_dtype(dtype, max_value=max_out, rescaled=rescaled)
-    check_decoded_size((n_out, R, C) if combine_segments else (n_out, R, C, n_segments), out_dtype, "output array")
-    lut_size = int(max(segs.max(), placement.segment.max(initial=0))) + 1
-
-    packed_layout = not layout.encapsulated and layout.bits_allocated == 1 and layout.pixels_per_frame % 8 == 0
-    if not is_fractional and not (combine_segments and not skip_overlap_checks and packed_layout):
+    request = AssemblyRequest.of(
+        segmentation_type=segmentation_type, segment_numbers=segment_numbers, combine_segments=combine_segments,
+        relabel=relabel, rescale_fractional=rescale_fractional, skip_overlap_checks=skip_overlap_checks,
+        maximum_fractional_value=maximum_fractional_value, all_segment_numbers=all_segment_numbers,
+    )
+    if out is None:
+        out_dtype = request.output_dtype(dtype)
+        R, C = layout.rows, layout.columns
+        shape = (n_out, R, C) if combine_segments else (n_out, R, C, request.segments.size)
+        check_decoded_size(shape, out_dtype, "output array")
+        built = _assemble_new(dataset, layout, placement, request, n_out, out_dtype)
+        if built is not None:
+            return built
         # BINARY / LABELMAP: scattered chunk by chunk into the output (index arrays of one chunk at a time)
-        out = np.zeros((n_out, R, C) if combine_segments else (n_out, R, C, n_segments), out_dtype)
-        return _assemble_into(
-            dataset, layout, placement, out, segmentation_type=segmentation_type, segs=segs,
-            combine_segments=combine_segments, relabel=relabel, rescale_fractional=rescale_fractional,
-            skip_overlap_checks=skip_overlap_checks, maximum_fractional_value=maximum_fractional_value,
-            all_segment_numbers=all_segment_numbers, targets=None,
-        )
+        out, targets = np.zeros(shape, out_dtype), None
+    return _assemble_into(dataset, layout, placement, out, request, targets)
 
-    # BINARY (combined with overlap checks, native byte-aligned bits) / FRACTIONAL: one segment per frame
-    channel_of = np.full(lut_size, -1, dtype=np.int64)
-    channel_of[segs] = np.arange(n_segments)
-    placement = placement.select(channel_of[placement.segment] >= 0)
+
+def _assemble_new(dataset: Dataset, layout: PixelLayout, placement: FramePlacement, request: AssemblyRequest,
+                  n_out: int, out_dtype: np.dtype) -> "np.ndarray | None":
+    """The output built in a new array where that is cheaper than scattering, else None.
+
+    BINARY combined with overlap checks on native byte-aligned bits (a byte,
+    8 pixels, at a time) and FRACTIONAL (one segment per frame).
+    """
+    packed_layout = not layout.encapsulated and layout.bits_allocated == 1 and layout.pixels_per_frame % 8 == 0
+    if not request.is_fractional and not (request.combine_segments and not request.skip_overlap_checks
+                                          and packed_layout):
+        return None
+    placement, channel = request.select(placement)
     check_unique(placement, by_segment=True)
-    channel = channel_of[placement.segment]
-    if not is_fractional:  # a byte (8 pixels) at a time, frames in ascending output value
-        order = np.argsort(channel if relabel else placement.segment, kind="stable")
+    if not request.is_fractional:  # frames in ascending output value
+        order = np.argsort(channel if request.relabel else placement.segment, kind="stable")
         placement, channel = placement.select(order), channel[order]
-        value = (channel + 1) if relabel else placement.segment
-        return _combine_packed(dataset, layout, placement, value, n_out, out_dtype)
-    if not combine_segments and (not rescale_fractional or out_dtype.kind == "f"):
-        return _fractional_stacked(dataset, layout, placement, channel, n_out, n_segments, out_dtype,
-                                   rescale_fractional, maximum_fractional_value)
-    if not combine_segments:
-        frames = decode_frames(dataset, placement.frame, layout)
-        raw = np.zeros((n_out, R, C, n_segments), dtype=frames.dtype)
-        raw[placement.position, :, :, channel] = frames
-        if rescale_fractional:
-            maximum = int(maximum_fractional_value or 0)
-            if maximum <= 0:
-                raise InputError(f"MaximumFractionalValue must be positive to rescale; got {maximum_fractional_value!r}")
-            if raw.size and raw.max() > maximum:
-                raise DecodeError(
-                    f"PixelData holds values up to {int(raw.max())}, above "
-                    f"MaximumFractionalValue = {maximum}"
-                )
-            return raw.astype(out_dtype) / out_dtype.type(maximum)
-        return raw.astype(out_dtype, copy=False)
-    # FRACTIONAL combined: only possible when frames are 0 / MaximumFractionalValue
-    if not rescale_fractional:
-        raise InputError(
-            "combine_segments of a FRACTIONAL segmentation requires rescale_fractional=True"
-        )
-    maximum = int(maximum_fractional_value or 0)
+        return _combine_packed(dataset, layout, placement, request.output_values(placement, channel), n_out,
+                               out_dtype)
+    if request.combine_segments:
+        return _fractional_combined(dataset, layout, placement, channel, request, n_out, out_dtype)
+    if not request.rescale_fractional or out_dtype.kind == "f":
+        return _fractional_stacked(dataset, layout, placement, channel, n_out, request.segments.size, out_dtype,
+                                   request.rescale_fractional, request.maximum_fractional_value)
     frames = decode_frames(dataset, placement.frame, layout)
-    if np.any((frames != 0) & (frames != maximum)):
-        raise InputError(
-            "combine_segments of a FRACTIONAL segmentation is only possible when every pixel "
-            f"is 0 or MaximumFractionalValue = {maximum}"
-        )
+    raw = np.zeros((n_out, layout.rows, layout.columns, request.segments.size), dtype=frames.dtype)
+    raw[placement.position, :, :, channel] = frames
+    return request.rescaled(raw, out_dtype)
+
+
+def _fractional_combined(dataset: Dataset, layout: PixelLayout, placement: FramePlacement, channel: np.ndarray,
+                         request: AssemblyRequest, n_out: int, out_dtype: np.dtype) -> np.ndarray:
+    """Label map of FRACTIONAL frames: only possible when frames are 0 / MaximumFractionalValue."""
+    R, C = layout.rows, layout.columns
+    request.require_rescale()
+    maximum = int(request.maximum_fractional_value or 0)
+    frames = decode_frames(dataset, placement.frame, layout)
+    request.check_combinable(frames, maximum)
     k, r, c = np.nonzero(frames)
     pixel = r * C + c
-    value = (channel + 1) if relabel else placement.segment
+    value = request.output_values(placement, channel)
     order = np.argsort(value[k], kind="stable")
     k, pixel = k[order], pixel[order]
     out = np.zeros(n_out * R * C, out_dtype)
     flat = placement.position[k] * (R * C) + pixel
     out[flat] = value[k].astype(out_dtype)
-    if not skip_overlap_checks and np.count_nonzero(out) != flat.size:
-        raise OverlapError(
-            "cannot combine segments because they overlap: "
-            f"{flat.size - np.count_nonzero(out)} pixel(s) belong to more than one requested segment "
-            "(pass skip_overlap_checks=True to keep the highest segment)"
-        )
+    if not request.skip_overlap_checks and np.count_nonzero(out) != flat.size:
+        raise overlap_error(flat.size - np.count_nonzero(out))
     return out.reshape(n_out, R, C)
 
 
@@ -378,23 +471,20 @@ def _fractional_chunks(dataset: Dataset, layout: PixelLayout, frame_numbers: np.
 
 
 def _fractional_into(dataset: Dataset, layout: PixelLayout, placement: FramePlacement, out: np.ndarray,
-                     segs: np.ndarray, target: np.ndarray, rescale: bool,
-                     maximum_fractional_value: "int | None") -> "np.ndarray | None":
+                     request: AssemblyRequest, target: np.ndarray) -> "np.ndarray | None":
     """FRACTIONAL frames straight into ``out[..., target]``, chunk by chunk (no full-size temporary).
 
     Returns None (the caller takes the general path) when two segments share
     a target channel or ``out`` is not of the dtype the values have.
     """
-    values_dtype = output_dtype(None, max_value=1, rescaled=rescale)
+    values_dtype = output_dtype(None, max_value=1, rescaled=request.rescale_fractional)
     if np.unique(target).size != target.size or out.dtype != values_dtype:
         return None
-    channel_of = np.full(int(max(segs.max(initial=0), placement.segment.max(initial=0))) + 1, -1, dtype=np.int64)
-    channel_of[segs] = np.arange(segs.size)
-    placement = placement.select(channel_of[placement.segment] >= 0)
+    placement, channel = request.select(placement)
     check_unique(placement, by_segment=True)
-    channel = target[channel_of[placement.segment]]
+    channel = target[channel]
     for begin, end, values in _fractional_chunks(dataset, layout, placement.frame, np.dtype(values_dtype),
-                                                 rescale, maximum_fractional_value):
+                                                 request.rescale_fractional, request.maximum_fractional_value):
         index = (placement.position[begin:end], slice(None), slice(None), channel[begin:end])
         out[index] = values  # one frame per (position, channel) (checked above): nothing to merge with
     return out
@@ -406,131 +496,127 @@ def _default_targets(segs: np.ndarray, combine_segments: bool, relabel: bool) ->
     return np.arange(1, segs.size + 1, dtype=np.int64) if relabel else segs
 
 
-def _assemble_into(
-    dataset: Dataset,
-    layout: PixelLayout,
-    placement: FramePlacement,
-    out: np.ndarray,
-    *,
-    segmentation_type: SegmentationTypeValues,
-    segs: np.ndarray,
-    combine_segments: bool,
-    relabel: bool,
-    rescale_fractional: bool,
-    skip_overlap_checks: bool,
-    maximum_fractional_value: int | None,
-    all_segment_numbers: Sequence[int] | None,
-    targets: "Sequence[int] | None",
-) -> np.ndarray:
+def _assemble_into(dataset: Dataset, layout: PixelLayout, placement: FramePlacement, out: np.ndarray,
+                   request: AssemblyRequest, targets: "Sequence[int] | None") -> np.ndarray:
     """:func:`assemble_frames` writing into the zero-filled ``out`` (see there)."""
-    # long because: the zero-copy twin of assemble_frames: shape/target checks, then one chunked scatter loop per
-    #   SEG type whose index arrays must stay local to bound peak memory
     R, C = layout.rows, layout.columns
-    n_out = out.shape[0]
-    if out.shape[1:3] != (R, C) or out.ndim != (3 if combine_segments else 4):
-        raise InputError(
-            f"out must have shape (N, {R}, {C}{'' if combine_segments else ', T'}); got {out.shape}"
-        )
-    target = (_default_targets(segs, combine_segments, relabel) if targets is None
+    combine, segs = request.combine_segments, request.segments
+    if out.shape[1:3] != (R, C) or out.ndim != (3 if combine else 4):
+        raise InputError(f"out must have shape (N, {R}, {C}{'' if combine else ', T'}); got {out.shape}")
+    target = (_default_targets(segs, combine, request.relabel) if targets is None
               else np.asarray(list(targets), dtype=np.int64))
     if target.shape != segs.shape:
         raise InputError(f"targets must give one value per requested segment ({segs.size}); got {target.size}")
-    if segmentation_type == SegmentationTypeValues.FRACTIONAL and not combine_segments:
-        filled = _fractional_into(dataset, layout, placement, out, segs, target, rescale_fractional,
-                                  maximum_fractional_value)
+    if request.is_fractional:
+        return _fractional_moved_into(dataset, layout, placement, out, request, target)
+    if request.segmentation_type == SegmentationTypeValues.LABELMAP:
+        return _labelmap_into(dataset, layout, placement, out, request, target)
+    return _binary_into(dataset, layout, placement, out, request, target)
+
+
+def _fractional_moved_into(dataset: Dataset, layout: PixelLayout, placement: FramePlacement, out: np.ndarray,
+                           request: AssemblyRequest, target: np.ndarray) -> np.ndarray:
+    """FRACTIONAL into ``out``: straight when possible, else (rare for labels) built, then moved over."""
+    if not request.combine_segments:
+        filled = _fractional_into(dataset, layout, placement, out, request, target)
         if filled is not None:
             return filled
-    if segmentation_type == SegmentationTypeValues.FRACTIONAL:
-        # rare for labels: build the usual output, then move it over
-        result = assemble_frames(
-            dataset, layout, placement, n_out, segmentation_type=segmentation_type,
-            segment_numbers=segs.tolist(), combine_segments=combine_segments, relabel=relabel,
-            rescale_fractional=rescale_fractional, skip_overlap_checks=skip_overlap_checks,
-            dtype=None,
-            maximum_fractional_value=maximum_fractional_value, all_segment_numbers=all_segment_numbers,
-        )
-        if combine_segments:
-            lut = np.zeros(int(max(segs.max(initial=0), result.max(initial=0))) + 1, dtype=np.int64)
-            lut[_default_targets(segs, True, relabel)] = target
-            out[...] = lut[result]
-        else:
-            for i, channel in enumerate(target.tolist()):
-                np.maximum(out[..., channel], result[..., i], out=out[..., channel])
-        return out
+    segs = request.segments
+    result = assemble_frames(
+        dataset, layout, placement, out.shape[0], segmentation_type=request.segmentation_type,
+        segment_numbers=segs.tolist(), combine_segments=request.combine_segments, relabel=request.relabel,
+        rescale_fractional=request.rescale_fractional, skip_overlap_checks=request.skip_overlap_checks,
+        dtype=None, maximum_fractional_value=request.maximum_fractional_value,
+        all_segment_numbers=request.all_segment_numbers,
+    )
+    if request.combine_segments:
+        lut = np.zeros(int(max(segs.max(initial=0), result.max(initial=0))) + 1, dtype=np.int64)
+        lut[_default_targets(segs, True, request.relabel)] = target
+        out[...] = lut[result]
+    else:
+        for i, channel in enumerate(target.tolist()):
+            np.maximum(out[..., channel], result[..., i], out=out[..., channel])
+    return out
 
+
+def _frame_chunk(layout: PixelLayout) -> int:
+    """Frames handled at once (about ``_CHUNK_PIXELS`` pixels), so that index arrays of a chunk stay small."""
+    return max(1, _CHUNK_PIXELS // max(1, layout.rows * layout.columns))
+
+
+def _labelmap_into(dataset: Dataset, layout: PixelLayout, placement: FramePlacement, out: np.ndarray,
+                   request: AssemblyRequest, target: np.ndarray) -> np.ndarray:
+    """LABELMAP frames into ``out``: whole frames through a lookup table, else sparse per foreground pixel."""
+    check_unique(placement, by_segment=False)
+    segs, combine = request.segments, request.combine_segments
     lut_size = int(max(segs.max(initial=0), placement.segment.max(initial=0))) + 1
-    # frames go in chunks of about _CHUNK_PIXELS pixels, so that the index
-    # arrays of a chunk stay small whatever the volume (foreground may be dense)
-    chunk = max(1, _CHUNK_PIXELS // max(1, R * C))
-    if segmentation_type == SegmentationTypeValues.LABELMAP:
-        check_unique(placement, by_segment=False)
-        stored_max = (1 << layout.bits_allocated) if layout.bits_allocated <= 16 else 0
-        lut = np.full(max(stored_max, lut_size), -1 if not combine_segments else 0, dtype=np.int64)
-        lut[segs] = target
-        if combine_segments and stored_max:  # every stored value has a LUT entry: map whole frames
-            values_of = lut.astype(out.dtype)
-            # every segment requested with its own number: the stored frames are the answer
-            identity = bool(np.array_equal(target, segs)) and all_segment_numbers is not None \
-                and set(segs.tolist()) >= set(all_segment_numbers)
-            for first in range(0, placement.frame.size, chunk):
-                part = slice(first, first + chunk)
-                stored = decode_frames(dataset, placement.frame[part], layout)
-                out[placement.position[part]] = stored if identity else values_of[stored]
-            return out
+    stored_max = (1 << layout.bits_allocated) if layout.bits_allocated <= 16 else 0
+    lut = np.full(max(stored_max, lut_size), -1 if not combine else 0, dtype=np.int64)
+    lut[segs] = target
+    chunk = _frame_chunk(layout)
+    if combine and stored_max:  # every stored value has a LUT entry: map whole frames
+        values_of = lut.astype(out.dtype)
+        # every segment requested with its own number: the stored frames are the answer
+        identity = bool(np.array_equal(target, segs)) and request.all_segment_numbers is not None \
+            and set(segs.tolist()) >= set(request.all_segment_numbers)
         for first in range(0, placement.frame.size, chunk):
             part = slice(first, first + chunk)
             stored = decode_frames(dataset, placement.frame[part], layout)
-            flat = stored.reshape(-1)
-            nz = _nonzero_bytes(flat) if flat.dtype == np.uint8 else np.flatnonzero(flat)
-            values = flat[nz].astype(np.int64)
-            mapped = lut[np.minimum(values, lut.size - 1)]
-            keep = (mapped >= (0 if not combine_segments else 1)) & (values < lut.size)
-            nz, mapped = nz[keep], mapped[keep]
-            k, pixel = np.divmod(nz, R * C)
-            r, c = np.divmod(pixel, C)
-            position = placement.position[part][k]
-            if combine_segments:
-                out[position, r, c] = mapped
-            else:
-                out[position, r, c, mapped] = 1
+            out[placement.position[part]] = stored if identity else values_of[stored]
         return out
+    R, C = layout.rows, layout.columns
+    for first in range(0, placement.frame.size, chunk):
+        part = slice(first, first + chunk)
+        stored = decode_frames(dataset, placement.frame[part], layout)
+        flat = stored.reshape(-1)
+        nz = _nonzero_bytes(flat) if flat.dtype == np.uint8 else np.flatnonzero(flat)
+        values = flat[nz].astype(np.int64)
+        mapped = lut[np.minimum(values, lut.size - 1)]
+        keep = (mapped >= (0 if not combine else 1)) & (values < lut.size)
+        nz, mapped = nz[keep], mapped[keep]
+        k, pixel = np.divmod(nz, R * C)
+        r, c = np.divmod(pixel, C)
+        position = placement.position[part][k]
+        if combine:
+            out[position, r, c] = mapped
+        else:
+            out[position, r, c, mapped] = 1
+    return out
 
-    # BINARY: frames carry one segment each
-    channel_of = np.full(lut_size, -1, dtype=np.int64)
-    channel_of[segs] = np.arange(segs.size)
-    placement = placement.select(channel_of[placement.segment] >= 0)
+
+def _binary_into(dataset: Dataset, layout: PixelLayout, placement: FramePlacement, out: np.ndarray,
+                 request: AssemblyRequest, target: np.ndarray) -> np.ndarray:
+    """BINARY frames (one segment each) into ``out``, per foreground pixel, chunk by chunk."""
+    placement, channel = request.select(placement)
     check_unique(placement, by_segment=True)
-    rank = channel_of[placement.segment] if relabel else placement.segment
-    if combine_segments:
+    combine = request.combine_segments
+    rank = channel if request.relabel else placement.segment
+    if combine:
         # highest segment number (or position with relabel) wins: write segments in
         # ascending order, one segment per chunk (its frames never share a voxel),
         # so that a later write is always the winner
         order = np.argsort(rank, kind="stable")
-        placement, rank = placement.select(order), rank[order]
-    destination = target[channel_of[placement.segment]]
-    bounds = list(range(0, placement.frame.size, chunk))
-    if combine_segments and placement.frame.size:
+        placement, rank, channel = placement.select(order), rank[order], channel[order]
+    destination = target[channel]
+    bounds = list(range(0, placement.frame.size, _frame_chunk(layout)))
+    if combine and placement.frame.size:
         bounds = sorted(set(bounds) | set((np.flatnonzero(np.diff(rank)) + 1).tolist()))
     bounds.append(placement.frame.size)
     written = 0
     for first, stop in zip(bounds[:-1], bounds[1:]):
         part = slice(first, stop)
         k, pixel = _foreground(dataset, layout, placement.frame[part])
-        r, c = np.divmod(pixel, C)
+        r, c = np.divmod(pixel, layout.columns)
         position = placement.position[part][k]
-        if combine_segments:
+        if combine:
             out[position, r, c] = destination[part][k]
         else:
             out[position, r, c, destination[part][k]] = 1
         written += k.size
-    if combine_segments:
+    if combine and not request.skip_overlap_checks:
         found = int(np.count_nonzero(out))
-        if found != written and not skip_overlap_checks:
-            raise OverlapError(
-                "cannot combine segments because they overlap: "
-                f"{written - found} pixel(s) belong to more than one requested segment "
-                "(pass skip_overlap_checks=True to keep the highest segment)"
-            )
+        if found != written:
+            raise overlap_error(written - found)
     return out
 
 
@@ -577,11 +663,7 @@ def _combine_packed(
         _paint_bytes(out8, packed, placement.position[part], labels_of[part])
     found = int(np.count_nonzero(out8))
     if found != expected:
-        raise OverlapError(
-            "cannot combine segments because they overlap: "
-            f"{expected - found} pixel(s) belong to more than one requested segment "
-            "(pass skip_overlap_checks=True to keep the highest segment)"
-        )
+        raise overlap_error(expected - found)
     return out8.reshape(n_out, R, C)
 
 

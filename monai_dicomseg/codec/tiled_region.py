@@ -23,10 +23,10 @@ from typing import Sequence
 import numpy as np
 from pydicom.dataset import Dataset
 
-from monai_dicomseg.codec.assemble import labelmap_lut, output_dtype
+from monai_dicomseg.codec.assemble import AssemblyRequest, labelmap_lut, overlap_error
 from monai_dicomseg.codec.decode import PixelLayout, check_decoded_size, decode_frames
 from monai_dicomseg.enums import SegmentationTypeValues
-from monai_dicomseg.errors import DecodeError, FrameMismatchError, InputError, InputTypeError, OverlapError
+from monai_dicomseg.errors import FrameMismatchError, InputError, InputTypeError
 
 __all__ = ["Region", "TilePlacement", "standardize_region", "tiles_in_region", "assemble_region"]
 
@@ -243,88 +243,64 @@ def assemble_region(
     OverlapError
         Combining overlapping segments without ``skip_overlap_checks``.
     """
-    # long because: the TILED_FULL twin of assemble_frames: the same SEG-type x combine/stack dispatch, cropped
-    #   per tile to the requested region
-    segs = np.asarray(list(segment_numbers), dtype=np.int64)
-    n_segments = segs.size
+    request = AssemblyRequest.of(
+        segmentation_type=segmentation_type, segment_numbers=segment_numbers, combine_segments=combine_segments,
+        relabel=relabel, rescale_fractional=rescale_fractional, skip_overlap_checks=skip_overlap_checks,
+        maximum_fractional_value=maximum_fractional_value, all_segment_numbers=all_segment_numbers,
+    )
+    out_dtype = request.output_dtype(dtype)
     h, w = region.shape
-    tr, tc = layout.rows, layout.columns
-    max_out = (n_segments if relabel else int(segs.max())) if combine_segments else 1
-    is_fractional = segmentation_type == SegmentationTypeValues.FRACTIONAL
-    rescaled = rescale_fractional and is_fractional and not combine_segments
-    out_dtype = output_dtype(dtype, max_value=max_out, rescaled=rescaled)
     what = "total pixel matrix region"
     if combine_segments or segmentation_type == SegmentationTypeValues.LABELMAP:
         check_decoded_size((h, w), out_dtype if combine_segments else layout.dtype, what)
     if not combine_segments:
-        check_decoded_size((h, w, n_segments), out_dtype, what)
-
+        check_decoded_size((h, w, request.segments.size), out_dtype, what)
     if segmentation_type == SegmentationTypeValues.LABELMAP:
-        _check_unique(placement, by_segment=False)
-        windows = _windows(placement, region, tr, tc)
-        stored = np.zeros((h, w), layout.dtype)
-        for _, crop, out in _iter_crops(dataset, layout, placement, windows):
-            stored[out] = crop
-        lut = labelmap_lut(layout, segs, combine_segments=combine_segments, relabel=relabel)
-        if combine_segments:
-            if not relabel and set(segs.tolist()) >= set(all_segment_numbers or ()):
-                return stored.astype(out_dtype, copy=False)
-            return lut.astype(out_dtype)[stored]
-        labels = lut[stored]
-        r, c = np.nonzero(labels)
-        out = np.zeros((h, w, n_segments), out_dtype)
-        out[r, c, labels[r, c] - 1] = 1
-        return out
-
+        return _labelmap_region(dataset, layout, placement, region, request, out_dtype)
     # BINARY / FRACTIONAL: one segment per frame
-    lut_size = int(max(segs.max(), placement.segment.max(initial=0))) + 1
-    channel_of = np.full(lut_size, -1, dtype=np.int64)
-    channel_of[segs] = np.arange(n_segments)
-    placement = placement.select(channel_of[placement.segment] >= 0)
+    placement, channel = request.select(placement)
     _check_unique(placement, by_segment=True)
     order = np.lexsort((placement.frame,))  # decode in file order
-    placement = placement.select(order)
-    channel = channel_of[placement.segment]
-    windows = _windows(placement, region, tr, tc)
-
+    placement, channel = placement.select(order), channel[order]
+    windows = _windows(placement, region, layout.rows, layout.columns)
+    crops = _iter_crops(dataset, layout, placement, windows)
     if not combine_segments:
-        raw_dtype = layout.dtype if is_fractional else out_dtype
-        raw = np.zeros((h, w, n_segments), raw_dtype)
-        for k, crop, (rows, cols) in _iter_crops(dataset, layout, placement, windows):
+        raw = np.zeros((h, w, request.segments.size), layout.dtype if request.is_fractional else out_dtype)
+        for k, crop, (rows, cols) in crops:
             raw[rows, cols, channel[k]] = crop
-        if not is_fractional:
-            return raw
-        if not rescale_fractional:
-            return raw.astype(out_dtype, copy=False)
-        maximum = int(maximum_fractional_value or 0)
-        if maximum <= 0:
-            raise InputError(
-                f"MaximumFractionalValue must be positive to rescale; got {maximum_fractional_value!r}"
-            )
-        if raw.size and raw.max() > maximum:
-            raise DecodeError(
-                f"PixelData holds values up to {int(raw.max())}, above MaximumFractionalValue = {maximum}"
-            )
-        return raw.astype(out_dtype) / out_dtype.type(maximum)
-
-    if is_fractional and not rescale_fractional:
-        raise InputError("combine_segments of a FRACTIONAL segmentation requires rescale_fractional=True")
-    maximum = int(maximum_fractional_value or 1) if is_fractional else 1
-    value = ((channel + 1) if relabel else placement.segment).astype(out_dtype)
+        return request.rescaled(raw, out_dtype) if request.is_fractional else raw
+    if request.is_fractional:
+        request.require_rescale()
+    maximum = int(maximum_fractional_value or 1) if request.is_fractional else 1
+    value = request.output_values(placement, channel).astype(out_dtype)
     out = np.zeros((h, w), out_dtype)
-    for k, crop, window in _iter_crops(dataset, layout, placement, windows):
-        if is_fractional:
-            if np.any((crop != 0) & (crop != maximum)):
-                raise InputError(
-                    "combine_segments of a FRACTIONAL segmentation is only possible when every pixel "
-                    f"is 0 or MaximumFractionalValue = {maximum}"
-                )
+    for k, crop, window in crops:
+        if request.is_fractional:
+            request.check_combinable(crop, maximum)
         mask = crop != 0
         target = out[window]
         if not skip_overlap_checks and np.any(mask & (target != 0)):
-            raise OverlapError(
-                "cannot combine segments because they overlap: a pixel belongs to more than one "
-                "requested segment (pass skip_overlap_checks=True to keep the highest segment)"
-            )
+            raise overlap_error(None)
         np.maximum(target, np.where(mask, value[k], out_dtype.type(0)), out=target)
     return out
+
+
+def _labelmap_region(dataset: Dataset, layout: PixelLayout, placement: TilePlacement, region: Region,
+                     request: AssemblyRequest, out_dtype: np.dtype) -> np.ndarray:
+    """A region of a LABELMAP total pixel matrix: stored values stitched, then mapped through the LUT."""
+    _check_unique(placement, by_segment=False)
+    windows = _windows(placement, region, layout.rows, layout.columns)
+    stored = np.zeros(region.shape, layout.dtype)
+    for _, crop, out in _iter_crops(dataset, layout, placement, windows):
+        stored[out] = crop
+    segs = request.segments
+    lut = labelmap_lut(layout, segs, combine_segments=request.combine_segments, relabel=request.relabel)
+    if request.combine_segments:
+        if not request.relabel and set(segs.tolist()) >= set(request.all_segment_numbers or ()):
+            return stored.astype(out_dtype, copy=False)
+        return lut.astype(out_dtype)[stored]
+    labels = lut[stored]
+    r, c = np.nonzero(labels)
+    result = np.zeros((*region.shape, segs.size), out_dtype)
+    result[r, c, labels[r, c] - 1] = 1
+    return result
