@@ -11,5 +11,7 @@ typing; ``tests/test_layering.py`` enforces it). Modules:
   the source series), ``matching`` (``Volume.match_geometry``) — planners on it;
 * ``correspondence`` — the writers' rule: does a model grid belong on the source series?
 * ``volume_base``, ``volume`` — ``Volume`` / ``VolumeGeometry``;
-* ``series`` — ``get_volume_from_series`` and common-attribute checks.
+* ``series`` — ``get_volume_from_series`` and common-attribute checks;
+* ``slice_grid`` — sheared stacks, gaps and irregular spacing (``irregular_slices``);
+* ``sheared`` — ``ShearedVolume`` / ``ShearedVolumeGeometry`` (gantry tilt, exactly).
 """

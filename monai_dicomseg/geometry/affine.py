@@ -33,6 +33,7 @@ from monai_dicomseg.geometry.orientation import (
 )
 from monai_dicomseg.geometry.tolerances import (
     IMAGE_ORIENTATION_INPUT_TOLERANCE,
+    ORTHOGONALITY_TOLERANCE,
     PARALLEL_COSINES_TOLERANCE,
     PERPENDICULAR_TOLERANCE,
     POSITION_TOLERANCE_MM,
@@ -43,6 +44,7 @@ __all__ = [
     "as_float_vector",
     "check_image_orientation",
     "check_affine",
+    "shear_angle",
     "stack_affine",
     "check_stacked_along_normal",
     "affine_from_image_plane",
@@ -84,15 +86,27 @@ def as_float_vector(value: object, length: int, argument: str) -> np.ndarray:
     return vector
 
 
-def check_affine(affine: object, argument: str = "affine") -> np.ndarray:
+def check_affine(affine: object, argument: str = "affine", *, allow_shear: bool = False) -> np.ndarray:
     """Validate a volume affine and return it as a new ``(4, 4) float64`` array.
+
+    Parameters
+    ----------
+    affine
+        The ``(4, 4)`` matrix.
+    argument
+        Name used in errors.
+    allow_shear
+        Accept a sheared affine (:mod:`monai_dicomseg.geometry.sheared`):
+        columns 1 and 2 (the in-plane axes) orthogonal and non-zero, column 0
+        (the slice step) any vector out of their plane.
 
     Raises
     ------
     InputError
         If the shape is not ``(4, 4)``, the last row is not ``[0, 0, 0, 1]``,
         a value is not finite, or the direction columns are not mutually
-        orthogonal and non-zero.
+        orthogonal and non-zero (with ``allow_shear``: the in-plane columns
+        not orthogonal, or the slice step in their plane).
     """
     try:
         matrix = np.array(affine, dtype=np.float64)
@@ -106,12 +120,43 @@ def check_affine(affine: object, argument: str = "affine") -> np.ndarray:
         raise InputError(
             f"{argument} last row must be [0, 0, 0, 1]; got {matrix[3].tolist()}"
         )
-    if not is_orthogonal(matrix[:3, :3], require_unit=False):
+    if allow_shear:
+        _check_sheared(matrix, argument)
+    elif not is_orthogonal(matrix[:3, :3], require_unit=False):
         raise InputError(
             f"{argument} direction columns must be non-zero and mutually "
             f"orthogonal; got {matrix[:3, :3].tolist()}"
         )
     return matrix
+
+
+def shear_angle(affine: np.ndarray) -> float:
+    """Angle (degrees) between column 0 of an affine (the slice step) and the normal of columns 1 and 2.
+
+    0.0 for an orthogonal affine; the gantry/detector tilt of a sheared stack.
+    """
+    matrix = np.asarray(affine, dtype=np.float64)
+    normal = np.cross(matrix[:3, 1], matrix[:3, 2])
+    step = matrix[:3, 0]
+    cosine = abs(float(step @ normal)) / (np.linalg.norm(step) * np.linalg.norm(normal))
+    return float(np.degrees(np.arccos(min(1.0, cosine))))
+
+
+def _check_sheared(matrix: np.ndarray, argument: str) -> None:
+    """Columns 1, 2 orthogonal and non-zero; column 0 out of their plane (sheared affines)."""
+    norms = np.linalg.norm(matrix[:3, :3], axis=0)
+    if np.any(norms == 0.0) or abs(float(matrix[:3, 1] @ matrix[:3, 2])) > ORTHOGONALITY_TOLERANCE * norms[1] * norms[2]:
+        raise InputError(
+            f"{argument} in-plane direction columns 1 and 2 must be non-zero and orthogonal, and the slice "
+            f"step (column 0) non-zero; got {matrix[:3, :3].tolist()}")
+    if shear_angle(matrix) >= MAX_SHEAR_DEGREES:
+        raise InputError(
+            f"{argument} slice step (column 0) lies (almost) in the image plane (angle to the normal "
+            f"{shear_angle(matrix):.2f} degrees, at most {MAX_SHEAR_DEGREES} accepted); got {matrix[:3, :3].tolist()}")
+
+
+MAX_SHEAR_DEGREES = 80.0
+"""Largest angle between the slice step and the normal that a sheared affine may have."""
 
 
 def stack_affine(direction: np.ndarray, position: "Sequence[float] | np.ndarray") -> np.ndarray:
@@ -437,10 +482,13 @@ def check_stacked_along_normal(
     off_normal = np.flatnonzero(np.abs(cosines) < 1.0 - perpendicular_tol)
     if off_normal.size:
         frame = int(order[off_normal[0] + 1])
+        tilt = float(np.degrees(np.arccos(min(1.0, abs(float(cosines[off_normal[0]]))))))
         raise GeometryError(
-            f"plane positions are not a volume: frame {frame} is offset from frame "
-            f"{int(order[0])} in-plane, not only along the slice normal "
-            f"(cosine {cosines[off_normal[0]]:.6f}, expected +-1)"
+            f"plane positions are not a volume along the slice normal: frame {frame} is offset from frame "
+            f"{int(order[0])} in-plane, not only along the normal (a tilt of {tilt:.1f}\u00b0 if the stack is "
+            f"sheared by a gantry/detector tilt; cosine {cosines[off_normal[0]]:.6f}, expected +-1). "
+            "Volumes here have orthogonal axes, as highdicom's; load_source_series and "
+            "LoadDicomSeries(d) load a tilted stack exactly, with a sheared affine"
         )
 
 

@@ -28,9 +28,11 @@ from monai_dicomseg.geometry.tolerances import (
     PERPENDICULAR_TOLERANCE,
     SPACING_RELATIVE_TOLERANCE,
 )
-from monai_dicomseg.geometry.volume import Volume
+from monai_dicomseg.geometry.sheared import ShearedVolume, ShearedVolumeGeometry
+from monai_dicomseg.geometry.slice_grid import SliceGrid, plan_slice_grid
+from monai_dicomseg.geometry.volume import Volume, VolumeGeometry
 
-__all__ = ["get_volume_from_series", "stored_to_output_transform"]
+__all__ = ["get_volume_from_series", "stored_to_output_transform", "plan_series_grid", "get_series_volume"]
 
 
 def _check_same(datasets: Sequence[Any], keyword: str) -> Any:
@@ -213,3 +215,128 @@ def get_volume_from_series(
         frame_of_reference_uid=frame_of_reference_uid,
         channels=channels,
     )
+
+
+def _slice_names(datasets: Sequence[Any]) -> list[str]:
+    names = []
+    for index, dataset in enumerate(datasets):
+        number = getattr(dataset, "InstanceNumber", None)
+        names.append(f"InstanceNumber {number}" if number not in (None, "") else f"dataset {index}")
+    return names
+
+
+def plan_series_grid(
+    series_datasets: Sequence[Any],
+    *,
+    irregular_slices: str = "error",
+    rtol: "float | None" = None,
+) -> tuple[SliceGrid, VolumeGeometry]:
+    """Slice grid and geometry of single-frame images of one series, from headers only.
+
+    Unlike :func:`get_volume_from_series` (highdicom's rule: orthogonal,
+    regularly spaced volumes only), a sheared stack (gantry/detector tilt)
+    is accepted exactly, and gaps or irregular spacing follow
+    ``irregular_slices`` (:mod:`monai_dicomseg.geometry.slice_grid`).
+
+    Parameters
+    ----------
+    series_datasets
+        Single-frame image datasets (any order; grid indices refer to it).
+    irregular_slices
+        ``"error"`` (default), ``"fill"`` or ``"resample"``.
+    rtol
+        Relative tolerance on slice spacing regularity (default
+        :data:`~monai_dicomseg.geometry.tolerances.SPACING_RELATIVE_TOLERANCE`).
+
+    Returns
+    -------
+    tuple
+        ``(SliceGrid, geometry)``; the geometry is ``(n, R, C)`` with the
+        grid's LPS affine, a :class:`~monai_dicomseg.geometry.sheared.ShearedVolumeGeometry`
+        when the grid is sheared.
+
+    Raises
+    ------
+    GeometryError
+        Multi-frame or incomplete datasets, mixed orientation / pixel spacing
+        / frame of reference / series, duplicate positions, slices off a
+        line, and gaps or irregular spacing (as ``irregular_slices`` says).
+    """
+    datasets = list(series_datasets)
+    if not datasets:
+        raise InputError("series_datasets must contain at least one dataset; got 0")
+    _check_single_frame_image_planes(datasets)
+    _check_same(datasets, "SeriesInstanceUID")
+    frame_of_reference_uid = check_common_frame_of_reference(datasets)
+    orientation = check_common_orientation(datasets)
+    _check_same(datasets, "PixelSpacing")
+    pixel_spacing = as_float_vector(datasets[0].PixelSpacing, 2, "PixelSpacing")
+    positions = np.stack([read_image_position(ds, i) for i, ds in enumerate(datasets)])
+    grid = plan_slice_grid(
+        positions, orientation, irregular_slices=irregular_slices,
+        spacing_hint=float(getattr(datasets[0], "SpacingBetweenSlices", None) or 1.0),
+        rtol=SPACING_RELATIVE_TOLERANCE if rtol is None else rtol, slice_names=_slice_names(datasets))
+    shape = (grid.number_of_slices, int(datasets[0].Rows), int(datasets[0].Columns))
+    cls = ShearedVolumeGeometry if grid.sheared else VolumeGeometry
+    geometry = cls(grid.affine(orientation, pixel_spacing), shape, CoordinateSystemNames.PATIENT,
+                   frame_of_reference_uid)
+    return grid, geometry
+
+
+def _fill_value(datasets: Sequence[Any], frames: np.ndarray, transforms: dict[str, "bool | None"]) -> float:
+    """Pixel Padding Value (PS3.3 C.7.5.1.1.2) as an output value, else the series minimum."""
+    padding = getattr(datasets[0], "PixelPaddingValue", None)
+    if padding is None:
+        return float(frames.min())
+    mapping = stored_to_output_transform(datasets[0], **transforms)
+    value = float(padding)
+    return value if mapping is None else value * mapping[0] + mapping[1]
+
+
+def get_series_volume(
+    series_datasets: Sequence[Any],
+    *,
+    irregular_slices: str = "error",
+    dtype: "type | str | np.dtype" = np.float64,
+    apply_real_world_transform: "bool | None" = None,
+    apply_modality_transform: "bool | None" = None,
+    rtol: "float | None" = None,
+) -> tuple[Volume, SliceGrid]:
+    """Volume of single-frame images of one series on its slice grid (sheared, filled or resampled).
+
+    The series loader's builder (``load_source_series``): as
+    :func:`get_volume_from_series`, plus a sheared stack loaded exactly (a
+    :class:`~monai_dicomseg.geometry.sheared.ShearedVolume`) and the
+    ``irregular_slices`` policy: ``"fill"`` fills missing slices with the
+    Pixel Padding Value (PS3.3 C.7.5.1.1.2, as an output value) or else the
+    series minimum; ``"resample"`` interpolates linearly (the array is then
+    float, whatever ``dtype`` says for integer types: ``dtype`` applies).
+
+    Parameters
+    ----------
+    series_datasets
+        Single-frame image datasets (any order).
+    irregular_slices, rtol
+        See :func:`plan_series_grid`.
+    dtype, apply_real_world_transform, apply_modality_transform
+        See :func:`get_volume_from_series`.
+
+    Returns
+    -------
+    tuple
+        ``(volume (n, R, C[, 3]), SliceGrid)``.
+    """
+    datasets = list(series_datasets)
+    grid, geometry = plan_series_grid(datasets, irregular_slices=irregular_slices, rtol=rtol)
+    transforms = {"apply_real_world_transform": apply_real_world_transform,
+                  "apply_modality_transform": apply_modality_transform}
+    frames = _stack_frames(datasets, dtype, apply_real_world_transform, apply_modality_transform)
+    fill = _fill_value(datasets, frames, transforms) if grid.kind == "filled" else 0.0
+    array = grid.assemble(frames, fill)
+    if grid.kind == "resampled" and np.issubdtype(np.dtype(dtype), np.integer):
+        array = np.rint(array)  # interpolated values, rounded to the integer dtype asked for
+    array = array.astype(dtype, copy=False)
+    channels = {RGB_COLOR_CHANNEL_DESCRIPTOR: ["R", "G", "B"]} if array.ndim == 4 else None
+    cls = ShearedVolume if grid.sheared else Volume
+    return cls(array, geometry.affine, CoordinateSystemNames.PATIENT, geometry.frame_of_reference_uid,
+               channels), grid

@@ -38,6 +38,7 @@ __all__ = [
     "PIXEL_SPACING_MATCH_ATOL_MM",
     "IMAGE_ORIENTATION_INPUT_TOLERANCE",
     "PARALLEL_COSINES_TOLERANCE",
+    "SHEAR_DRIFT_TOLERANCE_MM",
 ]
 
 AFFINE_EQUALITY_TOLERANCE: float = 1e-5
@@ -66,6 +67,12 @@ considered to be the same position (duplicates)."""
 SPACING_RELATIVE_TOLERANCE: float = 1e-2
 """Relative tolerance on consecutive slice distances (as a fraction of the
 mean slice spacing) below which a stack of slices is considered regular."""
+
+SHEAR_DRIFT_TOLERANCE_MM: float = 1e-2
+"""In-plane drift (mm) of the last slice of a stack, relative to a stack
+straight along the slice normal, below which the stack is not sheared (no
+gantry/detector tilt): the affine's slice step is then the normal times the
+spacing. Above it the step follows the slice positions (a sheared affine)."""
 
 ORIENTATION_MATCH_TOLERANCE: float = 1e-5
 """Absolute tolerance on direction cosines when deciding whether segmentation

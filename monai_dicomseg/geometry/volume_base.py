@@ -101,6 +101,9 @@ def _spatial_slices(index: Any, spatial_shape: tuple[int, int, int]) -> tuple[sl
 class VolumeBase(ABC):
     """Geometry of a regular 3D grid in a frame of reference (abstract)."""
 
+    #: Whether the affine may be sheared (:mod:`monai_dicomseg.geometry.sheared`); False as in highdicom.
+    _allow_shear: bool = False
+
     def __init__(
         self,
         affine: np.ndarray,
@@ -108,7 +111,7 @@ class VolumeBase(ABC):
         frame_of_reference_uid: "str | None" = None,
         from_reference_convention: "str | Sequence[str] | None" = None,
     ) -> None:
-        matrix = affine_ops.check_affine(affine, "affine")
+        matrix = affine_ops.check_affine(affine, "affine", allow_shear=self._allow_shear)
         self._coordinate_system = to_enum(CoordinateSystemNames, coordinate_system, "coordinate_system")
         if from_reference_convention is not None:
             if self._coordinate_system != CoordinateSystemNames.PATIENT:

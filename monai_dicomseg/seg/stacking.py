@@ -36,6 +36,7 @@ def volume_positions(
     atol: float | None = None,
     perpendicular_tol: float | None = None,
     allow_missing_positions: bool = True,
+    allow_shear: bool = False,
 ) -> tuple[float, np.ndarray]:
     """Slice spacing and the 0-based volume position of every frame.
 
@@ -55,6 +56,11 @@ def volume_positions(
         Allowed ``1 - |cos|`` between the stacking direction and the normal.
     allow_missing_positions
         Allow grid positions without a frame.
+    allow_shear
+        Accept frames stacked along a line off the normal (gantry/detector
+        tilt); the caller then fits the step with
+        :func:`~monai_dicomseg.geometry.slice_grid.fit_stack_step`, which
+        checks the frames lie on that line.
 
     Returns
     -------
@@ -84,7 +90,7 @@ def volume_positions(
     order = np.argsort(distances, kind="stable")
     if not allow_missing_positions:
         spacing = regular_slice_spacing(unique, image_orientation, rtol=rtol, atol=atol,
-                                        perpendicular_tol=perpendicular_tol)
+                                        perpendicular_tol=1.0 if allow_shear else perpendicular_tol)
         return spacing, np.argsort(order)[inverse]
     spacing = spacing_hint if spacing_hint is not None else float(np.diff(distances[order]).min())
     if spacing <= ZERO_LENGTH_MM:
@@ -98,5 +104,6 @@ def volume_positions(
             f"frame positions are not regularly spaced: largest deviation from a grid of "
             f"spacing {spacing:.4f} mm is {deviation.max():.4f} mm"
         )
-    check_stacked_along_normal(unique, order, image_orientation, perpendicular_tol)
+    if not allow_shear:
+        check_stacked_along_normal(unique, order, image_orientation, perpendicular_tol)
     return spacing, multiples.round().astype(np.int64)[inverse]

@@ -6,7 +6,7 @@ by plane position (omitted frames, reversed or scrambled order, gaps).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -140,6 +140,7 @@ class VolumeReaderMixin:
         atol: float | None = None,
         perpendicular_tol: float | None = None,
         allow_missing_positions: bool = True,
+        allow_shear: bool = False,
     ) -> tuple[FramePlacement, int, np.ndarray, float]:
         """Frames of a PATIENT volume: ``(placement, N, LPS origin of the first slice, slice spacing)``.
 
@@ -162,7 +163,7 @@ class VolumeReaderMixin:
         spacing, positions = volume_positions(
             index.image_positions, index.image_orientation, spacing_hint=index.spacing_between_slices,
             rtol=rtol, atol=atol, perpendicular_tol=perpendicular_tol,
-            allow_missing_positions=allow_missing_positions,
+            allow_missing_positions=allow_missing_positions, allow_shear=allow_shear,
         )
         n_positions = int(positions.max()) + 1
         start, end = _slice_range(slice_start, slice_end, as_indices, n_positions)
@@ -192,9 +193,13 @@ class VolumeReaderMixin:
 
         if self.is_tiled and self._coordinate_system == CoordinateSystemNames.SLIDE:
             return None
-        placement, n_out, origin, spacing = self._volume_frames()
+        placement, n_out, origin, spacing = self._volume_frames(allow_shear=True)
         index = self.get_frame_index()
         layout = self._get_pixel_layout()
+        sheared = _sheared_geometry(index, placement, origin, spacing, n_out, layout,
+                                    self.get("FrameOfReferenceUID"))  # type: ignore[attr-defined]
+        if sheared is not None:  # frames of a gantry/detector-tilted source: the sheared grid, exactly
+            return sheared, placement
         geometry = VolumeGeometry.from_attributes(
             image_position=origin, image_orientation=index.image_orientation, rows=layout.rows,
             columns=layout.columns, pixel_spacing=index.pixel_spacing,
@@ -257,3 +262,25 @@ def _slice_range(start: int | None, end: int | None, as_indices: bool, n: int) -
     if end - start < 1:
         raise InputError(f"slice_start/slice_end select an empty volume ([{start}, {end}) of {n})")
     return start, end
+
+
+def _sheared_geometry(index: Any, placement: FramePlacement, origin: np.ndarray, spacing: float, n_out: int,
+                      layout: Any, frame_of_reference_uid: "str | None") -> "Any | None":
+    """``ShearedVolumeGeometry`` of frames stacked off the normal (gantry/detector tilt), else None.
+
+    The frames' positions are fitted as ``origin + slice * step``
+    (:func:`~monai_dicomseg.geometry.slice_grid.fit_stack_step`, which refuses
+    frames off that line); None when the step is along the normal.
+    """
+    from monai_dicomseg.geometry.affine import affine_from_image_plane, slice_normal
+    from monai_dicomseg.geometry.sheared import ShearedVolumeGeometry
+    from monai_dicomseg.geometry.slice_grid import fit_stack_step
+
+    step = fit_stack_step(index.image_positions[placement.frame], placement.position, index.image_orientation,
+                          spacing)
+    if np.array_equal(step, slice_normal(index.image_orientation) * float(spacing)):
+        return None
+    affine = affine_from_image_plane(origin, index.image_orientation, index.pixel_spacing, spacing)
+    affine[:3, 0] = step
+    return ShearedVolumeGeometry(affine, (n_out, layout.rows, layout.columns), CoordinateSystemNames.PATIENT,
+                                 frame_of_reference_uid)
