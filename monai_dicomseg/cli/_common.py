@@ -69,48 +69,21 @@ def add_threshold_option(parser: argparse.ArgumentParser) -> None:
                              "(0 < P <= 1); needed to make a label map or a BINARY/LABELMAP SEG of one")
 
 
-def check_threshold(threshold: "float | None") -> "float | None":
-    """``threshold`` as a float in (0, 1], or None; InputError naming ``--threshold`` otherwise."""
-    import math
+def check_threshold(threshold: "float | str | None") -> "float | None":
+    """``threshold`` as a float in (0, 1], or None: the loaders' rule
+    (:func:`monai_dicomseg.io.segload.check_threshold`), with errors naming ``--threshold``."""
+    from monai_dicomseg.errors import InputTypeError
+    from monai_dicomseg.io.segload import check_threshold as check
 
-    if threshold is None:
-        return None
+    if isinstance(threshold, str):
+        try:
+            threshold = float(threshold)
+        except ValueError:
+            raise InputError(f"--threshold must be a number in (0, 1]; got {threshold!r}") from None
     try:
-        value = float(threshold)
-    except (TypeError, ValueError):
-        raise InputError(f"--threshold must be a number in (0, 1]; got {threshold!r}") from None
-    if not math.isfinite(value) or not 0.0 < value <= 1.0:
-        raise InputError(f"--threshold must be in (0, 1]; got {threshold!r}")
-    return value
-
-
-def thresholded_volume(seg: Any, threshold: float, combine: bool) -> Any:
-    """A FRACTIONAL SEG as binary masks ``fraction >= threshold`` (numpy only, no torch).
-
-    Returns the LPS Volume ``(F, R, C, S)`` bool (``combine=False``) or the
-    ``(F, R, C)`` label map of segment numbers (``combine=True``).
-
-    Raises
-    ------
-    InputError
-        ``combine`` and a voxel reaches the threshold in two segments.
-    """
-    import numpy as np
-
-    volume = seg.get_volume(combine_segments=False, rescale_fractional=True, dtype="float32")
-    masks = volume.array >= np.float32(threshold)
-    if not combine:
-        return volume.with_array(masks)
-    count = masks.shape[-1]
-    if count > 1 and int(masks.sum(axis=-1, dtype=np.uint16).max(initial=0)) > 1:
-        raise InputError(
-            f"with --threshold {threshold} some voxels belong to more than one segment; a label map cannot hold "
-            "them (raise --threshold, or write one mask per segment)")
-    numbers = [int(n) for n in seg.segment_numbers]
-    labels = np.zeros(masks.shape[:3], dtype=np.uint8 if max(numbers, default=0) <= 255 else np.uint16)
-    for index, number in enumerate(numbers):
-        labels[masks[..., index]] = number
-    return volume.with_array(labels)
+        return check(threshold)
+    except (InputError, InputTypeError) as error:
+        raise type(error)(f"--{error}") from None
 
 
 def check_input_file(path: str | os.PathLike[str], what: str) -> Path:
@@ -124,42 +97,34 @@ def check_input_file(path: str | os.PathLike[str], what: str) -> Path:
 
 
 def check_output(path: str | os.PathLike[str], overwrite: bool) -> Path:
-    """``path`` as a Path after checking its folder exists and it may be written."""
-    result = Path(path)
-    folder = result.parent if str(result.parent) else Path(".")
-    if not folder.is_dir():
-        raise InputError(f"output folder {str(folder)!r} does not exist")
-    if result.exists() and not overwrite:
-        raise InputError(f"output {str(path)!r} exists; pass --overwrite to replace it")
-    return result
+    """``path`` as a Path after checking its folder exists and it may be written.
+
+    The writer's check (:func:`monai_dicomseg.io.segwrite.prepare_output_path`), except that a missing
+    folder is refused rather than created; an existing file is an OutputExistsError naming ``--overwrite``.
+    """
+    from monai_dicomseg.io.segwrite import prepare_output_path
+
+    return prepare_output_path(path, overwrite, create_folder=False, overwrite_hint="--overwrite")
 
 
 def read_seg(path: str | os.PathLike[str]) -> Any:
-    """Read a DICOM Segmentation with :func:`monai_dicomseg.seg.segread`.
+    """Read a DICOM Segmentation as the loaders do (:func:`monai_dicomseg.io.segload.read_segmentation`).
 
     Raises
     ------
     InputError
-        Missing file, or a DICOM file that is not a Segmentation.
+        Missing file, or a path that is not a file.
     DecodeError
-        A file that cannot be parsed as a Segmentation.
+        A file that is not a DICOM Segmentation, or cannot be parsed as one (the message names the path).
     """
     from monai_dicomseg.errors import DecodeError
-    from monai_dicomseg.io.source_series import SEG_SOP_CLASS_UIDS
-    from monai_dicomseg.seg.segmentation import segread
+    from monai_dicomseg.io.segload import read_segmentation
 
     file = check_input_file(path, "SEG file")
     try:
-        seg = segread(file)
+        return read_segmentation(str(file))
     except DecodeError as error:
         raise DecodeError(f"{str(path)!r} is not a readable DICOM Segmentation: {error}") from error
-    sop_class = str(seg.get("SOPClassUID", ""))
-    if sop_class not in SEG_SOP_CLASS_UIDS:
-        modality = seg.get("Modality", "?")
-        raise InputError(
-            f"{str(path)!r} is not a DICOM Segmentation (SOPClassUID {sop_class or 'missing'}, "
-            f"Modality {modality})")
-    return seg
 
 
 def nifti_stem(path: str | os.PathLike[str]) -> tuple[Path, str]:

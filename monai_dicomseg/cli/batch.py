@@ -5,12 +5,13 @@ the NIfTI files (``from-nifti``) directly in INPUT_DIR (``--recursive``: in
 its sub-folders too); outputs keep their relative paths under OUTPUT_DIR.
 
 ``to-nifti`` and ``convert`` with ``--source-root SERIES_ROOT`` find each SEG's
-source series as :func:`~monai_dicomseg.data.datalist.create_datalist` pairs
-them (one header-only scan of SERIES_ROOT, recursive): the series named by the
-SEG's ReferencedSeriesSequence (PS3.3 C.10.4) wherever it lies under
-SERIES_ROOT; else the mirrored folder ``SERIES_ROOT/a/case/`` of
-``INPUT_DIR/a/case.dcm``; else, for a SEG without ReferencedSeriesSequence,
-the only series under SERIES_ROOT sharing its FrameOfReferenceUID. A SEG
+source series as the loaders do (:mod:`monai_dicomseg.io.series_lookup`,
+torch-free: one header-only scan of SERIES_ROOT, recursive, paired by
+``match_series`` as ``create_datalist`` and ``DicomSegReader`` pair): the
+series named by the SEG's ReferencedSeriesSequence (PS3.3 C.10.4) wherever it
+lies under SERIES_ROOT, or, for a SEG without ReferencedSeriesSequence, the
+only series under SERIES_ROOT sharing its FrameOfReferenceUID; else the
+mirrored folder ``SERIES_ROOT/a/case/`` of ``INPUT_DIR/a/case.dcm``. A SEG
 none of these finds fails on its own line. ``from-nifti`` (NIfTI files name
 no series) uses the mirrored folder ``SERIES_ROOT/a/case/``, and
 ``INPUT_DIR/a/case.json`` as metadata when it exists and no ``--metadata``
@@ -23,13 +24,11 @@ if any file failed.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from monai_dicomseg.errors import InputError
@@ -126,41 +125,16 @@ def _stem(path: Path) -> str:
 # --------------------------------------------------------------------------- source series
 
 
-def _datalist() -> ModuleType:
-    """:mod:`monai_dicomseg.data.datalist`, loaded without running ``monai_dicomseg.data``'s ``__init__``.
-
-    That package is the MONAI layer (its ``__init__`` needs torch and MONAI);
-    ``datalist.py`` itself imports numpy and pydicom only, so the light
-    install's ``batch`` pairs SEGs with series by the very code of
-    ``create_datalist`` (:func:`scan_dicom_tree`), without importing torch.
-    """
-    loaded = sys.modules.get("monai_dicomseg.data.datalist")
-    if loaded is not None:
-        return loaded
-    name = "monai_dicomseg.cli._datalist"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "data" / "datalist.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot load {path} (monai_dicomseg installed incompletely?)")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # before exec: its dataclasses look their module up
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-def _seg_references(path: Path) -> tuple[list[str], str]:
-    """``(referenced SeriesInstanceUIDs, FrameOfReferenceUID)`` of a SEG file (header only; empty when unreadable)."""
+def _seg_header(path: Path) -> Any:
+    """The SEG's references (ReferencedSeriesSequence, FrameOfReferenceUID, ...), header only; None when unreadable."""
     import pydicom
 
     try:
-        ds = pydicom.dcmread(str(path), stop_before_pixels=True,
-                            specific_tags=["ReferencedSeriesSequence", "FrameOfReferenceUID"])
+        return pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=[
+            "StudyInstanceUID", "ReferencedSeriesSequence", "StudiesContainingOtherReferencedInstancesSequence",
+            "FrameOfReferenceUID"])
     except Exception:  # noqa: BLE001 - the command itself reports an unreadable SEG
-        return [], ""
-    referenced = [str(item.SeriesInstanceUID) for item in ds.get("ReferencedSeriesSequence", [])
-                  if "SeriesInstanceUID" in item]
-    return referenced, str(ds.get("FrameOfReferenceUID", "") or "")
+        return None
 
 
 @dataclass
@@ -171,60 +145,67 @@ class SeriesFinder:
     ----------
     root
         SERIES_ROOT.
-    series
-        ``SeriesInstanceUID -> SeriesEntry`` (files of each image series), from
-        :func:`~monai_dicomseg.data.datalist.scan_dicom_tree`.
+    index
+        The :class:`~monai_dicomseg.io.series_lookup.SeriesIndex` of SERIES_ROOT (files of each image series),
+        from :func:`~monai_dicomseg.io.series_lookup.scan_series`: the scan ``DicomSegReader(source_root=...)``
+        uses, torch-free.
     images_per_folder
         Number of image instances (SEGs left out) in each folder.
     """
 
     root: Path
-    series: dict[str, Any]
+    index: Any
     images_per_folder: dict[str, int]
 
     @classmethod
     def scan(cls, root: "str | os.PathLike[str]") -> "SeriesFinder":
+        from monai_dicomseg.io.series_lookup import scan_series
+
         path = Path(root)
         if not path.is_dir():
             raise InputError(f"--source-root {str(root)!r} must be an existing folder")
-        series, _, _ = _datalist().scan_dicom_tree(path, recursive=True)
+        index = scan_series(path, refresh=True)  # the loaders' scan (DicomSegReader's source_root)
         per_folder: dict[str, int] = {}
-        for entry in series.values():
-            for file in entry.files:
+        for files in index.files.values():
+            for file in files:
                 per_folder[os.path.dirname(file)] = per_folder.get(os.path.dirname(file), 0) + 1
-        return cls(path, series, per_folder)
+        return cls(path, index, per_folder)
 
-    def _value(self, entry: Any) -> "str | list[str]":
+    def _value(self, uid: str) -> "str | list[str]":
         """The series' folder when it holds that series' images only (SEGs may lie beside), else its files."""
-        folders = {os.path.dirname(f) for f in entry.files}
+        files = self.index.files[uid]
+        folders = {os.path.dirname(f) for f in files}
         if len(folders) == 1:
             folder = folders.pop()
-            if self.images_per_folder.get(folder, 0) == len(entry.files):
+            if self.images_per_folder.get(folder, 0) == len(files):
                 return folder
-        return sorted(entry.files)
+        return sorted(files)
 
     def source(self, seg: Path, mirrored: Path) -> "str | list[str]":
-        """The source series of ``seg``: referenced series, else ``mirrored`` folder, else the only series of
-        its Frame of Reference (SEGs without references).
+        """The source series of ``seg``: as :func:`~monai_dicomseg.io.series_lookup.match_series` pairs it (the
+        referenced series, or for a SEG without references the only series of its Frame of Reference), else the
+        ``mirrored`` folder.
 
         Raises
         ------
         InputError
             None of them found; the message names the referenced series / Frame of Reference and SERIES_ROOT.
         """
-        referenced, frame_of_reference = _seg_references(seg)
-        found = [uid for uid in referenced if uid in self.series]
-        if found:
-            return self._value(self.series[found[0]])
+        from monai_dicomseg.io.series_lookup import match_series, series_references
+
+        header = _seg_header(seg)
+        uid = None if header is None else match_series(self.index, header)
+        if uid is not None:
+            return self._value(uid)
         if mirrored.is_dir():
             return str(mirrored)
+        referenced = [] if header is None else [series for _, series in series_references(header)]
         if referenced:
             raise InputError(f"the series the SEG references ({', '.join(referenced)}) is not under --source-root "
                              f"{str(self.root)!r}, and there is no folder {str(mirrored)!r}")
-        same = [entry for entry in self.series.values()
-                if frame_of_reference and entry.frame_of_reference_uid == frame_of_reference]
-        if len(same) == 1:
-            return self._value(same[0])
+        frame_of_reference = "" if header is None else str(header.get("FrameOfReferenceUID", "") or "")
+        same = [u for u, value in self.index.frames_of_reference.items()
+                if frame_of_reference and value == frame_of_reference]
         raise InputError(f"the SEG has no ReferencedSeriesSequence and {len(same)} series under --source-root "
                          f"{str(self.root)!r} share its FrameOfReferenceUID {frame_of_reference!r}; there is no "
                          f"folder {str(mirrored)!r} either")
@@ -239,6 +220,12 @@ def _source_option(finder: "SeriesFinder | None", path: Path, mirrored: Path, op
         options["source"] = finder.source(path, mirrored)
     except InputError as error:
         options["source_error"] = str(error)
+        return
+    if "allow_other_series" in options and options["source"] == str(mirrored):
+        # The mirrored folder was chosen by its path, not by the SEG's references: a re-exported series
+        # (new SeriesInstanceUID) is accepted, as --allow-other-series does; its Frame of Reference must still
+        # be the SEG's and the placement exact (the loaders' rule).
+        options["allow_other_series"] = True
 
 
 # --------------------------------------------------------------------------- one item

@@ -31,12 +31,13 @@ a LABELMAP (refused).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from monai_dicomseg.cli._common import (
-    COMPRESSION,
     SEGMENTATION_TYPES,
     add_compress_option,
     add_profile_option,
@@ -47,9 +48,8 @@ from monai_dicomseg.cli._common import (
     load_series,
     read_seg,
     strict_keywords,
-    thresholded_volume,
 )
-from monai_dicomseg.errors import GeometryError, InputError, UnsupportedError
+from monai_dicomseg.errors import GeometryError, InputError, OverlapError, UnsupportedError
 
 __all__ = ["add_arguments", "add_options", "run", "convert_seg"]
 
@@ -238,29 +238,6 @@ def _sources_from_folder(folder: "str | list[str]", wanted: list[str]) -> list[A
     return [found[uid] for uid in wanted]
 
 
-def _thresholded(fractions: Any, threshold: float, combine: bool, numbers: list[int]) -> Any:
-    """``(..., S)`` rescaled fractions -> bool masks ``>= threshold``, or the ``(...)`` label map.
-
-    Raises
-    ------
-    InputError
-        ``combine`` and a pixel reaches the threshold in two segments.
-    """
-    import numpy as np
-
-    masks = np.asarray(fractions) >= np.float32(threshold)
-    if not combine:
-        return masks
-    if masks.shape[-1] > 1 and int(masks.sum(axis=-1, dtype=np.uint16).max(initial=0)) > 1:
-        raise InputError(
-            f"with --threshold {threshold} some pixels belong to more than one segment; a label map cannot hold "
-            "them (raise --threshold, or write one mask per segment)")
-    labels = np.zeros(masks.shape[:-1], dtype=np.uint8 if max(numbers, default=0) <= 255 else np.uint16)
-    for index, number in enumerate(numbers):
-        labels[masks[..., index]] = number
-    return labels
-
-
 def _framewise(seg: Any, combine: bool, source: str | None, threshold: float | None = None,
                keep_fractions: bool = False) -> tuple[list[Any], Any, dict[str, Any]]:
     """Sources, pixel array and writer options for a SEG without a patient volume.
@@ -272,7 +249,7 @@ def _framewise(seg: Any, combine: bool, source: str | None, threshold: float | N
     as rescaled fractions and thresholded (``threshold``), or kept as
     fractions (``keep_fractions``: FRACTIONAL output).
     """
-    from monai_dicomseg.errors import OverlapError
+    from monai_dicomseg.io.segload import threshold_masks
 
     instances = _referenced_instances(seg)
     tiled = bool(seg.is_tiled)
@@ -288,15 +265,14 @@ def _framewise(seg: Any, combine: bool, source: str | None, threshold: float | N
     read: dict[str, Any] = {"combine_segments": combine and not fractional}
     if fractional:
         read.update(rescale_fractional=True, dtype="float32")
-    try:
+    with _labelmap_overlap():
         if tiled:
             pixels = seg.get_total_pixel_matrix(**read)
         else:
             pixels = seg.get_pixels_by_source_instance(uids, assert_missing_frames_are_empty=True, **read)
-    except OverlapError:
-        raise InputError("segments overlap; a LABELMAP cannot hold them (keep BINARY)") from None
-    if threshold is not None:
-        pixels = _thresholded(pixels, float(threshold), combine, [int(n) for n in seg.segment_numbers])
+        if threshold is not None:  # the loaders' threshold rule: (..., S) fractions -> masks / label map
+            pixels = threshold_masks(pixels, float(threshold), [int(n) for n in seg.segment_numbers],
+                                     combine=combine, channel_axis=-1)
     if tiled and not combine:
         pixels = pixels[None]
     options: dict[str, Any] = {}
@@ -306,6 +282,16 @@ def _framewise(seg: Any, combine: bool, source: str | None, threshold: float | N
                    "dimension_organization_type": organization,
                    "omit_empty_frames": organization != "TILED_FULL"}
     return sources, pixels, options
+
+
+@contextlib.contextmanager
+def _labelmap_overlap() -> Iterator[None]:
+    """Re-raise an OverlapError (the loaders' class for the same input) saying what the LABELMAP output needs."""
+    try:
+        yield
+    except OverlapError as error:
+        raise OverlapError(f"segments overlap; a LABELMAP cannot hold them (keep BINARY, or raise --threshold): "
+                           f"{error}") from error
 
 
 def _slice_thickness(seg: Any) -> float | None:
@@ -327,17 +313,17 @@ def _volume_pixels(seg: Any, combine: bool, source: str | None, threshold: float
     (FRACTIONAL output): the ``(F, R, C, S)`` float32 fractions rescaled to [0, 1], which the
     writer stores back as ``round(fraction * MaximumFractionalValue)``, the stored values.
     """
-    from monai_dicomseg.errors import OverlapError
+    from monai_dicomseg.io.segload import threshold_masks
 
-    try:
-        if keep_fractions:
+    with _labelmap_overlap():
+        if keep_fractions or threshold is not None:
             volume = seg.get_volume(combine_segments=False, rescale_fractional=True, dtype="float32")
-        elif threshold is not None:
-            volume = thresholded_volume(seg, threshold, combine)
+            if threshold is not None:  # the loaders' threshold rule on the (F, R, C, S) fractions
+                volume = volume.with_array(threshold_masks(
+                    volume.array, threshold, [int(n) for n in seg.segment_numbers], combine=combine,
+                    channel_axis=-1))
         else:
             volume = seg.get_volume(combine_segments=combine)
-    except OverlapError:
-        raise InputError("segments overlap; a LABELMAP cannot hold them (keep BINARY)") from None
     if source is not None:
         series = load_series(source)
         try:
@@ -429,6 +415,7 @@ def convert_seg(
     silently, so it is refused, as is ``threshold`` with a FRACTIONAL output.
     """
     from monai_dicomseg import __version__
+    from monai_dicomseg.codec.compression import compression_transfer_syntax
     from monai_dicomseg.codec.vr import check_dataset_values
     from monai_dicomseg.seg.segmentation import Segmentation
     from monai_dicomseg.uid import UID
@@ -478,7 +465,7 @@ def convert_seg(
         content_label=seg.get("ContentLabel"),
         content_description=seg.get("ContentDescription"),
         content_creator_name=seg.get("ContentCreatorName"),
-        transfer_syntax_uid=COMPRESSION[compress],
+        transfer_syntax_uid=compression_transfer_syntax(compress),
         workers=workers,
         **options,
     )

@@ -60,6 +60,11 @@ def add_options(parser: argparse.ArgumentParser, batch: bool = False) -> None:
                         help="resample a label map whose grid lies mostly outside the series (less than half of "
                              "its world box inside the series' box, and not a padded grid of the series) instead "
                              "of refusing it")
+    # the choices of io.prediction.INTERPOLATION (not imported here: --help stays light)
+    parser.add_argument("--interpolation", choices=("auto", "nearest", "linear"), default="auto", type=str.lower,
+                        help="when the grids differ by more than flips/permutations/crops/pads: auto (default, as "
+                             "the MONAI writer: nearest for label maps and stacks, linear for FRACTIONAL maps), "
+                             "nearest or linear")
     add_compress_option(parser, workers=not batch)
     add_profile_option(parser)
     add_overwrite_option(parser)
@@ -93,6 +98,7 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "workers": getattr(args, "workers", 0) if not getattr(args, "batch", False) else 0,
         "overwrite": args.overwrite,
         "allow_grid_mismatch": bool(getattr(args, "allow_grid_mismatch", False)),
+        "interpolation": getattr(args, "interpolation", "auto"),
         "profile": getattr(args, "profile", None),
     }
 
@@ -135,21 +141,20 @@ def _load_nifti(path: str) -> tuple[Any, Any]:
     return array, np.asarray(image.affine, dtype=np.float64)
 
 
-def to_series_grid(array: Any, affine: Any, geometry: Any) -> tuple[Any, bool]:
-    """``(array on the series grid (F, R, C[, S]), resampled?)`` of a NIfTI array.
+def _as_model_output(pixel_array: Any, stacked: bool, fractional: bool) -> tuple[Any, str]:
+    """``((C, I, J, K) array, input kind)``: the NIfTI's values as the MONAI writer takes a model output.
 
-    Exact re-indexing when the grids share voxel centres (flips, permutations,
-    crops, pads); nearest neighbour otherwise (:mod:`monai_dicomseg.io.grid`).
+    A label map is one channel of labels; a 4D stack one 0/1 channel per
+    segment (``value > 0``); a FRACTIONAL map (3D, or a 4D stack) one
+    probability channel per segment.
     """
     import numpy as np
 
-    from monai_dicomseg.io.grid import map_nearest, plan_grid_mapping
-
-    plan = plan_grid_mapping(affine, array.shape[:3], geometry.affine, geometry.spatial_shape, space="RAS")
-    if array.ndim == 4:
-        mapped = map_nearest(np.moveaxis(array, 3, 0), plan)
-        return np.moveaxis(mapped, 0, 3), plan.kind != "exact"
-    return map_nearest(array, plan), plan.kind != "exact"
+    if fractional:
+        return (np.moveaxis(pixel_array, 3, 0) if stacked else pixel_array[None]), "probabilities"
+    if stacked:
+        return np.moveaxis(pixel_array > 0, 3, 0).astype(np.uint8), "onehot"
+    return pixel_array[None], "labels"
 
 
 def _as_labels(array: Any, path: str) -> Any:
@@ -271,6 +276,7 @@ def nifti_to_seg(
     overwrite: bool = False,
     allow_grid_mismatch: bool = False,
     profile: "str | None" = None,
+    interpolation: str = "auto",
 ) -> dict[str, Any]:
     """Write ``output``, a SEG of the series in folder ``series``, from a NIfTI file.
 
@@ -287,6 +293,15 @@ def nifti_to_seg(
     the whole series and is at most 8 times its size) is a GeometryError
     unless ``allow_grid_mismatch`` (``--allow-grid-mismatch``).
 
+    The SEG is planned and encoded by the MONAI writer's own torch-free core
+    (:func:`monai_dicomseg.io.segwrite.build_segmentation`, what
+    ``DicomSegWriter`` / ``SaveDicomSeg`` call): the NIfTI is the model
+    output ``(C, I, J, K)`` (a label map, one 0/1 channel per volume of a
+    stack, or FRACTIONAL probabilities) on its RAS grid, so the same input
+    gives the same SEG through either door. ``interpolation`` (used only when
+    the grids differ by more than flips/permutations/crops/pads): ``"auto"``
+    is nearest for labels and stacks, linear for FRACTIONAL maps.
+
     Returns
     -------
     dict
@@ -295,9 +310,8 @@ def nifti_to_seg(
     import numpy as np
 
     from monai_dicomseg import __version__
-    from monai_dicomseg.geometry.correspondence import check_grid_correspondence
-    from monai_dicomseg.seg.segmentation import Segmentation
-    from monai_dicomseg.uid import UID
+    from monai_dicomseg.codec.compression import compression_transfer_syntax
+    from monai_dicomseg.io.segwrite import build_segmentation
 
     out = check_output(output, overwrite)
     segmentation_type, compress = profile_cli_choice(profile, segmentation_type.upper(), compress)
@@ -305,40 +319,28 @@ def nifti_to_seg(
         raise InputError(f"--type must be one of {SEGMENTATION_TYPES}; got {segmentation_type!r}")
     array, affine = _load_nifti(labels_path)
     source = load_series(series)
-    check_grid_correspondence(affine, array.shape[:3], source.geometry.affine, source.geometry.spatial_shape,
-                              space="RAS", allow_grid_mismatch=allow_grid_mismatch)
     fractional = segmentation_type == "FRACTIONAL" and array.dtype.kind == "f"
     stacked = array.ndim == 4
     if fractional and not np.all(np.isfinite(array)):
         raise InputError(f"{str(labels_path)!r} holds NaN or infinite values")
     if not fractional and not stacked:
-        # integer labels first (small dtype) so the mapping moves fewer bytes
-        array = _as_labels(array, labels_path)
-    array, resampled = to_series_grid(array, affine, source.geometry)
+        array = _as_labels(array, labels_path)  # integer labels (small dtype) so the mapping moves fewer bytes
     pixel_array, (descriptions, notes), series_attributes = _segments(
         array, stacked, fractional, metadata, labels, labels_path, algorithm_name)
-    if stacked and not fractional and pixel_array.dtype.kind != "b":
-        pixel_array = pixel_array > 0 if segmentation_type != "FRACTIONAL" else pixel_array
-    seg = Segmentation(
-        source_images=source.datasets,
-        pixel_array=pixel_array,
-        segmentation_type=segmentation_type,
-        segment_descriptions=descriptions,
-        series_instance_uid=UID(),
-        series_number=int(series_attributes.get("SeriesNumber", 300)),
-        sop_instance_uid=UID(),
-        instance_number=int(series_attributes.get("InstanceNumber", 1)),
-        manufacturer="monai_dicomseg",
-        manufacturer_model_name="monai-dicomseg from-nifti",
-        software_versions=__version__,
-        device_serial_number="0",
-        fractional_type=fractional_type,
-        content_label=series_attributes.get("ContentLabel"),
-        content_description=series_attributes.get("ContentDescription"),
-        content_creator_name=series_attributes.get("ContentCreatorName"),
-        transfer_syntax_uid=COMPRESSION[compress],
-        workers=workers,
-    )
+    channels, kind = _as_model_output(pixel_array, stacked, fractional)
+    built = build_segmentation(  # the MONAI writer's planner and writer (DicomSegWriter / SaveDicomSeg)
+        channels, affine, source, segmentation_type=segmentation_type, space="RAS", labels=descriptions,
+        background=None if kind == "labels" else False, input_kind=kind, interpolation=interpolation,
+        allow_grid_mismatch=allow_grid_mismatch, encoder_options={
+            "series_number": int(series_attributes.get("SeriesNumber", 300)),
+            "instance_number": int(series_attributes.get("InstanceNumber", 1)),
+            "manufacturer": "monai_dicomseg", "manufacturer_model_name": "monai-dicomseg from-nifti",
+            "software_versions": __version__, "device_serial_number": "0", "fractional_type": fractional_type,
+            "content_label": series_attributes.get("ContentLabel"),
+            "content_description": series_attributes.get("ContentDescription"),
+            "content_creator_name": series_attributes.get("ContentCreatorName"),
+            "transfer_syntax_uid": compression_transfer_syntax(compress), "workers": workers})
+    seg, resampled = built.seg, built.resampled
     for keyword in ("SeriesDescription", "BodyPartExamined", "ClinicalTrialSeriesID",
                     "ClinicalTrialTimePointID", "ClinicalTrialCoordinatingCenterName"):
         if series_attributes.get(keyword):

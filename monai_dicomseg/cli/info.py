@@ -72,8 +72,18 @@ def _type_text(description: Any) -> str:
 
 @strict_keywords
 def describe_seg(path: str) -> dict[str, Any]:
-    """Summary of a SEG file as a JSON-serialisable dict."""
+    """Summary of a SEG file as a JSON-serialisable dict (no pixel decoded).
+
+    The SEG is read as the loaders read it
+    (:func:`monai_dicomseg.io.segload.read_segmentation`, so the same bad
+    file gives the same error class), and each segment's number, label,
+    category and colour are those of
+    :func:`monai_dicomseg.io.segments.segment_table` (the loaders'
+    ``meta["segments"]``).
+    """
     import numpy as np
+
+    from monai_dicomseg.io.segments import segment_table
 
     seg = read_seg(path)
     index = seg.get_frame_index()
@@ -81,20 +91,20 @@ def describe_seg(path: str) -> dict[str, Any]:
     frame_counts = np.bincount(index.segment_numbers.astype(np.int64), minlength=1) \
         if index.number_of_frames else np.zeros(1, dtype=np.int64)
     segments = []
-    for number in seg.segment_numbers:
-        description = seg.get_segment_description(int(number))
+    for entry in segment_table(seg):  # the loaders' segment table (meta["segments"])
+        number = entry["number"]
+        description = seg.get_segment_description(number)
         algorithm = description.algorithm_type.value
         identification = description.algorithm_identification
         if identification is not None:
             algorithm = f"{algorithm} ({identification.name})"
-        color = description.display_color
         segments.append({
-            "number": int(number),
-            "label": str(description.segment_label),
-            "category": str(description.segmented_property_category.meaning),
+            "number": number,
+            "label": entry["label"],
+            "category": entry["category"]["meaning"],
             "type": _type_text(description),
             "algorithm": algorithm,
-            "color": None if color is None else [int(v) for v in color.rgb],
+            "color": entry["color"],
             "frames": None if segmentation_type == "LABELMAP"
             else int(frame_counts[number]) if number < len(frame_counts) else 0,
         })

@@ -31,10 +31,8 @@ from monai_dicomseg.cli._common import (
     save_json,
     save_nifti,
     strict_keywords,
-    thresholded_volume,
 )
 from monai_dicomseg.errors import GeometryError, InputError
-from monai_dicomseg.geometry.tolerances import GRID_INDEX_TOLERANCE
 
 __all__ = ["add_arguments", "add_options", "run", "seg_to_nifti"]
 
@@ -49,6 +47,9 @@ def add_options(parser: argparse.ArgumentParser, batch: bool = False) -> None:
     parser.add_argument("--fractional", choices=("raw", "float"), default="float",
                         help="FRACTIONAL values: stored integers (raw) or floats in [0, 1] (default)")
     parser.add_argument("--no-sidecar", action="store_true", help="do not write the JSON sidecar")
+    parser.add_argument("--allow-other-series", action="store_true",
+                        help="with --source: accept a series the SEG does not reference if it shares the SEG's "
+                             "Frame of Reference (another kernel or phase; placement still exact)")
     add_threshold_option(parser)
     add_overwrite_option(parser)
 
@@ -77,55 +78,63 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "overwrite": args.overwrite,
         "threshold": getattr(args, "threshold", None),
         "label_map": getattr(args, "label_map", None) or None,
+        "allow_other_series": bool(getattr(args, "allow_other_series", False)),
     }
 
 
-def _seg_volume(seg: Any, combine: bool, fractional: bool, raw: bool) -> Any:
-    """The SEG as an LPS Volume: ``(F, R, C)`` combined or ``(F, R, C, S)`` stacked."""
-    from monai_dicomseg.errors import OverlapError
+def _source_grid(source: "str | list[str]") -> Any:
+    """The source series' full grid as the loaders take a reference image (RAS, MONAI order)."""
+    from monai_dicomseg.io.segload import ReferenceGrid
+
+    series = load_series(source)
+    return ReferenceGrid(
+        affine=series.monai_affine("RAS"),
+        spatial_shape=tuple(int(n) for n in series.geometry.spatial_shape[::-1]),  # type: ignore[arg-type]
+        space="RAS", frame_of_reference_uid=series.frame_of_reference_uid,
+        series_instance_uid=series.series_instance_uid)
+
+
+def load_label_array(seg: Any, *, mode: str, raw: bool, threshold: "float | None", source: Any = None,
+                     allow_other_series: bool = False) -> Any:
+    """The SEG as the loaders decode it (:func:`monai_dicomseg.io.segload.load_seg_array`): ``LoadedSeg``.
+
+    ``array`` is ``(C, X, Y, Z)`` in MONAI order and ``meta["affine"]`` RAS, on
+    the SEG's own extent or, with ``source``, on the source series' full grid
+    (the same placement as ``LoadDicomSegd(ref_key=...)``: exact or a
+    GeometryError).
+
+    Raises
+    ------
+    OverlapError
+        ``mode="labelmap"`` and segments overlap (or pass ``threshold`` in more than one segment).
+    GeometryError
+        With ``source``: the SEG is not on the source series' grid, or is of another Frame of Reference or
+        (unless ``allow_other_series``) of another series.
+    """
+    from monai_dicomseg.io.segload import load_seg_array
 
     if int(seg.get("NumberOfFrames", 0) or 0) == 0:
         raise InputError("the SEG holds no frames; there is no extent to convert (use --source)")
+    reference = None if source is None else _source_grid(source)
     try:
-        return seg.get_volume(combine_segments=combine, rescale_fractional=not raw,
-                              dtype="float32" if fractional and not raw else None)
-    except OverlapError:
-        raise InputError("segments overlap and cannot form one label map; use --per-segment or --stack") from None
-
-
-def _on_source_grid(volume: Any, seg: Any, source: str) -> Any:
-    """``volume`` re-indexed (never resampled) onto the source series' grid."""
-    series = load_series(source)
-    seg_for = seg.get("FrameOfReferenceUID")
-    if seg_for and series.frame_of_reference_uid and str(seg_for) != series.frame_of_reference_uid:
-        raise GeometryError(f"the SEG's FrameOfReferenceUID {seg_for} differs from the source series' "
-                            f"{series.frame_of_reference_uid}")
-    try:
-        return volume.match_geometry(series.geometry, tol=GRID_INDEX_TOLERANCE)  # the loaders' tolerance
+        return load_seg_array(seg, mode=mode, rescale_fractional=not raw, reference=reference, threshold=threshold,
+                              allow_other_series=allow_other_series)
     except GeometryError as error:
+        if reference is None:
+            raise
         raise GeometryError(f"the SEG's frames do not lie on the source series' grid: {error}") from None
 
 
 def _nifti(array: Any, affine: Any) -> Any:
-    """nibabel image of an ``(F, R, C[, S])`` LPS array, in ITK order with a RAS affine."""
+    """nibabel image of an ``(X, Y, Z[, S])`` array in ITK/MONAI order with its RAS affine."""
     import nibabel
     import numpy as np
 
-    from monai_dicomseg.io.source_series import monai_affine_from_lps, to_monai_array
-
-    data = np.asfortranarray(to_monai_array(array))
-    ras = monai_affine_from_lps(affine, array.shape[0], space="RAS")
-    image = nibabel.Nifti1Image(data, ras)
-    image.set_qform(ras, code=1)
-    image.set_sform(ras, code=1)
+    image = nibabel.Nifti1Image(np.asfortranarray(array), affine)
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
     image.header.set_xyzt_units("mm")
     return image
-
-
-def _label_dtype(seg: Any) -> Any:
-    import numpy as np
-
-    return np.uint8 if max(seg.segment_numbers, default=0) <= 255 else np.uint16
 
 
 def _check_layout(seg: Any, seg_path: str, *, label_map: bool | None, split: bool, threshold: float | None) -> None:
@@ -162,6 +171,7 @@ def seg_to_nifti(
     overwrite: bool = False,
     threshold: float | None = None,
     label_map: bool | None = None,
+    allow_other_series: bool = False,
 ) -> list[Path]:
     """Convert a SEG file to NIfTI file(s); return the paths written (sidecar last).
 
@@ -173,11 +183,22 @@ def seg_to_nifti(
     FRACTIONAL SEG it needs ``threshold`` (InputError naming ``--threshold``
     otherwise).
 
+    The arrays are those of the loaders
+    (:func:`monai_dicomseg.io.segload.load_seg_array`, as ``LoadDicomSeg``
+    gives them): ``(X, Y, Z)`` label map or ``(X, Y, Z, S)`` stack, RAS
+    affine; with ``source`` on the series' full grid, placed exactly as
+    ``LoadDicomSegd(ref_key=...)`` places it (``allow_other_series``: a
+    series of the SEG's Frame of Reference that the SEG does not reference).
+
     Raises
     ------
     InputError
-        Missing/non-SEG input, unwritable output, overlapping segments for
-        a label map.
+        Missing input, unwritable output.
+    DecodeError
+        The input is not a DICOM Segmentation.
+    OverlapError
+        Overlapping segments (or, with ``threshold``, fractions passing in
+        two segments) for a label map: the loaders' error.
     GeometryError
         With ``source``: the SEG is not on the source series' grid.
     """
@@ -192,39 +213,30 @@ def seg_to_nifti(
         raise InputError(f"fractional must be 'raw' or 'float'; got {fractional!r}")
     threshold = check_threshold(threshold)
     seg = read_seg(seg_path)
-    is_fractional = seg.segmentation_type.value == "FRACTIONAL"
     _check_layout(seg, seg_path, label_map=label_map, split=per_segment or stack, threshold=threshold)
-    raw = fractional == "raw"
     numbers = [int(n) for n in seg.segment_numbers]
-    if is_fractional and threshold is not None:
-        is_fractional = False  # masks from here on: laid out as a BINARY SEG
-        combine = not (per_segment or stack)
-        if int(seg.get("NumberOfFrames", 0) or 0) == 0:
-            raise InputError("the SEG holds no frames; there is no extent to convert (use --source)")
-        volume = thresholded_volume(seg, threshold, combine)
-    else:
-        combine = not (per_segment or stack or is_fractional)
-        volume = _seg_volume(seg, combine, is_fractional, raw)
-    if source is not None:
-        volume = _on_source_grid(volume, seg, source)
-    array, affine = volume.array, volume.affine
+    # FRACTIONAL with a threshold: masks from here on, laid out as a BINARY SEG
+    is_fractional = seg.segmentation_type.value == "FRACTIONAL" and threshold is None
+    combine = not (per_segment or stack or is_fractional)
+    loaded = load_label_array(seg, mode="labelmap" if combine else "stacked", raw=fractional == "raw",
+                              threshold=threshold, source=source, allow_other_series=allow_other_series)
+    array, affine = loaded.array, loaded.meta["affine"]
     outputs: list[tuple[Path, Any]] = []
     groups: list[list[int]]
     if combine:
-        outputs.append((Path(output), array.astype(_label_dtype(seg), copy=False)))
+        outputs.append((Path(output), array[0]))
         groups = [numbers]
     elif per_segment or (is_fractional and not stack and len(numbers) == 1):
         for channel, number in enumerate(numbers):
-            values = array[..., channel]
+            values = array[channel]
             if not is_fractional:
-                values = values.astype(np.uint8) * np.uint8(number) if number <= 255 else \
-                    values.astype(np.uint16) * np.uint16(number)
+                values = values * (np.uint8(number) if number <= 255 else np.uint16(number))
             path = Path(output) if len(numbers) == 1 and is_fractional and not per_segment \
                 else folder / f"{stem}-{number}{suffix}"
             outputs.append((path, values))
         groups = [[n] for n in numbers]
     else:
-        outputs.append((Path(output), array.astype(np.uint8) if array.dtype == np.bool_ else array))
+        outputs.append((Path(output), np.moveaxis(array, 0, -1)))
         groups = [[n] for n in numbers]
     for path, _ in outputs[1:]:
         check_output(path, overwrite)

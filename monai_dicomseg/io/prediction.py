@@ -43,6 +43,7 @@ from monai_dicomseg.anatomy import (
     describe_segment, segment_descriptions_from_dcmqi, segment_descriptions_from_names, terms_for_names,
 )
 from monai_dicomseg.errors import InputError, InputTypeError
+from monai_dicomseg.io import device_grid
 from monai_dicomseg.io.grid import (
     GridPlan, argmax_on_grid, channel_argmax, iter_linear_slabs, iter_support_slabs, map_nearest,
 )
@@ -100,12 +101,14 @@ def value_range(array: np.ndarray) -> "tuple[float, float]":
     NaN anywhere makes both NaN (``torch.aminmax`` propagates it), so the
     result also answers "any NaN / infinity?" without an ``isfinite`` mask.
     """
-    import torch
-
     if array.size == 0:
         return 0.0, 0.0
     if array.dtype == bool:
         array = array.view(np.uint8)
+    try:
+        import torch  # the light install (no torch) takes numpy's two passes below
+    except ImportError:
+        return float(np.min(array)), float(np.max(array))
     try:
         low, high = torch.aminmax(torch.from_numpy(np.ascontiguousarray(array)))
         return float(low), float(high)
@@ -644,6 +647,10 @@ def to_source_grid(
     interpolation = _choice(interpolation, INTERPOLATION, "interpolation")
     if not 0.0 < float(threshold) <= 1.0:
         raise InputError(f"threshold must be in (0, 1]; got {threshold}")
+    routed = _device_route(array, plan, grid, segmentation_type, discretize, float(threshold), interpolation, lazy)
+    if routed is not None:
+        return routed
+    array = _host_array(array)
     n = len(plan.sources)
     dtype = _label_dtype(n)
     if plan.kind == "labels":
@@ -702,6 +709,87 @@ def to_source_grid(
     for start, stop, values in iter_linear_slabs(segment_channels, grid):
         stacked[start:stop] = np.moveaxis(values >= threshold, 0, -1)
     return stacked
+
+
+# --------------------------------------------------------------------------- on the tensor's device (torch)
+
+
+def _host_array(array: Any) -> np.ndarray:
+    """A numpy view of ``array``: numpy as is, a CPU tensor without a copy; a tensor on another device is
+    copied whole (only rotated grids come here with one: see :func:`_device_route`)."""
+    if device_grid.is_tensor(array):
+        tensor = device_grid.as_tensor(array)
+        return (tensor if tensor.device.type == "cpu" else tensor.cpu()).numpy()
+    return array
+
+
+def _device_route(array: Any, plan: OutputSegmentPlan, grid: GridPlan, segmentation_type: str, discretize: str,
+                  threshold: float, interpolation: str, lazy: bool) -> Any:
+    """:func:`to_source_grid` in torch, slab by slab on the array's device; None: take the numpy path.
+
+    Taken for FRACTIONAL probabilities / one-hot (numpy arrays too: all classes of a slab in one pass,
+    quantised there) and for every output held in a torch tensor, on axis-aligned (exact, separable) plans
+    where torch is installed. A CPU tensor's argmax with linear interpolation reads the tensor through a
+    zero-copy numpy view (the candidate-based :func:`~monai_dicomseg.io.grid.argmax_on_grid`: same labels,
+    far less work than interpolating every channel).
+    """
+    tensor = device_grid.is_tensor(array)
+    if grid.kind == "general" or not device_grid.available() or not (tensor or segmentation_type == "FRACTIONAL"):
+        return None
+    if plan.kind == "labels":
+        return _device_labels(array, plan, grid, segmentation_type, lazy) if tensor else None
+    if interpolation == "auto":
+        interpolation = "nearest" if plan.kind == "onehot" else "linear"
+    if segmentation_type == "FRACTIONAL":
+        source = device_grid.fractional_source(array, plan.sources, grid, interpolation)
+        return source if source is None or lazy else _materialised(source)
+    if discretize == "auto":
+        discretize = "argmax" if plan.background is not None else "threshold"
+    if discretize == "threshold":
+        source = device_grid.threshold_source(array, plan.sources, grid, threshold, interpolation)
+        return source if source is None or lazy else _materialised(source).astype(np.uint8)
+    dtype = _label_dtype(len(plan.sources))
+    if interpolation == "linear" and device_grid.as_tensor(array).device.type == "cpu" and not _DEVICE_ARGMAX_ON_CPU:
+        return None
+    if plan.background is not None:
+        order, floor = [plan.background, *plan.sources], None
+        lookup = np.arange(0, len(plan.sources) + 1, dtype=dtype)
+    else:
+        order, floor = list(plan.sources), float(np.float32(threshold))
+        lookup = np.arange(1, len(plan.sources) + 1, dtype=dtype)
+    return device_grid.argmax_labels(array, order, grid, lookup, interpolation, floor)
+
+
+_DEVICE_ARGMAX_ON_CPU = False
+"""Whether a CPU tensor's linear argmax interpolates every channel in torch (tests set it to compare the device
+code with the numpy path); by default it takes :func:`~monai_dicomseg.io.grid.argmax_on_grid` on a view."""
+
+
+def _device_labels(array: Any, plan: OutputSegmentPlan, grid: GridPlan, segmentation_type: str, lazy: bool) -> Any:
+    """A label tensor ``(1, X, Y, Z)``: segment numbers looked up and copied (nearest) on its device."""
+    import torch
+
+    n = len(plan.sources)
+    dtype = _label_dtype(n)
+    tensor = device_grid.as_tensor(array)[0]
+    lookup = torch.zeros(int(max([*plan.sources, 0])) + 1, dtype=torch.int32, device=tensor.device)
+    lookup[torch.as_tensor(plan.sources, dtype=torch.long, device=tensor.device)] = torch.arange(
+        1, n + 1, dtype=torch.int32, device=tensor.device)
+    labels = lookup[tensor.long().clamp(0, lookup.numel() - 1)]  # floats truncated, as astype(intp)
+    mapped = device_grid.nearest_labels(labels, grid).astype(dtype)
+    if segmentation_type == "FRACTIONAL":
+        if lazy:
+            return _labels_source(mapped, n)
+        return (mapped[..., None] == np.arange(1, n + 1, dtype=dtype)).astype(np.float32)
+    return mapped
+
+
+def _materialised(source: StackedSegmentSource) -> np.ndarray:
+    """The ``(F, R, C, S)`` array of a lazy source (``lazy=False``)."""
+    out = np.zeros(source.shape, dtype=source.dtype)
+    for f0, f1, s0, s1, values in source.blocks():
+        out[f0:f1, :, :, s0:s1] = np.moveaxis(values, 0, -1)
+    return out
 
 
 # --------------------------------------------------------------------------- lazy (streamed) sources

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,7 @@ __all__ = [
     "MetaKey",
     "ReferenceGrid", "LoadedSeg", "read_segmentation", "segment_resolver", "load_seg_array", "MODES", "DEFAULT_MODE",
     "META_KEYS", "SERIES_META_KEYS", "error_with_context", "source_name", "check_threshold",
-    "GRID_SOURCE_SERIES", "GRID_REFERENCE", "GRID_SEG", "GRIDS", "OTHER_SERIES_OPTION",
+    "GRID_SOURCE_SERIES", "GRID_REFERENCE", "GRID_SEG", "GRIDS", "OTHER_SERIES_OPTION", "threshold_masks",
 ]
 
 class MetaKey:
@@ -358,23 +359,42 @@ def _decode(seg: Any, plan: SegmentSelectionPlan, mode: str, rescale_fractional:
     return stacked, volume
 
 
-def _apply_threshold(stacked: np.ndarray, plan: SegmentSelectionPlan, mode: str, threshold: float,
-                     skip_overlap_checks: bool) -> np.ndarray:
-    """FRACTIONAL ``(channels, F, R, C)`` fractions -> 0/1 channels or a ``(1, F, R, C)`` label map.
+def threshold_masks(fractions: np.ndarray, threshold: float, values: "Sequence[int]", *, combine: bool,
+                    skip_overlap_checks: bool = False, channel_axis: int = 0) -> np.ndarray:
+    """FRACTIONAL fractions (rescaled to [0, 1]) -> masks ``fraction >= threshold``, or one label map.
 
-    A voxel belongs to a channel where its fraction is ``>= threshold``. In
-    ``"labelmap"`` mode each channel paints its value (``plan.channel_values``);
-    where several pass, the highest value wins if ``skip_overlap_checks``,
-    else :class:`~monai_dicomseg.errors.OverlapError`.
+    The one threshold rule of every door (``load_seg_array``, ``to-nifti``,
+    ``convert``): a voxel belongs to a segment where its fraction is
+    ``>= threshold`` (PS3.3 C.8.20.2.3).
+
+    Parameters
+    ----------
+    fractions
+        Fractions with one channel per segment along ``channel_axis`` (float).
+    threshold
+        In (0, 1] (:func:`check_threshold`).
+    values
+        The value each channel paints in the label map (segment numbers, or ``label_map`` values).
+    combine
+        False: bool masks, shape of ``fractions``. True: the label map (``channel_axis`` removed), uint8
+        (uint16 above 255), 0 where no channel passes.
+    skip_overlap_checks
+        ``combine``: where several channels pass, the highest value wins instead of an OverlapError.
+    channel_axis
+        The channel axis of ``fractions``.
+
+    Raises
+    ------
+    OverlapError
+        ``combine``, not ``skip_overlap_checks``, and a voxel passes in more than one channel.
     """
     from monai_dicomseg.errors import OverlapError
 
-    masks = np.asarray(stacked) >= np.float32(threshold)
-    if mode == "stacked":
-        return masks.astype(np.uint8)
-    values = [int(v) for v in plan.channel_values] if plan.segment_numbers else []
-    top = max(values, default=0)
-    out = np.zeros((1, *masks.shape[1:]), dtype=np.uint8 if top <= 255 else np.uint16)
+    masks = np.moveaxis(np.asarray(fractions) >= np.float32(threshold), channel_axis, 0)
+    if not combine:
+        return np.moveaxis(masks, 0, channel_axis)
+    values = [int(v) for v in values]
+    out = np.zeros(masks.shape[1:], dtype=np.uint8 if max(values, default=0) <= 255 else np.uint16)
     if not values:
         return out
     if not skip_overlap_checks and masks.shape[0] > 1:
@@ -386,8 +406,20 @@ def _apply_threshold(stacked: np.ndarray, plan: SegmentSelectionPlan, mode: str,
                 "highest value, or raise the threshold)"
             )
     for channel in np.argsort(values, kind="stable"):  # ascending: the highest value is painted last
-        out[0][masks[channel]] = values[channel]
+        out[masks[channel]] = values[channel]
     return out
+
+
+def _apply_threshold(stacked: np.ndarray, plan: SegmentSelectionPlan, mode: str, threshold: float,
+                     skip_overlap_checks: bool) -> np.ndarray:
+    """FRACTIONAL ``(channels, F, R, C)`` fractions -> 0/1 channels or a ``(1, F, R, C)`` label map
+    (:func:`threshold_masks`; in ``"labelmap"`` mode each channel paints its ``plan.channel_values``)."""
+    if mode == "stacked":
+        return threshold_masks(stacked, threshold, (), combine=False).astype(np.uint8)
+    values = [int(v) for v in plan.channel_values] if plan.segment_numbers else []
+    if not values:
+        return np.zeros((1, *np.shape(stacked)[1:]), dtype=np.uint8)
+    return threshold_masks(stacked, threshold, values, combine=True, skip_overlap_checks=skip_overlap_checks)[None]
 
 
 def _scatter(seg: Any, plan: SegmentSelectionPlan, mode: str, layout: Any, placements: Any,

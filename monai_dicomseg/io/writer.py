@@ -44,22 +44,19 @@ from monai_dicomseg.codec.compression import check_transfer_syntax, compression_
 from monai_dicomseg.codec.transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN
 from monai_dicomseg.codec.vr import check_value
 from monai_dicomseg.errors import DicomSegError, GeometryError, InputError, InputTypeError, OutputExistsError
-from monai_dicomseg.geometry.correspondence import GridCorrespondence, check_grid_correspondence, check_same_subject
-from monai_dicomseg.io.grid import GridPlan, plan_grid_mapping
-from monai_dicomseg.io.prediction import (
-    OutputSegmentPlan, check_probabilities, classify_input, is_channel_partition, plan_output_segments, to_source_grid,
-    value_range,
-)
+from monai_dicomseg.geometry.correspondence import GridCorrespondence, check_same_subject
+from monai_dicomseg.io.grid import GridPlan
+from monai_dicomseg.io.prediction import OutputSegmentPlan
 from monai_dicomseg.io.segload import error_with_context
+from monai_dicomseg.io.segwrite import build_segmentation, check_segmentation_type, prepare_output_path
 from monai_dicomseg.io.source_series import SourceSeries, check_spatial_affine, load_source_geometry, read_series_datasets
 from monai_dicomseg.options import check_options
 from monai_dicomseg.seg.content import AlgorithmIdentificationSequence
 from monai_dicomseg.seg.profiles import apply_profile, warn_consumer_problems
 from monai_dicomseg.sr.coding import CodedConcept
-from monai_dicomseg.uid import UID
 
 __all__ = ["DicomSegWriter", "OutputExistsError", "resolve_source_series", "meta_uid", "ARTIFICIAL_INTELLIGENCE",
-           "parameter_names", "error_context", "describe_source"]
+           "parameter_names", "error_context", "describe_source", "prepare_output_path"]
 
 ARTIFICIAL_INTELLIGENCE = CodedConcept("123110", "DCM", "Artificial Intelligence")
 """Algorithm Family (CID 7162) used by default."""
@@ -67,7 +64,6 @@ ARTIFICIAL_INTELLIGENCE = CodedConcept("123110", "DCM", "Artificial Intelligence
 _FOR_KEYS = ("FrameOfReferenceUID", "00200052", "0020|0052")
 _SERIES_KEYS = ("SeriesInstanceUID", "0020000E", "0020|000e", "0020|000E")
 _PATIENT_KEYS = ("PatientID", "00100020", "0010|0020")
-_SEGMENTATION_TYPES = ("BINARY", "FRACTIONAL", "LABELMAP")
 
 
 def meta_uid(meta: "Mapping[str, Any] | None", keys: Sequence[str]) -> "str | None":
@@ -303,9 +299,7 @@ class DicomSegWriter(ImageWriter):
                                                                transfer_syntax_uid)
         if profile is not None:
             compression = None  # resolved into transfer_syntax_uid
-        kind = str(getattr(segmentation_type, "value", segmentation_type)).upper()
-        if kind not in _SEGMENTATION_TYPES:
-            raise InputError(f"segmentation_type must be one of {list(_SEGMENTATION_TYPES)}; got {segmentation_type!r}")
+        kind = check_segmentation_type(segmentation_type)
         import monai
 
         from monai_dicomseg import __version__
@@ -443,31 +437,16 @@ class DicomSegWriter(ImageWriter):
         return seg
 
     def _build(self) -> Any:
-        from monai_dicomseg.seg.segmentation import Segmentation
-
         if self.data_obj is None or self.source is None or self.affine is None:
             raise InputError("call set_data_array() and set_metadata() before build()/write()")
-        array = self.data_obj
-        geometry = self.source.geometry
-        self.correspondence = check_grid_correspondence(  # before any work on the array
-            self.affine, array.shape[1:], geometry.affine, geometry.spatial_shape, space=self.space,
-            allow_grid_mismatch=self.allow_grid_mismatch)
-        values = None if array.dtype == bool or np.issubdtype(array.dtype, np.integer) else value_range(array)
-        kind = classify_input(array, self.input_kind, values)
-        if kind == "probabilities":
-            check_probabilities(array, values)
-        present = np.unique(array).tolist() if kind == "labels" else None
-        self.segment_plan = plan_output_segments(
-            kind, array.shape[0], self.labels, channels=self.channels, background=self.background,
-            present=present, partition=lambda: is_channel_partition(array),
-            algorithm_identification=self.algorithm, algorithm_type=self.algorithm_type)
-        self.grid_plan = plan_grid_mapping(self.affine, array.shape[1:], geometry.affine,
-                                           geometry.spatial_shape, space=self.space)
-        pixels = to_source_grid(array, self.segment_plan, self.grid_plan, self.segmentation_type, **self.options)
-        seg = Segmentation(
-            source_images=self.source.datasets, pixel_array=pixels, segmentation_type=self.segmentation_type,
-            segment_descriptions=self.segment_plan.descriptions, series_instance_uid=UID(),
-            sop_instance_uid=UID(), instance_number=1, **self.encoder_options)
+        built = build_segmentation(  # the one torch-free planner + writer, shared with `from-nifti`
+            self.data_obj, self.affine, self.source, segmentation_type=self.segmentation_type, space=self.space,
+            labels=self.labels, channels=self.channels, background=self.background, input_kind=self.input_kind,
+            algorithm=self.algorithm, algorithm_type=self.algorithm_type,
+            allow_grid_mismatch=self.allow_grid_mismatch, encoder_options=self.encoder_options, **self.options)
+        self.correspondence, self.segment_plan, self.grid_plan = (
+            built.correspondence, built.segment_plan, built.grid_plan)
+        seg = built.seg
         seg.SeriesDescription = self.series_description
         return seg
 
@@ -496,20 +475,3 @@ class DicomSegWriter(ImageWriter):
         if verbose:
             print(f"DicomSegWriter: wrote {path}")
         return path
-
-
-def prepare_output_path(filename: "str | os.PathLike[str]", overwrite: bool) -> Path:
-    """Create the folder of ``filename`` and check it can be written (before any work is done)."""
-    path = Path(filename)
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"output folder {str(folder)!r} cannot be created: {error.strerror or error}") from None
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"output folder {str(folder)!r} is not a writable directory")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass overwrite=True or another output name (no silent overwrite)")
-    if path.is_dir():
-        raise InputError(f"output path {str(path)!r} is a directory")
-    return path
