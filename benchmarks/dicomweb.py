@@ -13,6 +13,12 @@ datalist:
 then STOW-RS of each SEG (with the check that the server holds it). Prints
 items/s and the ratios to local loading. Loopback numbers: a real PACS adds
 network latency to the cold figure only.
+
+``--datalist-studies N`` (issue 27) instead uploads N small studies (a
+3-slice CT and one SEG each) and times ``create_datalist_from_server`` with
+``max_workers=1`` (sequential) against ``--max-workers`` (default 8), checking
+that both datalists are equal; ``--latency-ms`` puts a loopback proxy adding
+that delay to every request in front of the server (a PACS across a network).
 """
 from __future__ import annotations
 
@@ -91,11 +97,51 @@ def _selected_segment_load(tmp_path: Path, orthanc, shape) -> "list[tuple[float,
     return results
 
 
+def _datalist_benchmark(studies: int, max_workers: int, latency_ms: float) -> None:
+    """Time create_datalist_from_server sequentially and with ``max_workers`` requests in flight."""
+    from dicomweb_proxy import CountingProxy
+    from pacs_studies import upload_studies, write_studies
+
+    from monai_dicomseg.dicomweb import DicomWebServer, create_datalist_from_server, unregister_server
+    from monai_dicomseg.dicomweb.orthanc import start_orthanc
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        start = time.perf_counter()
+        found = write_studies(tmp_path / "studies", studies, "BENCH-DATALIST")
+        print(f"{studies} studies written in {time.perf_counter() - start:.1f} s", flush=True)
+        with start_orthanc(tmp_path / "orthanc") as orthanc:
+            start = time.perf_counter()
+            upload_studies(orthanc.server(cache_dir=str(tmp_path / "upload-cache")), found)
+            print(f"uploaded ({4 * studies} instances) in {time.perf_counter() - start:.1f} s", flush=True)
+            with CountingProxy(orthanc.url, delay_s=latency_ms / 1000.0) as proxy:
+                url = proxy.url if latency_ms else orthanc.url
+                times, results = {}, {}
+                for workers in (1, max_workers):
+                    server = DicomWebServer(url, username=orthanc.username, password=orthanc.password,
+                                            cache_dir=str(tmp_path / f"cache-{workers}"))
+                    start = time.perf_counter()
+                    results[workers] = create_datalist_from_server(server, max_workers=workers)
+                    times[workers] = time.perf_counter() - start
+                    unregister_server(server.url)
+        assert results[1] == results[max_workers] and len(results[1]) == studies
+        where = f"loopback + {latency_ms:g} ms per request" if latency_ms else "loopback"
+        print(f"create_datalist_from_server, {studies} studies ({where}): sequential {times[1]:.2f} s, "
+              f"max_workers={max_workers} {times[max_workers]:.2f} s -> {times[1] / times[max_workers]:.1f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", help="4 cases of 32 x 64 x 64 (default: 8 of 64 x 128 x 128)")
     parser.add_argument("--cases", type=int)
+    parser.add_argument("--datalist-studies", type=int, metavar="N",
+                        help="only the datalist benchmark, on N studies (the issue's case: 1000)")
+    parser.add_argument("--max-workers", type=int, default=8, help="requests in flight for the concurrent datalist")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay added to every request (proxy)")
     args = parser.parse_args()
+    if args.datalist_studies:
+        _datalist_benchmark(args.datalist_studies, args.max_workers, args.latency_ms)
+        return
     shape = (32, 64, 64) if args.small else (64, 128, 128)
     cases = args.cases or (4 if args.small else 8)
 

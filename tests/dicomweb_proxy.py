@@ -6,13 +6,15 @@ With ``gate=k`` the first ``k`` requests are held until ``k`` are in flight at
 once (only requests whose path contains ``gate_match`` count and wait; or
 ``gate_timeout`` seconds pass: then ``gate_timed_out`` is True), which
 proves, without timing assumptions, that a client really has ``k`` requests
-open together. ``log_path`` also appends one line per request to a file
+open together. ``delay_s`` adds a latency to every request (benchmarks).
+``log_path`` also appends one line per request to a file
 (visible to other processes).
 """
 from __future__ import annotations
 
 import http.server
 import threading
+import time
 import urllib.parse
 from collections import Counter
 from typing import Any
@@ -25,11 +27,12 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "cont
 
 class CountingProxy:
     def __init__(self, upstream: str, gate: int = 0, gate_timeout: float = 30.0, log_path: "str | None" = None,
-                 gate_match: str = ""):
+                 gate_match: str = "", delay_s: float = 0.0):
         parsed = urllib.parse.urlsplit(upstream)
         self.upstream_base = f"{parsed.scheme}://{parsed.netloc}"
         self.root_path = parsed.path.rstrip("/")
         self.gate, self.gate_timeout, self.log_path, self.gate_match = gate, gate_timeout, log_path, gate_match
+        self.delay_s = delay_s
         self.requests: list[tuple[str, str]] = []
         self.in_flight = self.max_in_flight = 0
         self.gate_timed_out = False
@@ -75,6 +78,8 @@ class CountingProxy:
         if self.log_path:
             with open(self.log_path, "a") as handle:
                 handle.write(f"{method} {path}\n")
+        if self.delay_s:
+            time.sleep(self.delay_s)  # a network's latency (benchmark only)
         if held and not self._open.wait(self.gate_timeout):
             self.gate_timed_out = True
             self._open.set()

@@ -21,8 +21,9 @@ def _segmentation(ct: list, labels: Any) -> Any:
 
 
 def write_studies(root: Path, count: int, patient_id: str, shape: tuple[int, int, int] = (3, 8, 8),
-                  seed: int = 0) -> list[dict[str, Any]]:
-    """``count`` studies on disk under ``root/caseNNNN/`` (``ct/`` + ``seg.dcm``), all with ``patient_id``."""
+                  seed: int = 0, segs_per_study: int = 1) -> list[dict[str, Any]]:
+    """``count`` studies on disk under ``root/caseNNNN/`` (``ct/`` + ``seg.dcm``, ``seg1.dcm``...), all with
+    ``patient_id``; the keys of the first SEG, and ``"segs"``: every SEG (path, series UID, instance UID)."""
     studies = []
     for case in range(count):
         labels = synthetic.make_ellipsoid_labels(shape, n_labels=2, seed=seed + case)
@@ -31,11 +32,16 @@ def write_studies(root: Path, count: int, patient_id: str, shape: tuple[int, int
             ds.PatientID = patient_id
         folder = root / f"case{case:04d}"
         files = synthetic.write_series(ct, folder / "ct")
-        seg = _segmentation(ct, labels)
-        seg.save_as(folder / "seg.dcm")
-        studies.append({"ct_files": [Path(f) for f in files], "seg": folder / "seg.dcm",
+        segs = []
+        for number in range(segs_per_study):
+            seg = _segmentation(ct, labels)
+            path = folder / (f"seg{number}.dcm" if number else "seg.dcm")
+            seg.save_as(path)
+            segs.append({"path": path, "series_uid": str(seg.SeriesInstanceUID), "uid": str(seg.SOPInstanceUID)})
+        studies.append({"ct_files": [Path(f) for f in files], "seg": segs[0]["path"], "segs": segs,
                         "study_uid": str(ct[0].StudyInstanceUID), "series_uid": str(ct[0].SeriesInstanceUID),
-                        "seg_series_uid": str(seg.SeriesInstanceUID), "seg_uid": str(seg.SOPInstanceUID)})
+                        "seg_series_uid": segs[0]["series_uid"], "seg_uid": segs[0]["uid"],
+                        "voxels": int((labels > 0).sum())})
     return studies
 
 
@@ -43,5 +49,5 @@ def upload_studies(server: Any, studies: list[dict[str, Any]]) -> None:
     """STOW-RS every file of ``studies`` (no read-back check: faster)."""
     from monai_dicomseg.dicomweb import store
 
-    files = [f for study in studies for f in [*study["ct_files"], study["seg"]]]
+    files = [f for study in studies for f in [*study["ct_files"], *(seg["path"] for seg in study["segs"])]]
     store(files, server, verify=False)
