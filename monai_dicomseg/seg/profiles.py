@@ -19,21 +19,34 @@ function. What was measured, with which version:
   stored native, Deflate and RLE; refuses JPEG 2000 and JPEG-LS ("uses lossy
   compression, not supported for Segmentation objects", DCMTK's dcmseg).
   ``tests/seg/test_profiles.py`` re-measures this whenever dcmqi is installed.
-* **OHIF** (column ``ohif``): ``@cornerstonejs/adapters`` 5.14.0 with dcmjs
-  under node 20, the buffer path OHIF uses for a SEG file
-  (``createFromDICOMSegBuffer`` -> ``decodeSegFramesFromMultiframe``,
-  ``adapters/Cornerstone3D/encodePixelData.js``). BINARY native/Deflate read
-  for both frame sizes; LABELMAP native/Deflate/RLE read; FRACTIONAL with
-  graded values refused ("Fractional segmentations are not yet supported");
-  any multi-frame JPEG 2000 / JPEG-LS SEG refused ("Multiframe encapsulated
-  PixelData fragments cannot be converted"). Measured once by hand (node and
-  npm packages are not part of CI); the script is in the test module's
-  docstring. The other path, per-frame image IDs decoded by
-  ``@cornerstonejs/dicom-image-loader`` (DICOMweb frames), is documented, not
-  measured: ``imageLoader/wadouri/getUncompressedImageFrame`` puts 1-bit
-  frame ``i`` at byte ``i * Rows * Columns / 8``, which is wrong when
-  ``Rows * Columns`` is not a multiple of 8 (frames after the first are
-  misread), while it decodes JPEG 2000 frames with its codecs.
+* **OHIF** (column ``ohif``): ``@cornerstonejs/adapters`` 5.14.0 (dcmjs
+  0.52.0) under node, the buffer path OHIF uses for a SEG file
+  (``adaptersSEG.Cornerstone3D.Segmentation.createFromDICOMSegBuffer``:
+  dcmjs parses the file, ``decodeSegFramesFromMultiframe`` decodes it, each
+  frame is painted into the labelmap of its source image), measured in
+  ``tests/seg/test_ohif_consumer.py`` through the harness in
+  ``tests/consumers/ohif`` (versions pinned in its ``package-lock.json``;
+  ``.ci/install-services`` installs node and runs ``npm ci``). Every type x
+  written syntax, frames of 32 x 40, 33 x 35, 31 x 8 and 7 x 9 pixels and
+  several frame counts, compared voxel for voxel. Measured: BINARY native
+  and Deflate decode equal when the 1-bit Pixel Data's layout can be told
+  from its padded length (the adapter guesses it from that length: an odd
+  number of packed bytes is refused, "Unexpected 1-bit SEG PixelData
+  length", and a length that equals ``frames * ceil(Rows * Columns / 8)``
+  with ``Rows * Columns`` not a multiple of 8 is unpacked frame by frame,
+  silently wrong); LABELMAP native/Deflate/RLE decode equal up to segment
+  number 255 (the labelmap is 8-bit: larger numbers are shown modulo 256);
+  FRACTIONAL with graded values refused ("Fractional segmentations are not
+  yet supported"), with only 0 and MaximumFractionalValue shown as BINARY;
+  JPEG 2000 / JPEG-LS refused ("Multiframe encapsulated PixelData fragments
+  cannot be converted"; a single frame's compressed bytes are taken for
+  pixels: "Offset and length out of bounds").
+  Documented, not measured: the other path, per-frame image IDs decoded by
+  ``@cornerstonejs/dicom-image-loader`` (DICOMweb frames):
+  ``imageLoader/wadouri/getUncompressedImageFrame`` puts 1-bit frame ``i``
+  at byte ``i * Rows * Columns / 8``, which is wrong when ``Rows * Columns``
+  is not a multiple of 8 (frames after the first are misread), while it
+  decodes JPEG 2000 frames with its codecs.
 * **highdicom** (column ``highdicom``): highdicom reads every type and every
   lossless syntax pydicom decodes (documented: ``highdicom.seg.Segmentation.from_dataset``;
   measured by this package's test suite, which uses highdicom as an oracle).
@@ -65,6 +78,7 @@ __all__ = [
     "resolve_profile",
     "apply_profile",
     "consumer_problems",
+    "binary_length_misread",
     "warn_consumer_problems",
     "profile_table",
 ]
@@ -119,6 +133,12 @@ class Profile:
         it reads; the first is the profile's default.
     binary_frame_bits_multiple_of_8
         BINARY frames must hold a multiple of 8 pixels (``Rows * Columns``).
+    binary_layout_from_length
+        The consumer tells the layout of 1-bit Pixel Data from its (even,
+        padded) length: see :func:`binary_length_misread`.
+    labelmap_max_segment_number
+        LABELMAP segment numbers above this are not shown as themselves
+        (``None``: no limit).
     graded_fractional
         FRACTIONAL values other than 0 and MaximumFractionalValue are shown.
     reads_all_readable
@@ -132,6 +152,8 @@ class Profile:
     types: tuple[str, ...]
     syntaxes: Mapping[str, tuple[str, ...]]
     binary_frame_bits_multiple_of_8: bool = False
+    binary_layout_from_length: bool = False
+    labelmap_max_segment_number: "int | None" = None
     graded_fractional: bool = True
     reads_all_readable: bool = False
     facts: tuple[Fact, ...] = field(default=())
@@ -146,16 +168,20 @@ class Profile:
             "name": self.name, "consumer": self.consumer, "types": list(self.types),
             "syntaxes": {kind: list(names) for kind, names in self.syntaxes.items()},
             "binary_frame_bits_multiple_of_8": self.binary_frame_bits_multiple_of_8,
+            "binary_layout_from_length": self.binary_layout_from_length,
+            "labelmap_max_segment_number": self.labelmap_max_segment_number,
             "graded_fractional": self.graded_fractional,
             "facts": [asdict(fact) for fact in self.facts],
         }
 
 
 _DCMQI = "dcmqi 1.5.7 segimage2itkimage (Slicer QuantitativeReporting's importer)"
+_OHIF_MEASURED = "measured in tests/seg/test_ohif_consumer.py (harness tests/consumers/ohif)"
 _CS_BUFFER = ("@cornerstonejs/adapters 5.14.0 createFromDICOMSegBuffer -> decodeSegFramesFromMultiframe "
-              "(adapters/Cornerstone3D/encodePixelData.js), dcmjs, node 20")
+              "(adapters/Cornerstone3D/Segmentation/labelmapImagesFromBuffer.js, encodePixelData.js), dcmjs 0.52.0, "
+              f"node; {_OHIF_MEASURED}")
 _CS_IMAGE_LOADER = ("@cornerstonejs/dicom-image-loader imageLoader/wadouri/getUncompressedImageFrame "
-                    "(1-bit frame offset frameIndex * pixelsPerFrame * 0.125)")
+                    "(1-bit frame offset frameIndex * pixelsPerFrame * 0.125); documented from source, not measured")
 _OHIF_LABELMAP = "OHIF 3.11 release notes / @cornerstonejs/adapters labelmapImagesFromBuffer.js (Label Map SEG SOP class)"
 
 
@@ -172,19 +198,29 @@ def _slicer_facts() -> tuple[Fact, ...]:
 
 
 def _ohif_facts() -> tuple[Fact, ...]:
+    encapsulated = ("multi-frame: 'Multiframe encapsulated PixelData fragments cannot be converted'; single-frame: "
+                    "the compressed bytes are taken for pixels ('Offset and length out of bounds')")
     return (
-        Fact("BINARY/none", True, "frames of 32x40 and 33x35 decoded equal", _CS_BUFFER, True),
-        Fact("BINARY/deflate", True, "frames of 32x40 and 33x35 decoded equal (dcmjs inflates with pako)",
+        Fact("BINARY/none", True, "decoded equal when the 1-bit layout can be told from the Pixel Data length "
+             "(see 'BINARY Pixel Data length')", _CS_BUFFER, True),
+        Fact("BINARY/deflate", True, "as BINARY/none (dcmjs inflates the data set)", _CS_BUFFER, True),
+        Fact("*/jpeg2000", False, encapsulated, _CS_BUFFER, True),
+        Fact("BINARY/jpeg2000 (DICOMweb image IDs)", True, "decoded frame by frame on the image-ID path (its codecs)",
+             "@cornerstonejs/dicom-image-loader; documented from source, not measured", False),
+        Fact("*/jpegls", False, encapsulated, _CS_BUFFER, True),
+        Fact("LABELMAP/none", True, "decoded equal (segment numbers up to 255)", _CS_BUFFER, True),
+        Fact("LABELMAP/deflate", True, "decoded equal (segment numbers up to 255)", _CS_BUFFER, True),
+        Fact("LABELMAP/rle", True, "decoded equal (segment numbers up to 255); OHIF >= 3.11 stores LABELMAP this way",
              _CS_BUFFER, True),
-        Fact("BINARY/jpeg2000", False, "'Multiframe encapsulated PixelData fragments cannot be converted' on the "
-             "buffer path; decoded on the DICOMweb image-ID path", _CS_BUFFER, True),
-        Fact("LABELMAP/none", True, "decoded equal", _CS_BUFFER, True),
-        Fact("LABELMAP/deflate", True, "decoded equal", _CS_BUFFER, True),
-        Fact("LABELMAP/rle", True, "decoded equal; OHIF >= 3.11 stores LABELMAP this way", _CS_BUFFER, True),
         Fact("LABELMAP", True, "needs OHIF >= 3.11 (earlier versions read BINARY only)", _OHIF_LABELMAP, False),
-        Fact("*/jpegls", False, "'Multiframe encapsulated PixelData fragments cannot be converted'", _CS_BUFFER, True),
+        Fact("LABELMAP segment numbers", False, "painted into an 8-bit labelmap: segment numbers above 255 (16-bit "
+             "LABELMAP) are shown as the number modulo 256", _CS_BUFFER, True),
         Fact("FRACTIONAL", False, "'Fractional segmentations are not yet supported' unless every value is 0 or "
-             "MaximumFractionalValue (then shown as BINARY)", _CS_BUFFER, True),
+             "MaximumFractionalValue (then shown as BINARY; native/Deflate/RLE decoded equal)", _CS_BUFFER, True),
+        Fact("BINARY Pixel Data length", False, "the 1-bit layout is guessed from the padded Pixel Data length: an "
+             "odd packed byte count is refused ('Unexpected 1-bit SEG PixelData length'); a length equal to "
+             "frames * ceil(Rows*Columns/8) with Rows*Columns not a multiple of 8 is unpacked frame by frame "
+             "(silently misread)", _CS_BUFFER, True),
         Fact("BINARY frame size", False, "Rows*Columns not a multiple of 8: frames after the first misread on the "
              "image-ID (DICOMweb frames) path", _CS_IMAGE_LOADER, False),
     )
@@ -193,7 +229,8 @@ def _ohif_facts() -> tuple[Fact, ...]:
 _PROFILES_LIST = (
     Profile("ohif", "OHIF Viewer 3 (Cornerstone3D, dcmjs)", ("BINARY", "LABELMAP"),
             {"BINARY": ("none", "deflate"), "LABELMAP": ("rle", "none", "deflate")},
-            binary_frame_bits_multiple_of_8=True, graded_fractional=False, facts=_ohif_facts()),
+            binary_frame_bits_multiple_of_8=True, binary_layout_from_length=True, labelmap_max_segment_number=255,
+            graded_fractional=False, facts=_ohif_facts()),
     Profile("slicer", "3D Slicer (QuantitativeReporting / dcmqi)", ("BINARY", "FRACTIONAL"),
             {"BINARY": ("deflate", "none"), "FRACTIONAL": ("deflate", "none", "rle")}, facts=_slicer_facts()),
     Profile("highdicom", "highdicom / pydicom (Python)", _TYPES,
@@ -309,7 +346,8 @@ def apply_profile(profile: "str | Profile | None", segmentation_type: "str | Non
 
 
 def consumer_problems(profile: "str | Profile", segmentation_type: str, transfer_syntax_uid: str,
-                      rows: int, columns: int, graded_fractional: "bool | None" = None) -> list[str]:
+                      rows: int, columns: int, graded_fractional: "bool | None" = None, *,
+                      frames: "int | None" = None, max_segment_number: "int | None" = None) -> list[str]:
     """Why ``profile``'s consumer would not display a SEG with these attributes (empty: it would).
 
     Parameters
@@ -319,6 +357,11 @@ def consumer_problems(profile: "str | Profile", segmentation_type: str, transfer
     graded_fractional
         Whether a FRACTIONAL SEG holds values other than 0 and
         MaximumFractionalValue (``None``: unknown, assumed yes).
+    frames
+        NumberOfFrames (``None``: unknown; the rules that depend on it,
+        :func:`binary_length_misread`, are not applied).
+    max_segment_number
+        The largest Segment Number (``None``: unknown; not checked).
     """
     chosen = get_profile(profile)
     kind = str(segmentation_type).upper()
@@ -332,7 +375,52 @@ def consumer_problems(profile: "str | Profile", segmentation_type: str, transfer
         problems.append(f"{kind} stored as {syntax} is not read (reads {'/'.join(readable)})")
     if kind == "BINARY" and chosen.binary_frame_bits_multiple_of_8 and (int(rows) * int(columns)) % 8:
         problems.append(f"BINARY frames of {rows}x{columns} pixels ({int(rows) * int(columns)}, not a multiple of 8) "
-                        "are misread when loaded frame by frame (DICOMweb image IDs)")
+                        f"are misread when loaded frame by frame ({IMAGE_ID_PATH})")
+    return problems + _layout_problems(chosen, kind, int(rows), int(columns), frames, max_segment_number)
+
+
+IMAGE_ID_PATH = "DICOMweb image IDs"
+"""Names, in :func:`consumer_problems` messages, the problems of OHIF's per-frame (image-ID) path only."""
+
+
+def binary_length_misread(rows: int, columns: int, frames: int) -> "str | None":
+    """How a reader that guesses the 1-bit layout from the Pixel Data length fails (``None``: it does not).
+
+    dcmjs / Cornerstone (``getBitmapFramesFromDataset``) compare the length of
+    Pixel Data, padded to even length (PS3.5 7.1.1), with one byte per pixel,
+    whole bytes per frame and bits packed across frames (PS3.5 8.1.1), in
+    that order; only the last is what a BINARY SEG stores.
+
+    Returns
+    -------
+    ``"refused"`` (no layout matches), ``"misread"`` (another layout matches)
+    or ``None``.
+    """
+    pixels = int(rows) * int(columns)
+    packed = -(-int(frames) * pixels // 8)
+    padded = packed + packed % 2
+    if padded == int(frames) * pixels:
+        return "misread"
+    if padded == int(frames) * -(-pixels // 8):
+        return None if pixels % 8 == 0 or int(frames) == 1 else "misread"
+    return None if padded == packed else "refused"
+
+
+def _layout_problems(profile: Profile, kind: str, rows: int, columns: int, frames: "int | None",
+                     max_segment_number: "int | None") -> list[str]:
+    """The problems that depend on NumberOfFrames or the segment numbers (unknown: none)."""
+    problems = []
+    if kind == "BINARY" and profile.binary_layout_from_length and frames is not None:
+        failure = binary_length_misread(rows, columns, frames)
+        if failure is not None:
+            packed = -(-int(frames) * rows * columns // 8)
+            problems.append(f"BINARY Pixel Data of {frames} frame(s) of {rows}x{columns} pixels packs into {packed} "
+                            f"bytes (padded to {packed + packed % 2}): {failure} when loaded from the file (the 1-bit "
+                            "layout is guessed from that length)")
+    limit = profile.labelmap_max_segment_number
+    if kind == "LABELMAP" and limit is not None and max_segment_number is not None and max_segment_number > limit:
+        problems.append(f"LABELMAP segment number {max_segment_number} is above {limit}: shown as "
+                        f"{max_segment_number % (limit + 1)} (the labelmap holds 8 bits)")
     return problems
 
 
@@ -355,11 +443,13 @@ def _consumer_syntax(profile: Profile, transfer_syntax_uid: str) -> "str | None"
 
 
 def warn_consumer_problems(profile: "str | Profile | None", segmentation_type: str, transfer_syntax_uid: str,
-                           rows: int, columns: int) -> None:
+                           rows: int, columns: int, *, frames: "int | None" = None,
+                           max_segment_number: "int | None" = None) -> None:
     """Warn (:class:`ConsumerWarning`) for each of :func:`consumer_problems` (nothing when ``profile`` is None)."""
     if profile is None:
         return
-    for problem in consumer_problems(profile, segmentation_type, transfer_syntax_uid, rows, columns):
+    for problem in consumer_problems(profile, segmentation_type, transfer_syntax_uid, rows, columns, frames=frames,
+                                     max_segment_number=max_segment_number):
         chosen = get_profile(profile)
         warnings.warn(f"profile={chosen.name!r} ({chosen.consumer}): {problem}", ConsumerWarning, stacklevel=3)
 

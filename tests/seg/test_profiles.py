@@ -1,10 +1,7 @@
 """Consumer profiles (monai_dicomseg.seg.profiles): resolution, conflicts, constraints, and the consumers themselves.
 
-The OHIF column was measured by hand with node 20, ``npm install dcmjs
-@cornerstonejs/adapters @babel/runtime`` (adapters 5.14.0) and a script that
-parses each SEG with dcmjs and runs ``decodeSegFramesFromMultiframe`` (the
-``createFromDICOMSegBuffer`` path); node is not part of CI, so those facts are
-recorded with ``measured=True`` and their source, and are not re-run here.
+The OHIF column is measured in tests/seg/test_ohif_consumer.py (OHIF's
+``createFromDICOMSegBuffer`` under node, harness in tests/consumers/ohif).
 The Slicer column (dcmqi's ``segimage2itkimage``) is re-measured below
 whenever dcmqi is installed.
 """
