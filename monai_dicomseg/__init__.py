@@ -69,9 +69,15 @@ _LAZY = {
     "check_options": "monai_dicomseg.options",
     # synthetic CT series and label maps for tutorials and tests (no torch)
     "synthetic": "monai_dicomseg.synthetic",
+    # slides: DICOM WSIs and their tiled SEGs as patches (core torch-free; the datasets need MONAI + OpenSlide)
+    "slides": "monai_dicomseg.slides",
+    "SlidePatchSegDataset": "monai_dicomseg.data.slides",
+    "slide_patch_datalist": "monai_dicomseg.data.slides",
     # writing side: the labels contract and atomic files (no torch)
     "is_background_name": "monai_dicomseg.io.prediction",
     "remove_stale_temporaries": "monai_dicomseg.atomic",
+    # validity and viewer verdicts of a SEG file (no torch): the function behind `monai-dicomseg check`
+    "check_file": "monai_dicomseg.cli.check",
 }
 
 __getattr__ = lazy_getattr(__name__, _LAZY)

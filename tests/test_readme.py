@@ -37,6 +37,7 @@ SECTIONS = [
     "Metadata keys",
     "Command line",
     "From and to a PACS",
+    "At scale",
     "highdicom-compatible API",
     "Speed",
     "Development",
