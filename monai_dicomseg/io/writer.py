@@ -115,7 +115,8 @@ def resolve_source_series(
             datasets, _ = read_series_datasets([source], stop_before_pixels=True)
             series_uid = str(datasets[0].SeriesInstanceUID)
             source = str(Path(source).parent)
-        return load_source_geometry(source, series_instance_uid=series_uid)
+        # a series with missing slices: mapped onto its filled grid, SEG frames for the source images only
+        return load_source_geometry(source, series_instance_uid=series_uid, irregular_slices="fill")
     except InputError as error:
         raise InputError(f"the source DICOM series is not reachable: {error}") from None
 

@@ -13,6 +13,7 @@ checks against the SEG.
 """
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Hashable, Mapping
@@ -26,13 +27,14 @@ from monai.transforms import MapTransform, Transform
 
 from monai_dicomseg.errors import DicomSegError, InputError
 from monai_dicomseg.geometry.affine import check_space
+from monai_dicomseg.geometry.slice_grid import check_irregular_slices
 from monai_dicomseg.io.segload import MetaKey, error_with_context, source_name
 from monai_dicomseg.io.source_series import SeriesSource, load_source_series
 from monai_dicomseg.options import check_options
 
 __all__ = ["LoadDicomSeries", "LoadDicomSeriesd", "SERIES_OPTIONS"]
 
-SERIES_OPTIONS = ("dtype", "space", "ensure_channel_first", "series_instance_uid", "on_error")
+SERIES_OPTIONS = ("dtype", "space", "ensure_channel_first", "series_instance_uid", "on_error", "irregular_slices")
 """Keyword options of :class:`LoadDicomSeries` (also accepted by ``LoadDicomSeriesd``)."""
 
 
@@ -65,6 +67,18 @@ class LoadDicomSeries(Transform):
         ``"raise"`` (default) or ``"skip"``: warn and return None (the
         dictionary transform returns ``[]``, as ``LoadDicomSegd`` does) for a
         missing, unreadable or irregular series.
+    irregular_slices
+        What to do with a series whose slices are not evenly spaced (a missing
+        slice, irregular spacing): ``"error"`` (default; a GeometryError naming
+        the gap, e.g. "a gap at z = 42.50 mm between slices 11 and 12 ..."),
+        ``"fill"`` (a regular grid on which every source slice lies, the
+        missing slices filled with the Pixel Padding Value or else the series
+        minimum, listed in ``meta["filled_slices"]``) or ``"resample"``
+        (linear interpolation onto a regular grid at the median spacing, from
+        the first to the last slice; the grid slices no source slice lies on
+        are listed in ``meta["filled_slices"]``). A gantry/detector-tilted
+        (sheared) stack needs no option: it loads exactly with its sheared
+        affine and ``meta["sheared"]`` gives the tilt in degrees.
 
     Raises
     ------
@@ -81,7 +95,8 @@ class LoadDicomSeries(Transform):
     """
 
     def __init__(self, dtype: Any = np.float32, space: str = "RAS", ensure_channel_first: bool = True,
-                 series_instance_uid: "str | None" = None, on_error: str = "raise", **options: Any) -> None:
+                 series_instance_uid: "str | None" = None, on_error: str = "raise", irregular_slices: str = "error",
+                 **options: Any) -> None:
         check_options(options, SERIES_OPTIONS, "LoadDicomSeries")
         if on_error not in ("raise", "skip"):
             raise InputError(f"on_error must be one of ('raise', 'skip'); got {on_error!r}")
@@ -90,6 +105,7 @@ class LoadDicomSeries(Transform):
         self.space = check_space(space)
         self.ensure_channel_first = bool(ensure_channel_first)
         self.series_instance_uid = series_instance_uid
+        self.irregular_slices = check_irregular_slices(irregular_slices)
 
     def __call__(self, source: SeriesSource) -> "MetaTensor | None":
         """Load ``source`` (folder, file list or dataset list).
@@ -106,7 +122,8 @@ class LoadDicomSeries(Transform):
              where: str = "LoadDicomSeries") -> "MetaTensor | None":
         """:meth:`__call__` with the dict ``key`` named in errors."""
         try:
-            series = load_source_series(source, series_instance_uid=self.series_instance_uid, dtype=self.dtype)
+            series = load_source_series(source, series_instance_uid=self.series_instance_uid, dtype=self.dtype,
+                                        irregular_slices=self.irregular_slices)
         except (DicomSegError, OSError) as error:
             context = where + (f"[key {key!r}]" if key is not None else "") + f" series {source_name(source)}"
             if self.on_error == "raise" or isinstance(error, TypeError):
@@ -131,6 +148,10 @@ class LoadDicomSeries(Transform):
             MetaKey.FRAME_OF_REFERENCE_UID: series.frame_of_reference_uid or "",
             MetaKey.SLICE_ORDER: MetaKey.SLICE_ORDER_BY_POSITION,
             MetaKey.FILENAME_OR_OBJ: name,
+            MetaKey.SHEARED: float(series.tilt_degrees),
+            MetaKey.SLICE_GRID: series.slice_grid.kind if series.slice_grid is not None else "source",
+            # frame f of ours is slice F - 1 - f of MONAI's last axis
+            MetaKey.FILLED_SLICES: json.dumps(sorted(array.shape[2] - 1 - f for f in series.filled_slices)),
         }
         if self.ensure_channel_first:
             array = array[None]
