@@ -6,12 +6,17 @@ functions accept ``str | Enum`` and convert once with :func:`to_enum`.
 """
 from __future__ import annotations
 
+import sys
 from enum import Enum
 from typing import TypeVar
 
 from monai_dicomseg.errors import InputError
 
 __all__ = [
+    "StrEnum",
+    "SegSOPClass",
+    "SEG_SOP_CLASS_UIDS",
+    "is_seg_sop_class",
     "SegmentationTypeValues",
     "SegmentationFractionalTypeValues",
     "SegmentAlgorithmTypeValues",
@@ -22,6 +27,57 @@ __all__ = [
     "PhotometricInterpretationValues",
     "to_enum",
 ]
+
+
+if sys.version_info >= (3, 11):
+    from enum import StrEnum
+else:  # pragma: no cover - Python 3.10
+    class StrEnum(str, Enum):
+        """:class:`enum.StrEnum` of Python 3.11: members are ``str`` and ``str(member)`` is the value."""
+
+        def __str__(self) -> str:
+            return str(self.value)
+
+        __format__ = str.__format__  # type: ignore[assignment]  # f"{member}" is the value, as in 3.11
+
+
+class SegSOPClass(StrEnum):
+    """The SOP Classes of DICOM Segmentation (PS3.4 B.5): the one place their UIDs are spelled.
+
+    Members are ``str`` (the UID), so ``ds.SOPClassUID == SegSOPClass.SEGMENTATION``
+    and ``str(ds.SOPClassUID) in SEG_SOP_CLASS_UIDS`` hold for pydicom values.
+    """
+
+    SEGMENTATION = "1.2.840.10008.5.1.4.1.1.66.4"
+    """Segmentation Storage: the Segmentation IOD (BINARY, FRACTIONAL; PS3.3 A.51)."""
+    LABEL_MAP_SEGMENTATION = "1.2.840.10008.5.1.4.1.1.66.7"
+    """Label Map Segmentation Storage: the Label Map Segmentation IOD (LABELMAP; PS3.3 A.51a)."""
+
+    @property
+    def storage_name(self) -> str:
+        """The SOP Class Name of PS3.4 B.5, e.g. ``'Segmentation Storage'``."""
+        return _SOP_CLASS_NAMES[self]
+
+    @classmethod
+    def for_type(cls, segmentation_type: "SegmentationTypeValues") -> "SegSOPClass":
+        """The SOP Class a SEG of ``segmentation_type`` is written with (LABELMAP: Label Map Segmentation)."""
+        if segmentation_type is SegmentationTypeValues.LABELMAP:
+            return cls.LABEL_MAP_SEGMENTATION
+        return cls.SEGMENTATION
+
+
+_SOP_CLASS_NAMES = {
+    SegSOPClass.SEGMENTATION: "Segmentation Storage",
+    SegSOPClass.LABEL_MAP_SEGMENTATION: "Label Map Segmentation Storage",
+}
+
+SEG_SOP_CLASS_UIDS: frozenset[str] = frozenset(member.value for member in SegSOPClass)
+"""Both SEG SOP Class UIDs as plain strings (for ``in`` tests on values read from files or JSON)."""
+
+
+def is_seg_sop_class(uid: object) -> bool:
+    """Whether ``uid`` (a pydicom UID, str or None) is one of the SEG SOP Classes."""
+    return str(uid or "") in SEG_SOP_CLASS_UIDS
 
 
 class SegmentationTypeValues(Enum):

@@ -10,6 +10,9 @@ what was expected and what was found.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+
 __all__ = [
     "DicomSegError",
     "InputError",
@@ -133,3 +136,45 @@ __all__ += [
     "DicomWebError", "DicomWebConnectionError", "DicomWebAuthError", "DicomWebNotFoundError",
     "DicomWebResponseError", "DicomWebStoreError",
 ]
+
+
+# --------------------------------------------------------------------------- error context: the one helper
+
+_CONTEXT_MARK = "_monai_dicomseg_context"
+
+
+def error_with_context(error: BaseException, context: str, suffix: str = "") -> BaseException:
+    """A new error of the same class as ``error`` whose message starts with ``context``.
+
+    The one helper that adds context (the SEG file, the source series, the
+    dict key, the output) to an error. Raise it ``from error`` so the original
+    traceback stays attached; :func:`error_context` is its ``with`` form.
+    """
+    message = f"{context}: {error}{suffix}"
+    try:
+        new = type(error)(message)
+    except Exception:  # an exception class with a custom signature: keep its class, reset its args
+        new = error
+        new.args = (message,)
+    return new
+
+
+@contextlib.contextmanager
+def error_context(describe: Callable[[], str]) -> Iterator[None]:
+    """Re-raise our errors (same class) with ``describe()`` in front of the message, once.
+
+    ``describe`` is called only when an error occurs; an error that already
+    carries a context from this seam passes through unchanged, so nested
+    seams do not repeat it.
+    """
+    try:
+        yield
+    except DicomSegError as error:
+        if getattr(error, _CONTEXT_MARK, False):
+            raise
+        new = error_with_context(error, describe())
+        setattr(new, _CONTEXT_MARK, True)
+        raise new from error
+
+
+__all__ += ["error_with_context", "error_context"]

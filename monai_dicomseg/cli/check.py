@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from monai_dicomseg.cli._common import strict_keywords
+from monai_dicomseg.enums import SegSOPClass
 
 __all__ = ["add_arguments", "run", "check_file", "format_report", "REPORT_KEYS", "EXIT_OK", "EXIT_INVALID",
            "EXIT_CONSUMER"]
@@ -36,7 +37,7 @@ REPORT_KEYS = ("path", "status", "valid", "errors", "warnings", "sop_class_uid",
                "transfer_syntax_uid", "compression", "rows", "columns", "frames", "segments", "consumers")
 """Keys of every :func:`check_file` report, in this order (the ``--json`` schema)."""
 
-_SEG_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")
+_SEG_SOP_CLASSES = tuple(sop_class.value for sop_class in SegSOPClass)
 _BITS = {"BINARY": (1,), "FRACTIONAL": (8,), "LABELMAP": (8, 16)}
 _REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Modality",
              "SegmentationType", "SegmentSequence", "Rows", "Columns", "BitsAllocated", "PixelData",

@@ -11,13 +11,11 @@ import json
 from typing import Any
 
 from monai_dicomseg.cli._common import read_seg, strict_keywords
+from monai_dicomseg.enums import SegSOPClass
 
 __all__ = ["add_arguments", "add_options", "run", "describe_seg", "format_description"]
 
-_SOP_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation Storage",
-    "1.2.840.10008.5.1.4.1.1.66.7": "Label Map Segmentation Storage",
-}
+_SOP_CLASSES = {sop_class.value: sop_class.storage_name for sop_class in SegSOPClass}
 
 
 def add_options(parser: argparse.ArgumentParser, batch: bool = False) -> None:

@@ -27,11 +27,10 @@ from pydicom.datadict import keyword_for_tag
 from pydicom.multival import MultiValue
 
 from monai_dicomseg.codec.element_scan import ScanSpec, scan_sequence
+from monai_dicomseg.enums import SegmentationTypeValues, SegSOPClass
 from monai_dicomseg.errors import DecodeError, DicomSegError
 
 __all__ = ["FrameIndex", "build_frame_index", "FUNCTIONAL_GROUPS_SPEC"]
-
-LABELMAP_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.66.7"
 
 _SOURCE_IMAGE = ScanSpec({
     "ReferencedSOPInstanceUID": "UI",
@@ -340,8 +339,8 @@ def _build_frame_index(dataset: Dataset) -> FrameIndex:
     #   per-frame branching
     number_of_frames = int(dataset.get("NumberOfFrames", 1) or 1)
     is_labelmap = (
-        dataset.get("SOPClassUID") == LABELMAP_SOP_CLASS_UID
-        or dataset.get("SegmentationType") == "LABELMAP"
+        dataset.get("SOPClassUID") == SegSOPClass.LABEL_MAP_SEGMENTATION
+        or dataset.get("SegmentationType") == SegmentationTypeValues.LABELMAP.value
     )
     is_tiled_full = dataset.get("DimensionOrganizationType") == "TILED_FULL"
     if "SharedFunctionalGroupsSequence" not in dataset:

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pydicom
 
+from monai_dicomseg.enums import SEG_SOP_CLASS_UIDS
 from monai_dicomseg.errors import DicomSegError, InputError
-from monai_dicomseg.io.source_series import SEG_SOP_CLASS_UIDS
 from monai_dicomseg.io.source_volumes import VOLUME_ITEM_KEY, selector_for_seg
 from monai_dicomseg.options import check_options
 

@@ -46,6 +46,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from monai_dicomseg.enums import SEG_SOP_CLASS_UIDS
 from monai_dicomseg.errors import DecodeError, InputError, InputTypeError
 from monai_dicomseg.io.segload import error_with_context, source_name
 from monai_dicomseg.io.segments import (
@@ -59,7 +60,6 @@ from monai_dicomseg.io.segments import (
     specific_type,
     suggest_names,
 )
-from monai_dicomseg.io.source_series import SEG_SOP_CLASS_UIDS
 
 __all__ = [
     "LabelVocabulary", "build_vocabulary", "check_label_map", "describe_labels", "channel_def_from_label_map",

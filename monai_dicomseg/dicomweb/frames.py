@@ -71,7 +71,11 @@ from monai_dicomseg.dicomweb.retrieve import (
     series_metadata,
 )
 from monai_dicomseg.dicomweb.session import translate_errors
+from monai_dicomseg.enums import SegmentationTypeValues
 from monai_dicomseg.errors import DicomWebResponseError
+
+_ONE_SEGMENT_PER_FRAME = (SegmentationTypeValues.BINARY.value, SegmentationTypeValues.FRACTIONAL.value)
+"""Segmentation Types whose frames each hold one segment (PS3.3 C.8.20.2), so frames can be picked by segment."""
 
 __all__ = ["materialize_segments", "header_from_metadata", "plan_frames", "variant_name", "FramePlan",
            "SegmentsCallable", "FRAME_MEDIA_TYPES", "frames_refused", "partial_instance"]
@@ -229,7 +233,7 @@ def plan_frames(header: Dataset, segment_numbers: "Sequence[int] | None",
     frames not addressable by segment (PS3.3 C.8.20.3), and a selection that
     keeps every frame.
     """
-    if segment_numbers is None or str(header.get("SegmentationType", "")) not in ("BINARY", "FRACTIONAL"):
+    if segment_numbers is None or str(header.get("SegmentationType", "")) not in _ONE_SEGMENT_PER_FRAME:
         return None
     if int(header.get("BitsAllocated", 0) or 0) not in (1, 8) or int(header.get("SamplesPerPixel", 1) or 1) != 1:
         return None
@@ -546,7 +550,7 @@ def materialize_segments(
     numbers = segments(header_from_metadata(item, per_frame=False))  # the loader's own selection code
     if numbers is not None and _stored_pixel_bytes(item) < FRAMES_MIN_PIXEL_BYTES:
         return _whole(ref, uid, cache)  # small: one request beats metadata parsing + frames requests
-    if numbers is not None and str(json_value(item, "00620001", "")) in ("BINARY", "FRACTIONAL"):
+    if numbers is not None and str(json_value(item, "00620001", "")) in _ONE_SEGMENT_PER_FRAME:
         path = cache.get(uid, variant_name(numbers))  # later epochs: no full header, no request
         if path is not None:
             return path

@@ -3,9 +3,8 @@
 ``LoadImage(reader=DicomSegReader(mode="labelmap"))`` decodes SEG files with
 :func:`~monai_dicomseg.io.segload.load_seg_array` (the same code path as
 :class:`~monai_dicomseg.transforms.load.LoadDicomSeg`). ``verify_suffix``
-sniffs the SOP Class UID of the file (Segmentation Storage
-1.2.840.10008.5.1.4.1.1.66.4, Label Map Segmentation Storage
-1.2.840.10008.5.1.4.1.1.66.7; PS3.4 B.5) instead of trusting ``.dcm``, so
+sniffs the SOP Class UID of the file (Segmentation Storage or Label Map
+Segmentation Storage, :class:`~monai_dicomseg.enums.SegSOPClass`; PS3.4 B.5) instead of trusting ``.dcm``, so
 MONAI's reader selection picks it for SEG files only.
 
 The array returned by ``get_data`` is already channel-first
@@ -47,6 +46,7 @@ except ImportError:
     require_monai(__name__)
     raise
 
+from monai_dicomseg.enums import is_seg_sop_class
 from monai_dicomseg.errors import DicomSegError, InputError, InputTypeError
 from monai_dicomseg.geometry.affine import RAS, check_space
 from monai_dicomseg.io.segload import (
@@ -66,7 +66,6 @@ from monai_dicomseg.io.segload import (
 from monai_dicomseg.io.series_lookup import SeriesResolver, find_source_series
 from monai_dicomseg.io.segments import SELECTION_OPTIONS, SegmentSelection
 from monai_dicomseg.options import check_options
-from monai_dicomseg.io.source_series import SEG_SOP_CLASS_UIDS
 
 __all__ = ["DicomSegReader", "is_segmentation_file", "READER_OPTIONS"]
 
@@ -90,7 +89,7 @@ def is_segmentation_file(path: "str | os.PathLike[str]") -> bool:
     uid = getattr(dataset, "SOPClassUID", None)
     if uid is None:
         uid = getattr(getattr(dataset, "file_meta", None), "MediaStorageSOPClassUID", None)
-    return str(uid) in SEG_SOP_CLASS_UIDS
+    return is_seg_sop_class(uid)
 
 
 class DicomSegReader(ImageReader):

@@ -22,10 +22,16 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from monai_dicomseg.enums import SegmentationTypeValues
-from monai_dicomseg.errors import GeometryError, InputError, InputTypeError
+from monai_dicomseg.errors import GeometryError, InputError, InputTypeError, error_with_context
 from monai_dicomseg.geometry.affine import LPS, RAS, check_space, lps_to_ras_affine, ras_to_lps_affine
 from monai_dicomseg.geometry.grid_placement import destination_view, place_on_grid, plan_placement
-from monai_dicomseg.io.segments import SELECTION_OPTIONS, SegmentSelectionPlan, SegmentSelection, segment_table
+from monai_dicomseg.io.segments import (
+    SELECTION_OPTIONS,
+    SegmentSelection,
+    SegmentSelectionPlan,
+    header_segment_table,
+    segment_table,
+)
 from monai_dicomseg.options import check_options
 from monai_dicomseg.io.source_series import SEG_SOP_CLASS_UIDS, monai_affine_from_lps
 
@@ -61,9 +67,6 @@ class MetaKey:
     SLICE_ORDER = "slice_order"
     SLICE_ORDER_BY_POSITION = "ImagePositionPatient"  # value of SLICE_ORDER: sorted along the normal
     GRID = "grid"
-    SHEARED = "sheared"
-    SLICE_GRID = "slice_grid"
-    FILLED_SLICES = "filled_slices"
 
 
 GRID_SOURCE_SERIES = "source_series"
@@ -127,12 +130,6 @@ SERIES_META_KEYS: dict[str, str] = {
     MetaKey.SERIES_INSTANCE_UID: "SeriesInstanceUID of the series",
     MetaKey.FRAME_OF_REFERENCE_UID: "FrameOfReferenceUID of the series ('' if absent)",
     MetaKey.SLICE_ORDER: f"{MetaKey.SLICE_ORDER_BY_POSITION!r}: slices sorted along the normal (not by InstanceNumber)",
-    MetaKey.SHEARED: "gantry/detector tilt in degrees: the slice step (affine column 2) is off the normal of the "
-                     "image planes by this angle, a sheared affine; 0.0 when not sheared",
-    MetaKey.SLICE_GRID: "'source' (one slice per source image), 'filled' or 'resampled' (irregular_slices='fill' / "
-                        "'resample')",
-    MetaKey.FILLED_SLICES: "JSON list of the slice indices (last spatial axis) no source image lies on: filled "
-                           "(padding value) or interpolated; '[]' for a regular series",
     MetaKey.FILENAME_OR_OBJ: "the series folder (or first file) as given",
 }
 """Keys that ``LoadDicomSeries(d)`` puts in ``MetaTensor.meta``, one-line description each."""
@@ -148,22 +145,6 @@ def source_name(value: Any) -> str:
     if isinstance(uri, str) and uri:
         return repr(uri)
     return f"<{type(value).__name__}>"
-
-
-def error_with_context(error: BaseException, context: str, suffix: str = "") -> BaseException:
-    """A new error of the same class as ``error`` whose message starts with ``context``.
-
-    Raise it ``from error`` so the original traceback stays attached. Used once,
-    at the boundary of the loading transforms/reader/dataset, so that errors
-    name the SEG file, the source series and the dict key.
-    """
-    message = f"{context}: {error}{suffix}"
-    try:
-        new = type(error)(message)
-    except Exception:  # an exception class with a custom signature: keep its class, reset its args
-        new = error
-        new.args = (message,)
-    return new
 
 
 def check_threshold(threshold: Any) -> "float | None":
@@ -224,13 +205,7 @@ def segment_resolver(selection: "SegmentSelection | None") -> "Any | None":
         return None
 
     def resolve(header: Dataset) -> list[int]:
-        import copy
-
-        from monai_dicomseg.seg.segmentation import Segmentation
-
-        view = copy.copy(header)
-        view.__class__ = Segmentation  # the segment accessors only; Pixel Data is absent by design
-        return [int(n) for n in selection.plan(segment_table(view), warn=False).segment_numbers]
+        return [int(n) for n in selection.plan(header_segment_table(header), warn=False).segment_numbers]
 
     return resolve
 

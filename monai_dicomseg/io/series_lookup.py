@@ -37,8 +37,9 @@ from typing import Any
 import pydicom
 from pydicom.dataset import Dataset
 
+from monai_dicomseg.enums import is_seg_sop_class
 from monai_dicomseg.errors import DicomWebNotFoundError, GeometryError, InputError, InputTypeError
-from monai_dicomseg.io.source_series import SEG_SOP_CLASS_UIDS, SourceSeries, load_source_geometry
+from monai_dicomseg.io.source_series import SourceSeries, load_source_geometry
 from monai_dicomseg.io.source_volumes import VolumeSelector, seg_frame_references
 
 __all__ = [
@@ -143,7 +144,7 @@ def _scan(root: Path, max_files: "int | None", max_depth: "int | None") -> Serie
             break
         scanned += 1
         ds = _header(path)
-        if ds is None or str(ds.get("SOPClassUID", "")) in SEG_SOP_CLASS_UIDS or "SeriesInstanceUID" not in ds:
+        if ds is None or is_seg_sop_class(ds.get("SOPClassUID")) or "SeriesInstanceUID" not in ds:
             continue
         uid = str(ds.SeriesInstanceUID)
         files.setdefault(uid, []).append(str(path))

@@ -23,10 +23,9 @@ Everything is validated before a byte is written.
 """
 from __future__ import annotations
 
-import contextlib
 import inspect
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +42,11 @@ except ImportError:
 from monai_dicomseg.codec.compression import check_transfer_syntax, compression_transfer_syntax
 from monai_dicomseg.codec.transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN
 from monai_dicomseg.codec.vr import check_value
-from monai_dicomseg.errors import DicomSegError, GeometryError, InputError, InputTypeError, OutputExistsError
+from monai_dicomseg.errors import GeometryError, InputError, InputTypeError, OutputExistsError
 from monai_dicomseg.geometry.correspondence import GridCorrespondence, check_same_subject
 from monai_dicomseg.io.grid import GridPlan
 from monai_dicomseg.io.prediction import OutputSegmentPlan
-from monai_dicomseg.io.segload import error_with_context
+from monai_dicomseg.errors import error_context  # re-exported: the with-form of errors.error_with_context
 from monai_dicomseg.io.segwrite import build_segmentation, check_segmentation_type, prepare_output_path
 from monai_dicomseg.io.source_series import SourceSeries, check_spatial_affine, load_source_geometry, read_series_datasets
 from monai_dicomseg.options import check_options
@@ -115,8 +114,7 @@ def resolve_source_series(
             datasets, _ = read_series_datasets([source], stop_before_pixels=True)
             series_uid = str(datasets[0].SeriesInstanceUID)
             source = str(Path(source).parent)
-        # a series with missing slices: mapped onto its filled grid, SEG frames for the source images only
-        return load_source_geometry(source, series_instance_uid=series_uid, irregular_slices="fill")
+        return load_source_geometry(source, series_instance_uid=series_uid)
     except InputError as error:
         raise InputError(f"the source DICOM series is not reachable: {error}") from None
 
@@ -126,27 +124,6 @@ def parameter_names(function: Callable[..., Any]) -> tuple[str, ...]:
     return tuple(
         name for name, parameter in inspect.signature(function).parameters.items()
         if name != "self" and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY))
-
-
-_CONTEXT_MARK = "_monai_dicomseg_writer_context"
-
-
-@contextlib.contextmanager
-def error_context(describe: Callable[[], str]) -> Iterator[None]:
-    """Re-raise our errors (same class) with ``describe()`` in front of the message, once.
-
-    ``describe`` is called only when an error occurs; an error that already
-    carries a writer context passes through unchanged, so nested seams do
-    not repeat it.
-    """
-    try:
-        yield
-    except DicomSegError as error:
-        if getattr(error, _CONTEXT_MARK, False):
-            raise
-        new = error_with_context(error, describe())
-        setattr(new, _CONTEXT_MARK, True)
-        raise new from error
 
 
 def describe_source(source: Any) -> str:

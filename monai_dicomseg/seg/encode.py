@@ -2,7 +2,7 @@
 
 ``encode_segmentation`` validates the inputs, plans the frames and fills a
 dataset with the modules of the Segmentation IOD (PS3.3 A.51) — or of the
-Label Map Segmentation IOD for LABELMAP (SOP Class 1.2.840.10008.5.1.4.1.1.66.7).
+Label Map Segmentation IOD for LABELMAP (``SegSOPClass.LABEL_MAP_SEGMENTATION``).
 Per-frame data are encoded as bytes (see :mod:`monai_dicomseg.codec.raw`).
 """
 from __future__ import annotations
@@ -37,6 +37,7 @@ from monai_dicomseg.enums import (
     DimensionOrganizationTypeValues,
     SegmentationFractionalTypeValues,
     SegmentationTypeValues,
+    SegSOPClass,
     to_enum,
 )
 from monai_dicomseg.errors import (
@@ -80,12 +81,9 @@ from monai_dicomseg.seg.tiling import TileView, cut_tiles
 from monai_dicomseg.uid import UID
 
 __all__ = [
-    "encode_segmentation", "EncodeOptions", "ENCODE_OPTION_NAMES", "SEGMENTATION_SOP_CLASS_UID",
-    "LABELMAP_SOP_CLASS_UID",
+    "encode_segmentation", "EncodeOptions", "ENCODE_OPTION_NAMES",
 ]
 
-SEGMENTATION_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.66.4"
-LABELMAP_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.66.7"
 _IMPLEMENTATION_VERSION = "MONAI_DICOMSEG01"
 
 
@@ -851,7 +849,7 @@ def encode_segmentation(
     organization_type = _organization_type(options.dimension_organization_type, plan, placement,
                                            options.omit_empty_frames)
 
-    sop_class_uid = LABELMAP_SOP_CLASS_UID if labelmap else SEGMENTATION_SOP_CLASS_UID
+    sop_class_uid = (SegSOPClass.LABEL_MAP_SEGMENTATION if labelmap else SegSOPClass.SEGMENTATION).value
     dataset.SOPClassUID = sop_class_uid
     dataset.SOPInstanceUID = options.sop_instance_uid
     first = sources.first

@@ -37,6 +37,8 @@ from monai_dicomseg.enums import (
     SegmentAlgorithmTypeValues,
     SegmentationFractionalTypeValues,
     SegmentationTypeValues,
+    SegSOPClass,
+    is_seg_sop_class,
 )
 from monai_dicomseg.errors import (
     DecodeError,
@@ -58,14 +60,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from monai_dicomseg.seg.segmentation import Segmentation
 
 __all__ = [
-    "read_segmentation_dataset", "SegmentationReaderMixin", "SEGMENTATION_SOP_CLASS_UIDS", "DEFER_PIXEL_DATA_BYTES",
+    "read_segmentation_dataset", "SegmentationReaderMixin", "DEFER_PIXEL_DATA_BYTES",
 ]
-
-SEGMENTATION_SOP_CLASS_UIDS = (
-    "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation Storage
-    "1.2.840.10008.5.1.4.1.1.66.7",  # Label Map Segmentation Storage
-)
-
 
 # ---------------------------------------------------------------------------
 # segread
@@ -371,8 +367,8 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
         Parameters
         ----------
         dataset
-            A Segmentation (1.2.840.10008.5.1.4.1.1.66.4) or Label Map
-            Segmentation (1.2.840.10008.5.1.4.1.1.66.7) data set.
+            A Segmentation or Label Map Segmentation data set
+            (:class:`~monai_dicomseg.enums.SegSOPClass`).
         copy
             Deep-copy the data set first (else it is changed in place).
 
@@ -393,10 +389,10 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
         if not isinstance(dataset, Dataset):
             raise InputTypeError(f"dataset must be a pydicom.Dataset; got {type(dataset).__name__}")
         sop_class = dataset.get("SOPClassUID")
-        if sop_class not in SEGMENTATION_SOP_CLASS_UIDS:
+        if not is_seg_sop_class(sop_class):
             raise DecodeError(
-                f"SOPClassUID must be Segmentation Storage ({SEGMENTATION_SOP_CLASS_UIDS[0]}) or Label "
-                f"Map Segmentation Storage ({SEGMENTATION_SOP_CLASS_UIDS[1]}); got {sop_class!r}: "
+                f"SOPClassUID must be Segmentation Storage ({SegSOPClass.SEGMENTATION}) or Label "
+                f"Map Segmentation Storage ({SegSOPClass.LABEL_MAP_SEGMENTATION}); got {sop_class!r}: "
                 "dataset is not a Segmentation"
             )
         if getattr(dataset, "is_little_endian", True) is False:

@@ -27,6 +27,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
+from monai_dicomseg.enums import is_seg_sop_class
 from monai_dicomseg.errors import DicomSegError, GeometryError, InputError, InputTypeError
 from monai_dicomseg.geometry.affine import RAS, check_space
 from monai_dicomseg.io.segload import (
@@ -40,7 +41,8 @@ from monai_dicomseg.io.segload import (
     source_name,
 )
 from monai_dicomseg.io.segments import SELECTION_OPTIONS, SegmentSelection
-from monai_dicomseg.io.source_series import SEG_SOP_CLASS_UIDS, check_spatial_affine
+from monai_dicomseg.io.source_series import check_spatial_affine
+from monai_dicomseg.io.writer import meta_uid
 from monai_dicomseg.options import check_options
 
 __all__ = [
@@ -77,18 +79,6 @@ _FOR_KEYS = ("FrameOfReferenceUID", "00200052", "0020|0052")
 _SERIES_KEYS = ("SeriesInstanceUID", "0020000E", "0020|000e", "0020|000E")
 
 
-def _meta_uid(meta: Mapping[str, Any], keys: Sequence[str]) -> "str | None":
-    for key in keys:
-        value = meta.get(key)
-        if isinstance(value, Mapping):  # pydicom JSON form: {"vr": "UI", "Value": [...]}
-            value = (value.get("Value") or [None])[0]
-        if isinstance(value, (list, tuple)):
-            value = value[0] if value else None
-        if value:
-            return str(value).strip()
-    return None
-
-
 def reference_from_image(image: Any, meta: "Mapping[str, Any] | None" = None) -> ReferenceGrid:
     """The grid of an image loaded by MONAI (``MetaTensor``, or array + meta dict).
 
@@ -117,8 +107,8 @@ def reference_from_image(image: Any, meta: "Mapping[str, Any] | None" = None) ->
     if affine is None:
         raise GeometryError("the reference image has no affine (meta['affine']); load it with LoadImage(d)")
     space = str(getattr(meta.get(MetaKey.SPACE, RAS), "value", meta.get(MetaKey.SPACE, RAS))).upper()
-    frame_of_reference_uid = _meta_uid(meta, _FOR_KEYS)
-    series_instance_uid = _meta_uid(meta, _SERIES_KEYS)
+    frame_of_reference_uid = meta_uid(meta, _FOR_KEYS)
+    series_instance_uid = meta_uid(meta, _SERIES_KEYS)
     if frame_of_reference_uid is None and series_instance_uid is None:
         frame_of_reference_uid, series_instance_uid = _uids_from_file(meta.get(MetaKey.FILENAME_OR_OBJ))
     return ReferenceGrid(
@@ -157,7 +147,7 @@ def _uids_from_file(source: Any) -> "tuple[str | None, str | None]":
                                      specific_tags=["FrameOfReferenceUID", "SeriesInstanceUID", "SOPClassUID"])
             except Exception:  # not DICOM: try the next file
                 continue
-            if "SeriesInstanceUID" not in ds or str(ds.get("SOPClassUID", "")) in SEG_SOP_CLASS_UIDS:
+            if "SeriesInstanceUID" not in ds or is_seg_sop_class(ds.get("SOPClassUID")):
                 continue
             frame = ds.get("FrameOfReferenceUID")
             return (str(frame) if frame else None), str(ds.SeriesInstanceUID)
