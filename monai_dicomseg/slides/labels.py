@@ -105,6 +105,7 @@ class SlideLabels:
         self.segmentations = [segs[i] for i in order]
         self.planes: list[TiledPlane] = [planes[i] for i in order]
         first = self.segmentations[0]
+        self._numbers = [int(n) for n in first.segment_numbers]
         for seg in self.segmentations[1:]:
             if list(seg.segment_numbers) != list(first.segment_numbers) \
                     or seg.segmentation_type != first.segmentation_type:
@@ -115,7 +116,7 @@ class SlideLabels:
     @property
     def segment_numbers(self) -> list[int]:
         """Segment numbers of the SEG (1-based)."""
-        return [int(n) for n in self.segmentations[0].segment_numbers]
+        return list(self._numbers)
 
     @property
     def segmentation_type(self) -> SegmentationTypeValues:
@@ -191,8 +192,10 @@ class SlideLabels:
         if min(factor) < 1.0 - SPACING_TOLERANCE:
             warnings.warn(f"no SEG level is as fine as image level {level} (factor {min(factor):.3g}): "
                           "the finest SEG level is upsampled", UserWarning, stacklevel=2)
-        linear = mode == "stacked" and self.segmentation_type is SegmentationTypeValues.FRACTIONAL \
-            and factor != (1.0, 1.0)
+        if factor == (1.0, 1.0):  # the SEG level matches: a plain region read, no resampling
+            rows_range, columns_range = np.arange(row, row + height), np.arange(column, column + width)
+            return self._read_block(index, rows_range, columns_range, False, mode, segment_numbers)[0]
+        linear = mode == "stacked" and self.segmentation_type is SegmentationTypeValues.FRACTIONAL
         rows = _sample_positions(row, height, factor[0], linear)
         columns = _sample_positions(column, width, factor[1], linear)
         block, r0, c0 = self._read_block(index, rows[0], columns[0], linear, mode, segment_numbers)
@@ -210,9 +213,9 @@ class SlideLabels:
         """The SEG level's pixels covering the sample indices (zero outside the matrix), and its corner."""
         seg, plane = self.segmentations[index], self.planes[index]
         extra = 1 if linear else 0
-        r0, r1 = int(rows.min()), int(rows.max()) + 1 + extra
-        c0, c1 = int(columns.min()), int(columns.max()) + 1 + extra
-        numbers = self.segment_numbers if segment_numbers is None else [int(n) for n in segment_numbers]
+        r0, r1 = int(rows[0]), int(rows[-1]) + 1 + extra  # sample indices ascend
+        c0, c1 = int(columns[0]), int(columns[-1]) + 1 + extra
+        numbers = self._numbers if segment_numbers is None else [int(n) for n in segment_numbers]
         channels = () if mode == "labelmap" else (len(numbers),)
         fractional = self.segmentation_type is SegmentationTypeValues.FRACTIONAL and mode == "stacked"
         block = np.zeros((r1 - r0, c1 - c0, *channels), np.float32 if fractional else np.uint16)

@@ -12,6 +12,7 @@ downsampling rule (nearest, centre, area, linear) agrees at levels 0 to 3.
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Sequence
 
@@ -23,7 +24,7 @@ from monai_dicomseg import synthetic
 from monai_dicomseg.errors import InputError
 
 __all__ = ["slide_label_map", "encode_labels", "decode_labels", "downsample_labels",
-           "make_slide_pyramid", "write_slide"]
+           "make_slide_pyramid", "slide_headers", "write_slide"]
 
 #: Red value of label ``n``: ``LABEL_BASE + n * LABEL_STEP`` (labels 0..4).
 LABEL_BASE = 30
@@ -160,7 +161,8 @@ def make_slide_pyramid(
     list[pydicom.Dataset]
         One VL Whole Slide Microscopy Image instance per level (largest
         first; level 0 ORIGINAL, the others DERIVED/RESAMPLED), sharing
-        patient, study, series, specimen and Frame of Reference.
+        patient, study, series, specimen, Frame of Reference and (with
+        several levels) PyramidUID.
     """
     labels = slide_label_map() if labels is None else np.asarray(labels)
     if labels.ndim != 2:
@@ -172,8 +174,69 @@ def make_slide_pyramid(
                   frame_of_reference_uid=frame_of_reference_uid, container_identifier=container_identifier,
                   icc_profile=icc_profile)
     first = _level(None, labels, 0, **common)  # type: ignore[arg-type]
-    return [first] + [_level(first, labels, level, **common)  # type: ignore[arg-type]
-                      for level in range(1, levels)]
+    pyramid = [first] + [_level(first, labels, level, **common)  # type: ignore[arg-type]
+                         for level in range(1, levels)]
+    if levels > 1:  # the levels are one multi-resolution pyramid: Pyramid UID (0008,0019)
+        pyramid_uid = generate_uid()
+        for ds in pyramid:
+            ds.PyramidUID = pyramid_uid
+    return pyramid
+
+
+def slide_headers(
+    shape: tuple[int, int],
+    *,
+    levels: int = 2,
+    tile_shape: tuple[int, int] = (256, 256),
+    pixel_spacing: float = 0.00025,
+    origin: tuple[float, float] = (20.0, 25.0),
+    frame_of_reference_uid: str | None = None,
+    container_identifier: str = "SLIDE-0001",
+) -> list[Dataset]:
+    """Headers (no Pixel Data) of a large multi-level RGB WSI: what patch geometry and SEG writing need.
+
+    A gigapixel slide's pixels are not needed to place labels or to write a
+    SEG of it (:class:`~monai_dicomseg.slides.SlideImage`,
+    :class:`~monai_dicomseg.slides.SlideSegStitcher` read headers only); this
+    builds the levels of :func:`make_slide_pyramid` at any size without
+    allocating them (benchmarks). Level ``k`` is ``shape // 2**k``.
+
+    Returns
+    -------
+    list[pydicom.Dataset]
+        One header per level, largest first, sharing patient, study, series,
+        Frame of Reference and PyramidUID; ``NumberOfFrames`` counts the tiles
+        the level would have (TILED_FULL), ``PixelData`` is absent.
+    """
+    rows, columns = int(shape[0]), int(shape[1])
+    if levels < 1 or min(rows, columns) // 2 ** (levels - 1) < 1:
+        raise InputError(f"levels must be in [1, log2(min(shape)) + 1]; got {levels} for {shape}")
+    small = make_slide_pyramid(np.zeros(tuple(tile_shape), np.uint8), levels=1, tile_shape=tile_shape,
+                               pixel_spacing=pixel_spacing, origin=origin,
+                               frame_of_reference_uid=frame_of_reference_uid,
+                               container_identifier=container_identifier)[0]
+    del small.PixelData
+    headers, pyramid_uid = [], generate_uid()
+    for level in range(levels):
+        ds = copy.deepcopy(small)
+        factor = 2 ** level
+        level_rows, level_columns = rows // factor, columns // factor
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.InstanceNumber = level + 1
+        ds.TotalPixelMatrixRows, ds.TotalPixelMatrixColumns = level_rows, level_columns
+        ds.ImagedVolumeWidth = level_columns * pixel_spacing * factor
+        ds.ImagedVolumeHeight = level_rows * pixel_spacing * factor
+        ds.NumberOfFrames = -(-level_rows // tile_shape[0]) * -(-level_columns // tile_shape[1])
+        spacing = f"{pixel_spacing * factor:.12g}"
+        ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing = [spacing, spacing]
+        if levels > 1:
+            ds.PyramidUID = pyramid_uid
+        if level:
+            ds.ImageType = ["DERIVED", "PRIMARY", "VOLUME", "RESAMPLED"]
+            ds.SharedFunctionalGroupsSequence[0].WholeSlideMicroscopyImageFrameTypeSequence[0].FrameType = \
+                ds.ImageType
+        headers.append(ds)
+    return headers
 
 
 def write_slide(datasets: Sequence[Dataset], folder: str | Path) -> list[Path]:

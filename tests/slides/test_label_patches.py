@@ -3,9 +3,10 @@ that OpenSlide 4 reads from the same slide (MONAI WSIReader conventions: locatio
 size (height, width) at the level)."""
 from __future__ import annotations
 
+import copy
+
 import highdicom
 import numpy as np
-import pydicom
 import pytest
 
 import monai_dicomseg as ours
@@ -143,7 +144,7 @@ def test_slide_image_refuses_non_wsi(slide_levels):
     ct = ours.synthetic.make_ct_series(shape=(1, 8, 8))
     with pytest.raises(InputError, match="no VL Whole Slide Microscopy VOLUME instance"):
         SlideImage(ct)
-    mixed = [slide_levels[0], pydicom.Dataset(slide_levels[1])]
+    mixed = [slide_levels[0], copy.deepcopy(slide_levels[1])]  # Dataset(ds) shares the elements: no mutation
     mixed[1].SeriesInstanceUID = ours.UID()
     with pytest.raises(InputError, match="must be one series; got 2"):
         SlideImage(mixed)
