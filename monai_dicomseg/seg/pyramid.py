@@ -20,7 +20,7 @@ from monai_dicomseg.errors import InputError, InputTypeError
 from monai_dicomseg.seg.content import SegmentDescription
 from monai_dicomseg.uid import UID
 
-__all__ = ["create_segmentation_pyramid", "resize_nearest", "resize_linear"]
+__all__ = ["create_segmentation_pyramid", "resize_nearest", "resize_linear", "nearest_indices", "linear_weights"]
 
 _WSI_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.77.1.6"  # VL Whole Slide Microscopy Image Storage
 
@@ -35,6 +35,18 @@ def _nearest_indices(size_in: int, size_out: int) -> np.ndarray:
 def resize_nearest(array: np.ndarray, rows: int, columns: int) -> np.ndarray:
     """Nearest-neighbour resize of the first two axes of ``array`` to ``(rows, columns)``."""
     return array[np.ix_(_nearest_indices(array.shape[0], rows), _nearest_indices(array.shape[1], columns))]
+
+
+# The per-axis tables of resize_nearest / resize_linear, public for resampling a
+# matrix block by block (slides/stitch.py writes pyramid levels tile by tile with them).
+def nearest_indices(size_in: int, size_out: int) -> np.ndarray:
+    """``(size_out,)`` source index of each output index of :func:`resize_nearest` along one axis."""
+    return _nearest_indices(size_in, size_out)
+
+
+def linear_weights(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(size_out, k)`` source indices and weights of :func:`resize_linear` along one axis."""
+    return _linear_weights(size_in, size_out)
 
 
 def _linear_weights(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray]:

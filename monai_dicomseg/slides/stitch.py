@@ -40,17 +40,35 @@ STITCH_TYPES = ("BINARY", "FRACTIONAL", "LABELMAP")
 
 
 class _Stitched:
-    """The stitched ``(R, C)`` label map or ``(1, R, C, S)`` stack, computed per requested block."""
+    """The stitched ``(R, C)`` label map or ``(1, R, C, S)`` stack, computed per requested block.
 
-    def __init__(self, stitcher: "SlideSegStitcher", segmentation_type: str, threshold: float) -> None:
+    ``shape`` (rows, columns) smaller than the accumulators gives a pyramid
+    level: the full-resolution result resized as
+    :func:`~monai_dicomseg.seg.pyramid.create_segmentation_pyramid` resizes
+    (nearest for BINARY / LABELMAP, which commutes with the per-pixel rule;
+    antialiased linear of the FRACTIONAL fractions), block by block.
+    """
+
+    def __init__(self, stitcher: "SlideSegStitcher", segmentation_type: str, threshold: float,
+                 shape: "tuple[int, int] | None" = None) -> None:
         self.stitcher, self.kind, self.threshold = stitcher, segmentation_type, float(threshold)
         rows, columns, channels = stitcher.sums.shape
         segments = channels - 1 if stitcher.background_channel else channels
+        out_rows, out_columns = (rows, columns) if shape is None else (int(shape[0]), int(shape[1]))
         # stacked: (1, R, C, S), one total pixel matrix (an (R, C, S) array would read as R frames)
-        self.shape = (rows, columns) if segmentation_type == "LABELMAP" else (1, rows, columns, segments)
+        self.shape = (out_rows, out_columns) if segmentation_type == "LABELMAP" \
+            else (1, out_rows, out_columns, segments)
         self.dtype = np.dtype(np.float32 if segmentation_type == "FRACTIONAL" else np.uint8)
         self.ndim = len(self.shape)
         self._band = -1
+        self._maps: "list[tuple[np.ndarray, np.ndarray | None]] | None" = None
+        if (out_rows, out_columns) != (rows, columns):
+            from monai_dicomseg.seg.pyramid import linear_weights, nearest_indices
+
+            if segmentation_type == "FRACTIONAL":
+                self._maps = [linear_weights(rows, out_rows), linear_weights(columns, out_columns)]
+            else:
+                self._maps = [(nearest_indices(rows, out_rows), None), (nearest_indices(columns, out_columns), None)]
 
     def __getitem__(self, key: Any) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
@@ -59,23 +77,52 @@ class _Stitched:
                 raise InputTypeError(f"the stitched stack is (1, R, C, S): index it [0, rows, columns]; got {key!r}")
             key = key[1:]
         rows, columns = (list(key) + [slice(None)] * 2)[:2]
+        out_rows, out_columns = (self.shape[0], self.shape[1]) if self.kind == "LABELMAP" else self.shape[1:3]
+        if not isinstance(rows, slice) or not isinstance(columns, slice) \
+                or (rows.step or 1) != 1 or (columns.step or 1) != 1:
+            raise InputTypeError(f"index the stitched matrix with unit-step slices; got {key!r}")
+        r0, r1, _ = rows.indices(out_rows)
+        c0, c1, _ = columns.indices(out_columns)
+        if self._maps is None:
+            return self._rule(self._mean(r0, r1, c0, c1))
+        row_map, column_map = self._maps
+        if self.kind != "FRACTIONAL":  # nearest: the rule at the sampled accumulator pixels
+            ri, ci = row_map[0][r0:r1], column_map[0][c0:c1]
+            lo, clo = (int(ri.min()), int(ci.min())) if len(ri) and len(ci) else (0, 0)
+            mean = self._mean(lo, int(ri.max(initial=lo)) + 1, clo, int(ci.max(initial=clo)) + 1)
+            return self._rule(mean[np.ix_(ri - lo, ci - clo)])
+        return self._linear(row_map, column_map, r0, r1, c0, c1)
+
+    def _linear(self, row_map: tuple, column_map: tuple, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        """Antialiased linear resize of the fractions, as ``resize_linear`` (columns, then rows)."""
+        (ri, rw), (ci, cw) = (row_map[0][r0:r1], row_map[1][r0:r1]), (column_map[0][c0:c1], column_map[1][c0:c1])
+        lo, hi, clo, chi = int(ri.min()), int(ri.max()) + 1, int(ci.min()), int(ci.max()) + 1
+        values = self._rule(self._mean(lo, hi, clo, chi)).astype(np.float64)
+        horizontal = np.einsum("rck...,ck->rc...", values[:, ci - clo], cw)
+        return np.einsum("rkc...,rk->rc...", horizontal[ri - lo], rw).astype(np.float32)
+
+    def _mean(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        """``(h, w, C)`` float32 mean probabilities of accumulator rows ``r0:r1``, columns ``c0:c1``."""
         stitcher = self.stitcher
-        if isinstance(rows, slice) and rows.start is not None and rows.start != self._band:
-            if self._band >= 0:  # the writer reads band by band: the previous band is done
-                release_leading_range(stitcher.sums, self._band, rows.start)
-                release_leading_range(stitcher.counts, self._band, rows.start)
-            self._band = rows.start
-        sums = np.asarray(stitcher.sums[rows, columns], np.float32)
-        counts = np.asarray(stitcher.counts[rows, columns], np.float32)[..., None]
-        mean = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
-        if stitcher.background_channel and self.kind != "LABELMAP":
+        if r0 != self._band:
+            if 0 <= self._band < r0:  # the writer reads band by band: the rows above are done
+                release_leading_range(stitcher.sums, self._band, r0)
+                release_leading_range(stitcher.counts, self._band, r0)
+            self._band = r0
+        sums = np.asarray(stitcher.sums[r0:r1, c0:c1], np.float32)
+        counts = np.asarray(stitcher.counts[r0:r1, c0:c1], np.float32)[..., None]
+        return np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+
+    def _rule(self, mean: np.ndarray) -> np.ndarray:
+        """The overlap rule (module docstring) applied to ``(..., C)`` mean probabilities."""
+        if self.stitcher.background_channel and self.kind != "LABELMAP":
             mean = mean[..., 1:]
         if self.kind == "FRACTIONAL":
             return np.clip(mean, 0.0, 1.0)
         if self.kind == "BINARY":
             return (mean >= self.threshold).astype(np.uint8)
         best = mean.argmax(axis=-1)
-        if stitcher.background_channel:
+        if self.stitcher.background_channel:
             return best.astype(np.uint8)
         return np.where(mean.max(axis=-1) >= self.threshold, best + 1, 0).astype(np.uint8)
 
@@ -99,7 +146,9 @@ class SlideSegStitcher:
     Notes
     -----
     Disk use: ``R x C x (4 channels + 2)`` bytes for the level's ``R x C``
-    matrix. Resident memory stays about one band of tiles while writing.
+    matrix. Resident memory stays about one patch band while adding (each
+    :meth:`add` hands its rows of the accumulators back to the page cache)
+    and about one band of tiles while writing.
     """
 
     def __init__(self, slide: "SlideImage | str | Path", channels: int, level: int = 0, *,
@@ -127,6 +176,9 @@ class SlideSegStitcher:
         block = array[:, r0 - row:r1 - row, c0 - column:c1 - column].transpose(1, 2, 0)
         self.sums[r0:r1, c0:c1] += block
         self.counts[r0:r1, c0:c1] += 1
+        # the sums stay in the file (page cache), not in this process: resident memory stays one window band
+        release_leading_range(self.sums, r0, r1)
+        release_leading_range(self.counts, r0, r1)
 
     def add_labels(self, location: Sequence[int], labels: Any) -> None:
         """Add an integer ``(H, W)`` or ``(1, H, W)`` label patch as one-hot probabilities (majority vote)."""
@@ -140,14 +192,23 @@ class SlideSegStitcher:
             raise InputError(f"labels must be in [0, {channels - 1 + first}]; got [{array.min()}, {array.max()}]")
         self.add(location, (array[None] == np.arange(first, channels + first)[:, None, None]).astype(np.float32))
 
-    def stitched(self, segmentation_type: str, threshold: float = 0.5) -> _Stitched:
-        """The stitched matrix as a lazy array-like (what :meth:`write` encodes); ``[...]`` computes a block."""
+    def stitched(self, segmentation_type: str, threshold: float = 0.5, level: "int | None" = None) -> _Stitched:
+        """The stitched matrix as a lazy array-like (what :meth:`write` encodes); ``[...]`` computes a block.
+
+        ``level`` (default: the stitcher's level) may be a coarser slide level:
+        the stitched result resized to it (the pyramid levels of :meth:`write`).
+        """
         if segmentation_type not in STITCH_TYPES:
             raise InputError(f"segmentation_type must be one of {STITCH_TYPES}; got {segmentation_type!r}")
-        return _Stitched(self, segmentation_type, threshold)
+        level = self.level if level is None else level
+        if not isinstance(level, (int, np.integer)) or level < self.level:
+            raise InputError(f"level must be an int >= the stitcher's level {self.level}; got {level!r}")
+        plane = self.slide.level(int(level))
+        return _Stitched(self, segmentation_type, threshold, (plane.rows, plane.columns))
 
     def write(self, path: "str | Path", segmentation_type: str, segment_descriptions: Sequence[Any], *,
-              source_image: Dataset | None = None, threshold: float = 0.5, **kwargs: Any) -> Path:
+              source_image: "Dataset | Sequence[Dataset] | None" = None, threshold: float = 0.5,
+              pyramid_levels: "int | None" = None, **kwargs: Any) -> "Path | list[Path]":
         """Encode the stitched outputs as a tiled SEG of the level's instance and save it to ``path``.
 
         Parameters
@@ -157,33 +218,89 @@ class SlideSegStitcher:
         segment_descriptions
             One per segment (channels without the background channel).
         source_image
-            The level's WSI instance (default: read from the slide's folder,
-            headers only, by SOP Instance UID).
+            The level's WSI instance, or with ``pyramid_levels`` one instance
+            per written level (default: read from the slide's folder, headers
+            only, by SOP Instance UID).
+        pyramid_levels
+            Write a SEG pyramid of this many levels: SEG level ``k`` is on
+            slide level ``level + k`` (which must exist), holds the stitched
+            result resized as :func:`~monai_dicomseg.seg.create_segmentation_pyramid`
+            resizes a source pyramid (nearest for BINARY / LABELMAP,
+            antialiased linear for FRACTIONAL), one series, one PyramidUID,
+            instance numbers ``1..n``; each level is streamed tile by tile.
+            Files: ``path`` (level 0), then ``<stem>-level-<k><suffix>``.
         kwargs
             Further :class:`~monai_dicomseg.seg.Segmentation` arguments
-            (``series_instance_uid``, ``manufacturer``, ``dimension_organization_type`` ...).
-        """
-        from monai_dicomseg.seg.segmentation import Segmentation
+            (``series_instance_uid``, ``manufacturer``, ``dimension_organization_type``,
+            ``pyramid_label`` ...).
 
-        source = source_image if source_image is not None else self._source_header()
+        Returns
+        -------
+        pathlib.Path or list[pathlib.Path]
+            The file; with ``pyramid_levels``, the files finest first.
+        """
+        from monai_dicomseg.uid import UID
+
+        count = 1 if pyramid_levels is None else pyramid_levels
+        levels = self._pyramid_levels(count, kwargs)
+        sources = self._sources(source_image, levels)
         defaults = dict(series_instance_uid=None, series_number=1, sop_instance_uid=None, instance_number=1,
                         manufacturer="monai_dicomseg", manufacturer_model_name="SlideSegStitcher",
                         software_versions="0", device_serial_number="0")
         arguments = {**defaults, **kwargs}
-        from monai_dicomseg.uid import UID
-
         arguments["series_instance_uid"] = arguments["series_instance_uid"] or UID()
-        arguments["sop_instance_uid"] = arguments["sop_instance_uid"] or UID()
-        seg = Segmentation(source_images=[source], pixel_array=self.stitched(segmentation_type, threshold),
-                           segmentation_type=segmentation_type, segment_descriptions=segment_descriptions,
-                           tile_pixel_array=True, **arguments)
-        seg.save_as(path)
-        return Path(path)
+        if pyramid_levels is not None:
+            arguments["pyramid_uid"] = arguments.get("pyramid_uid") or UID()
+        path = Path(path)
+        paths = [path] + [path.with_name(f"{path.stem}-level-{k}{path.suffix}") for k in range(1, count)]
+        for k, (level, source, target) in enumerate(zip(levels, sources, paths)):
+            if pyramid_levels is not None:
+                arguments["instance_number"] = k + 1
+            arguments["sop_instance_uid"] = (kwargs.get("sop_instance_uid") if k == 0 else None) or UID()
+            self._write_level(target, source, self.stitched(segmentation_type, threshold, level),
+                              segmentation_type, segment_descriptions, arguments)
+        return paths if pyramid_levels is not None else path
 
-    def _source_header(self) -> Dataset:
+    def _pyramid_levels(self, count: Any, kwargs: dict) -> list[int]:
+        """The slide levels of the SEG levels to write (checked)."""
+        if not isinstance(count, (int, np.integer)) or count < 1:
+            raise InputError(f"pyramid_levels must be an int >= 1; got {count!r}")
+        if self.level + count > self.slide.level_count:
+            raise InputError(f"pyramid_levels={count} from level {self.level} needs slide levels up to "
+                             f"{self.level + count - 1}; the slide has {self.slide.level_count}")
+        if count > 1 and kwargs.get("sop_instance_uid"):
+            raise InputError("sop_instance_uid names one instance; a pyramid gets a new UID per level")
+        return list(range(self.level, self.level + int(count)))
+
+    def _sources(self, source_image: Any, levels: list[int]) -> list[Dataset]:
+        """One WSI header per written level (given, or read from the slide's folder)."""
+        if source_image is None:
+            return [self._source_header(level) for level in levels]
+        sources = [source_image] if isinstance(source_image, Dataset) else list(source_image)
+        if len(sources) != len(levels):
+            raise InputError(f"source_image must give {len(levels)} instance(s), one per written level; "
+                             f"got {len(sources)}")
+        for level, source in zip(levels, sources):
+            wanted = self.slide.level(level).sop_instance_uid
+            if str(source.get("SOPInstanceUID", "")) != wanted:
+                raise InputError(f"source_image for slide level {level} must be instance {wanted}; "
+                                 f"got {source.get('SOPInstanceUID')}")
+        return sources
+
+    @staticmethod
+    def _write_level(path: Path, source: Dataset, pixels: _Stitched, segmentation_type: str,
+                     segment_descriptions: Sequence[Any], arguments: dict) -> None:
+        from monai_dicomseg.seg.segmentation import Segmentation
+
+        seg = Segmentation(source_images=[source], pixel_array=pixels, segmentation_type=segmentation_type,
+                           segment_descriptions=segment_descriptions, tile_pixel_array=True, **arguments)
+        seg.save_as(path)
+
+    def _source_header(self, level: "int | None" = None) -> Dataset:
         import pydicom
 
-        wanted = self.slide.level(self.level).sop_instance_uid
+        level = self.level if level is None else level
+        wanted = self.slide.level(level).sop_instance_uid
         folder = self.slide.path if self.slide.path is None or self.slide.path.is_dir() else self.slide.path.parent
         if folder is None:
             raise InputError("source_image is required when the slide was not read from a path")
@@ -194,7 +311,7 @@ class SlideSegStitcher:
                 continue
             if str(header.get("SOPInstanceUID", "")) == wanted:
                 return header
-        raise InputError(f"the instance {wanted} of level {self.level} is not in {folder}")
+        raise InputError(f"the instance {wanted} of level {level} is not in {folder}")
 
     def close(self) -> None:
         """Drop the accumulators (and their temporary folder)."""

@@ -96,3 +96,67 @@ def test_bad_inputs(slide_dir):
     with pytest.raises(InputError, match="channels must be an int >= 2"):
         SlideSegStitcher(slide_dir, channels=1, background_channel=True)
     stitcher.close()
+
+
+@pytest.mark.dciodvfy
+@pytest.mark.parametrize("segmentation_type", ["LABELMAP", "BINARY", "FRACTIONAL"])
+def test_pyramid_levels_equal_highdicoms_pyramid_of_the_stitched_matrix(tmp_path, stitched, slide_levels,
+                                                                         segmentation_type):
+    """pyramid_levels=2 from level 1: SEG level k on slide level 1 + k, each as highdicom resizes the stitched level."""
+    stitcher, _ = stitched
+    paths = stitcher.write(tmp_path / "pyramid.dcm", segmentation_type, segment_descriptions(ours, 3),
+                           pyramid_levels=2, pyramid_label="inference")
+    assert [p.name for p in paths] == ["pyramid.dcm", "pyramid-level-1.dcm"]
+    full = stitcher.stitched(segmentation_type)
+    matrix = full[0:384, 0:512] if segmentation_type == "LABELMAP" else full[0, 0:384, 0:512][None]
+    expected = highdicom.seg.create_segmentation_pyramid(
+        source_images=slide_levels[1:3], pixel_arrays=[matrix], segmentation_type=segmentation_type,
+        segment_descriptions=segment_descriptions(highdicom, 3), series_instance_uid=highdicom.UID(),
+        series_number=1, manufacturer="x", manufacturer_model_name="x", software_versions="0",
+        device_serial_number="0")
+    segs = [highdicom.seg.segread(path) for path in paths]
+    assert len({seg.SeriesInstanceUID for seg in segs}) == 1 and len({seg.PyramidUID for seg in segs}) == 1
+    assert [seg.InstanceNumber for seg in segs] == [1, 2] and segs[1].PyramidLabel == "inference"
+    for level, (seg, truth) in enumerate(zip(segs, expected)):
+        source = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID
+        assert source == slide_levels[1 + level].SOPInstanceUID
+        assert (seg.TotalPixelMatrixRows, seg.TotalPixelMatrixColumns) == (384 // 2 ** level, 512 // 2 ** level)
+        combine = segmentation_type == "LABELMAP"
+        got = seg.get_total_pixel_matrix(combine_segments=combine)
+        want = truth.get_total_pixel_matrix(combine_segments=combine)
+        if segmentation_type == "FRACTIONAL":  # both quantise to 1/255; Pillow resizes in float32
+            np.testing.assert_allclose(got, want, atol=1 / 255 + 1e-6)
+        else:
+            np.testing.assert_array_equal(got, want)
+    assert dciodvfy_errors(paths[1]) == []
+
+
+def test_pyramid_level_block_equals_whole_level(stitched):
+    """A pyramid level computed tile by tile equals the same level computed in one block (the writer's access)."""
+    stitcher, _ = stitched
+    for segmentation_type in ("LABELMAP", "FRACTIONAL"):
+        level = stitcher.stitched(segmentation_type, level=2)
+        whole = level[0:192, 0:256] if segmentation_type == "LABELMAP" else level[0, 0:192, 0:256]
+        tiles = np.zeros_like(whole)
+        for r in range(0, 192, 64):
+            for c in range(0, 256, 96):
+                key = (slice(r, r + 64), slice(c, c + 96))
+                tiles[key] = level[key] if segmentation_type == "LABELMAP" else level[(0, *key)]
+        np.testing.assert_array_equal(tiles, whole)
+
+
+def test_bad_pyramid_requests(tmp_path, stitched, slide_levels):
+    stitcher, _ = stitched
+    descriptions = segment_descriptions(ours, 3)
+    with pytest.raises(InputError, match=r"pyramid_levels=3 from level 1 needs slide levels up to 3; the slide has 3"):
+        stitcher.write(tmp_path / "x.dcm", "LABELMAP", descriptions, pyramid_levels=3)
+    with pytest.raises(InputError, match="pyramid_levels must be an int >= 1"):
+        stitcher.write(tmp_path / "x.dcm", "LABELMAP", descriptions, pyramid_levels=0)
+    with pytest.raises(InputError, match=r"source_image must give 2 instance\(s\)"):
+        stitcher.write(tmp_path / "x.dcm", "LABELMAP", descriptions, pyramid_levels=2, source_image=slide_levels[1])
+    with pytest.raises(InputError, match="source_image for slide level 1 must be instance"):
+        stitcher.write(tmp_path / "x.dcm", "LABELMAP", descriptions, source_image=slide_levels[0])
+    with pytest.raises(InputError, match="sop_instance_uid names one instance"):
+        stitcher.write(tmp_path / "x.dcm", "LABELMAP", descriptions, pyramid_levels=2, sop_instance_uid="1.2.3")
+    with pytest.raises(InputError, match="level must be an int >= the stitcher's level 1"):
+        stitcher.stitched("LABELMAP", level=0)
