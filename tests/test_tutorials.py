@@ -1,4 +1,5 @@
-"""The tutorials run (demo.py, end_to_end.py --fast, the example bundle on one series folder) and use public names only.
+"""The tutorials run (demo.py, end_to_end.py --fast, slides.py, the example bundle on one series folder) and use public
+names only.
 
 The bundle over a folder of many studies, single- and multi-process, is tested in ``tests/test_bundle.py``.
 """
@@ -117,6 +118,16 @@ def test_end_to_end_fast(tmp_path, source):
     written = list((tmp_path / "out").glob("*_seg.dcm"))
     assert len(written) == 1
     assert dciodvfy_errors(written[0]) == []
+
+
+def test_slides_tutorial_runs(tmp_path):
+    """tutorials/slides.py: synthetic DICOM WSI -> SEG -> patches -> training -> sliding window -> stitched SEG."""
+    pytest.importorskip("openslide")
+    result = subprocess.run([sys.executable, str(TUTORIALS / "slides.py"), "--workdir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT, env=_environment())
+    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-3000:])
+    assert "pixel accuracy 1.0000" in result.stdout
+    assert dciodvfy_errors(tmp_path / "inference-level-1.dcm") == []
 
 
 def _bundle_command(args: list[str]) -> list[str]:

@@ -19,7 +19,9 @@ _LAZY = {
     "SlideImage": "monai_dicomseg.slides.geometry",
     "SlideLabels": "monai_dicomseg.slides.labels",
     "foreground_locations": "monai_dicomseg.slides.sampling",
+    "grid_locations": "monai_dicomseg.slides.sampling",
     "SlideSegStitcher": "monai_dicomseg.slides.stitch",
+    "synthetic": "monai_dicomseg.slides.synthetic",
 }
 
 __getattr__ = lazy_getattr(__name__, _LAZY)
