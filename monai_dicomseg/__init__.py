@@ -73,10 +73,6 @@ _LAZY = {
     "slides": "monai_dicomseg.slides",
     "SlidePatchSegDataset": "monai_dicomseg.data.slides",
     "slide_patch_datalist": "monai_dicomseg.data.slides",
-    # slides: DICOM WSIs and their tiled SEGs as patches (core torch-free; the datasets need MONAI + OpenSlide)
-    "slides": "monai_dicomseg.slides",
-    "SlidePatchSegDataset": "monai_dicomseg.data.slides",
-    "slide_patch_datalist": "monai_dicomseg.data.slides",
     # writing side: the labels contract and atomic files (no torch)
     "is_background_name": "monai_dicomseg.io.prediction",
     "remove_stale_temporaries": "monai_dicomseg.atomic",
