@@ -91,8 +91,11 @@ def test_shear_drift_tolerance_both_sides(drift, sheared):
     positions = np.stack([np.linspace(0, drift, 5), np.zeros(5), np.arange(5) * 2.0], axis=1)
     grid = plan_slice_grid(positions, AXIAL)
     assert grid.sheared is sheared
-    if not sheared:
-        np.testing.assert_allclose(grid.step, [0, 0, -2.0] if grid.step[2] < 0 else [0, 0, 2.0], atol=1e-12)
+    if not sheared:  # the step is the normal times the spacing, exactly: no in-plane part
+        np.testing.assert_array_equal(grid.step[:2], [0.0, 0.0])
+        assert abs(grid.step[2]) == pytest.approx(2.0)
+    else:
+        assert np.linalg.norm(grid.step[:2]) * 4 == pytest.approx(drift)
 
 
 def test_slice_off_the_line_is_refused():
@@ -116,7 +119,6 @@ def test_sheared_affines_need_the_sheared_classes():
     assert volume.spacing_between_slices == pytest.approx(2.5)
     assert isinstance(volume.get_geometry(), ShearedVolumeGeometry)
     assert isinstance(volume[1:3], ShearedVolume) and volume.flip_spatial(0).tilt_degrees == volume.tilt_degrees
-    np.testing.assert_allclose([p.ImagePositionPatient for p in []], [])
     flat = affine.copy()
     flat[:3, 0] = [0.0, 3.0, 0.01]  # the slice step (almost) in the image plane
     with pytest.raises(InputError, match="lies \\(almost\\) in the image plane"):
@@ -223,8 +225,9 @@ def test_seg_on_its_own_tilted_grid(tilted):
         label = LoadDicomSeg()(str(seg_path))
     truth = truth_on_grid(labels, datasets, np.asarray(label.affine), tuple(label.shape[1:]))
     np.testing.assert_array_equal(np.asarray(label[0]), truth)
-    assert shear_angle(np.asarray(label.affine)[[0, 1, 2, 3]][:, [2, 0, 1, 3]]) == pytest.approx(TILT, abs=1e-3)
-    assert image.shape[1:] == label.shape[1:] or label.shape[-1] < image.shape[-1]
+    # MONAI order (C, R, S): the slice step is column 2; shear_angle wants it first
+    assert shear_angle(np.asarray(label.affine)[:, [2, 0, 1, 3]]) == pytest.approx(TILT, abs=1e-3)
+    assert label.shape[1:3] == image.shape[1:3] and label.shape[3] <= image.shape[3]
 
 
 def test_dicom_seg_reader_finds_the_tilted_series(tilted):
