@@ -45,7 +45,6 @@ about per file: a structure absent from one case is expected there.
 """
 from __future__ import annotations
 
-import copy
 import difflib
 import functools
 import json
@@ -138,9 +137,33 @@ def header_segment_table(header: Any) -> list[dict[str, Any]]:
 
     if isinstance(header, Segmentation):
         return segment_table(header)
-    view = copy.copy(header)
-    view.__class__ = Segmentation  # the segment accessors only
-    return segment_table(view)
+    return segment_table(_header_segments_class()(header))
+
+
+@functools.lru_cache(maxsize=None)
+def _header_segments_class() -> type:
+    """A small class with the segment accessors of :class:`Segmentation` over a header ``Dataset``.
+
+    Built on first use (``seg/`` is imported only then). It reads the data
+    set through its public attributes; the data set keeps its class.
+    """
+    from monai_dicomseg.seg.reader import SegmentationReaderMixin
+
+    class HeaderSegments(SegmentationReaderMixin):
+        """``segment_numbers`` / ``get_segment_description`` of a header-only SEG ``Dataset``."""
+
+        def __init__(self, header: Any) -> None:
+            self._header = header
+
+        def __getattr__(self, name: str) -> Any:  # elements of the data set (SegmentSequence, ...)
+            if name == "_header":
+                raise AttributeError(name)
+            return getattr(self._header, name)
+
+        def get(self, key: Any, default: Any = None) -> Any:
+            return self._header.get(key, default)
+
+    return HeaderSegments
 
 
 def code_key(code: Any) -> "tuple[str, str] | None":

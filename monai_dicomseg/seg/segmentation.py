@@ -209,8 +209,8 @@ class Segmentation(SegmentationReaderMixin, SegmentAccessorsMixin, Dataset):
         chunks of :data:`_COPY_CHUNK` bytes, never loaded whole.
         """
         pixel_tag = Tag("PixelData")
-        element = self._dict.get(pixel_tag)
-        if element is None or any(tag > pixel_tag for tag in self._dict):
+        element = self.get_item(pixel_tag, keep_deferred=True)  # as stored: a deferred value is not read here
+        if element is None or any(tag > pixel_tag for tag in self.keys()):
             Dataset.save_as(self, stream)
             return
         source = deferred_pixel_source(self)
@@ -219,14 +219,14 @@ class Segmentation(SegmentationReaderMixin, SegmentAccessorsMixin, Dataset):
         meta = getattr(self, "file_meta", None)
         row = lookup(meta.get("TransferSyntaxUID") if meta is not None else None)
         tail = self._pixel_data_chunks(element, source, row)
-        del self._dict[pixel_tag]
+        del self[pixel_tag]
         try:
             if row is not None and row.deflated:  # PS3.5 A.5: Pixel Data goes through the one deflate bitstream
                 write_deflated(stream, self, tail)
                 return
             Dataset.save_as(self, stream)
         finally:
-            self._dict[pixel_tag] = element
+            self[pixel_tag] = element
         for chunk in tail:
             stream.write(chunk)
 
