@@ -23,7 +23,7 @@ from monai_dicomseg.enums import (
 from monai_dicomseg.errors import InputTypeError, UnsupportedError
 from monai_dicomseg.seg.accessors import SegmentAccessorsMixin
 from monai_dicomseg.seg.content import SegmentDescription
-from monai_dicomseg.seg.encode import ENCODE_OPTION_NAMES, EncodeOptions, encode_segmentation
+from monai_dicomseg.seg.encode import EncodeOptions, encode_segmentation
 
 from monai_dicomseg.seg.reader import SegmentationReaderMixin, read_segmentation_dataset
 
@@ -157,8 +157,19 @@ class Segmentation(SegmentationReaderMixin, SegmentAccessorsMixin, Dataset):
     ) -> None:
         super().__init__()
         _check_extra_arguments(kwargs)
-        arguments = locals()  # the options are this signature's parameters: gathered, not listed again
-        options = EncodeOptions(**{name: arguments[name] for name in ENCODE_OPTION_NAMES})
+        options = EncodeOptions(
+            segmentation_type=segmentation_type, series_instance_uid=series_instance_uid,
+            series_number=series_number, sop_instance_uid=sop_instance_uid, instance_number=instance_number,
+            manufacturer=manufacturer, manufacturer_model_name=manufacturer_model_name,
+            software_versions=software_versions, device_serial_number=device_serial_number,
+            fractional_type=fractional_type, max_fractional_value=max_fractional_value,
+            content_description=content_description, content_creator_name=content_creator_name,
+            transfer_syntax_uid=transfer_syntax_uid, omit_empty_frames=omit_empty_frames,
+            content_label=content_label, workers=workers, use_extended_offset_table=use_extended_offset_table,
+            dimension_organization_type=dimension_organization_type, tile_pixel_array=tile_pixel_array,
+            tile_size=tile_size, pyramid_uid=pyramid_uid, pyramid_label=pyramid_label,
+            plane_positions=plane_positions, plane_orientation=plane_orientation, pixel_measures=pixel_measures,
+        )  # every option by name (tests/seg/test_encode_options.py: this signature == EncodeOptions)
         encode_segmentation(self, source_images=source_images, pixel_array=pixel_array,
                             segment_descriptions=segment_descriptions, options=options)
 
