@@ -216,12 +216,11 @@ def profile_cli_choice(profile: "str | None", segmentation_type: str, compress: 
     return resolved.segmentation_type, resolved.compression
 
 
-def profile_notes(profile: "str | None", segmentation_type: str, transfer_syntax_uid: str, rows: int,
-                  columns: int) -> list[str]:
-    """What ``--profile``'s consumer may still misread in a SEG just built (e.g. OHIF: BINARY frames of odd size)."""
+def profile_notes(profile: "str | None", seg: Any) -> list[str]:
+    """What ``--profile``'s consumer may still misread in the SEG ``seg`` just built (e.g. OHIF: BINARY frames
+    whose layout it guesses from the padded length, segment numbers above 255)."""
     if profile is None:
         return []
-    from monai_dicomseg.seg.profiles import consumer_problems
+    from monai_dicomseg.seg.profiles import dataset_problems
 
-    return [f"profile {profile!r}: {problem}" for problem in consumer_problems(
-        profile, segmentation_type, transfer_syntax_uid, int(rows), int(columns))]
+    return [f"profile {profile!r}: {problem}" for problem in dataset_problems(profile, seg)]

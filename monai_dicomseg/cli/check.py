@@ -113,8 +113,8 @@ def check_file(path: "str | os.PathLike[str]", profiles: "Sequence[str] | None" 
         graded = _check_pixels(dataset, report, decode)
         _check_values(dataset, report)
     report["valid"] = not report["errors"]
-    if report["segmentation_type"] is not None and report["transfer_syntax_uid"] is not None:
-        _check_consumers(report, profile_names(), required, graded)
+    if dataset is not None and report["segmentation_type"] is not None and report["transfer_syntax_uid"] is not None:
+        _check_consumers(report, dataset, profile_names(), required, graded)
     blocked = any(not report["consumers"].get(name, {}).get("reads", False) for name in required)
     report["status"] = "invalid" if not report["valid"] else ("consumer-problems" if blocked else "ok")
     return report
@@ -247,16 +247,15 @@ def _check_values(dataset: Any, report: dict[str, Any]) -> None:
         report["errors"].append(f"value: {' '.join(str(error).split())}")
 
 
-def _check_consumers(report: dict[str, Any], names: Sequence[str], required: Sequence[str],
+def _check_consumers(report: dict[str, Any], dataset: Any, names: Sequence[str], required: Sequence[str],
                      graded: "bool | None") -> None:
     from monai_dicomseg.codec.transfer_syntax import lookup
-    from monai_dicomseg.seg.profiles import consumer_problems
+    from monai_dicomseg.seg.profiles import dataset_problems
 
     row = lookup(report["transfer_syntax_uid"])
     report["compression"] = row.name if row is not None else None
     for name in names:
-        problems = consumer_problems(name, report["segmentation_type"], report["transfer_syntax_uid"],
-                                     report["rows"] or 0, report["columns"] or 0, graded_fractional=graded)
+        problems = dataset_problems(name, dataset, graded_fractional=graded)
         if not report["valid"]:
             problems = ["the file is invalid", *problems]
         report["consumers"][name] = {"reads": not problems, "problems": problems, "required": name in required}

@@ -349,7 +349,7 @@ def nifti_to_seg(
         seg.SeriesDescription = series_description
     elif "SeriesDescription" not in seg:
         seg.SeriesDescription = "Segmentation"
-    notes = [*notes, *profile_notes(profile, segmentation_type, COMPRESSION[compress], seg.Rows, seg.Columns)]
+    notes = [*notes, *profile_notes(profile, seg)]
     seg.save_as(Path(out), overwrite=overwrite)
     return {"segmentation_type": segmentation_type, "segments": len(descriptions),
             "frames": int(seg.get("NumberOfFrames", 0)), "resampled": resampled, "warnings": notes}

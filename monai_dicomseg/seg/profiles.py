@@ -80,6 +80,8 @@ __all__ = [
     "consumer_problems",
     "binary_length_misread",
     "warn_consumer_problems",
+    "dataset_problems",
+    "warn_problems",
     "profile_table",
 ]
 
@@ -442,16 +444,40 @@ def _consumer_syntax(profile: Profile, transfer_syntax_uid: str) -> "str | None"
     return row.name
 
 
+def dataset_problems(profile: "str | Profile", dataset: Any, graded_fractional: "bool | None" = None) -> list[str]:
+    """:func:`consumer_problems` of a SEG data set (a ``Segmentation`` just built, or a file read).
+
+    Reads SegmentationType, the transfer syntax (file meta), Rows, Columns,
+    NumberOfFrames and the largest SegmentNumber of ``dataset`` so that every
+    rule applies, the frame-layout and segment-number rules included.
+    """
+    meta = getattr(dataset, "file_meta", None)
+    numbers = [int(item.SegmentNumber) for item in dataset.get("SegmentSequence", []) if "SegmentNumber" in item]
+    return consumer_problems(
+        profile, str(dataset.get("SegmentationType", "")),
+        str(getattr(meta, "TransferSyntaxUID", "") if meta is not None else ""),
+        int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0),
+        graded_fractional=graded_fractional, frames=int(dataset.get("NumberOfFrames", 1) or 1),
+        max_segment_number=max(numbers, default=None))
+
+
 def warn_consumer_problems(profile: "str | Profile | None", segmentation_type: str, transfer_syntax_uid: str,
                            rows: int, columns: int, *, frames: "int | None" = None,
                            max_segment_number: "int | None" = None) -> None:
     """Warn (:class:`ConsumerWarning`) for each of :func:`consumer_problems` (nothing when ``profile`` is None)."""
     if profile is None:
         return
-    for problem in consumer_problems(profile, segmentation_type, transfer_syntax_uid, rows, columns, frames=frames,
-                                     max_segment_number=max_segment_number):
-        chosen = get_profile(profile)
-        warnings.warn(f"profile={chosen.name!r} ({chosen.consumer}): {problem}", ConsumerWarning, stacklevel=3)
+    warn_problems(profile, consumer_problems(profile, segmentation_type, transfer_syntax_uid, rows, columns,
+                                             frames=frames, max_segment_number=max_segment_number))
+
+
+def warn_problems(profile: "str | Profile | None", problems: "list[str]") -> None:
+    """One :class:`ConsumerWarning` per problem, naming the profile and its consumer (nothing without a profile)."""
+    if profile is None:
+        return
+    chosen = get_profile(profile)
+    for problem in problems:
+        warnings.warn(f"profile={chosen.name!r} ({chosen.consumer}): {problem}", ConsumerWarning, stacklevel=4)
 
 
 def profile_table() -> list[dict[str, Any]]:

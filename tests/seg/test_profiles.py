@@ -198,3 +198,45 @@ def test_monai_writer_profile_option() -> None:
         SaveDicomSeg(profile="ohif", compression="jpeg2000")
     with pytest.raises(InputError, match=r"profile must be one of"):
         SaveDicomSeg(profile="osirix")
+
+
+def _binary_seg(tmp_path, rows: int, columns: int, frames: int):
+    """A BINARY SEG of ``frames`` source slices of ``rows x columns`` written by us (every frame kept)."""
+    import numpy as np
+    from pydicom.sr.codedict import codes
+
+    import monai_dicomseg as hd
+    from monai_dicomseg.synthetic import make_ct_series
+
+    series = make_ct_series(shape=(frames, rows, columns))
+    mask = np.zeros((frames, rows, columns), dtype=bool)
+    mask[:, 1:-1, 2:-2] = True
+    seg = hd.seg.Segmentation(
+        source_images=series, pixel_array=mask, segmentation_type="BINARY", omit_empty_frames=False,
+        segment_descriptions=[hd.seg.SegmentDescription(
+            segment_number=1, segment_label="a", segmented_property_category=codes.SCT.Organ,
+            segmented_property_type=codes.SCT.Liver, algorithm_type="MANUAL")],
+        series_instance_uid=hd.UID(), series_number=1, sop_instance_uid=hd.UID(), instance_number=1,
+        manufacturer="x", manufacturer_model_name="x", software_versions="0", device_serial_number="0")
+    path = tmp_path / f"binary_{rows}x{columns}x{frames}.dcm"
+    seg.save_as(path)
+    return path
+
+
+def test_check_and_writer_name_the_frame_layout_ohif_misreads(tmp_path) -> None:
+    """2 frames of 33x35 (OHIF guesses the 1-bit layout from the padded length and misreads it; measured in
+    tests/seg/test_ohif_consumer.py) are flagged by `check`; 4 frames of 33x35 are not flagged for that reason."""
+    from monai_dicomseg.cli.check import check_file
+    from monai_dicomseg.seg.profiles import binary_length_misread, dataset_problems
+
+    import pydicom
+
+    misread = _binary_seg(tmp_path, 33, 35, 2)
+    fine = _binary_seg(tmp_path, 33, 35, 4)
+    assert binary_length_misread(33, 35, 2) == "misread" and binary_length_misread(33, 35, 4) is None
+    length_rule = [p for p in dataset_problems("ohif", pydicom.dcmread(misread)) if "length" in p.lower()]
+    assert length_rule, dataset_problems("ohif", pydicom.dcmread(misread))
+    assert not [p for p in dataset_problems("ohif", pydicom.dcmread(fine)) if "length" in p.lower()]
+    report = check_file(misread, profiles=["ohif"])
+    assert report["status"] == "consumer-problems"
+    assert any("length" in p.lower() for p in report["consumers"]["ohif"]["problems"])
