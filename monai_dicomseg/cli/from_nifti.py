@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from monai_dicomseg.cli._common import (
-    COMPRESSION,
     SEGMENTATION_TYPES,
     add_compress_option,
     add_overwrite_option,
