@@ -9,12 +9,13 @@ being silently ignored.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+import inspect
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from monai_dicomseg.errors import InputTypeError
 
-__all__ = ["check_options", "closest_name"]
+__all__ = ["check_options", "closest_name", "options_of"]
 
 
 def closest_name(name: str, valid: Iterable[str]) -> "str | None":
@@ -53,3 +54,35 @@ def check_options(given: "Mapping[str, Any] | Iterable[str]", valid: Iterable[st
         f"{where} got unexpected keyword argument{'s' if len(unknown) > 1 else ''} {', '.join(parts)}; "
         f"valid options are {sorted(valid)}"
     )
+
+
+def options_of(function: Callable[..., Any], extra: Iterable[str] = (), *,
+               exclude: Iterable[str] = ()) -> tuple[str, ...]:
+    """The option names of ``function`` (a class: its ``__init__``), read from its signature.
+
+    An option is a parameter that can be passed by keyword and has a default
+    (``self``, positional data such as ``keys`` or ``source``, ``*args`` and
+    ``**kwargs`` are not options). Option tuples such as ``LOAD_OPTIONS`` are
+    derived with it, so a new parameter is an accepted option without being
+    listed a second time.
+
+    Parameters
+    ----------
+    function
+        A function, method or class.
+    extra
+        Options accepted through ``**kwargs`` (e.g. ``SELECTION_OPTIONS``), appended in order.
+    exclude
+        Parameters that are not options of this entry point.
+
+    Returns
+    -------
+    tuple[str, ...]
+        Signature order, then ``extra``; each name once.
+    """
+    target = function.__init__ if inspect.isclass(function) else function  # type: ignore[misc]  # a class's options
+    skip = set(exclude)
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    names = [name for name, parameter in inspect.signature(target).parameters.items()
+             if parameter.kind in keyword and parameter.default is not inspect.Parameter.empty and name not in skip]
+    return tuple(dict.fromkeys([*names, *(name for name in extra if name not in skip)]))

@@ -65,13 +65,9 @@ from monai_dicomseg.io.segload import (
 )
 from monai_dicomseg.io.series_lookup import SeriesResolver, find_source_series
 from monai_dicomseg.io.segments import SELECTION_OPTIONS, SegmentSelection
-from monai_dicomseg.options import check_options
+from monai_dicomseg.options import check_options, options_of
 
 __all__ = ["DicomSegReader", "is_segmentation_file", "READER_OPTIONS"]
-
-READER_OPTIONS = (*SELECTION_OPTIONS, "selection", "rescale_fractional", "skip_overlap_checks", "space", "dtype",
-                  "threshold", "allow_other_series", "source_root", "series_resolver", "find_series")
-"""Keyword options of :class:`DicomSegReader` besides ``mode``."""
 
 
 def is_segmentation_file(path: "str | os.PathLike[str]") -> bool:
@@ -255,3 +251,10 @@ class DicomSegReader(ImageReader):
                 )
         array = loaded[0].array if len(loaded) == 1 else np.concatenate([x.array for x in loaded])
         return array, meta
+
+
+READER_OPTIONS = options_of(
+    load_seg_array, (*options_of(DicomSegReader, exclude=("mode",)), *SELECTION_OPTIONS), exclude=("mode", "reference"),
+)
+"""Keyword options of :class:`DicomSegReader` besides ``mode``: its own (``source_root``, ...), the options of
+:func:`~monai_dicomseg.io.segload.load_seg_array` it passes on, and the segment-selection keywords (derived)."""

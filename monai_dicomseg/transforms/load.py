@@ -43,7 +43,7 @@ from monai_dicomseg.io.segload import (
 from monai_dicomseg.io.segments import SELECTION_OPTIONS, SegmentSelection
 from monai_dicomseg.io.source_series import check_spatial_affine
 from monai_dicomseg.io.writer import meta_uid
-from monai_dicomseg.options import check_options
+from monai_dicomseg.options import check_options, options_of
 
 __all__ = [
     "LoadDicomSeg", "LoadDicomSegd", "reference_from_image", "ON_ERROR", "LOAD_OPTIONS", "DEFAULT_POSTFIX",
@@ -52,12 +52,6 @@ __all__ = [
 
 ON_ERROR = ("raise", "skip")
 
-LOAD_OPTIONS = (
-    "mode", *SELECTION_OPTIONS, "selection", "rescale_fractional", "skip_overlap_checks", "space", "dtype",
-    "threshold", "on_error", "allow_other_series",
-)
-"""Keyword options of :class:`LoadDicomSeg` (also accepted by ``LoadDicomSegd``,
-``DicomSegDataset`` and ``load_transforms``)."""
 
 DEFAULT_POSTFIX = "meta_dict"
 """MONAI's default ``meta_key_postfix`` (``monai.utils.PostFix.meta()``): ``d[f"{key}_meta_dict"]``."""
@@ -326,6 +320,12 @@ def _grid(reference: Any) -> "ReferenceGrid | None":
     if isinstance(reference, tuple) and len(reference) == 2 and isinstance(reference[1], Mapping):
         return reference_from_image(*reference)
     return reference_from_image(reference)
+
+
+LOAD_OPTIONS = options_of(LoadDicomSeg, SELECTION_OPTIONS)
+"""Keyword options of :class:`LoadDicomSeg` (also accepted by ``LoadDicomSegd``,
+``DicomSegDataset`` and ``load_transforms``): its signature's options and the
+segment-selection keywords, derived (:func:`~monai_dicomseg.options.options_of`)."""
 
 
 class LoadDicomSegd(MapTransform):
