@@ -17,6 +17,8 @@ __all__ = [
     "SegSOPClass",
     "SEG_SOP_CLASS_UIDS",
     "is_seg_sop_class",
+    "LoadMode",
+    "OnError",
     "SegmentationTypeValues",
     "SegmentationFractionalTypeValues",
     "SegmentAlgorithmTypeValues",
@@ -78,6 +80,24 @@ SEG_SOP_CLASS_UIDS: frozenset[str] = frozenset(member.value for member in SegSOP
 def is_seg_sop_class(uid: object) -> bool:
     """Whether ``uid`` (a pydicom UID, str or None) is one of the SEG SOP Classes."""
     return str(uid or "") in SEG_SOP_CLASS_UIDS
+
+
+class LoadMode(StrEnum):
+    """How the loaders return a SEG (``mode=``): one channel per segment, or one label-map channel."""
+
+    STACKED = "stacked"
+    """``(S, X, Y, Z)``: one 0/1 (or fraction) channel per selected segment."""
+    LABELMAP = "labelmap"
+    """``(1, X, Y, Z)``: the value of a voxel is its segment's number (or ``label_map`` value)."""
+
+
+class OnError(StrEnum):
+    """What a loader does when an item cannot be read (``on_error=``)."""
+
+    RAISE = "raise"
+    """Raise the error, naming the file and the dict key."""
+    SKIP = "skip"
+    """Warn and return ``[]`` for the item (a dataset drops it)."""
 
 
 class SegmentationTypeValues(Enum):

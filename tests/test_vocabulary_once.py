@@ -46,3 +46,28 @@ def test_seg_sop_class_values_match_pydicom_and_names():
 ])
 def test_is_seg_sop_class_both_sides(uid, expected):
     assert is_seg_sop_class(uid) is expected
+
+
+def test_modes_and_on_error_are_enums_accepting_their_strings():
+    pytest.importorskip("monai")
+    from monai_dicomseg.enums import LoadMode, OnError
+    from monai_dicomseg.errors import InputError
+    from monai_dicomseg.io.reader import DicomSegReader
+    from monai_dicomseg.io.segload import DEFAULT_MODE, MODES
+    from monai_dicomseg.transforms.load import ON_ERROR, LoadDicomSeg
+    from monai_dicomseg.transforms.load_series import LoadDicomSeries
+
+    assert MODES == ("stacked", "labelmap") and ON_ERROR == ("raise", "skip") and DEFAULT_MODE == "labelmap"
+    loader = LoadDicomSeg(mode="stacked", on_error="skip")
+    assert loader.mode is LoadMode.STACKED and loader.on_error is OnError.SKIP and loader.mode == "stacked"
+    assert LoadDicomSeg(mode=LoadMode.LABELMAP).mode is LoadMode.LABELMAP
+    assert DicomSegReader("labelmap").mode is LoadMode.LABELMAP
+    assert LoadDicomSeries(on_error="skip").on_error is OnError.SKIP
+    with pytest.raises(InputError, match="mode must be one of 'stacked', 'labelmap'; got 'Stacked'"):
+        LoadDicomSeg(mode="Stacked")
+    with pytest.raises(InputError, match="DicomSegReader: mode must be one of"):
+        DicomSegReader("label_map")
+    with pytest.raises(InputError, match="on_error must be one of 'raise', 'skip'; got 'ignore'"):
+        LoadDicomSeg(on_error="ignore")
+    with pytest.raises(InputError, match="on_error must be one of 'raise', 'skip'; got 'ignore'"):
+        LoadDicomSeries(on_error="ignore")

@@ -46,14 +46,13 @@ except ImportError:
     require_monai(__name__)
     raise
 
-from monai_dicomseg.enums import is_seg_sop_class
+from monai_dicomseg.enums import LoadMode, is_seg_sop_class, to_enum
 from monai_dicomseg.errors import DicomSegError, InputError, InputTypeError
 from monai_dicomseg.geometry.affine import RAS, check_space
 from monai_dicomseg.io.segload import (
     DEFAULT_MODE,
     GRID_SEG,
     GRID_SOURCE_SERIES,
-    MODES,
     LoadedSeg,
     MetaKey,
     ReferenceGrid,
@@ -141,14 +140,12 @@ class DicomSegReader(ImageReader):
                  series_resolver: "SeriesResolver | None" = None, find_series: bool = True, **kwargs: Any) -> None:
         super().__init__()
         check_options(kwargs, READER_OPTIONS, "DicomSegReader")
-        if mode not in MODES:
-            raise InputError(f"DicomSegReader: mode must be one of {MODES}; got {mode!r}")
         if series_resolver is not None and not callable(series_resolver):
             raise InputTypeError(f"DicomSegReader: series_resolver must be a callable (SEG header Dataset -> "
                                  f"series source or None); got {type(series_resolver).__name__}")
         if source_root is not None and not os.path.isdir(source_root):
             raise InputError(f"DicomSegReader: source_root must be an existing folder; got {str(source_root)!r}")
-        self.mode = mode
+        self.mode = to_enum(LoadMode, mode, "DicomSegReader: mode")  # the strings are accepted; converted once
         self.source_root = source_root
         self.series_resolver = series_resolver
         self.find_series = bool(find_series)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-from monai_dicomseg.enums import SegmentationTypeValues
+from monai_dicomseg.enums import LoadMode, SegmentationTypeValues
 from monai_dicomseg.errors import GeometryError, InputError, InputTypeError, error_with_context
 from monai_dicomseg.geometry.affine import LPS, RAS, check_space, lps_to_ras_affine, ras_to_lps_affine
 from monai_dicomseg.geometry.grid_placement import destination_view, place_on_grid, plan_placement
@@ -78,9 +78,9 @@ GRID_SEG = "seg"
 GRIDS = (GRID_SOURCE_SERIES, GRID_REFERENCE, GRID_SEG)
 
 
-MODES = ("stacked", "labelmap")
+MODES = tuple(mode.value for mode in LoadMode)
 
-DEFAULT_MODE = "labelmap"
+DEFAULT_MODE = LoadMode.LABELMAP.value
 """Default ``mode`` of every loader (``load_seg_array``, ``LoadDicomSeg(d)``,
 ``DicomSegReader``, ``DicomSegDataset``, ``load_transforms``): one channel of
 segment numbers, so that batches collate whatever the number of segments of

@@ -27,12 +27,11 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
-from monai_dicomseg.enums import is_seg_sop_class
+from monai_dicomseg.enums import LoadMode, OnError, is_seg_sop_class, to_enum
 from monai_dicomseg.errors import DicomSegError, GeometryError, InputError, InputTypeError
 from monai_dicomseg.geometry.affine import RAS, check_space
 from monai_dicomseg.io.segload import (
     DEFAULT_MODE,
-    MODES,
     MetaKey,
     ReferenceGrid,
     check_threshold,
@@ -50,7 +49,7 @@ __all__ = [
     "meta_dict_key",
 ]
 
-ON_ERROR = ("raise", "skip")
+ON_ERROR = tuple(choice.value for choice in OnError)
 
 
 DEFAULT_POSTFIX = "meta_dict"
@@ -230,18 +229,14 @@ class LoadDicomSeg(Transform):
         **options: Any,
     ) -> None:
         check_options(options, LOAD_OPTIONS, "LoadDicomSeg")
-        if mode not in MODES:
-            raise InputError(f"mode must be one of {MODES}; got {mode!r}")
-        if on_error not in ON_ERROR:
-            raise InputError(f"on_error must be one of {ON_ERROR}; got {on_error!r}")
-        self.mode = mode
+        self.mode = to_enum(LoadMode, mode, "mode")  # the strings are accepted; converted once, here
+        self.on_error = to_enum(OnError, on_error, "on_error")
         self.selection = SegmentSelection.from_options(options, selection)
         self.rescale_fractional = rescale_fractional
         self.skip_overlap_checks = skip_overlap_checks
         self.space = check_space(space)
         self.dtype = dtype
         self.threshold = check_threshold(threshold)
-        self.on_error = on_error
         self.allow_other_series = bool(allow_other_series)
 
     def _numpy_dtype(self) -> Any:
@@ -281,7 +276,7 @@ class LoadDicomSeg(Transform):
             )
         except (DicomSegError, OSError) as error:
             hint = _SERIES_HINT if isinstance(error, GeometryError) and _needs_series_hint(reference) else ""
-            if self.on_error == "raise" or isinstance(error, InputTypeError):
+            if self.on_error is OnError.RAISE or isinstance(error, InputTypeError):
                 raise error_with_context(error, context, hint) from error
             warnings.warn(f"{context}: skipped: {error}{hint}", stacklevel=3)
             return None

@@ -25,7 +25,8 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
-from monai_dicomseg.errors import DicomSegError, InputError
+from monai_dicomseg.enums import OnError, to_enum
+from monai_dicomseg.errors import DicomSegError
 from monai_dicomseg.geometry.affine import check_space
 from monai_dicomseg.geometry.slice_grid import check_irregular_slices
 from monai_dicomseg.io.segload import MetaKey, error_with_context, source_name
@@ -98,9 +99,7 @@ class LoadDicomSeries(Transform):
                  series_instance_uid: "str | None" = None, on_error: str = "raise", irregular_slices: str = "error",
                  **options: Any) -> None:
         check_options(options, SERIES_OPTIONS, "LoadDicomSeries")
-        if on_error not in ("raise", "skip"):
-            raise InputError(f"on_error must be one of ('raise', 'skip'); got {on_error!r}")
-        self.on_error = on_error
+        self.on_error = to_enum(OnError, on_error, "on_error")  # converted once, here
         self.dtype = dtype
         self.space = check_space(space)
         self.ensure_channel_first = bool(ensure_channel_first)
