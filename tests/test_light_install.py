@@ -212,7 +212,12 @@ def test_reading_without_decoder_plugin_names_the_package(tmp_path: Path, monkey
     monkeypatch.setattr(decoder, "_available", {})  # as if no plugin were installed
     assert not decoder.is_available
     seg = monai_dicomseg.seg.segread(path)
-    with pytest.raises(MissingDependencyError, match=rf"{re.escape(syntax.name)}.*{re.escape(package)}$"):
+    from monai_dicomseg.codec.transfer_syntax import lookup
+
+    # the message names the syntax by its UID and the table's title, and the package to install
+    title = lookup(str(syntax)).title
+    with pytest.raises(MissingDependencyError,
+                       match=rf"{re.escape(str(syntax))} \({re.escape(title)}\).*{re.escape(package)}$"):
         seg.get_volume(combine_segments=True)
 
 

@@ -160,6 +160,16 @@ class Profile:
     reads_all_readable: bool = False
     facts: tuple[Fact, ...] = field(default=())
 
+    def __post_init__(self) -> None:
+        # consumer capabilities name the table's syntaxes; a name the table does not know, or a syntax that
+        # cannot store this type, fails at import instead of becoming a silent "not read"
+        for kind, names in self.syntaxes.items():
+            for name in names:
+                row = by_name(name)
+                if row.name != name or kind not in row.seg_types:
+                    raise ValueError(f"profile {self.name!r}: {kind}/{name} is not a {kind} syntax of the table "
+                                     f"(codec/transfer_syntax.py: {row.name}, {row.seg_types})")
+
     def allowed_syntaxes(self, segmentation_type: str) -> tuple[str, ...]:
         """Compression names read for ``segmentation_type`` (empty: the type is not read)."""
         return tuple(self.syntaxes.get(segmentation_type, ()))

@@ -80,7 +80,13 @@ def syntax_listings(source: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("path", sorted(p for p in ROOT.rglob("*.py") if p != TABLE),
+#: Modules that may name syntaxes, and why. seg/profiles.py states which of the table's syntaxes each
+#: *consumer* reads (knowledge about viewers, not about syntaxes); every name there is resolved through
+#: the table when the module is imported (Profile.__post_init__), so it adds no syntax of its own.
+NAMING_SYNTAXES = {ROOT / "seg" / "profiles.py"}
+
+
+@pytest.mark.parametrize("path", sorted(p for p in ROOT.rglob("*.py") if p != TABLE and p not in NAMING_SYNTAXES),
                          ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_module_but_the_table_lists_transfer_syntaxes(path: Path) -> None:
     found = syntax_listings(path.read_text())
@@ -277,3 +283,15 @@ def test_htj2k_with_a_live_encoder() -> None:
         assert (imagecodecs.htj2k_decode(imagecodecs.htj2k_encode(frame, reversible=True)) == frame).all()
     for frame, code in zip(_htj2k_frames(), HTJ2K_FRAMES_B64):
         assert (imagecodecs.htj2k_decode(base64.b64decode(code)) == frame).all()
+
+
+def test_consumer_profiles_name_only_syntaxes_of_the_table() -> None:
+    from monai_dicomseg.seg.profiles import PROFILES, Profile
+
+    for profile in PROFILES.values():  # built at import: each name resolved through the table
+        for kind, names in profile.syntaxes.items():
+            assert all(TRANSFER_SYNTAXES[table.by_name(n).uid].name == n for n in names), (profile.name, kind)
+    with pytest.raises(ValueError, match="BINARY/jpegls is not a BINARY syntax of the table"):
+        Profile("typo", "x", ("BINARY",), {"BINARY": ("jpegls",)})
+    with pytest.raises(InputError):
+        Profile("typo", "x", ("BINARY",), {"BINARY": ("deflatee",)})
