@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ast
 import base64
-import importlib.util
 import io
 import re
 import sys
