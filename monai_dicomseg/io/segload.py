@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-from monai_dicomseg.enums import LoadMode, SegmentationTypeValues
+from monai_dicomseg.enums import LoadMode, SegmentationTypeValues, StrEnum
 from monai_dicomseg.errors import GeometryError, InputError, InputTypeError, error_with_context
 from monai_dicomseg.geometry.affine import LPS, RAS, check_space, lps_to_ras_affine, ras_to_lps_affine
 from monai_dicomseg.geometry.grid_placement import destination_view, place_on_grid, plan_placement
@@ -42,9 +42,18 @@ __all__ = [
     "GRID_SOURCE_SERIES", "GRID_REFERENCE", "GRID_SEG", "GRIDS", "OTHER_SERIES_OPTION", "threshold_masks",
 ]
 
-class MetaKey:
+class MetaKey(StrEnum):
     """Metadata key names, declared once (the values of MONAI's ``MetaKeys`` / ``ImageMetaKey`` where
-    MONAI has one: ``affine`` ... ``saved_to``, ``filename_or_obj``; ours after them)."""
+    MONAI has one: ``affine`` ... ``saved_to``, ``filename_or_obj``; ours after them).
+
+    Members are ``str`` (``meta[MetaKey.AFFINE] is meta["affine"]``) and used on the read side
+    (loaders) and the write side (writer, ``SaveDicomSeg``); ``repr`` is the plain string, so a
+    printed ``meta`` dict reads as before.
+    """
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
 
     AFFINE = "affine"
     ORIGINAL_AFFINE = "original_affine"
@@ -129,7 +138,7 @@ SERIES_META_KEYS: dict[str, str] = {
                                   "'no_channel' with ensure_channel_first=False",
     MetaKey.SERIES_INSTANCE_UID: "SeriesInstanceUID of the series",
     MetaKey.FRAME_OF_REFERENCE_UID: "FrameOfReferenceUID of the series ('' if absent)",
-    MetaKey.SLICE_ORDER: f"{MetaKey.SLICE_ORDER_BY_POSITION!r}: slices sorted along the normal (not by InstanceNumber)",
+    MetaKey.SLICE_ORDER: f"{MetaKey.SLICE_ORDER_BY_POSITION.value!r}: slices sorted along the normal (not by InstanceNumber)",
     MetaKey.FILENAME_OR_OBJ: "the series folder (or first file) as given",
 }
 """Keys that ``LoadDicomSeries(d)`` puts in ``MetaTensor.meta``, one-line description each."""

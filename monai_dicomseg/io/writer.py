@@ -47,6 +47,7 @@ from monai_dicomseg.geometry.correspondence import GridCorrespondence, check_sam
 from monai_dicomseg.io.grid import GridPlan
 from monai_dicomseg.io.prediction import OutputSegmentPlan
 from monai_dicomseg.errors import error_context  # re-exported: the with-form of errors.error_with_context
+from monai_dicomseg.io.segload import MetaKey
 from monai_dicomseg.io.segwrite import build_segmentation, check_segmentation_type, prepare_output_path
 from monai_dicomseg.io.source_series import SourceSeries, check_spatial_affine, load_source_geometry, read_series_datasets
 from monai_dicomseg.options import check_options
@@ -101,7 +102,7 @@ def resolve_source_series(
     """
     series_uid = meta_uid(meta, _SERIES_KEYS)
     if source is None:
-        source = (meta or {}).get("filename_or_obj")
+        source = (meta or {}).get(MetaKey.FILENAME_OR_OBJ)
         if isinstance(source, (list, tuple)) and len(source) == 1 and os.path.isdir(str(source[0])):
             source = source[0]
     if source is None or (isinstance(source, (str, os.PathLike)) and not str(source)):
@@ -384,15 +385,15 @@ class DicomSegWriter(ImageWriter):
         check_options(kwargs, parameter_names(DicomSegWriter.set_metadata), "DicomSegWriter.set_metadata")
         meta = dict(meta_dict or {})
         lookup = reference_meta if reference_meta is not None else meta
-        self.source_hint = source if source is not None else (lookup or {}).get("filename_or_obj")
+        self.source_hint = source if source is not None else (lookup or {}).get(MetaKey.FILENAME_OR_OBJ)
         with error_context(self.context):
             self._set_metadata(meta, source, reference_meta, lookup)
 
     def _set_metadata(self, meta: dict[str, Any], source: Any, reference_meta: "Mapping[str, Any] | None",
                       lookup: "Mapping[str, Any] | None") -> None:
-        if meta.get("affine") is None:
+        if meta.get(MetaKey.AFFINE) is None:
             raise GeometryError("the output has no affine (meta['affine']); pass a MetaTensor from the pipeline")
-        self.affine = check_spatial_affine(meta["affine"], "output affine")
+        self.affine = check_spatial_affine(meta[MetaKey.AFFINE], "output affine")
         self.space = str(getattr(meta.get("space", "RAS"), "value", meta.get("space", "RAS"))).upper()
         self.source = resolve_source_series(source, lookup)
         patient = self.source.datasets[0].get("PatientID") if self.source.datasets else None

@@ -32,7 +32,7 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import ensure_tuple, ensure_tuple_rep
 
 from monai_dicomseg.errors import DicomSegError, InputError
-from monai_dicomseg.io.segload import error_with_context
+from monai_dicomseg.io.segload import MetaKey, error_with_context
 from monai_dicomseg.transforms.load import DEFAULT_POSTFIX, meta_dict_key
 from monai_dicomseg.io.writer import DicomSegWriter, error_context, parameter_names, prepare_output_path
 from monai_dicomseg.options import check_options
@@ -177,12 +177,12 @@ class SaveDicomSeg(Transform):
         """
         meta = dict(img.meta) if isinstance(img, MetaTensor) else dict(meta_data or {})
         if isinstance(img, MetaTensor):
-            meta["affine"] = img.affine
+            meta[MetaKey.AFFINE] = img.affine
         reference_meta = reference.meta if isinstance(reference, MetaTensor) else (
             reference if isinstance(reference, Mapping) else None)
         writer = DicomSegWriter(overwrite=self.overwrite, **self.writer_options)
         lookup = reference_meta if reference_meta is not None else meta
-        writer.source_hint = source if source is not None else (lookup or {}).get("filename_or_obj")
+        writer.source_hint = source if source is not None else (lookup or {}).get(MetaKey.FILENAME_OR_OBJ)
         with error_context(writer.context):  # errors name the source series and the output
             writer.set_data_array(img, channel_dim=0)
             writer.set_metadata(meta, source=source, reference_meta=reference_meta)
@@ -196,9 +196,9 @@ class SaveDicomSeg(Transform):
             store(written, self.store_to)
         if self.savepath_in_metadict:
             if isinstance(img, MetaTensor):
-                img.meta["saved_to"] = str(written)
+                img.meta[MetaKey.SAVED_TO] = str(written)
             elif isinstance(meta_data, dict):
-                meta_data["saved_to"] = str(written)
+                meta_data[MetaKey.SAVED_TO] = str(written)
         return img
 
 
