@@ -34,6 +34,7 @@ from monai_dicomseg.codec.transfer_syntax import Storage, lookup
 from monai_dicomseg.codec.frame_index import FrameIndex, build_frame_index
 from monai_dicomseg.enums import (
     CoordinateSystemNames,
+    DimensionOrganizationTypeValues,
     SegmentAlgorithmTypeValues,
     SegmentationFractionalTypeValues,
     SegmentationTypeValues,
@@ -382,63 +383,9 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
         UnsupportedError
             Big-endian or otherwise unsupported transfer syntax.
         """
-        # long because: the ordered list of checks that make a Dataset a readable SEG (SOP class, endianness,
-        #   pixel layout, Segment Sequence, type, functional groups, FRACTIONAL attributes), each with its own error
         from monai_dicomseg.seg.content import SegmentDescription
 
-        if not isinstance(dataset, Dataset):
-            raise InputTypeError(f"dataset must be a pydicom.Dataset; got {type(dataset).__name__}")
-        sop_class = dataset.get("SOPClassUID")
-        if not is_seg_sop_class(sop_class):
-            raise DecodeError(
-                f"SOPClassUID must be Segmentation Storage ({SegSOPClass.SEGMENTATION}) or Label "
-                f"Map Segmentation Storage ({SegSOPClass.LABEL_MAP_SEGMENTATION}); got {sop_class!r}: "
-                "dataset is not a Segmentation"
-            )
-        if getattr(dataset, "is_little_endian", True) is False:
-            raise UnsupportedError("big-endian data sets are not supported; expected little endian")
-        layout = pixel_layout(dataset)
-        if "SegmentSequence" not in dataset or len(dataset.SegmentSequence) == 0:
-            raise DecodeError(
-                "SegmentSequence is missing or empty (Type 1, PS3.3 C.8.20.2); expected at least 1 item"
-            )
-        if "SegmentationType" not in dataset:
-            raise DecodeError("SegmentationType is missing (Type 1, PS3.3 C.8.20.2)")
-        try:
-            SegmentationTypeValues(dataset.SegmentationType)
-        except ValueError:
-            raise DecodeError(
-                "SegmentationType must be BINARY, FRACTIONAL or LABELMAP; "
-                f"got {dataset.SegmentationType!r}"
-            ) from None
-        if "SharedFunctionalGroupsSequence" not in dataset:
-            raise DecodeError(
-                "SharedFunctionalGroupsSequence is missing (Type 1, PS3.3 C.7.6.16); expected 1 item"
-            )
-        if (
-            "PerFrameFunctionalGroupsSequence" not in dataset
-            and dataset.get("DimensionOrganizationType") != "TILED_FULL"
-        ):
-            raise DecodeError(
-                "PerFrameFunctionalGroupsSequence is missing (required unless DimensionOrganizationType "
-                f"is TILED_FULL, PS3.3 C.7.6.16); expected {layout.number_of_frames} item(s)"
-            )
-        if dataset.SegmentationType == "FRACTIONAL":
-            fractional_type = dataset.get("SegmentationFractionalType")
-            if fractional_type not in [v.value for v in SegmentationFractionalTypeValues]:
-                raise DecodeError(
-                    "SegmentationFractionalType must be PROBABILITY or OCCUPANCY for a FRACTIONAL "
-                    f"segmentation (Type 1C, PS3.3 C.8.20.2); got {fractional_type!r}"
-                )
-            maximum = dataset.get("MaximumFractionalValue")
-            if not isinstance(maximum, int) or not 1 <= maximum <= 255:
-                raise DecodeError(
-                    "MaximumFractionalValue must be one integer in [1, 255] for a FRACTIONAL segmentation "
-                    f"(Type 1C, PS3.3 C.8.20.2.3); got {maximum!r}"
-                )
-        padding = dataset.get("PixelPaddingValue")
-        if padding is not None and not isinstance(padding, int):
-            raise DecodeError(f"PixelPaddingValue must be one integer (US/SS, VM 1); got {padding!r}")
+        layout = _check_readable_seg(dataset)
         seg = deepcopy(dataset) if copy else dataset
         seg.__class__ = cls
         try:
@@ -856,4 +803,93 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
         return self._assemble(
             placement, len(queries), segment_numbers, combine_segments=combine_segments, relabel=relabel,
             rescale_fractional=rescale_fractional, skip_overlap_checks=skip_overlap_checks, dtype=dtype,
+        )
+
+
+# ---------------------------------------------------------------------------
+# what makes a Dataset a readable SEG (Segmentation.from_dataset), in order, each with its own error
+
+
+def _check_readable_seg(dataset: Any) -> PixelLayout:
+    """Check that ``dataset`` is a SEG this package can read; return its validated pixel layout.
+
+    The checks run in order: type, SOP Class (PS3.4 B.5), byte order, pixel
+    layout, the Segmentation module (PS3.3 C.8.20.2), the functional groups
+    (PS3.3 C.7.6.16), the FRACTIONAL attributes and PixelPaddingValue.
+
+    Raises
+    ------
+    InputTypeError
+        ``dataset`` is not a ``pydicom.Dataset``.
+    DecodeError, UnsupportedError
+        As for :meth:`SegmentationReaderMixin.from_dataset`.
+    """
+    if not isinstance(dataset, Dataset):
+        raise InputTypeError(f"dataset must be a pydicom.Dataset; got {type(dataset).__name__}")
+    sop_class = dataset.get("SOPClassUID")
+    if not is_seg_sop_class(sop_class):
+        raise DecodeError(
+            f"SOPClassUID must be Segmentation Storage ({SegSOPClass.SEGMENTATION}) or Label "
+            f"Map Segmentation Storage ({SegSOPClass.LABEL_MAP_SEGMENTATION}); got {sop_class!r}: "
+            "dataset is not a Segmentation"
+        )
+    if getattr(dataset, "is_little_endian", True) is False:
+        raise UnsupportedError("big-endian data sets are not supported; expected little endian")
+    layout = pixel_layout(dataset)
+    _check_segmentation_module(dataset)
+    _check_functional_groups(dataset, layout)
+    if dataset.SegmentationType == SegmentationTypeValues.FRACTIONAL.value:
+        _check_fractional_attributes(dataset)
+    padding = dataset.get("PixelPaddingValue")
+    if padding is not None and not isinstance(padding, int):
+        raise DecodeError(f"PixelPaddingValue must be one integer (US/SS, VM 1); got {padding!r}")
+    return layout
+
+
+def _check_segmentation_module(dataset: Dataset) -> None:
+    """SegmentSequence present and not empty; SegmentationType one of the defined terms (PS3.3 C.8.20.2)."""
+    if "SegmentSequence" not in dataset or len(dataset.SegmentSequence) == 0:
+        raise DecodeError(
+            "SegmentSequence is missing or empty (Type 1, PS3.3 C.8.20.2); expected at least 1 item"
+        )
+    if "SegmentationType" not in dataset:
+        raise DecodeError("SegmentationType is missing (Type 1, PS3.3 C.8.20.2)")
+    try:
+        SegmentationTypeValues(dataset.SegmentationType)
+    except ValueError:
+        raise DecodeError(
+            "SegmentationType must be BINARY, FRACTIONAL or LABELMAP; "
+            f"got {dataset.SegmentationType!r}"
+        ) from None
+
+
+def _check_functional_groups(dataset: Dataset, layout: PixelLayout) -> None:
+    """Shared functional groups present; per-frame ones too unless TILED_FULL (PS3.3 C.7.6.16)."""
+    if "SharedFunctionalGroupsSequence" not in dataset:
+        raise DecodeError(
+            "SharedFunctionalGroupsSequence is missing (Type 1, PS3.3 C.7.6.16); expected 1 item"
+        )
+    if (
+        "PerFrameFunctionalGroupsSequence" not in dataset
+        and dataset.get("DimensionOrganizationType") != DimensionOrganizationTypeValues.TILED_FULL.value
+    ):
+        raise DecodeError(
+            "PerFrameFunctionalGroupsSequence is missing (required unless DimensionOrganizationType "
+            f"is TILED_FULL, PS3.3 C.7.6.16); expected {layout.number_of_frames} item(s)"
+        )
+
+
+def _check_fractional_attributes(dataset: Dataset) -> None:
+    """SegmentationFractionalType and MaximumFractionalValue of a FRACTIONAL SEG (Type 1C, PS3.3 C.8.20.2)."""
+    fractional_type = dataset.get("SegmentationFractionalType")
+    if fractional_type not in [v.value for v in SegmentationFractionalTypeValues]:
+        raise DecodeError(
+            "SegmentationFractionalType must be PROBABILITY or OCCUPANCY for a FRACTIONAL "
+            f"segmentation (Type 1C, PS3.3 C.8.20.2); got {fractional_type!r}"
+        )
+    maximum = dataset.get("MaximumFractionalValue")
+    if not isinstance(maximum, int) or not 1 <= maximum <= 255:
+        raise DecodeError(
+            "MaximumFractionalValue must be one integer in [1, 255] for a FRACTIONAL segmentation "
+            f"(Type 1C, PS3.3 C.8.20.2.3); got {maximum!r}"
         )
