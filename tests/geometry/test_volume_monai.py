@@ -249,19 +249,6 @@ def test_seg_volume_round_trip(generated_corpus) -> None:
     np.testing.assert_allclose(back.affine, volume.affine, atol=1e-9)
 
 
-@pytest.mark.skipif(not hasattr(highdicom.Volume, "to_monai"), reason="installed highdicom has no Volume.to_monai")
-@pytest.mark.parametrize("orientation", [None, *ORIENTATIONS])
-def test_equals_highdicoms_to_monai(orientation: str | None) -> None:  # pragma: no cover - highdicom >= PR #454
-    ours = _volume(orientation=orientation)
-    theirs = highdicom.Volume(ours.array, ours.affine, "PATIENT")
-    for space in ("RAS", "LPS"):
-        a, b = ours.to_monai(space=space), theirs.to_monai(space=space)
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
-        np.testing.assert_allclose(a.affine.numpy(), b.affine.numpy(), atol=1e-9)
-        back = highdicom.Volume.from_monai(a)
-        np.testing.assert_allclose(back.affine, ours.affine, atol=1e-9)
-
-
 # --------------------------------------------------------------------------- refusals
 
 

@@ -322,11 +322,21 @@ def _compare_segments(ours: list, theirs: list) -> None:
 
 
 @pytest.mark.parametrize("producer", ["highdicom", "ours"])
-def test_iter_segments_equals_highdicom(written: dict[str, Path], producer: str) -> None:
+def test_iter_segments_equals_highdicom_or_the_labelmap_rule(written: dict[str, Path], producer: str) -> None:
+    """BINARY/FRACTIONAL: equal to highdicom's iter_segments. LABELMAP (highdicom's needs per-frame segment
+    numbers, which a LABELMAP has none of): per non-background segment, ``frame == number`` over every stored
+    frame."""
     theirs, ours = _both(written[producer])
-    if ours.segmentation_type.value == "LABELMAP":
-        pytest.skip("highdicom's iter_segments needs per-frame segment numbers (none in a LABELMAP)")
-    _compare_segments(list(ours.iter_segments()), list(theirs.iter_segments()))
+    if ours.segmentation_type.value != "LABELMAP":
+        _compare_segments(list(ours.iter_segments()), list(theirs.iter_segments()))
+        return
+    stored = pydicom.dcmread(written[producer]).pixel_array
+    stored = stored[None] if stored.ndim == 2 else stored
+    segments = list(ours.iter_segments())
+    assert [d.segment_number for _, _, d in segments] == [1, 2, 3, 4]
+    for frames, items, description in segments:
+        assert frames.dtype == np.uint8 and len(items) == stored.shape[0]
+        np.testing.assert_array_equal(frames, (stored == description.segment_number).astype(np.uint8))
 
 
 @pytest.mark.parametrize("name", ["seg_image_ct_binary_overlap.dcm", "seg_image_sm_dots.dcm",
@@ -346,19 +356,6 @@ def test_iter_segments_of_a_single_segment(generated_corpus: Any, name: str) -> 
     np.testing.assert_array_equal(frames, pydicom.dcmread(path).pixel_array.reshape(frames.shape))
     assert len(items) == frames.shape[0] == int(ours.NumberOfFrames)
     assert description.segment_number == 1
-
-
-def test_iter_segments_of_a_labelmap_yields_masks(written: dict[str, Path], synthetic_labels: np.ndarray) -> None:
-    """LABELMAP rule: per non-background segment, ``frame == number`` over every stored frame."""
-    _, ours = _both(written["ours"])
-    if ours.segmentation_type.value != "LABELMAP":
-        pytest.skip("LABELMAP rule")
-    stored = pydicom.dcmread(written["ours"]).pixel_array
-    segments = list(ours.iter_segments())
-    assert [d.segment_number for _, _, d in segments] == [1, 2, 3, 4]
-    for frames, items, description in segments:
-        assert frames.dtype == np.uint8 and len(items) == stored.shape[0]
-        np.testing.assert_array_equal(frames, (stored == description.segment_number).astype(np.uint8))
 
 
 def test_iter_segments_refuses_tiled_full(generated_corpus: Any) -> None:
