@@ -740,6 +740,8 @@ def _device_route(array: Any, plan: OutputSegmentPlan, grid: GridPlan, segmentat
         return _device_labels(array, plan, grid, segmentation_type, lazy) if tensor else None
     if interpolation == "auto":
         interpolation = "nearest" if plan.kind == "onehot" else "linear"
+    if not (tensor or lazy):
+        return None  # numpy, materialised: the reference computation
     if segmentation_type == "FRACTIONAL":
         source = device_grid.fractional_source(array, plan.sources, grid, interpolation)
         return source if source is None or lazy else _materialised(source)

@@ -697,7 +697,8 @@ class _StreamedFrames:
         self.frames.update(zip(keys, encoded))
         self._pending, self._pending_bytes = [], 0
 
-    def __call__(self, f0: int, f1: int, s0: int, s1: int, values: np.ndarray) -> None:
+    def __call__(self, f0: int, f1: int, s0: int, s1: int, values: np.ndarray, quantized: bool = False) -> None:
+        """Keep the non-empty frames of a block (``quantized``: uint8 FRACTIONAL values already stored)."""
         maximum = self.options.max_fractional_value
         keys: list[tuple[int, int]] = []
         selected: list[np.ndarray] = []
@@ -705,7 +706,9 @@ class _StreamedFrames:
             for offset in range(f1 - f0):
                 frame = values[channel, offset]  # frame by frame: no block-sized temporary
                 if self.fractional:
-                    if frame.dtype.kind == "f":
+                    if quantized:
+                        stored = frame
+                    elif frame.dtype.kind == "f":
                         stored = np.rint(frame * maximum).astype(np.uint8)
                     else:
                         stored = (frame != 0).astype(np.uint8) * np.uint8(maximum)

@@ -272,6 +272,11 @@ class StackedSegmentSource:
         self.dtype = np.dtype(dtype)
         self._blocks = blocks
         _check_dtype(self)  # type: ignore[arg-type]
+        self.quantized: "Callable[[int], Any] | None" = None
+        """Optional: ``quantized(max_fractional_value)`` returns an iterable of ``uint8`` blocks holding the
+        stored FRACTIONAL values ``rint(v * max)`` of the float blocks (PS3.3 C.8.20.2.3), with a
+        ``fractional`` attribute telling, once exhausted, whether a float value was neither 0 nor 1. A
+        FRACTIONAL encoder reads those instead of the float blocks (io/device_grid.py quantises whole slabs)."""
 
     @property
     def ndim(self) -> int:
@@ -387,6 +392,8 @@ def scan_stream(source: StackedSegmentSource, segmentation_type: SegmentationTyp
     """
     # long because: one pass over the blocks that validates values, records presence and overlap, and builds the
     #   label map together, so a lazy source is read once
+    if source.quantized is not None and segmentation_type is SegmentationTypeValues.FRACTIONAL:
+        return _scan_quantized(source, source.quantized(max_fractional_value), visit)
     frames, rows, columns, segments = source.shape
     is_float = source.dtype.kind == "f"
     labelmap = segmentation_type is SegmentationTypeValues.LABELMAP
@@ -448,6 +455,34 @@ def scan_stream(source: StackedSegmentSource, segmentation_type: SegmentationTyp
             "values 0 and 1")
     overlaps = bool(counts is not None and not fractional and (counts > 1).any())
     return StreamScan(presence_q if fractional else presence_any, fractional, overlaps, out)
+
+
+def _scan_quantized(source: StackedSegmentSource, blocks: Any,
+                    visit: "Callable[..., None] | None") -> StreamScan:
+    """:func:`scan_stream` of a FRACTIONAL source's stored ``uint8`` blocks (``source.quantized``).
+
+    Presence is "a stored value is non-zero"; overlaps are counted only
+    while no fraction has been seen (as the float scan does). ``visit`` gets
+    the stored values with ``quantized=True``.
+    """
+    frames, rows, columns, segments = source.shape
+    presence = np.zeros((frames, segments), dtype=bool)
+    counts = np.zeros((frames, rows, columns), dtype=np.uint8) if segments > 1 else None
+    for f0, f1, s0, s1, values in blocks:
+        if values.shape != (s1 - s0, f1 - f0, rows, columns) or values.dtype != np.uint8:
+            raise InputError(
+                f"a quantized block for planes {f0}:{f1}, segments {s0}:{s1} has shape {values.shape} and dtype "
+                f"{values.dtype}; expected {(s1 - s0, f1 - f0, rows, columns)} uint8")
+        planes = values.reshape((s1 - s0) * (f1 - f0), rows * columns).max(axis=1) > 0
+        presence[f0:f1, s0:s1] = planes.reshape(s1 - s0, f1 - f0).T
+        if counts is not None and not blocks.fractional:
+            block_counts = np.count_nonzero(values, axis=0).astype(np.uint8)
+            np.minimum(counts[f0:f1] + np.minimum(block_counts, 2), 2, out=counts[f0:f1])
+        if visit is not None:
+            visit(f0, f1, s0, s1, values, quantized=True)
+    fractional = bool(blocks.fractional)
+    overlaps = bool(counts is not None and not fractional and (counts > 1).any())
+    return StreamScan(presence, fractional, overlaps, None)
 
 
 def _prepare_stream(pixel_array: Any, number_of_segments: int, segmentation_type: SegmentationTypeValues,
