@@ -40,6 +40,10 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"monai_dicomseg SEG backend under test: {BACKEND_NAME}"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (skipped without one; -m gpu runs only these)")
+
+
 # --------------------------------------------------------------------------- backend
 
 

@@ -53,7 +53,7 @@ from monai_dicomseg.seg.inputs import StackedSegmentSource
 __all__ = ["INPUT_KINDS", "DISCRETIZE", "INTERPOLATION", "BACKGROUND_NAMES", "OutputSegmentPlan", "classify_input",
            "value_range", "check_probabilities", "is_background_name", "is_channel_partition", "label_value_names",
            "plan_output_segments", "values_text",
-           "to_source_grid"]
+           "to_source_grid", "describe_tensor"]
 
 INPUT_KINDS = ("auto", "labels", "onehot", "probabilities")
 DISCRETIZE = ("auto", "argmax", "threshold")
@@ -164,6 +164,75 @@ def classify_input(array: np.ndarray, kind: str = "auto",
     if kind == "onehot" and not np.all((array == 0) | (array == 1)):
         raise InputError("input_kind='onehot' needs values 0 and 1 only")
     return kind
+
+
+def describe_tensor(tensor: Any, kind: str = "auto") -> "tuple[str, list | None, Callable[[], bool]]":
+    """:func:`classify_input` (and :func:`check_probabilities`) of a torch tensor on its device.
+
+    The same rules, computed with torch reductions where the tensor lives
+    (nothing the size of the output crosses to the host).
+
+    Returns
+    -------
+    tuple
+        ``(kind, present label values or None, partition test)`` for
+        :func:`plan_output_segments`.
+    """
+    import torch
+
+    kind = _choice(kind, INPUT_KINDS, "input_kind")
+    values = device_grid.as_tensor(tensor)
+    values = values.to(torch.uint8) if values.dtype == torch.bool else values
+    integral = not values.dtype.is_floating_point
+    low, high = (float(v) for v in torch.aminmax(values)) if values.numel() else (0.0, 0.0)
+    if not integral and (np.isnan(low) or np.isnan(high)):
+        raise InputError("the model output contains NaN values; expected probabilities in [0, 1] or labels")
+    channels = int(values.shape[0])
+
+    def whole() -> bool:
+        return integral or bool((torch.remainder(values, 1) == 0).all())
+
+    def binary() -> bool:
+        return bool(((values == 0) | (values == 1)).all())
+
+    if kind == "auto":
+        if integral or channels == 1:
+            if channels == 1 and whole():
+                kind = "labels"
+            elif whole() and low >= 0 and high <= 1:
+                kind = "onehot"
+            elif integral:
+                raise InputError(
+                    f"an integer output with {channels} channels must be one-hot (0/1); got values "
+                    f"{int(low)}..{int(high)} (use one channel for a label map)")
+            else:
+                kind = "probabilities"
+        else:
+            kind = "onehot" if binary() else "probabilities"
+    elif kind == "labels":
+        if channels != 1:
+            raise InputError(f"input_kind='labels' needs one channel; got {channels}")
+        if not whole():
+            raise InputError("input_kind='labels' needs integer label values; got fractional values")
+        if low < 0:
+            raise InputError(f"label values must be >= 0; got {low}")
+    elif kind == "onehot" and not binary():
+        raise InputError("input_kind='onehot' needs values 0 and 1 only")
+    if kind == "probabilities":
+        check_probabilities(None, (low, high))  # type: ignore[arg-type]
+    present = torch.unique(values).tolist() if kind == "labels" else None
+
+    def partition() -> bool:
+        if channels < 2:
+            return False
+        step = 16
+        for start in range(0, int(values.shape[-1]), step):
+            total = values[..., start:start + step].sum(dim=0, dtype=torch.float32)
+            if not float((total - 1.0).abs().max()) <= 1e-3:
+                return False
+        return True
+
+    return kind, present, partition
 
 
 def _is_binary(array: np.ndarray) -> bool:

@@ -37,9 +37,10 @@ import numpy as np
 from monai_dicomseg.errors import InputError, OutputExistsError
 from monai_dicomseg.geometry.correspondence import GridCorrespondence, check_grid_correspondence
 from monai_dicomseg.io.grid import GridPlan, plan_grid_mapping
+from monai_dicomseg.io import device_grid
 from monai_dicomseg.io.prediction import (
-    OutputSegmentPlan, check_probabilities, classify_input, is_channel_partition, plan_output_segments, to_source_grid,
-    value_range,
+    OutputSegmentPlan, check_probabilities, classify_input, describe_tensor, is_channel_partition, plan_output_segments,
+    to_source_grid, value_range,
 )
 from monai_dicomseg.io.source_series import SourceSeries
 from monai_dicomseg.seg.content import AlgorithmIdentificationSequence
@@ -98,6 +99,11 @@ def plan_segments(array: np.ndarray, *, input_kind: str = "auto", labels: Any = 
         ``labels`` and the output (see
         :func:`~monai_dicomseg.io.prediction.plan_output_segments`).
     """
+    if device_grid.is_tensor(array):  # a tensor on a GPU: classified there (io/device_grid.py, issue 25)
+        kind, present, partition = describe_tensor(array, input_kind)
+        return plan_output_segments(
+            kind, int(array.shape[0]), labels, channels=channels, background=background, present=present,
+            partition=partition, algorithm_identification=algorithm, algorithm_type=algorithm_type)
     values = None if array.dtype == bool or np.issubdtype(array.dtype, np.integer) else value_range(array)
     kind = classify_input(array, input_kind, values)
     if kind == "probabilities":

@@ -148,7 +148,9 @@ def describe_source(source: Any) -> str:
 
 def _numpy(data: Any) -> np.ndarray:
     if hasattr(data, "detach"):
-        data = data.detach().cpu().numpy()
+        if getattr(getattr(data, "device", None), "type", "cpu") != "cpu":
+            return data.detach()  # stays on its device: resampled and quantised there (io/device_grid.py)
+        data = data.detach().cpu().numpy()  # a CPU tensor: a view, no copy
     try:
         return np.asarray(data)
     except (TypeError, ValueError):
@@ -346,11 +348,13 @@ class DicomSegWriter(ImageWriter):
         if channel_dim is None:
             array = array[None]
         elif channel_dim != 0:
-            array = np.moveaxis(array, channel_dim, 0)
+            array = array.movedim(channel_dim, 0) if hasattr(array, "movedim") else np.moveaxis(array, channel_dim, 0)
         if array.ndim != 4:
             raise InputError(
-                f"the output must be 3D with one channel axis, (C, X, Y, Z); got shape {tuple(_numpy(data_array).shape)}")
-        if array.dtype.kind not in "biuf":
+                f"the output must be 3D with one channel axis, (C, X, Y, Z); got shape {tuple(data_array.shape)}")
+        if hasattr(array, "is_complex") and array.is_complex():
+            raise InputTypeError(f"the output must be numeric; got dtype {array.dtype}")
+        if not hasattr(array, "is_complex") and array.dtype.kind not in "biuf":
             raise InputTypeError(f"the output must be numeric; got dtype {array.dtype}")
         self.data_obj = array
 

@@ -212,3 +212,46 @@ def test_cuda_tensor_bytes_equal_numpy_path(monkeypatch):
         a, _ = encoded(array, grid, source_shape, "BINARY", discretize=discretize)
         b, _ = encoded(cuda, grid, source_shape, "BINARY", discretize=discretize)
         assert a == b
+
+
+@pytest.mark.parametrize("make,kind", [
+    (lambda rng: rng.integers(0, 4, size=(1, 4, 5, 6)), "auto"),
+    (lambda rng: np.eye(3, dtype=np.uint8)[rng.integers(0, 3, size=(4, 5, 6))].transpose(3, 0, 1, 2), "auto"),
+    (lambda rng: softmax((4, 5, 6), 3, 1, 6.0), "auto"),
+    (lambda rng: softmax((4, 5, 6), 3, 1, 6.0)[1:], "auto"),
+    (lambda rng: rng.integers(0, 4, size=(1, 4, 5, 6)).astype(np.float32), "labels"),
+])
+def test_describe_tensor_classifies_like_numpy(make, kind):
+    from monai_dicomseg.io.prediction import classify_input, is_channel_partition
+
+    array = make(np.random.default_rng(0))
+    found, present, partition = prediction_module.describe_tensor(torch.from_numpy(np.ascontiguousarray(array)),
+                                                                  kind)
+    assert found == classify_input(array, kind)
+    assert present == (np.unique(array).tolist() if found == "labels" else None)
+    assert partition() == is_channel_partition(array)
+
+
+@pytest.mark.parametrize("array,kind,message", [
+    (np.full((2, 2, 2, 2), np.nan, dtype=np.float32), "auto", "NaN"),
+    (np.full((2, 2, 2, 2), 1.5, dtype=np.float32), "probabilities", r"must lie in \[0, 1\]"),
+    (np.full((2, 2, 2, 2), 3, dtype=np.int64), "auto", "must be one-hot"),
+    (np.full((2, 2, 2, 2), 0.5, dtype=np.float32), "onehot", "values 0 and 1 only"),
+    (np.full((1, 2, 2, 2), 0.5, dtype=np.float32), "labels", "integer label values"),
+])
+def test_describe_tensor_refuses_like_numpy(array, kind, message):
+    from monai_dicomseg.errors import InputError
+
+    with pytest.raises(InputError, match=message):
+        prediction_module.describe_tensor(torch.from_numpy(array), kind)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_tensor_through_build_segmentation(monkeypatch):
+    """A CUDA prediction through the writer's core: classified, resampled and quantised on the GPU."""
+    from monai_dicomseg.io.segwrite import plan_segments
+
+    array = softmax((6, 7, 8), 4, 3, 6.0)
+    plan = plan_segments(torch.from_numpy(array).cuda(), labels=["background", "a", "b", "c", "d"])
+    assert plan.kind == "probabilities" and plan.background == 0 and len(plan.sources) == 4
