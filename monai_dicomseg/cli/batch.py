@@ -1,4 +1,4 @@
-"""Run ``info``, ``to-nifti``, ``from-nifti`` or ``convert`` over every file of a folder.
+"""Run ``info``, ``to-nifti``, ``from-nifti`` or ``convert`` over every file of a folder; ``pull``, ``push``.
 
 Inputs are the DICOM Segmentations (``info``, ``to-nifti``, ``convert``) or
 the NIfTI files (``from-nifti``) directly in INPUT_DIR (``--recursive``: in
@@ -16,6 +16,10 @@ none of these finds fails on its own line. ``from-nifti`` (NIfTI files name
 no series) uses the mirrored folder ``SERIES_ROOT/a/case/``, and
 ``INPUT_DIR/a/case.json`` as metadata when it exists and no ``--metadata``
 is given.
+
+``to-nifti DATALIST.json OUTPUT_DIR`` takes a datalist's pairs instead of a
+folder (:mod:`monai_dicomseg.cli.batch_inputs`); ``pull`` and ``push`` move
+SEGs from and to a DICOMweb server (:mod:`monai_dicomseg.cli.batch_dicomweb`).
 
 Files are processed by ``--workers`` processes with a progress bar; each
 failure is reported on one line, a summary follows, and the exit status is 1
@@ -39,7 +43,7 @@ _NIFTI = (".nii.gz", ".nii")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from monai_dicomseg.cli import convert, from_nifti, info, jobs, to_nifti
+    from monai_dicomseg.cli import batch_dicomweb, batch_inputs, convert, from_nifti, info, jobs, to_nifti
 
     commands = parser.add_subparsers(dest="batch_command", metavar="COMMAND")
     commands.required = True
@@ -63,6 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "ReferencedSeriesSequence (as create_datalist pairs), else SERIES_ROOT/a/case/ for "
                           "INPUT_DIR/a/case.dcm")
     to_nifti.add_options(sub, batch=True)
+    batch_inputs.add_datalist_options(sub)  # INPUT_DIR may be a DATALIST.json (cli/batch_inputs.py)
     sub = commands.add_parser("from-nifti", help="NIfTI files -> SEG")
     sub.add_argument("input_dir", metavar="INPUT_DIR", help="folder of NIfTI files")
     sub.add_argument("series_root", metavar="SERIES_ROOT",
@@ -80,6 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "create_datalist pairs), else SERIES_ROOT/a/case/ for INPUT_DIR/a/case.dcm (default: "
                           "rebuilt from the SEG's references)")
     convert.add_options(sub, batch=True)
+    batch_dicomweb.add_parsers(commands)  # batch pull / batch push (cli/batch_dicomweb.py)
 
 
 # --------------------------------------------------------------------------- discovery
@@ -332,6 +338,14 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     command = args.batch_command
+    if command in ("pull", "push"):  # DICOMweb items: cli/batch_dicomweb.py (always through cli/jobs.py)
+        from monai_dicomseg.cli import batch_dicomweb
+
+        return batch_dicomweb.run(args)
+    from monai_dicomseg.cli import batch_inputs
+
+    if command == "to-nifti" and batch_inputs.is_datalist(args.input_dir):  # a DATALIST.json: its pairs
+        return batch_inputs.datalist_to_nifti(args)
     inputs = find_inputs(command, args.input_dir, args.recursive)
     if not inputs:
         kind = "NIfTI" if command == "from-nifti" else "DICOM SEG"

@@ -38,6 +38,15 @@ Outputs
     Every file is written through :func:`monai_dicomseg.atomic.atomic_write`
     (temporary file + rename): an output is complete or absent. Different
     shards never write the same output (each output belongs to one input).
+Other inputs
+    ``batch to-nifti DATALIST.json`` and ``batch pull`` (SEG URIs, a
+    datalist, a DICOMweb server) give each input a key of their own
+    (:mod:`monai_dicomseg.cli.batch_inputs`): it takes the place of the
+    relative path above (shard, manifest ``input``, output path). A URI input
+    has no content hash: its ``done`` record holds while its outputs do.
+    ``batch push`` has no output file: its ``done`` record names the stored
+    UIDs and holds while the input is unchanged and the server still lists
+    the instance (:mod:`monai_dicomseg.cli.batch_dicomweb`).
 Exit status (for workflow engines)
     :data:`EXIT_OK` (0): every item of the shard is done (now or verified
     earlier); :data:`EXIT_FAILED` (1): some item failed (now, or earlier and
@@ -65,7 +74,7 @@ from typing import Any
 from monai_dicomseg.errors import InputError
 
 __all__ = [
-    "Shard", "ShardError", "Manifest", "parse_shard", "shard_from_env", "shard_of", "select_shard",
+    "Shard", "ShardError", "Manifest", "ItemKind", "parse_shard", "shard_from_env", "shard_of", "select_shard",
     "add_job_options", "wanted", "run_jobs", "file_sha256", "ENVIRONMENTS", "SHARD_ENV", "COUNT_ENV",
     "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE",
 ]
@@ -322,8 +331,13 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _execute(command: str, source: str, output: "str | None", options: dict[str, Any]) -> "tuple[list[str], str | None]":
-    """Run one item; return ``(paths written, text to print)``."""
+def _execute(command: str, source: str, output: "str | None",
+             options: dict[str, Any]) -> "tuple[list[str], str | None, dict[str, Any]]":
+    """Run one item; return ``(paths written, text to print, extra record fields)``."""
+    if command in ("pull", "push"):  # DICOMweb items: cli/batch_dicomweb.py
+        from monai_dicomseg.cli import batch_dicomweb
+
+        return batch_dicomweb.execute(command, source, output, dict(options))
     if options.get("source_error"):
         raise InputError(options["source_error"])
     options = {k: v for k, v in options.items() if k != "source_error"}
@@ -333,11 +347,11 @@ def _execute(command: str, source: str, output: "str | None", options: dict[str,
         _, error, text = _item((command, source, output, options))
         if error is not None:
             raise InputError(error)
-        return [], text
+        return [], text, {}
     if command == "to-nifti":
         from monai_dicomseg.cli.to_nifti import seg_to_nifti
 
-        return [str(p) for p in seg_to_nifti(source, output, **options)], None
+        return [str(p) for p in seg_to_nifti(source, output, **options)], None, {}
     if command == "from-nifti":
         from monai_dicomseg.cli.from_nifti import nifti_to_seg
 
@@ -347,7 +361,7 @@ def _execute(command: str, source: str, output: "str | None", options: dict[str,
         from monai_dicomseg.cli.convert import convert_seg
 
         convert_seg(source, output, **options)
-    return [str(output)], None
+    return [str(output)], None, {}
 
 
 def _outputs(paths: Iterable[str], out_root: "Path | None") -> list[dict[str, Any]]:
@@ -369,7 +383,10 @@ def _run_task(task: dict[str, Any]) -> dict[str, Any]:
               "pid": os.getpid(), "started": _now(), "error": None, "outputs": [],
               "output": Path(os.path.relpath(output, out_root)).as_posix() if output and out_root else None}
     try:
-        record.update(input_sha256=file_sha256(source), input_bytes=os.path.getsize(source))
+        if task.get("remote"):  # a URI: identified by its UIDs (the key), no content to hash here
+            record.update(input_sha256=None, input_bytes=None, source=source)
+        else:
+            record.update(input_sha256=file_sha256(source), input_bytes=os.path.getsize(source))
     except OSError as error:
         record.update(input_sha256=None, input_bytes=None, error=one_line(error))
     if manifest is not None:
@@ -380,7 +397,8 @@ def _run_task(task: dict[str, Any]) -> dict[str, Any]:
             raise InputError(record["error"])
         if task.get("stale"):
             _remove_temporaries(**task["stale"])
-        written, text = _execute(command, source, output, dict(options))
+        written, text, extra = _execute(command, source, output, dict(options))
+        record.update(extra)
         record["outputs"] = _outputs(written, out_root)
         record["status"] = "done"
     except Exception as error:  # noqa: BLE001 - every failure becomes one record and one line
@@ -423,10 +441,11 @@ def _remove_temporaries(folder: str, stem: str, stems: Sequence[str]) -> None:
 # --------------------------------------------------------------------------- planning
 
 
-def _verified(record: Mapping[str, Any], source: str, out_root: "Path | None") -> bool:
-    """The ``done`` record still holds: same input content, every output present with its checksum."""
+def _verified(record: Mapping[str, Any], source: str, out_root: "Path | None", remote: bool = False) -> bool:
+    """The ``done`` record still holds: same input content (a ``remote`` input: same URI), every output present
+    with its checksum."""
     try:
-        if record.get("input_sha256") != file_sha256(source):
+        if record.get("source" if remote else "input_sha256") != (source if remote else file_sha256(source)):
             return False
         for output in record.get("outputs") or []:
             path = (out_root / output["path"]) if out_root is not None else Path(output["path"])
@@ -447,16 +466,44 @@ class Plan:
     failed_before: list[dict[str, Any]]
 
 
-def _plan(jobs: Sequence[tuple], keys: Sequence[str], shard: "Shard | None", manifest: "Manifest | None",
-          out_root: "Path | None", retry_failed: bool, stems: Mapping[str, list[str]]) -> Plan:
-    """Decide per item: run, skip (verified), or count as failed earlier (see the module docstring)."""
+@dataclass(frozen=True)
+class ItemKind:
+    """How :func:`run_jobs` identifies and checks the items of a command that are not files of INPUT_DIR.
+
+    Attributes
+    ----------
+    remote
+        The inputs are URIs (``batch pull``): no content hash; a ``done`` record holds while its outputs do.
+    still_done
+        Called once with the ``done`` records whose local checks passed; returns one bool each: does the
+        result still hold (``batch push``: the server still holds each stored SOP Instance UID)?
+    """
+
+    remote: bool = False
+    still_done: "Callable[[list[Mapping[str, Any]]], list[bool]] | None" = None
+
+
+def _verified_indices(jobs: Sequence[tuple], keys: Sequence[str], latest: Mapping[str, Mapping[str, Any]],
+                      out_root: "Path | None", kind: ItemKind) -> set[int]:
+    """Indices of the items whose last record is ``done`` and still verified."""
     from concurrent.futures import ThreadPoolExecutor
 
-    latest = manifest.latest(jobs[0][0]) if manifest is not None and jobs else {}
     done = [(i, latest[k]) for i, k in enumerate(keys) if latest.get(k, {}).get("status") == "done"]
     with ThreadPoolExecutor(max_workers=4) as pool:  # hashing releases the GIL
-        checks = list(pool.map(lambda item: _verified(item[1], jobs[item[0]][1], out_root), done))
-    verified_index = {i for (i, _), ok in zip(done, checks) if ok}
+        checks = list(pool.map(lambda item: _verified(item[1], jobs[item[0]][1], out_root, kind.remote), done))
+    passed = [(i, record) for (i, record), ok in zip(done, checks) if ok]
+    if kind.still_done is not None and passed:
+        held = kind.still_done([record for _, record in passed])
+        passed = [item for item, ok in zip(passed, held) if ok]
+    return {i for i, _ in passed}
+
+
+def _plan(jobs: Sequence[tuple], keys: Sequence[str], shard: "Shard | None", manifest: "Manifest | None",
+          out_root: "Path | None", retry_failed: bool, stems: Mapping[str, list[str]],
+          kind: ItemKind = ItemKind()) -> Plan:
+    """Decide per item: run, skip (verified), or count as failed earlier (see the module docstring)."""
+    latest = manifest.latest(jobs[0][0]) if manifest is not None and jobs else {}
+    verified_index = _verified_indices(jobs, keys, latest, out_root, kind)
     plan = Plan([], [], [])
     for index, (job, key) in enumerate(zip(jobs, keys)):
         record = latest.get(key)
@@ -471,10 +518,13 @@ def _plan(jobs: Sequence[tuple], keys: Sequence[str], shard: "Shard | None", man
         stale = None
         if status is not None:  # our own outputs from an earlier attempt: replace them
             options = {**options, "overwrite": True} if "overwrite" in options else options
+            if status == "started" and "resumed" in options:  # push: the killed attempt may have stored it
+                options = {**options, "resumed": True}
             if output:
                 folder = str(Path(output).parent)
-                stale = {"folder": folder, "stem": _stem(Path(source)), "stems": stems.get(folder, [])}
+                stale = {"folder": folder, "stem": _stem(Path(key)), "stems": stems.get(folder, [])}
         plan.tasks.append({"job": (command, source, output, options), "key": key, "stale": stale,
+                           "remote": kind.remote,
                            "shard": str(shard) if shard else None,
                            "manifest": str(manifest.path) if manifest else None,
                            "out_root": str(out_root) if out_root else None})
@@ -535,12 +585,15 @@ def _report(command: str, shard: "Shard | None", manifest: "Manifest | None", to
     return EXIT_FAILED if failed or plan.failed_before else EXIT_OK
 
 
-def run_jobs(args: argparse.Namespace, inputs: Sequence[Path],
-             make_jobs: Callable[[argparse.Namespace, list[Path]], list[tuple]]) -> int:
+def run_jobs(args: argparse.Namespace, inputs: Sequence[Any],
+             make_jobs: Callable[[argparse.Namespace, list], list[tuple]], keys: "Sequence[str] | None" = None,
+             kind: ItemKind = ItemKind()) -> int:
     """Run ``batch`` with ``--shard``/``--manifest``: select, plan, run, record, summarise; return the exit status.
 
     ``make_jobs`` is :func:`monai_dicomseg.cli.batch._jobs` (``(args, inputs) -> [(command, input, output,
-    options)]``), called with this shard's inputs only.
+    options)]``), called with this shard's inputs only. ``keys``: each input's key (shard, manifest ``input``,
+    output folder and stem: an output of key ``a/b/c`` lies in ``OUTPUT_DIR/a/b``, named ``c...``); default:
+    the input's path relative to INPUT_DIR. ``kind``: see :class:`ItemKind` (``batch pull``/``push``).
     """
     from tqdm import tqdm
 
@@ -550,19 +603,25 @@ def run_jobs(args: argparse.Namespace, inputs: Sequence[Path],
     except ShardError as error:
         print(f"monai-dicomseg batch: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    root = Path(args.input_dir)
-    mine = select_shard(inputs, root, shard)
+    if keys is None:
+        root = Path(args.input_dir)
+        keys = [_key(Path(p), root) for p in inputs]
+        mine = select_shard(inputs, root, shard)
+        mine_keys = [_key(Path(p), root) for p in mine]
+    else:
+        pairs = sorted((k, i) for i, k in enumerate(keys) if shard is None or shard.owns(k))
+        mine, mine_keys = [inputs[i] for _, i in pairs], [k for k, _ in pairs]
     jobs = make_jobs(args, mine) if mine else []
     out_root = Path(args.output_dir) if getattr(args, "output_dir", None) else None
     stems: dict[str, list[str]] = {}  # output folder -> stems of every input (all shards) writing there
-    for path in inputs if out_root is not None else []:
-        folder = str(out_root / Path(path).relative_to(root).parent)
-        stems.setdefault(folder, []).append(_stem(Path(path)))
-    plan = _plan(jobs, [_key(p, root) for p in mine], shard, manifest, out_root, args.retry_failed, stems)
+    for key in keys:
+        if out_root is not None:
+            stems.setdefault(str(out_root / Path(key).parent), []).append(_stem(Path(key)))
+    plan = _plan(jobs, mine_keys, shard, manifest, out_root, args.retry_failed, stems, kind)
 
     def progress(iterable: Iterable[Any], total: int) -> Iterable[Any]:
         return tqdm(iterable, total=total, unit="file", desc=f"batch {command}", file=sys.stderr,
                     disable=None, leave=False)
 
     results = _run_tasks(plan.tasks, args.workers, progress) if plan.tasks else []
-    return _report(command, shard, manifest, len(inputs), plan, results, [str(p) for p in mine])
+    return _report(command, shard, manifest, len(inputs), plan, results, [job[1] for job in jobs])

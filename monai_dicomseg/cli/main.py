@@ -39,7 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "to-nifti": ("monai_dicomseg.cli.to_nifti", "convert a SEG to NIfTI (+ dcmqi-style JSON sidecar)"),
     "from-nifti": ("monai_dicomseg.cli.from_nifti", "convert a NIfTI label map to a SEG of a source series"),
     "convert": ("monai_dicomseg.cli.convert", "change a SEG's type or compression losslessly"),
-    "batch": ("monai_dicomseg.cli.batch", "run info/to-nifti/from-nifti/convert over a folder"),
+    "batch": ("monai_dicomseg.cli.batch", "run info/to-nifti/from-nifti/convert over a folder; pull/push in bulk"),
     "pull": ("monai_dicomseg.cli.pull", "retrieve a SEG from a DICOMweb server (WADO-RS) as NIfTI"),
     "push": ("monai_dicomseg.cli.push", "store SEG (or NIfTI -> SEG) files on a DICOMweb server (STOW-RS)"),
     "check": ("monai_dicomseg.cli.check", "validate SEG files and say which viewers/consumers can read them"),
