@@ -19,6 +19,14 @@ network latency to the cold figure only.
 ``max_workers=1`` (sequential) against ``--max-workers`` (default 8), checking
 that both datalists are equal; ``--latency-ms`` puts a loopback proxy adding
 that delay to every request in front of the server (a PACS across a network).
+
+Measured with 1,000 studies (``--datalist-studies 1000``, 8 workers; 2 shared
+cores, load around 10 from other jobs; datalists equal):
+
+* loopback: sequential 82.6 s, ``max_workers=8`` 68.9 s (1.2x: CPU-bound,
+  client JSON parsing and Orthanc share the two cores);
+* ``--latency-ms 20``: sequential 305.9 s, ``max_workers=8`` 79.0 s (3.9x;
+  the latency is hidden, what remains is the loopback CPU cost).
 """
 from __future__ import annotations
 
