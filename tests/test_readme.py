@@ -34,6 +34,8 @@ SECTIONS = [
     "Install",
     "Load SEG labels in a MONAI pipeline",
     "Write model output as SEG",
+    "Series from real archives",
+    "Slides",
     "Metadata keys",
     "Command line",
     "From and to a PACS",

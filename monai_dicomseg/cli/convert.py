@@ -330,7 +330,10 @@ def _volume_pixels(seg: Any, combine: bool, source: str | None, threshold: float
             volume = volume.match_geometry(series.geometry)
         except GeometryError as error:
             raise GeometryError(f"the SEG's frames do not lie on the source series' grid: {error}") from None
-        sources = series.datasets
+        if set(series.segmentation_sources()) != {"source_images"}:  # frames not 1..N in volume order
+            raise UnsupportedError("convert --source over a multi-frame source whose frames are not stored in "
+                                   "slice order is not supported; convert without --source")
+        sources = series.segmentation_sources()["source_images"]
     else:
         sources = _pseudo_sources(seg, volume)
     return sources, volume.array

@@ -76,6 +76,12 @@ class MetaKey(StrEnum):
     SLICE_ORDER = "slice_order"
     SLICE_ORDER_BY_POSITION = "ImagePositionPatient"  # value of SLICE_ORDER: sorted along the normal
     GRID = "grid"
+    SHEARED = "sheared"
+    SLICE_GRID = "slice_grid"
+    FILLED_SLICES = "filled_slices"
+    SOURCE_VOLUME = "source_volume"
+    SOURCE_VOLUMES = "source_volumes"
+    MULTIFRAME = "multiframe"
 
 
 GRID_SOURCE_SERIES = "source_series"
@@ -139,6 +145,17 @@ SERIES_META_KEYS: dict[str, str] = {
     MetaKey.SERIES_INSTANCE_UID: "SeriesInstanceUID of the series",
     MetaKey.FRAME_OF_REFERENCE_UID: "FrameOfReferenceUID of the series ('' if absent)",
     MetaKey.SLICE_ORDER: f"{MetaKey.SLICE_ORDER_BY_POSITION.value!r}: slices sorted along the normal (not by InstanceNumber)",
+    MetaKey.SHEARED: "gantry/detector tilt in degrees: the slice step (affine column 2) is off the normal of the "
+                     "image planes by this angle, a sheared affine; 0.0 when not sheared",
+    MetaKey.SLICE_GRID: "'source' (one slice per source image), 'filled' or 'resampled' (irregular_slices='fill' / "
+                        "'resample')",
+    MetaKey.FILLED_SLICES: "JSON list of the slice indices (last spatial axis) no source image lies on: filled "
+                           "(padding value) or interpolated; '[]' for a regular series",
+    MetaKey.SOURCE_VOLUME: "JSON of the volume= selector that picks the loaded volume among several in the series "
+                           "('' when the series holds one)",
+    MetaKey.SOURCE_VOLUMES: "number of volumes found in the series (stacks, temporal positions, echoes, "
+                            "acquisitions)",
+    MetaKey.MULTIFRAME: "True when the frames come from multi-frame (Enhanced / Legacy Converted) instances",
     MetaKey.FILENAME_OR_OBJ: "the series folder (or first file) as given",
 }
 """Keys that ``LoadDicomSeries(d)`` puts in ``MetaTensor.meta``, one-line description each."""

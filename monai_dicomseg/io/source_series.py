@@ -61,9 +61,17 @@ from monai_dicomseg.geometry.affine import (
     permute_affine,
     ras_to_lps_affine,
 )
-from monai_dicomseg.geometry.series import get_volume_from_series
+from monai_dicomseg.geometry.series import get_series_volume, plan_series_grid
+from monai_dicomseg.geometry.slice_grid import SliceGrid
 from monai_dicomseg.geometry.sorting import get_dataset_sort_index
 from monai_dicomseg.geometry.volume import Volume, VolumeGeometry
+from monai_dicomseg.io.source_volumes import (
+    SourceVolumeInfo,
+    VolumeSelector,
+    prepare_planes,
+    segmentation_sources,
+    selector_json,
+)
 
 __all__ = [
     "SEG_SOP_CLASS_UIDS",
@@ -93,7 +101,9 @@ class SourceSeries:
     ----------
     datasets
         The single-frame datasets sorted along the slice normal: element ``k``
-        is frame ``k`` of ``volume`` (our ``(F, R, C)`` order).
+        is frame ``k`` of ``volume`` (our ``(F, R, C)`` order). For a
+        multi-frame source: the instances holding the volume's frames (see
+        ``frame_references`` for frame ``k``).
     volume
         ``(F, R, C)`` volume with an LPS affine (``None`` when loaded
         headers-only by :func:`load_source_geometry`).
@@ -106,6 +116,22 @@ class SourceSeries:
         source was given as datasets).
     geometry
         Geometry of the volume (always set).
+    frame_references
+        ``(SOPInstanceUID, frame number)`` of each frame ``k`` of the volume;
+        frame number None for a single-frame instance
+        (:mod:`monai_dicomseg.io.source_volumes`).
+    planes
+        The image plane of each frame ``k`` (a dataset, or a
+        :class:`~monai_dicomseg.io.source_volumes.FramePlane`).
+    volume_info, volumes
+        The volume loaded and every volume found in the source (one unless the
+        series holds several stacks, phases, echoes...; see ``volume=``).
+    slice_grid
+        How the volume's frames relate to the sorted source frames
+        (:class:`~monai_dicomseg.geometry.slice_grid.SliceGrid`: sheared,
+        filled or resampled; ``irregular_slices=``). With ``"fill"`` or
+        ``"resample"`` the volume may hold frames no source image holds
+        (``filled_slices``); :meth:`source_frames` keeps those that one does.
     """
 
     datasets: list[Dataset]
@@ -114,6 +140,52 @@ class SourceSeries:
     frame_of_reference_uid: "str | None"
     geometry: VolumeGeometry
     filenames: "list[str] | None" = field(default=None)
+    frame_references: "list[tuple[str, int | None]] | None" = field(default=None)
+    planes: "list[Any] | None" = field(default=None)
+    volume_info: "SourceVolumeInfo | None" = field(default=None)
+    volumes: "tuple[SourceVolumeInfo, ...]" = field(default=())
+    slice_grid: "SliceGrid | None" = field(default=None)
+
+    @property
+    def tilt_degrees(self) -> float:
+        """Gantry/detector tilt: angle between the slice step and the normal of the image planes (0.0: none)."""
+        return 0.0 if self.slice_grid is None else self.slice_grid.tilt_degrees
+
+    @property
+    def filled_slices(self) -> list[int]:
+        """Frames of the volume (our ``(F, R, C)`` order) that no source image holds."""
+        return [] if self.slice_grid is None else self.slice_grid.filled_slices
+
+    def source_frames(self, array: np.ndarray) -> np.ndarray:
+        """Frames of ``array`` (on this volume's grid, frames first) that lie on a source image, in order.
+
+        A SEG is written for the source images only: filled frames have none
+        and are dropped (no source reference is ever invented for them).
+        """
+        grid = self.slice_grid
+        if grid is None or grid.kind == "source":
+            return array
+        from monai_dicomseg.seg.inputs import StackedSegmentSource
+
+        if isinstance(array, StackedSegmentSource):
+            return _source_planes_of(array, grid)
+        return grid.source_frames(array)
+
+    @property
+    def is_multiframe(self) -> bool:
+        """True when the volume's frames come from multi-frame instances."""
+        return any(frame is not None for _, frame in (self.frame_references or []))
+
+    @property
+    def volume_selector(self) -> str:
+        """JSON of the ``volume=`` selector that picks this volume ('' when the source holds one)."""
+        return selector_json(self.volume_info, self.volumes)
+
+    def segmentation_sources(self) -> dict[str, Any]:
+        """``source_images`` (and plane geometry) for a SEG over this volume (references by frame)."""
+        if self.frame_references is None or self.planes is None:
+            return {"source_images": list(self.datasets)}
+        return segmentation_sources(self.datasets, self.frame_references, self.planes)
 
     def monai_affine(self, space: str = "RAS") -> np.ndarray:
         """``(4, 4) float64`` affine of the volume in MONAI order (see module docstring)."""
@@ -124,6 +196,23 @@ class SourceSeries:
         if self.volume is None:
             raise InputError("this SourceSeries was loaded headers-only; it has no voxel array")
         return to_monai_array(self.volume.array)
+
+
+def _source_planes_of(stacked: Any, grid: SliceGrid) -> Any:
+    """A ``StackedSegmentSource`` served without the planes no source image lies on (filled slices)."""
+    from monai_dicomseg.seg.inputs import StackedSegmentSource
+
+    grid.source_frames(np.zeros(grid.number_of_slices))  # refuses a grid some source slice is off
+    keep = grid.source_slices >= 0
+    rank = np.concatenate([[0], np.cumsum(keep)])
+
+    def blocks() -> Any:
+        for start, stop, first, last, values in stacked.blocks():
+            mask = keep[start:stop]
+            if mask.any():
+                yield int(rank[start]), int(rank[stop]), first, last, values[:, mask]
+
+    return StackedSegmentSource((int(keep.sum()), *stacked.shape[1:]), stacked.dtype, blocks)
 
 
 # --------------------------------------------------------------------------- reading
@@ -244,8 +333,14 @@ def load_source_series(
     series_instance_uid: "str | None" = None,
     dtype: "type | str | np.dtype" = np.float32,
     apply_modality_transform: "bool | None" = None,
+    volume: VolumeSelector = None,
+    irregular_slices: str = "error",
 ) -> SourceSeries:
-    """Load a single-frame image series, sorted by position, as an LPS volume.
+    """Load an image series (single- or multi-frame), sorted by position, as an LPS volume.
+
+    A sheared stack (gantry/detector tilt) loads exactly, with a sheared
+    affine (:mod:`monai_dicomseg.geometry.sheared`); gaps and irregular
+    spacing follow ``irregular_slices``.
 
     Parameters
     ----------
@@ -256,7 +351,22 @@ def load_source_series(
     dtype
         dtype of the voxel array (modality rescale applied when present).
     apply_modality_transform
-        See :func:`~monai_dicomseg.geometry.series.stored_to_output_transform`.
+        See :func:`~monai_dicomseg.geometry.series.stored_to_output_transform`
+        (a multi-frame frame's rescale comes from its Pixel Value
+        Transformation / Real World Value Mapping functional group).
+    volume
+        Which volume when the source holds several (stacks, temporal
+        positions, echoes, acquisitions): an index into the volumes listed by
+        the error, ``{key: value}`` over
+        :data:`~monai_dicomseg.io.source_volumes.VOLUME_KEYS` (e.g.
+        ``{"StackID": "1"}``, ``{"TemporalPositionIndex": 2}``), or a SEG's
+        :class:`~monai_dicomseg.io.source_volumes.FrameReferences`.
+    irregular_slices
+        ``"error"`` (default: a GeometryError naming the gap), ``"fill"`` (a
+        regular grid, missing slices filled with the Pixel Padding Value or
+        the series minimum) or ``"resample"`` (linear interpolation onto a
+        regular grid at the median spacing); see
+        :mod:`monai_dicomseg.geometry.slice_grid`.
 
     Returns
     -------
@@ -268,51 +378,48 @@ def load_source_series(
     InputError
         Missing/unreadable/empty source (see :func:`read_series_datasets`).
     GeometryError
-        If the instances do not form one regularly spaced volume.
+        If the instances do not form one regularly spaced volume, or hold
+        several volumes and ``volume`` does not pick one (the message lists them).
     """
     datasets, filenames = read_series_datasets(source, series_instance_uid=series_instance_uid)
-    datasets, filenames = _sorted(datasets, filenames)
-    volume = get_volume_from_series(datasets, dtype=dtype, apply_modality_transform=apply_modality_transform)
+    prepared = prepare_planes(datasets, filenames, volume)
+    loaded, grid = get_series_volume(prepared.planes, irregular_slices=irregular_slices, dtype=dtype,
+                                     apply_modality_transform=apply_modality_transform)
     return SourceSeries(
-        datasets=datasets,
-        volume=volume,
-        series_instance_uid=str(datasets[0].SeriesInstanceUID),
-        frame_of_reference_uid=volume.frame_of_reference_uid,
-        geometry=volume.get_geometry(),
-        filenames=filenames,
+        datasets=prepared.datasets,
+        volume=loaded,
+        series_instance_uid=str(prepared.datasets[0].SeriesInstanceUID),
+        frame_of_reference_uid=loaded.frame_of_reference_uid,
+        geometry=loaded.get_geometry(),
+        filenames=prepared.filenames,
+        frame_references=prepared.references,
+        planes=prepared.planes,
+        volume_info=prepared.selection.info,
+        volumes=prepared.selection.volumes,
+        slice_grid=grid,
     )
 
 
 def load_source_geometry(
-    source: SeriesSource, *, series_instance_uid: "str | None" = None
+    source: SeriesSource, *, series_instance_uid: "str | None" = None, volume: VolumeSelector = None,
+    irregular_slices: str = "error",
 ) -> SourceSeries:
     """Like :func:`load_source_series` but reads headers only (``volume`` is None).
 
-    The geometry is checked as strictly as when loading pixels (one regular
-    volume; PS3.3 C.7.6.2).
+    The geometry is checked as strictly as when loading pixels (one volume,
+    PS3.3 C.7.6.2; sheared stacks accepted, gaps as ``irregular_slices`` says).
     """
-    from monai_dicomseg.geometry.affine import affine_from_image_plane, regular_slice_spacing
-    from monai_dicomseg.geometry.sorting import check_common_orientation, read_image_position
-
     datasets, filenames = read_series_datasets(
         source, series_instance_uid=series_instance_uid, stop_before_pixels=True
     )
-    datasets, filenames = _sorted(datasets, filenames)
-    orientation = check_common_orientation(datasets)
-    positions = np.stack([read_image_position(ds, i) for i, ds in enumerate(datasets)])
-    if len(datasets) > 1:
-        spacing = regular_slice_spacing(positions, orientation)
-    else:
-        spacing = float(getattr(datasets[0], "SpacingBetweenSlices", None) or 1.0)
-    pixel_spacing = [float(v) for v in datasets[0].PixelSpacing]
-    affine = affine_from_image_plane(positions[0], orientation, pixel_spacing, spacing)
-    shape = (len(datasets), int(datasets[0].Rows), int(datasets[0].Columns))
-    frame_of_reference = getattr(datasets[0], "FrameOfReferenceUID", None)
-    geometry = VolumeGeometry(affine, shape, "PATIENT",
-                              None if frame_of_reference is None else str(frame_of_reference))
+    prepared = prepare_planes(datasets, filenames, volume)
+    instances, datasets = prepared.datasets, prepared.planes
+    grid, geometry = plan_series_grid(datasets, irregular_slices=irregular_slices)
     return SourceSeries(
-        datasets=datasets, volume=None, series_instance_uid=str(datasets[0].SeriesInstanceUID),
-        frame_of_reference_uid=geometry.frame_of_reference_uid, geometry=geometry, filenames=filenames,
+        datasets=instances, volume=None, series_instance_uid=str(datasets[0].SeriesInstanceUID),
+        frame_of_reference_uid=geometry.frame_of_reference_uid, geometry=geometry, filenames=prepared.filenames,
+        frame_references=prepared.references, planes=prepared.planes, volume_info=prepared.selection.info,
+        volumes=prepared.selection.volumes, slice_grid=grid,
     )
 
 

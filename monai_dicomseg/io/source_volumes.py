@@ -45,7 +45,7 @@ __all__ = [
     "SelectedVolume", "is_multiframe", "source_planes", "group_volumes", "select_volume",
     "seg_frame_references", "selector_json", "PreparedPlanes", "prepare_planes", "segmentation_sources",
     "describe_volumes",
-    "VOLUME_META_KEYS", "parse_selector", "VOLUME_ITEM_KEY", "selector_for_seg",
+    "parse_selector", "VOLUME_ITEM_KEY", "selector_for_seg",
 ]
 
 VOLUME_ITEM_KEY = "volume"
@@ -514,15 +514,6 @@ def seg_frame_references(seg: Any) -> FrameReferences:
             if instance.get("ReferencedSOPInstanceUID"):
                 found.add((str(instance.ReferencedSOPInstanceUID), None))
     return FrameReferences(found)
-
-
-VOLUME_META_KEYS: dict[str, str] = {
-    "source_volume": "JSON of the volume= selector that picks the loaded volume among several in the series "
-                     "('' when the series holds one)",
-    "source_volumes": "number of volumes found in the series (stacks, temporal positions, echoes, acquisitions)",
-    "multiframe": "True when the frames come from multi-frame (Enhanced / Legacy Converted) instances",
-}
-"""Keys ``LoadDicomSeries(d)`` adds to ``MetaTensor.meta`` for real-archive series (one-line description each)."""
 
 
 def selector_json(info: "SourceVolumeInfo | None", volumes: Sequence[SourceVolumeInfo] = ()) -> str:

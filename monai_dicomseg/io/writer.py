@@ -50,9 +50,10 @@ from monai_dicomseg.errors import error_context  # re-exported: the with-form of
 from monai_dicomseg.io.segload import MetaKey
 from monai_dicomseg.io.segwrite import build_segmentation, check_segmentation_type, prepare_output_path
 from monai_dicomseg.io.source_series import SourceSeries, check_spatial_affine, load_source_geometry, read_series_datasets
+from monai_dicomseg.io.source_volumes import parse_selector
 from monai_dicomseg.options import check_options
 from monai_dicomseg.seg.content import AlgorithmIdentificationSequence
-from monai_dicomseg.seg.profiles import apply_profile, warn_consumer_problems
+from monai_dicomseg.seg.profiles import apply_profile, dataset_problems, warn_problems
 from monai_dicomseg.sr.coding import CodedConcept
 
 __all__ = ["DicomSegWriter", "OutputExistsError", "resolve_source_series", "meta_uid", "ARTIFICIAL_INTELLIGENCE",
@@ -115,7 +116,10 @@ def resolve_source_series(
             datasets, _ = read_series_datasets([source], stop_before_pixels=True)
             series_uid = str(datasets[0].SeriesInstanceUID)
             source = str(Path(source).parent)
-        return load_source_geometry(source, series_instance_uid=series_uid)
+        # the volume the image was loaded as, when its series holds several (io/source_volumes.py)
+        volume = parse_selector((meta or {}).get(MetaKey.SOURCE_VOLUME))
+        # a series with missing slices: mapped onto its filled grid, SEG frames for the source images only
+        return load_source_geometry(source, series_instance_uid=series_uid, volume=volume, irregular_slices="fill")
     except InputError as error:
         raise InputError(f"the source DICOM series is not reachable: {error}") from None
 
@@ -415,8 +419,8 @@ class DicomSegWriter(ImageWriter):
         """
         with error_context(self.context):
             seg = self._build()
-        warn_consumer_problems(self.profile, self.segmentation_type, seg.file_meta.TransferSyntaxUID, seg.Rows,
-                               seg.Columns)
+        if self.profile is not None:  # every rule of the consumer, frame layout and segment numbers included
+            warn_problems(self.profile, dataset_problems(self.profile, seg))
         return seg
 
     def _build(self) -> Any:

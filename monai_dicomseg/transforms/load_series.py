@@ -31,16 +31,18 @@ from monai_dicomseg.geometry.affine import check_space
 from monai_dicomseg.geometry.slice_grid import check_irregular_slices
 from monai_dicomseg.io.segload import MetaKey, error_with_context, source_name
 from monai_dicomseg.io.source_series import SeriesSource, load_source_series
+from monai_dicomseg.io.source_volumes import VOLUME_ITEM_KEY, VolumeSelector, parse_selector
 from monai_dicomseg.options import check_options
 
 __all__ = ["LoadDicomSeries", "LoadDicomSeriesd", "SERIES_OPTIONS"]
 
-SERIES_OPTIONS = ("dtype", "space", "ensure_channel_first", "series_instance_uid", "on_error", "irregular_slices")
+SERIES_OPTIONS = ("dtype", "space", "ensure_channel_first", "series_instance_uid", "on_error", "volume",
+                  "irregular_slices")
 """Keyword options of :class:`LoadDicomSeries` (also accepted by ``LoadDicomSeriesd``)."""
 
 
 class LoadDicomSeries(Transform):
-    """Load a single-frame DICOM series as a channel-first ``MetaTensor``.
+    """Load a DICOM series (single-frame or multi-frame instances) as a channel-first ``MetaTensor``.
 
     Parameters
     ----------
@@ -68,6 +70,16 @@ class LoadDicomSeries(Transform):
         ``"raise"`` (default) or ``"skip"``: warn and return None (the
         dictionary transform returns ``[]``, as ``LoadDicomSegd`` does) for a
         missing, unreadable or irregular series.
+    volume
+        Which volume when the series (or a multi-frame instance) holds several
+        stacks, temporal positions, echoes or acquisitions: an int index into
+        the volumes the error lists, or ``{key: value}`` over
+        :data:`~monai_dicomseg.io.source_volumes.VOLUME_KEYS` (e.g.
+        ``{"StackID": "1"}``, ``{"TemporalPositionIndex": 2}``), or its JSON
+        text (``meta["source_volume"]``, a ``create_datalist`` entry's
+        ``"volume"``). Default None: the only volume, else a GeometryError
+        listing them. ``LoadDicomSeriesd`` also reads a per-item selector from
+        ``d["volume"]`` (see there).
     irregular_slices
         What to do with a series whose slices are not evenly spaced (a missing
         slice, irregular spacing): ``"error"`` (default; a GeometryError naming
@@ -96,14 +108,15 @@ class LoadDicomSeries(Transform):
     """
 
     def __init__(self, dtype: Any = np.float32, space: str = "RAS", ensure_channel_first: bool = True,
-                 series_instance_uid: "str | None" = None, on_error: str = "raise", irregular_slices: str = "error",
-                 **options: Any) -> None:
+                 series_instance_uid: "str | None" = None, on_error: str = "raise",
+                 volume: "VolumeSelector | str" = None, irregular_slices: str = "error", **options: Any) -> None:
         check_options(options, SERIES_OPTIONS, "LoadDicomSeries")
         self.on_error = to_enum(OnError, on_error, "on_error")  # converted once, here
         self.dtype = dtype
         self.space = check_space(space)
         self.ensure_channel_first = bool(ensure_channel_first)
         self.series_instance_uid = series_instance_uid
+        self.volume = parse_selector(volume)
         self.irregular_slices = check_irregular_slices(irregular_slices)
 
     def __call__(self, source: SeriesSource) -> "MetaTensor | None":
@@ -118,11 +131,12 @@ class LoadDicomSeries(Transform):
         return self.load(source)
 
     def load(self, source: SeriesSource, *, key: "Hashable | None" = None,
-             where: str = "LoadDicomSeries") -> "MetaTensor | None":
-        """:meth:`__call__` with the dict ``key`` named in errors."""
+             where: str = "LoadDicomSeries", volume: "VolumeSelector | str" = None) -> "MetaTensor | None":
+        """:meth:`__call__` with the dict ``key`` named in errors (``volume``: a per-item selector)."""
         try:
+            chosen = self.volume if volume is None or volume == "" else parse_selector(volume)
             series = load_source_series(source, series_instance_uid=self.series_instance_uid, dtype=self.dtype,
-                                        irregular_slices=self.irregular_slices)
+                                        volume=chosen, irregular_slices=self.irregular_slices)
         except (DicomSegError, OSError) as error:
             context = where + (f"[key {key!r}]" if key is not None else "") + f" series {source_name(source)}"
             if self.on_error == "raise" or isinstance(error, TypeError):
@@ -147,6 +161,9 @@ class LoadDicomSeries(Transform):
             MetaKey.FRAME_OF_REFERENCE_UID: series.frame_of_reference_uid or "",
             MetaKey.SLICE_ORDER: MetaKey.SLICE_ORDER_BY_POSITION,
             MetaKey.FILENAME_OR_OBJ: name,
+            MetaKey.SOURCE_VOLUME: series.volume_selector,
+            MetaKey.SOURCE_VOLUMES: len(series.volumes),
+            MetaKey.MULTIFRAME: series.is_multiframe,
             MetaKey.SHEARED: float(series.tilt_degrees),
             MetaKey.SLICE_GRID: series.slice_grid.kind if series.slice_grid is not None else "source",
             # frame f of ours is slice F - 1 - f of MONAI's last axis
@@ -172,6 +189,9 @@ class LoadDicomSeriesd(MapTransform):
 
     With ``on_error="skip"`` a broken series warns and the dict becomes ``[]``
     (zero samples; see :class:`~monai_dicomseg.transforms.load.LoadDicomSegd`).
+    A non-empty ``d["volume"]`` (the selector JSON that ``create_datalist``
+    writes for a SEG over one volume of a multi-volume series) picks the
+    volume of that item, over the ``volume=`` option.
     """
 
     def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False, **kwargs: Any) -> None:
@@ -182,7 +202,7 @@ class LoadDicomSeriesd(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> "dict[Hashable, Any] | list":
         d = dict(data)
         for key in self.key_iterator(d):
-            loaded = self.loader.load(d[key], key=key, where="LoadDicomSeriesd")
+            loaded = self.loader.load(d[key], key=key, where="LoadDicomSeriesd", volume=d.get(VOLUME_ITEM_KEY))
             if loaded is None:
                 return []
             d[key] = loaded
