@@ -13,7 +13,9 @@ Cases (full size / ``--small``):
    small: 20 classes, 128x128x64.
 2. a long series with many segments, write and read (``get_pixels_by_source_instance``,
    combined) BINARY and LABELMAP, ours vs highdicom. Full: 512x512x1000, 117
-   segments; small: 256x256x100, 117 segments.
+   segments; small: 256x256x100, 117 segments. ``header-BINARY``: the read's frame index alone
+   (per-frame functional groups, bulk parser; median of 5), printed as a share of ``read-BINARY``
+   and against ``header-BINARY-general`` (the per-item scanner it replaced, issue 25).
 3. 300 segments, 16-bit LABELMAP, write and read. Full: 512x512x200; small: 128x128x40.
 5. FRACTIONAL read as labels (issue 25): a 117-segment FRACTIONAL SEG (0.8 inside each organ, 0.25 in its
    neighbour organs', so thresholds matter) read with ``load_seg_array(mode="labelmap", threshold=0.5)`` (what
@@ -84,7 +86,8 @@ VARIANTS = {
     1: ["FRACTIONAL-native", "FRACTIONAL-rle", "FRACTIONAL-jpegls", "FRACTIONAL-jpeg2000", "BINARY", "LABELMAP",
         "hd-BINARY"],
     2: ["write-BINARY", "write-LABELMAP", "hd-write-BINARY", "hd-write-LABELMAP",
-        "read-BINARY", "read-LABELMAP", "hd-read-BINARY", "hd-read-LABELMAP"],
+        "read-BINARY", "read-LABELMAP", "hd-read-BINARY", "hd-read-LABELMAP",
+        "header-BINARY", "header-BINARY-general"],
     3: ["write-LABELMAP", "hd-write-LABELMAP", "read-LABELMAP", "hd-read-LABELMAP"],
     4: ["write-LABELMAP", "hd-write-LABELMAP", "read-regions", "hd-read-regions",
         "write-LABELMAP-rle", "hd-write-LABELMAP-rle", "read-regions-rle", "hd-read-regions-rle",
@@ -277,6 +280,36 @@ def case_series(variant: str, shape, segments, out: Path) -> dict:
     return {"seconds": time.perf_counter() - start, "size": path.stat().st_size, "voxels": int(array.size)}
 
 
+def case_header(variant: str, shape, segments, out: Path) -> dict:
+    """Case 2, header only: the frame index (per-frame functional groups) of the file ``read-BINARY`` reads.
+
+    ``header-BINARY`` is what a read runs now (the bulk parser, all frames at once);
+    ``header-BINARY-general`` switches it off (the per-item scanner every read used before).
+    Median of 5 indexes, each of a fresh ``segread`` (not timed)."""
+    import statistics
+
+    module, _ = _module(variant)
+    from monai_dicomseg.codec import bulk_frame_header
+    from monai_dicomseg.codec.frame_index import build_frame_index
+
+    kind = variant.split("-")[1]
+    path = out / f"case-{kind}-ours.dcm"
+    if not path.exists():
+        sources, labels = series_headers(shape, segments)
+        segmentation(module, sources, labels if segments < 256 else labels.astype(np.uint16), kind,
+                     segments).save_as(path)
+        del sources, labels
+    bulk_frame_header.ENABLED = not variant.endswith("-general")
+    times = []
+    start_clock()
+    for _ in range(5):
+        seg = module.seg.segread(str(path))
+        begin = time.perf_counter()
+        frames = build_frame_index(seg).number_of_frames
+        times.append(time.perf_counter() - begin)
+    return {"seconds": statistics.median(times), "size": path.stat().st_size, "frames": frames}
+
+
 def slide_source(total, tile, out: Path):
     """A small slide made to describe a big total pixel matrix (headers only are used)."""
     from monai_dicomseg import synthetic
@@ -402,6 +435,8 @@ def child(case: int, variant: str, small: bool, out: str) -> None:
         return
     if case == 1:
         result = case1(variant, spec[0], spec[1], out_path)
+    elif case == 2 and variant.startswith("header-"):
+        result = case_header(variant, spec[0], spec[1], out_path)
     elif case in (2, 3):
         result = case_series(variant, spec[0], spec[1], out_path)
     elif case == 5:
@@ -472,6 +507,8 @@ def main() -> None:
                         print(f"{'':<6}{variant:<24} vs read-float: x{result['seconds'] / base['seconds']:.2f} time, "
                               f"x{result['peak_mb'] / base['peak_mb']:.2f} peak RSS, "
                               f"{_extra(result):.0f} MB vs {_extra(base):.0f} MB added")
+            if case == 2 and "header-BINARY" in results:  # the per-frame header's share of a BINARY read
+                _print_header_share(results)
             if case in (2, 3, 4):  # print ours-vs-highdicom once both are known
                 for variant, result in results.items():
                     theirs = results.get(_highdicom_twin(case, variant))
@@ -481,6 +518,17 @@ def main() -> None:
                               f"{_extra(result) / max(_extra(theirs), 1.0):.2f} of what it adds to its inputs")
             for stale in Path(out).glob("*.dcm"):
                 stale.unlink()
+
+
+def _print_header_share(results: dict) -> None:
+    header = results["header-BINARY"]
+    line = f"{'':<6}{'header-BINARY':<24} {header['frames']} frames: {header['seconds'] * 1e3:.0f} ms"
+    if "read-BINARY" in results:
+        line += f", {header['seconds'] / results['read-BINARY']['seconds']:.1%} of read-BINARY"
+    if "header-BINARY-general" in results:
+        general = results["header-BINARY-general"]["seconds"]
+        line += f"; per-item scanner {general * 1e3:.0f} ms (x{general / header['seconds']:.1f})"
+    print(line)
 
 
 def _extra(result: dict) -> float:

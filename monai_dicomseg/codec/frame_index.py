@@ -349,6 +349,11 @@ def _build_frame_index(dataset: Dataset) -> FrameIndex:
             "Functional Groups module, PS3.3 C.7.6.16); expected 1 item, found none"
         )
     shared = _shared_functional_groups(dataset)
+    from monai_dicomseg.codec.bulk_frame_header import bulk_frame_index  # all frames at once, if uniform
+
+    bulk = bulk_frame_index(dataset, shared, number_of_frames=number_of_frames, is_labelmap=is_labelmap)
+    if bulk is not None:
+        return bulk
     items = _per_frame_items(dataset)
     if items is None and not is_tiled_full:
         raise DecodeError(
