@@ -42,7 +42,7 @@ def test_seg_system_loads_without_torch_or_monai():
 # that defines it: monai_dicomseg/__init__.py's _LAZY table or its eager imports).
 # tests/test_architecture_map.py checks that the map in docs/architecture.md agrees with this list.
 LAYERS: list[set[str]] = [
-    {"errors", "enums", "_lazy", "options", "uid", "atomic", "color", "synthetic", "image"},  # shared vocabulary
+    {"errors", "enums", "meta_keys", "_lazy", "options", "uid", "atomic", "color", "synthetic", "image"},  # shared vocabulary
     {"geometry", "sr", "dicomweb"},  # numpy geometry; coded concepts; DICOMweb transport (stdlib)
     {"codec"},  # pydicom + numpy encoder/decoder
     {"seg"},  # the public SEG API

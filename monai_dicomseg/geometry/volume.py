@@ -24,6 +24,7 @@ from monai_dicomseg.geometry import affine as affine_ops
 from monai_dicomseg.geometry.channels import ChannelDescriptor, normalize_channels
 from monai_dicomseg.geometry.padding import PadModes, pad_spatial
 from monai_dicomseg.geometry.volume_base import ArrayOperation, VolumeBase
+from monai_dicomseg.meta_keys import MetaKey
 
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Self
@@ -84,7 +85,7 @@ class MonaiAxisOrder(str, Enum):
     ``monai[c, r, s] == volume[F - 1 - s, r, c]`` (see :mod:`monai_dicomseg.io.source_series`)."""
 
 
-MONAI_FRAME_OF_REFERENCE_KEY = "FrameOfReferenceUID"
+MONAI_FRAME_OF_REFERENCE_KEY = MetaKey.FRAME_OF_REFERENCE_UID
 """``MetaTensor.meta`` key of the FrameOfReferenceUID (the DICOM keyword; also set by ``LoadDicomSeries``)."""
 
 
@@ -135,12 +136,12 @@ def monai_metadata(volume: "Volume", space: str = "RAS") -> dict[str, Any]:
     """
     affine = volume.get_affine(affine_ops.check_space(space))
     meta: dict[str, Any] = {
-        "affine": affine.copy(),
-        "original_affine": affine.copy(),
-        "space": affine_ops.check_space(space),
-        "spacing": volume.spacing,
-        "spatial_shape": volume.spatial_shape,
-        "original_channel_dim": -1 if volume.number_of_channel_dimensions else float("nan"),
+        MetaKey.AFFINE: affine.copy(),
+        MetaKey.ORIGINAL_AFFINE: affine.copy(),
+        MetaKey.SPACE: affine_ops.check_space(space),
+        MetaKey.SPACING: volume.spacing,
+        MetaKey.SPATIAL_SHAPE: volume.spatial_shape,
+        MetaKey.ORIGINAL_CHANNEL_DIM: -1 if volume.number_of_channel_dimensions else float("nan"),
     }
     if volume.frame_of_reference_uid is not None:
         meta[MONAI_FRAME_OF_REFERENCE_KEY] = volume.frame_of_reference_uid
@@ -665,7 +666,8 @@ class Volume(VolumeBase):
         if system != CoordinateSystemNames.PATIENT:
             raise InputError(f"from_monai needs the PATIENT coordinate system (MONAI's space is RAS or LPS); "
                              f"got {system.value}")
-        space = affine_ops.check_space(metatensor.meta.get("space", affine_ops.RAS), 'metatensor.meta["space"]')
+        space = affine_ops.check_space(metatensor.meta.get(MetaKey.SPACE, affine_ops.RAS),
+                                       f'metatensor.meta["{MetaKey.SPACE}"]')
         if frame_of_reference_uid is None:
             frame_of_reference_uid = str(metatensor.meta.get(MONAI_FRAME_OF_REFERENCE_KEY) or "") or None
         array = _channels_last(np.array(metatensor.detach().cpu().numpy(), copy=True), channel_dim, channels)

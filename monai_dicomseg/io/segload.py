@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-from monai_dicomseg.enums import LoadMode, SegmentationTypeValues, StrEnum
+from monai_dicomseg.enums import LoadMode, SegmentationTypeValues
 from monai_dicomseg.errors import GeometryError, InputError, InputTypeError, error_with_context
 from monai_dicomseg.geometry.affine import LPS, RAS, check_space, lps_to_ras_affine, ras_to_lps_affine
 from monai_dicomseg.geometry.grid_placement import destination_view, place_on_grid, plan_placement
@@ -34,6 +34,7 @@ from monai_dicomseg.io.segments import (
 )
 from monai_dicomseg.options import check_options
 from monai_dicomseg.io.source_series import SEG_SOP_CLASS_UIDS, monai_affine_from_lps
+from monai_dicomseg.meta_keys import GRID_REFERENCE, GRID_SEG, GRID_SOURCE_SERIES, GRIDS, MetaKey  # re-exported
 
 __all__ = [
     "MetaKey",
@@ -41,57 +42,6 @@ __all__ = [
     "META_KEYS", "SERIES_META_KEYS", "error_with_context", "source_name", "check_threshold",
     "GRID_SOURCE_SERIES", "GRID_REFERENCE", "GRID_SEG", "GRIDS", "OTHER_SERIES_OPTION", "threshold_masks",
 ]
-
-class MetaKey(StrEnum):
-    """Metadata key names, declared once (the values of MONAI's ``MetaKeys`` / ``ImageMetaKey`` where
-    MONAI has one: ``affine`` ... ``saved_to``, ``filename_or_obj``; ours after them).
-
-    Members are ``str`` (``meta[MetaKey.AFFINE] is meta["affine"]``) and used on the read side
-    (loaders) and the write side (writer, ``SaveDicomSeg``); ``repr`` is the plain string, so a
-    printed ``meta`` dict reads as before.
-    """
-
-    def __repr__(self) -> str:
-        return repr(self.value)
-
-
-    AFFINE = "affine"
-    ORIGINAL_AFFINE = "original_affine"
-    SPATIAL_SHAPE = "spatial_shape"
-    SPACE = "space"
-    ORIGINAL_CHANNEL_DIM = "original_channel_dim"
-    FILENAME_OR_OBJ = "filename_or_obj"
-    SAVED_TO = "saved_to"
-    SEGMENTATION_TYPE = "segmentation_type"
-    MODE = "mode"
-    THRESHOLD = "threshold"
-    SEGMENTS = "segments"
-    CHANNEL_SEGMENTS = "channel_segments"
-    CHANNEL_VALUES = "channel_values"
-    LABELS = "labels"
-    SERIES_INSTANCE_UID = "SeriesInstanceUID"
-    SOP_INSTANCE_UID = "SOPInstanceUID"
-    FRAME_OF_REFERENCE_UID = "FrameOfReferenceUID"
-    SOURCE_SERIES_INSTANCE_UID = "source_series_instance_uid"
-    SLICE_ORDER = "slice_order"
-    SLICE_ORDER_BY_POSITION = "ImagePositionPatient"  # value of SLICE_ORDER: sorted along the normal
-    GRID = "grid"
-    SHEARED = "sheared"
-    SLICE_GRID = "slice_grid"
-    FILLED_SLICES = "filled_slices"
-    SOURCE_VOLUME = "source_volume"
-    SOURCE_VOLUMES = "source_volumes"
-    MULTIFRAME = "multiframe"
-
-
-GRID_SOURCE_SERIES = "source_series"
-"""``meta["grid"]``: the label is on the full grid of the SEG's source series, found by ``DicomSegReader``."""
-GRID_REFERENCE = "reference"
-"""``meta["grid"]``: the label is on a reference image's grid (``LoadDicomSegd(ref_key=...)``, ``reference=``)."""
-GRID_SEG = "seg"
-"""``meta["grid"]``: the label is on the SEG's own grid, spanning only the frames it stores."""
-GRIDS = (GRID_SOURCE_SERIES, GRID_REFERENCE, GRID_SEG)
-
 
 MODES = tuple(mode.value for mode in LoadMode)
 

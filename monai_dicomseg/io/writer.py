@@ -47,7 +47,7 @@ from monai_dicomseg.geometry.correspondence import GridCorrespondence, check_sam
 from monai_dicomseg.io.grid import GridPlan
 from monai_dicomseg.io.prediction import OutputSegmentPlan
 from monai_dicomseg.errors import error_context  # re-exported: the with-form of errors.error_with_context
-from monai_dicomseg.io.segload import MetaKey
+from monai_dicomseg.meta_keys import MetaKey
 from monai_dicomseg.io.segwrite import build_segmentation, check_segmentation_type, prepare_output_path
 from monai_dicomseg.io.source_series import SourceSeries, check_spatial_affine, load_source_geometry, read_series_datasets
 from monai_dicomseg.io.source_volumes import parse_selector
@@ -402,7 +402,8 @@ class DicomSegWriter(ImageWriter):
         if meta.get(MetaKey.AFFINE) is None:
             raise GeometryError("the output has no affine (meta['affine']); pass a MetaTensor from the pipeline")
         self.affine = check_spatial_affine(meta[MetaKey.AFFINE], "output affine")
-        self.space = str(getattr(meta.get("space", "RAS"), "value", meta.get("space", "RAS"))).upper()
+        space = meta.get(MetaKey.SPACE, "RAS")
+        self.space = str(getattr(space, "value", space)).upper()
         self.source = resolve_source_series(source, lookup)
         patient = self.source.datasets[0].get("PatientID") if self.source.datasets else None
         for name, candidate in (("output", meta), ("reference image", reference_meta)):

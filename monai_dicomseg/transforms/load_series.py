@@ -29,7 +29,8 @@ from monai_dicomseg.enums import OnError, to_enum
 from monai_dicomseg.errors import DicomSegError
 from monai_dicomseg.geometry.affine import check_space
 from monai_dicomseg.geometry.slice_grid import check_irregular_slices
-from monai_dicomseg.io.segload import MetaKey, error_with_context, source_name
+from monai_dicomseg.io.segload import error_with_context, source_name
+from monai_dicomseg.meta_keys import MetaKey
 from monai_dicomseg.io.source_series import SeriesSource, load_source_series
 from monai_dicomseg.io.source_volumes import VOLUME_ITEM_KEY, VolumeSelector, parse_selector
 from monai_dicomseg.options import check_options

@@ -32,7 +32,8 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import ensure_tuple, ensure_tuple_rep
 
 from monai_dicomseg.errors import DicomSegError, InputError
-from monai_dicomseg.io.segload import MetaKey, error_with_context
+from monai_dicomseg.io.segload import error_with_context
+from monai_dicomseg.meta_keys import MetaKey
 from monai_dicomseg.transforms.load import DEFAULT_POSTFIX, meta_dict_key
 from monai_dicomseg.io.writer import DicomSegWriter, error_context, parameter_names, prepare_output_path
 from monai_dicomseg.options import check_options
