@@ -17,7 +17,7 @@ TORCH_PIN   := torch==2.13.0
 PIP_FLAGS   := --no-input --disable-pip-version-check
 PYTEST_ARGS ?=
 
-.PHONY: all venv venv-light demo test test-light bench clean
+.PHONY: all venv venv-light demo test test-light lint bench clean
 
 all: test
 
@@ -39,6 +39,16 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV_PY) -m pytest -n 2 -q -rs $(PYTEST_ARGS)
+
+# ruff (rules chosen in pyproject.toml [tool.ruff.lint]) and mypy ([tool.mypy])
+# over the package; ruff also over the tests, benchmarks and tutorials. Every
+# `# type: ignore[code]` must say why in a trailing comment: the grep fails on
+# an ignore that ends its line. Any step failing makes `make lint` fail.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check monai_dicomseg tests benchmarks tutorials
+	$(VENV)/bin/mypy monai_dicomseg
+	@if grep -rnE --include='*.py' 'type: *ignore(\[[^]]*\])? *$$' monai_dicomseg; then \
+		echo "lint: the type: ignore comments above give no reason (add '  # why' after the code)"; exit 1; fi
 
 # ---------------------------------------------------------------- light install
 # The package without its `monai` extra (what `pip install monai_dicomseg`
@@ -87,5 +97,5 @@ bench: $(STAMP)
 	done; [ $$found -eq 1 ] || echo "no benchmark scripts in benchmarks/"
 
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .hypothesis $(STAMP) $(LIGHT_STAMP)
+	rm -rf build dist *.egg-info .pytest_cache .hypothesis .mypy_cache .ruff_cache $(STAMP) $(LIGHT_STAMP)
 	find . -path ./$(VENV) -prune -o -path ./$(LIGHT) -prune -o -name __pycache__ -type d -exec rm -rf {} +
