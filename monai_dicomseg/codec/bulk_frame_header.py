@@ -157,6 +157,8 @@ class UniformItems:
         width = int(lengths.max()) if lengths.size else 0
         if width > MAX_TEXT_BYTES:
             raise _Irregular(f"a {kind} value is longer than {MAX_TEXT_BYTES} bytes")
+        if width * len(starts) > 2 * len(self.buffer) + (1 << 20):  # one long value among many short ones
+            raise _Irregular(f"{kind} values too unequal in length to gather in bulk")
         if width == 0:
             return [_DECODERS[kind](b"")], np.zeros(len(starts), np.int64)
         if self._padded is None:  # one copy with room for the longest value read at the very end

@@ -361,3 +361,15 @@ def test_mutated_per_frame_groups_give_the_general_outcome(mutation_bases, which
     for where, value in edits:
         mutated[start + int(where * (end - start))] = value
     assert _outcome(bytes(mutated), True) == _outcome(bytes(mutated), False)
+
+
+def test_one_long_text_value_among_many_short_ones_is_not_gathered() -> None:
+    """Text is gathered as (frames x longest value): one 1000-byte UID among 4000 short ones is left to the scanner."""
+    planes = np.arange(4000)
+    uids = ["1.2"] * len(planes)
+    uids[-1] = "1." + "2" * 998
+    derivation = [fg.derivation_group([(CT_STORAGE, uid, None)]) for uid in uids]
+    data = _file(planes, np.ones(len(planes), np.int64), derivation, positions=None)
+    fast, slow, took = both_ways(data)
+    assert not took and "unequal in length" in bulk.LAST_FALLBACK[0]
+    assert_same_index(fast, slow)
