@@ -4,14 +4,29 @@
 ``meta`` and the writers read back from it; ``geometry/volume.py``
 (``Volume.to_monai`` / ``Volume.from_monai``) spells MONAI's keys through it
 too, so the read side, the write side and the geometry layer cannot drift
-apart. The ``GRID_*`` constants are the values of ``meta["grid"]``.
+apart. The ``GRID_*`` constants are the values of ``meta["grid"]``; the
+``*_KEYS`` tuples and :func:`meta_uid` find a UID in the metadata of an image
+another reader loaded (keyword, ``GGGGEEEE`` JSON or ITK form).
 Standard library (and :mod:`monai_dicomseg.enums`) only.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from monai_dicomseg.enums import StrEnum
 
-__all__ = ["MetaKey", "GRID_SOURCE_SERIES", "GRID_REFERENCE", "GRID_SEG", "GRIDS"]
+__all__ = [
+    "FRAME_OF_REFERENCE_UID_KEYS",
+    "GRIDS",
+    "GRID_REFERENCE",
+    "GRID_SEG",
+    "GRID_SOURCE_SERIES",
+    "PATIENT_ID_KEYS",
+    "SERIES_INSTANCE_UID_KEYS",
+    "MetaKey",
+    "meta_uid",
+]
 
 
 class MetaKey(StrEnum):
@@ -63,3 +78,28 @@ GRID_REFERENCE = "reference"
 GRID_SEG = "seg"
 """``meta["grid"]``: the label is on the SEG's own grid, spanning only the frames it stores."""
 GRIDS = (GRID_SOURCE_SERIES, GRID_REFERENCE, GRID_SEG)
+
+
+FRAME_OF_REFERENCE_UID_KEYS: tuple[str, ...] = (MetaKey.FRAME_OF_REFERENCE_UID.value, "00200052", "0020|0052")
+"""Where a reader puts FrameOfReferenceUID (0020,0052): ours and PydicomReader's keyword, JSON tag, ITK tag."""
+SERIES_INSTANCE_UID_KEYS: tuple[str, ...] = (MetaKey.SERIES_INSTANCE_UID.value, "0020000E", "0020|000e", "0020|000E")
+"""Where a reader puts SeriesInstanceUID (0020,000E)."""
+PATIENT_ID_KEYS: tuple[str, ...] = ("PatientID", "00100020", "0010|0020")
+"""Where a reader puts PatientID (0010,0020)."""
+
+
+def meta_uid(meta: Mapping[str, Any] | None, keys: Sequence[str]) -> str | None:
+    """A UID from MONAI metadata under any of ``keys`` (keyword, ``GGGGEEEE`` JSON or ITK form).
+
+    The first non-blank value wins; a pydicom JSON value (``{"vr": "UI", "Value": [...]}``) or a
+    list gives its first element. ``None`` when no key holds one.
+    """
+    for key in keys:
+        value = (meta or {}).get(key)
+        if isinstance(value, Mapping):  # pydicom JSON form {"vr": "UI", "Value": [...]}
+            value = (value.get("Value") or [None])[0]
+        if isinstance(value, (list, tuple)):
+            value = value[0] if value else None
+        if value is not None and str(value).strip():
+            return str(value).strip()
+    return None

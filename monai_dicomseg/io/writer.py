@@ -47,7 +47,13 @@ from monai_dicomseg.geometry.correspondence import GridCorrespondence, check_sam
 from monai_dicomseg.io.grid import GridPlan
 from monai_dicomseg.io.prediction import OutputSegmentPlan
 from monai_dicomseg.errors import error_context  # re-exported: the with-form of errors.error_with_context
-from monai_dicomseg.meta_keys import MetaKey
+from monai_dicomseg.meta_keys import (  # meta_uid re-exported
+    FRAME_OF_REFERENCE_UID_KEYS,
+    PATIENT_ID_KEYS,
+    SERIES_INSTANCE_UID_KEYS,
+    MetaKey,
+    meta_uid,
+)
 from monai_dicomseg.io.segwrite import build_segmentation, check_segmentation_type, prepare_output_path
 from monai_dicomseg.io.source_series import SourceSeries, check_spatial_affine, load_source_geometry, read_series_datasets
 from monai_dicomseg.io.source_volumes import parse_selector
@@ -61,23 +67,6 @@ __all__ = ["DicomSegWriter", "OutputExistsError", "resolve_source_series", "meta
 
 ARTIFICIAL_INTELLIGENCE = CodedConcept("123110", "DCM", "Artificial Intelligence")
 """Algorithm Family (CID 7162) used by default."""
-
-_FOR_KEYS = ("FrameOfReferenceUID", "00200052", "0020|0052")
-_SERIES_KEYS = ("SeriesInstanceUID", "0020000E", "0020|000e", "0020|000E")
-_PATIENT_KEYS = ("PatientID", "00100020", "0010|0020")
-
-
-def meta_uid(meta: "Mapping[str, Any] | None", keys: Sequence[str]) -> "str | None":
-    """A UID from MONAI metadata under any of ``keys`` (keyword, ``GGGGEEEE`` JSON or ITK form)."""
-    for key in keys:
-        value = (meta or {}).get(key)
-        if isinstance(value, Mapping):  # pydicom JSON form {"vr": "UI", "Value": [...]}
-            value = (value.get("Value") or [None])[0]
-        if isinstance(value, (list, tuple)):
-            value = value[0] if value else None
-        if value is not None and str(value).strip():
-            return str(value).strip()
-    return None
 
 
 def resolve_source_series(
@@ -101,7 +90,7 @@ def resolve_source_series(
     InputError
         If no source is named or it cannot be reached/read as one series.
     """
-    series_uid = meta_uid(meta, _SERIES_KEYS)
+    series_uid = meta_uid(meta, SERIES_INSTANCE_UID_KEYS)
     if source is None:
         source = (meta or {}).get(MetaKey.FILENAME_OR_OBJ)
         if isinstance(source, (list, tuple)) and len(source) == 1 and os.path.isdir(str(source[0])):
@@ -408,9 +397,9 @@ class DicomSegWriter(ImageWriter):
         patient = self.source.datasets[0].get("PatientID") if self.source.datasets else None
         for name, candidate in (("output", meta), ("reference image", reference_meta)):
             check_same_subject(
-                model_frame_of_reference=meta_uid(candidate, _FOR_KEYS),
+                model_frame_of_reference=meta_uid(candidate, FRAME_OF_REFERENCE_UID_KEYS),
                 source_frame_of_reference=self.source.frame_of_reference_uid,
-                model_patient_id=meta_uid(candidate, _PATIENT_KEYS), source_patient_id=patient,
+                model_patient_id=meta_uid(candidate, PATIENT_ID_KEYS), source_patient_id=patient,
                 what=f"{name} (source series {self.source.series_instance_uid})")
 
     def build(self) -> Any:

@@ -41,7 +41,7 @@ from monai_dicomseg.io.segload import (
 )
 from monai_dicomseg.io.segments import SELECTION_OPTIONS, SegmentSelection
 from monai_dicomseg.io.source_series import check_spatial_affine
-from monai_dicomseg.io.writer import meta_uid
+from monai_dicomseg.meta_keys import FRAME_OF_REFERENCE_UID_KEYS, SERIES_INSTANCE_UID_KEYS, meta_uid
 from monai_dicomseg.options import check_options, options_of
 
 __all__ = [
@@ -67,9 +67,6 @@ _SERIES_HINT = (
     "whose InstanceNumbers are not in spatial order and gives it a wrong affine; load the image with "
     "LoadDicomSeriesd, which sorts slices by ImagePositionPatient)"
 )
-
-_FOR_KEYS = ("FrameOfReferenceUID", "00200052", "0020|0052")
-_SERIES_KEYS = ("SeriesInstanceUID", "0020000E", "0020|000e", "0020|000E")
 
 
 def reference_from_image(image: Any, meta: "Mapping[str, Any] | None" = None) -> ReferenceGrid:
@@ -100,8 +97,8 @@ def reference_from_image(image: Any, meta: "Mapping[str, Any] | None" = None) ->
     if affine is None:
         raise GeometryError("the reference image has no affine (meta['affine']); load it with LoadImage(d)")
     space = str(getattr(meta.get(MetaKey.SPACE, RAS), "value", meta.get(MetaKey.SPACE, RAS))).upper()
-    frame_of_reference_uid = meta_uid(meta, _FOR_KEYS)
-    series_instance_uid = meta_uid(meta, _SERIES_KEYS)
+    frame_of_reference_uid = meta_uid(meta, FRAME_OF_REFERENCE_UID_KEYS)
+    series_instance_uid = meta_uid(meta, SERIES_INSTANCE_UID_KEYS)
     if frame_of_reference_uid is None and series_instance_uid is None:
         frame_of_reference_uid, series_instance_uid = _uids_from_file(meta.get(MetaKey.FILENAME_OR_OBJ))
     return ReferenceGrid(
