@@ -32,7 +32,7 @@ def test_derived_lists_are_what_the_entry_points_accept():
                                  "threshold", "on_error", "allow_other_series", *SELECTION_OPTIONS}
     assert set(READER_OPTIONS) == {"selection", "rescale_fractional", "skip_overlap_checks", "space", "dtype",
                                    "threshold", "allow_other_series", "source_root", "series_resolver",
-                                   "find_series", *SELECTION_OPTIONS}
+                                   "find_series", "irregular_slices", *SELECTION_OPTIONS}
     with pytest.raises(InputTypeError, match="did you mean 'threshold'"):
         LoadDicomSeg(treshold=0.5)
     with pytest.raises(InputTypeError, match="did you mean 'find_series'"):

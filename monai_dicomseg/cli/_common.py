@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from monai_dicomseg.codec.transfer_syntax import by_name, compression_names, writable_syntaxes
-from monai_dicomseg.errors import InputError
+from monai_dicomseg.errors import GeometryError, InputError
 
 #: ``--compress`` name -> transfer syntax UID (all lossless): the written rows of the one table.
 COMPRESSION: dict[str, str] = {name: by_name(name).uid for name in compression_names()}
@@ -177,22 +177,56 @@ def load_json(path: str | os.PathLike[str], what: str) -> Any:
         raise InputError(f"{what} {str(path)!r} is not valid JSON: {error}") from None
 
 
-def load_series(folder: "str | os.PathLike[str] | list[str]", headers_only: bool = True) -> Any:
+def load_series(folder: "str | os.PathLike[str] | list[str]", headers_only: bool = True, *, volume: Any = None,
+                irregular_slices: str = "error") -> Any:
     """Load a source series folder, or the list of its files, (sorted spatially) as a ``SourceSeries``.
 
     ``headers_only`` skips the pixel data: the SEG writer and the geometry
-    need only the headers.
+    need only the headers. ``volume`` (a selector, or the ``--volume`` text:
+    JSON such as ``'{"StackID": "2"}'`` or an index) and ``irregular_slices``
+    (``--irregular-slices``) are those of
+    :func:`~monai_dicomseg.io.source_series.load_source_series`.
     """
     from monai_dicomseg.io.source_series import load_source_geometry, load_source_series
+    from monai_dicomseg.io.source_volumes import parse_selector
 
-    if isinstance(folder, (list, tuple)):  # the files of one series (batch --source-root: a shared folder)
-        return load_source_geometry(list(folder)) if headers_only else load_source_series(list(folder))
-    path = Path(folder)
-    if not path.exists():
-        raise InputError(f"source series {str(folder)!r} does not exist")
-    if not path.is_dir():
-        raise InputError(f"source series {str(folder)!r} must be a folder of DICOM files")
-    return load_source_geometry(path) if headers_only else load_source_series(path)
+    options = {"volume": parse_selector(volume), "irregular_slices": irregular_slices}
+    if not isinstance(folder, (list, tuple)):
+        path = Path(folder)
+        if not path.exists():
+            raise InputError(f"source series {str(folder)!r} does not exist")
+        if not path.is_dir():
+            raise InputError(f"source series {str(folder)!r} must be a folder of DICOM files")
+    try:  # a list: the files of one series (batch --source-root: a shared folder)
+        load = load_source_geometry if headers_only else load_source_series
+        return load(list(folder) if isinstance(folder, (list, tuple)) else Path(folder), **options)
+    except (GeometryError, InputError) as error:
+        raise _with_cli_options(error) from None
+
+
+def _with_cli_options(error: Exception) -> Exception:
+    """The loaders' error, with the command-line spelling of the option it names (``--volume``, ...)."""
+    text = str(error)
+    hints = [flag for name, flag in (("volume=", "--volume JSON|INDEX"),
+                                     ("irregular_slices=", "--irregular-slices fill|resample")) if name in text]
+    if not hints:
+        return error
+    try:
+        return type(error)(f"{text} (on the command line: {' / '.join(hints)})")
+    except TypeError:  # a subclass with another signature: keep it as it is
+        return error
+
+
+def add_series_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--volume JSON|INDEX`` and ``--irregular-slices POLICY``: how the source series is loaded (``what``)."""
+    # the choices of geometry.slice_grid.IRREGULAR_SLICES_POLICIES (not imported here: --help stays light)
+    parser.add_argument("--volume", metavar="JSON|INDEX",
+                        help=f"{what}: which volume when the series holds several (stacks, temporal positions, "
+                             "echoes, acquisitions): an index into the volumes the error lists, or JSON such as "
+                             "'{\"StackID\": \"2\"}' or '{\"TemporalPositionIndex\": 2}'")
+    parser.add_argument("--irregular-slices", choices=("error", "fill", "resample"), default="error",
+                        help=f"{what}: slices not evenly spaced (a missing slice): error (default), fill (a regular "
+                             "grid, missing slices filled) or resample (a regular grid at the median spacing)")
 
 
 def add_profile_option(parser: argparse.ArgumentParser) -> None:

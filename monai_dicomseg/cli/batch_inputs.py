@@ -248,9 +248,8 @@ def _to_nifti_jobs(args: argparse.Namespace, items: Sequence[BatchItem]) -> list
     for item in items:
         options = options_from_args(args)
         options["source"] = list(item.image) if isinstance(item.image, tuple) else item.image
-        if item.volume:  # the series holds several volumes; to-nifti takes a series, not a volume selector
-            options["source_error"] = (f"the datalist selects volume {item.volume} of its image series; batch "
-                                       "to-nifti writes on a whole series only (convert this item by itself)")
+        if item.volume:  # the series holds several volumes: the one the datalist pairs with this SEG
+            options["volume"] = item.volume
         output = output_path(args.output_dir, item.key, ".nii.gz")
         jobs.append(("to-nifti", item.label, str(output), options))
     return jobs

@@ -27,6 +27,7 @@ from monai_dicomseg.cli._common import (
     add_compress_option,
     add_overwrite_option,
     add_profile_option,
+    add_series_options,
     check_input_file,
     check_output,
     load_json,
@@ -64,6 +65,7 @@ def add_options(parser: argparse.ArgumentParser, batch: bool = False) -> None:
                         help="when the grids differ by more than flips/permutations/crops/pads: auto (default, as "
                              "the MONAI writer: nearest for label maps and stacks, linear for FRACTIONAL maps), "
                              "nearest or linear")
+    add_series_options(parser, "the source series")
     add_compress_option(parser, workers=not batch)
     add_profile_option(parser)
     add_overwrite_option(parser)
@@ -99,6 +101,8 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "allow_grid_mismatch": bool(getattr(args, "allow_grid_mismatch", False)),
         "interpolation": getattr(args, "interpolation", "auto"),
         "profile": getattr(args, "profile", None),
+        "volume": getattr(args, "volume", None),
+        "irregular_slices": getattr(args, "irregular_slices", "error"),
     }
 
 
@@ -276,6 +280,8 @@ def nifti_to_seg(
     allow_grid_mismatch: bool = False,
     profile: "str | None" = None,
     interpolation: str = "auto",
+    volume: "str | int | None" = None,
+    irregular_slices: str = "error",
 ) -> dict[str, Any]:
     """Write ``output``, a SEG of the series in folder ``series``, from a NIfTI file.
 
@@ -301,6 +307,13 @@ def nifti_to_seg(
     the grids differ by more than flips/permutations/crops/pads): ``"auto"``
     is nearest for labels and stacks, linear for FRACTIONAL maps.
 
+    ``volume`` (``--volume``: JSON such as ``'{"StackID": "2"}'`` or an
+    index) picks the volume of a series holding several (stacks, phases,
+    echoes); the SEG references that volume's images or frames only.
+    ``irregular_slices`` (``--irregular-slices``) is the series' gap policy,
+    as in ``LoadDicomSeries``: with ``"fill"`` the NIfTI may be on the
+    filled grid (frames are written for the source slices only).
+
     Returns
     -------
     dict
@@ -317,7 +330,7 @@ def nifti_to_seg(
     if segmentation_type not in SEGMENTATION_TYPES:
         raise InputError(f"--type must be one of {SEGMENTATION_TYPES}; got {segmentation_type!r}")
     array, affine = _load_nifti(labels_path)
-    source = load_series(series)
+    source = load_series(series, volume=volume, irregular_slices=irregular_slices)
     fractional = segmentation_type == "FRACTIONAL" and array.dtype.kind == "f"
     stacked = array.ndim == 4
     if fractional and not np.all(np.isfinite(array)):

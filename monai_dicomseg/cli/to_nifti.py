@@ -21,6 +21,7 @@ from typing import Any
 
 from monai_dicomseg.cli._common import (
     add_overwrite_option,
+    add_series_options,
     add_threshold_option,
     check_output,
     check_threshold,
@@ -50,6 +51,7 @@ def add_options(parser: argparse.ArgumentParser, batch: bool = False) -> None:
     parser.add_argument("--allow-other-series", action="store_true",
                         help="with --source: accept a series the SEG does not reference if it shares the SEG's "
                              "Frame of Reference (another kernel or phase; placement still exact)")
+    add_series_options(parser, "with --source" if not batch else "with a source series")
     add_threshold_option(parser)
     add_overwrite_option(parser)
 
@@ -79,14 +81,24 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "threshold": getattr(args, "threshold", None),
         "label_map": getattr(args, "label_map", None) or None,
         "allow_other_series": bool(getattr(args, "allow_other_series", False)),
+        "volume": getattr(args, "volume", None),
+        "irregular_slices": getattr(args, "irregular_slices", "error"),
     }
 
 
-def _source_grid(source: "str | list[str]") -> Any:
-    """The source series' full grid as the loaders take a reference image (RAS, MONAI order)."""
-    from monai_dicomseg.io.segload import ReferenceGrid
+def _source_grid(source: "str | list[str]", seg: Any = None, volume: Any = None,
+                 irregular_slices: str = "error") -> Any:
+    """The source series' full grid as the loaders take a reference image (RAS, MONAI order).
 
-    series = load_series(source)
+    ``volume`` None picks the volume whose frames ``seg`` references (as
+    ``DicomSegReader`` does), the only one of a one-volume series.
+    """
+    from monai_dicomseg.io.segload import ReferenceGrid
+    from monai_dicomseg.io.source_volumes import seg_frame_references
+
+    if (volume is None or volume == "") and seg is not None:
+        volume = seg_frame_references(seg)
+    series = load_series(source, volume=volume, irregular_slices=irregular_slices)
     return ReferenceGrid(
         affine=series.monai_affine("RAS"),
         spatial_shape=tuple(int(n) for n in series.geometry.spatial_shape[::-1]),  # type: ignore[arg-type]
@@ -95,7 +107,7 @@ def _source_grid(source: "str | list[str]") -> Any:
 
 
 def load_label_array(seg: Any, *, mode: str, raw: bool, threshold: "float | None", source: Any = None,
-                     allow_other_series: bool = False) -> Any:
+                     allow_other_series: bool = False, volume: Any = None, irregular_slices: str = "error") -> Any:
     """The SEG as the loaders decode it (:func:`monai_dicomseg.io.segload.load_seg_array`): ``LoadedSeg``.
 
     ``array`` is ``(C, X, Y, Z)`` in MONAI order and ``meta["affine"]`` RAS, on
@@ -115,7 +127,7 @@ def load_label_array(seg: Any, *, mode: str, raw: bool, threshold: "float | None
 
     if int(seg.get("NumberOfFrames", 0) or 0) == 0:
         raise InputError("the SEG holds no frames; there is no extent to convert (use --source)")
-    reference = None if source is None else _source_grid(source)
+    reference = None if source is None else _source_grid(source, seg, volume, irregular_slices)
     try:
         return load_seg_array(seg, mode=mode, rescale_fractional=not raw, reference=reference, threshold=threshold,
                               allow_other_series=allow_other_series)
@@ -172,6 +184,8 @@ def seg_to_nifti(
     threshold: float | None = None,
     label_map: bool | None = None,
     allow_other_series: bool = False,
+    volume: "str | int | None" = None,
+    irregular_slices: str = "error",
 ) -> list[Path]:
     """Convert a SEG file to NIfTI file(s); return the paths written (sidecar last).
 
@@ -189,6 +203,10 @@ def seg_to_nifti(
     affine; with ``source`` on the series' full grid, placed exactly as
     ``LoadDicomSegd(ref_key=...)`` places it (``allow_other_series``: a
     series of the SEG's Frame of Reference that the SEG does not reference).
+    ``volume`` (``--volume``) picks the volume of a ``source`` holding
+    several (default: the one whose frames the SEG references) and
+    ``irregular_slices`` (``--irregular-slices``) is the gap policy of its
+    grid, as in ``LoadDicomSeries``.
 
     Raises
     ------
@@ -219,7 +237,8 @@ def seg_to_nifti(
     is_fractional = seg.segmentation_type.value == "FRACTIONAL" and threshold is None
     combine = not (per_segment or stack or is_fractional)
     loaded = load_label_array(seg, mode="labelmap" if combine else "stacked", raw=fractional == "raw",
-                              threshold=threshold, source=source, allow_other_series=allow_other_series)
+                              threshold=threshold, source=source, allow_other_series=allow_other_series,
+                              volume=volume, irregular_slices=irregular_slices)
     array, affine = loaded.array, loaded.meta["affine"]
     outputs: list[tuple[Path, Any]] = []
     groups: list[list[int]]

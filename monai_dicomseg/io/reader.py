@@ -49,6 +49,7 @@ except ImportError:
 from monai_dicomseg.enums import LoadMode, is_seg_sop_class, to_enum
 from monai_dicomseg.errors import DicomSegError, InputError, InputTypeError
 from monai_dicomseg.geometry.affine import RAS, check_space
+from monai_dicomseg.geometry.slice_grid import check_irregular_slices
 from monai_dicomseg.io.segload import (
     DEFAULT_MODE,
     GRID_SEG,
@@ -107,6 +108,15 @@ class DicomSegReader(ImageReader):
         True (default): look for the source series (resolver, ``source_root``,
         beside the SEG) and put the label on its full grid, else warn once per
         file; False: the SEG's own grid, no search, no warning.
+    irregular_slices
+        The found series' slices are not evenly spaced (a missing slice):
+        ``"error"`` (default: the series is unusable and the SEG's own grid
+        is used, with a warning naming the gap), ``"fill"`` (the regular grid
+        on which every source slice lies, as ``LoadDicomSeries(...,
+        irregular_slices="fill")`` builds it, so label and image share it) or
+        ``"resample"`` (a regular grid at the median spacing: a SEG whose
+        frames do not lie on it is a GeometryError);
+        :mod:`monai_dicomseg.geometry.slice_grid`.
     **kwargs
         Selection and decoding options of
         :func:`~monai_dicomseg.io.segload.load_seg_array` (:data:`READER_OPTIONS`:
@@ -137,7 +147,8 @@ class DicomSegReader(ImageReader):
     """
 
     def __init__(self, mode: str = DEFAULT_MODE, *, source_root: "str | os.PathLike[str] | None" = None,
-                 series_resolver: "SeriesResolver | None" = None, find_series: bool = True, **kwargs: Any) -> None:
+                 series_resolver: "SeriesResolver | None" = None, find_series: bool = True,
+                 irregular_slices: str = "error", **kwargs: Any) -> None:
         super().__init__()
         check_options(kwargs, READER_OPTIONS, "DicomSegReader")
         if series_resolver is not None and not callable(series_resolver):
@@ -149,6 +160,7 @@ class DicomSegReader(ImageReader):
         self.source_root = source_root
         self.series_resolver = series_resolver
         self.find_series = bool(find_series)
+        self.irregular_slices = check_irregular_slices(irregular_slices, "DicomSegReader: irregular_slices")
         self.selection = SegmentSelection.from_options(kwargs, kwargs.pop("selection", None))
         self.space = check_space(kwargs.get("space", RAS))
         self.kwargs = kwargs
@@ -189,7 +201,8 @@ class DicomSegReader(ImageReader):
         """
         if not self.find_series:
             return None, ()
-        lookup = find_source_series(seg, name, source_root=self.source_root, series_resolver=self.series_resolver)
+        lookup = find_source_series(seg, name, source_root=self.source_root, series_resolver=self.series_resolver,
+                                    irregular_slices=self.irregular_slices)
         if lookup.found is None:
             return None, lookup.searched
         series = lookup.found.series

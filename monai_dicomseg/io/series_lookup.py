@@ -224,13 +224,14 @@ def _volume_key(volume: VolumeSelector) -> Any:
     return volume
 
 
-def _dicomweb_geometry(reference: Any, volume: VolumeSelector = None) -> SourceSeries:
+def _dicomweb_geometry(reference: Any, volume: VolumeSelector = None, irregular_slices: str = "error") -> SourceSeries:
     """Header-only geometry of a DICOMweb series: one WADO-RS metadata request (PS3.18 10.4), no pixels."""
     from monai_dicomseg.dicomweb.frames import header_from_metadata
     from monai_dicomseg.dicomweb.retrieve import as_reference, series_metadata
 
     items = series_metadata(as_reference(reference.series()))
-    return load_source_geometry([header_from_metadata(item, per_frame=False) for item in items], volume=volume)
+    return load_source_geometry([header_from_metadata(item, per_frame=False) for item in items], volume=volume,
+                                irregular_slices=irregular_slices)
 
 
 def _source_key(source: Any) -> Any:
@@ -247,7 +248,7 @@ def _source_key(source: Any) -> Any:
 
 
 def series_geometry(source: Any, prefer: "list[str] | tuple[str, ...]" = (),
-                    volume: VolumeSelector = None) -> SourceSeries:
+                    volume: VolumeSelector = None, irregular_slices: str = "error") -> SourceSeries:
     """Header-only geometry (:func:`~monai_dicomseg.io.source_series.load_source_geometry`) of a series source.
 
     Parameters
@@ -263,6 +264,9 @@ def series_geometry(source: Any, prefer: "list[str] | tuple[str, ...]" = (),
         the lookups pass the SEG's
         :func:`~monai_dicomseg.io.source_volumes.seg_frame_references`, so a
         SEG lands on the volume whose frames it references.
+    irregular_slices
+        Gap policy of the series grid (``"error"``, ``"fill"``, ``"resample"``;
+        :mod:`monai_dicomseg.geometry.slice_grid`).
 
     Raises
     ------
@@ -273,37 +277,41 @@ def series_geometry(source: Any, prefer: "list[str] | tuple[str, ...]" = (),
     from monai_dicomseg.dicomweb import parse_dicomweb
 
     key = _source_key(source)
+    cache_key = (key, tuple(prefer), _volume_key(volume), irregular_slices)
     with _LOCK:
-        cached = None if key is None else _GEOMETRIES.get((key, tuple(prefer), _volume_key(volume)))
+        cached = None if key is None else _GEOMETRIES.get(cache_key)
     if cached is not None:
         return cached
     web = parse_dicomweb(source)
     if web is not None:
-        series = _dicomweb_geometry(web, volume)
+        series = _dicomweb_geometry(web, volume, irregular_slices)
     elif isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
         index = scan_series(source, max_depth=0)
         chosen = next((uid for uid in prefer if uid in index.files), None)
-        series = load_source_geometry(list(index.files[chosen]) if chosen else source, volume=volume)
+        series = load_source_geometry(list(index.files[chosen]) if chosen else source, volume=volume,
+                                      irregular_slices=irregular_slices)
     else:
-        series = load_source_geometry(source, volume=volume)
+        series = load_source_geometry(source, volume=volume, irregular_slices=irregular_slices)
     if key is not None:
         with _LOCK:
-            _GEOMETRIES[(key, tuple(prefer), _volume_key(volume))] = series
+            _GEOMETRIES[cache_key] = series
     return series
 
 
-def _from_resolver(seg: Any, resolver: SeriesResolver, prefer: list[str]) -> "FoundSeries | None":
+def _from_resolver(seg: Any, resolver: SeriesResolver, prefer: list[str],
+                   irregular_slices: str = "error") -> "FoundSeries | None":
     if not callable(resolver):
         raise InputTypeError(f"series_resolver must be a callable (SEG header Dataset -> series source); "
                              f"got {type(resolver).__name__}")
     source = resolver(seg)
     if source is None:
         return None
-    return FoundSeries(series_geometry(source, prefer, seg_frame_references(seg)),
+    return FoundSeries(series_geometry(source, prefer, seg_frame_references(seg), irregular_slices),
                        f"series_resolver -> {_describe(source)}")
 
 
-def _from_folder(seg: Any, folder: Path, *, bounded: bool) -> "tuple[FoundSeries | None, str]":
+def _from_folder(seg: Any, folder: Path, *, bounded: bool,
+                 irregular_slices: str = "error") -> "tuple[FoundSeries | None, str]":
     """Search ``folder``; returns ``(found or None, description of the search)``."""
     index = scan_series(folder, max_files=BESIDE_MAX_FILES if bounded else None,
                         max_depth=BESIDE_MAX_DEPTH if bounded else None)
@@ -314,7 +322,9 @@ def _from_folder(seg: Any, folder: Path, *, bounded: bool) -> "tuple[FoundSeries
     if uid is None:
         return None, what
     try:
-        return FoundSeries(series_geometry(list(index.files[uid]), volume=seg_frame_references(seg)), what), what
+        found = series_geometry(list(index.files[uid]), volume=seg_frame_references(seg),
+                                irregular_slices=irregular_slices)
+        return FoundSeries(found, what), what
     except (InputError, GeometryError) as error:  # found but not one regular volume: say so, do not guess
         return None, f"{what}: series {uid!r} found but its geometry is unusable ({error})"
 
@@ -328,7 +338,7 @@ def _describe(source: Any) -> str:
     return repr(str(source)) if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
 
 
-def _from_dicomweb(seg: Any, seg_source: Any) -> "tuple[FoundSeries | None, str]":
+def _from_dicomweb(seg: Any, seg_source: Any, irregular_slices: str = "error") -> "tuple[FoundSeries | None, str]":
     """The referenced series on the server the SEG came from (a DICOMweb SEG only)."""
     from monai_dicomseg.dicomweb import DicomWebSeries, parse_dicomweb
 
@@ -339,7 +349,8 @@ def _from_dicomweb(seg: Any, seg_source: Any) -> "tuple[FoundSeries | None, str]
             break
         candidate = DicomWebSeries(web.url, study or web.study_uid, series, server=web.server)
         try:
-            return FoundSeries(series_geometry(candidate, volume=seg_frame_references(seg)),
+            return FoundSeries(series_geometry(candidate, volume=seg_frame_references(seg),
+                                               irregular_slices=irregular_slices),
                                f"{what} ({candidate.series_url})"), what
         except DicomWebNotFoundError:
             continue
@@ -347,7 +358,8 @@ def _from_dicomweb(seg: Any, seg_source: Any) -> "tuple[FoundSeries | None, str]
 
 
 def find_source_series(seg: Any, seg_source: Any = None, *, source_root: "str | os.PathLike[str] | None" = None,
-                       series_resolver: "SeriesResolver | None" = None, beside: bool = True) -> SeriesLookup:
+                       series_resolver: "SeriesResolver | None" = None, beside: bool = True,
+                       irregular_slices: str = "error") -> SeriesLookup:
     """Find the geometry of the series ``seg`` was made from (see the module docstring for the order).
 
     Parameters
@@ -361,6 +373,8 @@ def find_source_series(seg: Any, seg_source: Any = None, *, source_root: "str | 
         Explicit places (see the module docstring).
     beside
         Search beside the SEG / on its DICOMweb server.
+    irregular_slices
+        Gap policy of the found series' grid (:func:`series_geometry`).
 
     Returns
     -------
@@ -379,17 +393,18 @@ def find_source_series(seg: Any, seg_source: Any = None, *, source_root: "str | 
     prefer = [series for _, series in series_references(seg)]
     searched: list[str] = []
     if series_resolver is not None:
-        found = _from_resolver(seg, series_resolver, prefer)
+        found = _from_resolver(seg, series_resolver, prefer, irregular_slices)
         if found is not None:
             return SeriesLookup(found, (found.where,))
         searched.append("series_resolver (returned None)")
     places: list[Callable[[], tuple["FoundSeries | None", str]]] = []
     if source_root is not None:
-        places.append(lambda: _from_folder(seg, Path(source_root), bounded=False))
+        places.append(lambda: _from_folder(seg, Path(source_root), bounded=False, irregular_slices=irregular_slices))
     if beside and parse_dicomweb(seg_source) is not None:
-        places.append(lambda: _from_dicomweb(seg, seg_source))
+        places.append(lambda: _from_dicomweb(seg, seg_source, irregular_slices))
     elif beside and isinstance(seg_source, (str, os.PathLike)) and os.path.isfile(seg_source):
-        places.append(lambda: _from_folder(seg, Path(os.path.abspath(seg_source)).parent, bounded=True))
+        places.append(lambda: _from_folder(seg, Path(os.path.abspath(seg_source)).parent, bounded=True,
+                                           irregular_slices=irregular_slices))
     for place in places:
         found, what = place()
         searched.append(what)

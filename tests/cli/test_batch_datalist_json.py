@@ -101,7 +101,8 @@ def test_datalist_item_problems(cli, tmp_path, data_copy):
     assert status == 1 and "is a DICOMweb URI: use batch pull" in stderr
     path.write_text(json.dumps([{**items[0], "volume": '{"StackID": "2"}'}, items[1]]))
     status, stdout, stderr = cli("batch", "to-nifti", path, tmp_path / "out")
-    assert status == 1 and "1 done" in stdout and "selects volume" in stderr
+    # the item's volume is passed on (issue 24): a selector naming no volume of the series fails that item only
+    assert status == 1 and "1 done" in stdout and "volume={'StackID': '2'} matches none" in stderr
     status, _, stderr = cli("batch", "to-nifti", path, tmp_path / "out2", "--source-root", data_copy)
     assert status == 1 and "--source-root is for a folder input" in stderr
 
