@@ -15,7 +15,8 @@ no module below the root names a module above it. The bindings are listed in
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from monai_dicomseg.errors import InputError
 

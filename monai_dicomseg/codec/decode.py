@@ -16,9 +16,11 @@ array is allocated, so a corrupt header cannot request gigabytes of memory.
 from __future__ import annotations
 
 import struct
+import warnings
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset

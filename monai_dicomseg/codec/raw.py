@@ -12,7 +12,7 @@ import math
 import re
 import struct
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
+from functools import cache
 from typing import TYPE_CHECKING
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -48,7 +48,7 @@ _LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN
 _ITEM_TAG = struct.pack("<HH", 0xFFFE, 0xE000)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _header_parts(keyword: str) -> tuple[bytes, str]:
     tag = tag_for_keyword(keyword)
     if tag is None:
@@ -186,7 +186,7 @@ def pixel_data_header(vr: str, length: int | None) -> bytes:
         "<I", 0xFFFFFFFF if length is None else length)
 
 
-@lru_cache(maxsize=None)
+@cache
 def code_item(value: str, scheme: str, meaning: str) -> bytes:
     """One Code Sequence item (Code Value, Coding Scheme Designator, Code Meaning)."""
     return item(cs("CodeValue", value), cs("CodingSchemeDesignator", scheme), lo("CodeMeaning", meaning))

@@ -18,7 +18,7 @@ pastes the overlapping part of each into the output, in the stacked
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset

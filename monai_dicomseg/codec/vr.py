@@ -27,7 +27,8 @@ argument the value came from (``series_number``,
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 from pydicom.dataelem import DataElement

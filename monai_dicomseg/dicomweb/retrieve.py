@@ -210,7 +210,7 @@ def _retrieve(ref: DicomWebSeries, cache: InstanceCache, missing: list[str], who
         batches = bounded_map(instance, missing, max_workers)
     wanted = set(missing)
     got: set[str] = set()
-    for url, uid, datasets in batches:
+    for url, _uid, datasets in batches:
         for dataset in datasets:
             sop = str(getattr(dataset, "SOPInstanceUID", ""))
             if sop not in wanted:

@@ -140,7 +140,7 @@ def header_segment_table(header: Any) -> list[dict[str, Any]]:
     return segment_table(_header_segments_class()(header))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _header_segments_class() -> type:
     """A small class with the segment accessors of :class:`Segmentation` over a header ``Dataset``.
 

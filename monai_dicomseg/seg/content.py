@@ -103,7 +103,7 @@ class AlgorithmIdentificationSequence(DicomSequence):
 def _as_color(display_color: object) -> CIELabColor:
     if isinstance(display_color, CIELabColor):
         return display_color
-    if hasattr(display_color, "value") and len(getattr(display_color, "value")) == 3:
+    if hasattr(display_color, "value") and len(display_color.value) == 3:
         return CIELabColor.from_dicom_value(display_color.value)  # e.g. highdicom's CIELabColor
     if isinstance(display_color, (tuple, list)) and len(display_color) == 3:
         return CIELabColor.from_rgb(display_color)

@@ -19,7 +19,8 @@ import io
 import mmap
 import os
 from copy import deepcopy
-from typing import TYPE_CHECKING, Any, BinaryIO, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO
+from collections.abc import Sequence
 
 import numpy as np
 import pydicom

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from pydicom.datadict import tag_for_keyword
@@ -121,7 +121,7 @@ def _ds_strings(element_value: object, count: int, attribute: str) -> tuple[str,
     return strings
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tag(keyword: str) -> BaseTag:
     """The tag of ``keyword``, built once (pydicom's keyword lookups dominate a 1,000-image series)."""
     return Tag(keyword)

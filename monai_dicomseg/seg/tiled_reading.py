@@ -6,7 +6,8 @@ index and pixel layout. PS3.3 C.7.6.17.3 (TILED_FULL), C.8.12.4 (total pixel mat
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
 
 import numpy as np
 

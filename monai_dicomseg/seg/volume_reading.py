@@ -6,7 +6,8 @@ by plane position (omitted frames, reversed or scrambled order, gaps).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
 
 import numpy as np
 

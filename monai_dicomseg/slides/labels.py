@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -49,14 +50,18 @@ LABEL_MODES = ("labelmap", "stacked")
 
 def _as_segmentation(item: Any) -> Any:
     from monai_dicomseg.seg.segmentation import Segmentation, segread
+    from monai_dicomseg.slides.remote import is_remote, remote_segmentation
 
     if isinstance(item, Segmentation):
         return item
+    if is_remote(item):  # a SEG on a DICOMweb server: frames retrieved per tile (slides/remote.py)
+        return remote_segmentation(item)
     if isinstance(item, (str, os.PathLike)):
         return segread(item)
     if hasattr(item, "SOPClassUID"):
         return Segmentation.from_dataset(item, copy=False)
-    raise InputTypeError(f"segmentations must be paths, pydicom Datasets or Segmentations; got {type(item).__name__}")
+    raise InputTypeError("segmentations must be paths, dicomweb+ URIs / DicomWebSeries, pydicom Datasets or "
+                         f"Segmentations; got {type(item).__name__}")
 
 
 def _sample_positions(start: int, size: int, factor: float, linear: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -92,7 +97,8 @@ class SlideLabels:
     def __init__(self, slide: SlideImage, segmentations: Sequence[Any]) -> None:
         if not isinstance(slide, SlideImage):
             raise InputTypeError(f"slide must be a SlideImage; got {type(slide).__name__}")
-        if isinstance(segmentations, (str, os.PathLike)) or hasattr(segmentations, "SOPClassUID"):
+        if isinstance(segmentations, (str, os.PathLike)) or hasattr(segmentations, "SOPClassUID") \
+                or hasattr(segmentations, "series_uid"):  # one path, dataset or DicomWebSeries
             segmentations = [segmentations]
         segs = [_as_segmentation(item) for item in segmentations]
         if not segs:

@@ -21,7 +21,8 @@ slide's SEG at full resolution:
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -14,7 +14,8 @@ generated corpus) edited with pydicom.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import pydicom

@@ -16,7 +16,8 @@ import os
 import re
 import signal
 import tempfile
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 from monai_dicomseg.codec.decode import max_decoded_bytes
 from monai_dicomseg.errors import DicomSegError

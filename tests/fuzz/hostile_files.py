@@ -13,7 +13,8 @@ import copy
 import functools
 import io
 import struct
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import pydicom
@@ -65,7 +66,7 @@ def _descriptions(module: Any, n: int) -> list[Any]:
     ]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def valid_seg_bytes(
     segmentation_type: str = "BINARY", producer: str = "ours", transfer_syntax: str | None = None
 ) -> bytes:
@@ -181,7 +182,7 @@ def _element(tag: int, vr: bytes, value: bytes, *, undefined: bool = False) -> b
 def replace_top_level_value(raw: bytes, keyword: str, value: bytes, vr: bytes | None = None) -> bytes:
     """Replace the value (and length) of a top-level element, e.g. ``Rows`` with 3 bytes."""
     tag = tag_for_keyword(keyword)
-    for found, start, value_start, end in top_level_elements(raw):
+    for found, start, _value_start, end in top_level_elements(raw):
         if found == tag:
             element_vr = vr or raw[start + 4 : start + 6]
             return raw[:start] + _element(tag, element_vr, value) + raw[end:]
@@ -215,7 +216,7 @@ def empty_items_sequence(keyword: str, count: int) -> tuple[int, bytes]:
     return tag, _element(tag, b"SQ", value)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def valid_tiled_seg_bytes(
     segmentation_type: str = "BINARY", organization: str = "TILED_SPARSE", producer: str = "ours"
 ) -> bytes:

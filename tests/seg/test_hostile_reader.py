@@ -10,7 +10,8 @@ import copy
 import io
 import struct
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import pydicom

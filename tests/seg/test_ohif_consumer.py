@@ -42,7 +42,7 @@ from monai_dicomseg.codec.transfer_syntax import by_name, writable_syntaxes
 from monai_dicomseg.seg.profiles import (
     IMAGE_ID_PATH, PROFILES, binary_length_misread, consumer_problems, get_profile, resolve_profile,
 )
-from oracles import build_segmentation, one_hot
+from oracles import build_segmentation
 
 HARNESS = Path(__file__).resolve().parents[1] / "consumers" / "ohif"
 INSTALL_HINT = ("the OHIF harness needs node and npm and `npm ci --no-audit --no-fund` in tests/consumers/ohif: "

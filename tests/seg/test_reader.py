@@ -13,7 +13,8 @@ import random
 import subprocess
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import pydicom

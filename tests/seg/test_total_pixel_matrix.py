@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import io
 import warnings
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -51,7 +52,7 @@ def _assert_same(ours: Any, theirs: Any, kwargs: dict[str, Any]) -> None:
     np.testing.assert_array_equal(a, b, err_msg=str(kwargs))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _ours(path: Path) -> Any:
     return segread(path)
 
@@ -94,7 +95,7 @@ def _label_mask(rows: int, columns: int) -> np.ndarray:
     return mask
 
 
-@lru_cache(maxsize=None)
+@cache
 def _highdicom_file(source_path: Path, seg_type: str, organization: str,
                     tile_size: tuple[int, int] | None) -> bytes:
     source = highdicom.imread(source_path)
@@ -121,7 +122,7 @@ def _highdicom_file(source_path: Path, seg_type: str, organization: str,
     return buffer.getvalue()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _ours_written(source_path: Path, seg_type: str, organization: str,
                   tile_size: tuple[int, int] | None) -> Any:
     return segread(io.BytesIO(_highdicom_file(source_path, seg_type, organization, tile_size)))

@@ -469,26 +469,26 @@ def _axial_positions(series: list[pydicom.Dataset]) -> np.ndarray:
 #: name → (build (positions, orientation, spacing, mask) from the series and labels, expected)
 EXPLICIT_CASES: dict[str, tuple[Any, set[str]]] = {
     "source_positions_only": (
-        lambda s, l: (_axial_positions(s), None, None, l), {"YES"}),
+        lambda s, lab: (_axial_positions(s), None, None, lab), {"YES"}),
     "source_geometry_explicit": (
-        lambda s, l: (_axial_positions(s), [1, 0, 0, 0, 1, 0], [0.8, 0.7], l), {"YES"}),
+        lambda s, lab: (_axial_positions(s), [1, 0, 0, 0, 1, 0], [0.8, 0.7], lab), {"YES"}),
     "positions_subset_reversed": (
-        lambda s, l: (_axial_positions(s)[[4, 2, 0]], None, None, l[[4, 2, 0]]), {"YES"}),
+        lambda s, lab: (_axial_positions(s)[[4, 2, 0]], None, None, lab[[4, 2, 0]]), {"YES"}),
     "in_plane_rotation_90deg": (
-        lambda s, l: (_axial_positions(s), [0, 1, 0, -1, 0, 0], [0.7, 0.8],
-                      np.ascontiguousarray(np.rot90(l, axes=(1, 2)))), {"NO"}),
+        lambda s, lab: (_axial_positions(s), [0, 1, 0, -1, 0, 0], [0.7, 0.8],
+                      np.ascontiguousarray(np.rot90(lab, axes=(1, 2)))), {"NO"}),
     "in_plane_spacing": (
-        lambda s, l: (_axial_positions(s) + [1.0, 2.0, 0.0], None, [1.6, 1.4], l[:, :8, :10]),
+        lambda s, lab: (_axial_positions(s) + [1.0, 2.0, 0.0], None, [1.6, 1.4], lab[:, :8, :10]),
         {"NO"}),
     "flipped_orientation": (
-        lambda s, l: (_axial_positions(s), [-1, 0, 0, 0, 1, 0], None, l[:, :, ::-1]), {"NO"}),
+        lambda s, lab: (_axial_positions(s), [-1, 0, 0, 0, 1, 0], None, lab[:, :, ::-1]), {"NO"}),
     "positions_between_slices": (
-        lambda s, l: (_axial_positions(s) + [0.0, 0.0, 1.0], None, None, l), {"empty"}),
+        lambda s, lab: (_axial_positions(s) + [0.0, 0.0, 1.0], None, None, lab), {"empty"}),
     "one_position_off": (
-        lambda s, l: (np.vstack([_axial_positions(s)[:4], _axial_positions(s)[3] + [0, 0, 0.5]]),
-                      None, None, l), {"empty"}),
+        lambda s, lab: (np.vstack([_axial_positions(s)[:4], _axial_positions(s)[3] + [0, 0, 0.5]]),
+                      None, None, lab), {"empty"}),
     "out_of_plane": (
-        lambda s, l: (_axial_positions(s)[:, [0, 2, 1]], [1, 0, 0, 0, 0, -1], None, l), {"empty"}),
+        lambda s, lab: (_axial_positions(s)[:, [0, 2, 1]], [1, 0, 0, 0, 0, -1], None, lab), {"empty"}),
 }
 
 
@@ -503,9 +503,9 @@ _COPIED_POSITIONS_REASON = (
 #: when only the orientation or pixel measures change and positions are copied).
 EXPLICIT_DISCREPANCIES: dict[str, tuple[Any, set[str]]] = {
     "orientation_only_flipped": (
-        lambda s, l: (None, [-1, 0, 0, 0, 1, 0], None, l[:, :, ::-1]), {"empty"}),
+        lambda s, lab: (None, [-1, 0, 0, 0, 1, 0], None, lab[:, :, ::-1]), {"empty"}),
     "pixel_measures_only_scaled": (
-        lambda s, l: (None, None, [1.6, 1.4], l), {"empty"}),
+        lambda s, lab: (None, None, [1.6, 1.4], lab), {"empty"}),
 }
 
 

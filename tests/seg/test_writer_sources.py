@@ -279,7 +279,7 @@ def test_non_orthogonal_cosines_volume_raises(hd: Any) -> None:
     except backend_errors().GeometryError:
         return
     except Exception as error:  # noqa: BLE001 - reported below
-        raise AssertionError(f"expected GeometryError, got {type(error).__name__}: {error}")
+        raise AssertionError(f"expected GeometryError, got {type(error).__name__}: {error}") from error
     raise AssertionError("no error raised")
 
 

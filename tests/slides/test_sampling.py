@@ -1,7 +1,6 @@
 """Foreground sampling from a SEG's stored tiles / low-resolution level, with decoded tiles counted."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from monai_dicomseg.codec import tiled_region
