@@ -19,6 +19,9 @@ __all__ = [
     "is_seg_sop_class",
     "LoadMode",
     "OnError",
+    "InputKind",
+    "Interpolation",
+    "Discretize",
     "SegmentationTypeValues",
     "SegmentationFractionalTypeValues",
     "SegmentAlgorithmTypeValues",
@@ -98,6 +101,48 @@ class OnError(StrEnum):
     """Raise the error, naming the file and the dict key."""
     SKIP = "skip"
     """Warn and return ``[]`` for the item (a dataset drops it)."""
+
+
+class _CaseInsensitiveStrEnum(StrEnum):
+    """A :class:`StrEnum` whose lower-case values are also found from any case (``"Linear"``)."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> "_CaseInsensitiveStrEnum | None":
+        if isinstance(value, str):
+            for member in cls:
+                if member.value == value.lower():
+                    return member
+        return None
+
+
+class InputKind(_CaseInsensitiveStrEnum):
+    """What a model output holds (``input_kind=`` of the writers; ``AUTO``: decided from its values)."""
+
+    AUTO = "auto"
+    LABELS = "labels"
+    """``(1, X, Y, Z)`` integer label values."""
+    ONEHOT = "onehot"
+    """``(C, X, Y, Z)`` 0/1 channels."""
+    PROBABILITIES = "probabilities"
+    """``(C, X, Y, Z)`` values in [0, 1]."""
+
+
+class Interpolation(_CaseInsensitiveStrEnum):
+    """How a model output is mapped onto the source grid (``interpolation=``; ``AUTO``: nearest for
+    one-hot, linear for probabilities)."""
+
+    AUTO = "auto"
+    NEAREST = "nearest"
+    LINEAR = "linear"
+
+
+class Discretize(_CaseInsensitiveStrEnum):
+    """How probabilities become BINARY / LABELMAP segments (``discretize=``; ``AUTO``: argmax with a
+    background channel, else threshold)."""
+
+    AUTO = "auto"
+    ARGMAX = "argmax"
+    THRESHOLD = "threshold"
 
 
 class SegmentationTypeValues(Enum):

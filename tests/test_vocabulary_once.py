@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 
@@ -71,3 +72,70 @@ def test_modes_and_on_error_are_enums_accepting_their_strings():
         LoadDicomSeg(on_error="ignore")
     with pytest.raises(InputError, match="on_error must be one of 'raise', 'skip'; got 'ignore'"):
         LoadDicomSeries(on_error="ignore")
+
+
+@pytest.mark.parametrize("enum_name, values", [
+    ("InputKind", ("auto", "labels", "onehot", "probabilities")),
+    ("Interpolation", ("auto", "nearest", "linear")),
+    ("Discretize", ("auto", "argmax", "threshold")),
+])
+def test_writer_choices_are_enums_accepting_their_strings_in_any_case(enum_name, values):
+    import monai_dicomseg.enums as enums
+    from monai_dicomseg.enums import to_enum
+    from monai_dicomseg.errors import InputError
+
+    enum_type = getattr(enums, enum_name)
+    assert tuple(member.value for member in enum_type) == values
+    for value in values:
+        member = to_enum(enum_type, value, "choice")
+        assert member == value and to_enum(enum_type, value.upper(), "choice") is member
+        assert to_enum(enum_type, member, "choice") is member and f"{member}" == value
+    with pytest.raises(InputError, match=r"choice must be one of 'auto', .*; got 'bicubic'"):
+        to_enum(enum_type, "bicubic", "choice")
+
+
+def test_prediction_choices_are_derived_and_auto_is_decided_once():
+    from monai_dicomseg.enums import Discretize, InputKind, Interpolation
+    from monai_dicomseg.errors import InputError
+    from monai_dicomseg.io.prediction import (
+        DISCRETIZE,
+        INPUT_KINDS,
+        INTERPOLATION,
+        classify_input,
+        resolve_discretize,
+        resolve_interpolation,
+    )
+    from monai_dicomseg.io.segwrite import SEGMENTATION_TYPES
+
+    assert INPUT_KINDS == tuple(InputKind) and INTERPOLATION == tuple(Interpolation)
+    assert DISCRETIZE == tuple(Discretize)
+    assert SEGMENTATION_TYPES == tuple(kind.value for kind in SegmentationTypeValues)
+    # auto: nearest for one-hot, linear for probabilities; an explicit choice is kept (any case)
+    assert resolve_interpolation("auto", "onehot") is Interpolation.NEAREST
+    assert resolve_interpolation("AUTO", InputKind.PROBABILITIES) is Interpolation.LINEAR
+    assert resolve_interpolation("Linear", InputKind.ONEHOT) is Interpolation.LINEAR
+    assert resolve_discretize("auto", 0) is Discretize.ARGMAX
+    assert resolve_discretize("auto", None) is Discretize.THRESHOLD
+    assert resolve_discretize("threshold", 0) is Discretize.THRESHOLD
+    with pytest.raises(InputError, match="interpolation must be one of 'auto', 'nearest', 'linear'; got 'cubic'"):
+        resolve_interpolation("cubic", "onehot")
+    with pytest.raises(InputError, match="discretize must be one of 'auto', 'argmax', 'threshold'; got 'max'"):
+        resolve_discretize("max", None)
+    # classify_input converts input_kind once and answers with members
+    assert classify_input(np.zeros((1, 2, 2, 2), np.uint8)) is InputKind.LABELS
+    assert classify_input(np.zeros((2, 2, 2, 2), np.uint8), "OneHot") is InputKind.ONEHOT
+    assert classify_input(np.full((2, 2, 2, 2), 0.5, np.float32)) is InputKind.PROBABILITIES
+    with pytest.raises(InputError, match="input_kind must be one of 'auto', 'labels', 'onehot', 'probabilities'"):
+        classify_input(np.zeros((1, 2, 2, 2), np.uint8), "mask")
+
+
+def test_series_options_are_derived_from_the_signature():
+    pytest.importorskip("monai")
+    import inspect
+
+    from monai_dicomseg.transforms.load_series import SERIES_OPTIONS, LoadDicomSeries
+
+    parameters = inspect.signature(LoadDicomSeries.__init__).parameters
+    assert SERIES_OPTIONS == tuple(name for name, p in parameters.items()
+                                   if p.default is not inspect.Parameter.empty)
+    assert "irregular_slices" in SERIES_OPTIONS and "volume" in SERIES_OPTIONS

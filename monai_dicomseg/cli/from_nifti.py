@@ -36,6 +36,7 @@ from monai_dicomseg.cli._common import (
     profile_notes,
     strict_keywords,
 )
+from monai_dicomseg.enums import Interpolation
 from monai_dicomseg.errors import InputError
 
 __all__ = ["add_arguments", "add_options", "run", "nifti_to_seg"]
@@ -60,8 +61,9 @@ def add_options(parser: argparse.ArgumentParser, batch: bool = False) -> None:
                         help="resample a label map whose grid lies mostly outside the series (less than half of "
                              "its world box inside the series' box, and not a padded grid of the series) instead "
                              "of refusing it")
-    # the choices of io.prediction.INTERPOLATION (not imported here: --help stays light)
-    parser.add_argument("--interpolation", choices=("auto", "nearest", "linear"), default="auto", type=str.lower,
+    # enums.Interpolation's values (io.prediction is not imported here: --help stays light)
+    parser.add_argument("--interpolation", choices=[choice.value for choice in Interpolation],
+                        default=Interpolation.AUTO.value, type=str.lower,
                         help="when the grids differ by more than flips/permutations/crops/pads: auto (default, as "
                              "the MONAI writer: nearest for label maps and stacks, linear for FRACTIONAL maps), "
                              "nearest or linear")

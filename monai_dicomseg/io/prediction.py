@@ -42,6 +42,7 @@ import numpy as np
 from monai_dicomseg.anatomy import (
     describe_segment, segment_descriptions_from_dcmqi, segment_descriptions_from_names, terms_for_names,
 )
+from monai_dicomseg.enums import Discretize, InputKind, Interpolation, SegmentationTypeValues, to_enum
 from monai_dicomseg.errors import InputError, InputTypeError
 from monai_dicomseg.io import device_grid
 from monai_dicomseg.io.grid import (
@@ -50,15 +51,16 @@ from monai_dicomseg.io.grid import (
 from monai_dicomseg.seg.content import AlgorithmIdentificationSequence, SegmentDescription
 from monai_dicomseg.seg.inputs import StackedSegmentSource
 
-__all__ = ["INPUT_KINDS", "DISCRETIZE", "INTERPOLATION", "BACKGROUND_NAMES", "OutputSegmentPlan", "classify_input",
+__all__ = ["INPUT_KINDS", "DISCRETIZE", "INTERPOLATION", "BACKGROUND_NAMES", "OutputSegmentPlan", "classify_input", "resolve_interpolation", "resolve_discretize",
            "value_range", "check_probabilities", "is_background_name", "is_channel_partition", "label_value_names",
            "plan_output_segments", "values_text",
            "to_source_grid", "describe_tensor"]
 
-INPUT_KINDS = ("auto", "labels", "onehot", "probabilities")
-DISCRETIZE = ("auto", "argmax", "threshold")
-INTERPOLATION = ("auto", "nearest", "linear")
+INPUT_KINDS = tuple(kind.value for kind in InputKind)
+DISCRETIZE = tuple(choice.value for choice in Discretize)
+INTERPOLATION = tuple(choice.value for choice in Interpolation)
 _PROBABILITY_TOLERANCE = 1e-4
+_FRACTIONAL = SegmentationTypeValues.FRACTIONAL.value  # segmentation_type is check_segmentation_type's str
 
 
 @dataclass
@@ -88,11 +90,26 @@ class OutputSegmentPlan:
         return [str(d.SegmentLabel) for d in self.descriptions]
 
 
-def _choice(value: Any, allowed: Sequence[str], argument: str) -> str:
-    text = str(getattr(value, "value", value)).lower()
-    if text not in allowed:
-        raise InputError(f"{argument} must be one of {list(allowed)}; got {value!r}")
-    return text
+def resolve_interpolation(interpolation: "str | Interpolation", kind: "str | InputKind") -> Interpolation:
+    """The interpolation of a channel output (the one place ``"auto"`` is decided).
+
+    ``"auto"``: nearest for one-hot channels (0/1 stay 0/1), linear for probabilities.
+    """
+    choice = to_enum(Interpolation, interpolation, "interpolation")
+    if choice is not Interpolation.AUTO:
+        return choice
+    return Interpolation.NEAREST if kind == InputKind.ONEHOT else Interpolation.LINEAR
+
+
+def resolve_discretize(discretize: "str | Discretize", background: "int | None") -> Discretize:
+    """How channels become BINARY / LABELMAP segments (the one place ``"auto"`` is decided).
+
+    ``"auto"``: argmax when the output has a background channel, else a threshold per channel.
+    """
+    choice = to_enum(Discretize, discretize, "discretize")
+    if choice is not Discretize.AUTO:
+        return choice
+    return Discretize.ARGMAX if background is not None else Discretize.THRESHOLD
 
 
 def value_range(array: np.ndarray) -> "tuple[float, float]":
@@ -135,33 +152,33 @@ def classify_input(array: np.ndarray, kind: str = "auto",
         Contradicting an explicit ``kind`` (non-integer labels, one-hot values
         other than 0/1), or NaN values.
     """
-    kind = _choice(kind, INPUT_KINDS, "input_kind")
+    kind = to_enum(InputKind, kind, "input_kind")
     integral = array.dtype == bool or np.issubdtype(array.dtype, np.integer)
     if not integral:
         low, high = values if values is not None else value_range(array)
         if np.isnan(low) or np.isnan(high):
             raise InputError("the model output contains NaN values; expected probabilities in [0, 1] or labels")
-    if kind == "auto":
+    if kind is InputKind.AUTO:
         if integral or array.shape[0] == 1:
             is_int = integral or bool(np.all(np.mod(array, 1) == 0))
             if array.shape[0] == 1 and is_int:
-                return "labels"
+                return InputKind.LABELS
             if is_int and array.min() >= 0 and array.max() <= 1:
-                return "onehot"
+                return InputKind.ONEHOT
             if integral:
                 raise InputError(
                     f"an integer output with {array.shape[0]} channels must be one-hot (0/1); got values "
                     f"{int(array.min())}..{int(array.max())} (use one channel for a label map)")
-            return "probabilities"
-        return "onehot" if _is_binary(array) else "probabilities"
-    if kind == "labels":
+            return InputKind.PROBABILITIES
+        return InputKind.ONEHOT if _is_binary(array) else InputKind.PROBABILITIES
+    if kind is InputKind.LABELS:
         if array.shape[0] != 1:
             raise InputError(f"input_kind='labels' needs one channel; got {array.shape[0]}")
         if not integral and not np.all(np.mod(array, 1) == 0):
             raise InputError("input_kind='labels' needs integer label values; got fractional values")
         if array.min() < 0:
             raise InputError(f"label values must be >= 0; got {array.min()}")
-    if kind == "onehot" and not np.all((array == 0) | (array == 1)):
+    if kind is InputKind.ONEHOT and not np.all((array == 0) | (array == 1)):
         raise InputError("input_kind='onehot' needs values 0 and 1 only")
     return kind
 
@@ -180,7 +197,7 @@ def describe_tensor(tensor: Any, kind: str = "auto") -> "tuple[str, list | None,
     """
     import torch
 
-    kind = _choice(kind, INPUT_KINDS, "input_kind")
+    kind = to_enum(InputKind, kind, "input_kind")
     values = device_grid.as_tensor(tensor)
     values = values.to(torch.uint8) if values.dtype == torch.bool else values
     integral = not values.dtype.is_floating_point
@@ -195,32 +212,32 @@ def describe_tensor(tensor: Any, kind: str = "auto") -> "tuple[str, list | None,
     def binary() -> bool:
         return bool(((values == 0) | (values == 1)).all())
 
-    if kind == "auto":
+    if kind is InputKind.AUTO:
         if integral or channels == 1:
             if channels == 1 and whole():
-                kind = "labels"
+                kind = InputKind.LABELS
             elif whole() and low >= 0 and high <= 1:
-                kind = "onehot"
+                kind = InputKind.ONEHOT
             elif integral:
                 raise InputError(
                     f"an integer output with {channels} channels must be one-hot (0/1); got values "
                     f"{int(low)}..{int(high)} (use one channel for a label map)")
             else:
-                kind = "probabilities"
+                kind = InputKind.PROBABILITIES
         else:
-            kind = "onehot" if binary() else "probabilities"
-    elif kind == "labels":
+            kind = InputKind.ONEHOT if binary() else InputKind.PROBABILITIES
+    elif kind is InputKind.LABELS:
         if channels != 1:
             raise InputError(f"input_kind='labels' needs one channel; got {channels}")
         if not whole():
             raise InputError("input_kind='labels' needs integer label values; got fractional values")
         if low < 0:
             raise InputError(f"label values must be >= 0; got {low}")
-    elif kind == "onehot" and not binary():
+    elif kind is InputKind.ONEHOT and not binary():
         raise InputError("input_kind='onehot' needs values 0 and 1 only")
-    if kind == "probabilities":
+    if kind is InputKind.PROBABILITIES:
         check_probabilities(None, (low, high))  # type: ignore[arg-type]
-    present = torch.unique(values).tolist() if kind == "labels" else None
+    present = torch.unique(values).tolist() if kind is InputKind.LABELS else None
 
     def partition() -> bool:
         if channels < 2:
@@ -712,8 +729,8 @@ def to_source_grid(
     """
     # long because: one dispatch over output kind x segmentation type x interpolation x lazy, each
     # branch a few lines; the branches share the channel selection and the label lookup.
-    discretize = _choice(discretize, DISCRETIZE, "discretize")
-    interpolation = _choice(interpolation, INTERPOLATION, "interpolation")
+    discretize = to_enum(Discretize, discretize, "discretize")
+    interpolation = to_enum(Interpolation, interpolation, "interpolation")
     if not 0.0 < float(threshold) <= 1.0:
         raise InputError(f"threshold must be in (0, 1]; got {threshold}")
     routed = _device_route(array, plan, grid, segmentation_type, discretize, float(threshold), interpolation, lazy)
@@ -722,39 +739,37 @@ def to_source_grid(
     array = _host_array(array)
     n = len(plan.sources)
     dtype = _label_dtype(n)
-    if plan.kind == "labels":
+    if plan.kind == InputKind.LABELS:
         lookup = np.zeros(int(max([*plan.sources, 0])) + 1, dtype=dtype)
         lookup[plan.sources] = np.arange(1, n + 1, dtype=dtype)
         values = array[0]
         values = values.astype(np.intp) if values.dtype.kind == "f" or values.dtype == bool else values
         labels = lookup[np.clip(values, 0, lookup.size - 1)]
         mapped = map_nearest(labels, grid)
-        if segmentation_type == "FRACTIONAL":
+        if segmentation_type == _FRACTIONAL:
             if lazy:
                 return _labels_source(mapped, n)
             return (mapped[..., None] == np.arange(1, n + 1, dtype=dtype)).astype(np.float32)
         return mapped
-    if interpolation == "auto":
-        interpolation = "nearest" if plan.kind == "onehot" else "linear"
-    if segmentation_type == "FRACTIONAL" and lazy:
+    interpolation = resolve_interpolation(interpolation, plan.kind)
+    if segmentation_type == _FRACTIONAL and lazy:
         segment_channels = _select_channels(array, plan.sources)
-        if interpolation == "nearest":
+        if interpolation is Interpolation.NEAREST:
             return _support_source(segment_channels, grid, _FRACTION_CUT,
                                    lambda v: np.clip(v.astype(np.float32), 0.0, 1.0), fractional=True,
                                    mode="nearest")
         return _support_source(segment_channels, grid, _FRACTION_CUT, _clip_unit, fractional=True)
-    if segmentation_type == "FRACTIONAL":
+    if segmentation_type == _FRACTIONAL:
         segment_channels = _select_channels(array, plan.sources)
-        if interpolation == "nearest":
+        if interpolation is Interpolation.NEAREST:
             stacked = map_nearest(segment_channels, grid).astype(np.float32)
         else:
             stacked = np.empty((n, *grid.source_shape), dtype=np.float32)
             for start, stop, values in iter_linear_slabs(segment_channels, grid):
                 stacked[:, start:stop] = values
         return np.clip(np.moveaxis(stacked, 0, -1), 0.0, 1.0)
-    if discretize == "auto":
-        discretize = "argmax" if plan.background is not None else "threshold"
-    if discretize == "argmax":
+    discretize = resolve_discretize(discretize, plan.background)
+    if discretize is Discretize.ARGMAX:
         if plan.background is not None:
             order = [plan.background, *plan.sources]
             lookup = np.arange(0, n + 1, dtype=dtype)
@@ -763,7 +778,7 @@ def to_source_grid(
             scores = np.concatenate([array[plan.sources].astype(np.float32, copy=False),
                                      np.full((1, *array.shape[1:]), threshold, dtype=np.float32)])
             lookup = np.append(np.arange(1, n + 1), 0).astype(dtype)
-        if interpolation == "nearest":  # argmax on the (smaller) model grid, then copy small labels
+        if interpolation is Interpolation.NEAREST:  # argmax on the (smaller) model grid, then copy small labels
             return map_nearest(lookup[channel_argmax(scores)], grid)
         return argmax_on_grid(scores, grid, lookup)
     # threshold: stacked, possibly overlapping masks
@@ -771,7 +786,7 @@ def to_source_grid(
     if lazy:
         return _support_source(segment_channels, grid, float(threshold), lambda v: v >= threshold,
                                fractional=False, mode=interpolation)
-    if interpolation == "nearest":
+    if interpolation is Interpolation.NEAREST:
         return np.ascontiguousarray(np.moveaxis(map_nearest(segment_channels >= threshold, grid), 0, -1)
                                     ).astype(np.uint8)
     stacked = np.empty((*grid.source_shape, n), dtype=np.uint8)
@@ -803,24 +818,22 @@ def _device_route(array: Any, plan: OutputSegmentPlan, grid: GridPlan, segmentat
     far less work than interpolating every channel).
     """
     tensor = device_grid.is_tensor(array)
-    if grid.kind == "general" or not device_grid.available() or not (tensor or segmentation_type == "FRACTIONAL"):
+    if grid.kind == "general" or not device_grid.available() or not (tensor or segmentation_type == _FRACTIONAL):
         return None
-    if plan.kind == "labels":
+    if plan.kind == InputKind.LABELS:
         return _device_labels(array, plan, grid, segmentation_type, lazy) if tensor else None
-    if interpolation == "auto":
-        interpolation = "nearest" if plan.kind == "onehot" else "linear"
+    interpolation = resolve_interpolation(interpolation, plan.kind)
     if not (tensor or lazy):
         return None  # numpy, materialised: the reference computation
-    if segmentation_type == "FRACTIONAL":
+    if segmentation_type == _FRACTIONAL:
         source = device_grid.fractional_source(array, plan.sources, grid, interpolation)
         return source if source is None or lazy else _materialised(source)
-    if discretize == "auto":
-        discretize = "argmax" if plan.background is not None else "threshold"
-    if discretize == "threshold":
+    discretize = resolve_discretize(discretize, plan.background)
+    if discretize is Discretize.THRESHOLD:
         source = device_grid.threshold_source(array, plan.sources, grid, threshold, interpolation)
         return source if source is None or lazy else _materialised(source).astype(np.uint8)
     dtype = _label_dtype(len(plan.sources))
-    if interpolation == "linear" and device_grid.as_tensor(array).device.type == "cpu" and not _DEVICE_ARGMAX_ON_CPU:
+    if interpolation is Interpolation.LINEAR and device_grid.as_tensor(array).device.type == "cpu" and not _DEVICE_ARGMAX_ON_CPU:
         return None
     if plan.background is not None:
         order, floor = [plan.background, *plan.sources], None
@@ -848,7 +861,7 @@ def _device_labels(array: Any, plan: OutputSegmentPlan, grid: GridPlan, segmenta
         1, n + 1, dtype=torch.int32, device=tensor.device)
     labels = lookup[tensor.long().clamp(0, lookup.numel() - 1)]  # floats truncated, as astype(intp)
     mapped = device_grid.nearest_labels(labels, grid).astype(dtype)
-    if segmentation_type == "FRACTIONAL":
+    if segmentation_type == _FRACTIONAL:
         if lazy:
             return _labels_source(mapped, n)
         return (mapped[..., None] == np.arange(1, n + 1, dtype=dtype)).astype(np.float32)

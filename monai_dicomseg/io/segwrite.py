@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from monai_dicomseg.enums import InputKind, SegmentationTypeValues
 from monai_dicomseg.errors import InputError, OutputExistsError
 from monai_dicomseg.geometry.correspondence import GridCorrespondence, check_grid_correspondence
 from monai_dicomseg.io.grid import GridPlan, plan_grid_mapping
@@ -47,7 +48,7 @@ from monai_dicomseg.seg.content import AlgorithmIdentificationSequence
 
 __all__ = ["BuiltSegmentation", "build_segmentation", "plan_segments", "prepare_output_path", "SEGMENTATION_TYPES"]
 
-SEGMENTATION_TYPES = ("BINARY", "FRACTIONAL", "LABELMAP")
+SEGMENTATION_TYPES = tuple(kind.value for kind in SegmentationTypeValues)
 """SegmentationType values the writer produces (PS3.3 C.8.20.2)."""
 
 
@@ -106,9 +107,9 @@ def plan_segments(array: np.ndarray, *, input_kind: str = "auto", labels: Any = 
             partition=partition, algorithm_identification=algorithm, algorithm_type=algorithm_type)
     values = None if array.dtype == bool or np.issubdtype(array.dtype, np.integer) else value_range(array)
     kind = classify_input(array, input_kind, values)
-    if kind == "probabilities":
+    if kind is InputKind.PROBABILITIES:
         check_probabilities(array, values)
-    present = np.unique(array).tolist() if kind == "labels" else None
+    present = np.unique(array).tolist() if kind is InputKind.LABELS else None
     return plan_output_segments(
         kind, array.shape[0], labels, channels=channels, background=background, present=present,
         partition=lambda: is_channel_partition(array), algorithm_identification=algorithm,

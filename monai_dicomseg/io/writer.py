@@ -42,6 +42,7 @@ except ImportError:
 from monai_dicomseg.codec.compression import check_transfer_syntax, compression_transfer_syntax
 from monai_dicomseg.codec.transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN
 from monai_dicomseg.codec.vr import check_value
+from monai_dicomseg.enums import SegmentationTypeValues
 from monai_dicomseg.errors import GeometryError, InputError, InputTypeError, OutputExistsError
 from monai_dicomseg.geometry.correspondence import GridCorrespondence, check_same_subject
 from monai_dicomseg.io.grid import GridPlan
@@ -305,7 +306,7 @@ class DicomSegWriter(ImageWriter):
             "transfer_syntax_uid": transfer_syntax_uid, "omit_empty_frames": bool(omit_empty_frames),
             "workers": int(workers),
         }
-        if kind == "FRACTIONAL":
+        if kind == SegmentationTypeValues.FRACTIONAL.value:
             self.encoder_options["fractional_type"] = fractional_type
         self.series_description = check_value("SeriesDescription", "LO", str(series_description),
                                               where="series_description")

@@ -65,6 +65,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from monai_dicomseg.codec.transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN, TRANSFER_SYNTAXES, by_name, lookup
+from monai_dicomseg.enums import SegmentationTypeValues
 from monai_dicomseg.errors import InputError
 
 __all__ = [
@@ -85,7 +86,7 @@ __all__ = [
     "profile_table",
 ]
 
-_TYPES = ("BINARY", "FRACTIONAL", "LABELMAP")
+_TYPES = tuple(kind.value for kind in SegmentationTypeValues)
 
 
 class ConsumerWarning(UserWarning):

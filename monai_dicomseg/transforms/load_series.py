@@ -33,13 +33,9 @@ from monai_dicomseg.io.segload import error_with_context, source_name
 from monai_dicomseg.meta_keys import MetaKey
 from monai_dicomseg.io.source_series import SeriesSource, load_source_series
 from monai_dicomseg.io.source_volumes import VOLUME_ITEM_KEY, VolumeSelector, parse_selector
-from monai_dicomseg.options import check_options
+from monai_dicomseg.options import check_options, options_of
 
 __all__ = ["LoadDicomSeries", "LoadDicomSeriesd", "SERIES_OPTIONS"]
-
-SERIES_OPTIONS = ("dtype", "space", "ensure_channel_first", "series_instance_uid", "on_error", "volume",
-                  "irregular_slices")
-"""Keyword options of :class:`LoadDicomSeries` (also accepted by ``LoadDicomSeriesd``)."""
 
 
 class LoadDicomSeries(Transform):
@@ -164,6 +160,7 @@ class LoadDicomSeries(Transform):
             MetaKey.FILENAME_OR_OBJ: name,
             MetaKey.SOURCE_VOLUME: series.volume_selector,
             MetaKey.SOURCE_VOLUMES: len(series.volumes),
+            MetaKey.SOURCE_FRAMES: series.frames_key,
             MetaKey.MULTIFRAME: series.is_multiframe,
             MetaKey.SHEARED: float(series.tilt_degrees),
             MetaKey.SLICE_GRID: series.slice_grid.kind if series.slice_grid is not None else "source",
@@ -173,6 +170,11 @@ class LoadDicomSeries(Transform):
         if self.ensure_channel_first:
             array = array[None]
         return MetaTensor(torch.from_numpy(array), affine=torch.as_tensor(affine, dtype=torch.float64), meta=meta)
+
+
+SERIES_OPTIONS = options_of(LoadDicomSeries)
+"""Keyword options of :class:`LoadDicomSeries` (also accepted by ``LoadDicomSeriesd``): its signature's
+options, derived (:func:`~monai_dicomseg.options.options_of`)."""
 
 
 class LoadDicomSeriesd(MapTransform):
