@@ -186,16 +186,16 @@ def segment_resolver(selection: "SegmentSelection | None") -> "Any | None":
     return resolve
 
 
-def read_segmentation(source: Any, segments: "Any | None" = None) -> Any:
+def read_segmentation(seg: Any, segments: "Any | None" = None) -> Any:
     """Return a :class:`~monai_dicomseg.seg.Segmentation` from a path, file object or dataset.
 
     Parameters
     ----------
-    source
-        Path, file object, pydicom Dataset, Segmentation, or a DICOMweb
+    seg
+        The SEG: path, file object, pydicom Dataset, Segmentation, or a DICOMweb
         reference (:class:`~monai_dicomseg.dicomweb.DicomWebSeries` / ``dicomweb+`` URI).
     segments
-        DICOMweb sources only (ignored otherwise): a callable ``header Dataset
+        DICOMweb references only (ignored otherwise): a callable ``header Dataset
         -> segment numbers or None`` (:func:`segment_resolver`). With it, a
         BINARY/FRACTIONAL SEG may be retrieved as a partial SEG holding only the
         frames of those segments (same header, fewer frames): decode only those
@@ -213,22 +213,22 @@ def read_segmentation(source: Any, segments: "Any | None" = None) -> Any:
     from monai_dicomseg.dicomweb import local_paths
     from monai_dicomseg.seg.segmentation import Segmentation
 
-    source = local_paths(source, expect_seg=True, segments=segments)  # DICOMweb reference -> cached file
-    if isinstance(source, Segmentation):
-        return source
-    if isinstance(source, Dataset):
-        if str(getattr(source, "SOPClassUID", "")) not in SEG_SOP_CLASS_UIDS:
+    seg = local_paths(seg, expect_seg=True, segments=segments)  # DICOMweb reference -> cached file
+    if isinstance(seg, Segmentation):
+        return seg
+    if isinstance(seg, Dataset):
+        if str(getattr(seg, "SOPClassUID", "")) not in SEG_SOP_CLASS_UIDS:
             raise DecodeError(
                 f"SOPClassUID must be a Segmentation Storage class {sorted(SEG_SOP_CLASS_UIDS)}; "
-                f"got {getattr(source, 'SOPClassUID', None)!r}"
+                f"got {getattr(seg, 'SOPClassUID', None)!r}"
             )
-        return Segmentation.from_dataset(source, copy=False)
-    if isinstance(source, (str, os.PathLike)):
-        if not os.path.isfile(source):
-            raise InputError(f"SEG file {str(source)!r} does not exist")
-    elif not hasattr(source, "read"):
-        raise InputTypeError(f"a SEG must be a path, a file object or a pydicom Dataset; got {type(source).__name__}")
-    seg = segread(source)
+        return Segmentation.from_dataset(seg, copy=False)
+    if isinstance(seg, (str, os.PathLike)):
+        if not os.path.isfile(seg):
+            raise InputError(f"SEG file {str(seg)!r} does not exist")
+    elif not hasattr(seg, "read"):
+        raise InputTypeError(f"a SEG must be a path, a file object or a pydicom Dataset; got {type(seg).__name__}")
+    seg = segread(seg)
     if str(getattr(seg, "SOPClassUID", "")) not in SEG_SOP_CLASS_UIDS:
         raise DecodeError(
             f"SOPClassUID must be a Segmentation Storage class {sorted(SEG_SOP_CLASS_UIDS)}; "
@@ -312,9 +312,9 @@ def _decode(seg: Any, plan: SegmentSelectionPlan, mode: str, rescale_fractional:
     stacked = np.moveaxis(array, -1, 0)  # (S, F, R, C) view
     if not plan.is_identity:
         channels = np.zeros((len(plan.channel_values), *stacked.shape[1:]), dtype=stacked.dtype)
-        for source, value in enumerate(plan.values):
+        for index, value in enumerate(plan.values):
             target = plan.channel_values.index(value)
-            np.maximum(channels[target], stacked[source], out=channels[target])
+            np.maximum(channels[target], stacked[index], out=channels[target])
         stacked = channels
     return stacked, volume
 
@@ -418,7 +418,7 @@ def _scatter(seg: Any, plan: SegmentSelectionPlan, mode: str, layout: Any, place
 
 
 def load_seg_array(
-    source: Any,
+    seg: Any,
     *,
     mode: str = DEFAULT_MODE,
     selection: "SegmentSelection | None" = None,
@@ -435,8 +435,8 @@ def load_seg_array(
 
     Parameters
     ----------
-    source
-        SEG path, file object, pydicom Dataset or Segmentation.
+    seg
+        The SEG: path, file object, pydicom Dataset or Segmentation.
     mode
         ``"labelmap"`` (default, :data:`DEFAULT_MODE`): ``(1, X, Y, Z)`` of
         segment numbers (or ``label_map`` values), uint8 (uint16 above 255),
@@ -525,14 +525,14 @@ def load_seg_array(
     selection = SegmentSelection.from_options(selection_options, selection)
     label_map = selection.label_map
     threshold = check_threshold(threshold)
-    seg = read_segmentation(source, segments=segment_resolver(selection))
+    given, seg = seg, read_segmentation(seg, segments=segment_resolver(selection))  # given: as passed
     table = segment_table(seg)
-    plan = selection.plan(table, where=source_name(source if isinstance(source, str) else seg.get("filename") or source))
+    plan = selection.plan(table, where=source_name(given if isinstance(given, str) else seg.get("filename") or given))
     seg_type = seg.segmentation_type
     seg_type = SegmentationTypeValues(getattr(seg_type, "value", seg_type))
     fractional = seg_type == SegmentationTypeValues.FRACTIONAL
     if mode == "labelmap" and fractional and threshold is None:
-        name = f" {str(source)!r}" if isinstance(source, (str, os.PathLike)) else ""
+        name = f" {str(given)!r}" if isinstance(given, (str, os.PathLike)) else ""
         raise InputError(
             f"mode='labelmap' of the FRACTIONAL SEG{name} (SegmentationType) needs a threshold: pass "
             "threshold= (a float in (0, 1], e.g. threshold=0.5), or use mode='stacked' for the fractions"
@@ -598,6 +598,6 @@ def load_seg_array(
         MetaKey.FRAME_OF_REFERENCE_UID: str(getattr(seg, "FrameOfReferenceUID", "") or ""),
         MetaKey.SOURCE_SERIES_INSTANCE_UID: ",".join(referenced_series_uids(seg)),
         MetaKey.GRID: GRID_SEG if reference is None else GRID_REFERENCE,
-        MetaKey.FILENAME_OR_OBJ: str(source) if isinstance(source, (str, os.PathLike)) else "",
+        MetaKey.FILENAME_OR_OBJ: str(given) if isinstance(given, (str, os.PathLike)) else "",
     }
     return LoadedSeg(array, meta)
