@@ -17,6 +17,15 @@ labelmap or (S, H, W) stacked}``; both carry ``location``, ``level``,
 ``size``, ``spacing`` (mm, of the level), ``slide_id`` (the WSI's
 SeriesInstanceUID) and ``seg_id`` (the SEG's SeriesInstanceUID), so the
 default collate stacks them.
+
+A slide on a DICOMweb server: ``"image"`` a ``dicomweb+`` URI (or
+:class:`~monai_dicomseg.dicomweb.DicomWebSeries`) of the WSI series or one of
+its instances, ``"seg"`` those of the SEG instances. OpenSlide cannot read
+DICOMweb: the image patch is assembled from only the level's tiles under it,
+retrieved with WADO-RS ``/frames/`` (:class:`~monai_dicomseg.slides.remote.DicomWebSlide`),
+the label patch likewise from the SEG's frames; every frame is cached, so a
+later epoch makes no request. The image metadata then has ``backend``
+``"dicomweb"`` and ``path`` the URI.
 """
 from __future__ import annotations
 
@@ -30,6 +39,7 @@ from monai.data import MetaTensor, PatchWSIDataset
 from monai_dicomseg.errors import InputError
 from monai_dicomseg.slides.geometry import SlideImage
 from monai_dicomseg.slides.labels import LABEL_MODES, SlideLabels
+from monai_dicomseg.slides.remote import DicomWebSlide, is_remote
 from monai_dicomseg.slides.sampling import foreground_locations
 
 __all__ = ["SlidePatchSegDataset", "slide_patch_datalist"]
@@ -65,16 +75,36 @@ class SlidePatchSegDataset(PatchWSIDataset):
         self.label_mode = label_mode
         self.segment_numbers = None if segment_numbers is None else [int(n) for n in segment_numbers]
         self._labels: dict[tuple, SlideLabels] = {}
+        self._remote: dict[str, DicomWebSlide] = {}
+
+    def remote_slide(self, image: Any) -> DicomWebSlide:
+        """The (cached, per worker) :class:`~monai_dicomseg.slides.remote.DicomWebSlide` of a DICOMweb image."""
+        key = str(image)
+        if key not in self._remote:
+            self._remote[key] = DicomWebSlide(image)
+        return self._remote[key]
+
+    def _get_data(self, sample: dict) -> tuple[np.ndarray, dict]:
+        """The image patch and its metadata: MONAI's reader for a file, the slide's tiles for a DICOMweb URI."""
+        if not is_remote(sample["image"]):
+            return super()._get_data(sample)
+        location, size, level = self._get_location(sample), self._get_size(sample), self._get_level(sample)
+        patch = self.remote_slide(sample["image"]).get_patch(location, size, level)
+        return patch, {"backend": "dicomweb", "original_channel_dim": 0, "spatial_shape": np.asarray(patch.shape[1:]),
+                       "count": 1, "path": str(sample["image"]), "location": np.asarray(location),
+                       "size": np.asarray(size), "level": int(level)}
 
     def slide_labels(self, sample: dict) -> SlideLabels:
         """The (cached, per worker) :class:`SlideLabels` of an item's slide and SEG."""
         segs = sample.get("seg")
         if not segs:
             raise InputError(f"each item needs 'seg' (the SEG level paths); got keys {sorted(sample)}")
-        segs = [segs] if isinstance(segs, str) else list(segs)
+        segs = [segs] if isinstance(segs, str) or hasattr(segs, "series_uid") else list(segs)
         key = (str(sample["image"]), *map(str, segs))
         if key not in self._labels:
-            self._labels[key] = SlideLabels(SlideImage.from_path(sample["image"]), segs)
+            image = sample["image"]
+            slide = self.remote_slide(image).image if is_remote(image) else SlideImage.from_path(image)
+            self._labels[key] = SlideLabels(slide, segs)
         return self._labels[key]
 
     def _transform(self, index: int) -> Any:
@@ -106,8 +136,9 @@ def slide_patch_datalist(image: str, segs: Sequence[str], patch_size: int | Sequ
     (``stride``, ``method``, ``verify``, ``segment_numbers`` ...); the SEG is
     not decoded at full resolution.
     """
-    labels = SlideLabels(SlideImage.from_path(image), list(segs))
+    slide = DicomWebSlide(image).image if is_remote(image) else SlideImage.from_path(image)
+    labels = SlideLabels(slide, list(segs))
     locations = foreground_locations(labels, patch_size, level, **sampling)
     size = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
-    return [{"image": str(image), "seg": [str(s) for s in segs], "location": [int(r), int(c)],
+    return [{"image": str(image), "seg": [str(s) for s in segs], "location": [int(r), int(c)],  # URIs as str
              "size": list(size), "level": int(level)} for r, c in locations]

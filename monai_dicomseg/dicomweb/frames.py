@@ -78,7 +78,8 @@ _ONE_SEGMENT_PER_FRAME = (SegmentationTypeValues.BINARY.value, SegmentationTypeV
 """Segmentation Types whose frames each hold one segment (PS3.3 C.8.20.2), so frames can be picked by segment."""
 
 __all__ = ["materialize_segments", "header_from_metadata", "plan_frames", "variant_name", "FramePlan",
-           "SegmentsCallable", "FRAME_MEDIA_TYPES", "frames_refused", "partial_instance"]
+           "SegmentsCallable", "FRAME_MEDIA_TYPES", "frames_refused", "partial_instance", "remember_refusal",
+           "fetch_frames", "instance_metadata"]
 
 SegmentsCallable = Callable[[Dataset], "Sequence[int] | None"]
 """Header-only SEG ``Dataset`` -> the segment numbers a loader keeps (None: all of them)."""
@@ -97,6 +98,12 @@ _FORMAT = "v1"  # part of the variant digest: a change of the partial layout mak
 def frames_refused(server_url: str, bits_allocated: int, transfer_syntax: str = "") -> bool:
     """True when this process saw ``server_url`` refuse frames of this pixel encoding."""
     return (server_url, int(bits_allocated), transfer_syntax) in _REFUSED
+
+
+def remember_refusal(server_url: str, bits_allocated: int, transfer_syntax: str = "") -> None:
+    """Remember (for the process) that ``server_url`` refuses frames of this pixel encoding."""
+    with _REFUSED_LOCK:
+        _REFUSED.add((server_url, int(bits_allocated), transfer_syntax))
 
 
 # --------------------------------------------------------------------------- header and plan
@@ -560,3 +567,16 @@ def materialize_segments(
     items = lambda number: Dataset.from_json(_drop_bulk(per_frame[number - 1]))  # noqa: E731
     path = _partial(ref, uid, cache, header, plan, items) if plan is not None else None
     return path if path is not None else _whole(ref, uid, cache)
+
+
+def fetch_frames(ref: DicomWebSeries, uid: str, numbers: list[int], header: Dataset) -> "list[bytes] | None":
+    """The native frames ``numbers`` (1-based) of instance ``uid`` (checked, URL-length chunks); None: refused.
+
+    For other layers (slides/remote.py retrieves image and SEG tiles per patch with it).
+    """
+    return _fetch_frames(ref, uid, numbers, header)
+
+
+def instance_metadata(ref: DicomWebSeries, cache: InstanceCache) -> "tuple[str | None, dict[str, Any] | None]":
+    """``(SOP Instance UID, metadata)`` of the SEG ``ref`` names, from the cache or one series metadata request."""
+    return _instance_metadata(ref, cache)

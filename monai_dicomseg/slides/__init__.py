@@ -7,6 +7,8 @@ Map of this folder:
 * ``labels.py``    ``SlideLabels``: a SEG pyramid's labels for a MONAI patch request (region reads)
 * ``sampling.py``  foreground patch locations from a SEG's stored tiles or a low-resolution level
 * ``stitch.py``    ``SlideSegStitcher``: patch-wise model outputs stitched into a tiled SEG, streamed
+* ``remote.py``    slides on a DICOMweb server: ``DicomWebSlide`` (image patches) and SEG levels whose
+  tiles are retrieved per patch with WADO-RS ``/frames/`` and cached per frame
 * ``synthetic.py`` synthetic multi-level DICOM WSIs whose pixels encode their labels (test data)
 
 The MONAI datasets over these live in :mod:`monai_dicomseg.data.slides`.
@@ -22,6 +24,7 @@ _LAZY = {
     "grid_locations": "monai_dicomseg.slides.sampling",
     "SlideSegStitcher": "monai_dicomseg.slides.stitch",
     "synthetic": "monai_dicomseg.slides.synthetic",
+    "DicomWebSlide": "monai_dicomseg.slides.remote",
 }
 
 __getattr__ = lazy_getattr(__name__, _LAZY)

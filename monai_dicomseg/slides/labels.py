@@ -84,6 +84,10 @@ class SlideLabels:
     segmentations
         The SEG's levels: paths, datasets or :class:`~monai_dicomseg.seg.Segmentation`
         objects (any order; sorted finest first). They must share segments and type.
+        ``dicomweb+`` URIs / :class:`~monai_dicomseg.dicomweb.DicomWebSeries` of SEG
+        instances on a server are read tile by tile: each patch retrieves only the
+        frames under it (WADO-RS ``/frames/``, cached per frame;
+        :func:`~monai_dicomseg.slides.remote.remote_segmentation`).
 
     Raises
     ------
