@@ -68,6 +68,7 @@ class MetaKey(StrEnum):
     FILLED_SLICES = "filled_slices"
     SOURCE_VOLUME = "source_volume"
     SOURCE_VOLUMES = "source_volumes"
+    SOURCE_FRAMES = "source_frames"
     MULTIFRAME = "multiframe"
 
 

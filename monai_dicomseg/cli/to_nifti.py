@@ -94,16 +94,19 @@ def _source_grid(source: "str | list[str]", seg: Any = None, volume: Any = None,
     ``DicomSegReader`` does), the only one of a one-volume series.
     """
     from monai_dicomseg.io.segload import ReferenceGrid
-    from monai_dicomseg.io.source_volumes import seg_frame_references
+    from monai_dicomseg.io.source_volumes import VolumeIdentity, seg_frame_references
 
     if (volume is None or volume == "") and seg is not None:
         volume = seg_frame_references(seg)
     series = load_series(source, volume=volume, irregular_slices=irregular_slices)
+    where = "" if isinstance(source, (list, tuple)) else str(source)  # read again only to name the SEG's volume
+    identity = VolumeIdentity(series.frames_key, series.volume_selector, where) if series.frames_key else None
     return ReferenceGrid(
         affine=series.monai_affine("RAS"),
         spatial_shape=tuple(int(n) for n in series.geometry.spatial_shape[::-1]),  # type: ignore[arg-type]
         space="RAS", frame_of_reference_uid=series.frame_of_reference_uid,
-        series_instance_uid=series.series_instance_uid)
+        series_instance_uid=series.series_instance_uid,
+        identity=identity)  # with --volume: a SEG of another volume of the series is refused
 
 
 def load_label_array(seg: Any, *, mode: str, raw: bool, threshold: "float | None", source: Any = None,

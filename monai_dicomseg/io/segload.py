@@ -34,6 +34,7 @@ from monai_dicomseg.io.segments import (
 )
 from monai_dicomseg.options import check_options
 from monai_dicomseg.io.source_series import SEG_SOP_CLASS_UIDS, monai_affine_from_lps
+from monai_dicomseg.io.source_volumes import VolumeIdentity
 from monai_dicomseg.meta_keys import GRID_REFERENCE, GRID_SEG, GRID_SOURCE_SERIES, GRIDS, MetaKey  # re-exported
 
 __all__ = [
@@ -106,6 +107,9 @@ SERIES_META_KEYS: dict[str, str] = {
     MetaKey.SOURCE_VOLUMES: "number of volumes found in the series (stacks, temporal positions, echoes, "
                             "acquisitions)",
     MetaKey.MULTIFRAME: "True when the frames come from multi-frame (Enhanced / Legacy Converted) instances",
+    MetaKey.SOURCE_FRAMES: "compact text naming the source images/frames loaded (a 32-bit hash per instance, frame "
+                           "ranges of multi-frame ones), when the series holds several volumes or multi-frame "
+                           "instances, else '': LoadDicomSegd(ref_key=...) refuses a SEG referencing others",
     MetaKey.FILENAME_OR_OBJ: "the series folder (or first file) as given",
 }
 """Keys that ``LoadDicomSeries(d)`` puts in ``MetaTensor.meta``, one-line description each."""
@@ -149,6 +153,9 @@ class ReferenceGrid:
         ``"RAS"`` or ``"LPS"`` (MONAI's ``meta["space"]``).
     frame_of_reference_uid, series_instance_uid
         Of the image when known (checked against the SEG).
+    identity
+        The source frames the image was built from (``meta["source_frames"]``), when known: a SEG of its
+        series must reference only those (:class:`~monai_dicomseg.io.source_volumes.VolumeIdentity`).
     """
 
     affine: np.ndarray
@@ -156,6 +163,7 @@ class ReferenceGrid:
     space: str = "RAS"
     frame_of_reference_uid: "str | None" = None
     series_instance_uid: "str | None" = None
+    identity: "VolumeIdentity | None" = None
 
     def lps_affine(self) -> np.ndarray:
         """The affine in LPS."""
@@ -539,6 +547,8 @@ def load_seg_array(
         )
     if reference is not None:
         _check_reference_identity(seg, reference, allow_other_series)
+        if reference.identity is not None and reference.series_instance_uid in referenced_series_uids(seg):
+            reference.identity.check(seg)  # the grids of two phases are identical: the frames must be its own
     layout = seg.volume_layout()  # None for a tiled SLIDE segmentation
     if layout is not None:
         volume_affine, volume_shape = layout[0].affine, layout[0].spatial_shape

@@ -68,6 +68,7 @@ from monai_dicomseg.geometry.volume import Volume, VolumeGeometry
 from monai_dicomseg.io.source_volumes import (
     SourceVolumeInfo,
     VolumeSelector,
+    frames_key,
     prepare_planes,
     segmentation_sources,
     selector_json,
@@ -175,6 +176,18 @@ class SourceSeries:
     def is_multiframe(self) -> bool:
         """True when the volume's frames come from multi-frame instances."""
         return any(frame is not None for _, frame in (self.frame_references or []))
+
+    @property
+    def frames_key(self) -> str:
+        """:func:`~monai_dicomseg.io.source_volumes.frames_key` of the volume's frames (``meta["source_frames"]``).
+
+        Set when the source holds several volumes or multi-frame instances
+        (where a SEG of another volume can share the grid); '' otherwise (one
+        volume of single-frame images: the SeriesInstanceUID check suffices).
+        """
+        if not self.frame_references or (len(self.volumes) <= 1 and not self.is_multiframe):
+            return ""
+        return frames_key(self.frame_references)
 
     @property
     def volume_selector(self) -> str:

@@ -45,7 +45,7 @@ __all__ = [
     "SelectedVolume", "is_multiframe", "source_planes", "group_volumes", "select_volume",
     "seg_frame_references", "selector_json", "PreparedPlanes", "prepare_planes", "segmentation_sources",
     "describe_volumes",
-    "parse_selector", "VOLUME_ITEM_KEY", "selector_for_seg",
+    "parse_selector", "VOLUME_ITEM_KEY", "selector_for_seg", "frames_key", "frames_outside", "VolumeIdentity",
 ]
 
 VOLUME_ITEM_KEY = "volume"
@@ -582,7 +582,7 @@ def segmentation_sources(instances: Sequence[Dataset], references: Sequence[tupl
     ------
     UnsupportedError
         Planes from several multi-frame instances (a SEG references one
-        multi-frame source here).
+        multi-frame source here, as highdicom's ``Segmentation`` does).
     """
     from monai_dicomseg.errors import UnsupportedError
 
@@ -591,11 +591,13 @@ def segmentation_sources(instances: Sequence[Dataset], references: Sequence[tupl
     if len(instances) != 1:
         raise UnsupportedError(
             f"writing a SEG over a source volume spread across {len(instances)} multi-frame instances is not "
-            "supported; convert the series to one instance or to single-frame images")
+            "supported: a SEG's source images are single-frame images or one multi-frame instance here, as in "
+            "highdicom's Segmentation; convert the series to one multi-frame instance or to single-frame images")
     instance = instances[0]
     frames = int(instance.get("NumberOfFrames", 1) or 1)
     if [frame for _, frame in references] == list(range(1, frames + 1)):
         return {"source_images": [instance]}
+    instance = _volume_view(instance, {int(frame) for _, frame in references if frame is not None})
     positions = []
     for plane in planes:
         item = Dataset()
@@ -610,6 +612,47 @@ def segmentation_sources(instances: Sequence[Dataset], references: Sequence[tupl
         measures.SliceThickness = thickness
     return {"source_images": [instance], "plane_positions": positions, "plane_orientation": [orientation],
             "pixel_measures": [measures]}
+
+
+_OUT_OF_REACH_MM = "1e9"
+"""Position given, in :func:`_volume_view`, to the frames of other volumes: no SEG plane matches it."""
+
+
+def _volume_view(instance: Dataset, keep: "set[int]") -> Dataset:
+    """A header view of a multi-frame ``instance`` whose frames not in ``keep`` no SEG plane can match.
+
+    The SEG writer references, for each written frame, the source frames at
+    its position (Derivation Image Sequence, PS3.3 C.7.6.16.2.6). Two volumes
+    of one instance at the same positions (phases, echoes) would give each
+    frame two references, one to the other volume. In this view (a new
+    Dataset sharing the instance's elements; the instance is untouched) the
+    other volumes' frames have their Plane Position moved out of reach, so
+    only the volume's own frame matches; frame numbers, UIDs and everything
+    the SEG copies are unchanged (a matched frame's position is its own).
+    """
+    per_frame = instance.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is None or all(k in keep for k in range(1, len(per_frame) + 1)):
+        return instance
+    view = Dataset()
+    for element in instance:
+        view.add(element)
+    if hasattr(instance, "file_meta"):
+        view.file_meta = instance.file_meta
+    items = []
+    for number, item in enumerate(per_frame, start=1):
+        if number in keep:
+            items.append(item)
+            continue
+        moved = Dataset()
+        for element in item:
+            if element.keyword != "PlanePositionSequence":
+                moved.add(element)
+        position = Dataset()
+        position.ImagePositionPatient = [_OUT_OF_REACH_MM] * 3
+        moved.PlanePositionSequence = [position]
+        items.append(moved)
+    view.PerFrameFunctionalGroupsSequence = items
+    return view
 
 
 def parse_selector(value: Any) -> VolumeSelector:
@@ -646,3 +689,148 @@ def selector_for_seg(seg_path: str, image_files: Sequence[str]) -> str:
 
     seg = pydicom.dcmread(seg_path, stop_before_pixels=True)
     return load_source_geometry(list(image_files), volume=seg_frame_references(seg)).volume_selector
+
+
+# --------------------------------------------------------------------------- which frames an image was built from
+
+def _uid_hash(uid: str) -> str:
+    """8 hex digits (32 bits) standing for a SOPInstanceUID in :func:`frames_key`."""
+    import hashlib
+
+    return hashlib.blake2b(uid.encode("ascii", "replace"), digest_size=4).hexdigest()
+
+
+def _ranges(numbers: Sequence[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3+7"``."""
+    runs: list[list[int]] = []
+    for number in sorted(set(numbers)):
+        if runs and number == runs[-1][1] + 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    return "+".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def frames_key(references: Sequence[tuple[str, "int | None"]]) -> str:
+    """Compact text naming the source frames an image was built from (``meta["source_frames"]``).
+
+    One entry per source instance, sorted: 8 hex digits of a hash of its
+    SOPInstanceUID, then, for a multi-frame instance, ``:`` and its frame
+    numbers as ranges (``"1a2b3c4d:1-6+13"``); entries joined by ``,``. About
+    9 characters per single-frame image and per multi-frame instance: small
+    enough for ``MetaTensor.meta`` (a string, so batches collate), exact
+    enough to tell the volumes of one series apart (a SEG reference outside
+    the set is missed with probability ~ instances / 2**32).
+    """
+    frames: dict[str, list[int]] = {}
+    for uid, frame in references:
+        frames.setdefault(_uid_hash(str(uid)), [])
+        if frame is not None:
+            frames[_uid_hash(str(uid))].append(int(frame))
+    return ",".join(f"{key}:{_ranges(numbers)}" if numbers else key for key, numbers in sorted(frames.items()))
+
+
+def _parse_frames_key(text: str) -> "dict[str, set[int] | None]":
+    """:func:`frames_key`'s text back to ``{uid hash: frame numbers, or None for a single-frame image}``."""
+    table: dict[str, "set[int] | None"] = {}
+    for entry in filter(None, text.split(",")):
+        key, _, ranges = entry.partition(":")
+        if not ranges:
+            table[key] = None
+            continue
+        numbers: set[int] = set()
+        for run in ranges.split("+"):
+            first, _, last = run.partition("-")
+            numbers.update(range(int(first), int(last or first) + 1))
+        table[key] = numbers
+    return table
+
+
+def frames_outside(key: str, references: "Sequence[tuple[str, int | None]] | frozenset") -> list[tuple[str, "int | None"]]:
+    """The ``(SOPInstanceUID, frame)`` references that are not among the frames :func:`frames_key` names.
+
+    A reference without a frame number (an instance-level reference, PS3.3
+    C.10.4) needs only its instance; a frame number needs that frame of a
+    multi-frame instance (frame 1 of a single-frame image is the image).
+    """
+    table = _parse_frames_key(key)
+    outside = []
+    for uid, frame in sorted(references, key=lambda r: (str(r[0]), -1 if r[1] is None else int(r[1]))):
+        frames = table.get(_uid_hash(str(uid)), ())
+        if frames == () or (frame is not None and (frames is None and int(frame) != 1
+                                                   or frames is not None and int(frame) not in frames)):
+            outside.append((str(uid), frame))
+    return outside
+
+
+@dataclass(frozen=True)
+class VolumeIdentity:
+    """Which frames of its series an image was loaded from (the image's side of the SEG/volume rule).
+
+    Attributes
+    ----------
+    frames
+        :func:`frames_key` of its frames (``meta["source_frames"]``; '' when unknown: no check).
+    selector
+        Its ``volume=`` selector JSON (``meta["source_volume"]``; '' for a one-volume series).
+    source
+        Where it was loaded from (folder or file; '' when unknown), read again only to name the SEG's
+        volume in an error.
+    """
+
+    frames: str = ""
+    selector: str = ""
+    source: str = ""
+
+    @classmethod
+    def from_meta(cls, meta: "Mapping[str, Any] | None") -> "VolumeIdentity | None":
+        """From an image's metadata (``LoadDicomSeries(d)``'s keys); None when it names no frames."""
+        from monai_dicomseg.meta_keys import MetaKey
+
+        meta = meta or {}
+        frames = str(meta.get(MetaKey.SOURCE_FRAMES, "") or "")
+        if not frames:
+            return None
+        source = meta.get(MetaKey.FILENAME_OR_OBJ, "")
+        return cls(frames, str(meta.get(MetaKey.SOURCE_VOLUME, "") or ""), source if isinstance(source, str) else "")
+
+    def check(self, seg: Any) -> None:
+        """Refuse a SEG that references frames/instances the image was not built from.
+
+        A series with several volumes at the same positions (phases, echoes,
+        acquisitions) gives identical grids: the geometry alone would place a
+        SEG of phase 2 on an image of phase 1 without a trace. The SEG's
+        references (:func:`seg_frame_references`: Referenced Series Sequence,
+        PS3.3 C.10.4; per-frame Derivation Image Sequence, C.7.6.16.2.6) must
+        be a subset of the image's frames.
+
+        Raises
+        ------
+        GeometryError
+            Naming the image's volume, the SEG's (when the series can be read
+            again from ``source``) and the option ``volume=``.
+        """
+        outside = frames_outside(self.frames, seg_frame_references(seg))
+        if not outside:
+            return
+        uid, frame = outside[0]
+        first = f"SOPInstanceUID {uid}" + ("" if frame is None else f" frame {frame}")
+        image = f"volume {self.selector}" if self.selector else "its only volume"
+        raise GeometryError(
+            f"the SEG references {len(outside)} source image(s)/frame(s) the reference image was not loaded from "
+            f"(e.g. {first}): the image is {image} of its series, the SEG is on {self._seg_volume(seg)}; the grids "
+            "may be identical but the voxels are not the SEG's. Load the image with LoadDicomSeries(d)(volume=<the SEG's "
+            "volume>) (create_datalist writes it as the item's 'volume'; selector_for_seg(seg_path, files) gives it)")
+
+    def _seg_volume(self, seg: Any) -> str:
+        """The SEG's volume of the image's series, as a selector, when the series can be read again."""
+        if not self.source:
+            return "another volume or series"
+        from monai_dicomseg.io.source_series import load_source_geometry
+
+        try:
+            selector = load_source_geometry(self.source, volume=seg_frame_references(seg),
+                                            irregular_slices="resample").volume_selector
+        except Exception:  # noqa: BLE001 - only to word the error: any failure leaves it unnamed
+            return "another volume or series"
+        return f"volume {selector}" if selector else "another volume or series"

@@ -41,6 +41,7 @@ from monai_dicomseg.io.segload import (
 )
 from monai_dicomseg.io.segments import SELECTION_OPTIONS, SegmentSelection
 from monai_dicomseg.io.source_series import check_spatial_affine
+from monai_dicomseg.io.source_volumes import VolumeIdentity
 from monai_dicomseg.meta_keys import FRAME_OF_REFERENCE_UID_KEYS, SERIES_INSTANCE_UID_KEYS, meta_uid
 from monai_dicomseg.options import check_options, options_of
 
@@ -107,6 +108,7 @@ def reference_from_image(image: Any, meta: "Mapping[str, Any] | None" = None) ->
         space=space,
         frame_of_reference_uid=frame_of_reference_uid,
         series_instance_uid=series_instance_uid,
+        identity=VolumeIdentity.from_meta(meta),  # LoadDicomSeries(d)'s meta["source_frames"]: the SEG's frames
     )
 
 

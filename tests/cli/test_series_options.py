@@ -94,6 +94,10 @@ def test_to_nifti_source_picks_the_seg_volume_or_the_given_one(cli, tmp_path, ph
     status, _, stderr = cli("to-nifti", seg, tmp_path / "two.nii.gz", "--source", folder, "--no-sidecar",
                             "--volume", '{"TemporalPositionIndex": 2}')
     assert status == 0, stderr
+    status, _, stderr = cli("to-nifti", seg, tmp_path / "one.nii.gz", "--source", folder, "--no-sidecar",
+                            "--volume", '{"TemporalPositionIndex": 1}')  # the grid is the same: the frames are not
+    assert status == 1 and 'the image is volume {"TemporalPositionIndex": 1}' in stderr
+    assert 'the SEG is on volume {"TemporalPositionIndex": 2}' in stderr
 
 
 def _gap_series(folder: Path) -> tuple[list, list, np.ndarray]:
