@@ -112,6 +112,29 @@ def resolve_source_series(
         return load_source_geometry(source, series_instance_uid=series_uid, volume=volume, irregular_slices="fill")
     except InputError as error:
         raise InputError(f"the source DICOM series is not reachable: {error}") from None
+    except GeometryError as error:
+        raise _uneven_source_error(error) from None
+
+
+def _uneven_source_error(error: GeometryError) -> GeometryError:
+    """The loaders' gap error, reworded for writing (their ``irregular_slices='resample'`` does not apply).
+
+    A SEG frame is written on each source slice, at its own position; the
+    writer maps the model grid onto the filled grid of a series with whole
+    missing slices, but a stack whose spacing is uneven in other ways has no
+    regular grid holding every source slice, and ``irregular_slices`` only
+    changes the grid an *image* is loaded on.
+    """
+    text = str(error)
+    if "irregular_slices='resample'" not in text:
+        return error
+    what = text.split("; irregular_slices=")[0].split("; pass irregular_slices=")[0]
+    return GeometryError(
+        f"{what}: a SEG is written on the source slices, at their own positions, and no regular grid holds them "
+        "all, so the writer cannot map the model output onto them (irregular_slices='resample' changes only the "
+        "grid an image is loaded on: it does not help here). Write the label that is already on the source "
+        "slices instead: monai_dicomseg.Segmentation(source_images=<the series' datasets sorted along the slice "
+        "normal>, pixel_array=<(F, R, C) labels, one frame per source slice in that order>, ...)")
 
 
 def parameter_names(function: Callable[..., Any]) -> tuple[str, ...]:
