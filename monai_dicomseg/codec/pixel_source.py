@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from monai_dicomseg.errors import DecodeError
@@ -98,6 +99,11 @@ class PixelSource:
                 f"{self.name}: Pixel Data byte range {start}..{stop} is outside its value of {self.length} bytes"
             )
         return self._read_absolute(self.value_start + start, stop - start)
+
+    def chunks(self, size: int) -> "Iterator[bytearray | bytes | memoryview]":
+        """The whole value in order, in chunks of at most ``size`` bytes (what ``save_as`` writes)."""
+        for start in range(0, self.length, size):
+            yield self.read_range(start, min(start + size, self.length))
 
     # -- the file object pydicom's deferred read uses ------------------------
 

@@ -31,7 +31,15 @@ from monai_dicomseg.codec.functional_groups import (
     plane_position_group,
     slide_position_group,
 )
-from monai_dicomseg.codec.pixel_data import encode_binary_frames, encode_byte_frames, join_frames
+from monai_dicomseg.codec import pixel_data
+from monai_dicomseg.codec.pixel_data import (
+    StreamedPixelData,
+    encode_binary_frames,
+    encode_byte_frames,
+    install_pixel_source,
+    join_frames,
+    native_pixel_data_length,
+)
 from monai_dicomseg.enums import (
     CoordinateSystemNames,
     DimensionOrganizationTypeValues,
@@ -636,6 +644,11 @@ def _encode_pixel_data(dataset: Dataset, options: EncodeOptions, pixels: Segment
         frames = encode_frames(plan.number_of_frames, get_frame, options.transfer_syntax_uid,
                                bits, options.workers)
         _set_encapsulated_pixel_data(dataset, options, frames)
+        return
+    if native_pixel_data_length(plan.number_of_frames, rows, columns, bits) >= pixel_data.STREAM_PIXEL_DATA_BYTES:
+        # encoded again, frame by frame, when written (save_as): the value is never held whole
+        install_pixel_source(dataset, StreamedPixelData(plan.number_of_frames, rows, columns, bits, get_frame,
+                                                        "OB" if bits <= 8 else "OW"))
         return
     if seg_type is SegmentationTypeValues.BINARY:
         data = encode_binary_frames(plan.number_of_frames, rows, columns, get_frame)

@@ -201,7 +201,11 @@ class Segmentation(SegmentationReaderMixin, SegmentAccessorsMixin, Dataset):
         renamed, so an error never leaves a half-written file behind. With
         the default encoding, Pixel Data is streamed to the file directly
         instead of through pydicom's per-element buffer (two fewer copies of
-        what is often hundreds of MB).
+        what is often hundreds of MB). Native Pixel Data of a SEG constructed
+        at or past :data:`~monai_dicomseg.codec.pixel_data.STREAM_PIXEL_DATA_BYTES`
+        is encoded here, frame by frame, from ``pixel_array``, which must not
+        have changed since construction (else
+        :class:`~monai_dicomseg.errors.EncodeError`, and no file).
         """
         if args or kwargs:
             write = lambda stream: Dataset.save_as(self, stream, *args, **kwargs)  # noqa: E731
@@ -255,9 +259,8 @@ class Segmentation(SegmentationReaderMixin, SegmentAccessorsMixin, Dataset):
             value = memoryview(element.value)
             for start in range(0, length, _COPY_CHUNK):
                 yield value[start:start + _COPY_CHUNK]
-        else:
-            for start in range(0, length, _COPY_CHUNK):
-                yield source.read_range(start, min(start + _COPY_CHUNK, length))
+        else:  # a file-backed value read by range, or frames encoded now (codec.pixel_data.StreamedPixelData)
+            yield from source.chunks(_COPY_CHUNK)
         if encapsulated:
             yield SEQUENCE_DELIMITER
 
