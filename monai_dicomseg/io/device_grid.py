@@ -155,6 +155,9 @@ class _Resampler:
         if grid.axes is None:
             raise InputError(f"device resampling needs an axis-aligned (exact or separable) plan; got {grid.kind!r}")
         self.host = isinstance(channels, np.ndarray)
+        self.channels = channels
+        self.groups: "dict[tuple, Any]" = {}  # the weight groups of an axis range, found once
+        self.contiguous: "np.ndarray | None" = None
         if self.host:
             self.moved = np.transpose(channels, (0, *(1 + a for a in grid.axes)))
         else:
@@ -187,20 +190,38 @@ class _Resampler:
     def frames(self, classes: "list[int] | None", ranges: "list[tuple[int, int]]") -> Any:
         """First step: ``(k, f, Y'', X'')`` float32, frames interpolated, on the model window of the box."""
         window, axis_maps = self._axis_maps(ranges)
-        values = self.moved[(slice(None), *window)]
         if not self.host:
-            return self._device_values(values, classes, axis_maps[:1], 0)
-        values = values if classes is None else values[classes]  # the transposing copy, model resolution
-        values = np.ascontiguousarray(values, dtype=np.float32)
+            return self._device_values(self.moved[(slice(None), *window)], classes, axis_maps[:1], 0)
+        values = self._source_order()[(slice(None), *window)]
+        if classes is not None:
+            values = values[classes[0]:classes[-1] + 1] if classes == list(range(classes[0], classes[-1] + 1)) \
+                else np.take(values, classes, axis=0)
+        values = np.ascontiguousarray(values)
         low, _, weight, _ = axis_maps[0]
-        return _host_axis(values, 1, low, weight)
+        return _host_axis(values, 1, low, weight, self._groups(0, ranges[0], low, weight))
+
+    def _source_order(self) -> np.ndarray:
+        """The model output as float32 in source-axis order, made once, a channel at a time (one model-sized
+        copy: every slab then reads contiguous planes instead of striding through the model's own order)."""
+        if self.contiguous is None:
+            moved = self.moved
+            self.contiguous = np.empty(moved.shape, dtype=np.float32)
+            for index in range(moved.shape[0]):
+                self.contiguous[index] = moved[index]
+        return self.contiguous
+
+    def _groups(self, axis: int, span: "tuple[int, int]", low: np.ndarray, weight: "np.ndarray | None") -> Any:
+        key = (axis, *span)
+        if key not in self.groups:
+            self.groups[key] = None if weight is None else _weight_groups(low, weight)
+        return self.groups[key]
 
     def finish(self, values: Any, ranges: "list[tuple[int, int]]") -> Any:
         """Rows, then columns, then the field of view, on ``frames()``'s result for the same box."""
         _, axis_maps = self._axis_maps(ranges)
         if self.host:
             for axis, (low, _, weight, _) in enumerate(axis_maps[1:], start=2):
-                values = _host_axis(values, axis, low, weight)
+                values = _host_axis(values, axis, low, weight, self._groups(axis - 1, ranges[axis - 1], low, weight))
         else:
             values = self._device_values(values, None, axis_maps[1:], 1)
         inside = axis_maps[0][3][:, None, None] & axis_maps[1][3][None, :, None] & axis_maps[2][3][None, None, :]
@@ -235,7 +256,8 @@ _MAX_GROUPS = 32
 """Distinct weights along an axis up to which :func:`_host_axis` writes strided slices instead of gathering."""
 
 
-def _host_axis(values: np.ndarray, axis: int, low: np.ndarray, weight: "np.ndarray | None") -> np.ndarray:
+def _host_axis(values: np.ndarray, axis: int, low: np.ndarray, weight: "np.ndarray | None",
+               groups: Any = ...) -> np.ndarray:
     """``a + (b - a) * w`` along ``axis`` of contiguous float32 ``values`` (``a = v[low]``, ``b = v[high]``).
 
     ``b - a`` is the neighbour difference ``d[low]`` (``v[i + 1] - v[i]``,
@@ -255,7 +277,7 @@ def _host_axis(values: np.ndarray, axis: int, low: np.ndarray, weight: "np.ndarr
     shape = list(values.shape)
     shape[axis] = low.size
     out = np.empty(shape, dtype=np.float32)
-    groups = _weight_groups(low, weight)
+    groups = _weight_groups(low, weight) if groups is ... else groups
     if groups is None:
         a = np.take(values, low, axis=axis)
         b = np.take(diff, low, axis=axis)
