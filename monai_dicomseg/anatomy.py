@@ -155,7 +155,7 @@ def lookup_term(name: str) -> "SegmentTerm | None":
         property_type=_concept(entry["type"]),
         type_modifier=modifier,
         anatomic_region=None if region is None else _concept(region),
-        rgb=tuple(int(v) for v in entry["rgb"]),  # type: ignore[arg-type]
+        rgb=tuple(int(v) for v in entry["rgb"]),  # type: ignore[arg-type]  # tuple() of a 3-item RGB entry is typed tuple[int, ...]; the table holds 3 values
         known=True,
     )
 
@@ -163,7 +163,7 @@ def lookup_term(name: str) -> "SegmentTerm | None":
 def _generic_color(name: str) -> tuple[int, int, int]:
     """A stable, mid-saturation colour derived from the name."""
     digest = hashlib.sha1(name.encode("utf-8")).digest()
-    return tuple(64 + int(b) % 160 for b in digest[:3])  # type: ignore[return-value]
+    return tuple(64 + int(b) % 160 for b in digest[:3])  # type: ignore[return-value]  # tuple() is typed tuple[T, ...]; the fixed length holds by construction (one item per axis)
 
 
 def _generic_term(name: str) -> SegmentTerm:
@@ -376,7 +376,7 @@ def segment_descriptions_from_dcmqi(
             property_type=_code(item.get("SegmentedPropertyTypeCodeSequence"), "SegmentedPropertyTypeCodeSequence"),
             type_modifier=None if modifier is None else _code(modifier, "SegmentedPropertyTypeModifierCodeSequence"),
             anatomic_region=None if region is None else _code(region, "AnatomicRegionSequence"),
-            rgb=tuple(int(v) for v in rgb) if rgb is not None else _generic_color(label),  # type: ignore[arg-type]
+            rgb=tuple(int(v) for v in rgb) if rgb is not None else _generic_color(label),  # type: ignore[arg-type]  # tuple() of the 3 RGB values is typed tuple[int, ...]; the length is checked by the caller
             known=True,
         )
         result.append((label_id, describe_segment(number, term, identification, algorithm_type)))

@@ -77,7 +77,7 @@ def remove_stale_temporaries(folder: "str | os.PathLike[str]", max_age_s: float 
     considered; errors (a file removed meanwhile, no permission) are ignored.
     """
     now = time.time() if now is None else now
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
@@ -106,7 +106,7 @@ def _clean_now(folder: Path) -> None:
     remove_stale_temporaries(folder)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], overwrite: bool = True) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object], overwrite: bool = True) -> Path:
     """Write a file through a temporary file in the same folder, then rename it.
 
     Parameters

@@ -57,7 +57,7 @@ def rgb_to_dicom_lab(rgb: Sequence[int]) -> tuple[int, int, int]:
         (a_star + 128) * 65535 / 255,
         (b_star + 128) * 65535 / 255,
     )
-    return tuple(int(np.clip(round(v), 0, 65535)) for v in scaled)  # type: ignore[return-value]
+    return tuple(int(np.clip(round(v), 0, 65535)) for v in scaled)  # type: ignore[return-value]  # tuple() is typed tuple[T, ...]; the fixed length holds by construction (one item per axis)
 
 
 def dicom_lab_to_rgb(lab: Sequence[int]) -> tuple[int, int, int]:
@@ -73,7 +73,7 @@ def dicom_lab_to_rgb(lab: Sequence[int]) -> tuple[int, int, int]:
     xyz = np.where(f ** 3 > _EPSILON, f ** 3, (116 * f - 16) / _KAPPA) * _D65_WHITE
     linear = np.clip(_XYZ_TO_SRGB @ xyz, 0, 1)
     srgb = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
-    return tuple(int(round(v)) for v in np.clip(srgb * 255, 0, 255))  # type: ignore[return-value]
+    return tuple(int(round(v)) for v in np.clip(srgb * 255, 0, 255))  # type: ignore[return-value]  # tuple() is typed tuple[T, ...]; the fixed length holds by construction (one item per axis)
 
 
 class CIELabColor:
@@ -111,7 +111,7 @@ class CIELabColor:
         if len(values) != 3 or any(not 0 <= v <= 65535 for v in values):
             raise InputError(f"scaled CIELab value must be three integers in [0, 65535]; got {value!r}")
         color = cls.__new__(cls)
-        color.value = values  # type: ignore[assignment]
+        color.value = values
         return color
 
     @property

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from copy import deepcopy
 from collections.abc import Iterable
 from typing import BinaryIO
 
@@ -28,9 +29,9 @@ class Image(Dataset):
             raise InputTypeError(f"dataset must be a pydicom Dataset; got {type(dataset).__name__}")
         if "PixelData" not in dataset and "FloatPixelData" not in dataset:
             raise DecodeError("dataset has no PixelData: not an image")
-        image = pydicom.dataset.Dataset.__deepcopy__(dataset, {}) if copy else dataset
+        image = deepcopy(dataset) if copy else dataset
         image.__class__ = cls
-        return image  # type: ignore[return-value]
+        return image  # type: ignore[return-value]  # its class was set to cls on the line above
 
     @property
     def number_of_frames(self) -> int:

@@ -80,7 +80,7 @@ def options_of(function: Callable[..., Any], extra: Iterable[str] = (), *,
     tuple[str, ...]
         Signature order, then ``extra``; each name once.
     """
-    target = function.__init__ if inspect.isclass(function) else function  # type: ignore[misc]  # a class's options
+    target = function.__init__ if inspect.isclass(function) else function
     skip = set(exclude)
     keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     names = [name for name, parameter in inspect.signature(target).parameters.items()

@@ -26,6 +26,7 @@ from pydicom.uid import (
     CTImageStorage,
     EnhancedCTImageStorage,
     PYDICOM_IMPLEMENTATION_UID,
+    UID,
     VLWholeSlideMicroscopyImageStorage,
     generate_uid,
 )
@@ -131,7 +132,7 @@ def make_ellipsoid_labels(
     numpy.ndarray
         ``(F, R, C)`` ``uint8`` (``uint16`` for more than 255 labels) label map.
     """
-    shape = tuple(int(s) for s in shape)
+    shape = tuple(int(s) for s in shape)  # type: ignore[assignment]  # normalised to ints; the length is checked on the next line
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"shape must be 3 positive sizes (F, R, C), got {shape}")
     if n_labels < 0 or n_labels > 65535:
@@ -197,7 +198,7 @@ def _slice_positions(
     n_slices: int,
     cosines: np.ndarray,
     spacing: tuple[float, float, float],
-    origin: Sequence[float],
+    origin: Sequence[float] | np.ndarray,
     reverse_order: bool,
 ) -> np.ndarray:
     """``(F, 3)`` Image Position (Patient) of each slice, in generation order."""
@@ -225,7 +226,7 @@ def _ds_float(value: float) -> str:
     return "0" if text in ("-0", "") else text
 
 
-def _ds_values(values: Sequence[float]) -> list[str]:
+def _ds_values(values: Sequence[float] | np.ndarray) -> list[str]:
     return [_ds_float(float(v)) for v in values]
 
 
@@ -239,9 +240,9 @@ def _now() -> tuple[str, str]:
 
 def _file_meta(sop_class_uid: str, sop_instance_uid: str) -> FileMetaDataset:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class_uid
-    meta.MediaStorageSOPInstanceUID = sop_instance_uid
-    meta.TransferSyntaxUID = EXPLICIT_VR_LITTLE_ENDIAN
+    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
+    meta.TransferSyntaxUID = UID(EXPLICIT_VR_LITTLE_ENDIAN)
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     return meta
 
@@ -374,9 +375,8 @@ def make_ct_series(
         labels = make_ellipsoid_labels(shape, n_labels, seed)
     if labels.shape != shape:
         raise ValueError(f"labels has shape {labels.shape}, expected {shape}")
-    if origin is None:
-        origin = _default_origin(shape, spacing, cosines)
-    positions = _slice_positions(shape[0], cosines, spacing, origin, reverse_order)
+    start = _default_origin(shape, spacing, cosines) if origin is None else origin
+    positions = _slice_positions(shape[0], cosines, spacing, start, reverse_order)
     hu = labels_to_hounsfield(labels)
     uids = _new_uids(frame_of_reference_uid)
     rng = np.random.default_rng(seed + 1)
@@ -476,9 +476,8 @@ def make_enhanced_ct(
         labels = make_ellipsoid_labels(shape, n_labels, seed)
     if labels.shape != shape:
         raise ValueError(f"labels has shape {labels.shape}, expected {shape}")
-    if origin is None:
-        origin = _default_origin(shape, spacing, cosines)
-    positions = _slice_positions(shape[0], cosines, spacing, origin, reverse_order)
+    start = _default_origin(shape, spacing, cosines) if origin is None else origin
+    positions = _slice_positions(shape[0], cosines, spacing, start, reverse_order)
     uids = _new_uids(frame_of_reference_uid)
     sop_instance_uid = generate_uid()
     date, time = _now()

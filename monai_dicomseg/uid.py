@@ -16,4 +16,4 @@ class UID(pydicom.uid.UID):
     def __new__(cls, value: str | None = None) -> "UID":
         if value is None:
             value = pydicom.uid.generate_uid()
-        return super().__new__(cls, value)
+        return super().__new__(cls, value)  # type: ignore[return-value]  # pydicom types UID.__new__ as returning pydicom's UID, not Self; the instance is a cls

@@ -177,7 +177,7 @@ class DicomSegDataset(Dataset):
             datalist = [dict(item) for item in data]
         for index, item in enumerate(datalist):
             if image_key not in item or label_key not in item:
-                raise InputError(f"data[{index}] must have keys {image_key!r} and {label_key!r}; got {sorted(item)}")
+                raise InputError(f"data[{index}] must have keys {image_key!r} and {label_key!r}; got {sorted(map(str, item))}")
         extra: list[Callable] = []
         if transform is not None:
             extra = list(transform) if isinstance(transform, Sequence) else [transform]

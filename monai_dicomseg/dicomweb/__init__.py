@@ -17,6 +17,8 @@ See ``monai_dicomseg/dicomweb/README.md``.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from monai_dicomseg.dicomweb.cache import InstanceCache, default_cache_dir
 from monai_dicomseg.dicomweb.query import create_datalist_from_server
 from monai_dicomseg.dicomweb.reference import DicomWebSeries, is_dicomweb_uri, parse_dicomweb, redact_url
@@ -31,7 +33,7 @@ __all__ = [
 ]
 
 
-def local_paths(source: object, *, expect_seg: "bool | None" = None, segments: object = None) -> object:
+def local_paths(source: object, *, expect_seg: "bool | None" = None, segments: object = None) -> Any:
     """The hook the file-based loaders call: a DICOMweb reference becomes local file paths.
 
     Returns ``source`` unchanged unless it is a :class:`DicomWebSeries` or a
@@ -50,7 +52,7 @@ def local_paths(source: object, *, expect_seg: "bool | None" = None, segments: o
     if segments is not None and expect_seg:
         from monai_dicomseg.dicomweb.frames import materialize_segments
 
-        path = materialize_segments(source, segments)  # type: ignore[arg-type]
+        path = materialize_segments(source, segments)  # type: ignore[arg-type]  # source is a DicomWebSeries or a dicomweb+ URI here (returned early otherwise)
         if path is not None:
             return path
     paths = materialize(source, expect_seg=expect_seg)

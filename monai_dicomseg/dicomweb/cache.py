@@ -45,7 +45,7 @@ import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from monai_dicomseg.errors import InputError
 
@@ -96,7 +96,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def _verified(path: Path, discard: bool) -> "str | bool | None":
+def _verified(path: Path, discard: bool) -> "str | Literal[False] | None":
     """``path`` when its sidecar matches its size and SHA-256 (the LRU time is refreshed); None when
     absent; False on a mismatch (the pair is removed first when ``discard``)."""
     sidecar = path.with_suffix(".json")

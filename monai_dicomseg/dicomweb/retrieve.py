@@ -152,7 +152,7 @@ def manifest_from_metadata(ref: DicomWebSeries, items: list[dict[str, Any]]) -> 
         instances.append({"uid": str(uid), "sop_class": str(json_value(item, "00080016", "")),
                           "last_tag": max(tags) if tags else "", "pixels": "7FE00010" in tags})
         modalities.add(str(json_value(item, "00080060", "")))
-    instances.sort(key=lambda i: i["uid"])
+    instances.sort(key=lambda i: str(i["uid"]))
     return {"url": ref.url, "study": ref.study_uid, "series": ref.series_uid,
             "modality": ",".join(sorted(modalities)), "instances": instances}
 
@@ -186,11 +186,11 @@ def _check_complete(dataset: Any, where: str, uid: str, expected: "dict[str, Any
         bits = int(dataset.BitsAllocated)
     except (AttributeError, TypeError, ValueError):
         return
-    expected = (samples * bits + 7) // 8
-    if len(dataset.PixelData) < expected:
+    needed = (samples * bits + 7) // 8
+    if len(dataset.PixelData) < needed:
         raise DicomWebResponseError(
             f"truncated response from the DICOMweb server: {where} (SOPInstanceUID {uid}): Pixel Data has "
-            f"{len(dataset.PixelData)} bytes, Rows x Columns x frames x BitsAllocated needs {expected}")
+            f"{len(dataset.PixelData)} bytes, Rows x Columns x frames x BitsAllocated needs {needed}")
 
 
 def _retrieve(ref: DicomWebSeries, cache: InstanceCache, missing: list[str], whole_series: bool,

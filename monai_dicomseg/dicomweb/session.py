@@ -32,6 +32,7 @@ import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from http import HTTPStatus
 from typing import Any
 
 from monai_dicomseg.dicomweb.reference import _check_root, redact_url
@@ -43,7 +44,8 @@ from monai_dicomseg.errors import (
 __all__ = ["DicomWebServer", "register_server", "unregister_server", "server_for", "translate_errors", "ENV_PREFIX"]
 
 ENV_PREFIX = "MONAI_DICOMSEG_DICOMWEB_"
-_RETRIABLE_STATUS = (500, 502, 503, 504)
+_RETRIABLE_STATUS = (HTTPStatus.INTERNAL_SERVER_ERROR, HTTPStatus.BAD_GATEWAY,  # 500, 502
+                     HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.GATEWAY_TIMEOUT)  # 503, 504
 
 
 @dataclass(frozen=True)

@@ -301,7 +301,7 @@ def affine_from_components(
     if (position is None) == (center_position is None):
         raise InputError("exactly one of position and center_position must be given")
     if np.ndim(spacing) == 0:
-        spacing = [spacing] * 3  # type: ignore[list-item]
+        spacing = [spacing] * 3  # type: ignore[list-item]  # a scalar spacing stands for all 3 axes; the parameter type is the sequence form
     spacings = as_float_vector(spacing, 3, "spacing")
     if np.any(spacings <= 0):
         raise InputError(f"spacing values must be positive; got {spacings.tolist()}")
@@ -316,7 +316,7 @@ def affine_from_components(
                 f"direction must be an orthogonal matrix of unit columns; got {unit.tolist()}"
             )
     else:
-        unit = rotation_for_patient_orientation(patient_orientation)  # type: ignore[arg-type]
+        unit = rotation_for_patient_orientation(patient_orientation)  # type: ignore[arg-type]  # exactly one of direction / patient_orientation is given (checked above): not None here
     scaled = unit * spacings[np.newaxis, :]
     if position is not None:
         origin = as_float_vector(position, 3, "position")
@@ -371,7 +371,7 @@ def slice_spacing_from_affine(affine: np.ndarray) -> float:
 def spacing_from_affine(affine: np.ndarray) -> tuple[float, float, float]:
     """Voxel spacing along array axes 0, 1, 2 (mm)."""
     norms = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
-    return tuple(float(v) for v in norms)  # type: ignore[return-value]
+    return tuple(float(v) for v in norms)  # type: ignore[return-value]  # tuple() is typed tuple[T, ...]; the fixed length holds by construction (one item per axis)
 
 
 RAS = "RAS"

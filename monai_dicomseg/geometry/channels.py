@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numbers
 from enum import Enum
+from collections.abc import Mapping
 from typing import Any
 
 from monai_dicomseg.errors import InputError, InputTypeError
@@ -79,7 +80,7 @@ class ChannelDescriptor:
             custom = bool(getattr(identifier, "is_custom", False))
             self._tag = None if custom else KNOWN_CHANNEL_ATTRIBUTES.get(self._keyword, (None,))[0]
             if not custom and self._tag is None:
-                self._tag = int(identifier.tag) if getattr(identifier, "tag", None) is not None else None
+                self._tag = int(identifier.tag) if getattr(identifier, "tag", None) is not None else None  # type: ignore[union-attr]  # duck-typed descriptor (hasattr checks above); getattr guards the tag
             return
         if is_custom:
             if not isinstance(identifier, str):
@@ -162,7 +163,7 @@ RGB_COLOR_CHANNEL_DESCRIPTOR = ChannelDescriptor(
 
 
 def normalize_channels(
-    channels: "dict[Any, Any] | None", channel_shape: tuple[int, ...]
+    channels: "Mapping[Any, Any] | None", channel_shape: tuple[int, ...]
 ) -> dict[ChannelDescriptor, list[Any]]:
     """Check a ``channels`` mapping against the channel axes of an array.
 

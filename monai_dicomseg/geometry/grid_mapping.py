@@ -60,7 +60,7 @@ class GridMapping:
     @property
     def flips(self) -> tuple[bool, bool, bool]:
         """Whether each source axis runs against its target axis."""
-        return tuple(step < 0 for step in self.steps)  # type: ignore[return-value]
+        return tuple(step < 0 for step in self.steps)  # type: ignore[return-value]  # tuple() is typed tuple[T, ...]; the fixed length holds by construction (one item per axis)
 
     @property
     def unit_steps(self) -> bool:
@@ -73,7 +73,7 @@ class GridMapping:
         for start, step, size in zip(self.starts, self.steps, self.source_shape):
             last = start + step * (size - 1)
             ranges.append((min(start, last), max(start, last)))
-        return tuple(ranges)  # type: ignore[return-value]
+        return tuple(ranges)  # type: ignore[return-value]  # tuple() is typed tuple[T, ...]; the fixed length holds by construction (one item per axis)
 
     def fits(self) -> bool:
         """True when every source voxel lands inside the target grid."""
@@ -213,8 +213,8 @@ def find_grid_mapping(
     residual = float(np.max(np.abs((_corners(source) @ (mapping - ideal).T)[:, :3])))
     if residual > index_tol:
         return GridMismatch("offset", None, origin.copy())
-    return GridMapping(tuple(axes), tuple(steps), tuple(int(s) for s in starts[axes]),  # type: ignore[arg-type]
-                       source, target, residual)  # type: ignore[arg-type]
+    return GridMapping(tuple(axes), tuple(steps), tuple(int(s) for s in starts[axes]),  # type: ignore[arg-type]  # tuple() of 3-item arrays is typed tuple[int, ...]; one entry per spatial axis
+                       source, target, residual)  # type: ignore[arg-type]  # tuple() of 3-item arrays is typed tuple[int, ...]; one entry per spatial axis
 
 
 def aligned_axes(mapping: np.ndarray, source_shape: Sequence[int],
@@ -239,4 +239,4 @@ def aligned_axes(mapping: np.ndarray, source_shape: Sequence[int],
         if drift > tol or chosen in axes:
             return None
         axes.append(chosen)
-    return tuple(axes)  # type: ignore[return-value]
+    return tuple(axes)  # type: ignore[return-value]  # tuple() is typed tuple[T, ...]; the fixed length holds by construction (one item per axis)

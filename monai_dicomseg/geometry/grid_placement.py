@@ -86,7 +86,7 @@ def plan_placement(
                 f"is {limit} (the SEG covers positions the reference image lacks)"
             )
     steps = [k if int(size) > 1 else (1 if k > 0 else -1) for k, size in zip(found.steps, source_shape)]
-    return tuple(AxisPlacement(t, s, k) for t, s, k in zip(found.axes, found.starts, steps))  # type: ignore[return-value]
+    return tuple(AxisPlacement(t, s, k) for t, s, k in zip(found.axes, found.starts, steps))  # type: ignore[return-value]  # tuple() is typed tuple[T, ...]; the fixed length holds by construction (one item per axis)
 
 
 def _mismatch_error(mismatch: GridMismatch, mapping: np.ndarray, free_step_axes: Sequence[int]) -> GeometryError:

@@ -111,11 +111,11 @@ def plan_grid_mapping(
     _check_overlap(mapping, out_shape, src_shape)
     found = find_grid_mapping(mapping, src_shape, out_shape, target_affine=out)
     if isinstance(found, GridMapping) and found.unit_steps:
-        return GridPlan("exact", mapping, out_shape, src_shape, found.axes, found)  # type: ignore[arg-type]
+        return GridPlan("exact", mapping, out_shape, src_shape, found.axes, found)  # type: ignore[arg-type]  # shapes are 3 ints (tuple() of the 3-item shapes is typed tuple[int, ...])
     axes = aligned_axes(mapping, src_shape)
     if axes is None:
-        return GridPlan("general", mapping, out_shape, src_shape, None)  # type: ignore[arg-type]
-    return GridPlan("separable", mapping, out_shape, src_shape, axes)  # type: ignore[arg-type]
+        return GridPlan("general", mapping, out_shape, src_shape, None)  # type: ignore[arg-type]  # shapes are 3 ints (tuple() of the 3-item shapes is typed tuple[int, ...])
+    return GridPlan("separable", mapping, out_shape, src_shape, axes)  # type: ignore[arg-type]  # shapes are 3 ints (tuple() of the 3-item shapes is typed tuple[int, ...])
 
 
 def _check_overlap(mapping: np.ndarray, out_shape: tuple[int, ...], src_shape: tuple[int, ...]) -> None:

@@ -98,7 +98,7 @@ def plan_geometry_match(
         stop_index = start_index + int(size) * step
         slices.append(slice(start_index, None if stop_index < 0 else stop_index, step))
         pad_width.append((int(before), int(after)))
-    return GeometryMatchPlan(tuple(permutation), tuple(pad_width), tuple(slices))  # type: ignore[arg-type]
+    return GeometryMatchPlan(tuple(permutation), tuple(pad_width), tuple(slices))  # type: ignore[arg-type]  # tuple() of 3-item lists is typed tuple[T, ...]; one entry per spatial axis
 
 
 def _mismatch_error(mismatch: GridMismatch, source: np.ndarray, target: np.ndarray,

@@ -124,7 +124,7 @@ def normalize_patient_orientation(
             f"{argument} must name each of L/R, A/P and H/F exactly once; "
             f"got {''.join(d.value for d in letters)!r}"
         )
-    return tuple(letters)  # type: ignore[return-value]
+    return tuple(letters)  # type: ignore[return-value]  # tuple() is typed tuple[T, ...]; the fixed length holds by construction (one item per axis)
 
 
 def is_orthogonal(
@@ -187,7 +187,7 @@ def closest_patient_orientation(affine: np.ndarray) -> PatientOrientation:
         used.add(lps_axis)
         sign = direction[lps_axis, axis]
         result.append(positive[lps_axis] if sign > 0 else negative[lps_axis])
-    return tuple(result)  # type: ignore[return-value]
+    return tuple(result)  # type: ignore[return-value]  # tuple() is typed tuple[T, ...]; the fixed length holds by construction (one item per axis)
 
 
 def rotation_for_patient_orientation(

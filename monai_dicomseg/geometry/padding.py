@@ -52,11 +52,11 @@ def normalize_pad_width(
         return [(before, after)] * 3
     if len(pad_width) != 3 or not all(isinstance(p, (Sequence, np.ndarray)) for p in pad_width):
         raise InputError(f"pad_width must give one entry per spatial axis (3); got {pad_width!r}")
-    lengths = {len(p) for p in pad_width}
+    lengths = {len(p) for p in pad_width}  # type: ignore[arg-type]  # entries checked to be Sequence/ndarray on the line above (mypy does not narrow through all())
     if lengths == {1}:
-        return [(_non_negative_int(p[0]), _non_negative_int(p[0])) for p in pad_width]
+        return [(_non_negative_int(p[0]), _non_negative_int(p[0])) for p in pad_width]  # type: ignore[index]  # entries checked to be Sequence/ndarray above (mypy does not narrow through all())
     if lengths == {2}:
-        return [(_non_negative_int(p[0]), _non_negative_int(p[1])) for p in pad_width]
+        return [(_non_negative_int(p[0]), _non_negative_int(p[1])) for p in pad_width]  # type: ignore[index]  # entries checked to be Sequence/ndarray above (mypy does not narrow through all())
     raise InputError(f"pad_width entries must all have length 1 or all length 2; got {pad_width!r}")
 
 
@@ -99,12 +99,12 @@ def pad_spatial(
     if pad_mode == PadModes.EDGE:
         return np.pad(array, full, mode="edge")
     if not per_channel or array.ndim == 3 or pad_mode == PadModes.CONSTANT:
-        return np.pad(array, full, mode="constant",
+        return np.pad(array, full, mode="constant",  # type: ignore[call-overload]  # numpy stubs: constant_values is typed narrower than the array-dtype scalar _fill_value returns
                       constant_values=_fill_value(array, pad_mode, constant_value))
     out_shape = [s + b + a for s, (b, a) in zip(array.shape[:3], widths)] + list(array.shape[3:])
     result = np.empty(out_shape, dtype=array.dtype)
     for channel in itertools.product(*(range(n) for n in array.shape[3:])):
         index = (slice(None),) * 3 + channel
-        result[index] = np.pad(array[index], full[:3], mode="constant",
+        result[index] = np.pad(array[index], full[:3], mode="constant",  # type: ignore[call-overload]  # numpy stubs: constant_values is typed narrower than the array-dtype scalar _fill_value returns
                                constant_values=_fill_value(array[index], pad_mode, constant_value))
     return result

@@ -12,7 +12,7 @@ are imported inside those two methods only, so this module never loads them.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +34,12 @@ __all__ = [
     "MONAI_FRAME_OF_REFERENCE_KEY",
 ]
 
-ChannelsArgument = dict[ChannelDescriptor | int | str, Sequence[int | str | float | Enum]] | None
+_ChannelValues = Sequence[int | str | float | Enum]
+#: ``channels=``: descriptor, keyword or tag -> values (one entry per channel axis). A union of
+#: Mappings, not one dict type: dict keys are invariant, so a ``dict[ChannelDescriptor, list]``
+#: (what :func:`normalize_channels` returns) would not match ``dict[ChannelDescriptor | int | str, ...]``.
+ChannelsArgument = (Mapping[ChannelDescriptor, _ChannelValues] | Mapping[str, _ChannelValues]
+                    | Mapping[int, _ChannelValues] | Mapping[ChannelDescriptor | int | str, _ChannelValues] | None)
 
 
 def _check_patient_orientation_argument(patient_orientation: Any, coordinate_system: Any) -> None:
@@ -51,7 +56,7 @@ def _check_spatial_shape(spatial_shape: Sequence[int]) -> tuple[int, int, int]:
         raise InputError(f"spatial_shape must be 3 positive ints; got {spatial_shape!r}") from None
     if len(shape) != 3 or min(shape) < 1:
         raise InputError(f"spatial_shape must be 3 positive ints; got {spatial_shape!r}")
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 def _check_array(array: Any, argument: str = "array") -> np.ndarray:
@@ -206,11 +211,11 @@ class VolumeGeometry(VolumeBase):
     def from_attributes(
         cls,
         *,
-        image_position: Sequence[float],
-        image_orientation: Sequence[float],
+        image_position: Sequence[float] | np.ndarray,
+        image_orientation: Sequence[float] | np.ndarray,
         rows: int,
         columns: int,
-        pixel_spacing: Sequence[float],
+        pixel_spacing: Sequence[float] | np.ndarray,
         spacing_between_slices: float,
         number_of_frames: int,
         coordinate_system: "CoordinateSystemNames | str",
@@ -323,9 +328,9 @@ class Volume(VolumeBase):
         cls,
         *,
         array: np.ndarray,
-        image_position: Sequence[float],
-        image_orientation: Sequence[float],
-        pixel_spacing: Sequence[float],
+        image_position: Sequence[float] | np.ndarray,
+        image_orientation: Sequence[float] | np.ndarray,
+        pixel_spacing: Sequence[float] | np.ndarray,
         spacing_between_slices: float,
         coordinate_system: "CoordinateSystemNames | str",
         frame_of_reference_uid: "str | None" = None,
@@ -391,7 +396,7 @@ class Volume(VolumeBase):
     @property
     def spatial_shape(self) -> tuple[int, int, int]:
         """``(F, R, C)``."""
-        return tuple(self._array.shape[:3])  # type: ignore[return-value]
+        return tuple(self._array.shape[:3])
 
     @property
     def ndim(self) -> int:
@@ -673,7 +678,7 @@ class Volume(VolumeBase):
         array = _channels_last(np.array(metatensor.detach().cpu().numpy(), copy=True), channel_dim, channels)
         affine = np.array(metatensor.affine.detach().cpu().numpy(), dtype=np.float64)
         volume = cls(array, affine, system, frame_of_reference_uid, channels, from_reference_convention=space)
-        return _from_monai_axis_order(volume, axis_order)
+        return _from_monai_axis_order(volume, axis_order)  # type: ignore[return-value]  # permute/flip/with_array return Self, so the helper gives back cls's type (typed Volume there)
 
     def __repr__(self) -> str:
         return (f"Volume(shape={self.shape}, dtype={self.dtype}, "

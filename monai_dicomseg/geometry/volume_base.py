@@ -70,7 +70,7 @@ class FunctionalGroupBuilder(Protocol):
 
 def _functional_groups() -> FunctionalGroupBuilder:
     """The builder bound to :data:`FUNCTIONAL_GROUPS_ROLE` by the package root."""
-    return provider(FUNCTIONAL_GROUPS_ROLE)  # type: ignore[no-any-return]  # reason: typed by the Protocol
+    return provider(FUNCTIONAL_GROUPS_ROLE)
 
 
 def _spatial_slices(index: Any, spatial_shape: tuple[int, int, int]) -> tuple[slice, slice, slice]:
@@ -95,7 +95,7 @@ def _spatial_slices(index: Any, spatial_shape: tuple[int, int, int]) -> tuple[sl
                 f"spatial index items must be int or slice; got {type(item).__name__} on axis {axis}"
             )
     slices.extend([slice(None)] * (3 - len(slices)))
-    return tuple(slices)  # type: ignore[return-value]
+    return tuple(slices)  # type: ignore[return-value]  # tuple() is typed tuple[T, ...]; the fixed length holds by construction (one item per axis)
 
 
 class VolumeBase(ABC):
@@ -199,12 +199,12 @@ class VolumeBase(ABC):
     @property
     def position(self) -> tuple[float, float, float]:
         """Position of the centre of voxel ``(0, 0, 0)``."""
-        return tuple(float(v) for v in self._affine[:3, 3])  # type: ignore[return-value]
+        return tuple(float(v) for v in self._affine[:3, 3])  # type: ignore[return-value]  # tuple() is typed tuple[T, ...]; the fixed length holds by construction (one item per axis)
 
     @property
     def physical_extent(self) -> tuple[float, float, float]:
         """Side lengths of the volume (mm)."""
-        return tuple(n * d for n, d in zip(self.spatial_shape, self.spacing))  # type: ignore[return-value]
+        return tuple(n * d for n, d in zip(self.spatial_shape, self.spacing))  # type: ignore[return-value]  # tuple() is typed tuple[T, ...]; the fixed length holds by construction (one item per axis)
 
     @property
     def direction(self) -> np.ndarray:
@@ -213,11 +213,11 @@ class VolumeBase(ABC):
 
     def spacing_vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Step vector (``(3,) float64``, length = spacing) along each spatial axis."""
-        return tuple(self._affine[:3, :3].T.copy())  # type: ignore[return-value]
+        return tuple(self._affine[:3, :3].T.copy())
 
     def unit_vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Unit vector (``(3,) float64``) along each spatial axis."""
-        return tuple(self.direction.T.copy())  # type: ignore[return-value]
+        return tuple(self.direction.T.copy())
 
     @property
     def handedness(self) -> AxisHandedness:
@@ -228,18 +228,18 @@ class VolumeBase(ABC):
     @property
     def center_indices(self) -> tuple[float, float, float]:
         """Continuous index of the volume centre."""
-        return tuple((n - 1) / 2.0 for n in self.spatial_shape)  # type: ignore[return-value]
+        return tuple((n - 1) / 2.0 for n in self.spatial_shape)  # type: ignore[return-value]  # tuple() is typed tuple[T, ...]; the fixed length holds by construction (one item per axis)
 
     @property
     def nearest_center_indices(self) -> tuple[int, int, int]:
         """Integer index of the voxel at (or just before) the centre."""
-        return tuple((n - 1) // 2 for n in self.spatial_shape)  # type: ignore[return-value]
+        return tuple((n - 1) // 2 for n in self.spatial_shape)  # type: ignore[return-value]  # tuple() is typed tuple[T, ...]; the fixed length holds by construction (one item per axis)
 
     @property
     def center_position(self) -> tuple[float, float, float]:
         """Frame-of-reference position of the volume centre."""
         centre = self.map_indices_to_reference(np.array([self.center_indices]))[0]
-        return tuple(float(v) for v in centre)  # type: ignore[return-value]
+        return tuple(float(v) for v in centre)  # type: ignore[return-value]  # tuple() is typed tuple[T, ...]; the fixed length holds by construction (one item per axis)
 
     # ------------------------------------------------------------ coordinate maps
     def map_indices_to_reference(self, indices: np.ndarray) -> np.ndarray:

@@ -48,6 +48,7 @@ import numpy as np
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import Tag
+from pydicom.uid import UID
 
 from monai_dicomseg.codec.pixel_source import PixelSource
 from monai_dicomseg.codec.tiled_region import Region, standardize_region, tiles_in_region
@@ -174,8 +175,8 @@ class RemoteFrames:
                 raise FramesRefused(self.ref.uri)
             size = max(1, min(self.frames_per_request, math.ceil(len(missing) / self.max_workers)))
             groups = [missing[i:i + size] for i in range(0, len(missing), size)]
-            for group, data in zip(groups, bounded_map(self._fetch, groups, self.max_workers)):
-                found.update(zip(group, data))
+            for group, fetched in zip(groups, bounded_map(self._fetch, groups, self.max_workers)):
+                found.update(zip(group, fetched))
             self.cache.evict(keep=[str(self.ref.instance_uid)])
         self._recent = found
         return found
@@ -238,10 +239,10 @@ class RemoteSegmentation(Segmentation):
         if whole is None and not self._remote_frames.refused:
             try:
                 self._prefetch(row_start, row_end, column_start, column_end, segment_numbers, as_indices)
-                return super().get_total_pixel_matrix(*call, as_indices=as_indices, **options)
+                return super().get_total_pixel_matrix(*call, as_indices=as_indices, **options)  # type: ignore[misc]  # call holds the 5 region arguments plus *args positionals before as_indices; mypy cannot count a tuple splat
             except FramesRefused:
                 pass
-        return self.whole_instance().get_total_pixel_matrix(*call, as_indices=as_indices, **options)
+        return self.whole_instance().get_total_pixel_matrix(*call, as_indices=as_indices, **options)  # type: ignore[misc]  # call holds the 5 region arguments plus *args positionals before as_indices; mypy cannot count a tuple splat
 
     def region_frames(self, row_start: "int | None", row_end: "int | None", column_start: "int | None",
                       column_end: "int | None", segment_numbers: "Sequence[int] | None" = None,
@@ -251,7 +252,7 @@ class RemoteSegmentation(Segmentation):
                                     rows=int(self.TotalPixelMatrixRows), columns=int(self.TotalPixelMatrixColumns),
                                     as_indices=as_indices)
         index = self.get_frame_index()
-        mask = tiles_in_region(index.tile_positions, int(self.Rows), int(self.Columns), region)
+        mask = tiles_in_region(index.tile_positions, int(self.Rows), int(self.Columns), region)  # type: ignore[arg-type]  # a tiled SEG's frame index always has tile positions (TILED_* layouts only reach this reader)
         if self.segmentation_type is not SegmentationTypeValues.LABELMAP:
             numbers = list(self.segment_numbers) if segment_numbers is None else [int(n) for n in segment_numbers]
             mask &= np.isin(np.asarray(index.segment_numbers), numbers)
@@ -311,7 +312,7 @@ def remote_segmentation(source: Any, *, server: Any = None, max_workers: int = D
         The reference names several SEG instances.
     """
     ref = as_reference(source, server)
-    cache = cache_for(ref.server)
+    cache = cache_for(ref.server)  # type: ignore[arg-type]  # as_reference binds a server (server_for never returns None)
     uid, item = _instance_item(ref, cache)
     instance = DicomWebSeries(ref.url, ref.study_uid, ref.series_uid, uid, server=ref.server)
     header = wado_frames.header_from_metadata(item)
@@ -322,7 +323,7 @@ def remote_segmentation(source: Any, *, server: Any = None, max_workers: int = D
     frames = RemoteFrames(instance, header, cache, max_workers, frames_per_request)
     source_ = RemotePixelSource(frames)
     header.file_meta = FileMetaDataset()
-    header.file_meta.TransferSyntaxUID = EXPLICIT_VR_LITTLE_ENDIAN
+    header.file_meta.TransferSyntaxUID = UID(EXPLICIT_VR_LITTLE_ENDIAN)
     header.file_meta.MediaStorageSOPClassUID = header.SOPClassUID
     header.file_meta.MediaStorageSOPInstanceUID = header.SOPInstanceUID
     vr = "OB" if int(header.BitsAllocated) <= 8 else "OW"
@@ -346,7 +347,7 @@ def series_items(ref: DicomWebSeries, cache: InstanceCache) -> list[dict[str, An
         if not manifest:
             return None
         items = [cache.metadata(entry["uid"]) for entry in manifest["instances"]]
-        return None if any(item is None for item in items) else items  # type: ignore[return-value]
+        return None if any(item is None for item in items) else items  # type: ignore[return-value]  # no item is None on this branch (list[dict | None] narrowed by any())
 
     found = cached()
     if found is not None:
@@ -368,7 +369,7 @@ class _LevelTiles:
     def __init__(self, ref: DicomWebSeries, header: Dataset, cache: InstanceCache, max_workers: int,
                  frames_per_request: int) -> None:
         geometry = slide_geometry(header)
-        self.positions = source_tile_positions(header, geometry) - 1  # 0-based top-left (row, column)
+        self.positions = source_tile_positions(header, geometry) - 1  # type: ignore[arg-type]  # a WSI level header (VL Whole Slide Microscopy) always has a slide geometry; 0-based top-left (row, column)
         if len(np.unique(self.positions, axis=0)) != len(self.positions):
             raise UnsupportedError(
                 f"slide level {header.SOPInstanceUID} holds several focal planes or optical paths "
@@ -433,7 +434,7 @@ class DicomWebSlide:
                  frames_per_request: int = FRAMES_PER_REQUEST) -> None:
         ref = as_reference(source, server)
         self.ref = ref.series()
-        cache = cache_for(ref.server)
+        cache = cache_for(ref.server)  # type: ignore[arg-type]  # as_reference binds a server (server_for never returns None)
         headers = [wado_frames.header_from_metadata(item) for item in series_items(self.ref, cache)]
         self.image = SlideImage(headers)
         by_uid = {str(h.SOPInstanceUID): h for h in headers}
@@ -490,8 +491,8 @@ class DicomWebSlide:
             decoded = tiles.tiles(numbers) if numbers else {}
         for number, tile in decoded.items():
             top, left = tiles.positions[number - 1]
-            r0, r1 = max(region.row_start, top), min(region.row_end, top + tiles.tile_rows)  # type: ignore[union-attr]
-            c0, c1 = max(region.column_start, left), min(region.column_end, left + tiles.tile_columns)  # type: ignore[union-attr]
+            r0, r1 = max(region.row_start, top), min(region.row_end, top + tiles.tile_rows)  # type: ignore[union-attr]  # region is None only for an empty region, which has no frames: the loop does not run
+            c0, c1 = max(region.column_start, left), min(region.column_end, left + tiles.tile_columns)  # type: ignore[union-attr]  # region is None only for an empty region, which has no frames: the loop does not run
             out[r0 - row:r1 - row, c0 - column:c1 - column] = tile[r0 - top:r1 - top, c0 - left:c1 - left]
         return np.ascontiguousarray(np.moveaxis(out, -1, 0))
 

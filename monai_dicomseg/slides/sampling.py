@@ -55,7 +55,7 @@ def _level_mask(labels: SlideLabels, index: int, segment_numbers: Sequence[int] 
     seg, plane = labels.segmentations[index], labels.planes[index]
     numbers = labels.segment_numbers if segment_numbers is None else list(segment_numbers)
     pixels = seg.get_total_pixel_matrix(segment_numbers=numbers)
-    return np.asarray(pixels).reshape(plane.rows, plane.columns, -1).any(axis=-1), plane.pixel_spacing
+    return np.asarray(pixels).reshape(plane.rows, plane.columns, -1).any(axis=-1), plane.pixel_spacing  # type: ignore[return-value]  # numpy stubs: ndarray.any(axis=...) is typed bool | ndarray; with an axis it is an ndarray
 
 
 def _touching(mask: np.ndarray, cell: tuple[float, float], starts: list[np.ndarray], size: Sequence[int],

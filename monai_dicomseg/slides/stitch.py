@@ -57,7 +57,7 @@ class _Stitched:
         segments = channels - 1 if stitcher.background_channel else channels
         out_rows, out_columns = (rows, columns) if shape is None else (int(shape[0]), int(shape[1]))
         # stacked: (1, R, C, S), one total pixel matrix (an (R, C, S) array would read as R frames)
-        self.shape = (out_rows, out_columns) if segmentation_type == "LABELMAP" \
+        self.shape: tuple[int, ...] = (out_rows, out_columns) if segmentation_type == "LABELMAP" \
             else (1, out_rows, out_columns, segments)
         self.dtype = np.dtype(np.float32 if segmentation_type == "FRACTIONAL" else np.uint8)
         self.ndim = len(self.shape)
@@ -160,7 +160,7 @@ class SlideSegStitcher:
         self.level, self.background_channel = int(level), bool(background_channel)
         plane = self.slide.level(self.level)
         self._tmp = None if directory is not None else tempfile.TemporaryDirectory(prefix="slide-stitch-")
-        folder = Path(directory if directory is not None else self._tmp.name)  # type: ignore[union-attr]
+        folder = Path(directory if directory is not None else self._tmp.name)  # type: ignore[union-attr]  # _tmp is a TemporaryDirectory exactly when directory is None
         self.sums = np.lib.format.open_memmap(folder / "sums.npy", "w+", np.float32, (plane.rows, plane.columns, int(channels)))
         self.counts = np.lib.format.open_memmap(folder / "counts.npy", "w+", np.uint16, (plane.rows, plane.columns))
 

@@ -173,8 +173,8 @@ def make_slide_pyramid(
     common = dict(tile_shape=tuple(tile_shape), pixel_spacing=pixel_spacing, origin=origin,
                   frame_of_reference_uid=frame_of_reference_uid, container_identifier=container_identifier,
                   icc_profile=icc_profile)
-    first = _level(None, labels, 0, **common)  # type: ignore[arg-type]
-    pyramid = [first] + [_level(first, labels, level, **common)  # type: ignore[arg-type]
+    first = _level(None, labels, 0, **common)  # type: ignore[arg-type]  # common holds the keyword arguments of _level by name (a dict of mixed value types)
+    pyramid = [first] + [_level(first, labels, level, **common)  # type: ignore[arg-type]  # common holds the keyword arguments of _level by name (a dict of mixed value types)
                          for level in range(1, levels)]
     if levels > 1:  # the levels are one multi-resolution pyramid: Pyramid UID (0008,0019)
         pyramid_uid = generate_uid()

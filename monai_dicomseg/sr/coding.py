@@ -106,7 +106,7 @@ class CodedConcept(Dataset):
         )
 
     @classmethod
-    def from_code(cls, code: "Code | CodedConcept") -> "CodedConcept":
+    def from_code(cls, code: "Code | CodedConcept | Dataset") -> "CodedConcept":
         """Convert a :class:`pydicom.sr.coding.Code` (or a CodedConcept) to a CodedConcept."""
         if isinstance(code, CodedConcept):
             return code
