@@ -660,8 +660,8 @@ def _combine_packed(
     for first in range(0, placement.frame.size, chunk):
         part = slice(first, first + chunk)
         packed = packed_frames(dataset, placement.frame[part], layout)
-        expected += int(np.bitwise_count(packed).sum(dtype=np.int64))
-        _paint_bytes(out8, packed, placement.position[part], labels_of[part])
+        expected += int(np.bitwise_count(packed).sum(dtype=np.int64))  # type: ignore[arg-type]  # the caller takes this path only for byte-aligned native 1-bit frames, where packed_frames never returns None
+        _paint_bytes(out8, packed, placement.position[part], labels_of[part])  # type: ignore[arg-type]  # byte-aligned native 1-bit frames (checked by the caller): packed_frames is not None
     found = int(np.count_nonzero(out8))
     if found != expected:
         raise overlap_error(expected - found)

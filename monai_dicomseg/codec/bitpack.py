@@ -14,12 +14,13 @@ layer may import it (``dicomweb/`` re-packs retrieved frames with it).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
 __all__ = ["pack_bits", "packed_length", "place_frame_bits", "repack_frames", "unpack_bits"]
 
-_ORDER = "little"  # PS3.5 8.1.1: the first pixel is the least significant bit of the first byte
+_ORDER: Literal["little"] = "little"  # PS3.5 8.1.1: the first pixel is the least significant bit of the first byte
 
 
 def packed_length(number_of_frames: int, rows: int, columns: int) -> int:

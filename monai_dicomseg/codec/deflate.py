@@ -94,7 +94,7 @@ class _Sink:
             self.file = tempfile.TemporaryFile()
             self.file.write(self.memory.getbuffer())
             self.memory = None
-        (self.memory if self.memory is not None else self.file).write(data)  # type: ignore[union-attr]
+        (self.memory if self.memory is not None else self.file).write(data)  # type: ignore[union-attr]  # exactly one of memory / file is set (the spill above replaces memory by file)
 
 
 def _inflate_into(sink: _Sink, chunks: Iterable["bytes | memoryview"], budget: int, what: str) -> None:
@@ -163,8 +163,8 @@ def inflate_part10(buf: "bytes | memoryview | Any", data_start: int, budget: int
         raise
     if sink.memory is not None:
         return sink.memory.getvalue()
-    sink.file.seek(0)  # type: ignore[union-attr]
-    return sink.file  # type: ignore[return-value]
+    sink.file.seek(0)  # type: ignore[union-attr]  # memory is None here, so the sink spilled to file
+    return sink.file  # type: ignore[return-value]  # memory is None here, so the sink spilled to file (a binary temporary file)
 
 
 class DeflateWriter:

@@ -200,13 +200,13 @@ _NUMBER_FORMATS = {"US": "H", "UL": "I", "SS": "h", "SL": "i", "FL": "f", "FD": 
 def _text_value(value: object) -> str:
     values = value if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
     return "\\".join(
-        "" if v is None else (getattr(v, "original_string", None) or str(v)) for v in values  # type: ignore[union-attr]
+        "" if v is None else (getattr(v, "original_string", None) or str(v)) for v in values  # type: ignore[attr-defined]  # values is a list/tuple/MultiValue or a one-item list (the MultiValue test by name is invisible to mypy)
     )
 
 
 def _encode_element_value(data_element: object, encodings: "list[str] | None" = None) -> tuple[str, bytes] | None:
     """Encode the value of a plain pydicom DataElement, or ``None`` when unsupported here."""
-    vr, value = data_element.VR, data_element.value  # type: ignore[attr-defined]
+    vr, value = data_element.VR, data_element.value  # type: ignore[attr-defined]  # get_item may return a RawDataElement; both element kinds have VR and value
     if vr == "SQ":
         return vr, b"".join(item(encode_dataset(dataset, encodings)) for dataset in value)
     if vr in _TEXT_VRS:
@@ -237,8 +237,8 @@ def encode_dataset(dataset: "Dataset", encodings: "list[str] | None" = None) -> 
     parts = []
     for tag in sorted(dataset.keys()):
         data_element = dataset.get_item(tag)
-        if data_element.is_raw:  # type: ignore[union-attr]
-            if data_element.is_implicit_VR or not data_element.is_little_endian:  # type: ignore[union-attr]
+        if data_element.is_raw:
+            if data_element.is_implicit_VR or not data_element.is_little_endian:  # type: ignore[attr-defined]  # is_raw is true: a RawDataElement, which has these (get_item is typed as returning DataElement)
                 data_element = dataset[tag]
             else:
                 parts.append(_raw_element_bytes(data_element))
@@ -260,7 +260,7 @@ def encode_dataset(dataset: "Dataset", encodings: "list[str] | None" = None) -> 
 
 
 def _raw_element_bytes(data_element: object) -> bytes:
-    tag, vr, value = data_element.tag, data_element.VR, data_element.value  # type: ignore[attr-defined]
+    tag, vr, value = data_element.tag, data_element.VR, data_element.value  # type: ignore[attr-defined]  # get_item may return a RawDataElement; both element kinds have tag, VR and value
     header = struct.pack("<HH", tag.group, tag.element) + vr.encode("ascii")
     if vr in _LONG_VRS:
         return header + b"\x00\x00" + struct.pack("<I", len(value)) + value

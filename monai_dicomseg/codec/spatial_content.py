@@ -110,7 +110,7 @@ class PixelMeasuresSequence(DicomSequence):
     @classmethod
     def from_sequence(cls, sequence: DicomSequence, copy: bool = True) -> "PixelMeasuresSequence":
         """View (or copy) an existing one-item sequence as this class; needs PixelSpacing."""
-        return _single_item(cls, sequence, ["PixelSpacing"], copy)  # type: ignore[return-value]
+        return _single_item(cls, sequence, ["PixelSpacing"], copy)  # type: ignore[return-value]  # _single_item returns a Sequence of cls items (typed as a plain DicomSequence)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DicomSequence) or len(other) != 1:
@@ -123,7 +123,7 @@ class PixelMeasuresSequence(DicomSequence):
                 return False
         return True
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # mutable, compares by value: unhashable on purpose (pydicom Dataset declares __hash__)
 
 
 class PlanePositionSequence(DicomSequence):
@@ -181,7 +181,7 @@ class PlanePositionSequence(DicomSequence):
                         "ColumnPositionInTotalImagePixelMatrix"]
         else:
             required = ["ImagePositionPatient"]
-        return _single_item(cls, sequence, required, copy)  # type: ignore[return-value]
+        return _single_item(cls, sequence, required, copy)  # type: ignore[return-value]  # _single_item returns a Sequence of cls items (typed as a plain DicomSequence)
 
     def _values(self) -> list[float]:
         item = self[0]
@@ -199,7 +199,7 @@ class PlanePositionSequence(DicomSequence):
             return False
         return self._values() == other._values()
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # mutable, compares by value: unhashable on purpose (pydicom Dataset declares __hash__)
 
 
 class PlaneOrientationSequence(DicomSequence):
@@ -248,14 +248,14 @@ class PlaneOrientationSequence(DicomSequence):
         item = sequence[0] if isinstance(sequence, DicomSequence) and len(sequence) == 1 else None
         required = (["ImageOrientationSlide"] if item is not None and "ImageOrientationSlide" in item
                     else ["ImageOrientationPatient"])
-        return _single_item(cls, sequence, required, copy)  # type: ignore[return-value]
+        return _single_item(cls, sequence, required, copy)  # type: ignore[return-value]  # _single_item returns a Sequence of cls items (typed as a plain DicomSequence)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PlaneOrientationSequence):
             return NotImplemented
         return self.coordinate_system == other.coordinate_system and self.cosines == other.cosines
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # mutable, compares by value: unhashable on purpose (pydicom Dataset declares __hash__)
 
 
 class VolumeFunctionalGroups:

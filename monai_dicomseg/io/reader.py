@@ -208,7 +208,7 @@ class DicomSegReader(ImageReader):
         series = lookup.found.series
         grid = ReferenceGrid(
             affine=series.monai_affine(self.space),
-            spatial_shape=tuple(int(n) for n in series.geometry.spatial_shape[::-1]),  # type: ignore[arg-type]
+            spatial_shape=tuple(int(n) for n in series.geometry.spatial_shape[::-1]),  # type: ignore[arg-type]  # tuple() of the 3 spatial sizes is typed tuple[int, ...]
             space=self.space,
             frame_of_reference_uid=series.frame_of_reference_uid,
             series_instance_uid=series.series_instance_uid,

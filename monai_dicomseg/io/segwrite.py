@@ -182,7 +182,7 @@ def build_segmentation(
                             interpolation=interpolation)
     options: dict[str, Any] = {"series_instance_uid": UID(), "sop_instance_uid": UID(), "instance_number": 1}
     options.update(encoder_options or {})
-    pixels = source.source_frames(pixels)  # frames of source images only: none for a filled slice (gaps)
+    pixels = source.source_frames(pixels)  # type: ignore[arg-type]  # SourceSeries.source_frames takes a StackedSegmentSource too (it checks isinstance); its annotation says ndarray; frames of source images only: none for a filled slice (gaps)
     seg = Segmentation(**source.segmentation_sources(), pixel_array=pixels, segmentation_type=kind,
                        segment_descriptions=segment_plan.descriptions, **options)
     return BuiltSegmentation(seg, segment_plan, grid_plan, correspondence)

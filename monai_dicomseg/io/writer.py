@@ -315,7 +315,7 @@ class DicomSegWriter(ImageWriter):
         self.labels = labels
         self.channels = channels
         self.background = background
-        self.options = {"discretize": discretize, "threshold": float(threshold), "interpolation": interpolation}
+        self.options: dict[str, Any] = {"discretize": discretize, "threshold": float(threshold), "interpolation": interpolation}
         self.input_kind = input_kind
         self.algorithm_type = str(algorithm_type).upper()
         self.algorithm = AlgorithmIdentificationSequence(
@@ -441,7 +441,7 @@ class DicomSegWriter(ImageWriter):
         if self.data_obj is None or self.source is None or self.affine is None:
             raise InputError("call set_data_array() and set_metadata() before build()/write()")
         built = build_segmentation(  # the one torch-free planner + writer, shared with `from-nifti`
-            self.data_obj, self.affine, self.source, segmentation_type=self.segmentation_type, space=self.space,
+            self.data_obj, self.affine, self.source, segmentation_type=self.segmentation_type, space=self.space,  # type: ignore[arg-type]  # build_segmentation takes torch tensors too (plan_segments classifies them on their device); its annotation names ndarray
             labels=self.labels, channels=self.channels, background=self.background, input_kind=self.input_kind,
             algorithm=self.algorithm, algorithm_type=self.algorithm_type,
             allow_grid_mismatch=self.allow_grid_mismatch, encoder_options=self.encoder_options, **self.options)

@@ -144,38 +144,38 @@ class SegmentAccessorsMixin:
         SegmentNumberError
             If a frame references a segment SegmentSequence does not describe.
         """
-        index = self.get_frame_index()  # type: ignore[attr-defined]
+        index = self.get_frame_index()
         if index.is_tiled_full:
             raise UnsupportedError(
                 "iter_segments needs PerFrameFunctionalGroupsSequence, which a TILED_FULL image "
                 "(DimensionOrganizationType, PS3.3 C.7.6.17.3) does not have; use get_total_pixel_matrix"
             )
-        if self.segmentation_type == SegmentationTypeValues.LABELMAP:  # type: ignore[attr-defined]
+        if self.segmentation_type == SegmentationTypeValues.LABELMAP:
             return self._iter_labelmap_segments()
         numbers = [int(n) for n in np.unique(index.segment_numbers)]
-        descriptions = [self.get_segment_description(n) for n in numbers]  # type: ignore[attr-defined]
+        descriptions = [self.get_segment_description(n) for n in numbers]
         return self._iter_stored_segments(index, numbers, descriptions)
 
     def _iter_stored_segments(self, index: "FrameIndex", numbers: list[int],
                               descriptions: list["SegmentDescription"]) -> Iterator[SegmentFrames]:
-        items = self.PerFrameFunctionalGroupsSequence  # type: ignore[attr-defined]
-        layout = self._get_pixel_layout()  # type: ignore[attr-defined]
+        items = self.PerFrameFunctionalGroupsSequence
+        layout = self._get_pixel_layout()
         for number, description in zip(numbers, descriptions):
             frames = np.flatnonzero(index.segment_numbers == number)
-            yield (decode_frames(self, frames, layout),  # type: ignore[arg-type]
+            yield (decode_frames(self, frames, layout),  # type: ignore[arg-type]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
                    tuple(items[int(f)] for f in frames), description)
 
     def _iter_labelmap_segments(self) -> Iterator[SegmentFrames]:
-        layout = self._get_pixel_layout()  # type: ignore[attr-defined]
-        items = tuple(self.PerFrameFunctionalGroupsSequence)  # type: ignore[attr-defined]
-        descriptions = [self.get_segment_description(n) for n in self.segment_numbers]  # type: ignore[attr-defined]
-        values = decode_frames(self, np.arange(layout.number_of_frames), layout)  # type: ignore[arg-type]
+        layout = self._get_pixel_layout()
+        items = tuple(self.PerFrameFunctionalGroupsSequence)
+        descriptions = [self.get_segment_description(n) for n in self.segment_numbers]
+        values = decode_frames(self, np.arange(layout.number_of_frames), layout)  # type: ignore[arg-type]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
         for description in descriptions:
             yield (values == description.segment_number).astype(np.uint8), items, description
 
     def _background_free_descriptions(self) -> list["SegmentDescription"]:
         """SegmentSequence items of the non-background segments, in SegmentSequence order."""
-        return [self.get_segment_description(n) for n in self.segment_numbers]  # type: ignore[attr-defined]
+        return [self.get_segment_description(n) for n in self.segment_numbers]
 
     # -- segment metadata -----------------------------------------------------
 
@@ -210,13 +210,13 @@ class SegmentAccessorsMixin:
         InputTypeError
             If a code filter is not a ``Code`` / ``CodedConcept``.
         """
-        matching = self.get_segment_numbers(  # type: ignore[attr-defined]
+        matching = self.get_segment_numbers(
             segmented_property_category=_optional_code(segmented_property_category, "segmented_property_category"),
             segmented_property_type=_optional_code(segmented_property_type, "segmented_property_type"),
             algorithm_type=None if algorithm_type is None else to_enum(
                 SegmentAlgorithmTypeValues, algorithm_type, "algorithm_type"),
         )
-        wanted = set(matching) & set(self.segment_numbers)  # type: ignore[attr-defined]
+        wanted = set(matching) & set(self.segment_numbers)
         found: dict[tuple[str, UID], None] = {}
         for description in self._background_free_descriptions():
             if description.segment_number not in wanted:
@@ -274,11 +274,11 @@ class SegmentAccessorsMixin:
         InputTypeError
             If it is a single string or holds something else than tags/keywords.
         """
-        index = self.get_frame_index()  # type: ignore[attr-defined]
+        index = self.get_frame_index()
         available = list(index.dimension_index_pointers)
         keywords = dimension_pointer_keywords(dimension_index_pointers, available)
         keys = index.dimension_index_values[:, [available.index(k) for k in keywords]]
-        if self.segmentation_type != SegmentationTypeValues.LABELMAP:  # type: ignore[attr-defined]
+        if self.segmentation_type != SegmentationTypeValues.LABELMAP:
             keys = np.column_stack([keys, index.segment_numbers])
         return int(np.unique(keys, axis=0).shape[0]) == index.number_of_frames
 
@@ -332,12 +332,12 @@ class SegmentAccessorsMixin:
         if rtol is not None and atol is not None:
             raise InputTypeError(f"rtol and atol may not be given together; got rtol={rtol!r}, atol={atol!r}")
         try:
-            if self.is_tiled and self._coordinate_system == CoordinateSystemNames.SLIDE:  # type: ignore[attr-defined]
+            if self.is_tiled and self._coordinate_system == CoordinateSystemNames.SLIDE:
                 return self._tiled_volume_geometry()
             geometry = self._stacked_volume_geometry(rtol, atol, perpendicular_tol, allow_missing_positions)
         except (GeometryError, UnsupportedError):
             return None
-        if not allow_duplicate_positions and _has_duplicate_positions(self.get_frame_index()):  # type: ignore[attr-defined]
+        if not allow_duplicate_positions and _has_duplicate_positions(self.get_frame_index()):
             return None
         return geometry
 
@@ -345,28 +345,28 @@ class SegmentAccessorsMixin:
                                  allow_missing_positions: bool) -> "VolumeGeometry":
         from monai_dicomseg.geometry.volume import VolumeGeometry
 
-        _, n_positions, origin, spacing = self._volume_frames(  # type: ignore[attr-defined]
+        _, n_positions, origin, spacing = self._volume_frames(
             rtol=rtol, atol=atol, perpendicular_tol=perpendicular_tol,
             allow_missing_positions=allow_missing_positions,
         )
-        index = self.get_frame_index()  # type: ignore[attr-defined]
-        layout = self._get_pixel_layout()  # type: ignore[attr-defined]
+        index = self.get_frame_index()
+        layout = self._get_pixel_layout()
         return VolumeGeometry.from_attributes(
             image_position=origin, image_orientation=index.image_orientation, rows=layout.rows,
             columns=layout.columns, pixel_spacing=index.pixel_spacing, spacing_between_slices=spacing,
             number_of_frames=n_positions, coordinate_system=CoordinateSystemNames.PATIENT,
-            frame_of_reference_uid=self.get("FrameOfReferenceUID"),  # type: ignore[attr-defined]
+            frame_of_reference_uid=self.get("FrameOfReferenceUID"),
         )
 
     def _tiled_volume_geometry(self) -> "VolumeGeometry":
         from monai_dicomseg.geometry.volume import VolumeGeometry
 
-        position, cosines, pixel_spacing, slice_spacing = self._slide_plane()  # type: ignore[attr-defined]
-        rows, columns = self._total_matrix_size()  # type: ignore[attr-defined]
+        position, cosines, pixel_spacing, slice_spacing = self._slide_plane()
+        rows, columns = self._total_matrix_size()
         return VolumeGeometry.from_attributes(
             image_position=position, image_orientation=cosines, rows=rows, columns=columns,
             pixel_spacing=pixel_spacing, spacing_between_slices=slice_spacing, number_of_frames=1,
             coordinate_system=CoordinateSystemNames.SLIDE,
-            frame_of_reference_uid=self.get("FrameOfReferenceUID"),  # type: ignore[attr-defined]
+            frame_of_reference_uid=self.get("FrameOfReferenceUID"),
         )
 

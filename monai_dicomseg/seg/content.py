@@ -229,7 +229,7 @@ class SegmentDescription(Dataset):
             )
         description = copy_module.deepcopy(dataset) if copy else dataset
         description.__class__ = cls
-        return description  # type: ignore[return-value]
+        return description  # type: ignore[return-value]  # its class was set to cls on the line above
 
     @property
     def segment_number(self) -> int:

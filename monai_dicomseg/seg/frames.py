@@ -124,7 +124,7 @@ def fractional_presence(stacked: np.ndarray, max_fractional_value: int) -> np.nd
     """
     frames, segments = stacked.shape[0], stacked.shape[-1]
     if stacked.dtype.kind != "f":
-        return np.asarray(stacked).reshape(frames, -1, segments).any(axis=1)
+        return np.asarray(stacked).reshape(frames, -1, segments).any(axis=1)  # type: ignore[return-value]  # numpy stubs: ndarray.any(axis=...) is typed bool | ndarray; with an axis it is an ndarray
     scale = stacked.dtype.type(max_fractional_value)
     presence = np.zeros((frames, segments), dtype=bool)
     for plane in range(frames):  # one plane at a time: no full-size temporary
@@ -172,7 +172,7 @@ def plan_frames(
     else:
         order, ranks, distances = plane_order(positions, orientation, number_of_planes)
     if labelmap:
-        keep = presence.any(axis=1)[order] if omit_empty_frames else np.ones(order.size, bool)
+        keep = presence.any(axis=1)[order] if omit_empty_frames else np.ones(order.size, bool)  # type: ignore[index]  # numpy stubs: ndarray.any(axis=...) is typed bool | ndarray; with an axis it is an ndarray
         if not keep.any():
             keep[0] = True
         planes = order[keep]
@@ -194,6 +194,7 @@ def plan_frames(
         included = included[np.argsort(distances[included], kind="stable")]
         if included.size > 1 and regular_spacing(positions[included], orientation) is not None:
             organization = DimensionOrganizationTypeValues.THREE_DIMENSIONAL
+    indices: np.ndarray | None
     if tile_positions is not None:
         stored = tile_positions[planes]
         indices = np.stack([_dense_ranks(stored[:, 0]), _dense_ranks(stored[:, 1])], axis=1)

@@ -72,8 +72,8 @@ class SegmentPixels:
     def shape(self) -> tuple[int, int, int]:
         """tuple[int, int, int]: (F, R, C)."""
         if self.stream is not None:
-            return self.stream.shape[:3]  # type: ignore[return-value]
-        return tuple(self.labelmap.shape[:3])  # type: ignore[union-attr,return-value]
+            return self.stream.shape[:3]  # type: ignore[return-value]  # a stream is (F, R, C[, ...]); its first 3 dimensions
+        return tuple(self.labelmap.shape[:3])  # type: ignore[union-attr]  # tuple() is typed tuple[T, ...]; the fixed length holds by construction (one item per axis)
 
     @property
     def is_fractional_input(self) -> bool:
@@ -96,19 +96,19 @@ class SegmentPixels:
         frames, segments = self.shape[0], self.number_of_segments
         counts = np.zeros((frames, segments + 1), dtype=np.int64)
         for index in range(frames):
-            plane_counts = np.bincount(self.labelmap[index].ravel(), minlength=segments + 1)  # type: ignore[index]
+            plane_counts = np.bincount(self.labelmap[index].ravel(), minlength=segments + 1)  # type: ignore[index]  # labelmap is set whenever stream is None (the two are exclusive)
             counts[index] = plane_counts[: segments + 1]
         return counts[:, 1:] > 0
 
     def nonempty_planes(self) -> np.ndarray:
         """``(F,) bool``: planes holding any non-zero pixel (cheaper than :meth:`presence`)."""
         if self.label_presence is not None:
-            return self.label_presence.any(axis=1)
+            return self.label_presence.any(axis=1)  # type: ignore[return-value]  # numpy stubs: ndarray.any(axis=...) is typed bool | ndarray; with an axis it is an ndarray
         array = self.labelmap
-        planes = np.ascontiguousarray(array).reshape(array.shape[0], -1)  # type: ignore[union-attr]
+        planes = np.ascontiguousarray(array).reshape(array.shape[0], -1)  # type: ignore[union-attr]  # labelmap is set whenever stream is None (the two are exclusive)
         if planes.dtype.kind in "ub" and (planes.shape[1] * planes.itemsize) % 8 == 0:
             planes = planes.view(np.uint64)  # 8 bytes at a time: same answer, fewer comparisons
-        return planes.any(axis=1)
+        return planes.any(axis=1)  # type: ignore[return-value]  # numpy stubs: ndarray.any(axis=...) is typed bool | ndarray; with an axis it is an ndarray
 
     def overlaps(self) -> bool:
         """bool: whether any pixel belongs to more than one segment (never for a label map)."""
@@ -116,7 +116,7 @@ class SegmentPixels:
 
     def binary_frame(self, plane: int, segment_number: int) -> np.ndarray:
         """``(R, C)`` bool mask of one segment in one plane of the label map."""
-        return np.asarray(self.labelmap[plane]) == segment_number  # type: ignore[index]
+        return np.asarray(self.labelmap[plane]) == segment_number  # type: ignore[index]  # labelmap is set whenever stream is None (the two are exclusive)
 
     def fractional_frame(self, plane: int, segment_number: int, max_fractional_value: int) -> np.ndarray:
         """``(R, C)`` uint8 frame of one segment of the label map: 0 or ``max`` (PS3.3 C.8.20.2.3)."""
@@ -124,7 +124,7 @@ class SegmentPixels:
 
     def labelmap_frame(self, plane: int) -> np.ndarray:
         """``(R, C)`` label-map frame of one plane in the smallest LABELMAP dtype (read on demand)."""
-        frame = np.asarray(self.labelmap[int(plane)]).astype(labelmap_dtype(self.number_of_segments),  # type: ignore[index]
+        frame = np.asarray(self.labelmap[int(plane)]).astype(labelmap_dtype(self.number_of_segments),  # type: ignore[index]  # labelmap is set whenever stream is None (the two are exclusive)
                                                              copy=False)
         if self.lazy_labelmap:  # a copy, so a shared memmap's pages may leave the resident set
             frame = np.array(frame, copy=True) if frame.base is not None else frame
@@ -271,7 +271,7 @@ class StackedSegmentSource:
         self.shape = tuple(int(n) for n in shape)
         self.dtype = np.dtype(dtype)
         self._blocks = blocks
-        _check_dtype(self)  # type: ignore[arg-type]
+        _check_dtype(self)  # type: ignore[arg-type]  # the array-like duck types of _check_dtype (dtype and shape), not an ndarray
         self.quantized: "Callable[[int], Any] | None" = None
         """Optional: ``quantized(max_fractional_value)`` returns an iterable of ``uint8`` blocks holding the
         stored FRACTIONAL values ``rint(v * max)`` of the float blocks (PS3.3 C.8.20.2.3), with a
@@ -333,7 +333,7 @@ def _lazy_labels(array: Any, number_of_segments: int) -> SegmentPixels:
             presence[start + offset] = np.bincount(plane.ravel(), minlength=number_of_segments + 1)[1:] > 0
         del slab
         release_leading_range(view, start, stop)  # read once per pass: out of the resident set
-    return SegmentPixels(labelmap=view, number_of_segments=number_of_segments,
+    return SegmentPixels(labelmap=view, number_of_segments=number_of_segments,  # type: ignore[arg-type]  # a memmap-like view or _Planes: array-likes SegmentPixels only indexes and reads .shape of
                          label_presence=presence)
 
 

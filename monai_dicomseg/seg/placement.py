@@ -148,7 +148,7 @@ def tiled_placement(
     if pixel_spacing is None:
         pixel_spacing = (slide.pixel_spacing[0] * slide.total_rows / rows,
                          slide.pixel_spacing[1] * slide.total_columns / columns)
-        spacing_values: tuple = sources.pixel_spacing if same_grid else pixel_spacing  # type: ignore[assignment]
+        spacing_values: tuple = sources.pixel_spacing if same_grid else pixel_spacing  # type: ignore[assignment]  # tiled sources carry PixelSpacing (slide.pixel_spacing is read above), so sources.pixel_spacing is set
     else:
         spacing_values = tuple(pixel_spacing)
     tiles = tile_grid(rows, columns, *tile_size)
@@ -232,7 +232,7 @@ def explicit_placement(
     spacing_equal = sources.pixel_spacing is not None and bool(np.allclose(
         np.asarray(pixel_spacing, float), np.asarray(sources.pixel_spacing, float), rtol=PIXEL_SPACING_MATCH_RTOL))
     if spacing_equal:
-        pixel_spacing = sources.pixel_spacing  # type: ignore[assignment]
+        pixel_spacing = sources.pixel_spacing  # type: ignore[assignment]  # spacing_equal implies sources.pixel_spacing is not None
     if coplanar:
         offsets = positions[:, np.newaxis, :] - sources.positions[np.newaxis]
         if orientation_equal and spacing_equal and frame_shape == (sources.rows, sources.columns):
@@ -240,7 +240,7 @@ def explicit_placement(
             if derivations is not None:
                 preserved = "YES"
                 # Reuse the source's stored position strings for exact agreement.
-                values = [sources.position_strings[matches[0]] for matches in derivations]  # type: ignore[index]
+                values = [sources.position_strings[matches[0]] for matches in derivations]  # type: ignore[index]  # orientation/spacing/shape equal implies position strings were read from the sources
                 positions = sources.positions[[matches[0] for matches in derivations]]
         if derivations is None and positions_given:
             derivations = _match_all(np.abs(offsets @ normal))

@@ -162,7 +162,7 @@ def _levels(source_images: Sequence[Dataset], matrices: list[np.ndarray],
         elif n_sources > 1:
             matrix = resize(matrices[0], int(image.TotalPixelMatrixRows), int(image.TotalPixelMatrixColumns))
         else:
-            factor = float(downsample_factors[level - 1])  # type: ignore[index]
+            factor = float(downsample_factors[level - 1])  # type: ignore[index]  # level > 0 with one array and one source is reached only when downsample_factors sets the levels
             matrix = resize(matrices[0], int(int(first.TotalPixelMatrixRows) / factor),
                             int(int(first.TotalPixelMatrixColumns) / factor))
         yield image, matrix

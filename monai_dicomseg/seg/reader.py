@@ -100,7 +100,7 @@ def _defer_per_frame_groups(buf: bytes) -> bytes:
     element_start, value_start, value_end, _ = found
     length = value_end - value_start
     tag = tag_for_keyword("PerFrameFunctionalGroupsSequence")
-    group, element = tag >> 16, tag & 0xFFFF
+    group, element = tag >> 16, tag & 0xFFFF  # type: ignore[operator]  # tag_for_keyword of a dictionary keyword is never None
     header = group.to_bytes(2, "little") + element.to_bytes(2, "little")
     if not implicit:
         header += b"SQ\x00\x00"
@@ -188,14 +188,14 @@ def _native_pixel_data(buf: "bytes | mmap.mmap") -> tuple[int, int, int, bool] |
     ``None`` also for anything unusual (no DICM preamble, an encapsulated or
     malformed element): such files are read whole, as before.
     """
-    meta = read_file_meta(buf)
+    meta = read_file_meta(buf)  # type: ignore[arg-type]  # an mmap is a read-only buffer that slices like bytes; the parser only slices and unpacks it
     row = lookup(meta[1]) if meta is not None else None
     if meta is None or row is None or row.storage is not Storage.NATIVE or not row.little_endian:
         return None
     start = meta[0]
     implicit = row.implicit_vr
     try:
-        found = locate_top_level_element(buf, start, "PixelData", implicit=implicit)
+        found = locate_top_level_element(buf, start, "PixelData", implicit=implicit)  # type: ignore[arg-type]  # an mmap is a read-only buffer that slices like bytes; the parser only slices and unpacks it
     except DecodeError:
         return None
     if found is None or found[3]:
@@ -260,6 +260,7 @@ def _read_inflated(path: "str | os.PathLike[str]", inflated: "bytes | BinaryIO",
     In memory it is read like a file object; spilled to a temporary file, like
     a file on disk (a large one keeps its Pixel Data there, read by byte range).
     """
+    dataset: Dataset | None
     if isinstance(inflated, bytes):
         dataset = _read_buffer(inflated, repr(os.fspath(path)))
     else:
@@ -271,7 +272,7 @@ def _read_inflated(path: "str | os.PathLike[str]", inflated: "bytes | BinaryIO",
                 inflated.seek(0)
                 dataset = _parse(inflated)
     dataset.filename = os.fspath(path)
-    dataset.file_meta.TransferSyntaxUID = syntax
+    dataset.file_meta.TransferSyntaxUID = UID(syntax)
     return dataset
 
 
@@ -334,8 +335,8 @@ def read_segmentation_dataset(fp: "str | os.PathLike[str] | BinaryIO") -> Datase
     inflated = inflate_if_deflated(buf, "the file object", spill_bytes=len(buf) + (1 << 62))
     if inflated is None:
         return _read_buffer(buf, "the file object")
-    dataset = _read_buffer(inflated[0], "the file object")  # type: ignore[arg-type]
-    dataset.file_meta.TransferSyntaxUID = inflated[1]
+    dataset = _read_buffer(inflated[0], "the file object")  # type: ignore[arg-type]  # spill_bytes beyond the buffer size: the inflated data stays in memory (bytes)
+    dataset.file_meta.TransferSyntaxUID = UID(inflated[1])
     return dataset
 
 
@@ -388,7 +389,7 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
 
         layout = _check_readable_seg(dataset)
         seg = deepcopy(dataset) if copy else dataset
-        seg.__class__ = cls
+        seg.__class__ = cls  # type: ignore[assignment]  # the dataset becomes a Segmentation in place (pydicom boundary; see issue 22)
         try:
             seg.SegmentSequence = [SegmentDescription.from_dataset(item, copy=False) for item in seg.SegmentSequence]
         except DicomSegError:
@@ -397,7 +398,7 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
             raise DecodeError(f"SegmentSequence cannot be decoded: {exc}") from exc
         seg._pixel_layout = layout
         seg._frame_index = None
-        return seg  # type: ignore[return-value]
+        return seg  # type: ignore[return-value]  # its class was set to cls above
 
     @property
     def _coordinate_system(self) -> CoordinateSystemNames | None:
@@ -406,17 +407,17 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
         Derived from the data set on each access, so it holds for segmentations
         built in memory as well as for those read from files.
         """
-        if "ImageOrientationSlide" in self or "TotalPixelMatrixOriginSequence" in self:  # type: ignore[operator]
+        if "ImageOrientationSlide" in self or "TotalPixelMatrixOriginSequence" in self:  # type: ignore[operator]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
             return CoordinateSystemNames.SLIDE
-        shared_items = self.get("SharedFunctionalGroupsSequence") or []  # type: ignore[attr-defined]
+        shared_items = self.get("SharedFunctionalGroupsSequence") or []  # type: ignore[attr-defined]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
         if len(shared_items) != 1:
             raise DecodeError(
                 "SharedFunctionalGroupsSequence must have exactly 1 item (PS3.3 C.7.6.16); "
                 f"found {len(shared_items)}"
             )
         shared = shared_items[0]
-        if "FrameOfReferenceUID" in self and (  # type: ignore[operator]
-                "PlaneOrientationSequence" in shared or "PerFrameFunctionalGroupsSequence" in self):  # type: ignore[operator]
+        if "FrameOfReferenceUID" in self and (  # type: ignore[operator]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
+                "PlaneOrientationSequence" in shared or "PerFrameFunctionalGroupsSequence" in self):  # type: ignore[operator]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
             return CoordinateSystemNames.PATIENT
         return None
 
@@ -432,14 +433,14 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
         """
         index = getattr(self, "_frame_index", None)
         if index is None:
-            index = build_frame_index(self)  # type: ignore[arg-type]
+            index = build_frame_index(self)  # type: ignore[arg-type]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
             self._frame_index = index
         return index
 
     def _get_pixel_layout(self) -> PixelLayout:
         layout = getattr(self, "_pixel_layout", None)
         if layout is None:
-            layout = pixel_layout(self)  # type: ignore[arg-type]
+            layout = pixel_layout(self)  # type: ignore[arg-type]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
             self._pixel_layout = layout
         return layout
 
@@ -448,12 +449,12 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
     @property
     def segmentation_type(self) -> SegmentationTypeValues:
         """SegmentationType (0062,0001)."""
-        return SegmentationTypeValues(self.SegmentationType)  # type: ignore[attr-defined]
+        return SegmentationTypeValues(self.SegmentationType)  # type: ignore[attr-defined]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
 
     @property
     def segmentation_fractional_type(self) -> SegmentationFractionalTypeValues | None:
         """SegmentationFractionalType (0062,0010), ``None`` unless FRACTIONAL."""
-        value = self.get("SegmentationFractionalType")  # type: ignore[attr-defined]
+        value = self.get("SegmentationFractionalType")  # type: ignore[attr-defined]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
         return None if value is None else SegmentationFractionalTypeValues(value)
 
     @property
@@ -471,12 +472,12 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
         segment. BINARY and FRACTIONAL SEGs number segments from 1 (PS3.3
         C.8.20.2), so nothing is excluded there.
         """
-        padding = self.get("PixelPaddingValue")  # type: ignore[attr-defined]
+        padding = self.get("PixelPaddingValue")  # type: ignore[attr-defined]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
         background = set() if padding is None else {int(padding)}
-        if str(self.get("SegmentationType", "")) == "LABELMAP":  # type: ignore[attr-defined]
+        if str(self.get("SegmentationType", "")) == "LABELMAP":  # type: ignore[attr-defined]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
             background.add(0)
         numbers = [
-            int(item.SegmentNumber) for item in self.SegmentSequence  # type: ignore[attr-defined]
+            int(item.SegmentNumber) for item in self.SegmentSequence  # type: ignore[attr-defined]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
             if int(item.SegmentNumber) not in background
         ]
         if numbers and numbers == list(range(numbers[0], numbers[0] + len(numbers))):
@@ -498,14 +499,14 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
         """
         from monai_dicomseg.seg.content import SegmentDescription
 
-        for item in self.SegmentSequence:  # type: ignore[attr-defined]
+        for item in self.SegmentSequence:  # type: ignore[attr-defined]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
             if int(item.SegmentNumber) == int(segment_number):
                 if not isinstance(item, SegmentDescription):  # e.g. parsed from raw bytes
                     item = SegmentDescription.from_dataset(item, copy=False)
                 return item
         raise SegmentNumberError(
             f"segment_number {segment_number} is not defined in SegmentSequence; "
-            f"expected one of {[int(i.SegmentNumber) for i in self.SegmentSequence]}"  # type: ignore[attr-defined]
+            f"expected one of {[int(i.SegmentNumber) for i in self.SegmentSequence]}"  # type: ignore[attr-defined]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
         )
 
     def get_segment_numbers(
@@ -521,9 +522,9 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
         algorithm = None if algorithm_type is None else SegmentAlgorithmTypeValues(
             getattr(algorithm_type, "value", algorithm_type)
         )
-        background = self.get("PixelPaddingValue")  # type: ignore[attr-defined]
+        background = self.get("PixelPaddingValue")  # type: ignore[attr-defined]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
         matches = []
-        for desc in self.SegmentSequence:  # type: ignore[attr-defined]
+        for desc in self.SegmentSequence:  # type: ignore[attr-defined]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
             if background is not None and desc.segment_number == int(background):
                 continue
             if segment_label is not None and desc.segment_label != segment_label:
@@ -564,8 +565,8 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
 
     def _source_image_uids(self) -> list[tuple[UID, UID, UID]]:
         found: list[tuple[UID, UID, UID]] = []
-        studies = [self] + list(self.get("StudiesContainingOtherReferencedInstancesSequence", []))  # type: ignore[attr-defined]
-        studies += list(self.get("SourceImageEvidenceSequence", []))  # type: ignore[attr-defined]
+        studies = [self] + list(self.get("StudiesContainingOtherReferencedInstancesSequence", []))  # type: ignore[attr-defined]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
+        studies += list(self.get("SourceImageEvidenceSequence", []))  # type: ignore[attr-defined]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
 
         def required(item: Any, keyword: str, where: str) -> UID:
             value = item.get(keyword)
@@ -574,7 +575,7 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
             return UID(str(value))
 
         for study in studies:
-            for series in study.get("ReferencedSeriesSequence", []):
+            for series in study.get("ReferencedSeriesSequence", []):  # type: ignore[attr-defined]  # study is self (a Segmentation, i.e. a Dataset) or a Dataset item; the mixin alone has no get
                 instances = series.get("ReferencedInstanceSequence") or series.get("ReferencedSOPSequence") or []
                 if not instances:
                     continue
@@ -595,13 +596,13 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
             segment_numbers = list(self.segment_numbers)
         requested = check_segment_request(segment_numbers, list(self.segment_numbers))
         return assemble_frames(
-            self,  # type: ignore[arg-type]
+            self,  # type: ignore[arg-type]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
             self._get_pixel_layout(),
             placement,
             n_out,
             segmentation_type=self.segmentation_type,
             segment_numbers=requested,
-            maximum_fractional_value=self.get("MaximumFractionalValue"),  # type: ignore[attr-defined]
+            maximum_fractional_value=self.get("MaximumFractionalValue"),  # type: ignore[attr-defined]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
             all_segment_numbers=list(self.segment_numbers),
             **options,
         )

@@ -115,7 +115,7 @@ class SourceFrames:
 def _ds_strings(element_value: object, count: int, attribute: str) -> tuple[str, ...]:
     values = element_value if isinstance(element_value, (list, tuple)) or hasattr(
         element_value, "__len__") and not isinstance(element_value, str) else [element_value]
-    strings = tuple(getattr(v, "original_string", None) or repr(float(v)) for v in values)
+    strings = tuple(getattr(v, "original_string", None) or repr(float(v)) for v in values)  # type: ignore[attr-defined]  # values is a list/tuple/sized value or a one-item list (narrowed by hasattr, invisible to mypy)
     if len(strings) != count:
         raise GeometryError(f"{attribute} must have {count} values; got {len(strings)}")
     return strings
@@ -243,9 +243,9 @@ def collect_source_frames(source_images: Sequence[Dataset]) -> SourceFrames:
 
 def _require_same(datasets: Sequence[Dataset], keyword: str, error: type[Exception]) -> object:
     tag = tag_for_keyword(keyword)
-    stored = datasets[0].get_item(tag)  # type: ignore[arg-type]
+    stored = datasets[0].get_item(tag)  # type: ignore[arg-type]  # tag_for_keyword of a dictionary keyword is never None
     if isinstance(stored, RawDataElement) and all(
-            isinstance(other := ds.get_item(tag), RawDataElement)  # type: ignore[arg-type]
+            isinstance(other := ds.get_item(tag), RawDataElement)
             and other.value == stored.value and other.is_little_endian == stored.is_little_endian
             and other.VR == stored.VR for ds in datasets[1:]):
         return datasets[0].get(keyword)  # the same stored bytes everywhere: one conversion
@@ -263,8 +263,8 @@ def _require_same(datasets: Sequence[Dataset], keyword: str, error: type[Excepti
 def _collect_single_frames(datasets: tuple[Dataset, ...]) -> SourceFrames:
     # long because: gathers every per-source attribute the writer needs (size, frame of reference,
     #   positions/orientation or their absence, spacing) with one consistency error each, into one SourceFrames
-    rows = int(_require_same(datasets, "Rows", InputError))  # type: ignore[arg-type]
-    columns = int(_require_same(datasets, "Columns", InputError))  # type: ignore[arg-type]
+    rows = int(_require_same(datasets, "Rows", InputError))  # type: ignore[call-overload]  # _require_same returns the element value (typed object); Rows is a US integer
+    columns = int(_require_same(datasets, "Columns", InputError))  # type: ignore[call-overload]  # _require_same returns the element value (typed object); Columns is a US integer
     _require_same(datasets, "StudyInstanceUID", InputError)
     _require_one_series(datasets)
     sop_instance_uids = [stored_uid(ds, "SOPInstanceUID") for ds in datasets]
@@ -292,10 +292,10 @@ def _collect_single_frames(datasets: tuple[Dataset, ...]) -> SourceFrames:
             ("ImagePositionPatient" in ds) != ("ImageOrientationPatient" in ds) for ds in datasets):
         index = next(i for i, ds in enumerate(datasets)
                      if ("ImagePositionPatient" in ds) != ("ImageOrientationPatient" in ds))
-        missing = "ImagePositionPatient" if "ImagePositionPatient" not in datasets[index] else (
+        absent = "ImagePositionPatient" if "ImagePositionPatient" not in datasets[index] else (
             "ImageOrientationPatient")
         raise GeometryError(
-            f"source_images[{index}] has a FrameOfReferenceUID but lacks {missing}: the image "
+            f"source_images[{index}] has a FrameOfReferenceUID but lacks {absent}: the image "
             "plane (PS3.3 C.7.6.2) needs both ImagePositionPatient and ImageOrientationPatient"
         )
     spacing = None
@@ -321,10 +321,10 @@ def _collect_single_frames(datasets: tuple[Dataset, ...]) -> SourceFrames:
         sop_class_uids=[stored_uid(ds, "SOPClassUID") for ds in datasets],
         sop_instance_uids=sop_instance_uids,
         frame_numbers=[None] * len(datasets),
-        position_strings=position_strings,
+        position_strings=position_strings,  # type: ignore[arg-type]  # _ds_strings(..., 3, ...) raises unless it returns exactly 3 strings
         positions=positions,
         orientation=orientation,
-        pixel_spacing=spacing,  # type: ignore[arg-type]
+        pixel_spacing=spacing,  # type: ignore[arg-type]  # spacing holds 2 values (_ds_strings_of(..., 2) checks it)
         slice_thickness=_optional_ds(first, "SliceThickness"),
         spacing_between_slices=_optional_ds(first, "SpacingBetweenSlices"),
     )
@@ -456,10 +456,10 @@ def _collect_tiled(dataset: Dataset, geometry: SlideGeometry) -> SourceFrames:
         sop_class_uids=[str(dataset.SOPClassUID)] * number_of_frames,
         sop_instance_uids=[str(dataset.SOPInstanceUID)] * number_of_frames,
         frame_numbers=list(range(1, number_of_frames + 1)),
-        position_strings=[tuple(p) for p in offsets.tolist()],  # type: ignore[misc]
+        position_strings=[tuple(p) for p in offsets.tolist()],
         positions=offsets,
         orientation=tuple(repr(v) for v in geometry.orientation),
-        pixel_spacing=spacing,  # type: ignore[arg-type]
+        pixel_spacing=spacing,  # type: ignore[arg-type]  # spacing holds 2 values (_ds_strings_of(..., 2) checks it)
         slice_thickness=None if measures is None else _optional_ds(measures, "SliceThickness"),
         spacing_between_slices=None,
         slide=geometry,
@@ -487,7 +487,7 @@ def _collect_multiframe(dataset: Dataset) -> SourceFrames:
         if position is None or orientation is None or "ImagePositionPatient" not in position:
             position_strings = None
             break
-        position_strings.append(_ds_strings(position.ImagePositionPatient, 3,  # type: ignore[union-attr]
+        position_strings.append(_ds_strings(position.ImagePositionPatient, 3,  # type: ignore[union-attr,arg-type]  # _ds_strings(..., 3, ...) raises unless it returns exactly 3 strings
                                             "ImagePositionPatient"))
         orientations.append(np.array(
             _ds_strings(orientation.ImageOrientationPatient, 6, "ImageOrientationPatient"), dtype=float))
@@ -500,7 +500,7 @@ def _collect_multiframe(dataset: Dataset) -> SourceFrames:
         _check_same_orientation(np.array(orientations))
         coordinate_system = CoordinateSystemNames.PATIENT
         first_orientation = _functional_group(dataset, items[0], "PlaneOrientationSequence")
-        orientation_strings = _ds_strings(first_orientation.ImageOrientationPatient, 6,  # type: ignore[union-attr]
+        orientation_strings = _ds_strings(first_orientation.ImageOrientationPatient, 6,  # type: ignore[union-attr]  # every frame item has a PlaneOrientationSequence here (position_strings is None otherwise)
                                           "ImageOrientationPatient")
         positions = np.array(position_strings, dtype=np.float64)
     else:
@@ -524,7 +524,7 @@ def _collect_multiframe(dataset: Dataset) -> SourceFrames:
         position_strings=position_strings,
         positions=positions,
         orientation=orientation_strings,
-        pixel_spacing=spacing,  # type: ignore[arg-type]
+        pixel_spacing=spacing,  # type: ignore[arg-type]  # spacing holds 2 values (_ds_strings_of(..., 2) checks it)
         slice_thickness=thickness,
         spacing_between_slices=between,
     )

@@ -35,14 +35,14 @@ class TiledReaderMixin:
     @property
     def is_tiled(self) -> bool:
         """Whether the image is tiled (has TotalPixelMatrixRows/Columns, PS3.3 C.8.12.4)."""
-        return "TotalPixelMatrixRows" in self and "TotalPixelMatrixColumns" in self  # type: ignore[operator]
+        return "TotalPixelMatrixRows" in self and "TotalPixelMatrixColumns" in self  # type: ignore[operator]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
 
     def _total_matrix_size(self) -> tuple[int, int]:
         """(TotalPixelMatrixRows, TotalPixelMatrixColumns), checked (UL, >= 1, PS3.3 C.8.12.4)."""
         sizes = []
         for keyword in ("TotalPixelMatrixRows", "TotalPixelMatrixColumns"):
             try:
-                value = int(self.get(keyword))  # type: ignore[attr-defined]
+                value = int(self.get(keyword))
             except Exception:  # absent, unparsable, odd byte length (pydicom error types vary)
                 raise DecodeError(f"{keyword} must be an integer (UL, PS3.3 C.8.12.4); it cannot be read") from None
             if not 1 <= value < 2**32:
@@ -163,7 +163,7 @@ class TiledReaderMixin:
         top_left = np.stack([placement.row, placement.column], axis=1) + 1
         placement = placement.select(tiles_in_region(top_left, layout.rows, layout.columns, region))
         return assemble_region(
-            self,  # type: ignore[arg-type]
+            self,  # type: ignore[arg-type]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
             layout,
             placement,
             region,
@@ -174,7 +174,7 @@ class TiledReaderMixin:
             rescale_fractional=rescale_fractional,
             skip_overlap_checks=skip_overlap_checks,
             dtype=dtype,
-            maximum_fractional_value=self.get("MaximumFractionalValue"),  # type: ignore[attr-defined]
+            maximum_fractional_value=self.get("MaximumFractionalValue"),
             all_segment_numbers=list(self.segment_numbers),
         )
 
@@ -185,9 +185,9 @@ class TiledReaderMixin:
         spacing SpacingBetweenSlices or 1.0 (as highdicom 0.28); PS3.3
         C.8.12.2.1, C.8.12.4. Shared by ``get_volume`` and ``get_volume_geometry``.
         """
-        index = self.get_frame_index()  # type: ignore[attr-defined]
-        origin_items = self.get("TotalPixelMatrixOriginSequence")  # type: ignore[attr-defined]
-        orientation = self.get("ImageOrientationSlide")  # type: ignore[attr-defined]
+        index = self.get_frame_index()
+        origin_items = self.get("TotalPixelMatrixOriginSequence")
+        orientation = self.get("ImageOrientationSlide")
         if not origin_items or orientation is None or index.pixel_spacing is None:
             raise GeometryError(
                 "a tiled segmentation needs TotalPixelMatrixOriginSequence, ImageOrientationSlide and a "
@@ -246,6 +246,6 @@ class TiledReaderMixin:
             array=array, image_position=position, image_orientation=cosines, pixel_spacing=spacing,
             spacing_between_slices=slice_spacing,
             coordinate_system=CoordinateSystemNames.SLIDE,
-            frame_of_reference_uid=self.get("FrameOfReferenceUID"),  # type: ignore[attr-defined]
+            frame_of_reference_uid=self.get("FrameOfReferenceUID"),
             channels=channels,
         )

@@ -127,7 +127,7 @@ class VolumeReaderMixin:
             array=array, image_position=origin, image_orientation=index.image_orientation,
             pixel_spacing=index.pixel_spacing, spacing_between_slices=spacing,
             coordinate_system=CoordinateSystemNames.PATIENT,
-            frame_of_reference_uid=self.get("FrameOfReferenceUID"),  # type: ignore[attr-defined]
+            frame_of_reference_uid=self.get("FrameOfReferenceUID"),
             channels=channels,
         )
 
@@ -198,7 +198,7 @@ class VolumeReaderMixin:
         index = self.get_frame_index()
         layout = self._get_pixel_layout()
         sheared = _sheared_geometry(index, placement, origin, spacing, n_out, layout,
-                                    self.get("FrameOfReferenceUID"))  # type: ignore[attr-defined]
+                                    self.get("FrameOfReferenceUID"))
         if sheared is not None:  # frames of a gantry/detector-tilted source: the sheared grid, exactly
             return sheared, placement
         geometry = VolumeGeometry.from_attributes(
@@ -206,7 +206,7 @@ class VolumeReaderMixin:
             columns=layout.columns, pixel_spacing=index.pixel_spacing,
             spacing_between_slices=spacing, number_of_frames=n_out,
             coordinate_system=CoordinateSystemNames.PATIENT,
-            frame_of_reference_uid=self.get("FrameOfReferenceUID"),  # type: ignore[attr-defined]
+            frame_of_reference_uid=self.get("FrameOfReferenceUID"),
         )
         return geometry, placement
 
@@ -232,9 +232,9 @@ class VolumeReaderMixin:
         ``rescale_fractional`` (``out`` then float32 to avoid a conversion).
         """
         requested = check_segment_request(segment_numbers, list(self.segment_numbers))
-        maximum = self.get("MaximumFractionalValue")  # type: ignore[attr-defined]
+        maximum = self.get("MaximumFractionalValue")
         return assemble_frames(
-            self,  # type: ignore[arg-type]
+            self,  # type: ignore[arg-type]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
             self._get_pixel_layout(), placement, out.shape[0],
             segmentation_type=self.segmentation_type, segment_numbers=requested,
             combine_segments=combine_segments, relabel=False, rescale_fractional=rescale_fractional,
