@@ -51,7 +51,8 @@ from monai_dicomseg.io.grid import (
 from monai_dicomseg.seg.content import AlgorithmIdentificationSequence, SegmentDescription
 from monai_dicomseg.seg.inputs import StackedSegmentSource
 
-__all__ = ["INPUT_KINDS", "DISCRETIZE", "INTERPOLATION", "BACKGROUND_NAMES", "OutputSegmentPlan", "classify_input", "resolve_interpolation", "resolve_discretize",
+__all__ = ["INPUT_KINDS", "DISCRETIZE", "INTERPOLATION", "BACKGROUND_NAMES", "OutputSegmentPlan", "classify_input",
+           "resolve_interpolation", "resolve_discretize",
            "value_range", "check_probabilities", "is_background_name", "is_channel_partition", "label_value_names",
            "plan_output_segments", "values_text",
            "to_source_grid", "describe_tensor"]
@@ -727,8 +728,6 @@ def to_source_grid(
     segmentation_type
         ``"BINARY"``, ``"FRACTIONAL"`` or ``"LABELMAP"``.
     """
-    # long because: one dispatch over output kind x segmentation type x interpolation x lazy, each
-    # branch a few lines; the branches share the channel selection and the label lookup.
     discretize = to_enum(Discretize, discretize, "discretize")
     interpolation = to_enum(Interpolation, interpolation, "interpolation")
     if not 0.0 < float(threshold) <= 1.0:
@@ -737,59 +736,83 @@ def to_source_grid(
     if routed is not None:
         return routed
     array = _host_array(array)
+    if plan.kind == InputKind.LABELS:
+        return _labels_to_grid(array, plan, grid, fractional=segmentation_type == _FRACTIONAL, lazy=lazy)
+    interpolation = resolve_interpolation(interpolation, plan.kind)
+    if segmentation_type == _FRACTIONAL:
+        return _fractions_to_grid(array, plan, grid, interpolation, lazy)
+    if resolve_discretize(discretize, plan.background) is Discretize.ARGMAX:
+        return _argmax_to_grid(array, plan, grid, float(threshold), interpolation)
+    return _threshold_to_grid(array, plan, grid, float(threshold), interpolation, lazy)
+
+
+def _labels_to_grid(array: np.ndarray, plan: OutputSegmentPlan, grid: GridPlan, *, fractional: bool,
+                    lazy: bool) -> "np.ndarray | StackedSegmentSource":
+    """A label output ``(1, X, Y, Z)``: values looked up to segment numbers, copied (nearest) onto the grid;
+    FRACTIONAL: one 0/1 fraction per segment."""
     n = len(plan.sources)
     dtype = _label_dtype(n)
-    if plan.kind == InputKind.LABELS:
-        lookup = np.zeros(int(max([*plan.sources, 0])) + 1, dtype=dtype)
-        lookup[plan.sources] = np.arange(1, n + 1, dtype=dtype)
-        values = array[0]
-        values = values.astype(np.intp) if values.dtype.kind == "f" or values.dtype == bool else values
-        labels = lookup[np.clip(values, 0, lookup.size - 1)]
-        mapped = map_nearest(labels, grid)
-        if segmentation_type == _FRACTIONAL:
-            if lazy:
-                return _labels_source(mapped, n)
-            return (mapped[..., None] == np.arange(1, n + 1, dtype=dtype)).astype(np.float32)
-        return mapped
-    interpolation = resolve_interpolation(interpolation, plan.kind)
-    if segmentation_type == _FRACTIONAL and lazy:
-        segment_channels = _select_channels(array, plan.sources)
+    lookup = np.zeros(int(max([*plan.sources, 0])) + 1, dtype=dtype)
+    lookup[plan.sources] = np.arange(1, n + 1, dtype=dtype)
+    values = array[0]
+    values = values.astype(np.intp) if values.dtype.kind == "f" or values.dtype == bool else values
+    mapped = map_nearest(lookup[np.clip(values, 0, lookup.size - 1)], grid)
+    if fractional:
+        if lazy:
+            return _labels_source(mapped, n)
+        return (mapped[..., None] == np.arange(1, n + 1, dtype=dtype)).astype(np.float32)
+    return mapped
+
+
+def _fractions_to_grid(array: np.ndarray, plan: OutputSegmentPlan, grid: GridPlan, interpolation: Interpolation,
+                       lazy: bool) -> "np.ndarray | StackedSegmentSource":
+    """FRACTIONAL channels ``(F, R, C, S)`` on the grid, clipped to [0, 1] (lazy: a slab source)."""
+    segment_channels = _select_channels(array, plan.sources)
+    if lazy:
         if interpolation is Interpolation.NEAREST:
             return _support_source(segment_channels, grid, _FRACTION_CUT,
                                    lambda v: np.clip(v.astype(np.float32), 0.0, 1.0), fractional=True,
                                    mode="nearest")
         return _support_source(segment_channels, grid, _FRACTION_CUT, _clip_unit, fractional=True)
-    if segmentation_type == _FRACTIONAL:
-        segment_channels = _select_channels(array, plan.sources)
-        if interpolation is Interpolation.NEAREST:
-            stacked = map_nearest(segment_channels, grid).astype(np.float32)
-        else:
-            stacked = np.empty((n, *grid.source_shape), dtype=np.float32)
-            for start, stop, values in iter_linear_slabs(segment_channels, grid):
-                stacked[:, start:stop] = values
-        return np.clip(np.moveaxis(stacked, 0, -1), 0.0, 1.0)
-    discretize = resolve_discretize(discretize, plan.background)
-    if discretize is Discretize.ARGMAX:
-        if plan.background is not None:
-            order = [plan.background, *plan.sources]
-            lookup = np.arange(0, n + 1, dtype=dtype)
-            scores = _select_channels(array, order)
-        else:  # a virtual background at the threshold: best channel must reach it
-            scores = np.concatenate([array[plan.sources].astype(np.float32, copy=False),
-                                     np.full((1, *array.shape[1:]), threshold, dtype=np.float32)])
-            lookup = np.append(np.arange(1, n + 1), 0).astype(dtype)
-        if interpolation is Interpolation.NEAREST:  # argmax on the (smaller) model grid, then copy small labels
-            return map_nearest(lookup[channel_argmax(scores)], grid)
-        return argmax_on_grid(scores, grid, lookup)
-    # threshold: stacked, possibly overlapping masks
+    if interpolation is Interpolation.NEAREST:
+        stacked = map_nearest(segment_channels, grid).astype(np.float32)
+    else:
+        stacked = np.empty((len(plan.sources), *grid.source_shape), dtype=np.float32)
+        for start, stop, values in iter_linear_slabs(segment_channels, grid):
+            stacked[:, start:stop] = values
+    return np.clip(np.moveaxis(stacked, 0, -1), 0.0, 1.0)
+
+
+def _argmax_to_grid(array: np.ndarray, plan: OutputSegmentPlan, grid: GridPlan, threshold: float,
+                    interpolation: Interpolation) -> np.ndarray:
+    """One label per voxel ``(F, R, C)``: the best channel (with the background channel, or a virtual
+    background at ``threshold`` that the best channel must reach)."""
+    n = len(plan.sources)
+    dtype = _label_dtype(n)
+    if plan.background is not None:
+        order = [plan.background, *plan.sources]
+        lookup = np.arange(0, n + 1, dtype=dtype)
+        scores = _select_channels(array, order)
+    else:  # a virtual background at the threshold: best channel must reach it
+        scores = np.concatenate([array[plan.sources].astype(np.float32, copy=False),
+                                 np.full((1, *array.shape[1:]), threshold, dtype=np.float32)])
+        lookup = np.append(np.arange(1, n + 1), 0).astype(dtype)
+    if interpolation is Interpolation.NEAREST:  # argmax on the (smaller) model grid, then copy small labels
+        return map_nearest(lookup[channel_argmax(scores)], grid)
+    return argmax_on_grid(scores, grid, lookup)
+
+
+def _threshold_to_grid(array: np.ndarray, plan: OutputSegmentPlan, grid: GridPlan, threshold: float,
+                       interpolation: Interpolation, lazy: bool) -> "np.ndarray | StackedSegmentSource":
+    """Stacked, possibly overlapping masks ``(F, R, C, S)``: each channel at ``threshold``."""
     segment_channels = _select_channels(array, plan.sources)
     if lazy:
-        return _support_source(segment_channels, grid, float(threshold), lambda v: v >= threshold,
+        return _support_source(segment_channels, grid, threshold, lambda v: v >= threshold,
                                fractional=False, mode=interpolation)
     if interpolation is Interpolation.NEAREST:
         return np.ascontiguousarray(np.moveaxis(map_nearest(segment_channels >= threshold, grid), 0, -1)
                                     ).astype(np.uint8)
-    stacked = np.empty((*grid.source_shape, n), dtype=np.uint8)
+    stacked = np.empty((*grid.source_shape, len(plan.sources)), dtype=np.uint8)
     for start, stop, values in iter_linear_slabs(segment_channels, grid):
         stacked[start:stop] = np.moveaxis(values >= threshold, 0, -1)
     return stacked
@@ -833,7 +856,8 @@ def _device_route(array: Any, plan: OutputSegmentPlan, grid: GridPlan, segmentat
         source = device_grid.threshold_source(array, plan.sources, grid, threshold, interpolation)
         return source if source is None or lazy else _materialised(source).astype(np.uint8)
     dtype = _label_dtype(len(plan.sources))
-    if interpolation is Interpolation.LINEAR and device_grid.as_tensor(array).device.type == "cpu" and not _DEVICE_ARGMAX_ON_CPU:
+    on_cpu = device_grid.as_tensor(array).device.type == "cpu"
+    if interpolation is Interpolation.LINEAR and on_cpu and not _DEVICE_ARGMAX_ON_CPU:
         return None
     if plan.background is not None:
         order, floor = [plan.background, *plan.sources], None
