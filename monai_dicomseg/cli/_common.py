@@ -45,7 +45,7 @@ def strict_keywords(function: _F) -> _F:
         check_options(kwargs, names, function.__name__)
         return function(*args, **kwargs)
 
-    return checked  # type: ignore[return-value]
+    return checked  # type: ignore[return-value]  # functools.wraps keeps the signature: checked is called like function
 
 
 def add_compress_option(parser: argparse.ArgumentParser, workers: bool = True) -> None:
@@ -199,7 +199,7 @@ def load_series(folder: "str | os.PathLike[str] | list[str]", headers_only: bool
             raise InputError(f"source series {str(folder)!r} must be a folder of DICOM files")
     try:  # a list: the files of one series (batch --source-root: a shared folder)
         load = load_source_geometry if headers_only else load_source_series
-        return load(list(folder) if isinstance(folder, (list, tuple)) else Path(folder), **options)
+        return load(list(folder) if isinstance(folder, (list, tuple)) else Path(folder), **options)  # type: ignore[arg-type]  # options are the loaders' own keyword options, built from the parsed arguments
     except (GeometryError, InputError) as error:
         raise _with_cli_options(error) from None
 

@@ -260,16 +260,16 @@ def _item(job: tuple[str, str, str | None, dict[str, Any]]) -> tuple[str, str | 
         elif command == "to-nifti":
             from monai_dicomseg.cli.to_nifti import seg_to_nifti
 
-            seg_to_nifti(source, output, **options)
+            seg_to_nifti(source, output, **options)  # type: ignore[arg-type]  # every command but info has an output path
         elif command == "from-nifti":
             from monai_dicomseg.cli.from_nifti import nifti_to_seg
 
             series = options.pop("series")
-            nifti_to_seg(source, series, output, **options)
+            nifti_to_seg(source, series, output, **options)  # type: ignore[arg-type]  # every command but info has an output path
         elif command == "convert":
             from monai_dicomseg.cli.convert import convert_seg
 
-            convert_seg(source, output, **options)
+            convert_seg(source, output, **options)  # type: ignore[arg-type]  # every command but info has an output path
         return source, None, text
     except Exception as error:  # noqa: BLE001 - every failure becomes one line
         return source, one_line(error), None
@@ -293,7 +293,7 @@ def _jobs(args: argparse.Namespace, inputs: list[Path]) -> list[tuple[str, str, 
 
             options = options_from_args(args)
             _source_option(finder, path, Path(source_root or ".") / relative.parent / _stem(path), options)
-            output = str(out_root / relative.parent / f"{_stem(path)}.nii.gz")
+            output = str(out_root / relative.parent / f"{_stem(path)}.nii.gz")  # type: ignore[operator]  # out_root is None only for info
         elif command == "from-nifti":
             from monai_dicomseg.cli.from_nifti import options_from_args
 
@@ -303,13 +303,13 @@ def _jobs(args: argparse.Namespace, inputs: list[Path]) -> list[tuple[str, str, 
             sidecar = path.with_name(f"{_stem(path)}.json")
             if options["metadata"] is None and options["labels"] is None and sidecar.is_file():
                 options["metadata"] = str(sidecar)
-            output = str(out_root / relative.parent / f"{_stem(path)}.dcm")
+            output = str(out_root / relative.parent / f"{_stem(path)}.dcm")  # type: ignore[operator]  # out_root is None only for info
         else:
             options = {"segmentation_type": args.segmentation_type, "compress": args.compress,
                        "overwrite": args.overwrite, "workers": 0, "threshold": args.threshold,
                        **({"profile": args.profile} if getattr(args, "profile", None) else {})}
             _source_option(finder, path, Path(source_root or ".") / relative.parent / _stem(path), options)
-            output = str(out_root / relative.parent / f"{_stem(path)}.dcm")
+            output = str(out_root / relative.parent / f"{_stem(path)}.dcm")  # type: ignore[operator]  # out_root is None only for info
         if output is not None:
             Path(output).parent.mkdir(parents=True, exist_ok=True)
         jobs.append((command, str(path), output, options))

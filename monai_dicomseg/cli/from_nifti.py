@@ -134,7 +134,7 @@ def _load_nifti(path: str) -> tuple[Any, Any]:
     file = check_input_file(path, "NIfTI file")
     try:
         image = nibabel.load(str(file))
-        array = np.asanyarray(image.dataobj)
+        array = np.asanyarray(image.dataobj)  # type: ignore[attr-defined]  # nibabel.load gives a spatial image (Nifti1/2) for a NIfTI file; typed as FileBasedImage
     except Exception as error:  # nibabel raises many types on bad files
         raise InputError(f"{str(path)!r} is not a readable NIfTI image: {error}") from None
     while array.ndim > 4 and array.shape[-1] == 1:
@@ -143,7 +143,7 @@ def _load_nifti(path: str) -> tuple[Any, Any]:
         array = array[:, :, :, 0, :]
     if array.ndim not in (3, 4):
         raise InputError(f"{str(path)!r} must be a 3D or 4D image; got shape {array.shape}")
-    return array, np.asarray(image.affine, dtype=np.float64)
+    return array, np.asarray(image.affine, dtype=np.float64)  # type: ignore[attr-defined]  # nibabel.load gives a spatial image (Nifti1/2) for a NIfTI file; typed as FileBasedImage
 
 
 def _as_model_output(pixel_array: Any, stacked: bool, fractional: bool) -> tuple[Any, str]:

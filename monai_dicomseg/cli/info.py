@@ -156,7 +156,7 @@ def format_description(info: dict[str, Any]) -> str:
     header = ("#", "Label", "Category", "Type", "Algorithm", "Colour", "Frames")
     rows = [header] + [
         (str(s["number"]), s["label"], s["category"], s["type"], s["algorithm"],
-         "-" if s["color"] is None else "#%02x%02x%02x" % tuple(s["color"]),
+         "-" if s["color"] is None else "#{:02x}{:02x}{:02x}".format(*s["color"]),
          "-" if s["frames"] is None else str(s["frames"]))
         for s in info["segments"]
     ]

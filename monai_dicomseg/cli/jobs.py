@@ -351,16 +351,16 @@ def _execute(command: str, source: str, output: "str | None",
     if command == "to-nifti":
         from monai_dicomseg.cli.to_nifti import seg_to_nifti
 
-        return [str(p) for p in seg_to_nifti(source, output, **options)], None, {}
+        return [str(p) for p in seg_to_nifti(source, output, **options)], None, {}  # type: ignore[arg-type]  # every command but info has an output path
     if command == "from-nifti":
         from monai_dicomseg.cli.from_nifti import nifti_to_seg
 
         series = options.pop("series")
-        nifti_to_seg(source, series, output, **options)
+        nifti_to_seg(source, series, output, **options)  # type: ignore[arg-type]  # every command but info has an output path
     else:
         from monai_dicomseg.cli.convert import convert_seg
 
-        convert_seg(source, output, **options)
+        convert_seg(source, output, **options)  # type: ignore[arg-type]  # every command but info has an output path
     return [str(output)], None, {}
 
 
@@ -512,7 +512,7 @@ def _plan(jobs: Sequence[tuple], keys: Sequence[str], shard: "Shard | None", man
             plan.verified.append(key)
             continue
         if status == "failed" and not retry_failed:
-            plan.failed_before.append(record)
+            plan.failed_before.append(record)  # type: ignore[arg-type]  # status is "failed" only when record is set
             continue
         command, source, output, options = job
         stale = None

@@ -53,7 +53,7 @@ def push(files: list[str], server: Any, *, series: "str | None" = None, output: 
             continue
         name = Path(path).name.removesuffix(".gz").removesuffix(".nii")
         target = output or str(Path(path).with_name(f"{name}_seg.dcm"))
-        ref = DicomWebSeries.from_uri(series, server=server)
+        ref = DicomWebSeries.from_uri(series, server=server)  # type: ignore[arg-type]  # NIfTI input without --series was refused above
         with staged_folder(local_paths(ref)) as folder:
             from_nifti.nifti_to_seg(path, str(folder), target, **options)
         to_store.append(target)

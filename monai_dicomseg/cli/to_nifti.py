@@ -103,7 +103,7 @@ def _source_grid(source: "str | list[str]", seg: Any = None, volume: Any = None,
     identity = VolumeIdentity(series.frames_key, series.volume_selector, where) if series.frames_key else None
     return ReferenceGrid(
         affine=series.monai_affine("RAS"),
-        spatial_shape=tuple(int(n) for n in series.geometry.spatial_shape[::-1]),  # type: ignore[arg-type]
+        spatial_shape=tuple(int(n) for n in series.geometry.spatial_shape[::-1]),  # type: ignore[arg-type]  # tuple() of the 3 spatial sizes is typed tuple[int, ...]
         space="RAS", frame_of_reference_uid=series.frame_of_reference_uid,
         series_instance_uid=series.series_instance_uid,
         identity=identity)  # with --volume: a SEG of another volume of the series is refused

@@ -31,7 +31,7 @@ from __future__ import annotations
 import itertools
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from pydicom.dataelem import RawDataElement
@@ -86,7 +86,7 @@ class _Irregular(Exception):
 Column = tuple[np.ndarray, np.ndarray, str]
 
 
-Values = Union[np.ndarray, tuple[list, np.ndarray]]
+Values = np.ndarray | tuple[list, np.ndarray]
 """A column for all frames: ``(F, m)`` numbers (binary VRs), or ``(distinct decoded values, (F,) index)``."""
 
 
@@ -251,8 +251,8 @@ class _LockStep:
                 seen.add(tag)
             if self.undefined(lengths):
                 nested = wanted is not None and isinstance(wanted[1], ScanSpec) and path is not None
-                pos = self.sequence(start, None, limit, wanted[1] if nested else _EMPTY,
-                                    path + (wanted[0],) if nested else None)
+                pos = self.sequence(start, None, limit, wanted[1] if nested else _EMPTY,  # type: ignore[index,arg-type]  # nested implies wanted is not None and wanted[1] a ScanSpec
+                                    path + (wanted[0],) if nested else None)  # type: ignore[index,operator]  # nested implies wanted and path are not None
                 continue
             after = start + lengths
             if np.any(after > limit):
@@ -479,7 +479,7 @@ def _index_from_columns(dataset: Dataset, items: UniformItems, shared: dict[str,
     segments = np.zeros(count, np.int64)
     if not is_labelmap:
         values = _field(items, shared, "SegmentIdentificationSequence", "ReferencedSegmentNumber")
-        segments = None if values is None else _firsts(values, np.int64)
+        segments = None if values is None else _firsts(values, np.int64)  # type: ignore[assignment]  # None is refused on the next line
         if segments is None:
             raise _Irregular("a frame lacks its ReferencedSegmentNumber")
         if defined and np.setdiff1d(np.unique(segments), np.asarray(sorted(defined))).size:
@@ -487,7 +487,7 @@ def _index_from_columns(dataset: Dataset, items: UniformItems, shared: dict[str,
     dim_values = np.zeros((count, len(pointers)), np.int64)
     if pointers:
         values = _field(items, shared, "FrameContentSequence", "DimensionIndexValues")
-        dim_values = None if values is None else _rows(values, len(pointers), np.int64)
+        dim_values = None if values is None else _rows(values, len(pointers), np.int64)  # type: ignore[assignment]  # None is refused on the next line
         if dim_values is None:
             raise _Irregular("DimensionIndexValues do not match DimensionIndexSequence")
     positions, tiles = _positions(items, shared)
@@ -562,7 +562,7 @@ def _positions(items: UniformItems, shared: dict[str, Any]) -> tuple[np.ndarray 
         positions = np.zeros((items.count, 3), np.float64)
         for axis, key in enumerate(_SLIDE_KEYS[:3]):
             if slide[key] is not None:
-                positions[:, axis] = _first_or_zero(slide[key])
+                positions[:, axis] = _first_or_zero(slide[key])  # type: ignore[arg-type]  # slide[key] is not None (checked on the line above; mypy does not narrow a dict item)
     row, column = slide[_SLIDE_KEYS[4]], slide[_SLIDE_KEYS[3]]
     rows = None if row is None else _firsts(row, np.int64)
     columns = None if column is None else _firsts(column, np.int64)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any, Union
+from collections.abc import Callable
 
 from pydicom.datadict import tag_for_keyword
 
@@ -235,7 +236,7 @@ class _Scanner:
                 sub = wanted[1] if wanted is not None and isinstance(wanted[1], ScanSpec) else _EMPTY
                 items, pos = self.sequence(start, None, sub)
                 if sub is not _EMPTY:
-                    out[wanted[0]] = items
+                    out[wanted[0]] = items  # type: ignore[index]  # sub is not _EMPTY only when wanted is not None
                 continue
             if start + length > limit:
                 raise self._fail(pos, f"value length {length} exceeds the {limit - start} bytes available")
@@ -346,7 +347,7 @@ def locate_top_level_element(
     pos = start
     while pos + 8 <= size:
         tag, vr, length, value_start = scanner.header(pos, size)
-        if tag > target:
+        if tag > target:  # type: ignore[operator]  # target: tag_for_keyword of a keyword our callers pass as a literal, never None
             return None
         if length == _UNDEFINED:
             if tag == target:

@@ -46,7 +46,7 @@ def encode_binary_frames(number_of_frames: int, rows: int, columns: int,
         count = min(_GROUP, number_of_frames - start)
         for offset in range(count):
             group[offset] = get_frame(start + offset)
-        out.write(pack_bits(group[:count]))  # 8 frames end on a byte
+        out.write(pack_bits(group[:count]))  # type: ignore[arg-type]  # an ndarray exports the buffer protocol (numpy's stubs declare __buffer__ only for Python >= 3.12); 8 frames end on a byte
     return _even(out, packed_length(number_of_frames, rows, columns))
 
 
@@ -59,7 +59,7 @@ def encode_byte_frames(number_of_frames: int, rows: int, columns: int, dtype: np
         frame = np.ascontiguousarray(np.asarray(get_frame(index)).astype(stored, copy=False))
         if frame.shape != (rows, columns):
             raise ValueError(f"frame {index} has shape {frame.shape}; expected {(rows, columns)}")
-        out.write(frame)
+        out.write(frame)  # type: ignore[arg-type]  # an ndarray exports the buffer protocol (numpy's stubs declare __buffer__ only for Python >= 3.12)
     size = number_of_frames * rows * columns * stored.itemsize
     return _even(out, size + size % 2)
 

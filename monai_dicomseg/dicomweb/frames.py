@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import Tag
+from pydicom.uid import UID
 
 from monai_dicomseg.codec.bitpack import repack_frames
 from monai_dicomseg.codec.transfer_syntax import EXPLICIT_VR_LITTLE_ENDIAN, NATIVE_FRAME_MEDIA_TYPES
@@ -410,7 +411,7 @@ def partial_instance(header: Dataset, plan: FramePlan, frames: list[bytes],
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = header.SOPClassUID
     meta.MediaStorageSOPInstanceUID = header.SOPInstanceUID
-    meta.TransferSyntaxUID = EXPLICIT_VR_LITTLE_ENDIAN
+    meta.TransferSyntaxUID = UID(EXPLICIT_VR_LITTLE_ENDIAN)
     dataset.file_meta = meta
     buffer = io.BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)

@@ -131,13 +131,13 @@ def _torch_box(channel: Any, bound: float) -> "list[tuple[int, int]] | None | st
 
 def _source_boxes(boxes: list, grid: GridPlan, maps: list) -> "list[tuple[tuple[int, int], ...] | None]":
     """Source ``[(f0, f1), (r0, r1), (c0, c1)]`` half-open ranges each channel's box reaches (None: nowhere)."""
-    result = []
+    result: list[tuple[tuple[int, int], ...] | None] = []
     for box in boxes:
         if box is None:
             result.append(None)
             continue
-        ranges = [_source_range(m, *box[grid.axes[axis]]) for axis, m in enumerate(maps)]  # type: ignore[index]
-        result.append(None if any(r is None for r in ranges) else tuple(ranges))
+        ranges = [_source_range(m, *box[grid.axes[axis]]) for axis, m in enumerate(maps)]  # type: ignore[index]  # callers pass an axis-aligned plan (grid.axes is set)
+        result.append(None if any(r is None for r in ranges) else tuple(ranges))  # type: ignore[arg-type]  # no range is None when the tuple is built (any() above)
     return result
 
 
@@ -191,8 +191,8 @@ class _Resampler:
         """First step: ``(k, f, Y'', X'')`` float32, frames interpolated, on the model window of the box."""
         window, axis_maps = self._axis_maps(ranges)
         if not self.host:
-            return self._device_values(self.moved[(slice(None), *window)], classes, axis_maps[:1], 0)
-        values = self._source_order()[(slice(None), *window)]
+            return self._device_values(self.moved[(slice(None),) + tuple(window)], classes, axis_maps[:1], 0)
+        values = self._source_order()[(slice(None),) + tuple(window)]
         if classes is not None:
             values = values[classes[0]:classes[-1] + 1] if classes == list(range(classes[0], classes[-1] + 1)) \
                 else np.take(values, classes, axis=0)
@@ -272,8 +272,8 @@ def _host_axis(values: np.ndarray, axis: int, low: np.ndarray, weight: "np.ndarr
     lead = (slice(None),) * axis
     diff = np.zeros_like(values)
     if size > 1:
-        np.subtract(values[(*lead, slice(1, None))], values[(*lead, slice(0, -1))],
-                    out=diff[(*lead, slice(0, -1))])
+        np.subtract(values[lead + (slice(1, None),)], values[lead + (slice(0, -1),)],
+                    out=diff[lead + (slice(0, -1),)])
     shape = list(values.shape)
     shape[axis] = low.size
     out = np.empty(shape, dtype=np.float32)
@@ -287,9 +287,9 @@ def _host_axis(values: np.ndarray, axis: int, low: np.ndarray, weight: "np.ndarr
         np.add(a, b, out=out)
         return out
     for w, positions, sources in groups:
-        target = (*lead, positions)
-        product = diff[(*lead, sources)] * w
-        np.add(values[(*lead, sources)], product, out=out[target])
+        target = lead + (positions,)
+        product = diff[lead + (sources,)] * w
+        np.add(values[lead + (sources,)], product, out=out[target])
     return out
 
 

@@ -85,7 +85,7 @@ def _exact_ranges(plan: GridPlan) -> tuple[list[slice], list[slice]]:
     """Source slices and matching output slices (in source-axis order) of an exact plan."""
     _require_axes(plan)
     source, output = [], []
-    for axis, target in enumerate(plan.axes):
+    for axis, target in enumerate(plan.axes):  # type: ignore[arg-type]  # _require_axes(plan) above raises when plan.axes is None
         n_src, n_out = plan.source_shape[axis], plan.output_shape[target]
         step = 1 if plan.mapping[target, axis] > 0 or n_src == 1 else -1
         offset = int(round(plan.mapping[target, 3]))
@@ -117,10 +117,10 @@ def map_exact(array: np.ndarray, plan: GridPlan, dtype: "np.dtype | type | None"
     lead = array.shape[:-3]
     n = len(lead)
     _require_axes(plan)
-    moved = np.transpose(array, (*range(n), *(n + a for a in plan.axes)))
+    moved = np.transpose(array, (*range(n), *(n + a for a in plan.axes)))  # type: ignore[union-attr]  # _require_axes(plan) above raises when plan.axes is None
     source, output = _exact_ranges(plan)
     result = np.zeros((*lead, *plan.source_shape), dtype=dtype or array.dtype)
-    result[(Ellipsis, *source)] = moved[(Ellipsis, *output)]
+    result[(Ellipsis,) + tuple(source)] = moved[(Ellipsis,) + tuple(output)]
     return result
 
 
@@ -129,7 +129,7 @@ def map_exact(array: np.ndarray, plan: GridPlan, dtype: "np.dtype | type | None"
 
 def _nearest_index(plan: GridPlan, axis: int) -> tuple[np.ndarray, np.ndarray]:
     coords = plan.coordinates(axis)
-    size = plan.output_shape[plan.axes[axis]]  # type: ignore[index]
+    size = plan.output_shape[plan.axes[axis]]  # type: ignore[index]  # separable/exact plans (the only callers' plans) have axes
     valid = (coords >= -0.5) & (coords <= size - 0.5)
     index = np.clip(np.floor(coords + 0.5), 0, size - 1).astype(np.intp)
     return index, valid
@@ -138,7 +138,7 @@ def _nearest_index(plan: GridPlan, axis: int) -> tuple[np.ndarray, np.ndarray]:
 def _linear_index(plan: GridPlan, axis: int, indices: "np.ndarray | None" = None
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     coords = plan.coordinates(axis, indices)
-    size = plan.output_shape[plan.axes[axis]]  # type: ignore[index]
+    size = plan.output_shape[plan.axes[axis]]  # type: ignore[index]  # separable/exact plans (the only callers' plans) have axes
     valid = (coords >= -0.5) & (coords <= size - 0.5)
     low = np.clip(np.floor(coords), 0, size - 1).astype(np.intp)
     high = np.minimum(low + 1, size - 1)
@@ -197,12 +197,12 @@ def map_nearest(array: np.ndarray, plan: GridPlan) -> np.ndarray:
     if plan.kind == "separable":
         _require_axes(plan)
         n = len(lead)
-        moved = np.transpose(array, (*range(n), *(n + a for a in plan.axes)))
+        moved = np.transpose(array, (*range(n), *(n + a for a in plan.axes)))  # type: ignore[union-attr]  # _require_axes(plan) above raises when plan.axes is None
         indices = [_nearest_index(plan, axis) for axis in range(3)]
         if n == 0:
             result = _take3(moved, *(i for i, _ in indices))
         else:
-            result = moved[(Ellipsis, *np.ix_(*(i for i, _ in indices)))]
+            result = moved[(Ellipsis,) + np.ix_(*(i for i, _ in indices))]
         valid = [v for _, v in indices]
         inside = valid[0][:, None, None] & valid[1][None, :, None] & valid[2][None, None, :]
         if not inside.all():
@@ -234,8 +234,8 @@ def _interpolate_axis(values: np.ndarray, axis: int, low: np.ndarray, high: np.n
         b = np.take(values, high, axis=axis)
     else:  # np.take would first copy the whole (model-sized) strided view, once per slab
         lead = (slice(None),) * axis
-        a = values[(*lead, low)]
-        b = values[(*lead, high)]
+        a = values[lead + (low,)]
+        b = values[lead + (high,)]
     b -= a
     b *= w
     a += b
@@ -263,7 +263,7 @@ def iter_linear_slabs(array: np.ndarray, plan: GridPlan) -> Iterator[tuple[int, 
             yield start, stop, _grid_sample(array, plan, np.arange(start, stop), "linear")
         return
     _require_axes(plan)
-    moved = np.transpose(array, (0, *(1 + a for a in plan.axes)))
+    moved = np.transpose(array, (0, *(1 + a for a in plan.axes)))  # type: ignore[union-attr]  # _require_axes(plan) above raises when plan.axes is None
     rows = _linear_index(plan, 1)
     cols = _linear_index(plan, 2)
     inside_rc = rows[3][:, None] & cols[3][None, :]
@@ -318,8 +318,8 @@ def _axis_maps(grid: GridPlan, mode: str = "linear"
         return [(index, index, None, valid) for index, valid in (_nearest_index(grid, axis) for axis in range(3))]
     if grid.kind == "separable":
         return [_linear_index(grid, axis) for axis in range(3)]
-    maps = []
-    for axis, target in enumerate(grid.axes):  # type: ignore[arg-type]
+    maps: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]] = []
+    for axis, target in enumerate(grid.axes):  # type: ignore[arg-type]  # an exact plan (the separable kinds returned above) has axes
         n_src, n_out = grid.source_shape[axis], grid.output_shape[target]
         step = 1 if grid.mapping[target, axis] > 0 or n_src == 1 else -1
         index = step * np.arange(n_src) + int(round(grid.mapping[target, 3]))
@@ -359,7 +359,7 @@ def _box_values(channel: np.ndarray, maps: list, ranges: "list[tuple[int, int]]"
         values = values[lows[0]][:, lows[1]][:, :, lows[2]]
     else:
         for axis in range(3):
-            values = _interpolate_axis(values, axis, lows[axis], highs[axis], weights[axis])
+            values = _interpolate_axis(values, axis, lows[axis], highs[axis], weights[axis])  # type: ignore[arg-type]  # weights are all arrays or all None, and weights[0] is not None on this branch
     inside = valids[0][:, None, None] & valids[1][None, :, None] & valids[2][None, None, :]
     if not inside.all():
         values *= inside
@@ -418,7 +418,7 @@ def iter_support_slabs(array: np.ndarray, plan: GridPlan, cut: float, slab_value
             return None
         boxes.append(box)
     maps = _axis_maps(plan, mode)
-    moved = np.transpose(array, (0, *(1 + a for a in plan.axes)))  # type: ignore[union-attr]
+    moved = np.transpose(array, (0, *(1 + a for a in plan.axes)))  # type: ignore[union-attr]  # _require_axes(plan) above raises when plan.axes is None
     _, rows, columns = plan.source_shape
     step = max(1, int(slab_values) // max(1, rows * columns))
 
@@ -426,14 +426,14 @@ def iter_support_slabs(array: np.ndarray, plan: GridPlan, cut: float, slab_value
         for index, box in enumerate(boxes):
             if box is None:
                 continue
-            ranges = [_source_range(m, *box[plan.axes[axis]]) for axis, m in enumerate(maps)]  # type: ignore[index]
+            ranges = [_source_range(m, *box[plan.axes[axis]]) for axis, m in enumerate(maps)]  # type: ignore[index]  # _require_axes(plan) above raises when plan.axes is None
             if any(r is None for r in ranges):
                 continue
-            (first, stop), row_range, column_range = ranges  # type: ignore[misc]
+            (first, stop), row_range, column_range = ranges  # type: ignore[misc]  # no range is None here (skipped on the line above)
             for start in range(first, stop, step):
                 end = min(start + step, stop)
-                values = _box_values(moved[index], maps, [(start, end), row_range, column_range])  # type: ignore[list-item]
-                yield index, start, end, slice(*row_range), slice(*column_range), values  # type: ignore[misc]
+                values = _box_values(moved[index], maps, [(start, end), row_range, column_range])  # type: ignore[list-item]  # no range is None here (skipped above)
+                yield index, start, end, slice(*row_range), slice(*column_range), values  # type: ignore[misc]  # no range is None here (skipped above)
 
     return slabs
 
@@ -561,7 +561,7 @@ def _interpolate_boundary(probabilities: np.ndarray, plan: GridPlan, linear: tup
     _require_axes(plan)
     shape = probabilities.shape[1:]
     strides = np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
-    axis_strides = [int(strides[a]) for a in plan.axes]
+    axis_strides = [int(strides[a]) for a in plan.axes]  # type: ignore[union-attr]  # _require_axes(plan) above raises when plan.axes is None
     # linear model index of each of the 8 corners of every boundary voxel
     corners = []
     weights = []
@@ -639,9 +639,9 @@ def _cell_candidates(probabilities: np.ndarray, index: np.ndarray, corner: np.nd
     unique, inverse = np.unique(corner, return_inverse=True)
     inverse = inverse.reshape(corner.shape)
     table = torch.from_numpy(np.ascontiguousarray(flat)).index_select(1, torch.from_numpy(unique))
-    top_values, top_channels = torch.topk(table, min(width + 1, channels), dim=0)  # (k, T) descending
-    top_values = top_values.t().contiguous().numpy()[inverse]  # (n, 8, k)
-    top_channels = top_channels.t().contiguous().numpy()[inverse]
+    top_k = torch.topk(table, min(width + 1, channels), dim=0)  # (k, T) descending
+    top_values = top_k.values.t().contiguous().numpy()[inverse]  # (n, 8, k)
+    top_channels = top_k.indices.t().contiguous().numpy()[inverse]
     outside = ~(top_channels[..., None] == candidates[:, None, None, :]).any(axis=-1)
     first = np.argmax(outside, axis=-1)[..., None]
     bounds = np.take_along_axis(top_values, first, axis=-1)[..., 0].astype(np.float32)
@@ -680,8 +680,8 @@ def _decide_by_candidates(probabilities: np.ndarray, plan: GridPlan, linear: tup
     _require_axes(plan)
     shape = probabilities.shape[1:]
     strides = np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
-    axis_strides = [int(strides[a]) for a in plan.axes]
-    sizes = [shape[a] for a in plan.axes]
+    axis_strides = [int(strides[a]) for a in plan.axes]  # type: ignore[union-attr]  # _require_axes(plan) above raises when plan.axes is None
+    sizes = [shape[a] for a in plan.axes]  # type: ignore[union-attr]  # _require_axes(plan) above raises when plan.axes is None
     axis_weights = []
     for (_, _, weight, _), points in zip(linear, boundary):
         w = weight[points]

@@ -35,6 +35,7 @@ import copy
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import EllipsisType
 from typing import Any
 
 import numpy as np
@@ -237,7 +238,7 @@ def describe_tensor(tensor: Any, kind: str = "auto") -> "tuple[str, list | None,
     elif kind is InputKind.ONEHOT and not binary():
         raise InputError("input_kind='onehot' needs values 0 and 1 only")
     if kind is InputKind.PROBABILITIES:
-        check_probabilities(None, (low, high))  # type: ignore[arg-type]
+        check_probabilities(None, (low, high))  # type: ignore[arg-type]  # with values given, array is not read
     present = torch.unique(values).tolist() if kind is InputKind.LABELS else None
 
     def partition() -> bool:
@@ -476,7 +477,7 @@ def _check_every_channel_named(given: _Labels, n_channels: int, background: "int
             f"{{\"{unnamed[0]}\": \"<name>\"}} to the channel_def) or pass channels= to write only some")
 
 
-def _explicit_background(background: "bool | int | None") -> "int | None | bool":
+def _explicit_background(background: "bool | int | None") -> "int | None | bool | EllipsisType":
     """Channel index of an explicit ``background``, None for ``False``, ``...`` (Ellipsis) when not given."""
     if background is None:
         return ...
@@ -752,7 +753,7 @@ def _labels_to_grid(array: np.ndarray, plan: OutputSegmentPlan, grid: GridPlan, 
     FRACTIONAL: one 0/1 fraction per segment."""
     n = len(plan.sources)
     dtype = _label_dtype(n)
-    lookup = np.zeros(int(max([*plan.sources, 0])) + 1, dtype=dtype)
+    lookup: np.ndarray = np.zeros(int(max([*plan.sources, 0])) + 1, dtype=dtype)
     lookup[plan.sources] = np.arange(1, n + 1, dtype=dtype)
     values = array[0]
     values = values.astype(np.intp) if values.dtype.kind == "f" or values.dtype == bool else values
@@ -791,7 +792,7 @@ def _argmax_to_grid(array: np.ndarray, plan: OutputSegmentPlan, grid: GridPlan, 
     dtype = _label_dtype(n)
     if plan.background is not None:
         order = [plan.background, *plan.sources]
-        lookup = np.arange(0, n + 1, dtype=dtype)
+        lookup: np.ndarray = np.arange(0, n + 1, dtype=dtype)
         scores = _select_channels(array, order)
     else:  # a virtual background at the threshold: best channel must reach it
         scores = np.concatenate([array[plan.sources].astype(np.float32, copy=False),
@@ -861,7 +862,7 @@ def _device_route(array: Any, plan: OutputSegmentPlan, grid: GridPlan, segmentat
         return None
     if plan.background is not None:
         order, floor = [plan.background, *plan.sources], None
-        lookup = np.arange(0, len(plan.sources) + 1, dtype=dtype)
+        lookup: np.ndarray = np.arange(0, len(plan.sources) + 1, dtype=dtype)
     else:
         order, floor = list(plan.sources), float(np.float32(threshold))
         lookup = np.arange(1, len(plan.sources) + 1, dtype=dtype)
@@ -884,7 +885,7 @@ def _device_labels(array: Any, plan: OutputSegmentPlan, grid: GridPlan, segmenta
     lookup[torch.as_tensor(plan.sources, dtype=torch.long, device=tensor.device)] = torch.arange(
         1, n + 1, dtype=torch.int32, device=tensor.device)
     labels = lookup[tensor.long().clamp(0, lookup.numel() - 1)]  # floats truncated, as astype(intp)
-    mapped = device_grid.nearest_labels(labels, grid).astype(dtype)
+    mapped: np.ndarray = device_grid.nearest_labels(labels, grid).astype(dtype)
     if segmentation_type == _FRACTIONAL:
         if lazy:
             return _labels_source(mapped, n)
@@ -1002,9 +1003,9 @@ def _support_source(channels: np.ndarray, grid: GridPlan, cut: float,
             yield start, stop, index, index + 1, block
         if seen or not model_has_fraction():
             return
-        for block in full.blocks():  # the first block of the full computation that holds a fraction
-            if _has_fraction(block[4]):
-                yield block
+        for full_block in full.blocks():  # the first block of the full computation that holds a fraction
+            if _has_fraction(full_block[4]):
+                yield full_block
                 return
 
     return StackedSegmentSource((frames, rows, columns, count), dtype, blocks)

@@ -583,7 +583,7 @@ def load_seg_array(
         out_dtype = dtype
         if out_dtype is None and values.dtype == bool:
             out_dtype = np.uint8
-        array = place_on_grid(values, placements, target_shape, dtype=out_dtype)
+        array = place_on_grid(values, placements, target_shape, dtype=out_dtype)  # type: ignore[arg-type]  # a dtype name (str) is as valid for numpy as a dtype or a type
     if mode == "labelmap":
         channel_segments = [list(plan.segment_numbers)]
     else:

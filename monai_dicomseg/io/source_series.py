@@ -298,7 +298,7 @@ def read_series_datasets(
         datasets = [_read(p, stop_before_pixels) for p in paths]
         filenames = paths
     elif isinstance(source, Sequence) and len(source) > 0 and all(isinstance(d, Dataset) for d in source):
-        datasets = list(source)  # type: ignore[arg-type]
+        datasets = list(source)  # type: ignore[arg-type]  # every item was checked to be a Dataset on the line above
         filenames = None
     elif isinstance(source, Sequence) and all(isinstance(p, (str, os.PathLike)) for p in source):
         filenames = [str(p) for p in source]

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -79,7 +79,7 @@ class FrameReferences(frozenset):
     """
 
 
-VolumeSelector = Union[None, int, Mapping[str, Any], FrameReferences]
+VolumeSelector = None | int | Mapping[str, Any] | FrameReferences
 """``volume=`` of the series loaders: None, an index, ``{key: value}`` over :data:`VOLUME_KEYS`, or FrameReferences."""
 
 
@@ -151,10 +151,10 @@ def _set_rescale(plane: FramePlane, instance: Dataset, per_frame: "Dataset | Non
             setattr(plane, keyword, source[keyword].value)
     for item in (per_frame, shared):
         if item is not None and item.get("RealWorldValueMappingSequence"):
-            plane.RealWorldValueMappingSequence = item.RealWorldValueMappingSequence
+            plane.RealWorldValueMappingSequence = item.RealWorldValueMappingSequence  # type: ignore[attr-defined]  # FramePlane is duck-typed: its optional attributes are set by name
             return
     if instance.get("RealWorldValueMappingSequence"):
-        plane.RealWorldValueMappingSequence = instance.RealWorldValueMappingSequence
+        plane.RealWorldValueMappingSequence = instance.RealWorldValueMappingSequence  # type: ignore[attr-defined]  # FramePlane is duck-typed: its optional attributes are set by name
 
 
 def is_multiframe(dataset: Any) -> bool:

@@ -211,7 +211,7 @@ def _frame_shape(array: Any) -> tuple[int, int, int] | None:
     known = isinstance(array, (np.ndarray, StackedSegmentSource, TileView)) or is_array_like(array)
     if not known or shape is None or len(shape) not in (2, 3, 4):
         return None  # prepare_pixels reports the type / rank
-    return (1, *shape) if len(shape) == 2 else tuple(shape[:3])  # type: ignore[return-value]
+    return (1, *shape) if len(shape) == 2 else tuple(shape[:3])
 
 
 def _check_shape_against_sources(shape: tuple[int, int, int], sources: SourceFrames) -> None:
@@ -307,7 +307,7 @@ def _explicit_planes(sources: SourceFrames, number_of_planes: int, plane_positio
     else:
         item = pixel_measures[0]
         spacing = tuple(float(v) for v in item.PixelSpacing)
-        thickness = float(item.SliceThickness) if item.get("SliceThickness") is not None else None
+        thickness = float(item.SliceThickness) if item.get("SliceThickness") is not None else None  # type: ignore[assignment]  # a DS string (from the sources) or a float (from pixel_measures); both are written through raw.ds_value
         between = (float(item.SpacingBetweenSlices)
                    if item.get("SpacingBetweenSlices") is not None else None)
     return {"positions": positions, "orientation": orientation, "pixel_spacing": spacing,
@@ -344,7 +344,7 @@ def _tile_total_pixel_matrix(sources: SourceFrames, pixel_array: Any, tile_size:
                 "with tile_pixel_array=True pixel_array must hold one total pixel matrix "
                 f"((R, C), (1, R, C) or (1, R, C, S)); got shape {array.shape}"
             )
-        array = array[0] if not on_disk or isinstance(array, np.memmap) else _FirstPlane(array)
+        array = array[0] if not on_disk or isinstance(array, np.memmap) else _FirstPlane(array)  # type: ignore[assignment]  # an on-disk array's first plane, read lazily (an array-like)
     if len(array.shape) not in (2, 3):
         raise InputError(
             "with tile_pixel_array=True pixel_array must be (R, C), (1, R, C) or (1, R, C, S); "
@@ -362,8 +362,8 @@ def _tile_total_pixel_matrix(sources: SourceFrames, pixel_array: Any, tile_size:
     if tile_rows < 1 or tile_columns < 1 or tile_rows > 65535 or tile_columns > 65535:
         raise InputError(f"tile_size must be two integers in [1, 65535]; got {tuple(tile_size)}")
     tiles = TileView(array, tile_rows, tile_columns) if on_disk else cut_tiles(array, tile_rows, tile_columns)[0]
-    placement, _ = tiled_placement(sources, array.shape[:2], (tile_rows, tile_columns), spacing, thickness)
-    return tiles, placement
+    placement, _ = tiled_placement(sources, array.shape[:2], (tile_rows, tile_columns), spacing, thickness)  # type: ignore[arg-type]  # PixelSpacing holds 2 values
+    return tiles, placement  # type: ignore[return-value]  # a TileView is an array-like of the tiles; the annotation names ndarray
 
 
 class _FirstPlane:
@@ -376,7 +376,7 @@ class _FirstPlane:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
-        return np.asarray(self._array[(0, *key)])
+        return np.asarray(self._array[(0,) + key])
 
 
 def _resolve_placement(sources: SourceFrames, pixel_array: Any, plane_positions: Any,
@@ -416,7 +416,7 @@ def _resolve_placement(sources: SourceFrames, pixel_array: Any, plane_positions:
             "cannot be placed by plane positions or a Volume"
         )
     frame_shape = tuple(array.shape[1:3]) if array.ndim >= 3 else tuple(array.shape)
-    return array, explicit_placement(sources, frame_shape=frame_shape, **geometry)  # type: ignore[arg-type]
+    return array, explicit_placement(sources, frame_shape=frame_shape, **geometry)
 
 
 def _bits_allocated(segmentation_type: SegmentationTypeValues, number_of_segments: int) -> int:
@@ -432,7 +432,7 @@ def _set_image_pixel(dataset: Dataset, options: EncodeOptions, rows: int, column
                      number_of_segments: int) -> int:
     """Image Pixel (C.7.6.3) and Segmentation Image (C.8.20.2) pixel attributes; returns BitsAllocated."""
     seg_type = options.segmentation_type
-    bits = _bits_allocated(seg_type, number_of_segments)
+    bits = _bits_allocated(seg_type, number_of_segments)  # type: ignore[arg-type]  # options are normalised (EncodeOptions.normalised): enum / UID values here
     dataset.SamplesPerPixel = 1
     dataset.PhotometricInterpretation = "MONOCHROME2"
     dataset.Rows = rows
@@ -457,9 +457,9 @@ def _set_segmentation_image(dataset: Dataset, options: EncodeOptions, pixels: Se
     dataset.ContentLabel = content_label or "SEGMENTATION"
     dataset.ContentDescription = content_description
     dataset.ContentCreatorName = content_creator_name
-    dataset.SegmentationType = seg_type.value
+    dataset.SegmentationType = seg_type.value  # type: ignore[union-attr]  # options are normalised (EncodeOptions.normalised): enum / UID values here
     if seg_type is SegmentationTypeValues.FRACTIONAL:
-        dataset.SegmentationFractionalType = options.fractional_type.value
+        dataset.SegmentationFractionalType = options.fractional_type.value  # type: ignore[union-attr]  # options are normalised (EncodeOptions.normalised): enum / UID values here
         dataset.MaximumFractionalValue = options.max_fractional_value
     if seg_type is SegmentationTypeValues.LABELMAP or pixels.labelmap is not None:
         dataset.SegmentsOverlap = "NO"
@@ -577,10 +577,10 @@ def _set_functional_groups(dataset: Dataset, sources: SourceFrames, placement: P
                 f"(PS3.3 C.7.6.16.2.1, C.8.20.3); got {list(placement.pixel_spacing)}"
             )
         thickness = placement.slice_thickness
-        measures.SliceThickness = thickness if thickness is None else raw.ds_value(thickness, "SliceThickness")
+        measures.SliceThickness = thickness if thickness is None else raw.ds_value(thickness, "SliceThickness")  # type: ignore[arg-type]  # a DS string or a float (placement.slice_thickness is typed object)
         between = placement.spacing_between_slices
         if between is not None:
-            measures.SpacingBetweenSlices = raw.ds_value(between, "SpacingBetweenSlices")
+            measures.SpacingBetweenSlices = raw.ds_value(between, "SpacingBetweenSlices")  # type: ignore[arg-type]  # a DS string or a float (placement.spacing_between_slices is typed object)
         shared.PixelMeasuresSequence = [measures]
     if placement.orientation is not None and placement.tile_positions is None:
         orientation = Dataset()
@@ -605,7 +605,7 @@ def _set_functional_groups(dataset: Dataset, sources: SourceFrames, placement: P
     positions = None
     if placement.tile_positions is not None:
         positions = [slide_position_group(offsets, row, column) for offsets, (row, column) in zip(
-            placement.position_values, placement.tile_positions.tolist())]  # type: ignore[arg-type]
+            placement.position_values, placement.tile_positions.tolist())]  # type: ignore[arg-type]  # tolist() of an (n, 2) array: (row, column) pairs
     elif placement.position_values is not None:
         positions = [plane_position_group(position) for position in placement.position_values]
     frame_labels = None
@@ -629,7 +629,7 @@ def _encode_pixel_data(dataset: Dataset, options: EncodeOptions, pixels: Segment
     planes, segments = plan.planes, plan.segment_numbers
     seg_type = options.segmentation_type
     if pixels.stream is not None:
-        _encode_streamed_pixel_data(dataset, options, pixels, plan, bits, cache)  # type: ignore[arg-type]
+        _encode_streamed_pixel_data(dataset, options, pixels, plan, bits, cache)  # type: ignore[arg-type]  # pixels.stream is not None: the streamed-pixels path takes it
         return
     get_frame: Callable[[int], np.ndarray]
     if seg_type is SegmentationTypeValues.BINARY:
@@ -640,7 +640,7 @@ def _encode_pixel_data(dataset: Dataset, options: EncodeOptions, pixels: Segment
     else:  # LABELMAP: one frame at a time (read on demand when on disk / chunked), in the stored dtype
         get_frame = lambda i: pixels.labelmap_frame(int(planes[i]))  # noqa: E731
     dataset.NumberOfFrames = plan.number_of_frames
-    if options.transfer_syntax_uid.is_encapsulated:
+    if options.transfer_syntax_uid.is_encapsulated:  # type: ignore[attr-defined]  # options are normalised (EncodeOptions.normalised): enum / UID values here
         frames = encode_frames(plan.number_of_frames, get_frame, options.transfer_syntax_uid,
                                bits, options.workers)
         _set_encapsulated_pixel_data(dataset, options, frames)
@@ -732,7 +732,7 @@ class _StreamedFrames:
                     selected.append(stored)
         if not selected:
             return
-        if self.options.transfer_syntax_uid.is_encapsulated:
+        if self.options.transfer_syntax_uid.is_encapsulated:  # type: ignore[attr-defined]  # options are normalised (EncodeOptions.normalised): enum / UID values here
             self._pending.extend(zip(keys, selected))
             self._pending_bytes += sum(frame.nbytes for frame in selected)
             if self._pending_bytes >= _PENDING_BYTES:
@@ -759,7 +759,7 @@ def _encode_streamed_pixel_data(dataset: Dataset, options: EncodeOptions, pixels
     dataset.NumberOfFrames = count
     keys = list(zip(plan.planes.tolist(), plan.segment_numbers.tolist()))
     seg_type = options.segmentation_type
-    if options.transfer_syntax_uid.is_encapsulated:
+    if options.transfer_syntax_uid.is_encapsulated:  # type: ignore[attr-defined]  # options are normalised (EncodeOptions.normalised): enum / UID values here
         empty: Any = None
         encoded = []
         for key in keys:
@@ -767,7 +767,7 @@ def _encode_streamed_pixel_data(dataset: Dataset, options: EncodeOptions, pixels
             if data is None:
                 if empty is None:
                     zero = np.zeros((rows, columns), dtype=bool if bits == 1 else np.uint8)
-                    empty = encode_frames(1, lambda _: zero, options.transfer_syntax_uid, bits, 0)[0]
+                    empty = encode_frames(1, lambda _: zero, options.transfer_syntax_uid, bits, 0)[0]  # noqa: B023 - called here, in this iteration
                 data = empty
             encoded.append(data)
         _set_encapsulated_pixel_data(dataset, options, encoded)
@@ -793,8 +793,8 @@ def _set_file_meta(dataset: Dataset, sop_class_uid: str, sop_instance_uid: str,
     meta = FileMetaDataset()
     meta.FileMetaInformationGroupLength = 0  # recomputed by pydicom when writing
     meta.FileMetaInformationVersion = b"\x00\x01"
-    meta.MediaStorageSOPClassUID = sop_class_uid
-    meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    meta.MediaStorageSOPClassUID = PydicomUID(sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = PydicomUID(sop_instance_uid)
     meta.TransferSyntaxUID = transfer_syntax_uid
     meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = _IMPLEMENTATION_VERSION
@@ -849,8 +849,8 @@ def encode_segmentation(
         _check_shape_against_sources(shape, sources)  # shapes first: values are scanned below
     cache = None
     if options.segmentation_type is not SegmentationTypeValues.LABELMAP:
-        cache = _StreamedFrames(options, _bits_allocated(options.segmentation_type, len(descriptions)))
-    pixels = prepare_pixels(array, len(descriptions), options.segmentation_type, options.max_fractional_value,
+        cache = _StreamedFrames(options, _bits_allocated(options.segmentation_type, len(descriptions)))  # type: ignore[arg-type]  # options are normalised (EncodeOptions.normalised): enum / UID values here
+    pixels = prepare_pixels(array, len(descriptions), options.segmentation_type, options.max_fractional_value,  # type: ignore[arg-type]  # options are normalised (EncodeOptions.normalised): enum / UID values here
                             cache)
     if placement.aligned and shape is None:
         _check_shape_against_sources(pixels.shape, sources)
@@ -902,4 +902,4 @@ def encode_segmentation(
     set_common_instance_reference(dataset, sources)
     check_dataset_values(dataset)  # the one VR seam: every written value, before the costly pixel work
     _encode_pixel_data(dataset, options, pixels, plan, bits, cache)
-    _set_file_meta(dataset, sop_class_uid, options.sop_instance_uid, options.transfer_syntax_uid)
+    _set_file_meta(dataset, sop_class_uid, options.sop_instance_uid, options.transfer_syntax_uid)  # type: ignore[arg-type]  # options are normalised (EncodeOptions.normalised): enum / UID values here

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import numpy as np
@@ -89,7 +89,7 @@ def reference_from_image(image: Any, meta: "Mapping[str, Any] | None" = None) ->
         shape = tuple(int(s) for s in image.shape[-3:])
     else:
         meta = dict(meta or {})
-        affine = meta.get(MetaKey.AFFINE)
+        affine = meta.get(MetaKey.AFFINE)  # type: ignore[assignment]  # typed Tensor by the MetaTensor branch; here whatever meta holds (checked below)
         shape = tuple(int(s) for s in np.shape(image)[-3:])
     if len(shape) != 3 or (hasattr(image, "ndim") and image.ndim not in (3, 4)):
         raise GeometryError(
@@ -104,7 +104,7 @@ def reference_from_image(image: Any, meta: "Mapping[str, Any] | None" = None) ->
         frame_of_reference_uid, series_instance_uid = _uids_from_file(meta.get(MetaKey.FILENAME_OR_OBJ))
     return ReferenceGrid(
         affine=check_spatial_affine(affine, "reference affine"),
-        spatial_shape=shape,  # type: ignore[arg-type]
+        spatial_shape=shape,  # type: ignore[arg-type]  # tuple() of the last 3 dimensions is typed tuple[int, ...]
         space=space,
         frame_of_reference_uid=frame_of_reference_uid,
         series_instance_uid=series_instance_uid,
