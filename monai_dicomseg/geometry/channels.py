@@ -80,7 +80,7 @@ class ChannelDescriptor:
             custom = bool(getattr(identifier, "is_custom", False))
             self._tag = None if custom else KNOWN_CHANNEL_ATTRIBUTES.get(self._keyword, (None,))[0]
             if not custom and self._tag is None:
-                self._tag = int(identifier.tag) if getattr(identifier, "tag", None) is not None else None  # type: ignore[union-attr]  # duck-typed descriptor (hasattr checks above); getattr guards the tag
+                self._tag = int(identifier.tag) if getattr(identifier, "tag", None) is not None else None  # type: ignore[union-attr,arg-type]  # duck-typed descriptor (hasattr checks above); getattr guards the tag
             return
         if is_custom:
             if not isinstance(identifier, str):

@@ -104,7 +104,7 @@ def reference_from_image(image: Any, meta: "Mapping[str, Any] | None" = None) ->
         frame_of_reference_uid, series_instance_uid = _uids_from_file(meta.get(MetaKey.FILENAME_OR_OBJ))
     return ReferenceGrid(
         affine=check_spatial_affine(affine, "reference affine"),
-        spatial_shape=shape,  # type: ignore[arg-type]  # tuple() of the last 3 dimensions is typed tuple[int, ...]
+        spatial_shape=shape,
         space=space,
         frame_of_reference_uid=frame_of_reference_uid,
         series_instance_uid=series_instance_uid,
