@@ -17,6 +17,10 @@ Cases (full size / ``--small``):
    (per-frame functional groups, bulk parser; median of 5), printed as a share of ``read-BINARY``
    and against ``header-BINARY-general`` (the per-item scanner it replaced, issue 25).
 3. 300 segments, 16-bit LABELMAP, write and read. Full: 512x512x200; small: 128x128x40.
+6. dense FRACTIONAL (issue 25): a 40-class softmax (+ background) on a 4x4x2-coarser grid written onto the
+   series: uncertain (logits 6 x one-hot: every frame stored), confident (12 x one-hot), the uncertain case
+   through the per-class path it replaced, and BINARY of the same output; printed as ratios to BINARY and
+   as peak above the model output. Full: 512x512x200; small: 256x256x100. ``--repeat 3`` for medians.
 5. FRACTIONAL read as labels (issue 25): a 117-segment FRACTIONAL SEG (0.8 inside each organ, 0.25 in its
    neighbour organs', so thresholds matter) read with ``load_seg_array(mode="labelmap", threshold=0.5)`` (what
    ``LoadDicomSegd(mode="labelmap", threshold=0.5)`` and ``to-nifti --threshold`` run: stored frames ->
@@ -36,6 +40,12 @@ Measured (2-core, 24 GB, shared machine, highdicom 0.28.2; one run each, so read
   which both share the 12.4 GB input). Mid size (``--shape 200 512 512 --classes 20``): FRACTIONAL 2.2 s,
   JPEG-LS 5.4 s, BINARY 2.1-2.9 s, highdicom path 15.5 s; with the default logit scale 6 every off-class
   value is stored as 1 (1.05 GB, every frame non-empty): 39 s.
+* case 6 (40 classes + background, 4x4x2-coarser grid; medians of 3 at small size, one run at full size):
+  small (256x256x100): BINARY 0.71 s; FRACTIONAL uncertain 2.51 s (x3.56 BINARY, 515 MB above its inputs,
+  264 MB file), confident 1.16 s (x1.64), the per-class path it replaced 7.70 s (x10.9). Full (512x512x200):
+  BINARY 1.46 s; uncertain 16.7 s (x11.5; per-class 46.9 s, x32.1), +4.1 GB (2.1 GB file); confident 5.7 s
+  (x3.9), +1.4 GB. At full size the rest is the encoder holding every stored frame (2.1 GB) and joining them
+  into one Pixel Data buffer before writing: fresh memory costs ~7 s per GB to fault in on this VM.
 * case 2, full (512x512x1000, 117 segments): write BINARY 1.6 s vs 20.6 s (x12.7; 0.46 of its peak RSS, 0.32
   of what it adds above its inputs), LABELMAP 0.57 s vs 4.0 s (x7.1; 0.51, 0.33); read BINARY 1.9 s vs 10.3 s
   (x5.4; 0.35, 0.32), LABELMAP 0.25 s vs 1.6 s (x6.5; 0.46, 0.45). Header only (``--shape 1000 256 256``,
@@ -80,9 +90,11 @@ LOGIT_SCALE = [6.0]
 ``1 / (e**6 + K)`` (> 0.5/255 for K < 108: stored as 1, so every FRACTIONAL frame is non-empty); a trained
 network is far more confident away from an organ (``--logit-scale 12``: ~6e-6, stored as 0)."""
 FULL = {1: ((400, 512, 512), 117), 2: ((1000, 512, 512), 117), 3: ((200, 512, 512), 300),
-        4: ((32768, 32768), 512, 2048), 5: ((100, 256, 256), 117)}
+        4: ((32768, 32768), 512, 2048), 5: ((100, 256, 256), 117), 6: ((200, 512, 512), 40)}
 SMALL = {1: ((64, 128, 128), 20), 2: ((100, 256, 256), 117), 3: ((40, 128, 128), 300),
-         4: ((4096, 4096), 256, 1024), 5: ((40, 128, 128), 117)}
+         4: ((4096, 4096), 256, 1024), 5: ((40, 128, 128), 117), 6: ((100, 256, 256), 40)}
+DENSE_FACTORS = (4, 4, 2)
+"""Case 6's model grid: 4 x 4 x 2 source voxels per model voxel along MONAI (C, R, S)."""
 COMPRESSION = {"native": None, "rle": "rle", "jpegls": "jpegls", "jpeg2000": "jpeg2000"}
 VARIANTS = {
     1: ["FRACTIONAL-native", "FRACTIONAL-rle", "FRACTIONAL-jpegls", "FRACTIONAL-jpeg2000", "BINARY", "LABELMAP",
@@ -95,6 +107,7 @@ VARIANTS = {
         "write-LABELMAP-rle", "hd-write-LABELMAP-rle", "read-regions-rle", "hd-read-regions-rle",
         "write-LABELMAP-jpegls", "hd-write-LABELMAP-jpegls", "read-regions-jpegls", "hd-read-regions-jpegls"],
     5: ["read-float", "read-labels", "labels-via-float"],
+    6: ["BINARY", "FRACTIONAL-uncertain", "FRACTIONAL-confident", "FRACTIONAL-uncertain-per-class"],
 }
 
 
@@ -119,7 +132,7 @@ def peak_mb() -> float:
     return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def model_output(shape, segments):
+def model_output(shape, segments, factors=FACTORS):
     """(softmax (K+1, X, Y, Z) float32 MetaTensor on the model grid, source folder)."""
     import torch
     from monai.data import MetaTensor
@@ -129,14 +142,14 @@ def model_output(shape, segments):
     folder = series_folder(shape, segments)
     _, labels = big_case(shape, segments)
     source = load_source_geometry(folder)
-    coarse = np.ascontiguousarray(to_monai_array(labels)[::FACTORS[0], ::FACTORS[1], ::FACTORS[2]])
+    coarse = np.ascontiguousarray(to_monai_array(labels)[::factors[0], ::factors[1], ::factors[2]])
     del labels
     probs = torch.empty((segments + 1, *coarse.shape), dtype=torch.float32)
     for start in range(0, coarse.shape[2], 8):  # slab-wise softmax of a scaled one-hot: bounded set-up memory
         block = torch.nn.functional.one_hot(torch.from_numpy(coarse[..., start:start + 8]).long(), segments + 1)
         probs[..., start:start + 8] = torch.softmax(block.permute(3, 0, 1, 2).float() * LOGIT_SCALE[0], dim=0)
     affine = source.monai_affine().copy()
-    affine[:3, :3] = affine[:3, :3] * np.array(FACTORS, dtype=float)
+    affine[:3, :3] = affine[:3, :3] * np.array(factors, dtype=float)
     return MetaTensor(probs, affine=torch.as_tensor(affine), meta={"filename_or_obj": str(folder)}), folder
 
 
@@ -427,6 +440,33 @@ def case5(variant: str, shape, segments, out: Path) -> dict:
     return {"seconds": time.perf_counter() - start, "size": path.stat().st_size, "voxels": int(array.size)}
 
 
+def case6(variant: str, shape, segments, out: Path) -> dict:
+    """Case 6: a softmax of ``segments`` + 1 channels on a 4x4x2-coarser grid written as FRACTIONAL / BINARY.
+
+    ``uncertain``: logits 6 x one-hot (every off-class probability ~1/(e^6 + K) is stored as 1: every frame
+    non-empty, the dense path); ``confident``: logits 12 x one-hot (off-class values stored as 0: each class's
+    support only); ``per-class``: the uncertain case through the per-class numpy path this replaced
+    (``device_grid.available`` patched False); ``BINARY``: argmax of the uncertain output."""
+    from monai_dicomseg.io import device_grid
+    from monai_dicomseg.io.writer import DicomSegWriter
+
+    LOGIT_SCALE[0] = 12.0 if variant.endswith("confident") else 6.0
+    probs, folder = model_output(shape, segments, DENSE_FACTORS)
+    if variant.endswith("per-class"):
+        device_grid.available = lambda: False
+    path = out / "case6.dcm"
+    kind = variant.partition("-")[0]
+    start = start_clock()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        writer = DicomSegWriter(segmentation_type=kind, labels=["background", *names(segments)], overwrite=True)
+        writer.set_data_array(probs, channel_dim=0)
+        writer.set_metadata(probs.meta)
+        writer.write(path)
+    return {"seconds": time.perf_counter() - start, "size": path.stat().st_size,
+            "model_mb": probs.numel() * 4 / 1e6}
+
+
 def child(case: int, variant: str, small: bool, out: str) -> None:
     spec = (SMALL if small else FULL)[case]
     out_path = Path(out)
@@ -443,6 +483,8 @@ def child(case: int, variant: str, small: bool, out: str) -> None:
         result = case_series(variant, spec[0], spec[1], out_path)
     elif case == 5:
         result = case5(variant, spec[0], spec[1], out_path)
+    elif case == 6:
+        result = case6(variant, spec[0], spec[1], out_path)
     else:
         result = case4(variant, spec[0], spec[1], spec[2], out_path)
     result["peak_mb"] = peak_mb()
@@ -462,11 +504,13 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", help="run only these variants")
     parser.add_argument("--logit-scale", type=float, default=6.0,
                         help="case 1: softmax(scale * one-hot) (default 6; 12 is closer to a trained network)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of each variant (each in its own child); the median time and peak are printed")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     specs = SMALL if args.small else FULL
     if args.shape or args.classes:
-        for case in (1, 2, 3, 5):
+        for case in (1, 2, 3, 5, 6):
             specs[case] = (tuple(args.shape or specs[case][0]), args.classes or specs[case][1])
     LOGIT_SCALE[0] = args.logit_scale
     if args.child:
@@ -489,11 +533,12 @@ def main() -> None:
                                                                           and variant not in args.variants):
                     continue
                 command = [sys.executable, __file__, "--child", str(case), variant, out] + forwarded
-                done = subprocess.run(command, capture_output=True, text=True)
-                if done.returncode != 0:
-                    print(f"{case:<6}{variant:<24} failed: {done.stderr.strip().splitlines()[-1:]}")
+                runs = [subprocess.run(command, capture_output=True, text=True) for _ in range(max(1, args.repeat))]
+                failed = [done for done in runs if done.returncode != 0]
+                if failed:
+                    print(f"{case:<6}{variant:<24} failed: {failed[0].stderr.strip().splitlines()[-1:]}")
                     continue
-                results[variant] = result = json.loads(done.stdout.strip().splitlines()[-1])
+                results[variant] = result = _median([json.loads(done.stdout.strip().splitlines()[-1]) for done in runs])
                 versus = ""
                 theirs = results.get(_highdicom_twin(case, variant))
                 if theirs:
@@ -511,6 +556,14 @@ def main() -> None:
                               f"{_extra(result):.0f} MB vs {_extra(base):.0f} MB added")
             if case == 2 and "header-BINARY" in results:  # the per-frame header's share of a BINARY read
                 _print_header_share(results)
+            if case == 6 and "BINARY" in results:  # the dense FRACTIONAL targets, as ratios of this run
+                base = results["BINARY"]
+                for variant in VARIANTS[6][1:]:
+                    if variant in results:
+                        result = results[variant]
+                        print(f"{'':<6}{variant:<24} vs BINARY: x{result['seconds'] / base['seconds']:.2f} time; "
+                              f"peak {result['peak_mb']:.0f} MB = model output {result['model_mb']:.0f} MB + "
+                              f"{result['peak_mb'] - result['model_mb']:.0f} MB")
             if case in (2, 3, 4):  # print ours-vs-highdicom once both are known
                 for variant, result in results.items():
                     theirs = results.get(_highdicom_twin(case, variant))
@@ -531,6 +584,17 @@ def _print_header_share(results: dict) -> None:
         general = results["header-BINARY-general"]["seconds"]
         line += f"; per-item scanner {general * 1e3:.0f} ms (x{general / header['seconds']:.1f})"
     print(line)
+
+
+def _median(runs: "list[dict]") -> dict:
+    """One result of several runs: the median seconds and peak (other fields from the first run)."""
+    import statistics
+
+    result = dict(runs[0])
+    for key in ("seconds", "peak_mb", "base_mb"):
+        result[key] = statistics.median(run[key] for run in runs)
+    result["runs"] = len(runs)
+    return result
 
 
 def _extra(result: dict) -> float:
