@@ -396,7 +396,7 @@ def test_convert_fractional_without_patient_volume(generated_corpus, cli, tmp_pa
     out.unlink()
     status, output = _convert(cli, original, out, target, ("--threshold", "0.5"))
     if target == "LABELMAP":
-        _assert_refused(status, output, out, tmp_path, "belong to more than one segment")
+        _assert_refused(status, output, out, tmp_path, "in more than one segment")
     else:
         assert status == 0, output
         assert_same_content(original, out, threshold=0.5)

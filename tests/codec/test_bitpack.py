@@ -39,7 +39,7 @@ def test_bitpack_imports_only_numpy():
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported <= {"__future__", "collections", "numpy"}
+    assert imported <= {"__future__", "collections", "typing", "numpy"}
 
 
 def test_little_bit_order():

@@ -263,7 +263,7 @@ def test_support_slabs_bad_shape():
 torch = pytest.importorskip("torch")
 from monai.data import MetaTensor  # noqa: E402
 
-from monai_dicomseg.io import writer as writer_module  # noqa: E402
+from monai_dicomseg.io import segwrite as segwrite_module  # noqa: E402
 from monai_dicomseg.io.writer import DicomSegWriter  # noqa: E402
 
 
@@ -278,7 +278,8 @@ def series(tmp_path_factory):
 
 
 def write(folder, output, lazy, monkeypatch, **options) -> bytes:
-    monkeypatch.setattr(writer_module, "to_source_grid", functools.partial(prediction_module.to_source_grid, lazy=lazy))
+    monkeypatch.setattr(segwrite_module, "to_source_grid",  # the one writer core (io/segwrite.py) looks it up there
+                        functools.partial(prediction_module.to_source_grid, lazy=lazy))
     writer = DicomSegWriter(**options)
     writer.set_data_array(output, channel_dim=0)
     writer.set_metadata(output.meta, source=str(folder))

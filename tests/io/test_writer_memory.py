@@ -18,7 +18,7 @@ from oracles import deterministic_bytes
 from monai_dicomseg import synthetic  # noqa: E402
 from monai_dicomseg.errors import DicomSegError, InputError  # noqa: E402
 from monai_dicomseg.io import prediction as prediction_module  # noqa: E402
-from monai_dicomseg.io import writer as writer_module  # noqa: E402
+from monai_dicomseg.io import segwrite as segwrite_module  # noqa: E402
 from monai_dicomseg.io.writer import DicomSegWriter  # noqa: E402
 
 SOURCE_SHAPE = (10, 24, 28)
@@ -61,7 +61,8 @@ def model_output(source, channels: int, kind: str, zoom: float = 2.0, seed: int 
 
 
 def build(folder, output, lazy: bool, monkeypatch, **options):
-    monkeypatch.setattr(writer_module, "to_source_grid",
+    # the one writer core (io/segwrite.py, shared with from-nifti) looks the planner up there
+    monkeypatch.setattr(segwrite_module, "to_source_grid",
                         functools.partial(prediction_module.to_source_grid, lazy=lazy))
     writer = DicomSegWriter(**options)
     writer.set_data_array(output, channel_dim=0)
@@ -186,8 +187,8 @@ _MEMORY_SCRIPT = textwrap.dedent("""
         logits[organ, 20:40, 20:40, organ + 8:organ + 10] += 24.0
     if len(sys.argv) > 3:  # the materialised path, to check that this test would catch it
         import functools
-        from monai_dicomseg.io import prediction, writer as writer_module
-        writer_module.to_source_grid = functools.partial(prediction.to_source_grid, lazy=False)
+        from monai_dicomseg.io import prediction, segwrite as segwrite_module
+        segwrite_module.to_source_grid = functools.partial(prediction.to_source_grid, lazy=False)
     probabilities = np.exp(logits) / np.exp(logits).sum(0, keepdims=True)
     output = MetaTensor(torch.from_numpy(probabilities), affine=torch.as_tensor(affine))
     writer = DicomSegWriter(segmentation_type=segmentation_type,
