@@ -289,7 +289,10 @@ def _host_axis(values: np.ndarray, axis: int, low: np.ndarray, weight: "np.ndarr
     for w, positions, sources in groups:
         target = lead + (positions,)
         product = diff[lead + (sources,)] * w
-        np.add(values[lead + (sources,)], product, out=out[target])
+        if isinstance(positions, slice):  # a strided view of out: written in place
+            np.add(values[lead + (sources,)], product, out=out[target])
+        else:  # index arrays: out[target] would be a copy, never written back
+            out[target] = values[lead + (sources,)] + product
     return out
 
 

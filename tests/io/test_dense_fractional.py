@@ -79,7 +79,7 @@ def reference(monkeypatch, *args, **kwargs):
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
-@given(zoom=st.sampled_from([1.0, 2.0, 4.0, 1.7, 0.6]), perm=st.permutations([0, 1, 2]),
+@given(zoom=st.sampled_from([1.0, 2.0, 4.0, 1.7, 0.6, 2.4]) | st.floats(0.5, 3.0), perm=st.permutations([0, 1, 2]),
        flips=st.tuples(*[st.booleans()] * 3), shift=st.tuples(*[st.floats(-1.5, 1.5)] * 3),
        classes=st.integers(1, 6), scale=st.sampled_from([6.0, 12.0, 2.0]), seed=st.integers(0, 2**16),
        interpolation=st.sampled_from(["linear", "nearest"]), maximum=st.sampled_from([255, 100, 1]))
@@ -255,3 +255,19 @@ def test_cuda_tensor_through_build_segmentation(monkeypatch):
     array = softmax((6, 7, 8), 4, 3, 6.0)
     plan = plan_segments(torch.from_numpy(array).cuda(), labels=["background", "a", "b", "c", "d"])
     assert plan.kind == "probabilities" and plan.background == 0 and len(plan.sources) == 4
+
+
+@settings(max_examples=60, deadline=None)
+@given(zoom=st.floats(0.3, 5.0), shift=st.floats(-2.0, 2.0), size=st.integers(1, 9), out_size=st.integers(1, 40),
+       seed=st.integers(0, 2**16))
+def test_property_host_axis_equals_gathered_interpolation(zoom, shift, size, out_size, seed):
+    """Strided slices and index-array groups give exactly ``a + (b - a) * w`` of the two gathers (regression:
+    an index-array group was written into a copy, leaving uninitialised output)."""
+    coords = np.arange(out_size) / zoom + shift
+    low = np.clip(np.floor(coords), 0, size - 1).astype(np.intp)
+    high = np.minimum(low + 1, size - 1)
+    weight = np.clip(coords - low, 0.0, 1.0).astype(np.float32)
+    values = np.random.default_rng(seed).random((2, 3, size)).astype(np.float32)
+    a, b = values[..., low], values[..., high]
+    expected = a + (b - a) * weight
+    np.testing.assert_array_equal(device_grid._host_axis(values, 2, low, weight), expected)
