@@ -129,6 +129,35 @@ def _check_single_frame_image_planes(datasets: Sequence[Any]) -> None:
                 )
 
 
+def _image_planes(series_datasets: Sequence[Any]) -> "tuple[list[Any], str | None, np.ndarray, np.ndarray, np.ndarray]":
+    """The checked image planes of a single-frame series (PS3.3 C.7.6.2).
+
+    Returns
+    -------
+    tuple
+        ``(datasets, FrameOfReferenceUID, (6,) orientation, (2,) pixel spacing, (N, 3) positions)``.
+
+    Raises
+    ------
+    InputError
+        No dataset.
+    GeometryError
+        A multi-frame dataset, missing Image Plane attributes, or mixed series / orientation / pixel
+        spacing / frame of reference.
+    """
+    datasets = list(series_datasets)
+    if not datasets:
+        raise InputError("series_datasets must contain at least one dataset; got 0")
+    _check_single_frame_image_planes(datasets)
+    _check_same(datasets, "SeriesInstanceUID")
+    frame_of_reference_uid = check_common_frame_of_reference(datasets)
+    orientation = check_common_orientation(datasets)
+    _check_same(datasets, "PixelSpacing")
+    pixel_spacing = as_float_vector(datasets[0].PixelSpacing, 2, "PixelSpacing")
+    positions = np.stack([read_image_position(ds, i) for i, ds in enumerate(datasets)])
+    return datasets, frame_of_reference_uid, orientation, pixel_spacing, positions
+
+
 def _stack_frames(datasets: Sequence[Any], dtype: Any, apply_real_world_transform: "bool | None",
                   apply_modality_transform: "bool | None") -> np.ndarray:
     """``(F, R, C[, 3])`` pixel data of sorted single-frame datasets, output transforms applied."""
@@ -182,17 +211,7 @@ def get_volume_from_series(
         If a dataset is multi-frame or lacks Image Plane attributes, or the
         series is not one regularly spaced volume.
     """
-    datasets = list(series_datasets)
-    if not datasets:
-        raise InputError("series_datasets must contain at least one dataset; got 0")
-    _check_single_frame_image_planes(datasets)
-    _check_same(datasets, "SeriesInstanceUID")
-    frame_of_reference_uid = check_common_frame_of_reference(datasets)
-    orientation = check_common_orientation(datasets)
-    _check_same(datasets, "PixelSpacing")
-    pixel_spacing = as_float_vector(datasets[0].PixelSpacing, 2, "PixelSpacing")
-
-    positions = np.stack([read_image_position(ds, i) for i, ds in enumerate(datasets)])
+    datasets, frame_of_reference_uid, orientation, pixel_spacing, positions = _image_planes(series_datasets)
     if len(datasets) == 1:
         spacing = float(getattr(datasets[0], "SpacingBetweenSlices", None) or 1.0)
     else:
@@ -262,16 +281,7 @@ def plan_series_grid(
         / frame of reference / series, duplicate positions, slices off a
         line, and gaps or irregular spacing (as ``irregular_slices`` says).
     """
-    datasets = list(series_datasets)
-    if not datasets:
-        raise InputError("series_datasets must contain at least one dataset; got 0")
-    _check_single_frame_image_planes(datasets)
-    _check_same(datasets, "SeriesInstanceUID")
-    frame_of_reference_uid = check_common_frame_of_reference(datasets)
-    orientation = check_common_orientation(datasets)
-    _check_same(datasets, "PixelSpacing")
-    pixel_spacing = as_float_vector(datasets[0].PixelSpacing, 2, "PixelSpacing")
-    positions = np.stack([read_image_position(ds, i) for i, ds in enumerate(datasets)])
+    datasets, frame_of_reference_uid, orientation, pixel_spacing, positions = _image_planes(series_datasets)
     grid = plan_slice_grid(
         positions, orientation, irregular_slices=irregular_slices,
         spacing_hint=float(getattr(datasets[0], "SpacingBetweenSlices", None) or 1.0),
