@@ -153,6 +153,10 @@ class SegmentationTypeValues(Enum):
     LABELMAP = "LABELMAP"
 
 
+BINARY, FRACTIONAL, LABELMAP = (member.value for member in SegmentationTypeValues)
+"""The SegmentationType values as plain strings, for comparisons with a data set's attribute or a user's str."""
+
+
 class SegmentationFractionalTypeValues(Enum):
     """Segmentation Fractional Type (0062,0010), PS3.3 C.8.20.2."""
 

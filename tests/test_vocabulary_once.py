@@ -139,3 +139,28 @@ def test_series_options_are_derived_from_the_signature():
     assert SERIES_OPTIONS == tuple(name for name, p in parameters.items()
                                    if p.default is not inspect.Parameter.empty)
     assert "irregular_slices" in SERIES_OPTIONS and "volume" in SERIES_OPTIONS
+
+
+def test_segmentation_types_are_spelled_only_in_the_vocabulary():
+    """SegmentationType values appear as string constants only where they are declared (enums.py), in the
+    transfer-syntax table (stdlib-only by its own rule), and in seg/profiles.py's consumer tables (data keyed by
+    type); everywhere else code compares with enums.BINARY / FRACTIONAL / LABELMAP or SegmentationTypeValues.
+    Docstrings are prose and may name them."""
+    import ast
+
+    allowed = {"enums.py", "codec/transfer_syntax.py", "seg/profiles.py"}
+    offenders = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if relative in allowed:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr)
+                      and isinstance(node.body[0].value, ast.Constant)}
+        hits = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Constant)
+                and node.value in ("BINARY", "FRACTIONAL", "LABELMAP") and id(node) not in docstrings]
+        if hits:
+            offenders[relative] = hits
+    assert not offenders, f"SegmentationType spelled outside the vocabulary: {offenders}"

@@ -16,11 +16,12 @@ from typing import Any, TypeVar
 
 from monai_dicomseg.codec.transfer_syntax import by_name, compression_names, writable_syntaxes
 from monai_dicomseg.errors import GeometryError, InputError
+from monai_dicomseg.enums import BINARY as _BINARY, FRACTIONAL as _FRACTIONAL, LABELMAP as _LABELMAP
 
 #: ``--compress`` name -> transfer syntax UID (all lossless): the written rows of the one table.
 COMPRESSION: dict[str, str] = {name: by_name(name).uid for name in compression_names()}
 
-SEGMENTATION_TYPES = ("BINARY", "LABELMAP", "FRACTIONAL")
+SEGMENTATION_TYPES = (_BINARY, _LABELMAP, _FRACTIONAL)
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -245,7 +246,7 @@ def profile_cli_choice(profile: "str | None", segmentation_type: str, compress: 
         return segmentation_type, compress
     from monai_dicomseg.seg.profiles import resolve_profile
 
-    resolved = resolve_profile(profile, None if segmentation_type == "BINARY" else segmentation_type,
+    resolved = resolve_profile(profile, None if segmentation_type == _BINARY else segmentation_type,
                                None if compress in (None, "none") else compress)
     return resolved.segmentation_type, resolved.compression
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from monai_dicomseg.cli._common import strict_keywords
 from monai_dicomseg.enums import SegSOPClass
+from monai_dicomseg.enums import BINARY as _BINARY, FRACTIONAL as _FRACTIONAL, LABELMAP as _LABELMAP
 
 __all__ = ["add_arguments", "run", "check_file", "format_report", "REPORT_KEYS", "EXIT_OK", "EXIT_INVALID",
            "EXIT_CONSUMER"]
@@ -38,7 +39,7 @@ REPORT_KEYS = ("path", "status", "valid", "errors", "warnings", "sop_class_uid",
 """Keys of every :func:`check_file` report, in this order (the ``--json`` schema)."""
 
 _SEG_SOP_CLASSES = tuple(sop_class.value for sop_class in SegSOPClass)
-_BITS = {"BINARY": (1,), "FRACTIONAL": (8,), "LABELMAP": (8, 16)}
+_BITS = {_BINARY: (1,), _FRACTIONAL: (8,), _LABELMAP: (8, 16)}
 _REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Modality",
              "SegmentationType", "SegmentSequence", "Rows", "Columns", "BitsAllocated", "PixelData",
              "SharedFunctionalGroupsSequence")
@@ -165,12 +166,12 @@ def _check_iod(dataset: Any, report: dict[str, Any]) -> None:
     bits = dataset.get("BitsAllocated")
     if bits is not None and int(bits) not in _BITS[kind]:
         errors.append(f"BitsAllocated {int(bits)} is not allowed for {kind} (PS3.3 C.8.20.2: {_BITS[kind]})")
-    if kind == "FRACTIONAL":
+    if kind == _FRACTIONAL:
         for keyword in ("SegmentationFractionalType", "MaximumFractionalValue"):
             if keyword not in dataset:
                 errors.append(f"{keyword} is required for FRACTIONAL segmentations (PS3.3 C.8.20.2)")
     numbers = [int(item.get("SegmentNumber", 0) or 0) for item in dataset.get("SegmentSequence", []) or []]
-    lowest = 0 if kind == "LABELMAP" else 1  # a LABELMAP may describe its background as segment 0
+    lowest = 0 if kind == _LABELMAP else 1  # a LABELMAP may describe its background as segment 0
     if numbers and (min(numbers) < lowest or len(set(numbers)) != len(numbers)):
         errors.append(f"SegmentNumber values must be distinct and >= {lowest}; got {numbers[:20]}")
     _check_frame_groups(dataset, report)
@@ -215,7 +216,7 @@ def _check_pixels(dataset: Any, report: dict[str, Any], decode: bool) -> "bool |
             maximum = int(dataset.get("MaximumFractionalValue", 0) or 0)
             for start in range(0, layout.number_of_frames, 256):  # bounded memory
                 frames = decode_frames(dataset, np.arange(start, min(start + 256, layout.number_of_frames)), layout)
-                if report["segmentation_type"] == "FRACTIONAL":
+                if report["segmentation_type"] == _FRACTIONAL:
                     graded = graded or bool(np.any((frames != 0) & (frames != maximum)))
         report["warnings"].extend(str(w.message) for w in caught)
         return graded

@@ -50,6 +50,7 @@ from monai_dicomseg.cli._common import (
     strict_keywords,
 )
 from monai_dicomseg.errors import GeometryError, InputError, OverlapError, UnsupportedError
+from monai_dicomseg.enums import FRACTIONAL as _FRACTIONAL, LABELMAP as _LABELMAP
 
 __all__ = ["add_arguments", "add_options", "run", "convert_seg"]
 
@@ -379,14 +380,14 @@ def _output_type(requested: "str | None", seg: Any, threshold: "float | None", s
     """
     kind = seg.segmentation_type.value
     target = requested or kind
-    if target == "FRACTIONAL":
-        if kind != "FRACTIONAL":
+    if target == _FRACTIONAL:
+        if kind != _FRACTIONAL:
             raise UnsupportedError(f"{str(seg_path)!r} is a {kind} SEG: --type FRACTIONAL rewrites FRACTIONAL SEGs "
                                    "only (to recompress them); keep BINARY or LABELMAP")
         if threshold is not None:
             raise InputError(f"--threshold {threshold} makes masks, but the output is FRACTIONAL (the input's type "
                              "when --type is omitted): pass --type BINARY or LABELMAP, or drop --threshold")
-    elif kind == "FRACTIONAL" and threshold is None:
+    elif kind == _FRACTIONAL and threshold is None:
         raise UnsupportedError(
             f"{str(seg_path)!r} is a FRACTIONAL SEG: converting it to {target} needs --threshold "
             "(threshold=): the fraction at or above which a voxel belongs to a segment")
@@ -433,11 +434,11 @@ def convert_seg(
 
         resolved = resolve_profile(profile, segmentation_type, None if compress in (None, "none") else compress)
         compress = resolved.compression
-    fractional = seg.segmentation_type.value == "FRACTIONAL"
-    keep_fractions = segmentation_type == "FRACTIONAL"
+    fractional = seg.segmentation_type.value == _FRACTIONAL
+    keep_fractions = segmentation_type == _FRACTIONAL
     if int(seg.get("NumberOfFrames", 0) or 0) == 0:
         raise InputError("the SEG holds no frames")
-    combine = segmentation_type == "LABELMAP"
+    combine = segmentation_type == _LABELMAP
     numbers = [int(n) for n in seg.segment_numbers]
     if numbers != list(range(1, len(numbers) + 1)):
         raise UnsupportedError(f"segment numbers must be 1..N to be rewritten; got {numbers[:10]}")

@@ -38,6 +38,7 @@ from monai_dicomseg.cli._common import (
 )
 from monai_dicomseg.enums import Interpolation
 from monai_dicomseg.errors import InputError
+from monai_dicomseg.enums import BINARY as _BINARY, FRACTIONAL as _FRACTIONAL
 
 __all__ = ["add_arguments", "add_options", "run", "nifti_to_seg"]
 
@@ -50,7 +51,7 @@ def add_options(parser: argparse.ArgumentParser, batch: bool = False) -> None:
                         help="segment names (without --metadata): comma-separated for labels 1, 2, ... (a leading "
                              "'background' entry names label 0, so the next names label 1), or a JSON mapping "
                              "such as a bundle's channel_def '{\"0\": \"background\", \"1\": \"liver\"}'")
-    parser.add_argument("--type", dest="segmentation_type", choices=SEGMENTATION_TYPES, default="BINARY",
+    parser.add_argument("--type", dest="segmentation_type", choices=SEGMENTATION_TYPES, default=_BINARY,
                         type=str.upper, help="segmentation type (default: BINARY)")
     parser.add_argument("--fractional-type", choices=("PROBABILITY", "OCCUPANCY"), default="PROBABILITY",
                         type=str.upper, help="meaning of FRACTIONAL values (default: PROBABILITY)")
@@ -272,7 +273,7 @@ def nifti_to_seg(
     *,
     metadata: str | None = None,
     labels: "list[str] | Mapping[Any, str] | None" = None,
-    segmentation_type: str = "BINARY",
+    segmentation_type: str = _BINARY,
     fractional_type: str = "PROBABILITY",
     series_description: str | None = None,
     algorithm_name: str = "monai-dicomseg",
@@ -333,7 +334,7 @@ def nifti_to_seg(
         raise InputError(f"--type must be one of {SEGMENTATION_TYPES}; got {segmentation_type!r}")
     array, affine = _load_nifti(labels_path)
     source = load_series(series, volume=volume, irregular_slices=irregular_slices)
-    fractional = segmentation_type == "FRACTIONAL" and array.dtype.kind == "f"
+    fractional = segmentation_type == _FRACTIONAL and array.dtype.kind == "f"
     stacked = array.ndim == 4
     if fractional and not np.all(np.isfinite(array)):
         raise InputError(f"{str(labels_path)!r} holds NaN or infinite values")

@@ -12,6 +12,7 @@ from typing import Any
 
 from monai_dicomseg.cli._common import read_seg, strict_keywords
 from monai_dicomseg.enums import SegSOPClass
+from monai_dicomseg.enums import LABELMAP as _LABELMAP
 
 __all__ = ["add_arguments", "add_options", "run", "describe_seg", "format_description"]
 
@@ -103,7 +104,7 @@ def describe_seg(path: str) -> dict[str, Any]:
             "type": _type_text(description),
             "algorithm": algorithm,
             "color": entry["color"],
-            "frames": None if segmentation_type == "LABELMAP"
+            "frames": None if segmentation_type == _LABELMAP
             else int(frame_counts[number]) if number < len(frame_counts) else 0,
         })
     sop_class = str(seg.SOPClassUID)

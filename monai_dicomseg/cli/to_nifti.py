@@ -34,6 +34,7 @@ from monai_dicomseg.cli._common import (
     strict_keywords,
 )
 from monai_dicomseg.errors import GeometryError, InputError
+from monai_dicomseg.enums import FRACTIONAL as _FRACTIONAL
 
 __all__ = ["add_arguments", "add_options", "run", "seg_to_nifti"]
 
@@ -161,7 +162,7 @@ def _check_layout(seg: Any, seg_path: str, *, label_map: bool | None, split: boo
         ``label_map`` with ``split``; a label map of a FRACTIONAL SEG without ``threshold``; ``threshold``
         for a SEG that is not FRACTIONAL.
     """
-    fractional = seg.segmentation_type.value == "FRACTIONAL"
+    fractional = seg.segmentation_type.value == _FRACTIONAL
     if label_map and split:
         raise InputError("label_map cannot be combined with per_segment or stack")
     if fractional and label_map and threshold is None:
@@ -237,7 +238,7 @@ def seg_to_nifti(
     _check_layout(seg, seg_path, label_map=label_map, split=per_segment or stack, threshold=threshold)
     numbers = [int(n) for n in seg.segment_numbers]
     # FRACTIONAL with a threshold: masks from here on, laid out as a BINARY SEG
-    is_fractional = seg.segmentation_type.value == "FRACTIONAL" and threshold is None
+    is_fractional = seg.segmentation_type.value == _FRACTIONAL and threshold is None
     combine = not (per_segment or stack or is_fractional)
     loaded = load_label_array(seg, mode="labelmap" if combine else "stacked", raw=fractional == "raw",
                               threshold=threshold, source=source, allow_other_series=allow_other_series,

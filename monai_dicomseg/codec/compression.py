@@ -30,6 +30,7 @@ from monai_dicomseg.codec.transfer_syntax import (
     compression_names,
     writable_syntaxes,
 )
+from monai_dicomseg.enums import BINARY, LABELMAP
 from monai_dicomseg.errors import EncodeError, InputTypeError
 
 __all__ = [
@@ -70,7 +71,7 @@ def compression_transfer_syntax(compression: "str | None") -> UID:
 
 def allowed_transfer_syntaxes(binary: bool) -> tuple[UID, ...]:
     """Transfer syntaxes written for BINARY (1-bit) or 8/16-bit (LABELMAP) segmentations."""
-    return tuple(UID(row.uid) for row in writable_syntaxes("BINARY" if binary else "LABELMAP"))
+    return tuple(UID(row.uid) for row in writable_syntaxes(BINARY if binary else LABELMAP))
 
 
 def check_transfer_syntax(transfer_syntax_uid: str, segmentation_type: str) -> UID:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from monai_dicomseg.enums import InputKind, SegmentationTypeValues
+from monai_dicomseg.enums import BINARY, InputKind, SegmentationTypeValues
 from monai_dicomseg.errors import InputError, OutputExistsError
 from monai_dicomseg.geometry.correspondence import GridCorrespondence, check_grid_correspondence
 from monai_dicomseg.io.grid import GridPlan, plan_grid_mapping
@@ -121,7 +121,7 @@ def build_segmentation(
     affine: np.ndarray,
     source: SourceSeries,
     *,
-    segmentation_type: str = "BINARY",
+    segmentation_type: str = BINARY,
     space: str = "RAS",
     labels: Any = None,
     channels: "Sequence[int] | None" = None,

@@ -474,7 +474,7 @@ class SegmentationReaderMixin(VolumeReaderMixin, TiledReaderMixin):
         """
         padding = self.get("PixelPaddingValue")  # type: ignore[attr-defined]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
         background = set() if padding is None else {int(padding)}
-        if str(self.get("SegmentationType", "")) == "LABELMAP":  # type: ignore[attr-defined]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
+        if str(self.get("SegmentationType", "")) == SegmentationTypeValues.LABELMAP.value:  # type: ignore[attr-defined]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into
             background.add(0)
         numbers = [
             int(item.SegmentNumber) for item in self.SegmentSequence  # type: ignore[attr-defined]  # mixin: self is the Segmentation (a pydicom Dataset) it is mixed into

@@ -28,6 +28,7 @@ import numpy as np
 
 from monai_dicomseg.errors import InputError
 from monai_dicomseg.slides.labels import SlideLabels
+from monai_dicomseg.enums import LABELMAP as _LABELMAP
 
 __all__ = ["foreground_locations", "grid_locations", "FOREGROUND_METHODS"]
 
@@ -42,7 +43,7 @@ def _tile_mask(labels: SlideLabels, index: int, segment_numbers: Sequence[int] |
                          "empty or not); use method='level'")
     frame_index = seg.get_frame_index()
     positions = np.asarray(frame_index.tile_positions) - 1
-    if segment_numbers is not None and seg.segmentation_type.value != "LABELMAP":
+    if segment_numbers is not None and seg.segmentation_type.value != _LABELMAP:
         positions = positions[np.isin(frame_index.segment_numbers, list(segment_numbers))]
     mask = np.zeros((math.ceil(plane.rows / plane.tile_rows), math.ceil(plane.columns / plane.tile_columns)), bool)
     mask[positions[:, 0] // plane.tile_rows, positions[:, 1] // plane.tile_columns] = True

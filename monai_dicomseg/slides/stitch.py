@@ -34,10 +34,11 @@ from pydicom.dataset import Dataset
 from monai_dicomseg.errors import InputError, InputTypeError
 from monai_dicomseg.seg.mapped import release_leading_range
 from monai_dicomseg.slides.geometry import SlideImage, level_region
+from monai_dicomseg.enums import BINARY as _BINARY, FRACTIONAL as _FRACTIONAL, LABELMAP as _LABELMAP
 
 __all__ = ["SlideSegStitcher", "STITCH_TYPES"]
 
-STITCH_TYPES = ("BINARY", "FRACTIONAL", "LABELMAP")
+STITCH_TYPES = (_BINARY, _FRACTIONAL, _LABELMAP)
 
 
 class _Stitched:
@@ -57,28 +58,28 @@ class _Stitched:
         segments = channels - 1 if stitcher.background_channel else channels
         out_rows, out_columns = (rows, columns) if shape is None else (int(shape[0]), int(shape[1]))
         # stacked: (1, R, C, S), one total pixel matrix (an (R, C, S) array would read as R frames)
-        self.shape: tuple[int, ...] = (out_rows, out_columns) if segmentation_type == "LABELMAP" \
+        self.shape: tuple[int, ...] = (out_rows, out_columns) if segmentation_type == _LABELMAP \
             else (1, out_rows, out_columns, segments)
-        self.dtype = np.dtype(np.float32 if segmentation_type == "FRACTIONAL" else np.uint8)
+        self.dtype = np.dtype(np.float32 if segmentation_type == _FRACTIONAL else np.uint8)
         self.ndim = len(self.shape)
         self._band = -1
         self._maps: "list[tuple[np.ndarray, np.ndarray | None]] | None" = None
         if (out_rows, out_columns) != (rows, columns):
             from monai_dicomseg.seg.pyramid import linear_weights, nearest_indices
 
-            if segmentation_type == "FRACTIONAL":
+            if segmentation_type == _FRACTIONAL:
                 self._maps = [linear_weights(rows, out_rows), linear_weights(columns, out_columns)]
             else:
                 self._maps = [(nearest_indices(rows, out_rows), None), (nearest_indices(columns, out_columns), None)]
 
     def __getitem__(self, key: Any) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
-        if self.kind != "LABELMAP":
+        if self.kind != _LABELMAP:
             if not key or not isinstance(key[0], (int, np.integer)) or int(key[0]) != 0:
                 raise InputTypeError(f"the stitched stack is (1, R, C, S): index it [0, rows, columns]; got {key!r}")
             key = key[1:]
         rows, columns = (list(key) + [slice(None)] * 2)[:2]
-        out_rows, out_columns = (self.shape[0], self.shape[1]) if self.kind == "LABELMAP" else self.shape[1:3]
+        out_rows, out_columns = (self.shape[0], self.shape[1]) if self.kind == _LABELMAP else self.shape[1:3]
         if not isinstance(rows, slice) or not isinstance(columns, slice) \
                 or (rows.step or 1) != 1 or (columns.step or 1) != 1:
             raise InputTypeError(f"index the stitched matrix with unit-step slices; got {key!r}")
@@ -87,7 +88,7 @@ class _Stitched:
         if self._maps is None:
             return self._rule(self._mean(r0, r1, c0, c1))
         row_map, column_map = self._maps
-        if self.kind != "FRACTIONAL":  # nearest: the rule at the sampled accumulator pixels
+        if self.kind != _FRACTIONAL:  # nearest: the rule at the sampled accumulator pixels
             ri, ci = row_map[0][r0:r1], column_map[0][c0:c1]
             lo, clo = (int(ri.min()), int(ci.min())) if len(ri) and len(ci) else (0, 0)
             mean = self._mean(lo, int(ri.max(initial=lo)) + 1, clo, int(ci.max(initial=clo)) + 1)
@@ -116,11 +117,11 @@ class _Stitched:
 
     def _rule(self, mean: np.ndarray) -> np.ndarray:
         """The overlap rule (module docstring) applied to ``(..., C)`` mean probabilities."""
-        if self.stitcher.background_channel and self.kind != "LABELMAP":
+        if self.stitcher.background_channel and self.kind != _LABELMAP:
             mean = mean[..., 1:]
-        if self.kind == "FRACTIONAL":
+        if self.kind == _FRACTIONAL:
             return np.clip(mean, 0.0, 1.0)
-        if self.kind == "BINARY":
+        if self.kind == _BINARY:
             return (mean >= self.threshold).astype(np.uint8)
         best = mean.argmax(axis=-1)
         if self.stitcher.background_channel:
