@@ -355,6 +355,7 @@ def test_kubernetes_and_argo_recipes(seg_tree, tmp_path, recipe):
     _check_nifti_union(out, sorted(out.glob("manifest-*.jsonl")), keys)
 
 
+@pytest.mark.monai  # needs torch's torchrun: deselected by `make test-light`, run by `make test`
 def test_torchrun_recipe(seg_tree, tmp_path):
     root, keys = seg_tree
     torchrun = Path(sys.executable).with_name("torchrun")

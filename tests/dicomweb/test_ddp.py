@@ -14,8 +14,8 @@ from dicomweb_proxy import CountingProxy
 from monai_dicomseg.dicomweb.cache import InstanceCache
 from pacs_studies import upload_studies, write_studies
 
-pytest.importorskip("torch")
-pytest.importorskip("monai")
+# torchrun + torch.distributed: deselected by `make test-light` (-m "not monai"), run by `make test`
+pytestmark = pytest.mark.monai
 REPO = Path(__file__).resolve().parents[2]
 PATIENT = "H18-DDP"
 
