@@ -10,6 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from archive_cases import write_two_phase_series
 from monai_dicomseg import synthetic
 from monai_dicomseg.errors import InputError
 from monai_dicomseg.io.source_series import (
@@ -20,23 +21,6 @@ from monai_dicomseg.io.source_series import (
 )
 
 SHAPE = (6, 20, 24)
-
-
-def _two_phases(folder: Path) -> tuple[list, list]:
-    """One series folder, two temporal positions at the same slice positions; returns (phase 1, phase 2)."""
-    first = synthetic.make_ct_series(SHAPE, labels=synthetic.make_ellipsoid_labels(SHAPE, 3, 0))
-    second = synthetic.make_ct_series(SHAPE, labels=synthetic.make_ellipsoid_labels(SHAPE, 3, 1),
-                                      frame_of_reference_uid=str(first[0].FrameOfReferenceUID))
-    for phase, datasets in ((1, first), (2, second)):
-        for ds in datasets:
-            ds.SeriesInstanceUID = first[0].SeriesInstanceUID
-            ds.StudyInstanceUID = first[0].StudyInstanceUID
-            ds.TemporalPositionIndex = phase
-            ds.InstanceNumber = int(ds.InstanceNumber) + 100 * phase
-    folder.mkdir(parents=True)
-    for ds in first + second:
-        ds.save_as(folder / f"{ds.SOPInstanceUID}.dcm", enforce_file_format=True)
-    return first, second
 
 
 def _nifti(path: Path, labels_fcr: np.ndarray, series: list) -> Path:
@@ -57,7 +41,7 @@ def _referenced(seg_path: Path) -> set[str]:
 @pytest.fixture
 def phases(tmp_path):
     folder = tmp_path / "series"
-    first, second = _two_phases(folder)
+    first, second = write_two_phase_series(folder, SHAPE)
     mask = (synthetic.make_ellipsoid_labels(SHAPE, 3, 1) == 1).astype(np.uint8)
     return folder, first, second, mask
 

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import pydicom
 import pytest
 
 import highdicom as hd
+from archive_cases import liver_seg as _seg
 from monai_dicomseg.data.datalist import create_datalist
 from monai_dicomseg.errors import GeometryError, InputError, InputTypeError
 from monai_dicomseg.io.source_series import from_monai_array, load_source_geometry, load_source_series
@@ -109,21 +109,7 @@ def test_two_stacks_in_one_instance():
     assert load_source_series([ds], volume=0).volume.array.shape == SHAPE
 
 
-def _seg(source_images: list, pixel_array: np.ndarray) -> hd.seg.Segmentation:
-    algorithm = hd.AlgorithmIdentificationSequence(
-        name="test", family=hd.sr.CodedConcept("123110", "DCM", "Artificial Intelligence"), version="1")
-    description = hd.seg.SegmentDescription(
-        segment_number=1, segment_label="s1",
-        segmented_property_category=hd.sr.CodedConcept("91723000", "SCT", "Anatomical Structure"),
-        segmented_property_type=hd.sr.CodedConcept("10200004", "SCT", "Liver"),
-        algorithm_type="AUTOMATIC", algorithm_identification=algorithm)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return hd.seg.Segmentation(
-            source_images=source_images, pixel_array=pixel_array, segmentation_type="BINARY",
-            segment_descriptions=[description], series_instance_uid=hd.UID(), series_number=5,
-            sop_instance_uid=hd.UID(), instance_number=1, manufacturer="t", manufacturer_model_name="t",
-            software_versions="1", device_serial_number="1")
+
 
 
 def test_seg_on_one_phase_selects_its_volume(tmp_path):

@@ -9,38 +9,23 @@ phase (single-frame series, one multi-frame instance) is a GeometryError.
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import pydicom
 import pytest
 
 import highdicom as hd
+from archive_cases import liver_seg as _seg
+from archive_cases import write_two_phase_series
 from monai_dicomseg.errors import GeometryError
 from monai_dicomseg.io.source_series import from_monai_array, load_source_series
 from monai_dicomseg.io.source_volumes import frames_key, frames_outside
-from monai_dicomseg.synthetic import make_ct_series, make_ellipsoid_labels, make_enhanced_ct
+from monai_dicomseg.synthetic import make_ellipsoid_labels, make_enhanced_ct
 from monai_dicomseg.transforms.load import LoadDicomSegd
 from monai_dicomseg.transforms.load_series import LoadDicomSeriesd
 
 SHAPE = (6, 20, 24)
 PHASE = "TemporalPositionIndex"
-
-
-def _two_phases(folder) -> tuple[list, list]:
-    first = make_ct_series(SHAPE, labels=make_ellipsoid_labels(SHAPE, 3, 0))
-    second = make_ct_series(SHAPE, labels=make_ellipsoid_labels(SHAPE, 3, 1),
-                            frame_of_reference_uid=str(first[0].FrameOfReferenceUID))
-    for phase, datasets in ((1, first), (2, second)):
-        for ds in datasets:
-            ds.SeriesInstanceUID = first[0].SeriesInstanceUID
-            ds.StudyInstanceUID = first[0].StudyInstanceUID
-            ds.TemporalPositionIndex = phase
-            ds.InstanceNumber = int(ds.InstanceNumber) + 100 * phase
-    folder.mkdir(parents=True)
-    for ds in first + second:
-        ds.save_as(folder / f"{ds.SOPInstanceUID}.dcm", enforce_file_format=True)
-    return first, second
 
 
 def _two_phase_instance() -> pydicom.Dataset:
@@ -56,21 +41,7 @@ def _two_phase_instance() -> pydicom.Dataset:
     return one
 
 
-def _seg(source_images: list, mask: np.ndarray, **plane_kwargs) -> hd.seg.Segmentation:
-    algorithm = hd.AlgorithmIdentificationSequence(
-        name="test", family=hd.sr.CodedConcept("123110", "DCM", "Artificial Intelligence"), version="1")
-    description = hd.seg.SegmentDescription(
-        segment_number=1, segment_label="s1",
-        segmented_property_category=hd.sr.CodedConcept("91723000", "SCT", "Anatomical Structure"),
-        segmented_property_type=hd.sr.CodedConcept("10200004", "SCT", "Liver"),
-        algorithm_type="AUTOMATIC", algorithm_identification=algorithm)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return hd.seg.Segmentation(
-            source_images=source_images, pixel_array=mask, segmentation_type="BINARY",
-            segment_descriptions=[description], series_instance_uid=hd.UID(), series_number=5,
-            sop_instance_uid=hd.UID(), instance_number=1, manufacturer="t", manufacturer_model_name="t",
-            software_versions="1", device_serial_number="1", **plane_kwargs)
+
 
 
 def _seg_ours(kwargs: dict, mask: np.ndarray):
@@ -105,7 +76,7 @@ def _pair(folder, seg, selector: dict) -> dict:
 
 def test_single_frame_phases_seg_of_the_other_phase_is_refused(tmp_path):
     folder = tmp_path / "case" / "series"
-    first, second = _two_phases(folder)
+    first, second = write_two_phase_series(folder, SHAPE)
     phase2 = load_source_series(second)
     mask = (make_ellipsoid_labels(SHAPE, 3, 1) == 1).astype(np.uint8)
     seg = _seg(phase2.datasets, mask)
@@ -120,7 +91,7 @@ def test_single_frame_phases_seg_of_the_other_phase_is_refused(tmp_path):
 
 def test_single_volume_series_needs_no_key(tmp_path):
     folder = tmp_path / "case" / "series"
-    first, _ = _two_phases(folder)
+    first, _ = write_two_phase_series(folder, SHAPE)
     image = LoadDicomSeriesd("image")({"image": [str(folder / f"{ds.SOPInstanceUID}.dcm") for ds in first]})
     assert image["image"].meta["source_frames"] == "" and image["image"].meta["source_volumes"] == 1
 
@@ -157,7 +128,7 @@ def test_source_frames_collate(tmp_path):
     from monai.data import list_data_collate
 
     folder = tmp_path / "case" / "series"
-    _two_phases(folder)
+    write_two_phase_series(folder, SHAPE)
     items = [LoadDicomSeriesd("image", volume={PHASE: p})({"image": str(folder)}) for p in (1, 2)]
     batch = list_data_collate(items)
     keys = batch["image"].meta["source_frames"]
