@@ -1,6 +1,6 @@
 """Series from real archives built at test time, shared by the io/ and cli/ tests.
 
-* :func:`write_two_phase_series`: one series folder holding two temporal positions at
+* :func:`two_phase_datasets` / :func:`write_two_phase_series`: one series (folder) holding two temporal positions at
   the same slice positions (the case where geometry alone cannot tell a SEG's volume).
 * :func:`liver_seg`: a one-segment BINARY SEG written by highdicom (the independent
   producer) over the given source images.
@@ -15,8 +15,8 @@ import numpy as np
 from monai_dicomseg.synthetic import make_ct_series, make_ellipsoid_labels
 
 
-def write_two_phase_series(folder: Path, shape: tuple[int, int, int]) -> tuple[list, list]:
-    """Write phases 1 and 2 (TemporalPositionIndex) of one series into ``folder``; returns their datasets."""
+def two_phase_datasets(shape: tuple[int, int, int]) -> tuple[list, list]:
+    """Phases 1 and 2 (TemporalPositionIndex) of one series at the same slice positions, different pixels."""
     first = make_ct_series(shape, labels=make_ellipsoid_labels(shape, 3, 0))
     second = make_ct_series(shape, labels=make_ellipsoid_labels(shape, 3, 1),
                             frame_of_reference_uid=str(first[0].FrameOfReferenceUID))
@@ -26,6 +26,12 @@ def write_two_phase_series(folder: Path, shape: tuple[int, int, int]) -> tuple[l
             ds.StudyInstanceUID = first[0].StudyInstanceUID
             ds.TemporalPositionIndex = phase
             ds.InstanceNumber = int(ds.InstanceNumber) + 100 * phase
+    return first, second
+
+
+def write_two_phase_series(folder: Path, shape: tuple[int, int, int]) -> tuple[list, list]:
+    """Write :func:`two_phase_datasets` into ``folder``; returns the datasets of phases 1 and 2."""
+    first, second = two_phase_datasets(shape)
     folder.mkdir(parents=True)
     for ds in first + second:
         ds.save_as(folder / f"{ds.SOPInstanceUID}.dcm", enforce_file_format=True)

@@ -9,11 +9,12 @@ import pytest
 
 import highdicom as hd
 from archive_cases import liver_seg as _seg
+from archive_cases import two_phase_datasets
 from monai_dicomseg.data.datalist import create_datalist
 from monai_dicomseg.errors import GeometryError, InputError, InputTypeError
 from monai_dicomseg.io.source_series import from_monai_array, load_source_geometry, load_source_series
 from monai_dicomseg.io.source_volumes import seg_frame_references, selector_for_seg
-from monai_dicomseg.synthetic import make_ct_series, make_ellipsoid_labels, make_enhanced_ct
+from monai_dicomseg.synthetic import make_ellipsoid_labels, make_enhanced_ct
 from monai_dicomseg.transforms.load import LoadDicomSegd
 from monai_dicomseg.transforms.load_series import LoadDicomSeries, LoadDicomSeriesd
 
@@ -22,15 +23,7 @@ SHAPE = (6, 20, 24)
 
 def _two_phases() -> tuple[list, list, list]:
     """One series, two temporal positions at the same slice positions, different pixels."""
-    first = make_ct_series(SHAPE, labels=make_ellipsoid_labels(SHAPE, 3, 0))
-    second = make_ct_series(SHAPE, labels=make_ellipsoid_labels(SHAPE, 3, 1),
-                            frame_of_reference_uid=str(first[0].FrameOfReferenceUID))
-    for phase, datasets in ((1, first), (2, second)):
-        for ds in datasets:
-            ds.SeriesInstanceUID = first[0].SeriesInstanceUID
-            ds.StudyInstanceUID = first[0].StudyInstanceUID
-            ds.TemporalPositionIndex = phase
-            ds.InstanceNumber = int(ds.InstanceNumber) + 100 * phase
+    first, second = two_phase_datasets(SHAPE)
     return first, second, first + second
 
 
