@@ -124,6 +124,11 @@ class StreamedPixelData(PixelSource):
         ``"OB"`` or ``"OW"``.
     name
         What to call the data in messages.
+    verify
+        Take a CRC-32 of every unit now and check it each time the unit is
+        encoded again (the caller's array may change). False for frames the
+        encoder itself keeps (:class:`~monai_dicomseg.codec.frame_store.FrameStore`):
+        no one else can change them, and the pass over them is saved.
 
     Raises
     ------
@@ -132,7 +137,8 @@ class StreamedPixelData(PixelSource):
     """
 
     def __init__(self, number_of_frames: int, rows: int, columns: int, bits_allocated: int,
-                 get_frame: Callable[[int], np.ndarray], vr: str, name: str = "Pixel Data from pixel_array") -> None:
+                 get_frame: Callable[[int], np.ndarray], vr: str, name: str = "Pixel Data from pixel_array",
+                 verify: bool = True) -> None:
         self._frames, self._rows, self._columns = int(number_of_frames), int(rows), int(columns)
         self._get_frame = get_frame
         if bits_allocated == 1:
@@ -150,8 +156,10 @@ class StreamedPixelData(PixelSource):
         super().__init__(0, len(self._header), length, name)
         self.vr = vr
         units = -(-self._frames // self._unit_frames)
-        self._checksums = np.fromiter((zlib.crc32(self._encode_unit(u)) for u in range(units)),
-                                      dtype=np.uint32, count=units)
+        self._checksums: np.ndarray | None = None
+        if verify:
+            self._checksums = np.fromiter((zlib.crc32(self._encode_unit(u)) for u in range(units)),
+                                          dtype=np.uint32, count=units)
 
     # -- encoding ------------------------------------------------------------
 
@@ -171,7 +179,7 @@ class StreamedPixelData(PixelSource):
 
     def _checked_unit(self, unit: int) -> memoryview:
         data = self._encode_unit(unit)
-        if zlib.crc32(data) != int(self._checksums[unit]):
+        if self._checksums is not None and zlib.crc32(data) != int(self._checksums[unit]):
             first = unit * self._unit_frames
             last = min(first + self._unit_frames, self._frames)
             frames = f"frame {last}" if last == first + 1 else f"frames {first + 1}-{last}"

@@ -1,0 +1,148 @@
+"""Encoded SEG frames kept between the validation pass and the write: in memory, then in a temporary file.
+
+The encoder of a streamed stacked input (:class:`~monai_dicomseg.seg.inputs.StackedSegmentSource`,
+the writer's resampled model outputs) computes every frame once, in the order
+the blocks come (a slab of planes, all segments), while the Pixel Data value
+lists them in the frame plan's order (segment by segment, PS3.3 C.7.6.17). The
+frames wait here in between. Up to ``memory_bytes`` (by default
+:data:`~monai_dicomseg.codec.pixel_data.STREAM_PIXEL_DATA_BYTES`, read when the
+store is made) they stay in memory; past it they are appended to an anonymous
+temporary file (``tempfile.TemporaryFile``: no name on disk, removed by the OS
+when closed or when the process ends), so a 2 GB FRACTIONAL output needs a few
+frames of memory, not 2 GB.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Hashable
+from typing import Any
+
+import numpy as np
+
+from monai_dicomseg.errors import EncodeError
+
+__all__ = ["FrameStore"]
+
+
+class FrameStore:
+    """Bytes of encoded frames by key, copied in; past a memory budget written to a temporary file.
+
+    Parameters
+    ----------
+    memory_bytes
+        Bytes kept in memory before frames go to the temporary file (None:
+        :data:`~monai_dicomseg.codec.pixel_data.STREAM_PIXEL_DATA_BYTES`).
+    directory
+        Folder of the temporary file (None: :func:`tempfile.gettempdir`, i.e.
+        ``TMPDIR``).
+
+    Notes
+    -----
+    :meth:`put` copies the bytes, so a caller may reuse its buffer at once.
+    A key stored twice keeps its last value. Not thread-safe: one writer.
+    """
+
+    def __init__(self, memory_bytes: int | None = None, directory: str | None = None) -> None:
+        if memory_bytes is None:
+            from monai_dicomseg.codec import pixel_data
+
+            memory_bytes = pixel_data.STREAM_PIXEL_DATA_BYTES
+        self.memory_bytes = int(memory_bytes)
+        self.directory = directory
+        self._memory: dict[Hashable, bytes] = {}
+        self._memory_used = 0
+        self._on_disk: dict[Hashable, tuple[int, int]] = {}
+        self._file: Any = None
+        self._end = 0
+
+    # -- writing -------------------------------------------------------------
+
+    def put(self, key: Hashable, data: Any) -> None:
+        """Keep a copy of ``data`` (bytes-like, or a C-contiguous array whose buffer is the frame's bytes)."""
+        view = memoryview(np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data).cast("B")
+        self.discard(key)
+        if self._memory_used + len(view) <= self.memory_bytes:
+            self._memory[key] = bytes(view)
+            self._memory_used += len(view)
+            return
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(dir=self.directory)
+        done = 0
+        while done < len(view):  # os.write may write less than asked (large values, signals)
+            done += os.pwrite(self._file.fileno(), view[done:], self._end + done)
+        self._on_disk[key] = (self._end, len(view))
+        self._end += len(view)
+
+    def discard(self, key: Hashable) -> None:
+        """Forget ``key`` (its bytes in the file stay until :meth:`close`)."""
+        data = self._memory.pop(key, None)
+        if data is not None:
+            self._memory_used -= len(data)
+        self._on_disk.pop(key, None)
+
+    # -- reading -------------------------------------------------------------
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._memory or key in self._on_disk
+
+    def __len__(self) -> int:
+        return len(self._memory) + len(self._on_disk)
+
+    def length(self, key: Hashable) -> int | None:
+        """Byte length of the frame of ``key`` (None when absent), without reading it."""
+        data = self._memory.get(key)
+        if data is not None:
+            return len(data)
+        place = self._on_disk.get(key)
+        return None if place is None else place[1]
+
+    def get(self, key: Hashable) -> bytes | None:
+        """The frame's bytes (None when absent); read from the file when it is there."""
+        data = self._memory.get(key)
+        if data is not None:
+            return data
+        place = self._on_disk.get(key)
+        if place is None:
+            return None
+        offset, size = place
+        if self._file is None:
+            raise EncodeError("the frame store was closed: its frames can no longer be read")
+        data = os.pread(self._file.fileno(), size, offset)
+        if len(data) != size:
+            raise EncodeError(f"the frame store's temporary file returned {len(data)} of {size} bytes at "
+                              f"offset {offset}: it was truncated")
+        return data
+
+    def pop(self, key: Hashable) -> bytes | None:
+        """:meth:`get`, then forget the key (memory frames are released at once)."""
+        data = self.get(key)
+        self.discard(key)
+        return data
+
+    @property
+    def spilled(self) -> bool:
+        """Whether frames went to the temporary file."""
+        return self._file is not None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the frames held (in memory and in the file)."""
+        return self._memory_used + sum(size for _, size in self._on_disk.values())
+
+    def close(self) -> None:
+        """Release the memory and the temporary file (later reads of file frames raise EncodeError)."""
+        self._memory.clear()
+        self._memory_used = 0
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __del__(self) -> None:
+        file = getattr(self, "_file", None)
+        if file is not None:
+            file.close()
+
+    def __repr__(self) -> str:
+        return (f"FrameStore({len(self)} frames, {self._memory_used} bytes in memory, "
+                f"{self._end} bytes written to {'a temporary file' if self.spilled else 'no file'})")
