@@ -30,6 +30,8 @@ calls them: :func:`available` is False there).
 from __future__ import annotations
 
 import importlib.util
+import os
+from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -200,6 +202,11 @@ class _Resampler:
         low, _, weight, _ = axis_maps[0]
         return _host_axis(values, 1, low, weight, self._groups(0, ranges[0], low, weight))
 
+    def prepare(self) -> None:
+        """Make the shared state slabs read (the host model copy) now, before threads compute slabs."""
+        if self.host:
+            self._source_order()
+
     def _source_order(self) -> np.ndarray:
         """The model output as float32 in source-axis order, made once, a channel at a time (one model-sized
         copy: every slab then reads contiguous planes instead of striding through the model's own order)."""
@@ -353,18 +360,26 @@ class _Blocks:
         self.slab_values = slab_values
         self.ranges = _source_boxes(boxes, grid, self.resampler.maps)
 
+    def plan(self) -> "list[tuple[int, int, list[int], tuple[int, int], tuple[int, int]]]":
+        """The slabs ``(f0, f1, active channels, rows, columns)`` (see :func:`_slab_plan`), each one block."""
+        frames, rows, columns = self.grid.source_shape
+        return list(_slab_plan(self.ranges, frames, rows, columns, self.slab_values))
+
+    def slab(self, f0: int, f1: int, active: list, row_range: tuple, column_range: tuple
+             ) -> Iterator[tuple[list, Any]]:
+        """``(channels, values)`` parts of one slab: float32 values (numpy / device) of a few active channels."""
+        chunk = max(1, len(active) * self.slab_values // max(1, _volume(f0, f1, row_range, column_range,
+                                                                           len(active))))
+        ranges = [(f0, f1), row_range, column_range]
+        staged = self.resampler.frames([self.selected[i] for i in active], ranges)  # all classes at once
+        for begin in range(0, len(active), chunk):  # then a few classes at a time: temporaries stay small
+            yield active[begin:begin + chunk], self.resampler.finish(staged[begin:begin + chunk], ranges)
+
     def slabs(self) -> Iterator[tuple[int, int, list, tuple[int, int], tuple[int, int], Any]]:
         """``(f0, f1, active, rows, columns, values)``: float32 values (numpy / device) of the active channels."""
-        frames, rows, columns = self.grid.source_shape
-        for f0, f1, active, row_range, column_range in _slab_plan(self.ranges, frames, rows, columns,
-                                                                   self.slab_values):
-            chunk = max(1, len(active) * self.slab_values // max(1, _volume(f0, f1, row_range, column_range,
-                                                                               len(active))))
-            ranges = [(f0, f1), row_range, column_range]
-            staged = self.resampler.frames([self.selected[i] for i in active], ranges)  # all classes at once
-            for begin in range(0, len(active), chunk):  # then a few classes at a time: temporaries stay small
-                values = self.resampler.finish(staged[begin:begin + chunk], ranges)
-                yield f0, f1, active[begin:begin + chunk], row_range, column_range, values
+        for f0, f1, active, row_range, column_range in self.plan():
+            for part, values in self.slab(f0, f1, active, row_range, column_range):
+                yield f0, f1, part, row_range, column_range, values
 
     def full_slabs(self) -> Iterator[Any]:
         """Float32 values of every channel on whole planes (for the Segments Overlap decision only)."""
@@ -416,18 +431,62 @@ def _stored(values: Any, maximum: int) -> np.ndarray:
 
 
 def _gathered(blocks: "_Blocks", dtype: Any, finish: Any) -> Iterator[tuple[int, int, int, int, np.ndarray]]:
-    """Blocks ``(f0, f1, 0, S, values)`` of every selected channel, assembled from the computed parts."""
+    """Blocks ``(f0, f1, 0, S, values)`` of every selected channel, one per slab, in plane order.
+
+    On the host the slabs are computed by :func:`slab_threads` threads (numpy
+    releases the GIL in its loops), a few slabs ahead of the consumer, so its
+    work (the encoder's scan, the frame store's writes) overlaps the next
+    slabs' arithmetic; each block is a fresh array (a consumer may keep it).
+    The values do not depend on the threads: each slab is computed whole by one.
+    """
     frames, rows, columns = blocks.grid.source_shape
     count = len(blocks.selected)
-    block = None
-    for f0, f1, active, row_range, column_range, values in blocks.slabs():
-        if block is None or block[0] != (f0, f1):
-            if block is not None:
-                yield block[0][0], block[0][1], 0, count, block[1]
-            block = ((f0, f1), np.zeros((count, f1 - f0, rows, columns), dtype=dtype))
-        _place(block[1], active, row_range, column_range, finish(values))
-    if block is not None:
-        yield block[0][0], block[0][1], 0, count, block[1]
+
+    def compute(slab: tuple) -> tuple[int, int, int, int, np.ndarray]:
+        f0, f1, _, row_range, column_range = slab
+        block = np.zeros((count, f1 - f0, rows, columns), dtype=dtype)
+        for part, values in blocks.slab(*slab):
+            _place(block, part, row_range, column_range, finish(values))
+        return f0, f1, 0, count, block
+
+    threads = slab_threads() if blocks.resampler.host else 1
+    if threads > 1:
+        blocks.resampler.prepare()  # the shared model copy, made once before the threads read it
+    yield from _in_order(compute, blocks.plan(), threads)
+
+
+def slab_threads() -> int:
+    """Threads computing host slabs: the CPUs this process may run on, at most :data:`MAX_SLAB_THREADS`."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(MAX_SLAB_THREADS, cpus))
+
+
+MAX_SLAB_THREADS = 4
+"""Upper bound of :func:`slab_threads` (the slabs are memory-bound past a few threads)."""
+
+
+def _in_order(compute: Any, items: list, threads: int) -> Iterator[Any]:
+    """``compute(item)`` for each item, in order; with ``threads > 1`` computed that many (plus one) ahead."""
+    if threads <= 1 or len(items) < 2:
+        for item in items:
+            yield compute(item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="monai_dicomseg-slab")
+    try:
+        pending = deque(executor.submit(compute, item) for item in items[:threads + 1])
+        for item in items[threads + 1:]:
+            done = pending.popleft().result()
+            pending.append(executor.submit(compute, item))
+            yield done
+        while pending:
+            yield pending.popleft().result()
+    finally:  # also when the consumer stops early or a slab raised: nothing is left running
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 class _QuantizedBlocks:

@@ -8,7 +8,7 @@ Per-frame data are encoded as bytes (see :mod:`monai_dicomseg.codec.raw`).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -32,6 +32,7 @@ from monai_dicomseg.codec.functional_groups import (
     slide_position_group,
 )
 from monai_dicomseg.codec import pixel_data
+from monai_dicomseg.codec.frame_store import FrameStore
 from monai_dicomseg.codec.pixel_data import (
     StreamedPixelData,
     encode_binary_frames,
@@ -690,7 +691,7 @@ class _StreamedFrames:
         self.options = options
         self.bits = bits
         self.fractional = options.segmentation_type is SegmentationTypeValues.FRACTIONAL
-        self.frames: dict[tuple[int, int], Any] = {}
+        self.frames = FrameStore()  # copies: a block's buffer may be reused once visited
         self._pending: list[tuple[tuple[int, int], np.ndarray]] = []
         self._pending_bytes = 0
 
@@ -707,7 +708,8 @@ class _StreamedFrames:
         keys, frames = zip(*self._pending)
         encoded = encode_frames(len(frames), frames.__getitem__, self.options.transfer_syntax_uid, self.bits,
                                 self.options.workers)
-        self.frames.update(zip(keys, encoded))
+        for key, data in zip(keys, encoded):
+            self.frames.put(key, data)
         self._pending, self._pending_bytes = [], 0
 
     def __call__(self, f0: int, f1: int, s0: int, s1: int, values: np.ndarray, quantized: bool = False) -> None:
@@ -733,16 +735,15 @@ class _StreamedFrames:
         if not selected:
             return
         if self.options.transfer_syntax_uid.is_encapsulated:  # type: ignore[attr-defined]  # options are normalised (EncodeOptions.normalised): enum / UID values here
+            if quantized:  # views of the producer's block, which it may reuse once this returns
+                selected = [frame.copy() for frame in selected]
             self._pending.extend(zip(keys, selected))
             self._pending_bytes += sum(frame.nbytes for frame in selected)
             if self._pending_bytes >= _PENDING_BYTES:
                 self.flush()
             return
-        if self.fractional:
-            stored_frames = selected
-        else:
-            stored_frames = [pack_bits(frame) for frame in selected]
-        self.frames.update(zip(keys, stored_frames))
+        for key, frame in zip(keys, selected):
+            self.frames.put(key, frame if self.fractional else pack_bits(frame))
 
 
 def _encode_streamed_pixel_data(dataset: Dataset, options: EncodeOptions, pixels: SegmentPixels,
@@ -751,41 +752,108 @@ def _encode_streamed_pixel_data(dataset: Dataset, options: EncodeOptions, pixels
 
     Stored frames that are all zero (kept with ``omit_empty_frames=False``,
     or the one frame kept when everything is empty) are encoded once and
-    repeated. The bytes equal those of the in-memory path.
+    repeated. The bytes equal those of the in-memory path. Past
+    :data:`~monai_dicomseg.codec.pixel_data.STREAM_PIXEL_DATA_BYTES` the value
+    is served from the frame store when written, never joined.
     """
     cache.flush()
     _, rows, columns = pixels.shape
     count = plan.number_of_frames
     dataset.NumberOfFrames = count
     keys = list(zip(plan.planes.tolist(), plan.segment_numbers.tolist()))
-    seg_type = options.segmentation_type
     if options.transfer_syntax_uid.is_encapsulated:  # type: ignore[attr-defined]  # options are normalised (EncodeOptions.normalised): enum / UID values here
-        empty: Any = None
-        encoded = []
-        for key in keys:
-            data = cache.frames.pop(key, None)
-            if data is None:
-                if empty is None:
-                    zero = np.zeros((rows, columns), dtype=bool if bits == 1 else np.uint8)
-                    empty = encode_frames(1, lambda _: zero, options.transfer_syntax_uid, bits, 0)[0]  # noqa: B023 - called here, in this iteration
-                data = empty
-            encoded.append(data)
-        _set_encapsulated_pixel_data(dataset, options, encoded)
+        zero = np.zeros((rows, columns), dtype=bool if bits == 1 else np.uint8)
+        empty = lambda: encode_frames(1, lambda _: zero, options.transfer_syntax_uid, bits, 0)[0]  # noqa: E731
+        _set_encapsulated_pixel_data(dataset, options, _PlannedFrames(cache.frames, keys, empty))
+        return
+    fractional = options.segmentation_type is SegmentationTypeValues.FRACTIONAL
+    if native_pixel_data_length(count, rows, columns, bits) >= pixel_data.STREAM_PIXEL_DATA_BYTES:
+        install_pixel_source(dataset, _stored_frames_source(cache.frames, keys, rows, columns, fractional))
         return
     size = rows * columns
-    if seg_type is SegmentationTypeValues.FRACTIONAL or size % 8 == 0:
+    if fractional or size % 8 == 0:
         # frames are whole bytes: each is released once written (frames + output, never two outputs)
-        frame_bytes = size if seg_type is SegmentationTypeValues.FRACTIONAL else size // 8
-        empty = np.zeros(frame_bytes, dtype=np.uint8)
-        frames = (np.ascontiguousarray(cache.frames.pop(key, empty)) for key in keys)
+        frame_bytes = size if fractional else size // 8
+        empty_frame = bytes(frame_bytes)
+        frames = (cache.frames.pop(key) or empty_frame for key in keys)
         dataset.add_new("PixelData", "OB", join_frames(frames, count * frame_bytes))
         return
     out = np.zeros(packed_length(count, rows, columns), dtype=np.uint8)  # BINARY, frames not byte aligned
     for index, key in enumerate(keys):
-        packed = cache.frames.pop(key, None)
+        packed = cache.frames.pop(key)
         if packed is not None:
-            place_frame_bits(out, index, unpack_bits(packed, count=size).astype(bool))
+            place_frame_bits(out, index, unpack_bits(np.frombuffer(packed, np.uint8), count=size).astype(bool))
     dataset.add_new("PixelData", "OB", out.tobytes())
+
+
+class _PlannedFrames:
+    """The encoded frames of the plan, in its order, read from the store one at a time (a lazy sequence).
+
+    ``empty()`` (encodes the all-zero frame; called once, when needed) stands
+    for a planned frame the store does not hold. :attr:`lengths` come from the
+    store without reading.
+    """
+
+    def __init__(self, store: FrameStore, keys: list[tuple[int, int]], empty: Callable[[], bytes]) -> None:
+        self.store, self.keys, self._encode_empty = store, keys, empty
+        self._empty: bytes | None = None
+        self.lengths = np.array([self._length(key) for key in keys], dtype=np.int64)
+
+    @property
+    def empty(self) -> bytes:
+        """The encoded all-zero frame."""
+        if self._empty is None:
+            self._empty = self._encode_empty()
+        return self._empty
+
+    def _length(self, key: tuple[int, int]) -> int:
+        length = self.store.length(key)
+        return len(self.empty) if length is None else length
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self.keys)))]
+        if not -len(self.keys) <= index < len(self.keys):
+            raise IndexError(index)
+        data = self.store.get(self.keys[index])
+        return self.empty if data is None else data
+
+    def __iter__(self) -> Iterator[bytes]:
+        return (self[index] for index in range(len(self.keys)))
+
+
+def _stored_frames_source(store: FrameStore, keys: list[tuple[int, int]], rows: int, columns: int,
+                          fractional: bool) -> StreamedPixelData:
+    """Native Pixel Data (PS3.5 8.1.1, 8.2) of the planned frames, served from ``store`` when written.
+
+    Whole-byte frames (FRACTIONAL; BINARY with ``R * C`` a multiple of 8)
+    are served as stored: one ``(1, frame bytes)`` unit each. Other BINARY
+    frames are unpacked and packed again 8 at a time (8 frames end on a byte).
+    """
+    size = rows * columns
+    if fractional or size % 8 == 0:
+        frame_bytes = size if fractional else size // 8
+        empty = np.zeros((1, frame_bytes), dtype=np.uint8)
+
+        def stored(index: int) -> np.ndarray:
+            data = store.get(keys[index])
+            return empty if data is None else np.frombuffer(data, np.uint8).reshape(1, frame_bytes)
+
+        return StreamedPixelData(len(keys), 1, frame_bytes, 8, stored, "OB", "Pixel Data of the encoded frames",
+                                 verify=False)
+    zero = np.zeros((rows, columns), dtype=bool)
+
+    def unpacked(index: int) -> np.ndarray:
+        data = store.get(keys[index])
+        if data is None:
+            return zero
+        return unpack_bits(np.frombuffer(data, np.uint8), count=size).astype(bool).reshape(rows, columns)
+
+    return StreamedPixelData(len(keys), rows, columns, 1, unpacked, "OB", "Pixel Data of the encoded frames",
+                             verify=False)
 
 
 def _set_file_meta(dataset: Dataset, sop_class_uid: str, sop_instance_uid: str,
