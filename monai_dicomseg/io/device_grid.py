@@ -202,10 +202,18 @@ class _Resampler:
         low, _, weight, _ = axis_maps[0]
         return _host_axis(values, 1, low, weight, self._groups(0, ranges[0], low, weight))
 
-    def prepare(self) -> None:
-        """Make the shared state slabs read (the host model copy) now, before threads compute slabs."""
-        if self.host:
-            self._source_order()
+    def prepare(self, threads: int = 1) -> None:
+        """Make the shared state slabs read (the host model copy, ``threads`` channels at a time) now, before
+        threads compute slabs."""
+        if self.host and self.contiguous is None:
+            moved = self.moved
+            contiguous = np.empty(moved.shape, dtype=np.float32)
+
+            def copy(index: int) -> None:
+                contiguous[index] = moved[index]
+
+            _run_all(copy, range(moved.shape[0]), threads)
+            self.contiguous = contiguous
 
     def _source_order(self) -> np.ndarray:
         """The model output as float32 in source-axis order, made once, a channel at a time (one model-sized
@@ -451,7 +459,7 @@ def _gathered(blocks: "_Blocks", dtype: Any, finish: Any) -> Iterator[tuple[int,
 
     threads = slab_threads() if blocks.resampler.host else 1
     if threads > 1:
-        blocks.resampler.prepare()  # the shared model copy, made once before the threads read it
+        blocks.resampler.prepare(threads)  # the shared model copy, made once before the threads read it
     yield from _in_order(compute, blocks.plan(), threads)
 
 
@@ -466,6 +474,19 @@ def slab_threads() -> int:
 
 MAX_SLAB_THREADS = 4
 """Upper bound of :func:`slab_threads` (the slabs are memory-bound past a few threads)."""
+
+
+def _run_all(work: Any, items: Any, threads: int) -> None:
+    """``work(item)`` for every item, on ``threads`` threads (errors raised here)."""
+    if threads <= 1:
+        for item in items:
+            work(item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="monai_dicomseg-slab") as executor:
+        for _ in executor.map(work, items):
+            pass
 
 
 def _in_order(compute: Any, items: list, threads: int) -> Iterator[Any]:

@@ -712,8 +712,10 @@ class _StreamedFrames:
             self.frames.put(key, data)
         self._pending, self._pending_bytes = [], 0
 
-    def __call__(self, f0: int, f1: int, s0: int, s1: int, values: np.ndarray, quantized: bool = False) -> None:
-        """Keep the non-empty frames of a block (``quantized``: uint8 FRACTIONAL values already stored)."""
+    def __call__(self, f0: int, f1: int, s0: int, s1: int, values: np.ndarray, quantized: bool = False,
+                 present: np.ndarray | None = None) -> None:
+        """Keep the non-empty frames of a block (``quantized``: uint8 FRACTIONAL values already stored;
+        ``present``: ``(S', n)`` bool, which of those frames are non-empty, when the caller knows)."""
         maximum = self.options.max_fractional_value
         keys: list[tuple[int, int]] = []
         selected: list[np.ndarray] = []
@@ -729,7 +731,7 @@ class _StreamedFrames:
                         stored = (frame != 0).astype(np.uint8) * np.uint8(maximum)
                 else:
                     stored = frame != 0
-                if stored.any():
+                if present[channel, offset] if present is not None else stored.any():
                     keys.append((f0 + offset, s0 + channel + 1))
                     selected.append(stored)
         if not selected:

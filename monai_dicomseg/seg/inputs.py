@@ -463,7 +463,8 @@ def _scan_quantized(source: StackedSegmentSource, blocks: Any,
 
     Presence is "a stored value is non-zero"; overlaps are counted only
     while no fraction has been seen (as the float scan does). ``visit`` gets
-    the stored values with ``quantized=True``.
+    the stored values with ``quantized=True`` and ``present``, the ``(S', n)``
+    non-empty frames of the block.
     """
     frames, rows, columns, segments = source.shape
     presence = np.zeros((frames, segments), dtype=bool)
@@ -473,13 +474,13 @@ def _scan_quantized(source: StackedSegmentSource, blocks: Any,
             raise InputError(
                 f"a quantized block for planes {f0}:{f1}, segments {s0}:{s1} has shape {values.shape} and dtype "
                 f"{values.dtype}; expected {(s1 - s0, f1 - f0, rows, columns)} uint8")
-        planes = values.reshape((s1 - s0) * (f1 - f0), rows * columns).max(axis=1) > 0
-        presence[f0:f1, s0:s1] = planes.reshape(s1 - s0, f1 - f0).T
+        planes = (values.reshape((s1 - s0) * (f1 - f0), rows * columns).max(axis=1) > 0).reshape(s1 - s0, f1 - f0)
+        presence[f0:f1, s0:s1] = planes.T
         if counts is not None and not blocks.fractional:
             block_counts = np.count_nonzero(values, axis=0).astype(np.uint8)
             np.minimum(counts[f0:f1] + np.minimum(block_counts, 2), 2, out=counts[f0:f1])
         if visit is not None:
-            visit(f0, f1, s0, s1, values, quantized=True)
+            visit(f0, f1, s0, s1, values, quantized=True, present=planes)
     fractional = bool(blocks.fractional)
     overlaps = bool(counts is not None and not fractional and (counts > 1).any())
     return StreamScan(presence, fractional, overlaps, None)
