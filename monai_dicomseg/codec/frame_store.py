@@ -66,11 +66,18 @@ class FrameStore:
             self._memory[key] = bytes(view)
             self._memory_used += len(view)
             return
-        if self._file is None:
-            self._file = tempfile.TemporaryFile(dir=self.directory)
-        done = 0
-        while done < len(view):  # os.write may write less than asked (large values, signals)
-            done += os.pwrite(self._file.fileno(), view[done:], self._end + done)
+        try:
+            if self._file is None:
+                self._file = tempfile.TemporaryFile(dir=self.directory)
+            done = 0
+            while done < len(view):  # os.pwrite may write less than asked (large values, signals)
+                done += os.pwrite(self._file.fileno(), view[done:], self._end + done)
+        except OSError as error:  # a full or read-only temporary folder: say where, and what to change
+            folder = self.directory or tempfile.gettempdir()
+            raise EncodeError(
+                f"cannot keep encoded frames in a temporary file in {folder!r} ({error}); {self._end} bytes were "
+                "written there before. Free space there or set TMPDIR to a folder with room for the Pixel Data"
+            ) from error
         self._on_disk[key] = (self._end, len(view))
         self._end += len(view)
 
