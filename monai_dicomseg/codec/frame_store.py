@@ -60,7 +60,7 @@ class FrameStore:
 
     def put(self, key: Hashable, data: Any) -> None:
         """Keep a copy of ``data`` (bytes-like, or a C-contiguous array whose buffer is the frame's bytes)."""
-        view = memoryview(np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data).cast("B")
+        view = memoryview(np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data).cast("B")  # type: ignore[arg-type]  # an ndarray exports the buffer protocol (numpy's stubs declare __buffer__ only for Python >= 3.12)
         self.discard(key)
         if self._memory_used + len(view) <= self.memory_bytes:
             self._memory[key] = bytes(view)

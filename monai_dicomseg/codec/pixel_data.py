@@ -271,18 +271,21 @@ def native_pixel_data_length(number_of_frames: int, rows: int, columns: int, bit
     return size + size % 2
 
 
-def install_pixel_source(dataset: Any, source: StreamedPixelData) -> None:
+def install_pixel_source(dataset: Any, source: PixelSource, element_length: int | None = None) -> None:
     """Give ``dataset`` a deferred Pixel Data element served by ``source`` (its ``buffer``).
 
     The element is what :func:`~monai_dicomseg.codec.decode.deferred_pixel_source`
     recognises: a ``RawDataElement`` with value ``None`` (explicit VR, little
-    endian: the form of the bytes ``source`` serves).
+    endian: the form of the bytes ``source`` serves). ``source`` has a ``vr``;
+    ``element_length`` is the element's length field (default: the value's
+    length; ``0xFFFFFFFF`` for encapsulated Pixel Data, PS3.5 A.4).
     """
     from pydicom.dataelem import RawDataElement
     from pydicom.tag import Tag
 
     tag = Tag("PixelData")
-    dataset[tag] = RawDataElement(tag, source.vr, source.length, None, source.value_start, False, True)
+    length = source.length if element_length is None else element_length
+    dataset[tag] = RawDataElement(tag, source.vr, length, None, source.value_start, False, True)  # type: ignore[attr-defined]  # the streamed sources set vr (OB / OW); PixelSource itself has none
     dataset.filename = None
     dataset.fileobj_type = None
     dataset.timestamp = None

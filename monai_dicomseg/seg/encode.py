@@ -21,7 +21,6 @@ from monai_dicomseg.codec import raw
 from monai_dicomseg.codec.bitpack import pack_bits, packed_length, place_frame_bits, unpack_bits
 from monai_dicomseg.codec.compression import (
     check_transfer_syntax,
-    encapsulate_frames,
     encode_frames,
     resolve_workers,
 )
@@ -32,6 +31,7 @@ from monai_dicomseg.codec.functional_groups import (
     slide_position_group,
 )
 from monai_dicomseg.codec import pixel_data
+from monai_dicomseg.codec.encapsulated_pixel_data import set_encapsulated_pixel_data
 from monai_dicomseg.codec.frame_store import FrameStore
 from monai_dicomseg.codec.pixel_data import (
     StreamedPixelData,
@@ -661,13 +661,11 @@ def _encode_pixel_data(dataset: Dataset, options: EncodeOptions, pixels: Segment
     dataset.add_new("PixelData", "OB" if bits <= 8 else "OW", data)
 
 
-def _set_encapsulated_pixel_data(dataset: Dataset, options: EncodeOptions, frames: list[bytes]) -> None:
-    """Encapsulated Pixel Data (PS3.5 A.4) of compressed ``frames``, with the Extended Offset Table when asked."""
-    data, extended = encapsulate_frames(frames, options.use_extended_offset_table)
-    if extended is not None:
-        dataset.ExtendedOffsetTable, dataset.ExtendedOffsetTableLengths = extended
-    dataset.add_new("PixelData", "OB", data)
-    dataset["PixelData"].is_undefined_length = True
+def _set_encapsulated_pixel_data(dataset: Dataset, options: EncodeOptions, frames: Sequence[Any],
+                                 lengths: "np.ndarray | None" = None) -> None:
+    """Encapsulated Pixel Data (PS3.5 A.4) of compressed ``frames``, with the Extended Offset Table when asked
+    (streamed from ``frames`` at ``save_as`` past ``STREAM_PIXEL_DATA_BYTES``, never joined)."""
+    set_encapsulated_pixel_data(dataset, frames, options.use_extended_offset_table, lengths)
 
 
 _PENDING_BYTES = 64 << 20
@@ -766,7 +764,8 @@ def _encode_streamed_pixel_data(dataset: Dataset, options: EncodeOptions, pixels
     if options.transfer_syntax_uid.is_encapsulated:  # type: ignore[attr-defined]  # options are normalised (EncodeOptions.normalised): enum / UID values here
         zero = np.zeros((rows, columns), dtype=bool if bits == 1 else np.uint8)
         empty = lambda: encode_frames(1, lambda _: zero, options.transfer_syntax_uid, bits, 0)[0]  # noqa: E731
-        _set_encapsulated_pixel_data(dataset, options, _PlannedFrames(cache.frames, keys, empty))
+        planned = _PlannedFrames(cache.frames, keys, empty)
+        _set_encapsulated_pixel_data(dataset, options, planned, planned.lengths)
         return
     fractional = options.segmentation_type is SegmentationTypeValues.FRACTIONAL
     if native_pixel_data_length(count, rows, columns, bits) >= pixel_data.STREAM_PIXEL_DATA_BYTES:
@@ -788,7 +787,7 @@ def _encode_streamed_pixel_data(dataset: Dataset, options: EncodeOptions, pixels
     dataset.add_new("PixelData", "OB", out.tobytes())
 
 
-class _PlannedFrames:
+class _PlannedFrames(Sequence[bytes]):
     """The encoded frames of the plan, in its order, read from the store one at a time (a lazy sequence).
 
     ``empty()`` (encodes the all-zero frame; called once, when needed) stands
