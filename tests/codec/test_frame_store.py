@@ -1,0 +1,125 @@
+"""``FrameStore`` (issue 25): encoded frames in memory up to a budget, then in an anonymous temporary file."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monai_dicomseg.codec import frame_store as frame_store_module
+from monai_dicomseg.codec import pixel_data
+from monai_dicomseg.codec.frame_store import FrameStore
+from monai_dicomseg.errors import EncodeError
+
+
+def test_frames_stay_in_memory_up_to_the_budget_then_go_to_the_file(tmp_path):
+    store = FrameStore(memory_bytes=10, directory=str(tmp_path))
+    store.put("a", b"0123456789")  # exactly the budget: memory
+    assert not store.spilled
+    store.put("b", b"x")  # one byte past it: the file
+    assert store.spilled and store.get("a") == b"0123456789" and store.get("b") == b"x"
+    assert os.listdir(tmp_path) == []  # anonymous: no name in the folder
+    assert len(store) == 2 and store.nbytes == 11 and "b" in store and "c" not in store
+
+
+def test_the_default_budget_is_the_streaming_threshold(monkeypatch):
+    monkeypatch.setattr(pixel_data, "STREAM_PIXEL_DATA_BYTES", 3)
+    store = FrameStore()
+    store.put(1, b"abc")
+    store.put(2, b"d")
+    assert store.memory_bytes == 3 and store.spilled
+
+
+@pytest.mark.parametrize("data", [b"\x01\x02\x03\x04", bytearray(b"\x01\x02\x03\x04"),
+                                  memoryview(b"\x01\x02\x03\x04"), np.array([1, 2, 3, 4], np.uint8),
+                                  np.array([[1, 3], [2, 4]], np.uint8).T,  # not C-contiguous: stored in C order
+                                  np.array([1, 2, 3, 4], np.uint8)[::1]],
+                         ids=["bytes", "bytearray", "memoryview", "array", "transposed", "view"])
+@pytest.mark.parametrize("budget", [0, 1 << 20], ids=["file", "memory"])
+def test_bytes_like_inputs_are_copied_in_c_order(data, budget):
+    if isinstance(data, np.ndarray):
+        data = np.array(data, order="K")  # this case's own array, in the parameter's memory layout
+    store = FrameStore(memory_bytes=budget)
+    store.put(0, data)
+    if isinstance(data, np.ndarray):
+        data[...] = 0  # the store holds a copy
+    assert store.get(0) == b"\x01\x02\x03\x04"
+
+
+@pytest.mark.parametrize("budget", [0, 1 << 20], ids=["file", "memory"])
+def test_bool_frames_keep_their_bytes(budget):
+    store = FrameStore(memory_bytes=budget)
+    store.put(0, np.array([[True, False], [False, True]]))
+    assert store.get(0) == b"\x01\x00\x00\x01"
+
+
+@pytest.mark.parametrize("budget", [0, 4, 1 << 20], ids=["file", "both", "memory"])
+def test_overwrite_discard_and_pop(budget):
+    store = FrameStore(memory_bytes=budget)
+    store.put("k", b"1234")
+    store.put("k", b"56")  # the last value wins, and the bytes are counted once
+    assert store.get("k") == b"56" and store.nbytes == 2 and store.length("k") == 2
+    assert store.pop("k") == b"56"
+    assert store.get("k") is None and store.pop("k") is None and store.length("k") is None
+    assert store.nbytes == 0 and len(store) == 0
+    store.put("j", b"7")
+    store.discard("j")
+    store.discard("never stored")
+    assert "j" not in store
+
+
+def test_length_does_not_read_the_file(monkeypatch):
+    store = FrameStore(memory_bytes=0)
+    store.put(3, b"abcdef")
+    monkeypatch.setattr(frame_store_module.os, "pread", lambda *args: pytest.fail("length read the file"))
+    assert store.length(3) == 6
+
+
+def test_reading_after_close_is_an_encode_error():
+    store = FrameStore(memory_bytes=0)
+    store.put(1, b"abc")
+    store.close()
+    with pytest.raises(EncodeError, match="the frame store was closed"):
+        store.get(1)
+
+
+def test_a_truncated_temporary_file_is_an_encode_error():
+    store = FrameStore(memory_bytes=0)
+    store.put(1, b"abc")
+    store.put(2, b"defg")
+    os.ftruncate(store._file.fileno(), 5)  # someone else cut the file
+    assert store.get(1) == b"abc"
+    with pytest.raises(EncodeError, match=r"returned 2 of 4 bytes at offset 3: it was truncated"):
+        store.get(2)
+
+
+def test_a_folder_that_cannot_take_the_frames_is_an_encode_error_naming_it(tmp_path):
+    missing = tmp_path / "missing"
+    store = FrameStore(memory_bytes=2, directory=str(missing))
+    store.put(1, b"ab")
+    with pytest.raises(EncodeError, match=r"cannot keep encoded frames in a temporary file in .*missing.*TMPDIR"):
+        store.put(2, b"cd")
+
+
+@settings(max_examples=60, deadline=None)
+@given(budget=st.integers(0, 64),
+       steps=st.lists(st.tuples(st.sampled_from(["put", "discard", "pop"]), st.integers(0, 5),
+                                st.binary(max_size=20)), max_size=40))
+def test_property_behaves_like_a_dict(budget, steps):
+    store, model = FrameStore(memory_bytes=budget), {}
+    for action, key, data in steps:
+        if action == "put":
+            store.put(key, data)
+            model[key] = data
+        elif action == "discard":
+            store.discard(key)
+            model.pop(key, None)
+        else:
+            assert store.pop(key) == model.pop(key, None)
+        assert store.nbytes == sum(len(value) for value in model.values())
+    assert len(store) == len(model)
+    for key in range(6):
+        assert store.get(key) == model.get(key)
+        assert store.length(key) == (None if key not in model else len(model[key]))
