@@ -11,11 +11,16 @@ loads the image the same way (``LoadDicomSeriesd``); only the label loader diffe
 * ``nii-gz`` / ``nii``: ``LoadImaged`` of the same label map as compressed / uncompressed NIfTI.
 
 Each variant runs in its own child process (``--epochs`` epochs after one warm-up epoch): items/s
-(image-label pairs through the loader and the training step) and peak RSS of the main process and of its
-loader workers (``ru_maxrss`` of the children), printed as ratios to ``nii-gz``; ``--no-train``
-measures the loader alone.
+(crops through the loader and the training step) and peak RSS of the main process and of its
+loader workers (``ru_maxrss`` of the children). ``--rounds`` (3) runs every variant that many times, each
+round in a rotated order, and prints medians with the ratio to ``nii-gz`` and its range over rounds (the
+noise: one run per variant in a fixed order disagreed by up to 7x on a shared machine). Then, per variant in
+its own child, the per-item medians without a DataLoader: the label load alone (the loop's own label
+transform, the image already loaded) and the whole chain, so the label's share of an item is visible.
+``--no-train`` measures the loader alone.
 
-Run: ``python benchmarks/training.py`` (a few minutes on 2 cores); ``--shape F R C``, ``--cases N``.
+Run: ``python benchmarks/training.py`` (about 10 minutes on 2 cores); ``--shape F R C``, ``--cases N``,
+``--rounds N``.
 """
 from __future__ import annotations
 
@@ -86,6 +91,10 @@ def build_case(shape, index: int) -> Path:
     return folder
 
 
+CROP = [(64, 64, 32)]
+"""``RandCropByPosNegLabeld``'s spatial size (``--crop``; the spleen tutorial's is 96 x 96 x 96)."""
+
+
 def transforms(variant: str):
     from monai.transforms import (
         Compose, CropForegroundd, EnsureChannelFirstd, LoadImaged, Orientationd, RandCropByPosNegLabeld,
@@ -107,7 +116,7 @@ def transforms(variant: str):
         CropForegroundd(keys=["image", "label"], source_key="image"),
         Orientationd(keys=["image", "label"], axcodes="RAS"),
         Spacingd(keys=["image", "label"], pixdim=(1.5, 1.5, 2.0), mode=("bilinear", "nearest")),
-        RandCropByPosNegLabeld(keys=["image", "label"], label_key="label", spatial_size=(64, 64, 32), pos=1,
+        RandCropByPosNegLabeld(keys=["image", "label"], label_key="label", spatial_size=CROP[0], pos=1,
                                neg=1, num_samples=4, image_key="image", image_threshold=0),
     ])
 
@@ -153,41 +162,125 @@ def run_variant(variant: str, folders: "list[Path]", epochs: int, train: bool) -
             "workers_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
+def time_items(variant: str, folders: "list[Path]", repeats: int) -> dict:
+    """Per-item medians in this process (no DataLoader): the label load alone, given the image already loaded
+    (the same label transform object the loop uses), and the whole chain (image + label + the rest)."""
+    import monai_dicomseg as mds
+
+    chain = transforms(variant)
+    label = chain.transforms[1]
+    items = data(variant, folders)
+    images = [mds.LoadDicomSeriesd("image")({"image": item["image"]})["image"] for item in items]
+    label_times, chain_times = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for item, image in zip(items, images):  # warm-up: imports, first-use caches
+            label({"image": image, "label": item["label"]})
+            chain(dict(item))
+        for _ in range(repeats):
+            for item, image in zip(items, images):
+                start = time.perf_counter()
+                label({"image": image, "label": item["label"]})
+                label_times.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                chain(dict(item))
+                chain_times.append(time.perf_counter() - start)
+    return {"label_ms": 1000 * float(np.median(label_times)), "chain_ms": 1000 * float(np.median(chain_times))}
+
+
+def _run_child(args, variant: str, mode: str) -> "dict | None":
+    command = [sys.executable, __file__, "--child", variant, "--mode", mode, "--shape", *map(str, args.shape),
+               "--cases", str(args.cases), "--epochs", str(args.epochs), "--repeats", str(args.repeats),
+               "--crop", *map(str, args.crop)]
+    done = subprocess.run(command + (["--no-train"] if args.no_train else []), capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"{variant:<16} failed: {done.stderr.strip().splitlines()[-3:]}", flush=True)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _loop_rounds(args) -> "dict[str, list[dict]]":
+    """Every round runs every variant once, each in its own child, starting one variant later than the last
+    round (drift and warm caches hit all variants alike)."""
+    runs: "dict[str, list[dict]]" = {variant: [] for variant in args.variants}
+    for round_index in range(args.rounds):
+        order = args.variants[round_index % len(args.variants):] + args.variants[:round_index % len(args.variants)]
+        for variant in order:
+            result = _run_child(args, variant, "loop")
+            if result is not None:
+                result["round"] = round_index
+                runs[variant].append(result)
+    return runs
+
+
+def _print_loop(runs: "dict[str, list[dict]]", base_name: str = "nii-gz") -> None:
+    print(f"{'variant':<16}{'items/s':>9}{'main MB':>9}{'worker MB':>11}  vs {base_name} (median; per-round range)")
+    base = runs.get(base_name) or []
+    base_rate = float(np.median([r["items_per_s"] for r in base])) if base else None
+    by_round = {r["round"]: r["items_per_s"] for r in base}
+    for variant, results in runs.items():
+        if not results:
+            continue
+        rate = float(np.median([r["items_per_s"] for r in results]))
+        main_mb = float(np.median([r["main_mb"] for r in results]))
+        workers_mb = float(np.median([r["workers_mb"] for r in results]))
+        versus = ""
+        if base_rate and variant != base_name:
+            ratios = [r["items_per_s"] / by_round[r["round"]] for r in results if r["round"] in by_round]
+            spread = f" ({min(ratios):.2f}-{max(ratios):.2f})" if ratios else ""
+            versus = f"  x{rate / base_rate:.2f} items/s{spread}"
+        print(f"{variant:<16}{rate:9.2f}{main_mb:9.0f}{workers_mb:11.0f}{versus}", flush=True)
+
+
+def _print_items(args) -> None:
+    print(f"per item, in one process (medians of {args.repeats} x {args.cases} items): the label load alone "
+          "(image already loaded) and the whole chain")
+    print(f"{'variant':<16}{'label ms':>10}{'chain ms':>10}{'label share':>13}  vs nii-gz")
+    base = None
+    for variant in args.variants:
+        result = _run_child(args, variant, "items")
+        if result is None:
+            continue
+        if variant == "nii-gz":
+            base = result
+        versus = "" if base is None or variant == "nii-gz" else (
+            f"  label x{result['label_ms'] / base['label_ms']:.2f}, chain x{result['chain_ms'] / base['chain_ms']:.2f}")
+        print(f"{variant:<16}{result['label_ms']:10.1f}{result['chain_ms']:10.1f}"
+              f"{result['label_ms'] / result['chain_ms']:13.1%}{versus}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", type=int, nargs=3, default=(64, 192, 192), metavar=("F", "R", "C"))
     parser.add_argument("--cases", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of every variant's loop, in rotated order")
+    parser.add_argument("--repeats", type=int, default=5, help="per-item timings: passes over the cases")
     parser.add_argument("--no-train", action="store_true", help="the loader alone (no UNet step)")
+    parser.add_argument("--crop", type=int, nargs=3, default=CROP[0], metavar=("X", "Y", "Z"),
+                        help="RandCropByPosNegLabeld spatial size (smaller for tiny --shape)")
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", choices=["loop", "items"], default="loop", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    CROP[0] = tuple(args.crop)
     shape = tuple(args.shape)
     folders = [case_folder(shape, index) for index in range(args.cases)]
     if args.child:
-        print(json.dumps(run_variant(args.child, folders, args.epochs, not args.no_train)))
+        if args.mode == "items":
+            print(json.dumps(time_items(args.child, folders, args.repeats)))
+        else:
+            print(json.dumps(run_variant(args.child, folders, args.epochs, not args.no_train)))
         return
     for index in range(args.cases):
         build_case(shape, index)
+    if "nii-gz" in args.variants:  # the reference first: ratios need it
+        args.variants = ["nii-gz"] + [v for v in args.variants if v != "nii-gz"]
     print(f"{args.cases} cases {shape[1]}x{shape[2]}x{shape[0]}, {SEGMENTS} segments, {args.epochs} epochs, "
-          f"{'loader only' if args.no_train else 'UNet step'}; DataLoader(num_workers=2), 4 crops per item")
-    print(f"{'variant':<16}{'items/s':>9}{'main MB':>9}{'worker MB':>11}{'  vs nii-gz'}")
-    results: dict[str, dict] = {}
-    for variant in args.variants:
-        command = [sys.executable, __file__, "--child", variant, "--shape", *map(str, shape), "--cases",
-                   str(args.cases), "--epochs", str(args.epochs)] + (["--no-train"] if args.no_train else [])
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            print(f"{variant:<16} failed: {done.stderr.strip().splitlines()[-3:]}")
-            continue
-        results[variant] = result = json.loads(done.stdout.strip().splitlines()[-1])
-        base = results.get("nii-gz")
-        versus = "" if base is None or variant == "nii-gz" else (
-            f"  x{result['items_per_s'] / base['items_per_s']:.2f} items/s, "
-            f"x{result['main_mb'] / base['main_mb']:.2f} main RSS, "
-            f"x{result['workers_mb'] / max(base['workers_mb'], 1.0):.2f} worker RSS")
-        print(f"{variant:<16}{result['items_per_s']:9.2f}{result['main_mb']:9.0f}{result['workers_mb']:11.0f}{versus}",
-              flush=True)
+          f"{'loader only' if args.no_train else 'UNet step'}; DataLoader(num_workers=2), 4 crops per item; "
+          f"{args.rounds} rounds")
+    _print_loop(_loop_rounds(args))
+    _print_items(args)
 
 
 if __name__ == "__main__":
