@@ -464,11 +464,17 @@ def _gathered(blocks: "_Blocks", dtype: Any, finish: Any) -> Iterator[tuple[int,
 
 
 def slab_threads() -> int:
-    """Threads computing host slabs: the CPUs this process may run on, at most :data:`MAX_SLAB_THREADS`."""
+    """Threads computing host slabs: the CPUs this process may run on, at most :data:`MAX_SLAB_THREADS`, and
+    no more than torch's intra-op threads when torch is loaded (a DataLoader worker runs with 1: so do we)."""
+    import sys
+
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "get_num_threads"):
+        cpus = min(cpus, int(torch.get_num_threads()))
     return max(1, min(MAX_SLAB_THREADS, cpus))
 
 

@@ -225,3 +225,15 @@ def test_dense_fractional_write_peak_does_not_grow_with_the_pixel_data(tmp_path)
     assert streamed["peak"] < 0.6 * streamed["pixel_data"], streamed
     in_memory = _child(tmp_path, "off")
     assert in_memory["peak"] > 1.0 * in_memory["pixel_data"], in_memory
+
+
+def test_slab_threads_follow_the_cpus_and_torch(monkeypatch):
+    """At most MAX_SLAB_THREADS, at most the CPUs, at most torch's threads (a DataLoader worker sets 1)."""
+    monkeypatch.setattr(device_grid.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    assert device_grid.slab_threads() == device_grid.MAX_SLAB_THREADS
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert device_grid.slab_threads() == 1
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    monkeypatch.setattr(device_grid.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert device_grid.slab_threads() == 2
