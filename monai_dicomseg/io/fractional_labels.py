@@ -171,10 +171,16 @@ def decode_dtype_size(layout: Any) -> int:
 
 def _paint_labels(seg: Any, layout: Any, placement: FramePlacement, value: np.ndarray, out: np.ndarray,
                   table: np.ndarray, maximum: int, skip_overlap_checks: bool) -> int:
-    """Paint each passing frame's value (frames sorted by position, then value); returns overlapping voxels."""
+    """Paint each passing frame's value (frames sorted by position, then value); returns overlapping voxels.
+
+    The frames of one position are painted into a contiguous copy of its
+    plane, written back once: ``out`` is usually a transposed view of the
+    MONAI-ordered result, where every masked read and write would stride.
+    """
     overlapping = 0
     over = np.zeros((layout.rows, layout.columns), dtype=bool)
-    current = -1
+    work = np.empty((layout.rows, layout.columns), dtype=out.dtype)
+    current, blank = -1, True  # blank: nothing painted on the current plane yet (no overlap possible)
     for begin, stored in _chunks(seg, layout, placement.frame, maximum):
         masks = table[stored]
         for offset in range(masks.shape[0]):
@@ -182,14 +188,20 @@ def _paint_labels(seg: Any, layout: Any, placement: FramePlacement, value: np.nd
             if position != current:
                 overlapping += int(np.count_nonzero(over))
                 over[:] = False
+                if current >= 0:
+                    out[current] = work
                 current = position
+                work[...] = out[position]
+                blank = not work.any()
             mask = masks[offset]
             if not mask.any():
                 continue
-            plane = out[position]
-            if not skip_overlap_checks:
-                over |= mask & (plane != 0) & (plane != label)
-            plane[mask] = label
+            if not skip_overlap_checks and not blank:
+                over |= mask & (work != 0) & (work != label)
+            np.putmask(work, mask, label)
+            blank = False
+    if current >= 0:
+        out[current] = work
     return overlapping + int(np.count_nonzero(over))
 
 

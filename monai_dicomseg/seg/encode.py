@@ -715,6 +715,7 @@ class _StreamedFrames:
         """Keep the non-empty frames of a block (``quantized``: uint8 FRACTIONAL values already stored;
         ``present``: ``(S', n)`` bool, which of those frames are non-empty, when the caller knows)."""
         maximum = self.options.max_fractional_value
+        encapsulated = bool(self.options.transfer_syntax_uid.is_encapsulated)  # type: ignore[attr-defined]  # options are normalised (EncodeOptions.normalised): enum / UID values here
         keys: list[tuple[int, int]] = []
         selected: list[np.ndarray] = []
         for channel in range(s1 - s0):
@@ -729,21 +730,19 @@ class _StreamedFrames:
                         stored = (frame != 0).astype(np.uint8) * np.uint8(maximum)
                 else:
                     stored = frame != 0
-                if present[channel, offset] if present is not None else stored.any():
-                    keys.append((f0 + offset, s0 + channel + 1))
-                    selected.append(stored)
-        if not selected:
-            return
-        if self.options.transfer_syntax_uid.is_encapsulated:  # type: ignore[attr-defined]  # options are normalised (EncodeOptions.normalised): enum / UID values here
-            if quantized:  # views of the producer's block, which it may reuse once this returns
-                selected = [frame.copy() for frame in selected]
+                if not (present[channel, offset] if present is not None else stored.any()):
+                    continue
+                key = (f0 + offset, s0 + channel + 1)
+                if not encapsulated:  # kept at once (copied): no block's worth of frames held twice
+                    self.frames.put(key, stored if self.fractional else pack_bits(stored))
+                    continue
+                keys.append(key)
+                selected.append(stored.copy() if quantized else stored)  # the producer may reuse its block
+        if selected:
             self._pending.extend(zip(keys, selected))
             self._pending_bytes += sum(frame.nbytes for frame in selected)
             if self._pending_bytes >= _PENDING_BYTES:
                 self.flush()
-            return
-        for key, frame in zip(keys, selected):
-            self.frames.put(key, frame if self.fractional else pack_bits(frame))
 
 
 def _encode_streamed_pixel_data(dataset: Dataset, options: EncodeOptions, pixels: SegmentPixels,
