@@ -70,6 +70,44 @@ def test_overwrite_discard_and_pop(budget):
     assert "j" not in store
 
 
+def test_overwrite_moves_a_key_between_file_and_memory():
+    store = FrameStore(memory_bytes=3)
+    store.put("k", b"1234")  # past the budget: the file
+    store.put("k", b"56")  # fits once the old value is forgotten: memory
+    assert store.get("k") == b"56" and store.nbytes == 2 and len(store) == 1
+    store.put("k", b"abcd")  # the file again; the memory value is released
+    assert store.get("k") == b"abcd" and store.nbytes == 4 and len(store) == 1 and store.length("k") == 4
+
+
+def test_memory_freed_by_discard_and_pop_is_used_again(monkeypatch):
+    store = FrameStore(memory_bytes=4)
+    store.put("a", b"1234")
+    store.put("b", b"5")  # file
+    store.discard("a")
+    store.put("c", b"67")
+    assert store.pop("b") == b"5"
+    store.put("d", b"89")
+    monkeypatch.setattr(frame_store_module.os, "pwrite", lambda *args: pytest.fail("wrote to the file"))
+    store.put("e", b"")  # nothing written for an empty frame either
+    assert store.get("c") == b"67" and store.get("d") == b"89" and store.get("e") == b"" and store.nbytes == 4
+
+
+@pytest.mark.parametrize("budget", [0, 1 << 20], ids=["file", "memory"])
+def test_put_copies_every_kind_of_buffer(budget):
+    store = FrameStore(memory_bytes=budget)
+    base = np.array([1, 9, 2, 9, 3, 9, 4, 9], np.uint8)
+    store.put("strided", base[::2])  # not contiguous: its elements in order
+    buffer = bytearray(b"\x05\x06")
+    store.put("bytearray", buffer)
+    store.put("memoryview", memoryview(buffer))
+    store.put("uint16", np.array([[1, 2]], np.uint16))  # the array's bytes (native order: little endian here)
+    base[...] = 0
+    buffer[:] = b"\x00\x00"
+    assert store.get("strided") == b"\x01\x02\x03\x04"
+    assert store.get("bytearray") == store.get("memoryview") == b"\x05\x06"
+    assert store.get("uint16") == np.array([1, 2], np.uint16).tobytes()
+
+
 def test_length_does_not_read_the_file(monkeypatch):
     store = FrameStore(memory_bytes=0)
     store.put(3, b"abcdef")
@@ -85,8 +123,35 @@ def test_reading_after_close_is_an_encode_error():
         store.get(1)
 
 
-def test_a_truncated_temporary_file_is_an_encode_error():
+def test_a_closed_store_never_reads_a_memory_frame_as_absent():
+    """After close, a frame kept in memory must not read as "no frame" (None): the encoder serves None as an
+    all-zero frame, so a closed store would write zeros silently. Fails today: close() forgets the memory
+    frames and get() returns None for them (file frames raise)."""
+    store = FrameStore(memory_bytes=3)
+    store.put("memory", b"abc")
+    store.put("file", b"defg")
+    store.close()
+    with pytest.raises(EncodeError, match="the frame store was closed"):
+        store.get("file")
+    with pytest.raises(EncodeError, match="the frame store was closed"):
+        store.get("memory")
+
+
+def test_a_closed_store_is_not_reopened_by_put():
+    """A put after close must fail, not open a new temporary file: the offsets of the frames written before
+    close would then point into the new file and read back as zeros. Fails today: put() opens a new file and
+    get() of an earlier frame returns its length in zero bytes."""
     store = FrameStore(memory_bytes=0)
+    store.put("before", b"defg")
+    store.close()
+    with pytest.raises(EncodeError, match="the frame store was closed"):
+        store.put("after", b"hijk")
+    with pytest.raises(EncodeError, match="the frame store was closed"):
+        store.get("before")
+
+
+def test_a_truncated_temporary_file_is_an_encode_error(tmp_path):
+    store = FrameStore(memory_bytes=0, directory=str(tmp_path))
     store.put(1, b"abc")
     store.put(2, b"defg")
     os.ftruncate(store._file.fileno(), 5)  # someone else cut the file
