@@ -55,11 +55,13 @@ class FrameStore:
         self._on_disk: dict[Hashable, tuple[int, int]] = {}
         self._file: Any = None
         self._end = 0
+        self._closed = False
 
     # -- writing -------------------------------------------------------------
 
     def put(self, key: Hashable, data: Any) -> None:
         """Keep a copy of ``data`` (bytes-like, or a C-contiguous array whose buffer is the frame's bytes)."""
+        self._check_open()
         view = memoryview(np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data).cast("B")  # type: ignore[arg-type]  # an ndarray exports the buffer protocol (numpy's stubs declare __buffer__ only for Python >= 3.12)
         self.discard(key)
         if self._memory_used + len(view) <= self.memory_bytes:
@@ -104,8 +106,19 @@ class FrameStore:
         place = self._on_disk.get(key)
         return None if place is None else place[1]
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EncodeError("the frame store was closed: its frames can no longer be read or added")
+
     def get(self, key: Hashable) -> bytes | None:
-        """The frame's bytes (None when absent); read from the file when it is there."""
+        """The frame's bytes (None when absent); read from the file when it is there.
+
+        Raises
+        ------
+        EncodeError
+            After :meth:`close`, or when the temporary file lost bytes.
+        """
+        self._check_open()
         data = self._memory.get(key)
         if data is not None:
             return data
@@ -113,8 +126,6 @@ class FrameStore:
         if place is None:
             return None
         offset, size = place
-        if self._file is None:
-            raise EncodeError("the frame store was closed: its frames can no longer be read")
         data = os.pread(self._file.fileno(), size, offset)
         if len(data) != size:
             raise EncodeError(f"the frame store's temporary file returned {len(data)} of {size} bytes at "
@@ -138,7 +149,8 @@ class FrameStore:
         return self._memory_used + sum(size for _, size in self._on_disk.values())
 
     def close(self) -> None:
-        """Release the memory and the temporary file (later reads of file frames raise EncodeError)."""
+        """Release the memory and the temporary file (later :meth:`get` / :meth:`put` raise EncodeError)."""
+        self._closed = True
         self._memory.clear()
         self._memory_used = 0
         if self._file is not None:
