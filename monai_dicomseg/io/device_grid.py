@@ -532,8 +532,8 @@ class _QuantizedBlocks:
 
     def _finish(self, values: Any) -> np.ndarray:
         values = _clip(values)
-        if not self.fractional:
-            self.fractional = _is_fraction(values)
+        if not self.fractional and _is_fraction(values):
+            self.fractional = True  # only ever set True: slab threads may race here, never back to False
         return _stored(values, self.maximum)
 
     def __iter__(self) -> Iterator[tuple[int, int, int, int, np.ndarray]]:
