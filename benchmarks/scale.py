@@ -40,12 +40,16 @@ Measured (2-core, 24 GB, shared machine, highdicom 0.28.2; one run each, so read
   which both share the 12.4 GB input). Mid size (``--shape 200 512 512 --classes 20``): FRACTIONAL 2.2 s,
   JPEG-LS 5.4 s, BINARY 2.1-2.9 s, highdicom path 15.5 s; with the default logit scale 6 every off-class
   value is stored as 1 (1.05 GB, every frame non-empty): 39 s.
-* case 6 (40 classes + background, 4x4x2-coarser grid; medians of 3 at small size, one run at full size):
-  small (256x256x100): BINARY 0.71 s; FRACTIONAL uncertain 2.51 s (x3.56 BINARY, 515 MB above its inputs,
-  264 MB file), confident 1.16 s (x1.64), the per-class path it replaced 7.70 s (x10.9). Full (512x512x200):
-  BINARY 1.46 s; uncertain 16.7 s (x11.5; per-class 46.9 s, x32.1), +4.1 GB (2.1 GB file); confident 5.7 s
-  (x3.9), +1.4 GB. At full size the rest is the encoder holding every stored frame (2.1 GB) and joining them
-  into one Pixel Data buffer before writing: fresh memory costs ~7 s per GB to fault in on this VM.
+* case 6 (40 classes + background, 4x4x2-coarser grid; quiet machine, one run at full size, medians of 3 small):
+  full (512x512x200): BINARY 1.82 s; FRACTIONAL uncertain 13.5 s (x7.4 BINARY; 2.1 GB file, 355 MB above its
+  inputs: the stored frames wait in the frame store's temporary file and stream at save_as), confident 2.42 s
+  (x1.33), the per-class path it replaced 50.3 s (x27.6); ``file-write`` (the uncertain file's bytes alone,
+  written 1 MiB at a time to the same disk) 3.49 s, x1.9 BINARY: the uncertain write is x3.9 of writing its own
+  bytes, because fresh page-cache pages are slow on this VM (a 2 GB ``dd`` ran at 370-530 MB/s) and the frames
+  are written twice (frame store, then file). Before the frame store: 18.1 s and +4.0 GB. Small (256x256x100):
+  BINARY 0.55 s; uncertain 1.40 s (x2.56; was x3.56), confident 0.66 s (x1.20).
+* case 5, full (256x256x100, 117 segments): ``read-labels`` 0.98 s vs ``read-float`` 6.36 s (x0.15 time, x0.04
+  peak: 25 MB vs 2,356 MB added); the float-stack threshold it replaced 12.9 s (x2.03, 2,912 MB).
 * case 2, full (512x512x1000, 117 segments): write BINARY 1.6 s vs 20.6 s (x12.7; 0.46 of its peak RSS, 0.32
   of what it adds above its inputs), LABELMAP 0.57 s vs 4.0 s (x7.1; 0.51, 0.33); read BINARY 1.9 s vs 10.3 s
   (x5.4; 0.35, 0.32), LABELMAP 0.25 s vs 1.6 s (x6.5; 0.46, 0.45). Header only (``--shape 1000 256 256``,
