@@ -32,7 +32,7 @@ from monai_dicomseg.codec.assemble import FramePlacement, check_unique
 from monai_dicomseg.codec.decode import decode_frames, pixel_layout
 from monai_dicomseg.errors import DecodeError, InputError, OverlapError
 
-__all__ = ["passing_table", "paint_thresholded", "threshold_to_grid", "threshold_volume", "CHUNK_VALUES"]
+__all__ = ["passing_table", "passing_rule", "paint_thresholded", "threshold_to_grid", "threshold_volume", "CHUNK_VALUES"]
 
 CHUNK_VALUES = 1 << 22
 """Stored values decoded at a time (4 M: 4 MB of uint8 frames, plus as many bytes of masks)."""
@@ -65,6 +65,22 @@ def passing_table(threshold: float, maximum: int, size: int = 256) -> np.ndarray
     values = np.arange(size, dtype=np.float32)
     values /= np.float32(int(maximum))
     return values >= np.float32(threshold)
+
+
+def passing_rule(table: np.ndarray) -> Any:
+    """``stored -> table[stored]`` as one comparison where ``table`` is False then True (a :func:`passing_table`).
+
+    ``fraction >= threshold`` is monotone in the stored value, so a value
+    passes where it is at least the first passing one: ``stored >= first``
+    is the same mask as the lookup at a fraction of its cost (a comparison
+    instead of a gather per voxel). A table of any other shape keeps the lookup.
+    """
+    first = int(np.argmax(table)) if table.any() else int(table.size)
+    if not table[first:].all():
+        return lambda stored: table[stored]
+    if first >= table.size:
+        return lambda stored: np.zeros(np.shape(stored), dtype=bool)
+    return lambda stored: stored >= first
 
 
 def _selected(placement: FramePlacement, segment_numbers: Sequence[int], targets: Sequence[int]
@@ -154,8 +170,9 @@ def paint_thresholded(seg: Any, placement: FramePlacement, out: np.ndarray, segm
                 "highest value, or raise the threshold)"
             )
         return out
+    passes = passing_rule(table)
     for begin, stored in _chunks(seg, layout, placement.frame, maximum):
-        masks = table[stored]
+        masks = passes(stored)
         for offset in range(masks.shape[0]):
             mask = masks[offset]
             if mask.any():
@@ -173,25 +190,28 @@ def _paint_labels(seg: Any, layout: Any, placement: FramePlacement, value: np.nd
                   table: np.ndarray, maximum: int, skip_overlap_checks: bool) -> int:
     """Paint each passing frame's value (frames sorted by position, then value); returns overlapping voxels.
 
-    The frames of one position are painted into a contiguous copy of its
-    plane, written back once: ``out`` is usually a transposed view of the
-    MONAI-ordered result, where every masked read and write would stride.
+    The frames are painted into a contiguous zero-filled block of the
+    :data:`~monai_dicomseg.codec.assemble.PLANE_BLOCK` output planes from their
+    position on (a slab: ``out`` is zero-filled), written into ``out`` once when
+    the positions move past it: ``out`` is usually a transposed view of the
+    MONAI-ordered result, where every masked read and write, and every
+    single-plane copy, would stride.
     """
     overlapping = 0
     over = np.zeros((layout.rows, layout.columns), dtype=bool)
-    work = np.empty((layout.rows, layout.columns), dtype=out.dtype)
+    slab = _Slab(out)
+    work = over  # replaced at the first frame (current = -1 is no position)
     current, blank = -1, True  # blank: nothing painted on the current plane yet (no overlap possible)
+    passes = passing_rule(table)
     for begin, stored in _chunks(seg, layout, placement.frame, maximum):
-        masks = table[stored]
+        masks = passes(stored)
         for offset in range(masks.shape[0]):
             position, label = int(placement.position[begin + offset]), value[begin + offset]
             if position != current:
                 overlapping += int(np.count_nonzero(over))
                 over[:] = False
-                if current >= 0:
-                    out[current] = work
                 current = position
-                work[...] = out[position]
+                work = slab.plane(position)
                 blank = not work.any()
             mask = masks[offset]
             if not mask.any():
@@ -200,9 +220,41 @@ def _paint_labels(seg: Any, layout: Any, placement: FramePlacement, value: np.nd
                 over |= mask & (work != 0) & (work != label)
             np.putmask(work, mask, label)
             blank = False
-    if current >= 0:
-        out[current] = work
+    slab.flush()
     return overlapping + int(np.count_nonzero(over))
+
+
+class _Slab:
+    """Up to ``PLANE_BLOCK`` consecutive planes of the zero-filled ``out`` (axis 0), painted contiguously.
+
+    Positions must be visited in ascending order: a slab starts at the first
+    position past the previous one and is written back whole when left, so
+    no plane is written twice and ``out`` is never read (it is zero-filled:
+    :func:`paint_thresholded`'s contract).
+    """
+
+    def __init__(self, out: np.ndarray) -> None:
+        self.out, self.first, self.copy = out, 0, None
+
+    def plane(self, position: int) -> np.ndarray:
+        """The working plane of ``out[position]`` (``0 <= position < len(out)``)."""
+        from monai_dicomseg.codec.assemble import PLANE_BLOCK
+
+        if self.copy is None or not self.first <= position < self.first + self.copy.shape[0]:
+            self.flush()
+            self.first = position
+            # out is zero-filled (paint_thresholded's contract): no strided read of it
+            planes = max(1, min(PLANE_BLOCK, len(self.out) - position))
+            self.copy = np.zeros((planes, *self.out.shape[1:]), dtype=self.out.dtype)
+        return self.copy[position - self.first]
+
+    def flush(self) -> None:
+        """Write the working copy back into ``out``."""
+        from monai_dicomseg.codec.assemble import copy_planes
+
+        if self.copy is not None:
+            copy_planes(self.out[self.first:self.first + self.copy.shape[0]], self.copy)
+            self.copy = None
 
 
 def threshold_to_grid(seg: Any, plan: Any, mode: str, layout: Any, placements: Any, target_shape: Sequence[int],
