@@ -11,16 +11,19 @@ loads the image the same way (``LoadDicomSeriesd``); only the label loader diffe
 * ``nii-gz`` / ``nii``: ``LoadImaged`` of the same label map as compressed / uncompressed NIfTI.
 
 Each variant runs in its own child process (``--epochs`` epochs after one warm-up epoch): items/s
-(crops through the loader and the training step) and peak RSS of the main process and of its
-loader workers (``ru_maxrss`` of the children). ``--rounds`` (3) runs every variant that many times, each
-round in a rotated order, and prints medians with the ratio to ``nii-gz`` and its range over rounds (the
-noise: one run per variant in a fixed order disagreed by up to 7x on a shared machine). Then, per variant in
-its own child, the per-item medians without a DataLoader: the label load alone (the loop's own label
-transform, the image already loaded) and the whole chain, so the label's share of an item is visible.
-``--no-train`` measures the loader alone.
+(crops through the loader and the training step) and peak RSS of the main process and of its largest
+loader worker (``ru_maxrss`` of the reaped children: the workers are joined after every epoch).
+``--rounds`` (3) runs every variant that many times, each round in its own rotated order (round r starts
+at variant r, so drift and warm caches hit all variants alike), and prints per variant the median items/s
+and peak RSS, the ratio of the medians to ``nii-gz`` and the range of the per-round ratios (the noise: one
+run per variant in a fixed order disagreed by up to 7x on a shared machine). Then, per variant in
+its own child, the per-item medians over ``--repeats`` passes over the cases, without a DataLoader: the image
+load (``LoadDicomSeriesd``), the label load alone (the loop's own label transform, applied to a dict whose image
+was loaded once beforehand) and the whole chain (image + label + the rest), so the label's share of an item is
+visible. ``--no-train`` measures the loader alone. A child that fails is reported and the run exits with 1.
 
 Run: ``python benchmarks/training.py`` (about 10 minutes on 2 cores); ``--shape F R C``, ``--cases N``,
-``--rounds N``.
+``--rounds N``; the cases are written once under ``benchmarks/.cache/training`` (``--cache DIR``).
 """
 from __future__ import annotations
 
@@ -42,11 +45,11 @@ VARIANTS = ["nii-gz", "nii", "seg-binary", "seg-labelmap", "seg-fractional"]
 SEGMENTS = 6
 
 
-def case_folder(shape, index: int) -> Path:
-    return CACHE / f"{shape[0]}x{shape[1]}x{shape[2]}" / f"case{index}"
+def case_folder(shape, index: int, cache: Path = CACHE) -> Path:
+    return cache / f"{shape[0]}x{shape[1]}x{shape[2]}" / f"case{index}"
 
 
-def build_case(shape, index: int) -> Path:
+def build_case(shape, index: int, cache: Path = CACHE) -> Path:
     """Series, three SEGs (BINARY, LABELMAP, FRACTIONAL) and the label map as .nii.gz / .nii (once)."""
     import nibabel
 
@@ -54,7 +57,7 @@ def build_case(shape, index: int) -> Path:
     from monai_dicomseg import synthetic
     from monai_dicomseg.sr.coding import CodedConcept
 
-    folder = case_folder(shape, index)
+    folder = case_folder(shape, index, cache)
     if (folder / "label.nii").exists():
         return folder
     labels = synthetic.make_ellipsoid_labels(shape, n_labels=SEGMENTS, seed=index)
@@ -163,37 +166,44 @@ def run_variant(variant: str, folders: "list[Path]", epochs: int, train: bool) -
 
 
 def time_items(variant: str, folders: "list[Path]", repeats: int) -> dict:
-    """Per-item medians in this process (no DataLoader): the label load alone, given the image already loaded
-    (the same label transform object the loop uses), and the whole chain (image + label + the rest)."""
-    import monai_dicomseg as mds
-
+    """Per-item medians in this process (no DataLoader): the image load, the label load alone given the image
+    already loaded (the same label transform object the loop uses) and the whole chain (image + label + the
+    rest), over ``repeats`` passes over the cases after one warm-up pass."""
     chain = transforms(variant)
-    label = chain.transforms[1]
+    image_load, label = chain.transforms[0], chain.transforms[1]
     items = data(variant, folders)
-    images = [mds.LoadDicomSeriesd("image")({"image": item["image"]})["image"] for item in items]
-    label_times, chain_times = [], []
+    images = [image_load({"image": item["image"]})["image"] for item in items]
+    steps = {
+        "image_ms": lambda item, image: image_load({"image": item["image"]}),
+        "label_ms": lambda item, image: label({"image": image, "label": item["label"]}),
+        "chain_ms": lambda item, image: chain(dict(item)),
+    }
+    times: "dict[str, list[float]]" = {name: [] for name in steps}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for item, image in zip(items, images):  # warm-up: imports, first-use caches
-            label({"image": image, "label": item["label"]})
-            chain(dict(item))
+            for step in steps.values():
+                step(item, image)
         for _ in range(repeats):
             for item, image in zip(items, images):
-                start = time.perf_counter()
-                label({"image": image, "label": item["label"]})
-                label_times.append(time.perf_counter() - start)
-                start = time.perf_counter()
-                chain(dict(item))
-                chain_times.append(time.perf_counter() - start)
-    return {"label_ms": 1000 * float(np.median(label_times)), "chain_ms": 1000 * float(np.median(chain_times))}
+                for name, step in steps.items():
+                    start = time.perf_counter()
+                    step(item, image)
+                    times[name].append(time.perf_counter() - start)
+    return {name: 1000 * float(np.median(values)) for name, values in times.items()}
+
+
+FAILED: "list[str]" = []
+"""The children that failed (``variant mode``): the run exits with 1 if any did."""
 
 
 def _run_child(args, variant: str, mode: str) -> "dict | None":
     command = [sys.executable, __file__, "--child", variant, "--mode", mode, "--shape", *map(str, args.shape),
                "--cases", str(args.cases), "--epochs", str(args.epochs), "--repeats", str(args.repeats),
-               "--crop", *map(str, args.crop)]
+               "--crop", *map(str, args.crop), "--cache", str(args.cache)]
     done = subprocess.run(command + (["--no-train"] if args.no_train else []), capture_output=True, text=True)
     if done.returncode != 0:
+        FAILED.append(f"{variant} {mode}")
         print(f"{variant:<16} failed: {done.stderr.strip().splitlines()[-3:]}", flush=True)
         return None
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -233,9 +243,9 @@ def _print_loop(runs: "dict[str, list[dict]]", base_name: str = "nii-gz") -> Non
 
 
 def _print_items(args) -> None:
-    print(f"per item, in one process (medians of {args.repeats} x {args.cases} items): the label load alone "
-          "(image already loaded) and the whole chain")
-    print(f"{'variant':<16}{'label ms':>10}{'chain ms':>10}{'label share':>13}  vs nii-gz")
+    print(f"per item, in one process (medians of {args.repeats} x {args.cases} items): the image load, the label "
+          "load alone (image already loaded) and the whole chain")
+    print(f"{'variant':<16}{'image ms':>10}{'label ms':>10}{'chain ms':>10}{'label share':>13}  vs nii-gz")
     base = None
     for variant in args.variants:
         result = _run_child(args, variant, "items")
@@ -245,7 +255,7 @@ def _print_items(args) -> None:
             base = result
         versus = "" if base is None or variant == "nii-gz" else (
             f"  label x{result['label_ms'] / base['label_ms']:.2f}, chain x{result['chain_ms'] / base['chain_ms']:.2f}")
-        print(f"{variant:<16}{result['label_ms']:10.1f}{result['chain_ms']:10.1f}"
+        print(f"{variant:<16}{result['image_ms']:10.1f}{result['label_ms']:10.1f}{result['chain_ms']:10.1f}"
               f"{result['label_ms'] / result['chain_ms']:13.1%}{versus}", flush=True)
 
 
@@ -260,12 +270,15 @@ def main() -> None:
     parser.add_argument("--crop", type=int, nargs=3, default=CROP[0], metavar=("X", "Y", "Z"),
                         help="RandCropByPosNegLabeld spatial size (smaller for tiny --shape)")
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    parser.add_argument("--cache", type=Path, default=CACHE, help="where the cases are written (once)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=["loop", "items"], default="loop", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if min(args.rounds, args.repeats, args.cases, args.epochs) < 1:
+        parser.error("--rounds, --repeats, --cases and --epochs must be at least 1")
     CROP[0] = tuple(args.crop)
     shape = tuple(args.shape)
-    folders = [case_folder(shape, index) for index in range(args.cases)]
+    folders = [case_folder(shape, index, args.cache) for index in range(args.cases)]
     if args.child:
         if args.mode == "items":
             print(json.dumps(time_items(args.child, folders, args.repeats)))
@@ -273,7 +286,7 @@ def main() -> None:
             print(json.dumps(run_variant(args.child, folders, args.epochs, not args.no_train)))
         return
     for index in range(args.cases):
-        build_case(shape, index)
+        build_case(shape, index, args.cache)
     if "nii-gz" in args.variants:  # the reference first: ratios need it
         args.variants = ["nii-gz"] + [v for v in args.variants if v != "nii-gz"]
     print(f"{args.cases} cases {shape[1]}x{shape[2]}x{shape[0]}, {SEGMENTS} segments, {args.epochs} epochs, "
@@ -281,6 +294,8 @@ def main() -> None:
           f"{args.rounds} rounds")
     _print_loop(_loop_rounds(args))
     _print_items(args)
+    if FAILED:
+        sys.exit(f"failed children: {', '.join(FAILED)}")
 
 
 if __name__ == "__main__":
