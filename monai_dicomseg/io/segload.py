@@ -29,7 +29,9 @@ from monai_dicomseg.io.segments import (
     SELECTION_OPTIONS,
     SegmentSelection,
     SegmentSelectionPlan,
+    cached_segment_table,
     header_segment_table,
+    segment_sequence_key,
     segment_table,
 )
 from monai_dicomseg.options import check_options
@@ -237,12 +239,42 @@ def read_segmentation(seg: Any, segments: "Any | None" = None) -> Any:
     elif not hasattr(seg, "read"):
         raise InputTypeError(f"a SEG must be a path, a file object or a pydicom Dataset; got {type(seg).__name__}")
     seg = segread(seg)
+    _check_seg_sop_class(seg)
+    return seg
+
+
+def _check_seg_sop_class(seg: Any) -> None:
+    from monai_dicomseg.errors import DecodeError
+
     if str(getattr(seg, "SOPClassUID", "")) not in SEG_SOP_CLASS_UIDS:
         raise DecodeError(
             f"SOPClassUID must be a Segmentation Storage class {sorted(SEG_SOP_CLASS_UIDS)}; "
             f"got {getattr(seg, 'SOPClassUID', None)!r}"
         )
-    return seg
+
+
+def _read_with_table(seg: Any, segments: "Any | None") -> "tuple[Any, list[dict[str, Any]]]":
+    """:func:`read_segmentation` and the segment table; a path or file object read here uses the table cache.
+
+    Only a SEG this function parses itself is keyed by its stored
+    SegmentSequence bytes (:func:`~monai_dicomseg.io.segments.segment_sequence_key`,
+    taken before anything converts them): a Dataset or Segmentation passed in
+    may have been changed in memory, so its table is always computed.
+    """
+    from monai_dicomseg.dicomweb import local_paths
+    from monai_dicomseg.seg.reader import read_segmentation_dataset
+    from monai_dicomseg.seg.segmentation import Segmentation
+
+    seg = local_paths(seg, expect_seg=True, segments=segments)  # DICOMweb reference -> cached file
+    fresh = isinstance(seg, (str, os.PathLike)) and os.path.isfile(seg)
+    if fresh or not isinstance(seg, Dataset) and hasattr(seg, "read"):
+        dataset = read_segmentation_dataset(seg)
+        key = segment_sequence_key(dataset)
+        seg = Segmentation.from_dataset(dataset, copy=False)
+        _check_seg_sop_class(seg)
+        return seg, cached_segment_table(seg, key)
+    seg = read_segmentation(seg, segments=segments)
+    return seg, segment_table(seg)
 
 
 def referenced_series_uids(seg: Any) -> list[str]:
@@ -533,8 +565,7 @@ def load_seg_array(
     selection = SegmentSelection.from_options(selection_options, selection)
     label_map = selection.label_map
     threshold = check_threshold(threshold)
-    given, seg = seg, read_segmentation(seg, segments=segment_resolver(selection))  # given: as passed
-    table = segment_table(seg)
+    given, (seg, table) = seg, _read_with_table(seg, segment_resolver(selection))  # given: as passed
     plan = selection.plan(table, where=source_name(given if isinstance(given, str) else seg.get("filename") or given))
     seg_type = seg.segmentation_type
     seg_type = SegmentationTypeValues(getattr(seg_type, "value", seg_type))

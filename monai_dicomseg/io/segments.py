@@ -48,6 +48,9 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import os
+import threading
+from collections import OrderedDict
 from numbers import Integral
 import warnings
 from collections.abc import Mapping, Sequence
@@ -60,6 +63,8 @@ __all__ = [
     "SegmentSelection", "SegmentSelectionPlan", "SELECTION_OPTIONS", "segment_table", "plan_segment_selection",
     "code_key", "segments_from_meta", "segment_matches", "header_segment_table", "StructureKey",
     "CheckedLabelMap", "LabelMapKeyWarning", "GENERIC_TYPE", "describe_key", "suggest_names",
+    "segment_sequence_key", "cached_segment_table", "segment_table_cache_info", "clear_segment_table_cache",
+    "SEGMENT_TABLE_CACHE_SIZE",
 ]
 
 GENERIC_TYPE = ("91723000", "SCT")
@@ -126,6 +131,118 @@ def segment_table(seg: Any) -> list[dict[str, Any]]:
             "tracking_id": description.tracking_id,
         })
     return table
+
+
+SEGMENT_TABLE_CACHE_SIZE = 128
+"""Segment tables kept by :func:`cached_segment_table` (least recently used dropped first)."""
+
+_SEGMENT_SEQUENCE_TAG = 0x00620002
+_CACHE_LOCK = threading.Lock()
+_CACHE: "OrderedDict[tuple[Any, ...], str]" = OrderedDict()
+_CACHE_COUNTS = {"hits": 0, "misses": 0}
+
+
+def _new_lock_in_child() -> None:
+    """A forked child (a DataLoader worker) gets a fresh lock: the parent's may have been held mid-fork."""
+    global _CACHE_LOCK
+    _CACHE_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch  # POSIX
+    os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
+def segment_sequence_key(dataset: Any) -> "tuple[Any, ...] | None":
+    """The exact key of a just-read SEG's segment table, or None when there is none.
+
+    The key is the stored bytes of SegmentSequence (0062,0002) as read from
+    the file, with their encoding (implicit VR, little endian) and every
+    attribute that changes how :func:`segment_table` reads them:
+    SpecificCharacterSet (text decoding), PixelRepresentation,
+    PixelPaddingValue and SegmentationType (which segment is background,
+    PS3.3 C.8.20.2) and pydicom's empty-text setting. Two data sets with equal
+    keys have equal segment tables; one byte of difference is another key.
+
+    Parameters
+    ----------
+    dataset
+        A ``pydicom.Dataset`` straight from the file, before anything accessed
+        its SegmentSequence (pydicom keeps a defined-length sequence as raw
+        bytes until then).
+
+    Returns
+    -------
+    tuple or None
+        None when the sequence is no longer raw bytes (already accessed, set in
+        memory, or parsed eagerly because of an undefined length): no cache.
+    """
+    from pydicom import config
+    from pydicom.dataelem import RawDataElement
+
+    if _SEGMENT_SEQUENCE_TAG not in dataset:
+        return None
+    raw = dataset.get_item(_SEGMENT_SEQUENCE_TAG, keep_deferred=True)
+    if not isinstance(raw, RawDataElement) or not isinstance(raw.value, (bytes, bytearray, memoryview)):
+        return None
+    context = tuple(repr(dataset.get(keyword)) for keyword in (
+        "SpecificCharacterSet", "PixelRepresentation", "PixelPaddingValue", "SegmentationType"))
+    return (bool(raw.is_implicit_VR), bool(raw.is_little_endian), bytes(raw.value), context,
+            bool(config.use_none_as_empty_text_VR_value))
+
+
+def cached_segment_table(seg: Any, key: "tuple[Any, ...] | None") -> list[dict[str, Any]]:
+    """:func:`segment_table` of ``seg``, remembered under ``key`` (:func:`segment_sequence_key`).
+
+    A training loop reads the same few SEG headers every epoch; parsing their
+    code items is most of a small label's load time. Tables are kept as JSON
+    text in a bounded LRU (:data:`SEGMENT_TABLE_CACHE_SIZE` entries, thread
+    safe; a forked DataLoader worker inherits the parent's entries), and every
+    call returns new objects, so a caller may change what it gets. The key is
+    the exact stored bytes, so a changed file is a miss, never a stale table.
+
+    Parameters
+    ----------
+    seg
+        The Segmentation read from the data set ``key`` was taken from, before
+        any change to it (the caller's own fresh read).
+    key
+        :func:`segment_sequence_key` of that data set; None: no cache (the table is computed).
+
+    Returns
+    -------
+    list of dict
+        Equal to ``segment_table(seg)``.
+    """
+    if key is None:
+        return segment_table(seg)
+    with _CACHE_LOCK:
+        text = _CACHE.get(key)
+        if text is not None:
+            _CACHE.move_to_end(key)
+        _CACHE_COUNTS["hits" if text is not None else "misses"] += 1
+    if text is not None:
+        return json.loads(text)
+    table = segment_table(seg)  # errors are raised, never cached
+    text = json.dumps(table)
+    with _CACHE_LOCK:
+        _CACHE[key] = text
+        _CACHE.move_to_end(key)
+        while len(_CACHE) > SEGMENT_TABLE_CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return json.loads(text)
+
+
+def segment_table_cache_info() -> dict[str, int]:
+    """``{"hits", "misses", "size", "maxsize"}`` of :func:`cached_segment_table` (for tests and tuning)."""
+    with _CACHE_LOCK:
+        return {**_CACHE_COUNTS, "size": len(_CACHE), "maxsize": SEGMENT_TABLE_CACHE_SIZE}
+
+
+def clear_segment_table_cache() -> None:
+    """Forget every cached segment table and reset the counts."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+        _CACHE_COUNTS.update(hits=0, misses=0)
 
 
 def header_segment_table(header: Any) -> list[dict[str, Any]]:
