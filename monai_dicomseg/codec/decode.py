@@ -560,13 +560,73 @@ def _fragment_frames(dataset: Dataset, unique: np.ndarray, layout: PixelLayout) 
             yield raw.view(layout.dtype.newbyteorder("<")).astype(layout.dtype)
 
 
+_SUBSET_BYTES = 16 << 20  # compressed frames decoded together from a streamed value
+
+
+def _streamed_frames(decoder: Any, dataset: Dataset, unique: np.ndarray, layout: PixelLayout
+                     ) -> "Iterator[np.ndarray] | None":
+    """Frames ``unique`` of a SEG built but not saved whose encapsulated Pixel Data is served from its
+    compressed frames (``codec/encapsulated_pixel_data.py``), else ``None``.
+
+    Each batch of about ``_SUBSET_BYTES`` of compressed frames is encapsulated
+    alone (PS3.5 A.4) in a data set with the SEG's Image Pixel attributes and
+    decoded by ``decoder``: the whole value is neither joined nor loaded into
+    ``dataset`` (it stays streamed for ``save_as``).
+    """
+    from monai_dicomseg.codec.encapsulated_pixel_data import StreamedEncapsulatedPixelData
+
+    source = deferred_pixel_source(dataset)
+    if not isinstance(source, StreamedEncapsulatedPixelData):
+        return None
+
+    def batches() -> Iterator[list[int]]:
+        batch: list[int] = []
+        size = 0
+        for index in unique.tolist():
+            batch.append(index)
+            size += source.frame_length(index)
+            if size >= _SUBSET_BYTES:
+                yield batch
+                batch, size = [], 0
+        if batch:
+            yield batch
+
+    def frames() -> Iterator[np.ndarray]:
+        for batch in batches():
+            subset = _subset_dataset(dataset, layout, source.subset_value(batch), len(batch))
+            for frame, _ in decoder.iter_array(subset, raw=True):
+                yield frame
+
+    return frames()
+
+
+def _subset_dataset(dataset: Dataset, layout: PixelLayout, value: bytes, count: int) -> Dataset:
+    """A data set of ``count`` frames: ``dataset``'s Image Pixel attributes, encapsulated Pixel Data ``value``."""
+    from pydicom.dataset import FileMetaDataset
+
+    subset = Dataset()
+    subset.file_meta = FileMetaDataset()
+    subset.file_meta.TransferSyntaxUID = layout.transfer_syntax
+    for keyword in ("SamplesPerPixel", "PhotometricInterpretation", "Rows", "Columns", "BitsAllocated",
+                    "BitsStored", "HighBit", "PixelRepresentation", "PlanarConfiguration"):
+        if keyword in dataset:
+            subset.add(dataset[keyword])
+    subset.NumberOfFrames = count
+    subset.add_new("PixelData", "OB", value)
+    subset["PixelData"].is_undefined_length = True
+    return subset
+
+
 def _decode_encapsulated(dataset: Dataset, idx: np.ndarray, layout: PixelLayout) -> np.ndarray:
     row = readable_syntax(layout.transfer_syntax)
     if row.pixel_codec == "fragments":
         frames: Iterator[Any] = _fragment_frames(dataset, np.unique(idx), layout)
     else:
         decoder = _pydicom_decoder(row)
-        frames = (frame for frame, _ in decoder.iter_array(dataset, indices=np.unique(idx).tolist(), raw=True))
+        streamed = _streamed_frames(decoder, dataset, np.unique(idx), layout)
+        # Pixel Data in memory or in its file: pydicom locates the fragments
+        frames = streamed if streamed is not None else (
+            frame for frame, _ in decoder.iter_array(dataset, indices=np.unique(idx).tolist(), raw=True))
     unique, inverse = np.unique(idx, return_inverse=True)
     out = np.empty((unique.size, layout.rows, layout.columns), layout.dtype)
     decoded = 0

@@ -88,10 +88,25 @@ class StreamedEncapsulatedPixelData(PixelSource):
         super().__init__(0, len(_HEADER), length, name)
         self.vr = "OB"
 
-    # -- pieces --------------------------------------------------------------
+    # -- frames --------------------------------------------------------------
 
-    def _item(self, index: int) -> Iterator[bytes | memoryview]:
-        """Item ``index``: header, frame bytes, padding."""
+    @property
+    def number_of_frames(self) -> int:
+        """How many frames (one fragment item each) the value holds."""
+        return len(self._lengths)
+
+    def frame_length(self, index: int) -> int:
+        """Byte length of compressed frame ``index`` (0-based, unpadded)."""
+        return int(self._lengths[index])
+
+    def frame(self, index: int) -> Any:
+        """Compressed frame ``index`` (0-based), read from the frames now (bytes-like, its planned length).
+
+        Raises
+        ------
+        EncodeError
+            If the frame no longer has the length the value was laid out with.
+        """
         data = self._frames[index]
         size = int(self._lengths[index])
         if len(data) != size:
@@ -99,6 +114,24 @@ class StreamedEncapsulatedPixelData(PixelSource):
 
             raise EncodeError(f"compressed frame {index + 1} has {len(data)} bytes; {size} were planned "
                               "(the frames changed after the Pixel Data was laid out)")
+        return data
+
+    def subset_value(self, indices: Sequence[int]) -> bytes:
+        """An encapsulated value (empty Basic Offset Table, one item per frame, PS3.5 A.4) of frames ``indices``
+        alone, in that order: what a decoder needs to decode those frames without the whole value."""
+        out = io.BytesIO()
+        out.write(_ITEM + struct.pack("<I", 0))
+        for index in indices:
+            for piece in self._item(int(index)):
+                out.write(piece)
+        return out.getvalue()
+
+    # -- pieces --------------------------------------------------------------
+
+    def _item(self, index: int) -> Iterator[bytes | memoryview]:
+        """Item ``index``: header, frame bytes, padding."""
+        data = self.frame(index)
+        size = int(self._lengths[index])
         yield _ITEM + struct.pack("<I", size + size % 2)
         yield memoryview(data).cast("B") if not isinstance(data, bytes) else data
         if size % 2:

@@ -7,6 +7,10 @@
 * The served element: any byte range equals the joined element's; pydicom's
   deferred read (``PixelData``, ``pixel_array``, ``pydicom.dcmwrite``),
   ``deepcopy`` and ``pickle`` give the same bytes; dciodvfy finds no error.
+* Before ``save_as``, frames are decoded from the compressed frames (a batch
+  encapsulated alone), never by loading the whole value: ``get_volume``,
+  ``get_pixels_by_source_frame``, ``decode_frames`` equal the in-memory SEG
+  and the value stays streamed; highdicom reads the streamed file equal.
 * A frame that fails while written leaves no file; a frame that changed size
   is refused.
 * Memory: a dense FRACTIONAL RLE write past the threshold peaks (tracemalloc,
@@ -30,11 +34,11 @@ import pydicom
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from oracles import build_segmentation, dciodvfy_errors, deterministic_bytes
+from oracles import build_segmentation, dciodvfy_errors, deterministic_bytes, highdicom_pixels
 
 import monai_dicomseg
 from monai_dicomseg import synthetic
-from monai_dicomseg.codec import pixel_data
+from monai_dicomseg.codec import decode, pixel_data
 from monai_dicomseg.codec.compression import encapsulate_frames
 from monai_dicomseg.codec.encapsulated_pixel_data import (
     StreamedEncapsulatedPixelData,
@@ -262,3 +266,58 @@ def test_encapsulated_write_peak_does_not_grow_with_the_pixel_data(tmp_path):
     assert streamed["peak"] < 0.25 * streamed["file"], streamed
     in_memory = _child("off", tmp_path)
     assert in_memory["peak"] > 1.0 * in_memory["file"], in_memory
+
+
+@pytest.mark.parametrize("batch_bytes", [1, 16 << 20], ids=["frame-by-frame", "one-batch"])
+@pytest.mark.parametrize("seg_type,syntax", [("BINARY", JPEG_2000), ("FRACTIONAL", JPEG_LS), ("LABELMAP", RLE),
+                                             ("LABELMAP", JPEG_2000)])
+def test_unsaved_streamed_seg_decodes_without_loading_the_value(monkeypatch, seg_type, syntax, batch_bytes):
+    """An enhanced (multi-frame) source: get_pixels_by_source_frame, get_volume and any frame selection read the
+    compressed frames; the Pixel Data element stays deferred and the saved file equals the in-memory one."""
+    monkeypatch.setattr(decode, "_SUBSET_BYTES", batch_bytes)
+    source = synthetic.make_enhanced_ct((5, 32, 40), seed=4)
+    pixels = _pixels(seg_type, "array" if seg_type == "LABELMAP" else "stacked", (5, 32, 40), 3, seed=11)
+    arguments = ([source], pixels, seg_type, 3)
+    expected, old = _file(monkeypatch, 1 << 40, *arguments, transfer_syntax_uid=syntax)
+    monkeypatch.setattr(pixel_data, "STREAM_PIXEL_DATA_BYTES", 1)
+    new = build_segmentation(monai_dicomseg, *arguments, transfer_syntax_uid=syntax)
+    streamed = new.buffer
+    assert isinstance(streamed, StreamedEncapsulatedPixelData)
+    uid = source.SOPInstanceUID
+    for numbers in ([1, 2, 3, 4, 5], [4, 1, 4]):
+        np.testing.assert_array_equal(new.get_pixels_by_source_frame(uid, numbers),
+                                      old.get_pixels_by_source_frame(uid, numbers))
+    np.testing.assert_array_equal(new.get_volume().array, old.get_volume().array)
+    selection = [2, 0, 2, int(new.NumberOfFrames) - 1]
+    np.testing.assert_array_equal(decode.decode_frames(new, selection), decode.decode_frames(old, selection))
+    assert decode.deferred_pixel_source(new) is streamed  # nothing loaded the joined value into the data set
+    assert deterministic_bytes(new, fix_uids=True) == expected
+
+
+def test_subset_value_is_the_encapsulated_value_of_those_frames():
+    frames = _frames(3, 6)
+    source = StreamedEncapsulatedPixelData(frames, np.array([len(frame) for frame in frames]),
+                                           basic_offset_table=True)
+    subset = [4, 1, 4]
+    assert source.number_of_frames == 6 and source.frame_length(4) == len(frames[4])
+    assert source.subset_value(subset) == encapsulate_frames([frames[i] for i in subset],
+                                                             use_extended_offset_table=True)[0]
+
+
+def test_highdicom_reads_the_streamed_file_equal(monkeypatch, tmp_path):
+    shape = (4, 32, 32)
+    series = _series(shape)
+    pixels = _pixels("FRACTIONAL", "stacked", shape, 2, seed=9)
+    options = {"transfer_syntax_uid": JPEG_2000, "use_extended_offset_table": True}
+    _, old = _file(monkeypatch, 1 << 40, series, pixels, "FRACTIONAL", 2, **options)
+    monkeypatch.setattr(pixel_data, "STREAM_PIXEL_DATA_BYTES", 1)
+    seg = build_segmentation(monai_dicomseg, series, pixels, "FRACTIONAL", 2, **options)
+    assert isinstance(seg.buffer, StreamedEncapsulatedPixelData)
+    path = tmp_path / "seg.dcm"
+    seg.save_as(path)
+    expected = monai_dicomseg.seg.segread(path).get_pixels_by_source_instance(
+        [ds.SOPInstanceUID for ds in series], combine_segments=False, rescale_fractional=False)
+    theirs = highdicom_pixels(path, series, rescale_fractional=False)
+    np.testing.assert_array_equal(theirs, expected)
+    np.testing.assert_array_equal(theirs, highdicom_pixels(old, series, rescale_fractional=False))
+    assert theirs.any()
