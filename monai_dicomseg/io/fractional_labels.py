@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from monai_dicomseg.codec.assemble import FramePlacement, check_unique
+from monai_dicomseg.codec.assemble import PLANE_BLOCK, FramePlacement, check_unique, copy_planes
 from monai_dicomseg.codec.decode import decode_frames, pixel_layout
 from monai_dicomseg.errors import DecodeError, InputError, OverlapError
 
@@ -203,10 +203,11 @@ def _paint_labels(seg: Any, layout: Any, placement: FramePlacement, value: np.nd
     work = over  # replaced at the first frame (current = -1 is no position)
     current, blank = -1, True  # blank: nothing painted on the current plane yet (no overlap possible)
     passes = passing_rule(table)
+    positions, labels = placement.position.tolist(), list(np.asarray(value))  # labels: numpy scalars, as before
     for begin, stored in _chunks(seg, layout, placement.frame, maximum):
         masks = passes(stored)
         for offset in range(masks.shape[0]):
-            position, label = int(placement.position[begin + offset]), value[begin + offset]
+            position, label = positions[begin + offset], labels[begin + offset]
             if position != current:
                 overlapping += int(np.count_nonzero(over))
                 over[:] = False
@@ -238,8 +239,6 @@ class _Slab:
 
     def plane(self, position: int) -> np.ndarray:
         """The working plane of ``out[position]`` (``0 <= position < len(out)``)."""
-        from monai_dicomseg.codec.assemble import PLANE_BLOCK
-
         if self.copy is None or not self.first <= position < self.first + self.copy.shape[0]:
             self.flush()
             self.first = position
@@ -250,8 +249,6 @@ class _Slab:
 
     def flush(self) -> None:
         """Write the working copy back into ``out``."""
-        from monai_dicomseg.codec.assemble import copy_planes
-
         if self.copy is not None:
             copy_planes(self.out[self.first:self.first + self.copy.shape[0]], self.copy)
             self.copy = None
