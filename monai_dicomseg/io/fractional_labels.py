@@ -190,10 +190,10 @@ def _paint_labels(seg: Any, layout: Any, placement: FramePlacement, value: np.nd
                   table: np.ndarray, maximum: int, skip_overlap_checks: bool) -> int:
     """Paint each passing frame's value (frames sorted by position, then value); returns overlapping voxels.
 
-    The frames are painted into a contiguous zero-filled block of the
+    The frames are painted into a contiguous copy of the
     :data:`~monai_dicomseg.codec.assemble.PLANE_BLOCK` output planes from their
-    position on (a slab: ``out`` is zero-filled), written into ``out`` once when
-    the positions move past it: ``out`` is usually a transposed view of the
+    position on (a slab, read from ``out`` a block at a time), written into
+    ``out`` once when the positions move past it: ``out`` is usually a transposed view of the
     MONAI-ordered result, where every masked read and write, and every
     single-plane copy, would stride.
     """
@@ -226,12 +226,14 @@ def _paint_labels(seg: Any, layout: Any, placement: FramePlacement, value: np.nd
 
 
 class _Slab:
-    """Up to ``PLANE_BLOCK`` consecutive planes of the zero-filled ``out`` (axis 0), painted contiguously.
+    """Up to ``PLANE_BLOCK`` consecutive planes of ``out`` (axis 0), painted in a contiguous copy.
 
     Positions must be visited in ascending order: a slab starts at the first
     position past the previous one and is written back whole when left, so
-    no plane is written twice and ``out`` is never read (it is zero-filled:
-    :func:`paint_thresholded`'s contract).
+    no plane is written twice. The copy starts from what ``out`` holds (read
+    a block of planes at a time, :func:`~monai_dicomseg.codec.assemble.copy_planes`),
+    so planes of the slab that no frame paints are written back unchanged,
+    whatever ``out`` held.
     """
 
     def __init__(self, out: np.ndarray) -> None:
@@ -242,9 +244,9 @@ class _Slab:
         if self.copy is None or not self.first <= position < self.first + self.copy.shape[0]:
             self.flush()
             self.first = position
-            # out is zero-filled (paint_thresholded's contract): no strided read of it
             planes = max(1, min(PLANE_BLOCK, len(self.out) - position))
-            self.copy = np.zeros((planes, *self.out.shape[1:]), dtype=self.out.dtype)
+            self.copy = np.empty((planes, *self.out.shape[1:]), dtype=self.out.dtype)
+            copy_planes(self.copy, self.out[position:position + planes])
         return self.copy[position - self.first]
 
     def flush(self) -> None:

@@ -330,3 +330,18 @@ def test_fractional_labels_across_slabs_equal_float_rule(long_series, case):
     got = load_seg_array(seg, mode="labelmap", threshold=threshold, skip_overlap_checks=skip).array
     assert got.dtype == np.uint8 and got.shape == (1, *expected.shape)
     np.testing.assert_array_equal(got[0], expected)
+
+
+def test_painting_keeps_what_out_held_on_planes_no_frame_paints():
+    """The slab copy starts from ``out``: a plane inside a painted slab that no frame touches keeps its values
+    (a zero-filled copy would write it back as 0), and painted planes keep their unpainted voxels."""
+    from monai_dicomseg.io.fractional_labels import PLANE_BLOCK, _Slab
+
+    out = np.arange(3 * 4 * 10, dtype=np.uint8).reshape(4, 3, 10).transpose(2, 1, 0)  # (10, 3, 4), transposed
+    expected = out.copy()
+    slab = _Slab(out)
+    slab.plane(2)[0, 0] = 99  # plane 2 painted at one voxel; planes 3..9 of the slab untouched
+    slab.flush()
+    expected[2, 0, 0] = 99
+    assert PLANE_BLOCK > 1
+    np.testing.assert_array_equal(out, expected)
