@@ -237,7 +237,8 @@ class _Slab:
     """
 
     def __init__(self, out: np.ndarray) -> None:
-        self.out, self.first, self.copy = out, 0, None
+        self.out, self.first = out, 0
+        self.copy: np.ndarray | None = None
 
     def plane(self, position: int) -> np.ndarray:
         """The working plane of ``out[position]`` (``0 <= position < len(out)``)."""
@@ -245,8 +246,9 @@ class _Slab:
             self.flush()
             self.first = position
             planes = max(1, min(PLANE_BLOCK, len(self.out) - position))
-            self.copy = np.empty((planes, *self.out.shape[1:]), dtype=self.out.dtype)
-            copy_planes(self.copy, self.out[position:position + planes])
+            copy = np.empty((planes, *self.out.shape[1:]), dtype=self.out.dtype)
+            copy_planes(copy, self.out[position:position + planes])
+            self.copy = copy
         return self.copy[position - self.first]
 
     def flush(self) -> None:
