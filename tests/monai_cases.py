@@ -54,6 +54,22 @@ def descriptions(module: Any, order: "list[int] | None" = None) -> list[Any]:
     ]
 
 
+def highdicom_binary_seg(path: Any, datasets: list, labels: Any) -> Any:
+    """A BINARY SEG of label map ``labels`` (values 1..3 = the first three ORGANS) written by highdicom, the
+    independent producer, from ``datasets``; returns ``path``."""
+    import highdicom as hd
+    import numpy as np
+
+    stacked = labels[..., None] == np.arange(1, 4, dtype=labels.dtype)
+    seg = hd.seg.Segmentation(
+        source_images=datasets, pixel_array=stacked, segmentation_type="BINARY",
+        segment_descriptions=descriptions(hd), series_instance_uid=hd.UID(),
+        sop_instance_uid=hd.UID(), series_number=20, instance_number=1, manufacturer="test",
+        manufacturer_model_name="test", software_versions="0", device_serial_number="0")
+    seg.save_as(path)
+    return path
+
+
 def make_case(
     folder: Path,
     *,

@@ -19,7 +19,7 @@ from monai_dicomseg import synthetic
 from monai_dicomseg.errors import GeometryError, InputError, InputTypeError
 from monai_dicomseg.geometry.slice_grid import plan_slice_grid
 from monai_dicomseg.io.source_series import load_source_geometry, load_source_series
-from monai_cases import descriptions, truth_on_grid
+from monai_cases import highdicom_binary_seg, truth_on_grid
 from oracles import dciodvfy_errors
 
 SHAPE = (10, 20, 24)
@@ -48,17 +48,6 @@ def gap_series(folder: Path, *, move: "float | None" = None, padding: "int | Non
     return datasets, kept, labels
 
 
-def highdicom_seg(path: Path, datasets, labels) -> Path:
-    import highdicom as hd
-
-    stacked = labels[..., None] == np.arange(1, 4, dtype=labels.dtype)
-    seg = hd.seg.Segmentation(
-        source_images=datasets, pixel_array=stacked, segmentation_type="BINARY",
-        segment_descriptions=descriptions(hd), series_instance_uid=hd.UID(), sop_instance_uid=hd.UID(),
-        series_number=20, instance_number=1, manufacturer="test", manufacturer_model_name="test",
-        software_versions="0", device_serial_number="0")
-    seg.save_as(path)
-    return path
 
 
 def _hu(ds) -> np.ndarray:
@@ -162,7 +151,7 @@ def test_seg_lands_on_the_filled_grid(gap, policy):
 
     folder, full, kept, labels = gap
     kept_labels = np.delete(labels, MISSING, axis=0)
-    seg_path = highdicom_seg(folder / "seg.dcm", kept, kept_labels)
+    seg_path = highdicom_binary_seg(folder / "seg.dcm", kept, kept_labels)
     out = Compose([LoadDicomSeriesd("image", irregular_slices=policy), LoadDicomSegd("label", ref_key="image")])(
         {"image": str(folder / "series"), "label": str(seg_path)})
     image, label = out["image"], out["label"]
@@ -224,7 +213,7 @@ def test_writer_on_a_filled_grid_references_source_slices_only(gap, segmentation
 
     folder, full, kept, labels = gap
     kept_labels = np.delete(labels, MISSING, axis=0)
-    seg_path = highdicom_seg(folder / "seg.dcm", kept, kept_labels)
+    seg_path = highdicom_binary_seg(folder / "seg.dcm", kept, kept_labels)
     out = Compose([LoadDicomSeriesd("image", irregular_slices="fill"), LoadDicomSegd("label", ref_key="image")])(
         {"image": str(folder / "series"), "label": str(seg_path)})
     (filled,) = json.loads(out["image"].meta["filled_slices"])

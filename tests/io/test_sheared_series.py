@@ -25,7 +25,7 @@ from monai_dicomseg.geometry.slice_grid import plan_slice_grid
 from monai_dicomseg.geometry.tolerances import SHEAR_DRIFT_TOLERANCE_MM
 from monai_dicomseg.geometry.volume import Volume
 from monai_dicomseg.io.source_series import load_source_geometry, load_source_series
-from monai_cases import descriptions, truth_on_grid
+from monai_cases import highdicom_binary_seg, truth_on_grid
 from oracles import dciodvfy_errors
 
 SHAPE = (8, 24, 28)
@@ -49,17 +49,6 @@ def tilted_series(folder: Path, tilt: float = TILT, shape=SHAPE, seed: int = 0):
     return datasets, labels
 
 
-def highdicom_seg(path: Path, datasets, labels) -> Path:
-    import highdicom as hd
-
-    stacked = labels[..., None] == np.arange(1, 4, dtype=labels.dtype)
-    seg = hd.seg.Segmentation(
-        source_images=datasets, pixel_array=stacked, segmentation_type="BINARY",
-        segment_descriptions=descriptions(hd), series_instance_uid=hd.UID(), sop_instance_uid=hd.UID(),
-        series_number=20, instance_number=1, manufacturer="test", manufacturer_model_name="test",
-        software_versions="0", device_serial_number="0")
-    seg.save_as(path)
-    return path
 
 
 @pytest.fixture()
@@ -198,7 +187,7 @@ def test_highdicom_seg_lands_on_the_tilted_grid(tilted, mode):
     from monai_dicomseg.transforms.load_series import LoadDicomSeriesd
 
     folder, datasets, labels = tilted
-    seg_path = highdicom_seg(folder / "seg.dcm", datasets, labels)
+    seg_path = highdicom_binary_seg(folder / "seg.dcm", datasets, labels)
     out = Compose([LoadDicomSeriesd("image"), LoadDicomSegd("label", ref_key="image", mode=mode)])(
         {"image": str(folder / "series"), "label": str(seg_path)})
     image, label = out["image"], out["label"]
@@ -218,7 +207,7 @@ def test_seg_on_its_own_tilted_grid(tilted):
     from monai_dicomseg.transforms.load_series import LoadDicomSeries
 
     folder, datasets, labels = tilted
-    seg_path = highdicom_seg(folder / "seg.dcm", datasets, labels)
+    seg_path = highdicom_binary_seg(folder / "seg.dcm", datasets, labels)
     image = LoadDicomSeries()(str(folder / "series"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -234,7 +223,7 @@ def test_dicom_seg_reader_finds_the_tilted_series(tilted):
     from monai_dicomseg.io.reader import DicomSegReader
 
     folder, datasets, labels = tilted
-    seg_path = highdicom_seg(folder / "seg.dcm", datasets, labels)
+    seg_path = highdicom_binary_seg(folder / "seg.dcm", datasets, labels)
     reader = DicomSegReader(source_root=folder)
     data, meta = reader.get_data(reader.read(str(seg_path)))
     assert meta["grid"] == "source_series"
@@ -278,7 +267,7 @@ def _load(folder: Path, seg_path: Path, *more):
 
 def test_save_on_the_tilted_source_reads_back_in_highdicom(tilted):
     folder, datasets, labels = tilted
-    out = _load(folder, highdicom_seg(folder / "seg.dcm", datasets, labels))
+    out = _load(folder, highdicom_binary_seg(folder / "seg.dcm", datasets, labels))
     np.testing.assert_array_equal(_save_and_read_back(folder, out, datasets, "same"), labels)
 
 
@@ -287,7 +276,7 @@ def test_save_from_a_reoriented_model_grid(tilted):
     from monai.transforms import Orientationd
 
     folder, datasets, labels = tilted
-    out = _load(folder, highdicom_seg(folder / "seg.dcm", datasets, labels), Orientationd("label", axcodes="SPL"))
+    out = _load(folder, highdicom_binary_seg(folder / "seg.dcm", datasets, labels), Orientationd("label", axcodes="SPL"))
     assert out["label"].shape[1:] != out["image"].shape[1:]
     np.testing.assert_array_equal(_save_and_read_back(folder, out, datasets, "reoriented"), labels)
 
@@ -298,7 +287,7 @@ def test_save_from_a_resampled_orthogonal_grid(tilted):
     from monai.data import MetaTensor
 
     folder, datasets, labels = tilted
-    out = _load(folder, highdicom_seg(folder / "seg.dcm", datasets, labels))
+    out = _load(folder, highdicom_binary_seg(folder / "seg.dcm", datasets, labels))
     image = out["image"]
     sheared = np.asarray(image.affine, dtype=float)
     orthogonal = sheared.copy()
