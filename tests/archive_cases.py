@@ -56,3 +56,16 @@ def liver_seg(source_images: list, mask: np.ndarray, **plane_kwargs):
             segment_descriptions=[description], series_instance_uid=hd.UID(), series_number=5,
             sop_instance_uid=hd.UID(), instance_number=1, manufacturer="t", manufacturer_model_name="t",
             software_versions="1", device_serial_number="1", **plane_kwargs)
+
+
+def copy_data_cases(target: Path, seg_names: "tuple[str, ...]", cases: "tuple[str, ...]" = ("ct1", "ct2")) -> Path:
+    """A copy of the repository's ``data/<case>/series`` folders and the named SEGs of each case under ``target``
+    (tests that write beside their inputs must not touch data/)."""
+    import shutil
+
+    data = Path(__file__).resolve().parents[1] / "data"
+    for case in cases:
+        shutil.copytree(data / case / "series", target / case / "series")
+        for name in seg_names:
+            shutil.copy(data / case / name, target / case / name)
+    return target

@@ -18,6 +18,7 @@ import nibabel
 import numpy as np
 import pydicom
 import pytest
+from archive_cases import copy_data_cases
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data"
@@ -27,12 +28,7 @@ HIDE_TORCH = "import sys; sys.modules['torch'] = None; sys.modules['monai'] = No
 
 @pytest.fixture
 def data_copy(tmp_path: Path) -> Path:
-    copy = tmp_path / "data"
-    for case in ("ct1", "ct2"):
-        shutil.copytree(DATA / case / "series", copy / case / "series")
-        for name in SEGS:
-            shutil.copy(DATA / case / name, copy / case / name)
-    return copy
+    return copy_data_cases(tmp_path / "data", SEGS)
 
 
 def _truth(cli, tmp_path: Path, seg: Path, series: Path) -> np.ndarray:

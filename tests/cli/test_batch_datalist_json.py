@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import nibabel
 import numpy as np
 import pytest
+from archive_cases import copy_data_cases
 
 from monai_dicomseg.cli.batch_inputs import (
     BatchItem,
@@ -31,12 +31,7 @@ URI = "dicomweb+http://pacs/dicom-web/studies/1.2/series/1.3"
 
 @pytest.fixture
 def data_copy(tmp_path: Path) -> Path:
-    copy = tmp_path / "data"
-    for case in ("ct1", "ct2"):
-        shutil.copytree(DATA / case / "series", copy / case / "series")
-        for name in SEGS:
-            shutil.copy(DATA / case / name, copy / case / name)
-    return copy
+    return copy_data_cases(tmp_path / "data", SEGS)
 
 
 def _datalist(root: Path, relative: bool) -> list[dict]:
