@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, settings
 
 from monai_dicomseg import synthetic
 from corpus import DATA_SOURCES, Corpus, shared_data_dir
-from oracles import BACKEND_NAME, backend
+from oracles import missing_requirement, BACKEND_NAME, backend
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,7 +83,7 @@ def _testdata_file(name: str) -> str:
 
     path = get_testdata_file(name)
     if path is None:
-        pytest.skip(f"pydicom test file {name!r} not available (pip install pydicom-data)")
+        missing_requirement(f"pydicom test file {name!r} not available (pip install pydicom-data)", "pydicom-data")
     return str(path)
 
 
@@ -133,7 +133,7 @@ def ct2_series() -> list[pydicom.Dataset]:
 
     paths = get_testdata_files("dicomdirtests/77654033/CT2/*")
     if not paths:
-        pytest.skip("pydicom test series dicomdirtests/77654033/CT2 not available")
+        missing_requirement("pydicom test series dicomdirtests/77654033/CT2 not available", "pydicom-data")
     datasets = [pydicom.dcmread(path) for path in paths]
     return sort_by_slice_position(datasets)
 

@@ -25,7 +25,7 @@ from corpus import SEG_NAMES
 from monai_dicomseg.errors import InputError
 from monai_dicomseg import synthetic
 from monai_dicomseg.seg.segmentation import segread
-from oracles import COMMON_SEG_ARGUMENTS, find_tool, one_hot
+from oracles import missing_requirement, COMMON_SEG_ARGUMENTS, find_tool, one_hot
 
 pytestmark = pytest.mark.highdicom
 warnings.filterwarnings("ignore", module="highdicom")
@@ -165,7 +165,7 @@ def test_liver_pydicom_data() -> None:
 
     path = get_testdata_file("liver.dcm")
     if path is None:
-        pytest.skip("pydicom-data not installed")
+        missing_requirement("pydicom-data not installed (liver.dcm)", "pydicom-data")
     ours = segread(path)
     reread = _Reader(lambda: highdicom.seg.segread(path))
     uids = [u[2] for u in reread().get_source_image_uids()]
@@ -334,7 +334,7 @@ def _dcmqi_metadata(n_labels: int) -> dict[str, Any]:
 def test_dcmqi_written(segmentation_type: str, tmp_path: Path) -> None:
     tool = find_tool("itkimage2segimage")
     if tool is None:
-        pytest.skip("dcmqi itkimage2segimage not available")
+        missing_requirement("dcmqi itkimage2segimage not available (pip install dcmqi)", "dcmqi")
     shape = (6, 16, 20)
     labels = synthetic.make_ellipsoid_labels(shape, n_labels=3, seed=5)
     labels[0] = 0  # an empty slice: dcmqi omits it
@@ -362,7 +362,7 @@ def test_dcmqi_written(segmentation_type: str, tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120,
     )
     if result.returncode != 0 or not out.exists():
-        pytest.skip(f"itkimage2segimage failed: {result.stderr[-500:]}")
+        missing_requirement(f"itkimage2segimage failed: {result.stderr[-500:]}", "a working dcmqi")
     ours = segread(out)
     reread = _Reader(lambda: highdicom.seg.segread(out))
     uids = [str(s.SOPInstanceUID) for s in sources]

@@ -4,12 +4,12 @@ under the patches are requested (counted), 1-bit frames that Orthanc refuses (HT
 instance once, and a DataLoader with workers makes no request in its second epoch."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+from oracles import missing_requirement
 import requests
 
 from monai_dicomseg.dicomweb import DicomWebSeries, frames, register_server, store, unregister_server
@@ -61,9 +61,7 @@ def _frames_asked(log: Path, uid: str) -> list[int]:
 def orthanc(tmp_path_factory):
     """This module's own Orthanc (no SOP class filter: LABELMAP SEGs are stored); skips without Orthanc."""
     if not orthanc_available():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{INSTALL_HINT} (CI=true: the DICOMweb server is required)", pytrace=False)
-        pytest.skip(INSTALL_HINT)
+        missing_requirement(INSTALL_HINT, "the DICOMweb server")
     with start_orthanc(tmp_path_factory.mktemp("slides-orthanc"), password="slides-Pa55word") as server:
         yield server
 
