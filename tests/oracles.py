@@ -397,11 +397,12 @@ def one_hot(labels: np.ndarray, n_segments: int) -> np.ndarray:
     return labels[..., None] == np.arange(1, n_segments + 1, dtype=labels.dtype)
 
 
-def deterministic_bytes(seg, fix_uids: bool = False) -> bytes:
+def deterministic_bytes(seg, fix_uids: bool = False, release_frames: bool = False) -> bytes:
     """A SEG's file bytes with creation dates/times and the dimension organisation UID fixed.
 
     With ``fix_uids`` the SOP/Series Instance UIDs are fixed too, so two SEGs
     built from the same inputs on different code paths compare byte for byte.
+    ``release_frames`` is passed to ``save_as`` (a SEG written once).
     """
     import io
 
@@ -416,5 +417,5 @@ def deterministic_bytes(seg, fix_uids: bool = False) -> bytes:
         for item in seg.get(keyword, []):
             item.DimensionOrganizationUID = "1.2.3"
     buffer = io.BytesIO()
-    seg.save_as(buffer)
+    seg.save_as(buffer, release_frames=release_frames) if release_frames else seg.save_as(buffer)
     return buffer.getvalue()

@@ -475,6 +475,6 @@ def convert_seg(
     )
     _copy_attributes(seg, new, combine, copy_references=source is None)
     check_dataset_values(new)  # what was copied from the input is checked like every written value
-    new.save_as(Path(out), overwrite=overwrite)
+    new.save_as(Path(out), overwrite=overwrite, release_frames=True)  # written once: frames let go as written
     return {"segmentation_type": segmentation_type, "segments": len(descriptions),
             "frames": int(new.get("NumberOfFrames", 0))}

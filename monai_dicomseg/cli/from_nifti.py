@@ -365,6 +365,6 @@ def nifti_to_seg(
     elif "SeriesDescription" not in seg:
         seg.SeriesDescription = "Segmentation"
     notes = [*notes, *profile_notes(profile, seg)]
-    seg.save_as(Path(out), overwrite=overwrite)
+    seg.save_as(Path(out), overwrite=overwrite, release_frames=True)  # written once: frames let go as written
     return {"segmentation_type": segmentation_type, "segments": len(descriptions),
             "frames": int(seg.get("NumberOfFrames", 0)), "resampled": resampled, "warnings": notes}

@@ -10,10 +10,22 @@ store is made) they stay in memory; past it they are appended to an anonymous
 temporary file (``tempfile.TemporaryFile``: no name on disk, removed by the OS
 when closed or when the process ends), so a 2 GB FRACTIONAL output needs a few
 frames of memory, not 2 GB.
+
+A SEG written once and dropped (:meth:`DicomSegWriter.write
+<monai_dicomseg.io.writer.DicomSegWriter.write>`, the CLI) lets the store
+release each frame as it is read for the file (:meth:`FrameStore.release_when_read`):
+the frame's whole blocks of the temporary file are deallocated
+(``fallocate(FALLOC_FL_PUNCH_HOLE)`` on Linux; elsewhere the bytes stay until
+:meth:`FrameStore.close`). Without it, a 2 GB output exists twice as dirty
+page-cache pages (the store's and the output file's) and the kernel throttles
+the writer to the disk's speed (``vm.dirty_ratio``); with it, the store's
+pages are dropped before the kernel ever writes them back.
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import tempfile
 from collections.abc import Hashable
 from typing import Any
@@ -22,7 +34,51 @@ import numpy as np
 
 from monai_dicomseg.errors import EncodeError
 
-__all__ = ["FrameStore"]
+__all__ = ["FrameStore", "punch_hole"]
+
+_FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x01, 0x02  # <linux/falloc.h>
+_FALLOCATE: list[Any] = []  # [libc fallocate or None], resolved on first use
+
+
+def _fallocate() -> Any:
+    if not _FALLOCATE:
+        function = None
+        if sys.platform.startswith("linux"):
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                # glibc: fallocate64 takes 64-bit offsets everywhere; musl has only fallocate (64-bit off_t)
+                function = getattr(libc, "fallocate64", None)
+                if function is None and ctypes.sizeof(ctypes.c_void_p) == 8:
+                    function = libc.fallocate
+            except (OSError, AttributeError):
+                function = None
+            if function is not None:
+                function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+                function.restype = ctypes.c_int
+        _FALLOCATE.append(function)
+    return _FALLOCATE[0]
+
+
+def punch_hole(fd: int, offset: int, size: int, block: int) -> bool:
+    """Deallocate the whole ``block``-byte blocks inside ``[offset, offset + size)`` of file ``fd``.
+
+    Only blocks lying entirely in the range are released (their bytes read as
+    zeros afterwards); a partial block at either end, shared with a
+    neighbouring frame, is left as it is. The file keeps its size.
+
+    Returns
+    -------
+    bool
+        Whether blocks were released: False on a platform or file system
+        without hole punching (the bytes then simply stay), or when the range
+        holds no whole block.
+    """
+    start = -(-offset // block) * block
+    stop = (offset + size) // block * block
+    function = _fallocate()
+    if function is None or stop <= start:
+        return False
+    return function(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, start, stop - start) == 0
 
 
 class FrameStore:
@@ -41,6 +97,7 @@ class FrameStore:
     -----
     :meth:`put` copies the bytes, so a caller may reuse its buffer at once.
     A key stored twice keeps its last value. Not thread-safe: one writer.
+    After :meth:`release_when_read`, :meth:`get` hands each frame out once.
     """
 
     def __init__(self, memory_bytes: int | None = None, directory: str | None = None) -> None:
@@ -56,6 +113,9 @@ class FrameStore:
         self._file: Any = None
         self._end = 0
         self._closed = False
+        self._release = False
+        self._released: dict[Hashable, int] = {}  # key -> byte length, of frames handed out and let go
+        self._block = 4096
 
     # -- writing -------------------------------------------------------------
 
@@ -71,6 +131,7 @@ class FrameStore:
         try:
             if self._file is None:
                 self._file = tempfile.TemporaryFile(dir=self.directory)
+                self._block = max(1, os.fstat(self._file.fileno()).st_blksize)
             done = 0
             while done < len(view):  # os.pwrite may write less than asked (large values, signals)
                 done += os.pwrite(self._file.fileno(), view[done:], self._end + done)
@@ -89,14 +150,27 @@ class FrameStore:
         if data is not None:
             self._memory_used -= len(data)
         self._on_disk.pop(key, None)
+        self._released.pop(key, None)
+
+    def release_when_read(self) -> None:
+        """From now on, :meth:`get` lets each frame go once it has been read.
+
+        For a SEG written once and dropped: memory frames are freed and the
+        file's blocks under a disk frame are deallocated (:func:`punch_hole`)
+        as the write reads them, so the frames never exist twice in the page
+        cache. A second :meth:`get` of a released frame raises
+        :class:`~monai_dicomseg.errors.EncodeError`; :meth:`length` still
+        answers.
+        """
+        self._release = True
 
     # -- reading -------------------------------------------------------------
 
     def __contains__(self, key: Hashable) -> bool:
-        return key in self._memory or key in self._on_disk
+        return key in self._memory or key in self._on_disk or key in self._released
 
     def __len__(self) -> int:
-        return len(self._memory) + len(self._on_disk)
+        return len(self._memory) + len(self._on_disk) + len(self._released)
 
     def length(self, key: Hashable) -> int | None:
         """Byte length of the frame of ``key`` (None when absent), without reading it."""
@@ -104,11 +178,15 @@ class FrameStore:
         if data is not None:
             return len(data)
         place = self._on_disk.get(key)
-        return None if place is None else place[1]
+        if place is None:
+            return self._released.get(key)
+        return place[1]
 
     def _check_open(self) -> None:
         if self._closed:
-            raise EncodeError("the frame store was closed: its frames can no longer be read or added")
+            why = (" (the SEG was written once, Segmentation.save_as(..., release_frames=True): build it again to "
+                   "read its Pixel Data)") if self._release else ""
+            raise EncodeError(f"the frame store was closed: its frames can no longer be read or added{why}")
 
     def get(self, key: Hashable) -> bytes | None:
         """The frame's bytes (None when absent); read from the file when it is there.
@@ -121,15 +199,26 @@ class FrameStore:
         self._check_open()
         data = self._memory.get(key)
         if data is not None:
+            if self._release:
+                self.discard(key)
+                self._released[key] = len(data)
             return data
         place = self._on_disk.get(key)
         if place is None:
+            if key in self._released:
+                raise EncodeError(f"frame {key!r} was released when it was written (a SEG written once, "
+                                  "Segmentation.save_as(..., release_frames=True)): build the SEG again to read "
+                                  "its Pixel Data")
             return None
         offset, size = place
         data = os.pread(self._file.fileno(), size, offset)
         if len(data) != size:
             raise EncodeError(f"the frame store's temporary file returned {len(data)} of {size} bytes at "
                               f"offset {offset}: it was truncated")
+        if self._release:
+            del self._on_disk[key]
+            self._released[key] = size
+            punch_hole(self._file.fileno(), offset, size, self._block)
         return data
 
     def pop(self, key: Hashable) -> bytes | None:
@@ -145,7 +234,7 @@ class FrameStore:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the frames held (in memory and in the file)."""
+        """Bytes of the frames held (in memory and in the file; released frames not counted)."""
         return self._memory_used + sum(size for _, size in self._on_disk.values())
 
     def close(self) -> None:
@@ -153,6 +242,7 @@ class FrameStore:
         self._closed = True
         self._memory.clear()
         self._memory_used = 0
+        self._released.clear()
         if self._file is not None:
             self._file.close()
             self._file = None

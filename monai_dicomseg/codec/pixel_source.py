@@ -55,6 +55,11 @@ class PixelSource:
     file, for pydicom's deferred read of the whole element.
     """
 
+    frame_store: Any = None
+    """The :class:`~monai_dicomseg.codec.frame_store.FrameStore` the value's frames are read from, when the
+    encoder kept them in one (a write of a SEG used once may let it release them: ``save_as(...,
+    release_frames=True)``); None otherwise."""
+
     def __init__(self, element_start: int, value_start: int, length: int, name: str) -> None:
         self.element_start = int(element_start)
         self.value_start = int(value_start)

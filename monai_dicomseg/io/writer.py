@@ -470,7 +470,8 @@ class DicomSegWriter(ImageWriter):
             path = prepare_output_path(filename, self.overwrite if overwrite is None else overwrite)
             seg = self.build()
             try:
-                seg.save_as(path, overwrite=self.overwrite if overwrite is None else overwrite)
+                # written once and dropped: frames the encoder kept are let go as they are written
+                seg.save_as(path, overwrite=self.overwrite if overwrite is None else overwrite, release_frames=True)
             except FileExistsError:
                 raise OutputExistsError(f"{path} exists; pass overwrite=True or another name") from None
         if verbose:

@@ -32,6 +32,7 @@ from monai_dicomseg.codec.functional_groups import (
 )
 from monai_dicomseg.codec import pixel_data
 from monai_dicomseg.codec.encapsulated_pixel_data import set_encapsulated_pixel_data
+from monai_dicomseg.codec.decode import deferred_pixel_source
 from monai_dicomseg.codec.frame_store import FrameStore
 from monai_dicomseg.codec.pixel_data import (
     StreamedPixelData,
@@ -765,10 +766,15 @@ def _encode_streamed_pixel_data(dataset: Dataset, options: EncodeOptions, pixels
         empty = lambda: encode_frames(1, lambda _: zero, options.transfer_syntax_uid, bits, 0)[0]  # noqa: E731
         planned = _PlannedFrames(cache.frames, keys, empty)
         _set_encapsulated_pixel_data(dataset, options, planned, planned.lengths)
+        source = deferred_pixel_source(dataset)
+        if source is not None:  # streamed from the store when written (else joined now)
+            source.frame_store = cache.frames
         return
     fractional = options.segmentation_type is SegmentationTypeValues.FRACTIONAL
     if native_pixel_data_length(count, rows, columns, bits) >= pixel_data.STREAM_PIXEL_DATA_BYTES:
-        install_pixel_source(dataset, _stored_frames_source(cache.frames, keys, rows, columns, fractional))
+        source = _stored_frames_source(cache.frames, keys, rows, columns, fractional)
+        source.frame_store = cache.frames
+        install_pixel_source(dataset, source)
         return
     size = rows * columns
     if fractional or size % 8 == 0:

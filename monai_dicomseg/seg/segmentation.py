@@ -194,7 +194,8 @@ class Segmentation(SegmentationReaderMixin, SegmentAccessorsMixin, Dataset):
         """Leaving ``with segread(path) as seg:`` releases the file (see :meth:`close`)."""
         self.close()
 
-    def save_as(self, filename: Any, /, *args: Any, overwrite: bool = True, **kwargs: Any) -> None:
+    def save_as(self, filename: Any, /, *args: Any, overwrite: bool = True, release_frames: bool = False,
+                **kwargs: Any) -> None:
         """Save like :meth:`pydicom.dataset.Dataset.save_as`, atomically for paths.
 
         A path target is written to a temporary file in the same folder and
@@ -206,15 +207,40 @@ class Segmentation(SegmentationReaderMixin, SegmentAccessorsMixin, Dataset):
         is encoded here, frame by frame, from ``pixel_array``, which must not
         have changed since construction (else
         :class:`~monai_dicomseg.errors.EncodeError`, and no file).
+
+        ``release_frames=True`` is for a SEG written once and then dropped
+        (what :meth:`DicomSegWriter.write <monai_dicomseg.io.writer.DicomSegWriter.write>`
+        and the CLI do): frames the encoder kept in its
+        :class:`~monai_dicomseg.codec.frame_store.FrameStore` (a model output
+        past the threshold) are let go as they are written, so a multi-GB
+        output is not held twice in the page cache, where the kernel would
+        throttle the write to the disk's speed. This object's Pixel Data can
+        then no longer be read (:class:`~monai_dicomseg.errors.EncodeError`).
+        Without a frame store (a SEG read from a file, one built from a
+        caller's array, anything below the threshold) it changes nothing.
         """
         if args or kwargs:
             write = lambda stream: Dataset.save_as(self, stream, *args, **kwargs)  # noqa: E731
         else:
             write = self._write_streaming_pixel_data
+            store = getattr(deferred_pixel_source(self), "frame_store", None)
+            if release_frames and store is not None:
+                store.release_when_read()
+                write = self._releasing(write, store)
         if isinstance(filename, (str, os.PathLike)):
             atomic_write(filename, write, overwrite=overwrite)
         else:
             write(filename)
+
+    @staticmethod
+    def _releasing(write: Any, store: Any) -> Any:
+        """``write``, then the frame store's temporary file closed (its frames were all let go), even on error."""
+        def write_and_close(stream: BinaryIO) -> None:
+            try:
+                write(stream)
+            finally:
+                store.close()
+        return write_and_close
 
     def _write_streaming_pixel_data(self, stream: BinaryIO) -> None:
         """Write the dataset, appending Pixel Data (the last element) ourselves.

@@ -296,7 +296,7 @@ class SlideSegStitcher:
 
         seg = Segmentation(source_images=[source], pixel_array=pixels, segmentation_type=segmentation_type,
                            segment_descriptions=segment_descriptions, tile_pixel_array=True, **arguments)
-        seg.save_as(path)
+        seg.save_as(path, release_frames=True)  # written once
 
     def _source_header(self, level: "int | None" = None) -> Dataset:
         import pydicom

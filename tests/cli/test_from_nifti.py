@@ -156,3 +156,38 @@ def test_bad_input_one_line(axial_case, cli, tmp_path, argv, message):
     assert stderr.count("\n") == 1 and "Traceback" not in stderr
     assert message in stderr
     assert not (tmp_path / "seg.dcm").exists()
+
+
+def test_from_nifti_and_convert_write_once_releasing_their_frames(axial_case, cli, tmp_path, monkeypatch):
+    """Both commands save the SEG they built once, with ``release_frames=True`` (frames the encoder kept are
+    let go as written: the store's pages are never twice in the page cache); the files read back the same."""
+    from monai_dicomseg.codec import pixel_data
+    from monai_dicomseg.seg.segmentation import Segmentation, segread
+
+    calls = []
+    original = Segmentation.save_as
+
+    def recording(self, filename, *args, **kwargs):
+        calls.append(kwargs.get("release_frames"))
+        return original(self, filename, *args, **kwargs)
+
+    monkeypatch.setattr(Segmentation, "save_as", recording)
+    monkeypatch.setattr(pixel_data, "STREAM_PIXEL_DATA_BYTES", 64)  # the frames go through the frame store
+    rng = np.random.default_rng(0)
+    probabilities = rng.random(axial_case.truth.shape).astype(np.float32) * (axial_case.truth > 0)
+    from monai_dicomseg.io.source_series import monai_affine_from_lps, to_monai_array
+
+    labels_path = tmp_path / "prob.nii.gz"
+    nibabel.save(nibabel.Nifti1Image(np.asfortranarray(to_monai_array(probabilities)),
+                                     monai_affine_from_lps(axial_case.affine, probabilities.shape[0])),
+                 str(labels_path))
+    out = tmp_path / "seg.dcm"
+    status, _, stderr = cli("from-nifti", labels_path, axial_case.folder, out, "--type", "FRACTIONAL",
+                            "--labels", "liver")
+    assert status == 0, stderr
+    converted = tmp_path / "binary.dcm"
+    status, _, stderr = cli("convert", out, converted, "--type", "BINARY", "--threshold", "0.5")
+    assert status == 0, stderr
+    assert calls == [True, True]
+    fractions = segread(out).pixel_array.astype(np.float32) / 255
+    assert np.array_equal(segread(converted).pixel_array.astype(bool), fractions >= 0.5)

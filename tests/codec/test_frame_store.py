@@ -188,3 +188,83 @@ def test_property_behaves_like_a_dict(budget, steps):
     for key in range(6):
         assert store.get(key) == model.get(key)
         assert store.length(key) == (None if key not in model else len(model[key]))
+
+
+# --------------------------------------------------------------------------- release_when_read
+
+
+@pytest.mark.parametrize("budget", [0, 5, 1 << 20], ids=["file", "both", "memory"])
+def test_released_frames_are_handed_out_once_then_refused(budget):
+    store = FrameStore(memory_bytes=budget)
+    store.put("a", b"0123")
+    store.put("b", b"4567")
+    assert store.get("a") == b"0123"  # before the switch: read as often as asked
+    store.release_when_read()
+    assert store.get("a") == b"0123" and store.get("b") == b"4567"
+    for key in ("a", "b"):
+        with pytest.raises(EncodeError, match=rf"frame '{key}' was released.*release_frames=True.*build the SEG"):
+            store.get(key)
+        assert key in store and store.length(key) == 4  # sizes still known (the offset tables need them)
+    assert store.get("never stored") is None  # absent stays absent, not "released"
+    assert store.nbytes == 0 and len(store) == 2
+    store.put("a", b"new")  # stored again: readable once more
+    assert store.get("a") == b"new"
+    store.close()
+    with pytest.raises(EncodeError, match=r"closed.*release_frames=True"):
+        store.get("b")
+
+
+def test_a_store_not_releasing_says_only_that_it_was_closed():
+    store = FrameStore()
+    store.close()
+    with pytest.raises(EncodeError, match=r"closed: its frames can no longer be read or added$"):
+        store.get(1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(1, 3 * 4096 + 17), min_size=1, max_size=12), order=st.randoms(use_true_random=False))
+def test_property_released_frames_keep_their_neighbours_bytes(tmp_path_factory, sizes, order):
+    """Frames of any size (not block multiples), read in any order with their blocks released: every frame
+    still reads its own bytes (a partial block shared with a neighbour is never punched)."""
+    store = FrameStore(memory_bytes=0, directory=str(tmp_path_factory.mktemp("store")))
+    frames = {index: bytes([index + 1]) * size for index, size in enumerate(sizes)}
+    for index, data in frames.items():
+        store.put(index, data)
+    store.release_when_read()
+    keys = list(frames)
+    order.shuffle(keys)
+    for key in keys:
+        assert store.get(key) == frames[key]
+    store.close()
+
+
+def _allocated(path_or_fd) -> int:
+    return os.fstat(path_or_fd).st_blocks * 512
+
+
+@pytest.mark.skipif(not os.uname().sysname == "Linux", reason="fallocate(FALLOC_FL_PUNCH_HOLE) is Linux's")
+def test_punch_hole_releases_only_whole_blocks_inside_the_range(tmp_path):
+    block = 4096
+    path = tmp_path / "f"
+    path.write_bytes(b"\x07" * (8 * block))
+    with open(path, "r+b") as file:
+        fd = file.fileno()
+        before = _allocated(fd)
+        assert frame_store_module.punch_hole(fd, block + 100, 10, block) is False  # no whole block inside
+        assert frame_store_module.punch_hole(fd, block + 100, 3 * block, block) is True  # blocks 2 and 3 only
+        assert _allocated(fd) <= before - 2 * block
+        data = os.pread(fd, 8 * block, 0)
+    assert data[:2 * block] == b"\x07" * (2 * block)  # the partial block before the range is untouched
+    assert data[2 * block:4 * block] == bytes(2 * block)  # the released blocks read as zeros
+    assert data[4 * block:] == b"\x07" * (4 * block)  # so is the partial block after it
+
+
+def test_without_hole_punching_released_frames_still_read_once(monkeypatch):
+    """A platform without fallocate: the bytes stay in the file until close, the reads behave the same."""
+    monkeypatch.setattr(frame_store_module, "_FALLOCATE", [None])
+    store = FrameStore(memory_bytes=0)
+    store.put(1, b"x" * 10000)
+    store.release_when_read()
+    assert store.get(1) == b"x" * 10000
+    with pytest.raises(EncodeError, match="released"):
+        store.get(1)

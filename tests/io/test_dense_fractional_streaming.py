@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import functools
 import json
 import os
@@ -35,6 +36,7 @@ from monai_dicomseg.codec import pixel_data
 from monai_dicomseg.codec.encapsulated_pixel_data import StreamedEncapsulatedPixelData
 from monai_dicomseg.codec.frame_store import FrameStore
 from monai_dicomseg.codec.pixel_data import StreamedPixelData
+from monai_dicomseg.errors import EncodeError
 from monai_dicomseg.io import device_grid
 from monai_dicomseg.io.prediction import plan_output_segments, to_source_grid
 from monai_dicomseg.seg import encode as encode_module
@@ -326,3 +328,161 @@ def test_slab_threads_follow_the_cpus_and_torch(monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
     monkeypatch.setattr(device_grid.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert device_grid.slab_threads() == 2
+
+
+# --------------------------------------------------------------------------- a SEG written once: frames released
+
+
+class _BlocksAtClose(_RecordedStore):
+    """A recorded store that notes how many bytes its temporary file still had allocated when it was closed."""
+
+    allocated: list = []
+
+    def close(self):
+        if self._file is not None:
+            _BlocksAtClose.allocated.append(os.fstat(self._file.fileno()).st_blocks * 512)
+        super().close()
+
+
+def _released(monkeypatch, threshold, *args, **options):
+    """(bytes saved with ``release_frames=True``, the SEG, its store) with ``STREAM_PIXEL_DATA_BYTES = threshold``."""
+    with monkeypatch.context() as patch:
+        patch.setattr(pixel_data, "STREAM_PIXEL_DATA_BYTES", threshold)
+        patch.setattr(encode_module, "FrameStore", _BlocksAtClose)
+        _RecordedStore.made.clear()
+        seg = _seg(*args, **options)
+        store = _RecordedStore.made[-1]
+        streamed = getattr(getattr(seg, "buffer", None), "frame_store", None) is store  # else joined at build
+        return deterministic_bytes(seg, fix_uids=True, release_frames=True), seg, store, streamed
+
+
+@pytest.mark.parametrize("segmentation_type,source_shape,syntax", [
+    ("FRACTIONAL", (5, 12, 14), None), ("FRACTIONAL", (5, 12, 14), "1.2.840.10008.1.2.5"),
+    ("BINARY", (5, 10, 12), None), ("BINARY", (5, 9, 7), None)],
+    ids=["fractional-native", "fractional-rle", "binary-whole-bytes", "binary-bits-across-frames"])
+@pytest.mark.parametrize("omit", [True, False], ids=["omit-empty", "keep-empty"])
+def test_a_released_write_equals_the_kept_one_and_the_seg_then_refuses_reads(
+        monkeypatch, segmentation_type, source_shape, syntax, omit):
+    """``save_as(..., release_frames=True)`` writes the bytes of a write that keeps the frames (threshold 16:
+    frames in the store's file, value streamed; 4096: frames in memory, small values joined at build). After a
+    streamed one the SEG's Pixel Data is an EncodeError naming the option, never zeros or a short value; a
+    value joined at build (no store behind it) is kept and reads as before."""
+    array, grid = _case(source_shape, holes=True)
+    options = {"omit_empty_frames": omit, **({"transfer_syntax_uid": syntax} if syntax else {})}
+    arguments = (array, grid, source_shape, segmentation_type)
+    expected, expected_seg, _ = _bytes(monkeypatch, 1 << 40, 1, *arguments, **options)
+    seen = set()
+    for threshold in (16, 4096):
+        released, seg, store, streamed = _released(monkeypatch, threshold, *arguments, **options)
+        seen.add(streamed)
+        assert released == expected
+        if not streamed:
+            np.testing.assert_array_equal(seg.pixel_array, expected_seg.pixel_array)
+            continue
+        with pytest.raises(EncodeError, match="release_frames"):
+            seg.pixel_array
+        with pytest.raises(EncodeError, match="release_frames"):
+            seg.save_as(io.BytesIO())
+        with pytest.raises(EncodeError, match="release_frames"):
+            store.get(next(iter(store._memory), (0, 1)))
+    assert True in seen
+
+
+def test_a_released_write_leaves_the_store_file_without_its_blocks(monkeypatch):
+    """The frames' blocks of the store's temporary file are deallocated as they are written (so a multi-GB
+    output is never twice in the page cache); the control write, keeping the frames, still holds them."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("hole punching (fallocate) is Linux's; elsewhere the frames stay until close, as tested above")
+    source_shape = (6, 64, 64)  # 4 KiB frames: the store's file is whole blocks
+    array, grid = _case(source_shape)
+    arguments = (array, grid, source_shape, "FRACTIONAL")
+    _BlocksAtClose.allocated.clear()
+    _, seg, store, streamed = _released(monkeypatch, 16, *arguments)
+    assert streamed and store._closed and store._end >= 6 * 4 * 64 * 64
+    released_blocks = _BlocksAtClose.allocated[-1]
+    with monkeypatch.context() as patch:  # the control: the same write keeping its frames
+        patch.setattr(pixel_data, "STREAM_PIXEL_DATA_BYTES", 16)
+        patch.setattr(encode_module, "FrameStore", _BlocksAtClose)
+        kept_seg = _seg(*arguments)
+        deterministic_bytes(kept_seg, fix_uids=True)
+        kept = _RecordedStore.made[-1]
+        kept.close()
+    kept_blocks = _BlocksAtClose.allocated[-1]
+    assert kept_blocks >= kept._end, (kept_blocks, kept._end)
+    assert released_blocks < 0.1 * kept._end, (released_blocks, kept._end)
+
+
+def test_release_changes_nothing_without_a_frame_store(monkeypatch, tmp_path):
+    """A SEG built from an in-memory value (below the threshold: no store behind its Pixel Data) can be saved
+    with ``release_frames=True`` again and again: the same bytes each time."""
+    source_shape = (4, 16, 16)
+    array, grid = _case(source_shape)
+    seg = _seg(array, grid, source_shape)
+    first = deterministic_bytes(seg, fix_uids=True, release_frames=True)
+    assert deterministic_bytes(seg, fix_uids=True, release_frames=True) == first
+    seg.save_as(tmp_path / "seg.dcm", release_frames=True)
+    assert (tmp_path / "seg.dcm").read_bytes() == first
+
+
+class _FailingStream(io.BytesIO):
+    def write(self, data):
+        if self.tell() > 1000:
+            raise OSError(28, "No space left on device")
+        return super().write(data)
+
+
+def test_a_released_write_that_fails_closes_the_store_and_leaves_no_file(monkeypatch, tmp_path):
+    source_shape = (4, 16, 16)
+    array, grid = _case(source_shape)
+    with monkeypatch.context() as patch:
+        patch.setattr(pixel_data, "STREAM_PIXEL_DATA_BYTES", 16)
+        patch.setattr(encode_module, "FrameStore", _RecordedStore)
+        seg = _seg(array, grid, source_shape)
+        store = _RecordedStore.made[-1]
+    with pytest.raises(OSError, match="No space"):
+        seg.save_as(_FailingStream(), release_frames=True)
+    assert store._closed
+    with pytest.raises(EncodeError, match="closed.*release_frames"):
+        seg.pixel_array
+    seg2 = _seg(array, grid, source_shape)  # to a path: the atomic write leaves nothing behind
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(StreamedPixelData, "chunks", fail)
+    with monkeypatch.context() as patch:
+        patch.setattr(pixel_data, "STREAM_PIXEL_DATA_BYTES", 16)
+        seg2 = _seg(array, grid, source_shape)
+    with pytest.raises(OSError, match="No space"):
+        seg2.save_as(tmp_path / "seg.dcm", release_frames=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_writer_writes_once_releasing_its_frames(monkeypatch, tmp_path):
+    """DicomSegWriter.write releases the frames it wrote (they are never read again), and its file holds the
+    values of the same SEG built and kept."""
+    from monai.data import MetaTensor
+
+    from monai_dicomseg.io.source_series import load_source_series
+    from monai_dicomseg.io.writer import DicomSegWriter
+
+    source_shape = (4, 16, 16)
+    series = synthetic.make_ct_series(shape=source_shape)
+    synthetic.write_series(series, tmp_path / "ct")
+    source = load_source_series(tmp_path / "ct")
+    probabilities = softmax(source_shape[::-1], 2, 4, 6.0)  # MONAI (3, X, Y, Z) on the source grid
+    prediction = MetaTensor(torch.from_numpy(probabilities), affine=torch.as_tensor(source.monai_affine()),
+                            meta={"filename_or_obj": str(tmp_path / "ct")})
+    calls = []
+    original = FrameStore.release_when_read
+    monkeypatch.setattr(FrameStore, "release_when_read", lambda self: (calls.append(self), original(self)))
+    monkeypatch.setattr(pixel_data, "STREAM_PIXEL_DATA_BYTES", 64)
+
+    def writer():
+        made = DicomSegWriter(segmentation_type="FRACTIONAL", labels=["background", "liver", "spleen"])
+        made.set_data_array(prediction, channel_dim=0)
+        made.set_metadata(prediction.meta)
+        return made
+    path = writer().write(tmp_path / "seg.dcm")
+    assert len(calls) == 1 and calls[0]._closed
+    kept = writer().build()
+    np.testing.assert_array_equal(segread(path).pixel_array, kept.pixel_array)
