@@ -271,3 +271,28 @@ def test_property_host_axis_equals_gathered_interpolation(zoom, shift, size, out
     a, b = values[..., low], values[..., high]
     expected = a + (b - a) * weight
     np.testing.assert_array_equal(device_grid._host_axis(values, 2, low, weight), expected)
+
+
+@pytest.mark.parametrize("low,high", [(0.0, 1.0), (-0.3, 1.4), (0.0, 1.0000001)],
+                         ids=["unit-range", "outside", "one-ulp-above"])
+@pytest.mark.parametrize("maximum", [255, 7])
+def test_quantized_blocks_equal_the_clipped_float_blocks_inside_and_outside_the_unit_range(low, high, maximum):
+    """The quantised slabs (clipping skipped once a fraction is seen, when every model value lies in [0, 1])
+    hold ``rint(clip(v, 0, 1) * max)`` of the float slabs, voxel for voxel, and find fractions as they do; a
+    model reaching outside [0, 1], even by one ulp, keeps the clip on every slab."""
+    source_shape = (5, 12, 10)
+    transform, shape = model_transform(source_shape, 2.4, shift=(0.3, -0.2, 0.1))
+    grid = plan_for(transform, shape, source_shape)
+    rng = np.random.default_rng(5)
+    array = rng.uniform(low, high, size=(3, *shape)).astype(np.float32)
+    array[0, 0, 0, 0], array[1, 0, 0, 0] = np.float32(low), np.float32(high)  # the range's ends are present
+    source = device_grid.fractional_source(array, [0, 1, 2], grid)
+    expected = {(f0, f1): np.rint(np.clip(values, 0, 1) * np.float32(maximum)).astype(np.uint8)
+                for f0, f1, _, _, values in source.blocks()}
+    quantized = source.quantized(maximum)
+    got = {(f0, f1): values for f0, f1, _, _, values in quantized}
+    assert got.keys() == expected.keys()
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key])
+    assert quantized.fractional
+    assert quantized._unit_range is (high <= 1.0 and low >= 0.0)
