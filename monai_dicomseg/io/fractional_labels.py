@@ -116,7 +116,7 @@ def _chunks(seg: Any, layout: Any, frames: np.ndarray, maximum: int):
 
 def paint_thresholded(seg: Any, placement: FramePlacement, out: np.ndarray, segment_numbers: Sequence[int],
                       targets: Sequence[int], *, threshold: float, combine: bool,
-                      skip_overlap_checks: bool = False) -> np.ndarray:
+                      skip_overlap_checks: bool = False, zero_filled: bool = False) -> np.ndarray:
     """Threshold the FRACTIONAL frames of ``placement`` into ``out``, one chunk of stored frames at a time.
 
     Parameters
@@ -137,6 +137,9 @@ def paint_thresholded(seg: Any, placement: FramePlacement, out: np.ndarray, segm
         Paint values into one label map instead of 0/1 channels.
     skip_overlap_checks
         ``combine``: the highest value wins where different values pass, instead of an OverlapError.
+    zero_filled
+        ``out`` holds only zeros (a fresh ``np.zeros``): the label map is painted from zeros instead of
+        reading ``out`` back first.
 
     Returns
     -------
@@ -162,7 +165,8 @@ def paint_thresholded(seg: Any, placement: FramePlacement, out: np.ndarray, segm
         order = np.argsort(placement.frame, kind="stable")  # file order: adjacent reads
     placement, target = placement.select(order), target[order]
     if combine:
-        overlapping = _paint_labels(seg, layout, placement, target, out, table, maximum, skip_overlap_checks)
+        overlapping = _paint_labels(seg, layout, placement, target, out, table, maximum, skip_overlap_checks,
+                                    zero_filled)
         if overlapping:
             raise OverlapError(
                 f"cannot combine FRACTIONAL segments at threshold {threshold}: {overlapping} voxel(s) "
@@ -187,7 +191,7 @@ def decode_dtype_size(layout: Any) -> int:
 
 
 def _paint_labels(seg: Any, layout: Any, placement: FramePlacement, value: np.ndarray, out: np.ndarray,
-                  table: np.ndarray, maximum: int, skip_overlap_checks: bool) -> int:
+                  table: np.ndarray, maximum: int, skip_overlap_checks: bool, zero_filled: bool = False) -> int:
     """Paint each passing frame's value (frames sorted by position, then value); returns overlapping voxels.
 
     The frames are painted into a contiguous copy of the
@@ -199,7 +203,7 @@ def _paint_labels(seg: Any, layout: Any, placement: FramePlacement, value: np.nd
     """
     overlapping = 0
     over = np.zeros((layout.rows, layout.columns), dtype=bool)
-    slab = _Slab(out)
+    slab = _Slab(out, zero_filled)
     work = over  # replaced at the first frame (current = -1 is no position)
     current, blank = -1, True  # blank: nothing painted on the current plane yet (no overlap possible)
     passes = passing_rule(table)
@@ -233,12 +237,15 @@ class _Slab:
     no plane is written twice. The copy starts from what ``out`` holds (read
     a block of planes at a time, :func:`~monai_dicomseg.codec.assemble.copy_planes`),
     so planes of the slab that no frame paints are written back unchanged,
-    whatever ``out`` held.
+    whatever ``out`` held; with ``zero_filled`` (the caller's promise that
+    ``out`` holds only zeros, as :func:`threshold_to_grid` makes it) the copy
+    starts from zeros instead of reading them back.
     """
 
-    def __init__(self, out: np.ndarray) -> None:
+    def __init__(self, out: np.ndarray, zero_filled: bool = False) -> None:
         self.out, self.first = out, 0
         self.copy: np.ndarray | None = None
+        self.zero_filled = zero_filled
 
     def plane(self, position: int) -> np.ndarray:
         """The working plane of ``out[position]`` (``0 <= position < len(out)``)."""
@@ -246,8 +253,11 @@ class _Slab:
             self.flush()
             self.first = position
             planes = max(1, min(PLANE_BLOCK, len(self.out) - position))
-            copy = np.empty((planes, *self.out.shape[1:]), dtype=self.out.dtype)
-            copy_planes(copy, self.out[position:position + planes])
+            if self.zero_filled:
+                copy = np.zeros((planes, *self.out.shape[1:]), dtype=self.out.dtype)
+            else:
+                copy = np.empty((planes, *self.out.shape[1:]), dtype=self.out.dtype)
+                copy_planes(copy, self.out[position:position + planes])
             self.copy = copy
         return self.copy[position - self.first]
 
@@ -296,7 +306,7 @@ def threshold_to_grid(seg: Any, plan: Any, mode: str, layout: Any, placements: A
         view = destination_view(out, placements, geometry.spatial_shape)
         view = view[0] if combine else np.moveaxis(view, 0, -1)  # (F, R, C[, channels])
         paint_thresholded(seg, frames, view, list(plan.segment_numbers), targets, threshold=threshold,
-                          combine=combine, skip_overlap_checks=skip_overlap_checks)
+                          combine=combine, skip_overlap_checks=skip_overlap_checks, zero_filled=True)
     return out
 
 
@@ -332,7 +342,7 @@ def threshold_volume(seg: Any, threshold: float, *, combine: bool, skip_overlap_
         out = np.zeros((*shape, len(numbers)), dtype=bool)
         targets = list(range(len(numbers)))
     paint_thresholded(seg, placement, out, numbers, targets, threshold=threshold, combine=combine,
-                      skip_overlap_checks=skip_overlap_checks)
+                      skip_overlap_checks=skip_overlap_checks, zero_filled=True)
     channels = None if combine else {"SegmentNumber": numbers}
     return Volume(out, geometry.affine, coordinate_system=geometry.coordinate_system,
                   frame_of_reference_uid=geometry.frame_of_reference_uid, channels=channels)

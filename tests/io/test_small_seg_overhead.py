@@ -345,3 +345,22 @@ def test_painting_keeps_what_out_held_on_planes_no_frame_paints():
     expected[2, 0, 0] = 99
     assert PLANE_BLOCK > 1
     np.testing.assert_array_equal(out, expected)
+
+
+def test_a_zero_filled_slab_paints_what_a_copied_one_paints():
+    """``zero_filled`` (the caller's fresh np.zeros) starts the slab from zeros instead of reading ``out``:
+    the same array as the copying slab on a zero ``out``; on an ``out`` that is not zero it would differ,
+    which is why only callers that just made ``out`` with np.zeros pass it."""
+    from monai_dicomseg.io.fractional_labels import _Slab
+
+    def painted(out, zero_filled):
+        slab = _Slab(out, zero_filled)
+        for position in (0, 3, 9, 12):
+            slab.plane(position)[position % 3, 1] = position + 1
+        slab.flush()
+        return out
+
+    zero = lambda: np.zeros((4, 3, 13), dtype=np.uint8).transpose(2, 1, 0)  # noqa: E731  # (13, 3, 4), transposed
+    np.testing.assert_array_equal(painted(zero(), True), painted(zero(), False))
+    held = np.ones((4, 3, 13), dtype=np.uint8).transpose(2, 1, 0)
+    assert painted(held.copy(), False)[1].min() == 1  # the copying slab keeps what out held
