@@ -16,11 +16,13 @@ loader worker (``ru_maxrss`` of the reaped children: the workers are joined afte
 ``--rounds`` (3) runs every variant that many times, each round in its own rotated order (round r starts
 at variant r, so drift and warm caches hit all variants alike), and prints per variant the median items/s
 and peak RSS, the ratio of the medians to ``nii-gz`` and the range of the per-round ratios (the noise: one
-run per variant in a fixed order disagreed by up to 7x on a shared machine). Then, per variant in
-its own child, the per-item medians over ``--repeats`` passes over the cases, without a DataLoader: the image
-load (``LoadDicomSeriesd``), the label load alone (the loop's own label transform, applied to a dict whose image
-was loaded once beforehand) and the whole chain (image + label + the rest), so the label's share of an item is
-visible. ``--no-train`` measures the loader alone. A child that fails is reported and the run exits with 1.
+run per variant in a fixed order disagreed by up to 7x on a shared machine). Then the per-item medians
+over ``--repeats`` passes over the cases, without a DataLoader: the image load (``LoadDicomSeriesd``), the
+label load alone (the loop's own label transform, applied to a dict whose image was loaded once beforehand)
+and the whole chain (image + label + the rest), so the label's share of an item is visible. All variants run
+in one child, interleaved item by item in alternating order: one child per variant let drift between children
+move the image load of identical code by 25 %. ``--no-train`` measures the loader alone. A child that fails
+is reported and the run exits with 1.
 
 Run: ``python benchmarks/training.py`` (about 10 minutes on 2 cores); ``--shape F R C``, ``--cases N``,
 ``--rounds N``; the cases are written once under ``benchmarks/.cache/training`` (``--cache DIR``).
@@ -170,32 +172,38 @@ def run_variant(variant: str, folders: "list[Path]", epochs: int, train: bool) -
             "workers_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
-def time_items(variant: str, folders: "list[Path]", repeats: int) -> dict:
-    """Per-item medians in this process (no DataLoader): the image load, the label load alone given the image
-    already loaded (the same label transform object the loop uses) and the whole chain (image + label + the
-    rest), over ``repeats`` passes over the cases after one warm-up pass."""
-    chain = transforms(variant)
-    image_load, label = chain.transforms[0], chain.transforms[1]
-    items = data(variant, folders)
-    images = [image_load({"image": item["image"]})["image"] for item in items]
-    steps = {
-        "image_ms": lambda item, image: image_load({"image": item["image"]}),
-        "label_ms": lambda item, image: label({"image": image, "label": item["label"]}),
-        "chain_ms": lambda item, image: chain(dict(item)),
-    }
-    times: "dict[str, list[float]]" = {name: [] for name in steps}
+def time_items(variants: "list[str]", folders: "list[Path]", repeats: int) -> "dict[str, dict]":
+    """Per-item medians of every variant in this one process (no DataLoader), interleaved: each pass times
+    every step of every variant on one item before the next item, the variants in alternating order, so
+    drift on a shared machine hits all of them alike. Steps: the image load, the label load alone given the
+    image already loaded (the same label transform object the loop uses) and the whole chain (image + label +
+    the rest); ``repeats`` passes over the cases after one warm-up pass."""
+    setups = {}
+    for variant in variants:
+        chain = transforms(variant)
+        image_load, label = chain.transforms[0], chain.transforms[1]
+        items = data(variant, folders)
+        images = [image_load({"image": item["image"]})["image"] for item in items]
+        setups[variant] = {
+            "image_ms": lambda item, image, load=image_load: load({"image": item["image"]}),
+            "label_ms": lambda item, image, label=label: label({"image": image, "label": item["label"]}),
+            "chain_ms": lambda item, image, chain=chain: chain(dict(item)),
+        }, items, images
+    times = {variant: {name: [] for name in ("image_ms", "label_ms", "chain_ms")} for variant in variants}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for item, image in zip(items, images):  # warm-up: imports, first-use caches
-            for step in steps.values():
-                step(item, image)
-        for _ in range(repeats):
-            for item, image in zip(items, images):
-                for name, step in steps.items():
-                    start = time.perf_counter()
-                    step(item, image)
-                    times[name].append(time.perf_counter() - start)
-    return {name: 1000 * float(np.median(values)) for name, values in times.items()}
+        for repeat in range(repeats + 1):  # pass 0: warm-up (imports, first-use caches), not counted
+            for index in range(len(folders)):
+                order = variants if (repeat + index) % 2 == 0 else variants[::-1]
+                for variant in order:
+                    steps, items, images = setups[variant]
+                    for name, step in steps.items():
+                        start = time.perf_counter()
+                        step(items[index], images[index])
+                        if repeat:
+                            times[variant][name].append(time.perf_counter() - start)
+    return {variant: {name: 1000 * float(np.median(values)) for name, values in steps.items()}
+            for variant, steps in times.items()}
 
 
 FAILED: "list[str]" = []
@@ -248,14 +256,15 @@ def _print_loop(runs: "dict[str, list[dict]]", base_name: str = "nii-gz") -> Non
 
 
 def _print_items(args) -> None:
-    print(f"per item, in one process (medians of {args.repeats} x {args.cases} items): the image load, the label "
-          "load alone (image already loaded) and the whole chain")
+    print(f"per item, all variants in one process, interleaved (medians of {args.repeats} x {args.cases} items): "
+          "the image load, the label load alone (image already loaded) and the whole chain")
     print(f"{'variant':<16}{'image ms':>10}{'label ms':>10}{'chain ms':>10}{'label share':>13}  vs nii-gz")
+    results = _run_child(args, ",".join(args.variants), "items")
+    if results is None:
+        return
     base = None
     for variant in args.variants:
-        result = _run_child(args, variant, "items")
-        if result is None:
-            continue
+        result = results[variant]
         if variant == "nii-gz":
             base = result
         versus = "" if base is None or variant == "nii-gz" else (
@@ -285,8 +294,8 @@ def main() -> None:
     shape = tuple(args.shape)
     folders = [case_folder(shape, index, args.cache) for index in range(args.cases)]
     if args.child:
-        if args.mode == "items":
-            print(json.dumps(time_items(args.child, folders, args.repeats)))
+        if args.mode == "items":  # --child names every variant, comma-separated
+            print(json.dumps(time_items(args.child.split(","), folders, args.repeats)))
         else:
             print(json.dumps(run_variant(args.child, folders, args.epochs, not args.no_train)))
         return

@@ -203,28 +203,37 @@ def _paint_labels(seg: Any, layout: Any, placement: FramePlacement, value: np.nd
     """
     overlapping = 0
     over = np.zeros((layout.rows, layout.columns), dtype=bool)
+    conflict = np.empty_like(over)
     slab = _Slab(out, zero_filled)
     work = over  # replaced at the first frame (current = -1 is no position)
     current, blank = -1, True  # blank: nothing painted on the current plane yet (no overlap possible)
+    painted = None  # the last value painted on the current plane
     passes = passing_rule(table)
     positions, labels = placement.position.tolist(), list(np.asarray(value))  # labels: numpy scalars, as before
     for begin, stored in _chunks(seg, layout, placement.frame, maximum):
         masks = passes(stored)
+        passing = masks.reshape(masks.shape[0], -1).any(axis=1).tolist()
         for offset in range(masks.shape[0]):
             position, label = positions[begin + offset], labels[begin + offset]
             if position != current:
                 overlapping += int(np.count_nonzero(over))
                 over[:] = False
-                current = position
+                current, painted = position, None
                 work = slab.plane(position)
-                blank = not work.any()
-            mask = masks[offset]
-            if not mask.any():
+                blank = zero_filled or not work.any()
+            if not passing[offset]:
                 continue
+            mask = masks[offset]
             if not skip_overlap_checks and not blank:
-                over |= mask & (work != 0) & (work != label)
+                if zero_filled and label != painted:
+                    # the plane holds only this position's smaller values (ascending): any non-zero one conflicts
+                    np.logical_and(mask, work, out=conflict)
+                else:
+                    np.logical_and(mask, work != label, out=conflict)
+                    conflict &= work != 0
+                over |= conflict
             np.putmask(work, mask, label)
-            blank = False
+            blank, painted = False, label
     slab.flush()
     return overlapping + int(np.count_nonzero(over))
 

@@ -184,3 +184,31 @@ def test_threshold_volume_equals_get_volume_rule(series, combine):
     if combine:
         with pytest.raises(OverlapError, match="more than one segment"):
             threshold_volume(seg, 0.01, combine=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**16), values=st.lists(st.integers(1, 3), min_size=3, max_size=3),
+       threshold=st.sampled_from([0.3, 0.5, 0.8]), skip=st.booleans())
+def test_painting_from_zeros_equals_painting_over_a_zero_output(series, seed, values, threshold, skip):
+    """``zero_filled=True`` (threshold_to_grid's fresh output: a faster overlap test once a plane's value
+    rises) paints and counts overlaps as the general painter on the same zero output, with segments sharing
+    a value (OR-ed, not overlaps) and segments of different values overlapping."""
+    from monai_dicomseg.io.fractional_labels import paint_thresholded
+
+    rng = np.random.default_rng(seed)
+    fractions = (rng.integers(0, 4, (*SHAPE, 3)) * 85 / 255).astype(np.float32)
+    seg = _fractional(series, fractions)
+    _, placement = seg.volume_layout()
+    results = []
+    for zero_filled in (False, True):
+        out = np.zeros(SHAPE, dtype=np.uint8)
+        try:
+            paint_thresholded(seg, placement, out, [1, 2, 3], values, threshold=threshold, combine=True,
+                              skip_overlap_checks=skip, zero_filled=zero_filled)
+            results.append(out)
+        except OverlapError as error:
+            results.append(str(error))
+    if isinstance(results[0], str):
+        assert results[0] == results[1]
+    else:
+        np.testing.assert_array_equal(results[0], results[1])
