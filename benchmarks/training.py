@@ -15,7 +15,8 @@ Each variant runs in its own child process (``--epochs`` epochs after one warm-u
 loader worker (``ru_maxrss`` of the reaped children: the workers are joined after every epoch).
 ``--rounds`` (3) runs every variant that many times, each round in its own rotated order (round r starts
 at variant r, so drift and warm caches hit all variants alike), and prints per variant the median items/s
-and peak RSS, the ratio of the medians to ``nii-gz`` and the range of the per-round ratios (the noise: one
+and peak RSS, the ratio of the medians to ``nii-gz``, the median of the per-round ratios (each variant against
+``nii-gz`` of the same round: drift cancels) and their range (the noise: one
 run per variant in a fixed order disagreed by up to 7x on a shared machine). Then the per-item medians
 over ``--repeats`` passes over the cases, without a DataLoader: the image load (``LoadDicomSeriesd``), the
 label load alone (the loop's own label transform, applied to a dict whose image was loaded once beforehand)
@@ -237,7 +238,8 @@ def _loop_rounds(args) -> "dict[str, list[dict]]":
 
 
 def _print_loop(runs: "dict[str, list[dict]]", base_name: str = "nii-gz") -> None:
-    print(f"{'variant':<16}{'items/s':>9}{'main MB':>9}{'worker MB':>11}  vs {base_name} (median; per-round range)")
+    print(f"{'variant':<16}{'items/s':>9}{'main MB':>9}{'worker MB':>11}  vs {base_name} (ratio of the medians; "
+          "paired: median of the per-round ratios; their range)")
     base = runs.get(base_name) or []
     base_rate = float(np.median([r["items_per_s"] for r in base])) if base else None
     by_round = {r["round"]: r["items_per_s"] for r in base}
@@ -250,8 +252,9 @@ def _print_loop(runs: "dict[str, list[dict]]", base_name: str = "nii-gz") -> Non
         versus = ""
         if base_rate and variant != base_name:
             ratios = [r["items_per_s"] / by_round[r["round"]] for r in results if r["round"] in by_round]
+            paired = f", paired x{float(np.median(ratios)):.2f}" if ratios else ""
             spread = f" ({min(ratios):.2f}-{max(ratios):.2f})" if ratios else ""
-            versus = f"  x{rate / base_rate:.2f} items/s{spread}"
+            versus = f"  x{rate / base_rate:.2f} items/s{paired}{spread}"
         print(f"{variant:<16}{rate:9.2f}{main_mb:9.0f}{workers_mb:11.0f}{versus}", flush=True)
 
 
