@@ -8,7 +8,9 @@ loads the image the same way (``LoadDicomSeriesd``); only the label loader diffe
 
 * ``seg-binary``, ``seg-labelmap``: ``LoadDicomSegd(ref_key="image")`` of a BINARY / LABELMAP SEG;
 * ``seg-fractional``: ``LoadDicomSegd(..., mode="labelmap", threshold=0.5)`` of a FRACTIONAL SEG;
-* ``nii-gz`` / ``nii``: ``LoadImaged`` of the same label map as compressed / uncompressed NIfTI.
+* ``nii-gz`` / ``nii``: ``LoadImaged`` of the same label map as compressed / uncompressed NIfTI;
+* ``nii-gz-control``: ``nii-gz`` again, an A/A control: its ratio to ``nii-gz`` is the noise floor of the
+  run (any ratio inside its range says nothing about the formats).
 
 Each variant runs in its own child process (``--epochs`` epochs after one warm-up epoch): items/s
 (crops through the loader and the training step) and peak RSS of the main process and of its largest
@@ -49,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "training"
-VARIANTS = ["nii-gz", "nii", "seg-binary", "seg-labelmap", "seg-fractional"]
+VARIANTS = ["nii-gz", "nii-gz-control", "nii", "seg-binary", "seg-labelmap", "seg-fractional"]
 SEGMENTS = 6
 
 
@@ -133,7 +135,8 @@ def transforms(variant: str):
 
 
 def data(variant: str, folders: "list[Path]") -> "list[dict[str, str]]":
-    name = {"nii-gz": "label.nii.gz", "nii": "label.nii", "seg-binary": "seg_binary.dcm",
+    name = {"nii-gz": "label.nii.gz", "nii-gz-control": "label.nii.gz", "nii": "label.nii",
+            "seg-binary": "seg_binary.dcm",
             "seg-labelmap": "seg_labelmap.dcm", "seg-fractional": "seg_fractional.dcm"}[variant]
     return [{"image": str(folder / "series"), "label": str(folder / name)} for folder in folders]
 

@@ -13,7 +13,7 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.monai]
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "training.py"
-VARIANTS = ["nii-gz", "nii", "seg-binary", "seg-labelmap", "seg-fractional"]
+VARIANTS = ["nii-gz", "nii-gz-control", "nii", "seg-binary", "seg-labelmap", "seg-fractional"]
 TINY = ["--shape", "16", "48", "48", "--cases", "1", "--epochs", "1", "--rounds", "1", "--repeats", "1",
         "--crop", "16", "16", "8"]
 
