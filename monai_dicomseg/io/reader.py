@@ -58,6 +58,7 @@ from monai_dicomseg.io.segload import (
     MetaKey,
     ReferenceGrid,
     error_with_context,
+    import_reading_modules,
     load_seg_array,
     read_segmentation,
     referenced_series_uids,
@@ -151,6 +152,7 @@ class DicomSegReader(ImageReader):
                  irregular_slices: str = "error", **kwargs: Any) -> None:
         super().__init__()
         check_options(kwargs, READER_OPTIONS, "DicomSegReader")
+        import_reading_modules()  # in the main process: forked DataLoader workers inherit them
         if series_resolver is not None and not callable(series_resolver):
             raise InputTypeError(f"DicomSegReader: series_resolver must be a callable (SEG header Dataset -> "
                                  f"series source or None); got {type(series_resolver).__name__}")

@@ -36,6 +36,7 @@ from monai_dicomseg.io.segload import (
     ReferenceGrid,
     check_threshold,
     error_with_context,
+    import_reading_modules,
     load_seg_array,
     source_name,
 )
@@ -228,6 +229,7 @@ class LoadDicomSeg(Transform):
         **options: Any,
     ) -> None:
         check_options(options, LOAD_OPTIONS, "LoadDicomSeg")
+        import_reading_modules()  # here, in the main process: forked DataLoader workers inherit them
         self.mode = to_enum(LoadMode, mode, "mode")  # the strings are accepted; converted once, here
         self.on_error = to_enum(OnError, on_error, "on_error")
         self.selection = SegmentSelection.from_options(options, selection)
