@@ -40,14 +40,14 @@ Measured (2-core, 24 GB, shared machine, highdicom 0.28.2; one run each, so read
   which both share the 12.4 GB input). Mid size (``--shape 200 512 512 --classes 20``): FRACTIONAL 2.2 s,
   JPEG-LS 5.4 s, BINARY 2.1-2.9 s, highdicom path 15.5 s; with the default logit scale 6 every off-class
   value is stored as 1 (1.05 GB, every frame non-empty): 39 s.
-* case 6 (40 classes + background, 4x4x2-coarser grid; quiet machine, one run at full size, medians of 3 small):
-  full (512x512x200): BINARY 1.82 s; FRACTIONAL uncertain 13.5 s (x7.4 BINARY; 2.1 GB file, 355 MB above its
-  inputs: the stored frames wait in the frame store's temporary file and stream at save_as), confident 2.42 s
-  (x1.33), the per-class path it replaced 50.3 s (x27.6); ``file-write`` (the uncertain file's bytes alone,
-  written 1 MiB at a time to the same disk) 3.49 s, x1.9 BINARY: the uncertain write is x3.9 of writing its own
-  bytes, because fresh page-cache pages are slow on this VM (a 2 GB ``dd`` ran at 370-530 MB/s) and the frames
-  are written twice (frame store, then file). Before the frame store: 18.1 s and +4.0 GB. Small (256x256x100):
-  BINARY 0.55 s; uncertain 1.40 s (x2.56; was x3.56), confident 0.66 s (x1.20).
+* case 6 (40 classes + background, 4x4x2-coarser grid; full size 512x512x200, 2-core VM): BINARY 1.2-1.3 s;
+  FRACTIONAL uncertain (a 2.1 GB file, every frame stored) x4.5 (one run), x5.2, x6.3 (medians of 3) and x6.3
+  (median of 5: 7.6 s vs 1.21 s) of BINARY in four runs, 355 MB above its inputs; confident x1.1-1.6. Before
+  frames were released as written (a write of 2 GB through the frame store then left 4.2 GB of dirty pages and
+  the kernel throttled it): 13.5 s, x7.4; before the frame store: 18.1 s and +4.0 GB; the per-class path
+  50.3 s (x27.6). Since every variant writes a new file after ``os.sync``, ``file-write`` (the uncertain
+  file's bytes alone) measures the page cache, 0.5-0.6 s, not the disk (3.5-7 s when earlier runs' pages were
+  still being written back). Small (256x256x100): BINARY 0.55 s; uncertain x2.56, confident x1.20 (before).
 * case 5, full (256x256x100, 117 segments): ``read-labels`` 0.98 s vs ``read-float`` 6.36 s (x0.15 time, x0.04
   peak: 25 MB vs 2,356 MB added); the float-stack threshold it replaced 12.9 s (x2.03, 2,912 MB).
 * case 2, full (512x512x1000, 117 segments): write BINARY 1.6 s vs 20.6 s (x12.7; 0.46 of its peak RSS, 0.32

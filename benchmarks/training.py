@@ -30,10 +30,13 @@ is reported and the run exits with 1.
 Run: ``python benchmarks/training.py`` (about 10 minutes on 2 cores); ``--shape F R C``, ``--cases N``,
 ``--rounds N``; the cases are written once under ``benchmarks/.cache/training`` (``--cache DIR``).
 
-Measured (2 cores, quiet machine, 4 cases 192x192x64, 3 epochs, 3 rounds; ratios to nii-gz, per-round range in
-brackets): items/s nii x1.09 (0.49-1.14), seg-binary x0.84 (0.76-0.88), seg-labelmap x1.06 (0.94-1.06),
-seg-fractional x0.89 (0.88-0.93); label load alone (nii-gz 15.9 ms) nii x0.82, seg-binary x0.86, seg-labelmap
-x0.95, seg-fractional x1.36; the label is 5-8 % of an item (chain 260-320 ms, image 120-175 ms).
+Measured (2-core VM, 4 cases 192x192x64, 2 epochs, 6 rounds; paired ratios to nii-gz, range in brackets): with
+the UNet step nii-gz-control x1.02 (0.90-1.14), nii x1.12, seg-binary x0.87 (0.80-1.32), seg-labelmap x0.97
+(0.80-1.29), seg-fractional x0.91 (0.78-0.96); loader only: control x1.00 (0.91-1.39), seg-binary x0.87,
+seg-labelmap x0.85, seg-fractional x0.89 (x0.76, x0.76, x0.82 before loaders imported the read path in the
+main process). Per item, interleaved in one process: chain seg-binary x0.92, seg-labelmap x0.91,
+seg-fractional x0.95 (control x1.05); label load alone (nii-gz 14.9 ms) x0.97, x0.73, x1.13; the label is
+4-6 % of an item.
 """
 from __future__ import annotations
 
