@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from monai_dicomseg.codec.pixel_source import BytesPixelData, PixelSource
+from monai_dicomseg.codec.pixel_source import BytesPixelData, PixelSource, batched
 
 __all__ = ["StreamedEncapsulatedPixelData", "set_encapsulated_pixel_data", "encapsulated_length"]
 
@@ -193,29 +193,13 @@ class StreamedEncapsulatedPixelData(PixelSource):
 
     def chunks(self, size: int) -> Iterator[bytes | memoryview]:
         """The value in order, item by item (small pieces joined up to about ``size`` bytes)."""
-        pending: list[bytes | memoryview] = []
-        pending_bytes = 0
-        limit = min(size, _BATCH_BYTES)
-        for piece in self._value_pieces(0, self.length):
-            if len(piece) >= limit and not pending:
-                yield piece
-                continue
-            pending.append(piece)
-            pending_bytes += len(piece)
-            if pending_bytes >= limit:
-                yield b"".join(pending)
-                pending, pending_bytes = [], 0
-        if pending:
-            yield b"".join(pending)
+        return batched(self._value_pieces(0, self.length), min(size, _BATCH_BYTES))
 
     # -- copies --------------------------------------------------------------
 
     def __copy__(self) -> "StreamedEncapsulatedPixelData":
         """Another reader of the same frames (own position)."""
-        other = object.__new__(StreamedEncapsulatedPixelData)
-        other.__dict__.update(self.__dict__)
-        other._position = 0
-        return other
+        return self._fresh_reader()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> "StreamedEncapsulatedPixelData":
         """As :meth:`__copy__`: the frames are not duplicated."""

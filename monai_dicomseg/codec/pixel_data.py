@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from monai_dicomseg.codec.bitpack import pack_bits, packed_length
-from monai_dicomseg.codec.pixel_source import BytesPixelData, PixelSource
+from monai_dicomseg.codec.pixel_source import BytesPixelData, PixelSource, batched
 from monai_dicomseg.codec.raw import pixel_data_header
 from monai_dicomseg.errors import DecodeError, EncodeError
 
@@ -235,25 +235,13 @@ class StreamedPixelData(PixelSource):
 
     def chunks(self, size: int) -> Iterator[memoryview | bytes]:
         """The value in order, frame unit by frame unit (small units joined up to about ``size`` bytes)."""
-        pending: list[memoryview | bytes] = []
-        pending_bytes = 0
-        for piece in self._value_pieces(0, self.length):
-            pending.append(piece)
-            pending_bytes += len(piece)
-            if pending_bytes >= min(size, _BATCH_BYTES):
-                yield pending[0] if len(pending) == 1 else b"".join(pending)
-                pending, pending_bytes = [], 0
-        if pending:
-            yield b"".join(pending)
+        return batched(self._value_pieces(0, self.length), min(size, _BATCH_BYTES))
 
     # -- copies --------------------------------------------------------------
 
     def __copy__(self) -> "StreamedPixelData":
         """Another reader of the same frames (own position; the frames and checksums are shared)."""
-        other = object.__new__(StreamedPixelData)
-        other.__dict__.update(self.__dict__)
-        other._position = 0
-        return other
+        return self._fresh_reader()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> "StreamedPixelData":
         """As :meth:`__copy__`: the input array is not duplicated (it must stay unchanged anyway)."""

@@ -34,9 +34,30 @@ from typing import Any
 
 from monai_dicomseg.errors import DecodeError
 
-__all__ = ["PixelSource", "FilePixelData", "BytesPixelData"]
+__all__ = ["PixelSource", "FilePixelData", "BytesPixelData", "batched"]
 
 _MAX_READ = 1 << 30  # one pread at most this many bytes (Linux caps a single read near 2 GiB)
+
+
+def batched(pieces: "Iterator[Any]", limit: int) -> "Iterator[Any]":
+    """``pieces`` (bytes-like) joined into writes of about ``limit`` bytes, in order.
+
+    A piece of ``limit`` bytes or more that arrives with nothing pending passes
+    through uncopied; smaller ones are gathered until they reach ``limit``.
+    """
+    pending: list[Any] = []
+    pending_bytes = 0
+    for piece in pieces:
+        if len(piece) >= limit and not pending:
+            yield piece
+            continue
+        pending.append(piece)
+        pending_bytes += len(piece)
+        if pending_bytes >= limit:
+            yield b"".join(pending)
+            pending, pending_bytes = [], 0
+    if pending:
+        yield b"".join(pending)
 
 
 class PixelSource:
@@ -74,6 +95,13 @@ class PixelSource:
 
     def close(self) -> None:
         """Release the file (later reads raise :class:`DecodeError`)."""
+
+    def _fresh_reader(self) -> Any:
+        """Another reader of the same bytes (shared state, its own position): the copy of a streamed source."""
+        other = object.__new__(type(self))
+        other.__dict__.update(self.__dict__)
+        other._position = 0
+        return other
 
     # -- range reads ---------------------------------------------------------
 
